@@ -1,0 +1,70 @@
+/*
+ * A Redis client that works the same against standalone Redis and Redis
+ * Cluster, built on inv_redis_t connections.
+ *
+ * It starts from seed addresses. On connect it asks CLUSTER SLOTS; a node
+ * that answers "cluster support disabled" makes this a standalone client
+ * (every command goes to that node). In cluster mode each command is routed
+ * to the primary owning the slot of its key. MOVED refreshes the slot map
+ * and resends to the named node; ASK sends ASKING + the command to the
+ * named node once. At most 5 redirects per command. When the owner is
+ * unreachable, the map is refreshed from any reachable node (seeds and
+ * every node seen) and the command is retried with backoff until its
+ * deadline (command_timeout_ms from when it was issued); then the callback
+ * gets INV_EUNAVAIL. The map is also refreshed periodically (every 5 s).
+ *
+ * Callbacks follow inv_redis_t's rules: exactly once, reply owned by the
+ * client and valid only during the callback, err < 0 with a NULL reply on
+ * failure. A Redis error reply other than MOVED/ASK/TRYAGAIN/CLUSTERDOWN is
+ * passed through as a reply. TRYAGAIN and CLUSTERDOWN are retried like an
+ * unreachable owner.
+ */
+#ifndef INV_REDIS_CLUSTER_H
+#define INV_REDIS_CLUSTER_H
+
+#include "common/config.h"
+#include "common/redis_conn.h"
+
+typedef struct inv_cluster_s inv_cluster_t;
+
+typedef void (*inv_cluster_reply_cb)(inv_cluster_t *c, redisReply *reply,
+                                     int err, void *data);
+
+typedef struct inv_cluster_stats_s {
+  uint64_t round_trips; /* commands sent to nodes, redirects included */
+  uint64_t errors;      /* failed commands and error replies */
+  uint64_t redirects;   /* MOVED + ASK followed */
+  uint64_t reconnects;  /* sum over node connections */
+  uint64_t map_refreshes;
+} inv_cluster_stats_t;
+
+/* Creates the client and starts connecting to the seeds. Returns 0 and
+ * *out, or INV_EINVAL (no seeds) / INV_ENOMEM. */
+int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
+                       const inv_redis_opts_t *opts, inv_cluster_t **out);
+
+/* Sends a command routed by key (key may be NULL for keyless commands such
+ * as PUBLISH: any reachable primary is used). argv is copied. Returns 0, or
+ * INV_ENOMEM / INV_ESHUTDOWN (client closing); on error cb is not called. */
+int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
+                             int argc, const char **argv,
+                             const size_t *argvlen, inv_cluster_reply_cb cb,
+                             void *data);
+
+/* 1 once the topology is known (standalone seed answered, or a slot map is
+ * loaded), else 0. */
+int inv_cluster_ready(const inv_cluster_t *c);
+
+/* 1 in cluster mode, 0 standalone or not yet known. */
+int inv_cluster_is_cluster(const inv_cluster_t *c);
+
+/* The stats, summed with the node connections' reconnects. */
+void inv_cluster_get_stats(const inv_cluster_t *c, inv_cluster_stats_t *out);
+
+/* Fails every queued command with INV_ECLOSED, closes all connections and
+ * frees c once they are released; closed_cb (may be NULL) is called then.
+ * Accepts NULL. */
+void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
+                       void *data);
+
+#endif

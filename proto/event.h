@@ -1,0 +1,69 @@
+/*
+ * Invalidation events and the broadcast payload.
+ *
+ * An event is {"kind": "key"|"prefix"|"pattern", "target": str|bin,
+ * "mode": "hard"|"soft"}. The payload published on cache:invalidation is
+ * {"v": 1, "id": <log id str>, "ts": <ms>, "events": [event, ...]}; the log
+ * entry stores the same map without "id" (the entry's own id is the id).
+ * See proto/PROTOCOL.md.
+ */
+#ifndef INV_EVENT_H
+#define INV_EVENT_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define INV_PROTO_VERSION 1
+#define INV_LOG_KEY "cache:invalidation:log"
+#define INV_CHANNEL "cache:invalidation"
+
+typedef enum { INV_KIND_KEY = 0, INV_KIND_PREFIX = 1, INV_KIND_PATTERN = 2 } inv_kind_t;
+typedef enum { INV_MODE_HARD = 0, INV_MODE_SOFT = 1 } inv_mode_t;
+
+typedef struct inv_event_s {
+  inv_kind_t kind;
+  inv_mode_t mode;
+  const char *target; /* points into the decoded object; not NUL-terminated */
+  size_t target_len;
+} inv_event_t;
+
+typedef struct inv_event_rules_s {
+  size_t max_key_len;  /* a longer target is EINVAL */
+  int allow_flush;     /* when 0, a pattern/prefix matching every key is EINVAL */
+} inv_event_rules_t;
+
+const char *inv_kind_name(inv_kind_t kind); /* "key", "prefix", "pattern" */
+const char *inv_mode_name(inv_mode_t mode); /* "hard", "soft" */
+
+/* Reads and validates one event object. Returns 0, or INV_EINVAL with errstr
+ * naming the problem ("event 3: target is empty"). index is used in the
+ * message only. An empty prefix matches everything and so is refused like
+ * "*" unless allow_flush. */
+int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
+                    size_t index, inv_event_t *ev, char *errstr,
+                    size_t errlen);
+
+/* Packs one event as a map of kind, target and mode. The target is packed
+ * as str whatever its bytes (receivers accept str or bin for targets). */
+void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
+
+/* A decoded payload. events points to an array owned by the payload. */
+typedef struct inv_payload_s {
+  int version;
+  char id[48];     /* "" when the payload carries no id (log entries) */
+  uint64_t ts_ms;
+  inv_event_t *events;
+  size_t nevents;
+  msgpack_unpacked unpacked; /* owns the targets */
+} inv_payload_t;
+
+/* Decodes a published payload or a log entry's payload. Events are checked
+ * for shape only (kind, target, mode), not against publisher rules. Returns
+ * 0, INV_EPROTO with errstr, or INV_ENOMEM. inv_payload_destroy() must be
+ * called in every case. */
+int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
+                       char *errstr, size_t errlen);
+void inv_payload_destroy(inv_payload_t *p); /* accepts NULL */
+
+#endif

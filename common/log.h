@@ -17,6 +17,9 @@ typedef enum {
 void inv_log_set_level(inv_log_level_t level);
 inv_log_level_t inv_log_get_level(void);
 
+/* The level names in enum order, NULL-terminated: a config ENUM table. */
+extern const char *const inv_log_level_names[];
+
 /* Parses "debug", "info", "warn" or "error". Returns 0, or INV_EINVAL. */
 int inv_log_parse_level(const char *name, inv_log_level_t *out);
 

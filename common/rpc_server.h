@@ -46,6 +46,7 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "common/log.h"
 #include "proto/codec.h"
 
 typedef struct inv_rpc_server_s inv_rpc_server_t;
@@ -70,8 +71,6 @@ typedef struct inv_server_conf_s {
   char *tls_key;
   char *auth_token;           /* NULL or "": no authentication */
 } inv_server_conf_t;
-
-extern const char *const inv_log_level_names[]; /* debug, info, warn, error */
 
 #define INV_SERVER_CONF_ROWS(type, field, listen_default)                    \
   {"listen", INV_CONF_ADDR, offsetof(type, field.listen), 0, 0,              \

@@ -1,0 +1,119 @@
+/*
+ * Encoding and decoding of worker heartbeat records (see heartbeat.h).
+ */
+#include "common/heartbeat.h"
+
+#include <string.h>
+
+#include "common/errors.h"
+
+static void pack_cstr(msgpack_packer *pk, const char *s) {
+  size_t n = strlen(s);
+  msgpack_pack_str(pk, n);
+  msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v) {
+  pack_cstr(pk, k);
+  pack_cstr(pk, v);
+}
+
+static void pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v) {
+  pack_cstr(pk, k);
+  msgpack_pack_uint64(pk, v);
+}
+
+void inv_heartbeat_pack(msgpack_packer *pk, const inv_heartbeat_t *hb) {
+  msgpack_pack_map(pk, 8);
+  pack_kv_str(pk, "id", hb->id);
+  pack_kv_str(pk, "node", hb->node);
+  pack_kv_str(pk, "role", hb->role);
+  pack_kv_str(pk, "last_id", hb->last_id);
+  pack_kv_u64(pk, "lag_ms", hb->lag_ms);
+  pack_kv_u64(pk, "behind", hb->behind);
+  pack_kv_u64(pk, "ts_ms", hb->ts_ms);
+  pack_kv_u64(pk, "ttl_ms", hb->ttl_ms);
+}
+
+/* The write callback that remembers an allocation failure, so encode can
+ * report it (msgpack's packer would otherwise swallow it). */
+typedef struct enc_s {
+  inv_buf_t *out;
+  int err;
+} enc_t;
+
+static int enc_write(void *data, const char *p, size_t len) {
+  enc_t *e = data;
+  if (e->err == 0 && inv_buf_append(e->out, p, len) != 0) e->err = INV_ENOMEM;
+  return e->err;
+}
+
+int inv_heartbeat_encode(const inv_heartbeat_t *hb, inv_buf_t *out) {
+  enc_t e = {out, 0};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &e, enc_write);
+  inv_heartbeat_pack(&pk, hb);
+  return e.err;
+}
+
+static int key_is(const msgpack_object *k, const char *s) {
+  size_t n = strlen(s);
+  if (k->type == MSGPACK_OBJECT_STR)
+    return k->via.str.size == n && memcmp(k->via.str.ptr, s, n) == 0;
+  if (k->type == MSGPACK_OBJECT_BIN)
+    return k->via.bin.size == n && memcmp(k->via.bin.ptr, s, n) == 0;
+  return 0;
+}
+
+static void copy_str(const msgpack_object *v, char *dst, size_t dstlen) {
+  const char *p = NULL;
+  size_t n = 0;
+  if (v->type == MSGPACK_OBJECT_STR) {
+    p = v->via.str.ptr;
+    n = v->via.str.size;
+  } else if (v->type == MSGPACK_OBJECT_BIN) {
+    p = v->via.bin.ptr;
+    n = v->via.bin.size;
+  }
+  if (n >= dstlen) n = dstlen - 1;
+  if (n > 0) memcpy(dst, p, n);
+  dst[n] = '\0';
+}
+
+static uint64_t get_u64(const msgpack_object *v) {
+  if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return v->via.u64;
+  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+    return v->via.f64 > 0 ? (uint64_t)v->via.f64 : 0;
+  return 0;
+}
+
+int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
+  msgpack_unpacked u;
+  size_t off = 0;
+  int rc = INV_EPROTO;
+  memset(hb, 0, sizeof(*hb));
+  msgpack_unpacked_init(&u);
+  if (msgpack_unpack_next(&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+      u.data.type != MSGPACK_OBJECT_MAP)
+    goto out;
+  for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+    const msgpack_object *k = &u.data.via.map.ptr[i].key;
+    const msgpack_object *v = &u.data.via.map.ptr[i].val;
+    if (key_is(k, "id")) copy_str(v, hb->id, sizeof(hb->id));
+    else if (key_is(k, "node")) copy_str(v, hb->node, sizeof(hb->node));
+    else if (key_is(k, "role")) copy_str(v, hb->role, sizeof(hb->role));
+    else if (key_is(k, "last_id")) copy_str(v, hb->last_id, sizeof(hb->last_id));
+    else if (key_is(k, "lag_ms")) hb->lag_ms = get_u64(v);
+    else if (key_is(k, "behind")) hb->behind = get_u64(v);
+    else if (key_is(k, "ts_ms")) hb->ts_ms = get_u64(v);
+    else if (key_is(k, "ttl_ms")) hb->ttl_ms = get_u64(v);
+  }
+  rc = 0;
+out:
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+int inv_heartbeat_is_stale(const inv_heartbeat_t *hb, uint64_t now_ms) {
+  return now_ms > hb->ts_ms && now_ms - hb->ts_ms > hb->ttl_ms;
+}

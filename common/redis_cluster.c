@@ -1,0 +1,888 @@
+/*
+ * Cluster-aware Redis client (see redis_cluster.h for the contract).
+ *
+ * Every command the user issues is a cmd_t that lives on the "all" list,
+ * in issue order, until its callback has run. Because every command gets
+ * the same timeout, the head of that list always has the earliest
+ * deadline, so one timer enforces all deadlines. A command that cannot be
+ * sent right now (topology unknown, owner not connected, retry backoff) is
+ * also on the "wait" list; a retry timer and the events that can unblock it
+ * (a node connected, a slot map loaded) send it again.
+ *
+ * A command sent to a node is "in flight": the node connection holds a
+ * pointer to it until it answers. When the deadline (or close) answers the
+ * user first, the command stays allocated as a zombie until the node's
+ * answer arrives, because the node connection still refers to it.
+ *
+ * Nothing here calls a user callback from inside inv_cluster_command_argv:
+ * callbacks run only from timers and node replies.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/redis_cluster.h"
+#include "common/slot.h"
+
+#define LOG_CTX "cluster"
+
+#define MAX_REDIRECTS 5
+#define REFRESH_PERIOD_MS 5000
+/* On-demand refreshes (MOVED, unreachable owner) come at most this often:
+ * during a failover every command would otherwise ask for one. */
+#define REFRESH_MIN_GAP_MS 200
+/* Retries after TRYAGAIN, CLUSTERDOWN or a dropped node back off from
+ * RETRY_BASE_MS to RETRY_MAX_MS; blocked commands are re-examined at least
+ * every RETRY_TICK_MS. */
+#define RETRY_BASE_MS 10
+#define RETRY_MAX_MS 500
+#define RETRY_TICK_MS 100
+
+typedef enum { MODE_UNKNOWN = 0, MODE_STANDALONE, MODE_CLUSTER } cl_mode_t;
+
+typedef struct node_s {
+  inv_cluster_t *c;
+  char host[256];
+  int port;
+  inv_redis_t *conn; /* created when first needed; NULL when closed */
+  int seed;
+  int primary;       /* owns slots in the current map */
+  uint64_t conn_since; /* loop ms when conn was created */
+} node_t;
+
+typedef struct cmd_s {
+  inv_cluster_t *c;
+  struct cmd_s *all_prev, *all_next;   /* on the all list until answered */
+  struct cmd_s *wait_prev, *wait_next; /* on the wait list when in_wait */
+  int in_wait;
+  int inflight; /* a node connection holds this command */
+  int answered; /* the user callback has run */
+  int has_key;
+  unsigned slot;
+  int argc;
+  const char **argv;
+  size_t *argvlen;
+  inv_cluster_reply_cb cb;
+  void *data;
+  uint64_t deadline; /* loop ms; 0 = none */
+  uint64_t next_try; /* loop ms before which it is not retried */
+  int redirects;
+  int attempts;
+  node_t *target;    /* MOVED/ASK destination for the next send */
+  int asking;        /* the next send is ASKING + command */
+  node_t *avoid;     /* keyless: the node that just failed it */
+  node_t *sent_to;   /* where the in-flight send went */
+} cmd_t;
+
+struct inv_cluster_s {
+  uv_loop_t *loop;
+  inv_redis_opts_t opts;
+  char *password;
+
+  node_t **nodes;
+  size_t nnodes, nodes_cap;
+  node_t **slots; /* INV_SLOTS owners; NULL = unknown */
+  node_t *single; /* standalone mode: the node */
+  node_t *keyless; /* sticky choice for keyless commands */
+  cl_mode_t mode;
+  int ready;
+
+  cmd_t *all_head, *all_tail;
+  cmd_t *wait_head, *wait_tail;
+  size_t outstanding;
+
+  uv_timer_t refresh_timer;
+  uv_timer_t retry_timer;
+  uv_timer_t deadline_timer;
+  int refreshing;
+  int refresh_wanted;
+  uint64_t last_refresh;
+  size_t rr;
+
+  int closing;
+  int open;
+  uint64_t closed_reconnects;
+  inv_cluster_stats_t stats;
+  inv_redis_closed_cb closed_cb;
+  void *closed_data;
+};
+
+static void refresh_timer_cb(uv_timer_t *h);
+static void retry_timer_cb(uv_timer_t *h);
+static void deadline_timer_cb(uv_timer_t *h);
+static void request_refresh(inv_cluster_t *c);
+static int try_send(inv_cluster_t *c, cmd_t *cmd);
+
+/* ---- lists ------------------------------------------------------------ */
+
+static void all_remove(inv_cluster_t *c, cmd_t *cmd) {
+  if (cmd->all_prev)
+    cmd->all_prev->all_next = cmd->all_next;
+  else
+    c->all_head = cmd->all_next;
+  if (cmd->all_next)
+    cmd->all_next->all_prev = cmd->all_prev;
+  else
+    c->all_tail = cmd->all_prev;
+  cmd->all_prev = cmd->all_next = NULL;
+}
+
+static void wait_remove(inv_cluster_t *c, cmd_t *cmd) {
+  if (!cmd->in_wait)
+    return;
+  if (cmd->wait_prev)
+    cmd->wait_prev->wait_next = cmd->wait_next;
+  else
+    c->wait_head = cmd->wait_next;
+  if (cmd->wait_next)
+    cmd->wait_next->wait_prev = cmd->wait_prev;
+  else
+    c->wait_tail = cmd->wait_prev;
+  cmd->wait_prev = cmd->wait_next = NULL;
+  cmd->in_wait = 0;
+}
+
+static void wait_push(inv_cluster_t *c, cmd_t *cmd) {
+  cmd->wait_next = NULL;
+  cmd->wait_prev = c->wait_tail;
+  if (c->wait_tail)
+    c->wait_tail->wait_next = cmd;
+  else
+    c->wait_head = cmd;
+  c->wait_tail = cmd;
+  cmd->in_wait = 1;
+}
+
+/* Runs the retry pass on the next loop turn, coalescing many triggers. */
+static void kick(inv_cluster_t *c) {
+  if (!c->closing)
+    uv_timer_start(&c->retry_timer, retry_timer_cb, 0, 0);
+}
+
+static void arm_retry(inv_cluster_t *c, uint64_t delay) {
+  uint64_t due;
+  if (c->closing)
+    return;
+  if (uv_is_active((uv_handle_t *)&c->retry_timer)) {
+    due = uv_timer_get_due_in(&c->retry_timer);
+    if (due <= delay)
+      return;
+  }
+  uv_timer_start(&c->retry_timer, retry_timer_cb, delay, 0);
+}
+
+static void arm_deadline(inv_cluster_t *c) {
+  uint64_t now;
+  if (c->closing || c->all_head == NULL || c->all_head->deadline == 0) {
+    uv_timer_stop(&c->deadline_timer);
+    return;
+  }
+  now = uv_now(c->loop);
+  uv_timer_start(&c->deadline_timer, deadline_timer_cb,
+                 c->all_head->deadline > now ? c->all_head->deadline - now : 0,
+                 0);
+}
+
+/* Answers the user (once) and frees cmd unless a node still holds it. */
+static void finish(inv_cluster_t *c, cmd_t *cmd, redisReply *reply, int err) {
+  int was_head = c->all_head == cmd;
+  /* A node that holds cmd frees it when it answers, possibly during the
+   * callback (the callback may close the client), so cmd is not touched
+   * after the callback unless this function owns it. */
+  int held = cmd->inflight;
+  wait_remove(c, cmd);
+  all_remove(c, cmd);
+  c->outstanding--;
+  cmd->answered = 1;
+  if (err < 0 || (reply != NULL && reply->type == REDIS_REPLY_ERROR))
+    c->stats.errors++;
+  if (was_head)
+    arm_deadline(c);
+  cmd->cb(c, reply, err, cmd->data);
+  if (!held)
+    free(cmd);
+}
+
+/* Puts cmd back on the wait list after a transient failure, with backoff. */
+static void requeue(inv_cluster_t *c, cmd_t *cmd) {
+  uint64_t delay = RETRY_BASE_MS, now = uv_now(c->loop);
+  int i;
+  for (i = 0; i < cmd->attempts && delay < RETRY_MAX_MS; i++)
+    delay *= 2;
+  if (delay > RETRY_MAX_MS)
+    delay = RETRY_MAX_MS;
+  cmd->attempts++;
+  cmd->next_try = now + delay;
+  wait_push(c, cmd);
+  arm_retry(c, delay);
+}
+
+/* ---- nodes ------------------------------------------------------------ */
+
+static node_t *find_node(inv_cluster_t *c, const char *host, int port) {
+  size_t i;
+  for (i = 0; i < c->nnodes; i++)
+    if (c->nodes[i]->port == port && strcmp(c->nodes[i]->host, host) == 0)
+      return c->nodes[i];
+  return NULL;
+}
+
+/* Returns the node for host:port, adding it when new, or NULL on ENOMEM. */
+static node_t *add_node(inv_cluster_t *c, const char *host, int port) {
+  node_t *n = find_node(c, host, port);
+  if (n != NULL)
+    return n;
+  if (strlen(host) >= sizeof(n->host))
+    return NULL;
+  if (c->nnodes == c->nodes_cap) {
+    size_t ncap = c->nodes_cap ? c->nodes_cap * 2 : 8;
+    node_t **nn = realloc(c->nodes, ncap * sizeof(*nn));
+    if (nn == NULL)
+      return NULL;
+    c->nodes = nn;
+    c->nodes_cap = ncap;
+  }
+  n = calloc(1, sizeof(*n));
+  if (n == NULL)
+    return NULL;
+  n->c = c;
+  strcpy(n->host, host);
+  n->port = port;
+  c->nodes[c->nnodes++] = n;
+  return n;
+}
+
+static void node_closed_cb(void *data) {
+  inv_cluster_t *c = data;
+  c->open--;
+  if (c->closing && c->open == 0) {
+    inv_redis_closed_cb cb = c->closed_cb;
+    void *cbdata = c->closed_data;
+    size_t i;
+    for (i = 0; i < c->nnodes; i++)
+      free(c->nodes[i]);
+    free(c->nodes);
+    free(c->slots);
+    free(c->password);
+    free(c);
+    if (cb != NULL)
+      cb(cbdata);
+  }
+}
+
+static void timer_closed_cb(uv_handle_t *h) { node_closed_cb(h->data); }
+
+static void node_close_conn(node_t *n) {
+  inv_redis_t *conn = n->conn;
+  if (conn == NULL)
+    return;
+  n->conn = NULL;
+  n->c->closed_reconnects += inv_redis_stats(conn)->reconnects;
+  inv_redis_close(conn, node_closed_cb, n->c);
+}
+
+static void node_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
+  node_t *n = data;
+  inv_cluster_t *c = n->c;
+  (void)r;
+  if (c->closing)
+    return;
+  if (ev == INV_REDIS_CONNECTED) {
+    if (c->mode == MODE_UNKNOWN || c->refresh_wanted)
+      request_refresh(c);
+    kick(c);
+  } else if (c->mode == MODE_CLUSTER && n->primary) {
+    /* A primary went away: it may be failing over. */
+    request_refresh(c);
+  }
+}
+
+/* Returns n's connection, creating it when needed, or NULL on failure. */
+static inv_redis_t *node_conn(node_t *n) {
+  inv_cluster_t *c = n->c;
+  if (n->conn == NULL && !c->closing) {
+    if (inv_redis_create(c->loop, n->host, n->port, &c->opts, node_event_cb,
+                         NULL, n, &n->conn) != 0) {
+      n->conn = NULL;
+      return NULL;
+    }
+    c->open++;
+    n->conn_since = uv_now(c->loop);
+  }
+  return n->conn;
+}
+
+static int node_ready(node_t *n) {
+  return n != NULL && n->conn != NULL && inv_redis_is_connected(n->conn);
+}
+
+/* ---- slot map --------------------------------------------------------- */
+
+static int is_error_with(const redisReply *reply, const char *text) {
+  return reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+         strstr(reply->str, text) != NULL;
+}
+
+/* Loads a CLUSTER SLOTS reply into a fresh table. Returns the number of
+ * slots covered, or a negative code when the reply is malformed. */
+static long parse_slots(inv_cluster_t *c, node_t *from, const redisReply *reply,
+                        node_t **table) {
+  size_t i;
+  long covered = 0;
+  if (reply->type != REDIS_REPLY_ARRAY)
+    return INV_EPROTO;
+  for (i = 0; i < reply->elements; i++) {
+    const redisReply *e = reply->element[i], *m;
+    char host[256];
+    long long lo, hi, s;
+    node_t *n;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+        e->element[0]->type != REDIS_REPLY_INTEGER ||
+        e->element[1]->type != REDIS_REPLY_INTEGER ||
+        e->element[2]->type != REDIS_REPLY_ARRAY)
+      return INV_EPROTO;
+    lo = e->element[0]->integer;
+    hi = e->element[1]->integer;
+    m = e->element[2];
+    if (lo < 0 || hi >= INV_SLOTS || lo > hi || m->elements < 2 ||
+        m->element[0]->type != REDIS_REPLY_STRING ||
+        m->element[1]->type != REDIS_REPLY_INTEGER ||
+        m->element[1]->integer <= 0 || m->element[1]->integer > 65535 ||
+        m->element[0]->len >= sizeof(host))
+      return INV_EPROTO;
+    /* An empty or "?" endpoint means "the node you are talking to". */
+    if (m->element[0]->len == 0 ||
+        (m->element[0]->len == 1 && m->element[0]->str[0] == '?'))
+      strcpy(host, from->host);
+    else {
+      memcpy(host, m->element[0]->str, m->element[0]->len);
+      host[m->element[0]->len] = '\0';
+    }
+    n = add_node(c, host, (int)m->element[1]->integer);
+    if (n == NULL)
+      return INV_ENOMEM;
+    for (s = lo; s <= hi; s++) {
+      if (table[s] == NULL)
+        covered++;
+      table[s] = n;
+    }
+  }
+  return covered;
+}
+
+static void apply_map(inv_cluster_t *c, node_t *from, node_t **table,
+                      long covered) {
+  size_t i, nprimaries = 0;
+  int changed = c->mode != MODE_CLUSTER ||
+                memcmp(table, c->slots, INV_SLOTS * sizeof(*table)) != 0;
+  memcpy(c->slots, table, INV_SLOTS * sizeof(*table));
+  for (i = 0; i < c->nnodes; i++)
+    c->nodes[i]->primary = 0;
+  for (i = 0; i < INV_SLOTS; i++)
+    if (c->slots[i] != NULL && !c->slots[i]->primary) {
+      c->slots[i]->primary = 1;
+      nprimaries++;
+    }
+  c->mode = MODE_CLUSTER;
+  c->ready = 1;
+  c->stats.map_refreshes++;
+  if (changed)
+    inv_log_info(LOG_CTX, "slot map from %s:%d: %zu primaries, %ld of %d "
+                 "slots covered", from->host, from->port, nprimaries, covered,
+                 INV_SLOTS);
+  /* Connections to nodes that are neither primaries nor seeds are not
+   * needed any more (a failed-over primary, a replica we asked). */
+  for (i = 0; i < c->nnodes; i++) {
+    node_t *n = c->nodes[i];
+    if (!n->primary && !n->seed && n != from)
+      node_close_conn(n);
+  }
+}
+
+static void become_standalone(inv_cluster_t *c, node_t *n) {
+  size_t i;
+  c->mode = MODE_STANDALONE;
+  c->single = n;
+  c->ready = 1;
+  inv_log_info(LOG_CTX, "%s:%d is a standalone Redis", n->host, n->port);
+  for (i = 0; i < c->nnodes; i++)
+    if (c->nodes[i] != n)
+      node_close_conn(c->nodes[i]);
+}
+
+static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+  node_t *from = data, **table;
+  inv_cluster_t *c = from->c;
+  long covered;
+  (void)r;
+
+  c->refreshing = 0;
+  if (c->closing)
+    return;
+  c->rr++; /* the next refresh asks another node */
+  if (err < 0) {
+    request_refresh(c);
+    return;
+  }
+  if (reply->type == REDIS_REPLY_ERROR) {
+    if (is_error_with(reply, "cluster support disabled")) {
+      if (c->mode == MODE_UNKNOWN)
+        become_standalone(c, from);
+      kick(c);
+      return;
+    }
+    inv_log_warn(LOG_CTX, "%s:%d: CLUSTER SLOTS failed: %.*s", from->host,
+                 from->port, (int)reply->len, reply->str);
+    request_refresh(c);
+    return;
+  }
+  table = calloc(INV_SLOTS, sizeof(*table));
+  if (table == NULL) {
+    request_refresh(c);
+    return;
+  }
+  covered = parse_slots(c, from, reply, table);
+  if (covered > 0) {
+    apply_map(c, from, table, covered);
+    kick(c);
+  } else if (covered == 0) {
+    inv_log_warn(LOG_CTX, "%s:%d: no slots are assigned yet", from->host,
+                 from->port);
+  } else {
+    inv_log_warn(LOG_CTX, "%s:%d: malformed CLUSTER SLOTS reply", from->host,
+                 from->port);
+  }
+  free(table);
+  if (covered <= 0 || c->refresh_wanted)
+    request_refresh(c);
+}
+
+/* Sends CLUSTER SLOTS to a connected node, trying seeds and every node
+ * seen, round robin. When none is connected, makes sure each has a
+ * connection attempt going; the first to connect asks. */
+static void do_refresh(inv_cluster_t *c) {
+  static const char *argv[] = {"CLUSTER", "SLOTS"};
+  static const size_t argvlen[] = {7, 5};
+  size_t i;
+
+  uv_timer_start(&c->refresh_timer, refresh_timer_cb, REFRESH_PERIOD_MS, 0);
+  /* A refresh that got no answer for a whole period (command timeouts
+   * disabled, node hung) no longer blocks the next one. */
+  if (c->refreshing &&
+      uv_now(c->loop) - c->last_refresh < 2 * REFRESH_PERIOD_MS)
+    return;
+  if (c->mode == MODE_STANDALONE || c->nnodes == 0)
+    return;
+  for (i = 0; i < c->nnodes; i++) {
+    node_t *n = c->nodes[(c->rr + i) % c->nnodes];
+    if (!node_ready(n))
+      continue;
+    if (inv_redis_command_argv(n->conn, 2, argv, argvlen, slots_cb, n) == 0) {
+      c->rr = (c->rr + i) % c->nnodes;
+      c->refreshing = 1;
+      c->refresh_wanted = 0;
+      c->last_refresh = uv_now(c->loop);
+      return;
+    }
+  }
+  c->refresh_wanted = 1;
+  for (i = 0; i < c->nnodes; i++)
+    (void)node_conn(c->nodes[i]);
+}
+
+/* Asks for a refresh as soon as the rate limit allows. */
+static void request_refresh(inv_cluster_t *c) {
+  uint64_t now, next;
+  if (c->closing || c->mode == MODE_STANDALONE)
+    return;
+  c->refresh_wanted = 1;
+  if (c->refreshing)
+    return; /* slots_cb looks at refresh_wanted */
+  now = uv_now(c->loop);
+  next = c->last_refresh + REFRESH_MIN_GAP_MS;
+  if (c->last_refresh == 0 || next <= now) {
+    do_refresh(c);
+    return;
+  }
+  if (uv_timer_get_due_in(&c->refresh_timer) > next - now)
+    uv_timer_start(&c->refresh_timer, refresh_timer_cb, next - now, 0);
+}
+
+static void refresh_timer_cb(uv_timer_t *h) { do_refresh(h->data); }
+
+/* ---- routing and sending ---------------------------------------------- */
+
+/* A keyless command goes to a connected primary, sticking to the last one
+ * used so that consecutive commands keep their order. */
+static node_t *pick_keyless(inv_cluster_t *c, cmd_t *cmd) {
+  size_t i;
+  if (c->keyless != NULL && c->keyless != cmd->avoid && c->keyless->primary &&
+      node_ready(c->keyless))
+    return c->keyless;
+  for (i = 0; i < c->nnodes; i++) {
+    node_t *n = c->nodes[(c->rr + i) % c->nnodes];
+    if (n->primary && n != cmd->avoid && node_ready(n))
+      return c->keyless = n;
+  }
+  /* Nothing connected: start connections to every primary and wait. The
+   * avoided node is allowed again next time: it may be the only one. */
+  for (i = 0; i < c->nnodes; i++)
+    if (c->nodes[i]->primary)
+      (void)node_conn(c->nodes[i]);
+  cmd->avoid = NULL;
+  return NULL;
+}
+
+static node_t *route(inv_cluster_t *c, cmd_t *cmd) {
+  if (c->mode == MODE_STANDALONE)
+    return c->single;
+  if (c->mode != MODE_CLUSTER)
+    return NULL;
+  if (cmd->target != NULL)
+    return cmd->target;
+  if (cmd->has_key)
+    return c->slots[cmd->slot];
+  return pick_keyless(c, cmd);
+}
+
+static void asking_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+  (void)r;
+  (void)reply;
+  (void)err;
+  (void)data;
+}
+
+static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
+                          void *data);
+
+/* Sends cmd to its node. Returns 1 when sent, 0 when it has to wait (the
+ * caller queues it); never calls the user callback. */
+static int try_send(inv_cluster_t *c, cmd_t *cmd) {
+  static const char *asking_argv[] = {"ASKING"};
+  static const size_t asking_len[] = {6};
+  node_t *n = route(c, cmd);
+  inv_redis_t *conn;
+
+  if (n == NULL) {
+    request_refresh(c); /* no-op until the topology is known */
+    return 0;
+  }
+  conn = node_conn(n);
+  if (conn == NULL || !inv_redis_is_connected(conn)) {
+    /* A connection that has had time to fail suggests the owner is gone:
+     * learn whether the slot has a new owner. A fresh one is just
+     * connecting. */
+    if (c->mode == MODE_CLUSTER &&
+        uv_now(c->loop) - n->conn_since >= REFRESH_MIN_GAP_MS)
+      request_refresh(c);
+    return 0;
+  }
+  if (cmd->asking &&
+      inv_redis_command_argv(conn, 1, asking_argv, asking_len, asking_cb,
+                             NULL) != 0)
+    return 0;
+  if (inv_redis_command_argv(conn, cmd->argc, cmd->argv, cmd->argvlen,
+                             node_reply_cb, cmd) != 0)
+    return 0; /* a lone ASKING is harmless: it only affects the next command */
+  cmd->inflight = 1;
+  cmd->sent_to = n;
+  cmd->asking = 0;
+  cmd->target = NULL;
+  c->stats.round_trips++;
+  if (c->keyless == NULL && !cmd->has_key)
+    c->keyless = n;
+  return 1;
+}
+
+static void send_or_wait(inv_cluster_t *c, cmd_t *cmd) {
+  if (try_send(c, cmd))
+    return;
+  cmd->next_try = 0;
+  wait_push(c, cmd);
+  arm_retry(c, RETRY_TICK_MS);
+}
+
+/* Follows a MOVED or ASK reply. Returns 1 when handled (resent, queued or
+ * failed), 0 when reply is not a redirect. */
+static int follow_redirect(inv_cluster_t *c, cmd_t *cmd, node_t *from,
+                           const redisReply *reply) {
+  char host[256];
+  unsigned slot;
+  int ask, port;
+  node_t *to;
+
+  if (!inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port))
+    return 0;
+  if (host[0] == '\0')
+    strcpy(host, from->host);
+  c->stats.redirects++;
+  if (++cmd->redirects > MAX_REDIRECTS) {
+    inv_log_warn(LOG_CTX, "too many redirects for slot %u", slot);
+    finish(c, cmd, NULL, INV_EUNAVAIL);
+    return 1;
+  }
+  to = add_node(c, host, port);
+  if (to == NULL) {
+    requeue(c, cmd);
+    return 1;
+  }
+  cmd->target = to;
+  if (ask) {
+    cmd->asking = 1;
+  } else {
+    /* The slot moved for good: route every command for it there now, and
+     * learn what else changed. */
+    if (c->mode == MODE_CLUSTER) {
+      c->slots[slot] = to;
+      to->primary = 1;
+    }
+    request_refresh(c);
+  }
+  send_or_wait(c, cmd);
+  return 1;
+}
+
+static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
+                          void *data) {
+  cmd_t *cmd = data;
+  inv_cluster_t *c = cmd->c;
+  node_t *from = cmd->sent_to;
+  (void)r;
+
+  cmd->inflight = 0;
+  if (cmd->answered) {
+    free(cmd); /* a zombie: its user was answered at the deadline */
+    return;
+  }
+  if (c->closing) {
+    finish(c, cmd, NULL, INV_ECLOSED);
+    return;
+  }
+  if (err < 0) {
+    if (err == INV_ETIMEDOUT) {
+      /* The node timed out from the send, which was after the issue, so
+       * the command's own deadline has passed too. */
+      finish(c, cmd, NULL, INV_EUNAVAIL);
+      return;
+    }
+    /* The node dropped: try again, elsewhere for a keyless command. */
+    if (!cmd->has_key)
+      cmd->avoid = from;
+    requeue(c, cmd);
+    if (c->mode == MODE_CLUSTER)
+      request_refresh(c);
+    return;
+  }
+  if (reply->type == REDIS_REPLY_ERROR) {
+    if (follow_redirect(c, cmd, from, reply))
+      return;
+    if (strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+        strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+      requeue(c, cmd);
+      if (reply->str[0] == 'C')
+        request_refresh(c);
+      return;
+    }
+  }
+  finish(c, cmd, reply, 0);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+/* Sends what can be sent from the wait list. Never calls user callbacks:
+ * failures at the deadline are the deadline timer's job. */
+static void retry_timer_cb(uv_timer_t *h) {
+  inv_cluster_t *c = h->data;
+  cmd_t *list = c->wait_head, *cmd, *next;
+  uint64_t now = uv_now(c->loop), wake = 0;
+  int blocked = 0;
+
+  c->wait_head = c->wait_tail = NULL;
+  for (cmd = list; cmd != NULL; cmd = next) {
+    next = cmd->wait_next;
+    cmd->in_wait = 0;
+    cmd->wait_prev = cmd->wait_next = NULL;
+    if (cmd->next_try > now) {
+      if (wake == 0 || cmd->next_try < wake)
+        wake = cmd->next_try;
+      wait_push(c, cmd);
+    } else if (!try_send(c, cmd)) {
+      blocked = 1;
+      wait_push(c, cmd);
+    }
+  }
+  if (c->wait_head == NULL)
+    return;
+  if (blocked || wake == 0 || wake - now > RETRY_TICK_MS)
+    arm_retry(c, RETRY_TICK_MS);
+  else
+    arm_retry(c, wake - now);
+}
+
+static void deadline_timer_cb(uv_timer_t *h) {
+  inv_cluster_t *c = h->data;
+  uint64_t now = uv_now(c->loop);
+  cmd_t *cmd;
+  while (!c->closing && (cmd = c->all_head) != NULL && cmd->deadline != 0 &&
+         cmd->deadline <= now)
+    finish(c, cmd, NULL, INV_EUNAVAIL);
+  arm_deadline(c);
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
+                       const inv_redis_opts_t *opts, inv_cluster_t **out) {
+  inv_cluster_t *c = NULL;
+  size_t i;
+  int rc = INV_ENOMEM;
+
+  if (loop == NULL || seeds == NULL || nseeds == 0 || out == NULL)
+    return INV_EINVAL;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    goto err;
+  if (opts != NULL)
+    c->opts = *opts;
+  else
+    inv_redis_opts_default(&c->opts);
+  if (c->opts.max_pending == 0 || c->opts.connect_timeout_ms == 0) {
+    rc = INV_EINVAL;
+    goto err;
+  }
+  if (c->opts.password != NULL) {
+    c->password = strdup(c->opts.password);
+    if (c->password == NULL)
+      goto err;
+  }
+  c->opts.password = c->password;
+  c->slots = calloc(INV_SLOTS, sizeof(*c->slots));
+  if (c->slots == NULL)
+    goto err;
+  c->loop = loop;
+  for (i = 0; i < nseeds; i++) {
+    node_t *n;
+    if (seeds[i].port <= 0 || seeds[i].port > 65535 || seeds[i].host[0] == 0) {
+      rc = INV_EINVAL;
+      goto err;
+    }
+    n = add_node(c, seeds[i].host, seeds[i].port);
+    if (n == NULL)
+      goto err;
+    n->seed = 1;
+  }
+  uv_timer_init(loop, &c->refresh_timer);
+  uv_timer_init(loop, &c->retry_timer);
+  uv_timer_init(loop, &c->deadline_timer);
+  c->refresh_timer.data = c->retry_timer.data = c->deadline_timer.data = c;
+  c->open = 3;
+  /* Connect to every seed; the first to answer CLUSTER SLOTS tells the
+   * topology. The periodic timer also covers seeds that never connect. */
+  for (i = 0; i < c->nnodes; i++)
+    (void)node_conn(c->nodes[i]);
+  uv_timer_start(&c->refresh_timer, refresh_timer_cb, REFRESH_PERIOD_MS, 0);
+  *out = c;
+  return 0;
+
+err:
+  if (c != NULL) {
+    for (i = 0; i < c->nnodes; i++)
+      free(c->nodes[i]);
+    free(c->nodes);
+    free(c->slots);
+    free(c->password);
+    free(c);
+  }
+  return rc;
+}
+
+int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
+                             int argc, const char **argv,
+                             const size_t *argvlen, inv_cluster_reply_cb cb,
+                             void *data) {
+  cmd_t *cmd;
+  size_t total = 0, off;
+  char *bytes;
+  int i;
+
+  if (c == NULL || argc < 1 || argv == NULL || cb == NULL)
+    return INV_EINVAL;
+  if (c->closing)
+    return INV_ESHUTDOWN;
+  if (c->outstanding >= c->opts.max_pending)
+    return INV_EBUSY;
+  for (i = 0; i < argc; i++)
+    total += argvlen ? argvlen[i] : strlen(argv[i]);
+  /* One block: the command, then argvlen[], argv[] and the bytes. */
+  cmd = malloc(sizeof(*cmd) + (size_t)argc * (sizeof(size_t) + sizeof(char *)) +
+               total);
+  if (cmd == NULL)
+    return INV_ENOMEM;
+  memset(cmd, 0, sizeof(*cmd));
+  cmd->c = c;
+  cmd->argc = argc;
+  cmd->argvlen = (size_t *)(cmd + 1);
+  cmd->argv = (const char **)(cmd->argvlen + argc);
+  bytes = (char *)(cmd->argv + argc);
+  for (i = 0, off = 0; i < argc; i++) {
+    size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+    memcpy(bytes + off, argv[i], len);
+    cmd->argv[i] = bytes + off;
+    cmd->argvlen[i] = len;
+    off += len;
+  }
+  cmd->cb = cb;
+  cmd->data = data;
+  cmd->has_key = key != NULL;
+  cmd->slot = key != NULL ? inv_key_slot(key, keylen) : 0;
+  cmd->deadline = c->opts.command_timeout_ms
+                      ? uv_now(c->loop) + c->opts.command_timeout_ms
+                      : 0;
+
+  cmd->all_prev = c->all_tail;
+  if (c->all_tail)
+    c->all_tail->all_next = cmd;
+  else
+    c->all_head = cmd;
+  c->all_tail = cmd;
+  c->outstanding++;
+  if (!uv_is_active((uv_handle_t *)&c->deadline_timer))
+    arm_deadline(c);
+  send_or_wait(c, cmd);
+  return 0;
+}
+
+int inv_cluster_ready(const inv_cluster_t *c) { return c != NULL && c->ready; }
+
+int inv_cluster_is_cluster(const inv_cluster_t *c) {
+  return c != NULL && c->mode == MODE_CLUSTER;
+}
+
+void inv_cluster_get_stats(const inv_cluster_t *c, inv_cluster_stats_t *out) {
+  size_t i;
+  *out = c->stats;
+  out->reconnects = c->closed_reconnects;
+  for (i = 0; i < c->nnodes; i++)
+    if (c->nodes[i]->conn != NULL)
+      out->reconnects += inv_redis_stats(c->nodes[i]->conn)->reconnects;
+}
+
+void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
+                       void *data) {
+  size_t i;
+  if (c == NULL || c->closing)
+    return;
+  c->closing = 1;
+  c->closed_cb = closed_cb;
+  c->closed_data = data;
+  /* Answer everyone first; in-flight commands become zombies that the
+   * node connections release as they close. */
+  while (c->all_head != NULL)
+    finish(c, c->all_head, NULL, INV_ECLOSED);
+  for (i = 0; i < c->nnodes; i++)
+    node_close_conn(c->nodes[i]);
+  uv_close((uv_handle_t *)&c->refresh_timer, timer_closed_cb);
+  uv_close((uv_handle_t *)&c->retry_timer, timer_closed_cb);
+  uv_close((uv_handle_t *)&c->deadline_timer, timer_closed_cb);
+}

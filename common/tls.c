@@ -1,0 +1,288 @@
+/*
+ * TLS on memory BIOs. See tls.h for the contract; this file only adapts
+ * OpenSSL's calls to the buffers and codes the rest of inval uses.
+ */
+#include "common/tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/errors.h"
+
+/* Ciphertext moves between the BIOs and our buffers in chunks of one TLS
+ * record at most, so the stack copy stays small. */
+#define INV__TLS_CHUNK 16384
+
+struct inv_tls_ctx_s {
+  SSL_CTX *ssl_ctx;
+};
+
+struct inv_tls_s {
+  SSL *ssl;
+  BIO *wbio;          /* owned by ssl; what TLS wants to send */
+  BIO *rbio;          /* owned by ssl; what the peer sent */
+  int shutdown_sent;
+  char errstr[160];
+};
+
+/* Writes OpenSSL's most specific reason for the failure just seen into out
+ * and clears the error queue. The first queued error is the root cause
+ * (later ones are the callers that passed it up). */
+static void tls_reason(char *out, size_t outlen, const char *fallback) {
+  unsigned long e = ERR_peek_error();
+  const char *reason = e ? ERR_reason_error_string(e) : NULL;
+  if (reason != NULL) {
+    snprintf(out, outlen, "%s", reason);
+  } else if (e != 0) {
+    ERR_error_string_n(e, out, outlen);
+  } else {
+    snprintf(out, outlen, "%s", fallback);
+  }
+  ERR_clear_error();
+}
+
+/* A key with a passphrase would otherwise make OpenSSL prompt on the
+ * terminal, which would block a daemon; refusing makes loading fail with a
+ * clear reason instead. */
+static int tls_no_passphrase_cb(char *buf, int size, int rwflag, void *u) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)u;
+  return 0;
+}
+
+/* Checks that path can be opened for reading, so a missing file or a bad
+ * permission is reported with errno's words rather than OpenSSL's. */
+static int tls_check_readable(const char *what, const char *path, char *err,
+                              size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s %s: cannot open: %s", what, path,
+             strerror(errno));
+    return INV_ECONFIG;
+  }
+  fclose(f);
+  return 0;
+}
+
+int inv_tls_ctx_new(const char *cert_file, const char *key_file,
+                    inv_tls_ctx_t **out, char *err, size_t errlen) {
+  inv_tls_ctx_t *ctx = NULL;
+  char reason[128];
+  int rc;
+
+  *out = NULL;
+  ERR_clear_error();
+  if (cert_file == NULL || cert_file[0] == '\0' || key_file == NULL ||
+      key_file[0] == '\0') {
+    snprintf(err, errlen, "tls-cert and tls-key must both be set");
+    rc = INV_ECONFIG;
+    goto err;
+  }
+  if ((rc = tls_check_readable("tls-cert", cert_file, err, errlen)) != 0 ||
+      (rc = tls_check_readable("tls-key", key_file, err, errlen)) != 0)
+    goto err;
+
+  rc = INV_ENOMEM;
+  ctx = calloc(1, sizeof(*ctx));
+  if (ctx == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  ctx->ssl_ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx->ssl_ctx == NULL) {
+    tls_reason(reason, sizeof(reason), "cannot create the TLS context");
+    snprintf(err, errlen, "TLS: %s", reason);
+    goto err;
+  }
+  rc = INV_ECONFIG;
+  if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1) {
+    tls_reason(reason, sizeof(reason), "cannot require TLS 1.2");
+    snprintf(err, errlen, "TLS: %s", reason);
+    goto err;
+  }
+  SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION |
+                                        SSL_OP_CIPHER_SERVER_PREFERENCE);
+  /* Partial writes let inv_tls_write() consume record by record; a moving
+   * buffer is allowed because our plaintext buffer may be reallocated
+   * between a refused write and its retry. */
+  SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                     SSL_MODE_RELEASE_BUFFERS);
+  /* No server-side session cache: it would grow with every client. TLS 1.3
+   * tickets still allow resumption without state here. */
+  SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_default_passwd_cb(ctx->ssl_ctx, tls_no_passphrase_cb);
+
+  if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    snprintf(err, errlen, "tls-cert %s: cannot load certificate: %s",
+             cert_file, reason);
+    goto err;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) !=
+      1) {
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    snprintf(err, errlen, "tls-key %s: cannot load private key: %s", key_file,
+             reason);
+    goto err;
+  }
+  if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    snprintf(err, errlen, "tls-key %s does not match tls-cert %s: %s",
+             key_file, cert_file, reason);
+    goto err;
+  }
+  *out = ctx;
+  return 0;
+
+err:
+  inv_tls_ctx_free(ctx);
+  ERR_clear_error();
+  return rc;
+}
+
+void inv_tls_ctx_free(inv_tls_ctx_t *ctx) {
+  if (ctx == NULL) return;
+  SSL_CTX_free(ctx->ssl_ctx);
+  free(ctx);
+}
+
+int inv_tls_new(inv_tls_ctx_t *ctx, inv_tls_t **out) {
+  inv_tls_t *t = NULL;
+  BIO *rbio = NULL, *wbio = NULL;
+
+  *out = NULL;
+  t = calloc(1, sizeof(*t));
+  if (t == NULL) goto err;
+  t->ssl = SSL_new(ctx->ssl_ctx);
+  rbio = BIO_new(BIO_s_mem());
+  wbio = BIO_new(BIO_s_mem());
+  if (t->ssl == NULL || rbio == NULL || wbio == NULL) goto err;
+  /* An empty memory BIO reports "retry" rather than end of file, which is
+   * what lets SSL_read say WANT_READ while the socket has nothing more. */
+  BIO_set_mem_eof_return(rbio, -1);
+  BIO_set_mem_eof_return(wbio, -1);
+  SSL_set_bio(t->ssl, rbio, wbio); /* ssl owns both BIOs from here */
+  t->rbio = rbio;
+  t->wbio = wbio;
+  SSL_set_accept_state(t->ssl);
+  *out = t;
+  return 0;
+
+err:
+  if (t != NULL && t->rbio == NULL) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+  }
+  inv_tls_free(t);
+  ERR_clear_error();
+  return INV_ENOMEM;
+}
+
+void inv_tls_free(inv_tls_t *t) {
+  if (t == NULL) return;
+  SSL_free(t->ssl);
+  free(t);
+}
+
+/* Moves everything TLS queued for the peer into wire. Returns 0 or
+ * INV_ENOMEM. */
+static int tls_drain(inv_tls_t *t, inv_buf_t *wire) {
+  char chunk[INV__TLS_CHUNK];
+  while (BIO_ctrl_pending(t->wbio) > 0) {
+    int n = BIO_read(t->wbio, chunk, sizeof(chunk));
+    if (n <= 0) break;
+    if (inv_buf_append(wire, chunk, (size_t)n) != 0) return INV_ENOMEM;
+  }
+  return 0;
+}
+
+/* Records why the last SSL call failed and returns INV_EPROTO. */
+static int tls_fail(inv_tls_t *t, int ssl_err) {
+  const char *fallback = ssl_err == SSL_ERROR_SYSCALL
+                             ? "connection broken during TLS"
+                             : "TLS failure";
+  tls_reason(t->errstr, sizeof(t->errstr), fallback);
+  return INV_EPROTO;
+}
+
+int inv_tls_read(inv_tls_t *t, const char *data, size_t len,
+                 inv_tls_plain_cb plain_cb, void *cb_data, inv_buf_t *wire) {
+  char plain[INV__TLS_CHUNK];
+  int rc = 0;
+
+  ERR_clear_error();
+  while (len > 0) {
+    int chunk = len > INT_MAX ? INT_MAX : (int)len;
+    int n = BIO_write(t->rbio, data, chunk);
+    if (n <= 0) return INV_ENOMEM;
+    data += n;
+    len -= (size_t)n;
+  }
+  for (;;) {
+    int n = SSL_read(t->ssl, plain, sizeof(plain));
+    if (n > 0) {
+      rc = plain_cb(cb_data, plain, (size_t)n);
+      if (rc != 0) break;
+      continue;
+    }
+    int e = SSL_get_error(t->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      rc = INV_ECLOSED;
+      break;
+    }
+    rc = tls_fail(t, e);
+    break;
+  }
+  int drc = tls_drain(t, wire);
+  return rc != 0 ? rc : drc;
+}
+
+int inv_tls_write(inv_tls_t *t, inv_buf_t *plain, inv_buf_t *wire) {
+  size_t off = 0;
+  int rc = 0;
+
+  if (!SSL_is_init_finished(t->ssl)) return 0;
+  ERR_clear_error();
+  while (off < plain->len) {
+    size_t left = plain->len - off;
+    int chunk = left > INT_MAX ? INT_MAX : (int)left;
+    int n = SSL_write(t->ssl, plain->data + off, chunk);
+    if (n > 0) {
+      off += (size_t)n;
+      continue;
+    }
+    int e = SSL_get_error(t->ssl, n);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+      rc = tls_fail(t, e);
+    break;
+  }
+  inv_buf_consume(plain, off);
+  int drc = tls_drain(t, wire);
+  return rc != 0 ? rc : drc;
+}
+
+int inv_tls_shutdown(inv_tls_t *t, inv_buf_t *wire) {
+  if (t->shutdown_sent) return 0;
+  t->shutdown_sent = 1;
+  if (!SSL_is_init_finished(t->ssl)) return 0;
+  ERR_clear_error();
+  (void)SSL_shutdown(t->ssl);
+  ERR_clear_error();
+  return tls_drain(t, wire);
+}
+
+int inv_tls_handshake_done(const inv_tls_t *t) {
+  return SSL_is_init_finished(t->ssl) ? 1 : 0;
+}
+
+const char *inv_tls_errstr(const inv_tls_t *t) { return t->errstr; }

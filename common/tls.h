@@ -1,0 +1,77 @@
+/*
+ * The server side of TLS as a byte engine with no I/O of its own.
+ *
+ * OpenSSL runs on a pair of memory BIOs: the owner feeds the ciphertext it
+ * read from the socket with inv_tls_read() and gets the plaintext back
+ * through a callback, hands plaintext to inv_tls_write() and gets the
+ * ciphertext to send appended to a buffer. The owner (the RPC session on a
+ * libuv stream) writes that buffer to the socket, so OpenSSL never touches
+ * a file descriptor and never blocks the loop. The handshake happens
+ * implicitly: until it is done inv_tls_write() keeps the plaintext queued,
+ * and every inv_tls_read() may append handshake records to send.
+ *
+ * Only TLS 1.2 and later are offered; renegotiation is refused.
+ */
+#ifndef INV_TLS_H
+#define INV_TLS_H
+
+#include <stddef.h>
+
+#include "common/buf.h"
+
+typedef struct inv_tls_ctx_s inv_tls_ctx_t;
+typedef struct inv_tls_s inv_tls_t;
+
+/*
+ * Loads the PEM certificate chain and private key and checks that they
+ * match. Returns 0 and *out, or INV_ECONFIG with err naming the file and
+ * OpenSSL's reason ("tls-key /etc/inval/key.pem: cannot load private key:
+ * no start line"), or INV_ENOMEM. The caller owns *out.
+ */
+int inv_tls_ctx_new(const char *cert_file, const char *key_file,
+                    inv_tls_ctx_t **out, char *err, size_t errlen);
+
+/* Frees the context. Connections made from it hold their own reference, so
+ * it may be freed before them. Accepts NULL. */
+void inv_tls_ctx_free(inv_tls_ctx_t *ctx);
+
+/* Creates the server side of one connection. Returns 0 and *out, or
+ * INV_ENOMEM. The caller owns *out. */
+int inv_tls_new(inv_tls_ctx_t *ctx, inv_tls_t **out);
+
+/* Frees the connection. Accepts NULL. */
+void inv_tls_free(inv_tls_t *t);
+
+/* Receives decrypted bytes; returns 0 to go on or a negative code to stop
+ * (inv_tls_read() then returns that code). */
+typedef int (*inv_tls_plain_cb)(void *data, const char *p, size_t len);
+
+/*
+ * Feeds len bytes of ciphertext read from the peer. Every byte of plaintext
+ * they complete is passed to plain_cb, and whatever TLS must send in return
+ * (handshake records, alerts) is appended to wire. Returns 0; INV_ECLOSED
+ * when the peer sent close_notify (the plaintext before it was delivered);
+ * INV_EPROTO for a TLS failure (inv_tls_errstr() says why; wire may hold an
+ * alert worth sending before closing); INV_ENOMEM; or plain_cb's code.
+ */
+int inv_tls_read(inv_tls_t *t, const char *data, size_t len,
+                 inv_tls_plain_cb plain_cb, void *cb_data, inv_buf_t *wire);
+
+/*
+ * Encrypts as much of plain as TLS can take now, consumes it from plain and
+ * appends the records to wire. Before the handshake is done nothing is
+ * consumed. Returns 0, INV_EPROTO (see inv_tls_errstr()) or INV_ENOMEM.
+ */
+int inv_tls_write(inv_tls_t *t, inv_buf_t *plain, inv_buf_t *wire);
+
+/* Appends a close_notify alert to wire, once (later calls append nothing).
+ * Returns 0 or INV_ENOMEM. */
+int inv_tls_shutdown(inv_tls_t *t, inv_buf_t *wire);
+
+/* 1 once the handshake has completed. */
+int inv_tls_handshake_done(const inv_tls_t *t);
+
+/* The reason of the last INV_EPROTO, for logs ("" when there is none). */
+const char *inv_tls_errstr(const inv_tls_t *t);
+
+#endif

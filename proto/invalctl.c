@@ -1,0 +1,264 @@
+/*
+ * invalctl: the command-line client of inval-publisher (and of a worker's
+ * admin port), in the style of redis-cli:
+ *   invalctl [-H host:port] [--tls] ... COMMAND [ARGS...]
+ * This file parses the global options and dispatches to the commands; the
+ * shared helpers for connecting and reporting errors live here too.
+ */
+#include "proto/invalctl.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/config.h"
+#include "common/errors.h"
+
+#define DEFAULT_HOST "127.0.0.1:7700"
+
+static const inv_ctl_cmd_t *const commands[] = {
+    &inv__ctl_cmd_invalidate, &inv__ctl_cmd_stats, &inv__ctl_cmd_ping,
+    &inv__ctl_cmd_tail, NULL};
+
+static void print_usage(FILE *out) {
+  size_t i;
+  fprintf(out,
+          "Usage: invalctl [OPTIONS] COMMAND [ARGS...]\n"
+          "\n"
+          "The command-line client of inval-publisher (and of a worker's admin\n"
+          "port, which serves stats and ping).\n"
+          "\n"
+          "Options (before the command):\n"
+          "  -H, --host HOST:PORT  server address (default " DEFAULT_HOST
+          ", or $INVAL_HOST)\n"
+          "  --tls                 speak TLS\n"
+          "  --tls-ca FILE         CA certificates (PEM) that verify the server\n"
+          "                        (default: the system's CA store)\n"
+          "  --insecure            TLS without verifying the certificate\n"
+          "  --token TOKEN         authentication token sent in hello\n"
+          "                        (default $INVAL_TOKEN)\n"
+          "  --timeout MS          connect and reply timeout (default 5000)\n"
+          "  -h, --help            this help; `invalctl help COMMAND` for a command\n"
+          "  --version             print the version\n"
+          "\n"
+          "Commands:\n");
+  for (i = 0; commands[i] != NULL; i++)
+    fprintf(out, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+  fprintf(out,
+          "  %-12s %s\n"
+          "\n"
+          "Exit codes:\n"
+          "  0  success\n"
+          "  1  the server replied with an error (printed as \"error: CODE: message\")\n"
+          "  2  usage error\n"
+          "  3  cannot connect to the server, or the connection failed or timed out\n",
+          "help", "help COMMAND: describe a command");
+}
+
+static const inv_ctl_cmd_t *find_command(const char *name) {
+  size_t i;
+  for (i = 0; commands[i] != NULL; i++)
+    if (strcmp(commands[i]->name, name) == 0) return commands[i];
+  return NULL;
+}
+
+int inv__ctl_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fputs("error: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  if (cmd != NULL)
+    fprintf(stderr, "\n(see `invalctl help %s`)\n", cmd);
+  else
+    fputs("\n(see `invalctl --help`)\n", stderr);
+  return INV_CTL_EXIT_USAGE;
+}
+
+int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out) {
+  char *end;
+  unsigned long long v;
+  if (s == NULL || *s < '0' || *s > '9') return -1;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Codes a server sends on the wire (see common/errors.h): a failure with
+ * one of these came from the server, not from the transport. */
+static int is_wire_code(int rc) { return rc < 0 && rc >= INV_ESHUTDOWN; }
+
+int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out) {
+  inv_client_opts_t co;
+  char err[256];
+  int rc;
+  inv_client_opts_default(&co);
+  co.client_name = "invalctl";
+  co.token = opts->token;
+  co.connect_timeout_ms = opts->timeout_ms;
+  co.timeout_ms = opts->timeout_ms;
+  co.tls = opts->tls;
+  co.tls_ca_file = opts->tls_ca;
+  co.tls_verify = !opts->insecure;
+  rc = inv_client_connect(opts->host, opts->port, &co, out, err, sizeof err);
+  if (rc == 0) return INV_CTL_EXIT_OK;
+  if (is_wire_code(rc)) {
+    fprintf(stderr, "error: %s: %s\n", inv_err_name(rc), err);
+    return INV_CTL_EXIT_SERVER;
+  }
+  fprintf(stderr, "error: cannot connect to %s:%d: %s\n", opts->host,
+          opts->port, err);
+  return INV_CTL_EXIT_CONNECT;
+}
+
+int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc) {
+  const char *name = inv_client_errname(c);
+  if (name[0] != '\0') {
+    fprintf(stderr, "error: %s: %s\n", name, inv_client_errstr(c));
+    return INV_CTL_EXIT_SERVER;
+  }
+  fprintf(stderr, "error: %s:%d: %s (%s)\n", opts->host, opts->port,
+          inv_client_errstr(c), inv_err_name(rc));
+  return is_wire_code(rc) ? INV_CTL_EXIT_SERVER : INV_CTL_EXIT_CONNECT;
+}
+
+void inv__ctl_format_ts(uint64_t ts_ms, char *out, size_t outlen) {
+  time_t secs = (time_t)(ts_ms / 1000);
+  struct tm tm;
+  char day[32];
+  gmtime_r(&secs, &tm);
+  strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, outlen, "%s.%03uZ", day, (unsigned)(ts_ms % 1000));
+}
+
+void inv__ctl_print_escaped(FILE *out, const char *p, size_t len) {
+  size_t i;
+  for (i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch == '\\')
+      fputs("\\\\", out);
+    else if (ch > 0x20 && ch < 0x7f)
+      fputc(ch, out);
+    else
+      fprintf(out, "\\x%02x", ch);
+  }
+}
+
+/* Takes an option's value: "--opt=value" or "--opt value". Returns the
+ * value, or NULL when arg is not this option. *i moves past a separate
+ * value; *missing is set when the value is absent. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name,
+                             const char *alias, int *missing) {
+  const char *arg = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(arg, name, n) == 0 && arg[n] == '=') return arg + n + 1;
+  if (strcmp(arg, name) != 0 && (alias == NULL || strcmp(arg, alias) != 0))
+    return NULL;
+  if (*i + 1 >= argc) {
+    *missing = 1;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+static int parse_host(const char *text, inv_ctl_opts_t *o) {
+  inv_addr_t addr;
+  if (inv_addr_parse(text, &addr) != 0) return -1;
+  snprintf(o->host, sizeof o->host, "%s", addr.host);
+  o->port = addr.port;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  inv_ctl_opts_t o;
+  const inv_ctl_cmd_t *cmd;
+  const char *env;
+  int i;
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = 5000;
+  /* A server that closes a TLS connection must not kill us with SIGPIPE;
+   * write errors are reported instead. */
+  signal(SIGPIPE, SIG_IGN);
+  env = getenv("INVAL_HOST");
+  if (parse_host(env != NULL && *env != '\0' ? env : DEFAULT_HOST, &o) != 0)
+    return inv__ctl_usage_error(NULL, "INVAL_HOST is not HOST:PORT: %s", env);
+  env = getenv("INVAL_TOKEN");
+  if (env != NULL && *env != '\0') o.token = env;
+
+  for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+    const char *a = argv[i], *v;
+    int missing = 0;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      print_usage(stdout);
+      return INV_CTL_EXIT_OK;
+    }
+    if (strcmp(a, "--version") == 0) {
+      printf("invalctl %s\n", INV_VERSION);
+      return INV_CTL_EXIT_OK;
+    }
+    if (strcmp(a, "--tls") == 0) {
+      o.tls = 1;
+      continue;
+    }
+    if (strcmp(a, "--insecure") == 0) {
+      o.insecure = 1;
+      continue;
+    }
+    if ((v = opt_value(argc, argv, &i, "--host", "-H", &missing)) != NULL) {
+      if (parse_host(v, &o) != 0)
+        return inv__ctl_usage_error(NULL, "--host wants HOST:PORT, not \"%s\"",
+                                    v);
+      continue;
+    }
+    if ((v = opt_value(argc, argv, &i, "--tls-ca", NULL, &missing)) != NULL) {
+      o.tls_ca = v;
+      o.tls = 1;
+      continue;
+    }
+    if ((v = opt_value(argc, argv, &i, "--token", NULL, &missing)) != NULL) {
+      o.token = v;
+      continue;
+    }
+    if ((v = opt_value(argc, argv, &i, "--timeout", NULL, &missing)) != NULL) {
+      uint64_t ms;
+      if (inv__ctl_parse_uint(v, 86400000, &ms) != 0 || ms == 0)
+        return inv__ctl_usage_error(
+            NULL, "--timeout wants milliseconds (1..86400000), not \"%s\"", v);
+      o.timeout_ms = (int)ms;
+      continue;
+    }
+    if (missing) return inv__ctl_usage_error(NULL, "%s needs a value", a);
+    return inv__ctl_usage_error(NULL, "unknown option %s", a);
+  }
+  if (i >= argc) return inv__ctl_usage_error(NULL, "no command given");
+  if (strcmp(argv[i], "help") == 0) {
+    if (i + 1 >= argc) {
+      print_usage(stdout);
+      return INV_CTL_EXIT_OK;
+    }
+    cmd = find_command(argv[i + 1]);
+    if (cmd == NULL)
+      return inv__ctl_usage_error(NULL, "unknown command \"%s\"", argv[i + 1]);
+    fputs(cmd->usage, stdout);
+    return INV_CTL_EXIT_OK;
+  }
+  cmd = find_command(argv[i]);
+  if (cmd == NULL)
+    return inv__ctl_usage_error(NULL, "unknown command \"%s\"", argv[i]);
+  {
+    int j;
+    for (j = i + 1; j < argc; j++) {
+      if (strcmp(argv[j], "--") == 0) break;
+      if (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0) {
+        fputs(cmd->usage, stdout);
+        return INV_CTL_EXIT_OK;
+      }
+    }
+  }
+  return cmd->run(&o, argc - i, argv + i);
+}

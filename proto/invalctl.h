@@ -1,0 +1,84 @@
+/*
+ * Private to invalctl: what its command files share. invalctl.c parses the
+ * global options and dispatches to one inv__ctl_cmd_* function per command,
+ * each in its own file (invalctl_invalidate.c, invalctl_stats.c, ...).
+ *
+ * Every command returns the process exit code:
+ *   0  success
+ *   1  the server replied with an error ("error: EINVAL: ...")
+ *   2  usage error
+ *   3  cannot connect, or the connection failed or timed out
+ * and prints its own error line on stderr.
+ */
+#ifndef INV_INVALCTL_H
+#define INV_INVALCTL_H
+
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proto/client.h"
+
+enum {
+  INV_CTL_EXIT_OK = 0,
+  INV_CTL_EXIT_SERVER = 1,
+  INV_CTL_EXIT_USAGE = 2,
+  INV_CTL_EXIT_CONNECT = 3
+};
+
+/* The global options, parsed before the command. */
+typedef struct inv_ctl_opts_s {
+  char host[256];
+  int port;
+  int tls;
+  const char *tls_ca;
+  int insecure;      /* TLS without certificate verification */
+  const char *token;
+  int timeout_ms;
+} inv_ctl_opts_t;
+
+/* One command: its name, a one-line summary, its usage text (for help
+ * COMMAND) and its entry point. argv[0] is the command name. */
+typedef struct inv_ctl_cmd_s {
+  const char *name;
+  const char *summary;
+  const char *usage;
+  int (*run)(const inv_ctl_opts_t *opts, int argc, char **argv);
+} inv_ctl_cmd_t;
+
+extern const inv_ctl_cmd_t inv__ctl_cmd_invalidate;
+extern const inv_ctl_cmd_t inv__ctl_cmd_stats;
+extern const inv_ctl_cmd_t inv__ctl_cmd_ping;
+extern const inv_ctl_cmd_t inv__ctl_cmd_tail;
+
+/* Prints "error: MESSAGE" and a pointer to help on stderr; returns
+ * INV_CTL_EXIT_USAGE. */
+int inv__ctl_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Connects to the publisher named by opts. Returns 0 with *out, or prints
+ * the error and returns the exit code (1 when the server refused hello,
+ * 3 when it could not be reached). */
+int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out);
+
+/* Prints the error of a failed call on c (code rc) and returns the exit
+ * code: 1 for an error the server sent, 3 for a transport failure. */
+int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc);
+
+/* Parses a non-negative decimal integer that fits in max. Returns 0 or -1. */
+int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* Writes bytes with every byte outside printable ASCII (and the space and
+ * backslash) escaped as \xNN or \\, so that one value stays one field. */
+void inv__ctl_print_escaped(FILE *out, const char *p, size_t len);
+
+/* Writes o as JSON: exact integers, strings (str and bin alike) escaped so
+ * that the output is valid JSON whatever their bytes (bytes that are not
+ * UTF-8 become \u00XX), map keys of any type as strings. */
+void inv__ctl_print_json(FILE *out, const msgpack_object *o, int indent,
+                         int level);
+
+/* Formats a ms-since-epoch time as "2026-11-25T06:30:00.123Z". */
+void inv__ctl_format_ts(uint64_t ts_ms, char *out, size_t outlen);
+
+#endif

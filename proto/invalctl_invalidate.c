@@ -1,0 +1,287 @@
+/*
+ * invalctl invalidate: sends key, prefix and pattern events. Events from
+ * the command line and from stdin ("-") go through one batcher: a request
+ * holds up to the server's max_events events and stays under its
+ * max_message_bytes; up to --window requests are in flight at once
+ * (pipelined over one connection), and the acks are matched by msgid.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "proto/invalctl.h"
+
+#define DEFAULT_MAX_EVENTS 1000
+#define DEFAULT_MAX_BYTES (1024 * 1024)
+#define DEFAULT_WINDOW 32
+/* Bytes an event adds to a request besides its target (see client.c). */
+#define EVENT_OVERHEAD 48
+
+typedef struct sender_s {
+  const inv_ctl_opts_t *opts;
+  inv_client_t *c;
+  inv_mode_t mode;
+  size_t window;
+  size_t max_events, max_bytes;
+  /* The batch being filled: kinds and target offsets into keys. */
+  inv_event_t *batch;
+  size_t *offsets;
+  size_t n, bytes;
+  inv_buf_t keys;
+  uint64_t acked, requests;
+  char last_id[48];
+  int exit_code; /* first failure's exit code; 0 while all is well */
+} sender_t;
+
+/* Returns 1 when log id a ("ms-seq") is after b. */
+static int id_after(const char *a, const char *b) {
+  unsigned long long ams = 0, aseq = 0, bms = 0, bseq = 0;
+  sscanf(a, "%llu-%llu", &ams, &aseq);
+  sscanf(b, "%llu-%llu", &bms, &bseq);
+  return ams > bms || (ams == bms && aseq > bseq);
+}
+
+/* Waits for one reply and accounts for it. */
+static void collect(sender_t *s) {
+  inv_client_reply_t r;
+  int rc = inv_client_next_reply(s->c, -1, &r);
+  if (rc != 0) {
+    int code = inv__ctl_call_error(s->opts, s->c, rc);
+    if (s->exit_code == 0) s->exit_code = code;
+    return;
+  }
+  if (r.err != 0) {
+    if (s->exit_code == 0) {
+      fprintf(stderr, "error: %s: %s\n", r.errname, r.errstr);
+      s->exit_code = INV_CTL_EXIT_SERVER;
+    }
+    return;
+  }
+  if (!r.has_ack) {
+    if (s->exit_code == 0) {
+      fprintf(stderr, "error: the server's reply is not an invalidate ack\n");
+      s->exit_code = INV_CTL_EXIT_SERVER;
+    }
+    return;
+  }
+  s->acked += r.ack.accepted;
+  if (s->last_id[0] == '\0' || id_after(r.ack.id, s->last_id))
+    snprintf(s->last_id, sizeof s->last_id, "%s", r.ack.id);
+}
+
+/* Sends the batch being filled, first waiting for replies while the
+ * window is full. */
+static void send_batch(sender_t *s) {
+  size_t i;
+  int rc;
+  if (s->n == 0 || s->exit_code != 0) return;
+  while (inv_client_outstanding(s->c) >= s->window && s->exit_code == 0)
+    collect(s);
+  if (s->exit_code != 0) return;
+  for (i = 0; i < s->n; i++) s->batch[i].target = s->keys.data + s->offsets[i];
+  rc = inv_client_send_invalidate(s->c, s->batch, s->n, NULL);
+  if (rc != 0) {
+    s->exit_code = inv__ctl_call_error(s->opts, s->c, rc);
+    return;
+  }
+  s->requests++;
+  s->n = 0;
+  s->bytes = 0;
+  inv_buf_reset(&s->keys);
+}
+
+/* Adds one event to the batch, sending the batch first when the event
+ * would not fit. Returns 0, or -1 when sending has failed. */
+static int add_event(sender_t *s, inv_kind_t kind, const char *target,
+                     size_t len) {
+  if (s->n > 0 && (s->n >= s->max_events ||
+                   s->bytes + EVENT_OVERHEAD + len > s->max_bytes))
+    send_batch(s);
+  if (s->exit_code != 0) return -1;
+  s->offsets[s->n] = s->keys.len;
+  if (inv_buf_append(&s->keys, target, len) != 0) {
+    fprintf(stderr, "error: out of memory\n");
+    s->exit_code = INV_CTL_EXIT_CONNECT;
+    return -1;
+  }
+  s->batch[s->n].kind = kind;
+  s->batch[s->n].mode = s->mode;
+  s->batch[s->n].target_len = len;
+  s->n++;
+  s->bytes += EVENT_OVERHEAD + len;
+  return 0;
+}
+
+/* Reads keys from stdin, one per line; empty lines are skipped. */
+static int add_stdin(sender_t *s) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int rc = 0;
+  while ((len = getline(&line, &cap, stdin)) >= 0) {
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+    if (len == 0) continue;
+    if (add_event(s, INV_KIND_KEY, line, (size_t)len) != 0) {
+      rc = -1;
+      break;
+    }
+  }
+  free(line);
+  return rc;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
+  sender_t s;
+  const inv_client_server_t *info;
+  int i, nevents = 0, use_stdin = 0, only_args = 0, rc;
+  double t0;
+  memset(&s, 0, sizeof s);
+  s.opts = opts;
+  s.mode = INV_MODE_HARD;
+  s.window = DEFAULT_WINDOW;
+
+  /* First pass: options and a count of events, so that usage errors are
+   * reported before connecting. */
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!only_args && strcmp(a, "--") == 0) {
+      only_args = 1;
+    } else if (!only_args && strcmp(a, "--soft") == 0) {
+      s.mode = INV_MODE_SOFT;
+    } else if (!only_args && strcmp(a, "--hard") == 0) {
+      s.mode = INV_MODE_HARD;
+    } else if (!only_args &&
+               (strcmp(a, "--prefix") == 0 || strcmp(a, "--pattern") == 0)) {
+      if (i + 1 >= argc)
+        return inv__ctl_usage_error("invalidate", "%s needs a value", a);
+      i++;
+      nevents++;
+    } else if (!only_args && strcmp(a, "--window") == 0) {
+      uint64_t w;
+      if (i + 1 >= argc || inv__ctl_parse_uint(argv[i + 1], 4096, &w) != 0 ||
+          w == 0)
+        return inv__ctl_usage_error("invalidate",
+                                    "--window wants a number from 1 to 4096");
+      s.window = (size_t)w;
+      i++;
+    } else if (!only_args && strcmp(a, "-") == 0) {
+      use_stdin = 1;
+    } else if (!only_args && a[0] == '-' && a[1] != '\0') {
+      return inv__ctl_usage_error("invalidate", "unknown option %s", a);
+    } else {
+      nevents++;
+    }
+  }
+  if (nevents == 0 && !use_stdin)
+    return inv__ctl_usage_error("invalidate",
+                                "nothing to invalidate: give KEY..., --prefix "
+                                "P, --pattern P or - (keys from stdin)");
+
+  rc = inv__ctl_connect(opts, &s.c);
+  if (rc != 0) return rc;
+  info = inv_client_server(s.c);
+  s.max_events = info->max_events > 0 ? info->max_events : DEFAULT_MAX_EVENTS;
+  s.max_bytes = info->max_message_bytes > 0 ? info->max_message_bytes
+                                            : DEFAULT_MAX_BYTES;
+  /* Leave room for the request's own header. */
+  s.max_bytes = s.max_bytes > 128 ? s.max_bytes - 64 : s.max_bytes;
+  s.batch = calloc(s.max_events, sizeof *s.batch);
+  s.offsets = calloc(s.max_events, sizeof *s.offsets);
+  if (s.batch == NULL || s.offsets == NULL) {
+    fprintf(stderr, "error: out of memory\n");
+    s.exit_code = INV_CTL_EXIT_CONNECT;
+    goto done;
+  }
+
+  t0 = now_s();
+  only_args = 0;
+  for (i = 1; i < argc && s.exit_code == 0; i++) {
+    const char *a = argv[i];
+    if (!only_args && strcmp(a, "--") == 0) {
+      only_args = 1;
+    } else if (!only_args && (strcmp(a, "--soft") == 0 ||
+                              strcmp(a, "--hard") == 0 || strcmp(a, "-") == 0)) {
+      continue;
+    } else if (!only_args && strcmp(a, "--window") == 0) {
+      i++;
+    } else if (!only_args && strcmp(a, "--prefix") == 0) {
+      i++;
+      add_event(&s, INV_KIND_PREFIX, argv[i], strlen(argv[i]));
+    } else if (!only_args && strcmp(a, "--pattern") == 0) {
+      i++;
+      add_event(&s, INV_KIND_PATTERN, argv[i], strlen(argv[i]));
+    } else {
+      add_event(&s, INV_KIND_KEY, a, strlen(a));
+    }
+  }
+  if (use_stdin && s.exit_code == 0) add_stdin(&s);
+  send_batch(&s);
+  if (s.exit_code == 0) {
+    rc = inv_client_flush(s.c);
+    if (rc != 0) s.exit_code = inv__ctl_call_error(opts, s.c, rc);
+  }
+  /* Drain every reply, even after a failure, so that no ack goes
+   * unreported; a broken connection ends this at once. */
+  while (inv_client_outstanding(s.c) > 0 &&
+         s.exit_code != INV_CTL_EXIT_CONNECT)
+    collect(&s);
+  if (s.exit_code == 0) {
+    if (s.requests > 1)
+      printf("acked %llu events, id %s (%llu requests; the last id)\n",
+             (unsigned long long)s.acked, s.last_id,
+             (unsigned long long)s.requests);
+    else
+      printf("acked %llu events, id %s\n", (unsigned long long)s.acked,
+             s.last_id);
+    if (use_stdin) {
+      double dt = now_s() - t0;
+      fprintf(stderr, "%llu events in %llu requests in %.3f s: %.0f events/s\n",
+              (unsigned long long)s.acked, (unsigned long long)s.requests, dt,
+              dt > 0 ? (double)s.acked / dt : 0.0);
+    }
+  } else if (s.acked > 0) {
+    fprintf(stderr, "note: %llu events were acked before the failure\n",
+            (unsigned long long)s.acked);
+  }
+done:
+  free(s.batch);
+  free(s.offsets);
+  inv_buf_free(&s.keys);
+  inv_client_close(s.c);
+  return s.exit_code;
+}
+
+const inv_ctl_cmd_t inv__ctl_cmd_invalidate = {
+    "invalidate", "send invalidation events (keys, --prefix, --pattern, -)",
+    "Usage: invalctl [OPTIONS] invalidate [--soft] [--window N]\n"
+    "                [--prefix P]... [--pattern P]... [KEY...] [-]\n"
+    "\n"
+    "Sends invalidation events and waits until the publisher acked them\n"
+    "(logged in cache:invalidation:log and broadcast on cache:invalidation).\n"
+    "\n"
+    "  KEY...         exact keys; many keys go in one request\n"
+    "  --prefix P     every key starting with P\n"
+    "  --pattern P    every key matching the glob P (Redis MATCH syntax);\n"
+    "                 a pattern matching everything (\"*\") is refused unless\n"
+    "                 the publisher runs with --allow-flush\n"
+    "  -              also read keys from stdin, one per line (empty lines\n"
+    "                 are skipped); they go in batches of the server's\n"
+    "                 max_events, pipelined, and the rate is printed on\n"
+    "                 stderr\n"
+    "  --soft         soft mode (keep a stale copy for regeneration)\n"
+    "  --window N     requests in flight at once (default 32)\n"
+    "  --             the arguments after it are keys, even \"-x\"\n"
+    "\n"
+    "Prints \"acked N events, id ID\" (ID of the log entry; with several\n"
+    "requests, the last one). Exit codes: 0 acked, 1 the server refused\n"
+    "(\"error: EINVAL: event 0: target is empty\"), 2 usage, 3 connection.\n",
+    run};

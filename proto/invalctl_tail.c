@@ -1,0 +1,191 @@
+/*
+ * invalctl tail: subscribes to cache:invalidation on one Redis node and
+ * prints every event of every payload as it arrives:
+ *   ID TS KIND MODE TARGET
+ * A blocking hiredis connection is enough for a command-line tool; the
+ * socket is polled with a short timeout so that SIGINT ends the loop
+ * cleanly (hiredis itself retries reads interrupted by a signal).
+ */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "common/config.h"
+#include "proto/event.h"
+#include "proto/invalctl.h"
+
+#define DEFAULT_REDIS "127.0.0.1:7000"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* Prints the events of one payload; a payload we cannot decode gets a
+ * warning line instead. */
+static void print_payload(const char *data, size_t len) {
+  inv_payload_t p;
+  char why[128], ts[40];
+  size_t i;
+  memset(&p, 0, sizeof p);
+  if (inv_payload_decode(data, len, &p, why, sizeof why) != 0) {
+    printf("warning: undecodable payload (%zu bytes): %s\n", len, why);
+    inv_payload_destroy(&p);
+    fflush(stdout);
+    return;
+  }
+  inv__ctl_format_ts(p.ts_ms, ts, sizeof ts);
+  for (i = 0; i < p.nevents; i++) {
+    const inv_event_t *ev = &p.events[i];
+    printf("%s %s %s %s ", p.id[0] != '\0' ? p.id : "-", ts,
+           inv_kind_name(ev->kind), inv_mode_name(ev->mode));
+    inv__ctl_print_escaped(stdout, ev->target, ev->target_len);
+    fputc('\n', stdout);
+  }
+  if (p.nevents == 0) printf("%s %s (no events)\n", p.id, ts);
+  fflush(stdout);
+  inv_payload_destroy(&p);
+}
+
+/* Waits for the next reply, checking for SIGINT. Returns 1 with *reply,
+ * 0 when interrupted, -1 on a connection error (printed). */
+static int next_reply(redisContext *rc, redisReply **reply) {
+  for (;;) {
+    void *r = NULL;
+    struct pollfd pfd;
+    if (redisGetReplyFromReader(rc, &r) != REDIS_OK) {
+      fprintf(stderr, "error: redis: %s\n", rc->errstr);
+      return -1;
+    }
+    if (r != NULL) {
+      *reply = r;
+      return 1;
+    }
+    if (interrupted) return 0;
+    pfd.fd = rc->fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 250) < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "error: poll: %s\n", strerror(errno));
+      return -1;
+    }
+    if (pfd.revents == 0) continue;
+    if (redisBufferRead(rc) != REDIS_OK) {
+      fprintf(stderr, "error: redis: %s\n", rc->errstr);
+      return -1;
+    }
+  }
+}
+
+static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
+  const char *node = getenv("INVAL_REDIS");
+  inv_addr_t addr;
+  uint64_t count = 0, seen = 0;
+  redisContext *rc;
+  redisReply *reply;
+  struct timeval tv;
+  struct sigaction sa;
+  int i, exit_code = INV_CTL_EXIT_OK;
+  if (node == NULL || *node == '\0') node = DEFAULT_REDIS;
+  for (i = 1; i < argc; i++) {
+    if ((strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--redis") == 0) &&
+        i + 1 < argc) {
+      node = argv[++i];
+    } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
+      if (inv__ctl_parse_uint(argv[++i], UINT64_MAX, &count) != 0 || count == 0)
+        return inv__ctl_usage_error("tail", "--count wants a positive number");
+    } else {
+      return inv__ctl_usage_error("tail", "unexpected argument %s", argv[i]);
+    }
+  }
+  if (inv_addr_parse(node, &addr) != 0)
+    return inv__ctl_usage_error("tail", "-r wants HOST:PORT, not \"%s\"", node);
+
+  tv.tv_sec = opts->timeout_ms / 1000;
+  tv.tv_usec = (opts->timeout_ms % 1000) * 1000;
+  rc = redisConnectWithTimeout(addr.host, addr.port, tv);
+  if (rc == NULL || rc->err) {
+    fprintf(stderr, "error: cannot connect to %s:%d: %s\n", addr.host,
+            addr.port, rc != NULL ? rc->errstr : "out of memory");
+    redisFree(rc);
+    return INV_CTL_EXIT_CONNECT;
+  }
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  if (redisAppendCommand(rc, "SUBSCRIBE %s", INV_CHANNEL) != REDIS_OK) {
+    fprintf(stderr, "error: redis: %s\n", rc->errstr);
+    redisFree(rc);
+    return INV_CTL_EXIT_CONNECT;
+  }
+  {
+    int done = 0;
+    while (!done) {
+      if (redisBufferWrite(rc, &done) != REDIS_OK) {
+        fprintf(stderr, "error: redis: %s\n", rc->errstr);
+        redisFree(rc);
+        return INV_CTL_EXIT_CONNECT;
+      }
+    }
+  }
+  while (count == 0 || seen < count) {
+    int r = next_reply(rc, &reply);
+    if (r <= 0) {
+      exit_code = r < 0 ? INV_CTL_EXIT_CONNECT : INV_CTL_EXIT_OK;
+      break;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      fprintf(stderr, "error: redis: %s\n", reply->str);
+      freeReplyObject(reply);
+      exit_code = INV_CTL_EXIT_SERVER;
+      break;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[0]->type == REDIS_REPLY_STRING) {
+      const char *kind = reply->element[0]->str;
+      if (strcmp(kind, "subscribe") == 0) {
+        fprintf(stderr, "subscribed to %s on %s:%d\n", INV_CHANNEL, addr.host,
+                addr.port);
+      } else if (strcmp(kind, "message") == 0 &&
+                 reply->element[2]->type == REDIS_REPLY_STRING) {
+        print_payload(reply->element[2]->str, reply->element[2]->len);
+        seen++;
+      }
+    }
+    freeReplyObject(reply);
+  }
+  if (interrupted)
+    fprintf(stderr, "interrupted after %llu messages\n",
+            (unsigned long long)seen);
+  redisFree(rc);
+  return exit_code;
+}
+
+const inv_ctl_cmd_t inv__ctl_cmd_tail = {
+    "tail", "print the events broadcast on cache:invalidation, live",
+    "Usage: invalctl [OPTIONS] tail [-r HOST:PORT] [--count N]\n"
+    "\n"
+    "Subscribes to cache:invalidation on one Redis node (classic PUBLISH\n"
+    "reaches every node of a cluster) and prints one line per event:\n"
+    "  ID TS KIND MODE TARGET\n"
+    "ID is the log entry id, TS the publish time (UTC), TARGET escaped\n"
+    "(\\xNN) where a byte is not printable. A payload that cannot be decoded\n"
+    "prints a \"warning: undecodable payload\" line instead. Ctrl-C stops.\n"
+    "\n"
+    "  -r, --redis HOST:PORT  the Redis node (default " DEFAULT_REDIS
+    ", or $INVAL_REDIS)\n"
+    "  --count N              stop after N messages\n"
+    "\n"
+    "Exit codes: 0 stopped (--count reached or Ctrl-C), 1 Redis replied with\n"
+    "an error, 2 usage, 3 cannot connect or the connection was lost.\n",
+    run};

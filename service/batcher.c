@@ -1,0 +1,439 @@
+/*
+ * The batcher. Batches move OPEN -> READY (closed, FIFO) -> INFLIGHT (sent)
+ * -> answered and freed. A batch that times out while INFLIGHT is answered
+ * with EUNAVAIL at once and "abandoned": it leaves the batcher's lists and
+ * is freed by its sink callback, because the sink still borrows its
+ * payload.
+ *
+ * Batches close in order and are sent in order, so every INFLIGHT batch
+ * closed before every READY one: the oldest deadline is the head of the
+ * INFLIGHT list, or else the head of the READY list. One timer serves all
+ * deadlines.
+ */
+#include "service/batcher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "proto/codec.h"
+#include "proto/event.h"
+
+typedef enum { BATCH_OPEN, BATCH_READY, BATCH_INFLIGHT } batch_state_t;
+
+/* One request waiting in a batch. */
+typedef struct batch_req_s {
+  inv_rpc_req_t *req;
+  size_t nevents;
+  uint64_t t0_us;
+  int notify;
+} batch_req_t;
+
+typedef struct batch_s {
+  struct batch_s *prev, *next; /* in the READY or INFLIGHT list */
+  inv_batcher_t *b;
+  batch_state_t state;
+  int abandoned;               /* answered after a timeout; sink still owns it */
+  uint64_t deadline_us;        /* set when the batch closes */
+  size_t nevents;
+  batch_req_t *reqs;           /* owned */
+  size_t nreqs, capreqs;
+  inv_buf_t events;            /* the packed events, back to back */
+  inv_buf_t payload;           /* the log payload, built when sent */
+} batch_t;
+
+typedef struct batch_list_s {
+  batch_t *head, *tail;
+  size_t count;
+} batch_list_t;
+
+struct inv_batcher_s {
+  uv_loop_t *loop;
+  inv_batcher_opts_t opts;
+  inv_sink_t *sink;
+  inv_rpc_server_t *server;
+  inv_pub_stats_t *stats;
+  inv_latency_t *latency;
+
+  batch_t *open;
+  batch_list_t ready, inflight;
+  size_t pending;
+  int paused;
+
+  msgpack_packer pk;         /* writes into open->events during begin/commit */
+  batch_req_t staged;        /* the request between begin and commit */
+
+  int draining;
+  void (*drain_cb)(void *data);
+  void *drain_data;
+
+  uv_timer_t delay_timer;    /* batch_delay_us >= 1000 */
+  uv_check_t check;          /* batch_delay_us < 1000 */
+  uv_timer_t deadline_timer;
+  uv_timer_t drain_timer;    /* defers drain_cb out of inv_batcher_drain */
+  int handles_open;
+};
+
+static void list_push(batch_list_t *l, batch_t *x) {
+  x->next = NULL;
+  x->prev = l->tail;
+  if (l->tail != NULL) l->tail->next = x;
+  else l->head = x;
+  l->tail = x;
+  l->count++;
+}
+
+static void list_remove(batch_list_t *l, batch_t *x) {
+  if (x->prev != NULL) x->prev->next = x->next;
+  else l->head = x->next;
+  if (x->next != NULL) x->next->prev = x->prev;
+  else l->tail = x->prev;
+  x->prev = x->next = NULL;
+  l->count--;
+}
+
+static void batch_free(batch_t *x) {
+  if (x == NULL) return;
+  free(x->reqs);
+  inv_buf_free(&x->events);
+  inv_buf_free(&x->payload);
+  free(x);
+}
+
+static void batcher_pump(inv_batcher_t *b);
+static void batcher_arm_deadline(inv_batcher_t *b);
+static void batcher_drain_timer_cb(uv_timer_t *t);
+
+/* Lowers the pending count after n events were answered, resumes reading
+ * once half the bound is free, and finishes a drain that has nothing left. */
+static void batcher_release(inv_batcher_t *b, size_t n) {
+  b->pending -= n;
+  if (b->paused && b->pending <= b->opts.max_pending_events / 2) {
+    b->paused = 0;
+    if (b->server != NULL) inv_rpc_server_pause(b->server, 0);
+    inv_log_debug("batcher", "resumed reading: %zu events pending",
+                  b->pending);
+  }
+  /* The drain callback runs from the batcher's own timer, never from
+   * inside a sink or server callback, so it may close anything. */
+  if (b->draining && b->pending == 0 && b->drain_cb != NULL)
+    uv_timer_start(&b->drain_timer, batcher_drain_timer_cb, 0, 0);
+}
+
+/* Answers every request of x with an ack carrying id. */
+static void batch_ack(inv_batcher_t *b, batch_t *x, const char *id,
+                      size_t idlen) {
+  uint64_t now = inv_now_us();
+  for (size_t i = 0; i < x->nreqs; i++) {
+    batch_req_t *r = &x->reqs[i];
+    msgpack_packer *pk = inv_rpc_reply_begin(r->req);
+    msgpack_pack_map(pk, 2);
+    inv_pack_str(pk, "id");
+    msgpack_pack_str(pk, idlen);
+    msgpack_pack_str_body(pk, id, idlen);
+    inv_pack_str(pk, "accepted");
+    msgpack_pack_uint64(pk, r->nevents);
+    inv_rpc_reply_end(r->req);
+    inv_latency_record(b->latency, now - r->t0_us);
+  }
+  b->stats->events_acked += x->nevents;
+  b->stats->batches++;
+  b->stats->batch_events_total += x->nevents;
+  x->nreqs = 0;
+}
+
+/* Answers every request of x with err (an INV_E* code) and msg. */
+static void batch_fail(inv_batcher_t *b, batch_t *x, int err,
+                       const char *msg) {
+  for (size_t i = 0; i < x->nreqs; i++) {
+    batch_req_t *r = &x->reqs[i];
+    if (r->notify) b->stats->notifications_failed++;
+    inv_rpc_reply_error(r->req, err, "%s", msg);
+  }
+  b->stats->events_rejected += x->nevents;
+  b->stats->batches_failed++;
+  x->nreqs = 0;
+}
+
+static void batch_sink_cb(void *data, int err, const char *id, size_t idlen,
+                          const char *msg) {
+  batch_t *x = data;
+  if (x->abandoned) {
+    if (err == 0)
+      inv_log_warn("batcher",
+                   "Redis confirmed entry %.*s after its batch timed out; "
+                   "its clients were told EUNAVAIL and may resend",
+                   (int)idlen, id);
+    batch_free(x);
+    return;
+  }
+  inv_batcher_t *b = x->b;
+  list_remove(&b->inflight, x);
+  size_t n = x->nevents;
+  if (err == 0) {
+    batch_ack(b, x, id, idlen);
+  } else {
+    inv_log_warn("batcher", "batch of %zu events failed: %s", n, msg);
+    batch_fail(b, x, INV_EUNAVAIL, msg);
+  }
+  batch_free(x);
+  batcher_pump(b);
+  batcher_arm_deadline(b);
+  batcher_release(b, n);
+}
+
+/* Builds x's log payload {"v": 1, "ts": ms, "events": [...]}. Returns 0
+ * or INV_ENOMEM. */
+static int batch_build_payload(batch_t *x) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &x->payload, inv_buf_msgpack_write);
+  msgpack_pack_map(&pk, 3);
+  inv_pack_str(&pk, "v");
+  msgpack_pack_int(&pk, INV_PROTO_VERSION);
+  inv_pack_str(&pk, "ts");
+  msgpack_pack_uint64(&pk, inv_wall_ms());
+  inv_pack_str(&pk, "events");
+  msgpack_pack_array(&pk, x->nevents);
+  if (inv_buf_append(&x->payload, x->events.data, x->events.len) < 0)
+    return INV_ENOMEM;
+  inv_buf_free(&x->events);
+  return 0;
+}
+
+/* Sends READY batches while in-flight slots are free. A batch the sink
+ * cannot take is failed at once. */
+static void batcher_pump(inv_batcher_t *b) {
+  while (b->ready.head != NULL &&
+         b->inflight.count < b->opts.max_inflight_batches) {
+    batch_t *x = b->ready.head;
+    list_remove(&b->ready, x);
+    int rc = batch_build_payload(x);
+    if (rc == 0)
+      rc = inv_sink_send(b->sink, x->payload.data, x->payload.len,
+                         batch_sink_cb, x);
+    if (rc < 0) {
+      size_t n = x->nevents;
+      batch_fail(b, x, rc == INV_ESHUTDOWN ? INV_ESHUTDOWN : INV_EUNAVAIL,
+                 inv_strerror(rc));
+      batch_free(x);
+      batcher_release(b, n);
+      continue;
+    }
+    x->state = BATCH_INFLIGHT;
+    list_push(&b->inflight, x);
+  }
+}
+
+/* Closes the open batch (if any) and sends what the in-flight bound allows. */
+static void batcher_close_open(inv_batcher_t *b) {
+  batch_t *x = b->open;
+  if (x == NULL) return;
+  b->open = NULL;
+  uv_timer_stop(&b->delay_timer);
+  uv_check_stop(&b->check);
+  x->state = BATCH_READY;
+  x->deadline_us = inv_now_us() + b->opts.timeout_ms * 1000;
+  list_push(&b->ready, x);
+  batcher_pump(b);
+  batcher_arm_deadline(b);
+}
+
+static void batcher_delay_cb(uv_timer_t *t) {
+  batcher_close_open(t->data);
+}
+
+static void batcher_check_cb(uv_check_t *c) { batcher_close_open(c->data); }
+
+/* Fails every batch whose deadline has passed. */
+static void batcher_deadline_cb(uv_timer_t *t) {
+  inv_batcher_t *b = t->data;
+  uint64_t now = inv_now_us();
+  char msg[96];
+  snprintf(msg, sizeof(msg), "Redis did not confirm the batch within %llu ms",
+           (unsigned long long)b->opts.timeout_ms);
+  while (b->inflight.head != NULL && b->inflight.head->deadline_us <= now) {
+    batch_t *x = b->inflight.head;
+    list_remove(&b->inflight, x);
+    size_t n = x->nevents;
+    inv_log_warn("batcher", "batch of %zu events timed out in flight", n);
+    batch_fail(b, x, INV_EUNAVAIL, msg);
+    x->abandoned = 1;
+    batcher_release(b, n);
+  }
+  while (b->ready.head != NULL && b->ready.head->deadline_us <= now) {
+    batch_t *x = b->ready.head;
+    list_remove(&b->ready, x);
+    size_t n = x->nevents;
+    inv_log_warn("batcher", "batch of %zu events timed out before sending", n);
+    batch_fail(b, x, INV_EUNAVAIL, msg);
+    batch_free(x);
+    batcher_release(b, n);
+  }
+  batcher_pump(b);
+  batcher_arm_deadline(b);
+}
+
+static void batcher_arm_deadline(inv_batcher_t *b) {
+  batch_t *x = b->inflight.head != NULL ? b->inflight.head : b->ready.head;
+  if (x == NULL) {
+    uv_timer_stop(&b->deadline_timer);
+    return;
+  }
+  uint64_t now = inv_now_us();
+  uint64_t ms = x->deadline_us > now ? (x->deadline_us - now + 999) / 1000 : 0;
+  uv_timer_start(&b->deadline_timer, batcher_deadline_cb, ms, 0);
+}
+
+int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
+                       inv_sink_t *sink, inv_rpc_server_t *server,
+                       inv_pub_stats_t *stats, inv_latency_t *latency,
+                       inv_batcher_t **out) {
+  inv_batcher_t *b = calloc(1, sizeof(*b));
+  if (b == NULL) return INV_ENOMEM;
+  b->loop = loop;
+  b->opts = *opts;
+  if (b->opts.batch_max_events == 0) b->opts.batch_max_events = 1;
+  if (b->opts.max_inflight_batches == 0) b->opts.max_inflight_batches = 1;
+  if (b->opts.max_pending_events == 0) b->opts.max_pending_events = 1;
+  b->sink = sink;
+  b->server = server;
+  b->stats = stats;
+  b->latency = latency;
+  uv_timer_init(loop, &b->delay_timer);
+  uv_check_init(loop, &b->check);
+  uv_timer_init(loop, &b->deadline_timer);
+  uv_timer_init(loop, &b->drain_timer);
+  b->delay_timer.data = b->check.data = b;
+  b->deadline_timer.data = b->drain_timer.data = b;
+  b->handles_open = 4;
+  *out = b;
+  return 0;
+}
+
+void inv_batcher_set_server(inv_batcher_t *b, inv_rpc_server_t *server) {
+  b->server = server;
+}
+
+int inv_batcher_begin(inv_batcher_t *b, inv_rpc_req_t *req, size_t nevents,
+                      uint64_t t0_us, msgpack_packer **pk) {
+  if (b->draining) return INV_ESHUTDOWN;
+  if (b->pending > 0 && b->pending + nevents > b->opts.max_pending_events)
+    return INV_EBUSY;
+  if (b->open != NULL &&
+      b->open->nevents + nevents > b->opts.batch_max_events)
+    batcher_close_open(b);
+  if (b->open == NULL) {
+    batch_t *x = calloc(1, sizeof(*x));
+    if (x == NULL) return INV_ENOMEM;
+    x->b = b;
+    x->state = BATCH_OPEN;
+    b->open = x;
+  }
+  batch_t *x = b->open;
+  if (x->nreqs == x->capreqs) {
+    size_t cap = x->capreqs ? 2 * x->capreqs : 8;
+    batch_req_t *r = realloc(x->reqs, cap * sizeof(*r));
+    if (r == NULL) return INV_ENOMEM;
+    x->reqs = r;
+    x->capreqs = cap;
+  }
+  b->staged.req = req;
+  b->staged.nevents = nevents;
+  b->staged.t0_us = t0_us;
+  b->staged.notify = inv_rpc_req_is_notify(req);
+  msgpack_packer_init(&b->pk, &x->events, inv_buf_msgpack_write);
+  *pk = &b->pk;
+  return 0;
+}
+
+void inv_batcher_commit(inv_batcher_t *b) {
+  batch_t *x = b->open;
+  x->reqs[x->nreqs++] = b->staged;
+  x->nevents += b->staged.nevents;
+  b->pending += b->staged.nevents;
+  if (b->pending >= b->opts.max_pending_events && !b->paused) {
+    b->paused = 1;
+    b->stats->backpressure_pauses++;
+    if (b->server != NULL) inv_rpc_server_pause(b->server, 1);
+    inv_log_debug("batcher", "paused reading: %zu events pending",
+                  b->pending);
+  }
+  if (x->nevents >= b->opts.batch_max_events) {
+    batcher_close_open(b);
+  } else if (x->nreqs == 1) {
+    if (b->opts.batch_delay_us < 1000)
+      uv_check_start(&b->check, batcher_check_cb);
+    else
+      uv_timer_start(&b->delay_timer, batcher_delay_cb,
+                     (b->opts.batch_delay_us + 999) / 1000, 0);
+  }
+}
+
+size_t inv_batcher_pending(const inv_batcher_t *b) { return b->pending; }
+
+size_t inv_batcher_inflight(const inv_batcher_t *b) {
+  return b->inflight.count;
+}
+
+int inv_batcher_paused(const inv_batcher_t *b) { return b->paused; }
+
+static void batcher_drain_timer_cb(uv_timer_t *t) {
+  inv_batcher_t *b = t->data;
+  if (b->pending == 0 && b->drain_cb != NULL) {
+    void (*cb)(void *) = b->drain_cb;
+    b->drain_cb = NULL;
+    cb(b->drain_data);
+  }
+}
+
+void inv_batcher_drain(inv_batcher_t *b, void (*done_cb)(void *data),
+                       void *data) {
+  b->draining = 1;
+  b->drain_cb = done_cb;
+  b->drain_data = data;
+  if (b->paused) {
+    b->paused = 0;
+    if (b->server != NULL) inv_rpc_server_pause(b->server, 0);
+  }
+  batcher_close_open(b);
+  if (b->pending == 0)
+    uv_timer_start(&b->drain_timer, batcher_drain_timer_cb, 0, 0);
+}
+
+static void batcher_handle_closed(uv_handle_t *h) {
+  inv_batcher_t *b = h->data;
+  if (--b->handles_open == 0) free(b);
+}
+
+/* Fails and frees every batch of list l (abandoning in-flight ones). */
+static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l,
+                              int abandon) {
+  while (l->head != NULL) {
+    batch_t *x = l->head;
+    list_remove(l, x);
+    batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
+    b->pending -= x->nevents;
+    if (abandon) x->abandoned = 1;
+    else batch_free(x);
+  }
+}
+
+void inv_batcher_close(inv_batcher_t *b) {
+  if (b == NULL) return;
+  if (b->open != NULL) {
+    batch_t *x = b->open;
+    b->open = NULL;
+    batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
+    b->pending -= x->nevents;
+    batch_free(x);
+  }
+  batcher_fail_list(b, &b->ready, 0);
+  batcher_fail_list(b, &b->inflight, 1);
+  b->drain_cb = NULL;
+  uv_close((uv_handle_t *)&b->delay_timer, batcher_handle_closed);
+  uv_close((uv_handle_t *)&b->check, batcher_handle_closed);
+  uv_close((uv_handle_t *)&b->deadline_timer, batcher_handle_closed);
+  uv_close((uv_handle_t *)&b->drain_timer, batcher_handle_closed);
+}

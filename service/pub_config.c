@@ -1,0 +1,52 @@
+/*
+ * The publisher's directive table. Bounds are chosen so that a value inside
+ * them cannot break an invariant elsewhere: batches hold at least one
+ * event, at least one batch may be in flight, and the pending bound admits
+ * at least one request.
+ */
+#include "service/pub_config.h"
+
+#include <string.h>
+
+const inv_conf_row_t inv_pub_conf_rows[] = {
+    INV_SERVER_CONF_ROWS(inv_pub_conf_t, server, "127.0.0.1:7700"),
+    {"redis", INV_CONF_ADDR_LIST, offsetof(inv_pub_conf_t, redis), 0, 0,
+     "127.0.0.1:6379", NULL,
+     "a Redis seed node HOST:PORT (repeat for several seeds)"},
+    {"redis-password", INV_CONF_STRING,
+     offsetof(inv_pub_conf_t, redis_password), 0, 0, NULL, NULL,
+     "password sent with AUTH on every Redis connection"},
+    {"redis-timeout", INV_CONF_MS, offsetof(inv_pub_conf_t, redis_timeout_ms),
+     10, 600000, "5s", NULL,
+     "a batch Redis has not confirmed within this time fails with EUNAVAIL"},
+    {"max-events", INV_CONF_INT, offsetof(inv_pub_conf_t, max_events), 1,
+     1000000, "10000", NULL, "most events in one invalidate request"},
+    {"max-key-len", INV_CONF_SIZE, offsetof(inv_pub_conf_t, max_key_len), 1,
+     512 * 1024 * 1024LL, "16k", NULL, "longest event target in bytes"},
+    {"allow-flush", INV_CONF_BOOL, offsetof(inv_pub_conf_t, allow_flush), 0,
+     0, "no", NULL, "accept patterns and prefixes that match every key"},
+    {"batch-max-events", INV_CONF_INT,
+     offsetof(inv_pub_conf_t, batch_max_events), 1, 1000000, "1000", NULL,
+     "a batch is sent to Redis once it holds this many events"},
+    {"batch-delay-us", INV_CONF_INT, offsetof(inv_pub_conf_t, batch_delay_us),
+     0, 10000000, "200", NULL,
+     "longest wait for more events before a batch is sent (microseconds)"},
+    {"max-pending-events", INV_CONF_INT,
+     offsetof(inv_pub_conf_t, max_pending_events), 1, 100000000, "100000",
+     NULL, "unacked events past which clients are paused or get EBUSY"},
+    {"max-inflight-batches", INV_CONF_INT,
+     offsetof(inv_pub_conf_t, max_inflight_batches), 1, 100000, "64", NULL,
+     "most batches awaiting Redis confirmation at once"},
+    {"max-log-len", INV_CONF_INT, offsetof(inv_pub_conf_t, max_log_len), 1,
+     1000000000000LL, "1000000",
+     NULL, "approximate length cap of cache:invalidation:log (XADD MAXLEN ~)"},
+};
+
+const size_t inv_pub_conf_nrows =
+    sizeof(inv_pub_conf_rows) / sizeof(inv_pub_conf_rows[0]);
+
+void inv_pub_conf_free(inv_pub_conf_t *conf) {
+  if (conf == NULL) return;
+  inv_conf_free(inv_pub_conf_rows, inv_pub_conf_nrows, conf);
+  memset(conf, 0, sizeof(*conf));
+}

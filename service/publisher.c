@@ -1,0 +1,295 @@
+/*
+ * The publisher daemon's wiring and lifecycle. The publisher itself owns no
+ * libuv handle: every handle lives in a component that closes and frees
+ * itself, and the publisher only waits for the two components that report
+ * their end (the cluster client and the rpc server) before it can be freed.
+ */
+#include "service/publisher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/daemon.h"
+#include "common/errors.h"
+#include "common/latency.h"
+#include "common/log.h"
+#include "common/metrics_http.h"
+#include "common/redis_cluster.h"
+#include "common/rpc_server.h"
+#include "service/batcher.h"
+#include "service/methods.h"
+#include "service/pub_stats.h"
+#include "service/sink.h"
+#include "service/workers_view.h"
+
+struct inv_publisher_s {
+  uv_loop_t *loop;
+  const inv_pub_conf_t *conf;
+  uint64_t started_us;
+
+  inv_cluster_t *cluster;
+  inv_sink_t *sink;
+  inv_batcher_t *batcher;
+  inv_rpc_server_t *server;
+  inv_metrics_http_t *metrics;
+  inv_daemon_t *daemon;
+  inv_workers_view_t *workers;
+
+  inv_pub_methods_t methods;
+  inv_pub_stats_t stats;   /* counters kept by methods and the batcher */
+  inv_latency_t latency;   /* ack latency */
+
+  int stopping;
+  int closes_pending;      /* cluster and server close callbacks to come */
+  int free_when_closed;    /* start failed: nobody else will free p */
+};
+
+/* Fills out with every figure, live counters and gauges alike. */
+static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
+                               inv_pub_errors_t *errors) {
+  *out = p->stats;
+  out->uptime_s = (inv_now_us() - p->started_us) / 1000000;
+  if (p->server != NULL) {
+    const inv_rpc_server_stats_t *ss = inv_rpc_server_stats(p->server);
+    out->clients = ss->clients;
+    out->connections_total = ss->connections;
+    out->rejected_clients = ss->rejected_clients;
+    out->protocol_closes = ss->protocol_closes;
+    out->idle_closes = ss->idle_closes;
+    out->bytes_in = ss->bytes_in;
+    out->bytes_out = ss->bytes_out;
+    out->requests = ss->requests;
+  }
+  memset(errors, 0, sizeof(*errors));
+  for (int n = 1; n < INV_RPC_MAX_ERRNO && p->server != NULL; n++)
+    errors->count[n] = inv_rpc_server_errors(p->server, -n);
+  if (p->cluster != NULL) {
+    inv_cluster_stats_t cs;
+    inv_cluster_get_stats(p->cluster, &cs);
+    out->redis_round_trips = cs.round_trips;
+    out->redis_errors = cs.errors;
+    out->redis_reconnects = cs.reconnects;
+    out->redis_redirects = cs.redirects;
+  }
+  if (p->sink != NULL) out->script_loads = inv_sink_stats(p->sink)->script_loads;
+  out->batch_events_avg =
+      out->batches ? out->batch_events_total / out->batches : 0;
+  if (p->batcher != NULL) {
+    out->pending_events = inv_batcher_pending(p->batcher);
+    out->inflight_batches = inv_batcher_inflight(p->batcher);
+    out->paused = (uint64_t)inv_batcher_paused(p->batcher);
+  }
+  out->ack_latency_p50_us = inv_latency_quantile(&p->latency, 0.50);
+  out->ack_latency_p99_us = inv_latency_quantile(&p->latency, 0.99);
+  out->ack_latency_max_us = p->latency.max_us;
+  if (p->workers != NULL) {
+    size_t stale;
+    out->workers_known = inv_workers_view_count(p->workers, &stale);
+    out->workers_stale = stale;
+  }
+}
+
+static void publisher_pack_stats(msgpack_packer *pk, void *data) {
+  inv_publisher_t *p = data;
+  inv_pub_stats_t v;
+  inv_pub_errors_t errors;
+  publisher_snapshot(p, &v, &errors);
+  inv_pub_stats_pack(pk, &v, &errors, 1);
+  inv_pack_str(pk, "workers");
+  if (p->workers != NULL) inv_workers_view_pack(p->workers, pk);
+  else msgpack_pack_array(pk, 0);
+}
+
+static int publisher_render_metrics(inv_buf_t *out, void *data) {
+  inv_publisher_t *p = data;
+  inv_pub_stats_t v;
+  inv_pub_errors_t errors;
+  publisher_snapshot(p, &v, &errors);
+  return inv_pub_stats_prometheus(out, &v, &errors);
+}
+
+/* One of the two reported closes finished; frees p after a failed start. */
+static void publisher_close_done(inv_publisher_t *p) {
+  if (--p->closes_pending == 0 && p->free_when_closed) free(p);
+}
+
+static void publisher_cluster_closed(void *data) {
+  inv_publisher_t *p = data;
+  inv_sink_free(p->sink);
+  p->sink = NULL;
+  inv_log_info("publisher", "Redis connections closed");
+  publisher_close_done(p);
+}
+
+static void publisher_server_closed(void *data) {
+  inv_publisher_t *p = data;
+  inv_log_debug("publisher", "client sessions closed");
+  publisher_close_done(p);
+}
+
+/* Closes every component that exists. The batcher goes first so that its
+ * last answers reach the server before the sessions close, and before the
+ * cluster client, whose close fails (and so frees) any abandoned batch. */
+static void publisher_close_all(inv_publisher_t *p) {
+  inv_batcher_close(p->batcher);
+  p->batcher = NULL;
+  inv_metrics_http_close(p->metrics);
+  p->metrics = NULL;
+  inv_workers_view_close(p->workers);
+  p->workers = NULL;
+  if (p->server != NULL) {
+    p->closes_pending++;
+    inv_rpc_server_close(p->server, 2000, publisher_server_closed, p);
+    p->server = NULL;
+  }
+  if (p->cluster != NULL) {
+    p->closes_pending++;
+    inv_cluster_close(p->cluster, publisher_cluster_closed, p);
+    p->cluster = NULL;
+  } else {
+    inv_sink_free(p->sink);
+    p->sink = NULL;
+  }
+  inv_daemon_close(p->daemon);
+  p->daemon = NULL;
+}
+
+static void publisher_drained(void *data) {
+  inv_publisher_t *p = data;
+  inv_log_info("publisher", "every accepted request is answered; closing");
+  publisher_close_all(p);
+}
+
+static void publisher_signal_stop(void *data) { inv_publisher_stop(data); }
+
+void inv_publisher_stop(inv_publisher_t *p) {
+  if (p->stopping) return;
+  p->stopping = 1;
+  inv_log_info("publisher", "stopping: %zu events pending",
+               inv_batcher_pending(p->batcher));
+  inv_rpc_server_stop_accepting(p->server);
+  inv_metrics_http_close(p->metrics);
+  p->metrics = NULL;
+  inv_batcher_drain(p->batcher, publisher_drained, p);
+}
+
+int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
+                        inv_publisher_t **out, char *err, size_t errlen) {
+  int rc;
+  char addr[300];
+  inv_publisher_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return INV_ENOMEM;
+  }
+  p->loop = loop;
+  p->conf = conf;
+  p->started_us = inv_now_us();
+  inv_log_set_level((inv_log_level_t)conf->server.log_level);
+
+  inv_redis_opts_t ropts;
+  inv_redis_opts_default(&ropts);
+  ropts.command_timeout_ms = conf->redis_timeout_ms;
+  ropts.password = conf->redis_password;
+  rc = inv_cluster_create(loop, conf->redis.items, conf->redis.count, &ropts,
+                          &p->cluster);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot create the Redis client: %s",
+             inv_strerror(rc));
+    goto err;
+  }
+  rc = inv_sink_create(p->cluster, conf->max_log_len, &p->sink);
+  if (rc < 0) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  rc = inv_workers_view_create(loop, p->cluster, &p->workers);
+  if (rc < 0) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  inv_batcher_opts_t bopts = {
+      .batch_max_events = (size_t)conf->batch_max_events,
+      .batch_delay_us = (uint64_t)conf->batch_delay_us,
+      .max_pending_events = (size_t)conf->max_pending_events,
+      .max_inflight_batches = (size_t)conf->max_inflight_batches,
+      .timeout_ms = conf->redis_timeout_ms,
+  };
+  rc = inv_batcher_create(loop, &bopts, p->sink, NULL, &p->stats, &p->latency,
+                          &p->batcher);
+  if (rc < 0) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  p->methods.conf = conf;
+  p->methods.rules.max_key_len = conf->max_key_len;
+  p->methods.rules.allow_flush = conf->allow_flush;
+  p->methods.batcher = p->batcher;
+  p->methods.stats = &p->stats;
+  p->methods.pack_stats = publisher_pack_stats;
+  p->methods.pack_stats_data = p;
+
+  inv_rpc_server_opts_t sopts;
+  inv_rpc_server_opts_from_conf(&conf->server, &sopts);
+  sopts.log_ctx = "listener";
+  rc = inv_rpc_server_start(loop, &conf->server.listen, &sopts,
+                            inv_pub_methods_handle, &p->methods, &p->server,
+                            err, errlen);
+  if (rc < 0) goto err;
+  inv_batcher_set_server(p->batcher, p->server);
+
+  if (conf->server.metrics_listen.port != 0) {
+    rc = inv_metrics_http_start(loop, &conf->server.metrics_listen,
+                                publisher_render_metrics, p, &p->metrics, err,
+                                errlen);
+    if (rc < 0) goto err;
+  }
+  rc = inv_daemon_start(loop, publisher_signal_stop, p, &p->daemon);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot install signal handlers: %s",
+             inv_strerror(rc));
+    goto err;
+  }
+  inv_addr_format(&conf->server.listen, addr, sizeof(addr));
+  inv_log_info("publisher", "inval-publisher %s listening on %s (port %d)",
+               INV_VERSION, addr, inv_rpc_server_port(p->server));
+  if (p->metrics != NULL) {
+    inv_addr_format(&conf->server.metrics_listen, addr, sizeof(addr));
+    inv_log_info("publisher", "metrics on http://%s/metrics", addr);
+  }
+  *out = p;
+  return 0;
+
+err:
+  p->free_when_closed = 1;
+  p->closes_pending++; /* held until every close below is issued */
+  publisher_close_all(p);
+  publisher_close_done(p);
+  return rc;
+}
+
+int inv_publisher_port(const inv_publisher_t *p) {
+  return inv_rpc_server_port(p->server);
+}
+
+void inv_publisher_free(inv_publisher_t *p) { free(p); }
+
+int inv_publisher_run(const inv_pub_conf_t *conf, char *err, size_t errlen) {
+  uv_loop_t loop;
+  int rc = uv_loop_init(&loop);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot create the event loop: %s",
+             uv_strerror(rc));
+    return INV_EIO;
+  }
+  inv_publisher_t *p = NULL;
+  rc = inv_publisher_start(&loop, conf, &p, err, errlen);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0)
+    inv_log_warn("publisher", "event loop closed with handles still open");
+  if (rc < 0) return rc;
+  inv_publisher_free(p);
+  inv_log_info("publisher", "stopped");
+  return 0;
+}

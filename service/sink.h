@@ -1,0 +1,62 @@
+/*
+ * The Redis sink: hands one batch payload to Redis with a single script
+ * call on the node owning cache:invalidation:log, which appends the log
+ * entry and publishes the broadcast atomically, and reports the entry id.
+ *
+ * The script (see sink.c) runs
+ *   XADD cache:invalidation:log MAXLEN ~ <max-log-len> * p <payload>
+ *   PUBLISH cache:invalidation <payload + "id": <entry id>>
+ * and returns the id. The published map is built inside the script from
+ * the log payload: its first byte (fixmap of 3) becomes a fixmap of 4 and
+ * the pair "id": <id> is appended, so the events travel to Redis once.
+ * Calls use EVALSHA; a NOSCRIPT reply (a fresh node, a failover, SCRIPT
+ * FLUSH) is answered once with EVAL of the full script, which also caches
+ * it on that node.
+ */
+#ifndef INV_SINK_H
+#define INV_SINK_H
+
+#include <stddef.h>
+
+#include "common/redis_cluster.h"
+
+typedef struct inv_sink_s inv_sink_t;
+
+/*
+ * Called exactly once per inv_sink_send(). On success err is 0 and
+ * id[0..idlen) is the log entry id. On failure err is INV_EUNAVAIL (Redis
+ * unreachable, or no confirmation before the cluster client's deadline) or
+ * INV_EREDIS (Redis answered with an error), and msg says why. id and msg
+ * are valid only during the call.
+ */
+typedef void (*inv_sink_done_cb)(void *data, int err, const char *id,
+                                 size_t idlen, const char *msg);
+
+typedef struct inv_sink_stats_s {
+  uint64_t script_loads; /* NOSCRIPT answered with EVAL */
+} inv_sink_stats_t;
+
+/* Creates a sink sending through cluster (borrowed; it must outlive the
+ * sink's pending sends). max_log_len is the MAXLEN ~ bound. Returns 0 and
+ * *out, or INV_ENOMEM. */
+int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
+                    inv_sink_t **out);
+
+/*
+ * Sends one batch. payload is the msgpack map {"v", "ts", "events"} packed
+ * as a fixmap of exactly 3 entries (first byte 0x83); it is borrowed and
+ * must stay valid until cb runs. Returns 0, or INV_EINVAL (payload does not
+ * start with a fixmap of 3), INV_ENOMEM or INV_ESHUTDOWN (the cluster
+ * client is closing); on error cb is never called.
+ */
+int inv_sink_send(inv_sink_t *s, const char *payload, size_t len,
+                  inv_sink_done_cb cb, void *data);
+
+const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s);
+
+/* Frees the sink. Sends still pending keep a pointer to it, so call this
+ * only after the cluster client has failed or finished them (its
+ * closed_cb). Accepts NULL. */
+void inv_sink_free(inv_sink_t *s);
+
+#endif

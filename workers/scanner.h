@@ -1,0 +1,70 @@
+/*
+ * Prefix and pattern invalidation on the worker's own node: scan jobs.
+ *
+ * A job walks the node's keyspace with SCAN cursor MATCH pattern COUNT n,
+ * one page per round trip, so it never blocks the loop. Matched keys whose
+ * slot the node owns (or imports: ASKING) go to the unlinker; at most
+ * scan-inflight of a job's keys are in flight, and the next page is asked
+ * only below that bound. At most max-scans jobs run at once; the others
+ * wait in a FIFO, where a new job with the same pattern as a waiting one is
+ * merged into it (a running job is never joined: it may already have passed
+ * keys written after it started).
+ *
+ * A pattern pinned to one slot by its hash tag (common/glob.h) is run on a
+ * cluster node with CLUSTER COUNTKEYSINSLOT + GETKEYSINSLOT, filtered with
+ * inv_glob_match: its cost grows with that slot's keys, not the keyspace.
+ * The caller only submits pinned jobs for slots the node owns or imports.
+ *
+ * Completion: done_cb (given at creation) is called once per submitted
+ * (owner, tag) when its job finished (err 0) or was cancelled (INV_ECLOSED).
+ */
+#ifndef INV_WORKER_SCANNER_H
+#define INV_WORKER_SCANNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/redis_conn.h"
+#include "workers/slot_map.h"
+#include "workers/unlinker.h"
+#include "workers/worker_stats.h"
+
+typedef struct inv_scanner_s inv_scanner_t;
+
+typedef struct inv_scanner_opts_s {
+  long long scan_count;
+  long long max_scans;
+  long long scan_inflight;
+} inv_scanner_opts_t;
+
+/* r, u, map and stats are not owned and must outlive the scanner. map is
+ * read whenever keys are filtered, so it always reflects the latest
+ * refresh. Returns 0 and *out, or INV_ENOMEM. */
+int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
+                       const inv_slot_map_t *map, const inv_scanner_opts_t *opts,
+                       inv_worker_stats_t *stats, inv_unlink_done_cb done_cb,
+                       void *owner, inv_scanner_t **out);
+
+/* Submits a job for pattern (copied). pinned/slot say whether it is run
+ * with GETKEYSINSLOT on that slot. Returns 0, or INV_ENOMEM (done_cb will
+ * not be called for tag). */
+int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
+                       int pinned, unsigned slot, uint64_t tag);
+
+/* Cancels every job, waiting and running: done_cb gets INV_ECLOSED for
+ * each tag now. Jobs with commands in flight are freed when those
+ * complete. */
+void inv_scanner_cancel_all(inv_scanner_t *s);
+
+/* Re-sends the commands of jobs stalled by a dropped connection. */
+void inv_scanner_resume(inv_scanner_t *s);
+
+size_t inv_scanner_running(const inv_scanner_t *s);
+size_t inv_scanner_pending(const inv_scanner_t *s);
+
+/* Cancels everything and frees s once no command is in flight (the
+ * connection's owner closes it, failing what is in flight). Accepts NULL. */
+void inv_scanner_close(inv_scanner_t *s);
+
+#endif

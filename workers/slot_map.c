@@ -1,0 +1,126 @@
+/*
+ * Slot map parsing (see slot_map.h).
+ */
+#include "workers/slot_map.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+
+static void set_bit(uint8_t *bits, unsigned slot) {
+  bits[slot >> 3] |= (uint8_t)(1u << (slot & 7));
+}
+
+static unsigned count_bits(const uint8_t *bits) {
+  unsigned n = 0;
+  for (size_t i = 0; i < INV_SLOTS / 8; i++)
+    n += (unsigned)__builtin_popcount(bits[i]);
+  return n;
+}
+
+void inv_slot_map_standalone(inv_slot_map_t *m) {
+  memset(m, 0, sizeof(*m));
+  memset(m->owned, 0xff, sizeof(m->owned));
+  m->nowned = INV_SLOTS;
+}
+
+/* Parses the decimal number at s[0..len). Returns -1 when it is not one. */
+static long parse_num(const char *s, size_t len) {
+  long v = 0;
+  if (len == 0 || len > 6) return -1;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
+/* Marks the importing slots listed on the "myself" line of CLUSTER NODES:
+ * tokens of the form "[slot-<-nodeid]". */
+static void parse_importing(uint8_t *bits, const char *nodes, size_t len) {
+  const char *p = nodes, *end = nodes + len;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (eol == NULL) eol = end;
+    /* The flags are the third field; "myself" is one of them. */
+    const char *f = p;
+    int field = 0, mine = 0;
+    while (f < eol && field < 3) {
+      const char *sp = memchr(f, ' ', (size_t)(eol - f));
+      if (sp == NULL) sp = eol;
+      if (field == 2) {
+        const char *q = f;
+        while (q < sp) {
+          const char *c = memchr(q, ',', (size_t)(sp - q));
+          if (c == NULL) c = sp;
+          if (c - q == 6 && memcmp(q, "myself", 6) == 0) mine = 1;
+          q = c + 1;
+        }
+      }
+      field++;
+      f = sp + 1;
+    }
+    if (mine) {
+      const char *q = p;
+      while (q < eol) {
+        const char *sp = memchr(q, ' ', (size_t)(eol - q));
+        if (sp == NULL) sp = eol;
+        size_t tl = (size_t)(sp - q);
+        if (tl > 4 && q[0] == '[' && q[tl - 1] == ']') {
+          const char *arrow = NULL;
+          for (const char *a = q + 1; a + 3 <= q + tl; a++)
+            if (memcmp(a, "-<-", 3) == 0) {
+              arrow = a;
+              break;
+            }
+          if (arrow != NULL) {
+            long slot = parse_num(q + 1, (size_t)(arrow - q - 1));
+            if (slot >= 0 && slot < INV_SLOTS) set_bit(bits, (unsigned)slot);
+          }
+        }
+        q = sp + 1;
+      }
+      return;
+    }
+    p = eol + 1;
+  }
+}
+
+int inv_slot_map_from_cluster(inv_slot_map_t *m, const char *myid,
+                              size_t myidlen, const redisReply *slots,
+                              const char *nodes, size_t nodeslen) {
+  inv_slot_map_t n;
+  memset(&n, 0, sizeof(n));
+  n.cluster = 1;
+  if (slots == NULL || slots->type != REDIS_REPLY_ARRAY) return INV_EPROTO;
+  for (size_t i = 0; i < slots->elements; i++) {
+    const redisReply *r = slots->element[i];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_ARRAY)
+      return INV_EPROTO;
+    long long lo = r->element[0]->integer, hi = r->element[1]->integer;
+    const redisReply *primary = r->element[2];
+    if (lo < 0 || hi >= INV_SLOTS || lo > hi) return INV_EPROTO;
+    if (primary->elements < 3 || primary->element[2]->type != REDIS_REPLY_STRING)
+      return INV_EPROTO;
+    if ((size_t)primary->element[2]->len != myidlen ||
+        memcmp(primary->element[2]->str, myid, myidlen) != 0)
+      continue;
+    for (long long s = lo; s <= hi; s++) set_bit(n.owned, (unsigned)s);
+  }
+  if (nodes != NULL) parse_importing(n.importing, nodes, nodeslen);
+  n.nowned = count_bits(n.owned);
+  n.nimporting = count_bits(n.importing);
+  *m = n;
+  return 0;
+}
+
+unsigned inv_slot_map_gained(const inv_slot_map_t *old, const inv_slot_map_t *now) {
+  unsigned n = 0;
+  for (size_t i = 0; i < INV_SLOTS / 8; i++)
+    n += (unsigned)__builtin_popcount(now->owned[i] & (uint8_t)~old->owned[i]);
+  return n;
+}

@@ -1,0 +1,69 @@
+/*
+ * The UNLINK pipeline to the worker's own node.
+ *
+ * Keys are pushed one at a time, from exact-key events and from scan jobs,
+ * and sent as single-key UNLINKs (so never CROSSSLOT), every command of a
+ * loop iteration in one write (inv_redis_t pipelines them). A key in a slot
+ * the node is importing is sent as ASKING + UNLINK. At most
+ * INV_UNLINK_MAX_INFLIGHT commands are awaiting replies; the rest wait in a
+ * FIFO whose length the owner bounds (max-pending-keys, scan-inflight).
+ *
+ * Each key carries (done_cb's) owner and tag; done_cb is called exactly
+ * once per pushed key: with 0 when Redis answered (removed, absent, or
+ * MOVED/ASK: the key is another node's business), INV_EREDIS for another
+ * error reply, or INV_ECLOSED when the key was dropped by
+ * inv_unlinker_clear() or at close. A key whose command failed because the
+ * connection dropped or timed out, or that got LOADING/BUSY/TRYAGAIN, is
+ * queued again and resent (deletes are idempotent), so a node restart loses
+ * nothing.
+ */
+#ifndef INV_WORKER_UNLINKER_H
+#define INV_WORKER_UNLINKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/redis_conn.h"
+#include "workers/worker_stats.h"
+
+#define INV_UNLINK_MAX_INFLIGHT 10000
+
+typedef struct inv_unlinker_s inv_unlinker_t;
+
+typedef void (*inv_unlink_done_cb)(void *owner, uint64_t tag, int err);
+
+/* Called when a reply was MOVED (the slot map is stale). */
+typedef void (*inv_unlink_moved_cb)(void *data);
+
+/* Creates the pipeline on r (not owned). stats (not owned) gets
+ * keys_unlinked, unlinks_sent and unlink_redirects. Returns
+ * 0 and *out, or INV_ENOMEM. */
+int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *stats,
+                        inv_unlink_moved_cb moved_cb, void *moved_data,
+                        inv_unlinker_t **out);
+
+/* Queues key (copied) and sends what the in-flight bound allows. asking
+ * selects ASKING + UNLINK. Returns 0, or INV_ENOMEM (done_cb will not be
+ * called). */
+int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
+                      int asking, inv_unlink_done_cb done_cb, void *owner,
+                      uint64_t tag);
+
+/* Sends queued keys (after a reconnect, or after replies freed room). */
+void inv_unlinker_flush(inv_unlinker_t *u);
+
+/* Drops every queued (unsent) key, calling its done_cb with INV_ECLOSED.
+ * Keys in flight complete normally. */
+void inv_unlinker_clear(inv_unlinker_t *u);
+
+size_t inv_unlinker_queued(const inv_unlinker_t *u);
+size_t inv_unlinker_inflight(const inv_unlinker_t *u);
+
+/* Clears the queue, and from now on fails (rather than requeues) keys
+ * whose command fails; frees u once nothing is in flight. The connection
+ * must be closed by its owner, which fails the commands in flight. Accepts
+ * NULL. */
+void inv_unlinker_close(inv_unlinker_t *u);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * inval-worker: the per-node invalidation worker (issue 3).
+ *
+ * One worker serves one Redis node. It subscribes to cache:invalidation on
+ * that node, reads cache:invalidation:log (through the cluster client,
+ * wherever the log lives) to catch up losslessly, and, while its node is a
+ * primary, removes the keys each event names among those its node owns:
+ * exact keys with pipelined UNLINK, prefixes and patterns with scan jobs.
+ * On a replica it is a hot standby that only tracks the ids it saw.
+ */
+#ifndef INV_WORKER_H
+#define INV_WORKER_H
+
+#include <msgpack.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "workers/worker_conf.h"
+
+typedef struct inv_worker_s inv_worker_t;
+
+/* Creates the worker and starts connecting (conf must outlive it). Loads
+ * the state file. Returns 0 and *out, or INV_ENOMEM / INV_EIO (unreadable
+ * state file) / INV_EINVAL with err set. */
+int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
+                      inv_worker_t **out, char *err, size_t errlen);
+
+/* Packs the `stats` map. */
+void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk);
+
+/* Appends the /metrics text. Returns 0 or INV_ENOMEM. */
+int inv_worker_render_metrics(inv_buf_t *out, void *worker);
+
+/* Graceful stop: cancels scans, saves the state file, closes every
+ * connection and timer and frees w; done_cb (may be NULL) runs then. */
+void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * The worker's directive table. Bounds keep every queue and timer
+ * meaningful: at least one scan job, one key in flight and one pending key.
+ */
+#include "workers/worker_conf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/errors.h"
+
+static const char *const on_gap_names[] = {"alert", "rescan", NULL};
+
+const inv_conf_row_t inv_worker_conf_rows[] = {
+    INV_SERVER_CONF_ROWS(inv_worker_conf_t, server, NULL),
+    {"redis", INV_CONF_ADDR, offsetof(inv_worker_conf_t, redis), 0, 0, NULL,
+     NULL, "the worker's own Redis node HOST:PORT (required)"},
+    {"redis-password", INV_CONF_STRING,
+     offsetof(inv_worker_conf_t, redis_password), 0, 0, NULL, NULL,
+     "password sent with AUTH on every Redis connection"},
+    {"redis-timeout", INV_CONF_MS, offsetof(inv_worker_conf_t, redis_timeout_ms),
+     10, 600000, "5s", NULL, "a Redis command unanswered this long fails"},
+    {"state-dir", INV_CONF_STRING, offsetof(inv_worker_conf_t, state_dir), 0,
+     0, ".", NULL, "directory of the state file worker-<id>.state"},
+    {"worker-id", INV_CONF_STRING, offsetof(inv_worker_conf_t, worker_id), 0,
+     0, NULL, NULL, "name in heartbeats and the state file (default: the node address)"},
+    {"on-gap", INV_CONF_ENUM, offsetof(inv_worker_conf_t, on_gap), 0, 0,
+     "alert", on_gap_names,
+     "when the log was trimmed past our position: alert, or rescan prefix/pattern events"},
+    {"from-start", INV_CONF_BOOL, offsetof(inv_worker_conf_t, from_start), 0,
+     0, "no", NULL, "a worker without state reads the whole log (else starts at its end)"},
+    {"scan-count", INV_CONF_INT, offsetof(inv_worker_conf_t, scan_count), 1,
+     1000000, "1000", NULL, "SCAN COUNT for prefix and pattern jobs"},
+    {"max-scans", INV_CONF_INT, offsetof(inv_worker_conf_t, max_scans), 1,
+     1024, "4", NULL, "scan jobs running at once"},
+    {"scan-inflight", INV_CONF_INT, offsetof(inv_worker_conf_t, scan_inflight),
+     1, 1000000, "1000", NULL, "UNLINKs in flight per scan job"},
+    {"catchup-page", INV_CONF_INT, offsetof(inv_worker_conf_t, catchup_page),
+     1, 1000000, "1000", NULL, "log entries per XRANGE during catch-up"},
+    {"takeover-window", INV_CONF_MS,
+     offsetof(inv_worker_conf_t, takeover_window_ms), 0, 86400000, "30s", NULL,
+     "on promotion or slot gain, replay this much log before the old position"},
+    {"role-poll", INV_CONF_MS, offsetof(inv_worker_conf_t, role_poll_ms), 10,
+     60000, "500ms", NULL, "how often ROLE is asked"},
+    {"state-save-interval", INV_CONF_MS,
+     offsetof(inv_worker_conf_t, state_save_interval_ms), 1, 3600000, "1s",
+     NULL, "the state file is written at most this often"},
+    {"heartbeat-interval", INV_CONF_MS,
+     offsetof(inv_worker_conf_t, heartbeat_interval_ms), 10, 3600000, "1s",
+     NULL, "how often the heartbeat record is written"},
+    {"heartbeat-ttl", INV_CONF_MS, offsetof(inv_worker_conf_t, heartbeat_ttl_ms),
+     10, 86400000, "5s", NULL, "a heartbeat older than this is stale"},
+    {"max-pending-keys", INV_CONF_INT,
+     offsetof(inv_worker_conf_t, max_pending_keys), 1, 100000000, "100000",
+     NULL, "exact keys queued for UNLINK past which the log is not read"},
+    {"allow-flush", INV_CONF_BOOL, offsetof(inv_worker_conf_t, allow_flush), 0,
+     0, "no", NULL, "apply patterns and prefixes that match every key"},
+};
+
+const size_t inv_worker_conf_nrows =
+    sizeof(inv_worker_conf_rows) / sizeof(inv_worker_conf_rows[0]);
+
+int inv_worker_conf_check(const inv_worker_conf_t *conf, char *err,
+                          size_t errlen) {
+  if (conf->redis.port == 0) {
+    snprintf(err, errlen, "--redis HOST:PORT is required (the worker's own node)");
+    return INV_ECONFIG;
+  }
+  return 0;
+}
+
+void inv_worker_conf_free(inv_worker_conf_t *conf) {
+  if (conf == NULL) return;
+  inv_conf_free(inv_worker_conf_rows, inv_worker_conf_nrows, conf);
+  memset(conf, 0, sizeof(*conf));
+}

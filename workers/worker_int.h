@@ -1,0 +1,164 @@
+/*
+ * The worker's internals, shared by worker.c (lifecycle and timers),
+ * worker_topology.c (role and slot map), worker_intake.c (live messages,
+ * applying entries, completion tracking) and worker_log.c (catch-up, gaps,
+ * takeover, heartbeats).
+ *
+ * Positions. "seen" is the id of the last log entry dispatched (live or
+ * from the log); entries with ids <= seen are skipped. "done" is the
+ * watermark: every entry <= done has finished (its UNLINKs answered, its
+ * scans complete), and it is what the state file and heartbeats record, so
+ * a crash never skips an unfinished entry. Entries between done and seen
+ * live in a ring of outstanding-operation counts.
+ *
+ * Intake states: IDLE (not subscribed, role or map unknown, or a takeover
+ * pending; live messages are queued), CATCHUP (reading the log from seen;
+ * live messages queued), DRAIN (applying the queued messages), LIVE. The
+ * live queue is bounded: when it overflows it is dropped and the worker
+ * catches up from the log again ("resync"), which is lossless because every
+ * broadcast entry is in the log before it is published.
+ */
+#ifndef INV_WORKER_INT_H
+#define INV_WORKER_INT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/latency.h"
+#include "common/redis_cluster.h"
+#include "common/redis_conn.h"
+#include "proto/event.h"
+#include "workers/scanner.h"
+#include "workers/slot_map.h"
+#include "workers/stream_id.h"
+#include "workers/unlinker.h"
+#include "workers/worker.h"
+#include "workers/worker_stats.h"
+
+#define INV__RING_CAP 65536        /* entries in flight (between done and seen) */
+#define INV__LIVE_QUEUE_MAX 10000  /* live messages held during catch-up */
+#define INV__SCANS_PENDING_MAX 1000 /* waiting scan jobs before intake pauses */
+#define INV__MAP_REFRESH_MS 5000
+#define INV__BEHIND_MAX 1000
+
+enum { INV__ROLE_UNKNOWN = 0, INV__ROLE_PRIMARY = 1, INV__ROLE_REPLICA = 2 };
+enum { INV__IN_IDLE = 0, INV__IN_CATCHUP, INV__IN_DRAIN, INV__IN_LIVE };
+
+typedef struct inv__ring_entry_s {
+  inv_sid_t id;
+  uint64_t seq;
+  uint32_t outstanding;
+} inv__ring_entry_t;
+
+typedef struct inv__live_msg_s {
+  struct inv__live_msg_s *next;
+  inv_sid_t id;
+  size_t len;
+  char data[];
+} inv__live_msg_t;
+
+struct inv_worker_s {
+  uv_loop_t *loop;
+  const inv_worker_conf_t *conf;
+  char id[256];
+  char node[300];
+  char state_path[4200];
+  char ctx[320]; /* log context "worker <id>" */
+  uint64_t started_us;
+
+  inv_redis_t *cmd;     /* own node: commands */
+  inv_redis_t *sub;     /* own node: the subscription */
+  inv_cluster_t *logc;  /* the log and heartbeats, routed by key */
+  inv_unlinker_t *unl;
+  inv_scanner_t *scn;
+
+  /* Topology. */
+  int role;
+  char master_addr[300]; /* while a replica: its primary, "host:port" */
+  int role_inflight;
+  int map_known;         /* the map matches the current role */
+  int map_inflight;
+  int map_dirty;         /* refresh again when the current one returns */
+  int map_role;          /* role when the map was taken */
+  inv_slot_map_t map;
+  int takeover_pending;  /* promoted: waiting for the heartbeats */
+
+  /* Positions. */
+  int have_position;
+  inv_sid_t seen, done, saved;
+  inv_sid_t gap_ref;     /* position checked against the log's trimming */
+  int gap_ref_set;       /* a rewind set gap_ref (else the check uses seen) */
+  inv_sid_t patterns_only_upto; /* rescan: entries <= this: only patterns */
+
+  /* Completion ring. */
+  inv__ring_entry_t *ring;
+  uint64_t ring_head, ring_tail; /* seqs: [head, tail) are in the ring */
+  uint64_t gen;                  /* bumped by every rewind */
+  uint64_t pending_keys;         /* exact keys handed to the unlinker */
+
+  /* Intake. */
+  int in_rewind;         /* callbacks of cancelled work must not resume intake */
+  int intake;
+  int subscribed;
+  int resync;
+  int catchup_inflight;
+  int catchup_waiting;   /* a page is due once backpressure clears */
+  uint64_t catchup_gen;
+  inv__live_msg_t *lq_head, *lq_tail;
+  size_t lq_len;
+
+  /* Figures. */
+  inv_worker_stats_t st;
+  inv_latency_t lag;
+  uint64_t last_lag_ms;
+  int behind_inflight;
+  int hb_inflight;
+
+  /* Timers. */
+  uv_timer_t role_timer, map_timer, save_timer, hb_timer;
+  int closing;
+  int open_handles;
+  void (*stop_cb)(void *data);
+  void *stop_data;
+};
+
+/* Topology (worker_topology.c). */
+void inv__worker_poll_role(inv_worker_t *w);
+void inv__worker_refresh_map(inv_worker_t *w);
+
+/* Intake (worker_intake.c). */
+void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len);
+/* Applies one entry (id and its decoded payload). from_log counts
+ * catch-up events. Returns 1 when applied, 0 when skipped (id <= seen). */
+int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
+                      int from_log);
+int inv__worker_backpressured(const inv_worker_t *w);
+/* Something finished: resume a paused catch-up or drain. */
+void inv__worker_progress(inv_worker_t *w);
+void inv__worker_live_clear(inv_worker_t *w);
+/* Starts intake when subscribed, the role and map are known and no
+ * takeover is pending. */
+void inv__worker_maybe_start(inv_worker_t *w);
+/* Stops intake (IDLE): replies of the running catch-up are ignored. */
+void inv__worker_go_idle(inv_worker_t *w);
+/* Drops all outstanding work and restarts from start (deletes are
+ * idempotent). With check_gap, the next catch-up checks the log's
+ * trimming against the position before the rewind. */
+void inv__worker_rewind(inv_worker_t *w, inv_sid_t start, int check_gap,
+                        const char *why);
+/* Ends every outstanding entry (demotion: a standby owns nothing). */
+void inv__worker_stand_down(inv_worker_t *w);
+void inv__worker_drain(inv_worker_t *w);
+
+/* Log (worker_log.c). */
+void inv__worker_begin_catchup(inv_worker_t *w, int check_position);
+void inv__worker_next_page(inv_worker_t *w);
+void inv__worker_takeover(inv_worker_t *w);
+void inv__worker_heartbeat(inv_worker_t *w);
+void inv__worker_refresh_behind(inv_worker_t *w);
+
+/* Lifecycle (worker.c). */
+void inv__worker_save_state(inv_worker_t *w);
+const char *inv__worker_role_name(int role);
+
+#endif

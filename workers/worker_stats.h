@@ -1,0 +1,110 @@
+/*
+ * The worker's counters, declared once. Each row of INV_WORKER_STATS_MAP is
+ *   XX(key, metric, TYPE, help)
+ * where key is the name in the `stats` map and metric the Prometheus name
+ * after the "inval_worker_" prefix (counters get "_total" added by
+ * common/stats.h). Every row is documented in workers/STATS.md and
+ * tests/integration/test_worker_basic.py checks that the key set of `stats`
+ * equals that table.
+ *
+ * Besides these numbers the stats map holds four strings: "version",
+ * "worker_id", "role" ("primary", "replica" or "unknown") and
+ * "last_applied_id". On /metrics the role is inval_worker_role{role=".."} 1
+ * and the version inval_worker_info{version=".."} 1.
+ */
+#ifndef INV_WORKER_STATS_H
+#define INV_WORKER_STATS_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define INV_WORKER_STATS_MAP(XX)                                               \
+  XX(uptime_s, uptime_seconds, GAUGE, "seconds since the worker started")      \
+  XX(is_primary, is_primary, GAUGE, "1 while the worker's node is a primary")  \
+  XX(owned_slots, owned_slots, GAUGE,                                          \
+     "hash slots the node owns (16384 for standalone Redis)")                  \
+  XX(importing_slots, importing_slots, GAUGE,                                  \
+     "hash slots the node is importing (ASKING + UNLINK)")                     \
+  XX(connected, connected, GAUGE,                                              \
+     "1 while both the command and the subscriber connection are up")          \
+  XX(subscribed, subscribed, GAUGE,                                            \
+     "1 while subscribed to cache:invalidation")                               \
+  XX(events_received, events_received, COUNTER,                                \
+     "events read from live messages and the log (duplicates included)")      \
+  XX(events_applied, events_applied, COUNTER,                                  \
+     "events dispatched while the node was a primary")                         \
+  XX(events_skipped, events_skipped, COUNTER,                                  \
+     "log entries skipped because their id was already applied")              \
+  XX(events_refused, events_refused, COUNTER,                                  \
+     "patterns and prefixes matching every key, refused without allow-flush") \
+  XX(decode_errors, decode_errors, COUNTER,                                    \
+     "payloads or log entries that could not be decoded")                      \
+  XX(keys_unlinked, keys_unlinked, COUNTER, "keys UNLINK removed")             \
+  XX(keys_scanned, keys_scanned, COUNTER,                                      \
+     "keys returned by SCAN or GETKEYSINSLOT and examined")                    \
+  XX(unlinks_sent, unlinks_sent, COUNTER, "UNLINK commands sent")             \
+  XX(unlink_redirects, unlink_redirects, COUNTER,                              \
+     "UNLINKs answered MOVED or ASK (the key is another node's)")              \
+  XX(pending_keys, pending_keys, GAUGE,                                        \
+     "exact keys queued or in flight for UNLINK")                              \
+  XX(scans_running, scans_running, GAUGE, "scan jobs running now")            \
+  XX(scans_pending, scans_pending, GAUGE,                                      \
+     "scan jobs waiting for a free slot (max-scans)")                          \
+  XX(scans_done, scans_done, COUNTER, "scan jobs finished")                    \
+  XX(scans_merged, scans_merged, COUNTER,                                      \
+     "patterns merged into an identical pending scan job")                     \
+  XX(slot_scans, slot_scans, COUNTER,                                          \
+     "hash-tag-pinned patterns handled with GETKEYSINSLOT")                   \
+  XX(catchup_events, catchup_events, COUNTER,                                  \
+     "events read from the log during catch-up")                               \
+  XX(catchups, catchups, COUNTER, "catch-up passes over the log")              \
+  XX(replays, replays, COUNTER,                                                \
+     "log replays after promotion, slot gain or a rescan")                     \
+  XX(gaps, gaps, COUNTER,                                                      \
+     "times the log had been trimmed past the last applied id")                \
+  XX(intake_paused, intake_paused, GAUGE,                                      \
+     "1 while reading the log is paused by max-pending-keys")                  \
+  XX(last_applied_ms, last_applied_ms, GAUGE,                                  \
+     "millisecond part of the last applied log id")                            \
+  XX(lag_ms_p50, lag_ms_p50, GAUGE, "median of now - event ts, ms")           \
+  XX(lag_ms_p99, lag_ms_p99, GAUGE, "99th percentile of now - event ts, ms")  \
+  XX(lag_ms_max, lag_ms_max, GAUGE, "largest now - event ts, ms")             \
+  XX(behind, behind, GAUGE,                                                    \
+     "log entries after the last applied id (counted up to 1000)")            \
+  XX(heartbeats, heartbeats, COUNTER, "heartbeat records written")             \
+  XX(state_saves, state_saves, COUNTER, "state file writes")                   \
+  XX(slot_map_refreshes, slot_map_refreshes, COUNTER,                          \
+     "slot map and role refreshes of the node")                                \
+  XX(redis_round_trips, redis_round_trips, COUNTER,                            \
+     "commands sent to Redis (own node and log reads)")                        \
+  XX(redis_errors, redis_errors, COUNTER,                                      \
+     "Redis commands that failed or got an error reply")                       \
+  XX(redis_reconnects, redis_reconnects, COUNTER,                              \
+     "Redis connections re-established")
+
+typedef struct inv_worker_stats_s {
+#define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;
+  INV_WORKER_STATS_MAP(INV_WORKER_STATS_FIELD)
+#undef INV_WORKER_STATS_FIELD
+} inv_worker_stats_t;
+
+/* The strings that go with the numbers. */
+typedef struct inv_worker_stats_info_s {
+  const char *worker_id;
+  const char *role;
+  const char *last_applied_id;
+} inv_worker_stats_info_t;
+
+/* Packs the whole stats map: every counter plus "version", "worker_id",
+ * "role" and "last_applied_id". */
+void inv_worker_stats_pack(msgpack_packer *pk, const inv_worker_stats_t *v,
+                           const inv_worker_stats_info_t *info);
+
+/* Appends the Prometheus text: every counter, inval_worker_role{role=..} 1
+ * and inval_worker_info{version=..} 1. Returns 0 or INV_ENOMEM. */
+int inv_worker_stats_prometheus(inv_buf_t *out, const inv_worker_stats_t *v,
+                                const inv_worker_stats_info_t *info);
+
+#endif

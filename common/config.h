@@ -106,7 +106,9 @@ typedef enum {
  * --version and --check-config. prog, summary and version are used for
  * --help and --version text. Returns 0 with *action set, or a negative code
  * with err set to a message meant for the user ("unknown option --foo; see
- * --help"). On error the caller prints err and exits 2.
+ * --help"). On error cfg has already been released (inv_conf_free on it
+ * again is harmless); the caller prints err and exits 2. After a successful
+ * return the caller owns cfg and releases it with inv_conf_free().
  */
 int inv_cli_parse(int argc, char **argv, const inv_conf_row_t *rows,
                   size_t nrows, void *cfg, const char *prog,

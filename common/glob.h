@@ -12,10 +12,11 @@
  * runs of '*' are collapsed and the match is iterative or depth-limited. */
 int inv_glob_match(const char *pat, size_t patlen, const char *s, size_t slen);
 
-/* Returns 1 if pat matches every possible key ("*", "**", "*?*" is not:
- * it needs one byte, but is still treated as matching everything because it
- * matches every non-empty key). Rule: after dropping '*' characters, the
- * pattern is empty or consists only of '?'. */
+/* Returns 1 if pat matches every key of any length ("*", "**", "*?*"),
+ * which is what a flush looks like: the pattern holds at least one '*' and
+ * nothing but '*' and '?' ("*?*" misses only the empty key, which Redis
+ * cannot store). "", "?" and "??" match keys of one length only, so they
+ * return 0. */
 int inv_glob_matches_everything(const char *pat, size_t patlen);
 
 /* Length of the literal prefix of pat: the bytes before the first

@@ -247,14 +247,15 @@ static void cmd_timer_cb(uv_timer_t *h) {
   r->stats.timeouts++;
   if (!p.internal)
     r->stats.errors++;
-  inv_log_warn(LOG_CTX, "%s:%d: no reply within %llu ms; reconnecting",
-               r->host, r->port,
-               (unsigned long long)r->opts.command_timeout_ms);
   if (p.cb != NULL)
     p.cb(r, NULL, INV_ETIMEDOUT, p.data);
   /* The callback may have closed or reset the connection already. */
-  if (r->state != ST_CLOSED && r->state != ST_IDLE)
-    drop(r, "command timeout");
+  if (r->state != ST_CLOSED && r->state != ST_IDLE) {
+    char why[64];
+    snprintf(why, sizeof(why), "no reply within %llu ms",
+             (unsigned long long)r->opts.command_timeout_ms);
+    drop(r, why);
+  }
 }
 
 /* ---- output ----------------------------------------------------------- */
@@ -617,8 +618,10 @@ static void auth_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   if (err != 0)
     return; /* the connection is already being dropped */
   if (reply->type == REDIS_REPLY_ERROR) {
-    inv_log_error(LOG_CTX, "%s:%d: AUTH failed: %.*s", r->host, r->port,
-                  (int)reply->len, reply->str);
+    /* Logged once per failing streak: a wrong password retries forever. */
+    inv_log(r->fail_logged ? INV_LOG_DEBUG : INV_LOG_ERROR, LOG_CTX,
+            "%s:%d: AUTH failed: %.*s", r->host, r->port, (int)reply->len,
+            reply->str);
     drop(r, "authentication failed");
     return;
   }

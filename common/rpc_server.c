@@ -50,6 +50,10 @@
 #define INV__RPC_DRAIN_MS 5000
 /* How long a connection over max_clients may take to receive EBUSY. */
 #define INV__RPC_REJECT_MS 2000
+/* A TLS client must finish its handshake within this long (or within the
+ * idle timeout, when that is shorter), so half-open handshakes cannot hold
+ * sessions. */
+#define INV__RPC_HANDSHAKE_MS 10000
 /* After our FIN, how long we wait for the peer's before closing anyway. */
 #define INV__RPC_LINGER_MS 2000
 /* Connections over max_clients being told EBUSY at once; beyond this they
@@ -94,6 +98,7 @@ struct inv__rpc_session_s {
   unsigned rejecting : 1;   /* over max_clients: EBUSY, then close */
   unsigned counted : 1;     /* counted in stats.clients */
   unsigned tls_failed : 1;
+  unsigned handshaken : 1;  /* TLS handshake done (or no TLS) */
   char peer[64];
 };
 
@@ -299,11 +304,15 @@ static void session_arm_timer(session_t *sess, uint64_t ms) {
 }
 
 /* Restarts the idle countdown (input arrived, or the last request
- * finished). */
+ * finished). Until the TLS handshake is done the handshake bound runs
+ * instead. */
 static void session_touch(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  if (sess->state == SESS_OPEN && s != NULL && s->idle_timeout_ms > 0)
+  if (sess->state != SESS_OPEN || s == NULL || !sess->handshaken) return;
+  if (s->idle_timeout_ms > 0)
     session_arm_timer(sess, s->idle_timeout_ms);
+  else
+    uv_timer_stop(&sess->timer);
 }
 
 /* Stops dispatching and closes once the output queued so far is written;
@@ -330,6 +339,13 @@ static void session_timer_cb(uv_timer_t *t) {
     session_close_hard(sess);
     return;
   }
+  if (!sess->handshaken) {
+    inv_log_debug(s->log_ctx, "%s: TLS handshake not done in time; closing",
+                  sess->peer);
+    session_close_hard(sess);
+    return;
+  }
+  if (s->idle_timeout_ms == 0) return;
   if (sess->pending > 0) {
     /* Not idle: the client waits for us. Look again later. */
     session_touch(sess);
@@ -774,6 +790,10 @@ static void session_read_cb(uv_stream_t *stream, ssize_t nread,
       session_flush(sess); /* handshake records, then the goodbye */
       return;
     }
+    if (!sess->handshaken && inv_tls_handshake_done(sess->tls)) {
+      sess->handshaken = 1;
+      session_touch(sess);
+    }
   } else {
     rc = inv_framer_feed(&sess->framer, buf->base, (size_t)nread);
     if (rc == INV_ENOMEM) {
@@ -854,7 +874,14 @@ static void server_conn_cb(uv_stream_t *listener, int status) {
   sess->counted = 1;
   s->stats.clients++;
   inv_log_debug(s->log_ctx, "%s: connected", sess->peer);
-  session_touch(sess);
+  sess->handshaken = sess->tls == NULL;
+  if (sess->handshaken)
+    session_touch(sess);
+  else
+    session_arm_timer(sess, s->idle_timeout_ms > 0 &&
+                                    s->idle_timeout_ms < INV__RPC_HANDSHAKE_MS
+                                ? s->idle_timeout_ms
+                                : INV__RPC_HANDSHAKE_MS);
   session_update_reading(sess);
 }
 

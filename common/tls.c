@@ -12,6 +12,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/errors.h"
 
@@ -28,6 +29,7 @@ struct inv_tls_s {
   BIO *wbio;          /* owned by ssl; what TLS wants to send */
   BIO *rbio;          /* owned by ssl; what the peer sent */
   int shutdown_sent;
+  int failed;         /* a fatal TLS error happened: no more TLS calls */
   char errstr[160];
 };
 
@@ -129,9 +131,19 @@ int inv_tls_ctx_new(const char *cert_file, const char *key_file,
   }
   if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) !=
       1) {
+    /* OpenSSL checks the key against the certificate while loading it, so
+     * a mismatch surfaces here rather than in SSL_CTX_check_private_key. */
+    unsigned long e = ERR_peek_error();
+    int mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                   (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+                    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
     tls_reason(reason, sizeof(reason), "unknown reason");
-    snprintf(err, errlen, "tls-key %s: cannot load private key: %s", key_file,
-             reason);
+    if (mismatch)
+      snprintf(err, errlen, "tls-key %s does not match tls-cert %s: %s",
+               key_file, cert_file, reason);
+    else
+      snprintf(err, errlen, "tls-key %s: cannot load private key: %s",
+               key_file, reason);
     goto err;
   }
   if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
@@ -211,6 +223,7 @@ static int tls_fail(inv_tls_t *t, int ssl_err) {
                              ? "connection broken during TLS"
                              : "TLS failure";
   tls_reason(t->errstr, sizeof(t->errstr), fallback);
+  t->failed = 1;
   return INV_EPROTO;
 }
 
@@ -219,6 +232,7 @@ int inv_tls_read(inv_tls_t *t, const char *data, size_t len,
   char plain[INV__TLS_CHUNK];
   int rc = 0;
 
+  if (t->failed) return INV_EPROTO;
   ERR_clear_error();
   while (len > 0) {
     int chunk = len > INT_MAX ? INT_MAX : (int)len;
@@ -251,6 +265,7 @@ int inv_tls_write(inv_tls_t *t, inv_buf_t *plain, inv_buf_t *wire) {
   size_t off = 0;
   int rc = 0;
 
+  if (t->failed) return INV_EPROTO;
   if (!SSL_is_init_finished(t->ssl)) return 0;
   ERR_clear_error();
   while (off < plain->len) {
@@ -274,7 +289,9 @@ int inv_tls_write(inv_tls_t *t, inv_buf_t *plain, inv_buf_t *wire) {
 int inv_tls_shutdown(inv_tls_t *t, inv_buf_t *wire) {
   if (t->shutdown_sent) return 0;
   t->shutdown_sent = 1;
-  if (!SSL_is_init_finished(t->ssl)) return 0;
+  /* OpenSSL forbids SSL_shutdown() after a fatal error; there is nothing
+   * to say then anyway (the alert already went out). */
+  if (t->failed || !SSL_is_init_finished(t->ssl)) return 0;
   ERR_clear_error();
   (void)SSL_shutdown(t->ssl);
   ERR_clear_error();

@@ -10,7 +10,9 @@
  * implicitly: until it is done inv_tls_write() keeps the plaintext queued,
  * and every inv_tls_read() may append handshake records to send.
  *
- * Only TLS 1.2 and later are offered; renegotiation is refused.
+ * Only TLS 1.2 and later are offered; renegotiation is refused. A TLS
+ * failure is sticky: after INV_EPROTO, reads and writes return INV_EPROTO
+ * again and inv_tls_shutdown() appends nothing.
  */
 #ifndef INV_TLS_H
 #define INV_TLS_H

@@ -344,11 +344,10 @@ int inv_framer_next(inv_framer_t *f, const char **frame, size_t *len) {
   avail = f->len - f->pos;
   if (avail == 0) return 0; /* scan_off is 0 too: nothing of a frame yet */
   rc = scan(f, (const unsigned char *)f->buf + f->pos, avail, 0);
-  if (rc < 0) {
-    /* The stream is unusable from here on; release the memory now. */
-    inv_framer_free(f);
-    return rc;
-  }
+  /* After an error the unconsumed bytes stay in buf from pos on (they are
+   * bounded by the limit plus one read): whoever reports the error may look
+   * at the refused frame's first bytes, for instance for its msgid. */
+  if (rc < 0) return rc;
   if (rc == SCAN_MORE) return 0;
   *frame = f->buf + f->pos;
   *len = f->scan_off;

@@ -111,8 +111,12 @@ int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out) {
     fprintf(stderr, "error: %s: %s\n", inv_err_name(rc), err);
     return INV_CTL_EXIT_SERVER;
   }
-  fprintf(stderr, "error: cannot connect to %s:%d: %s\n", opts->host,
-          opts->port, err);
+  /* A TLS port does not answer a plain hello; say what may be wrong. */
+  fprintf(stderr, "error: cannot connect to %s:%d: %s%s\n", opts->host,
+          opts->port, err,
+          !opts->tls && strstr(err, "no reply") != NULL
+              ? " (if the server speaks TLS, add --tls or --tls-ca)"
+              : "");
   return INV_CTL_EXIT_CONNECT;
 }
 

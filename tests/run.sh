@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     -R*) REGEX=${1#-R} ;;
     -j) [ $# -ge 2 ] || { echo "run.sh: -j needs a number" >&2; exit 2; }
         JOBS=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

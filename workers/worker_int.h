@@ -60,7 +60,7 @@ typedef struct inv__live_msg_s {
 struct inv_worker_s {
   uv_loop_t *loop;
   const inv_worker_conf_t *conf;
-  char id[256];
+  char id[300];
   char node[300];
   char state_path[4200];
   char ctx[320]; /* log context "worker <id>" */

@@ -51,10 +51,11 @@ static void ring_dec(inv_worker_t *w, uint64_t tag) {
 /* Completion of an exact key's UNLINK. */
 static void key_done_cb(void *owner, uint64_t tag, int err) {
   inv_worker_t *w = owner;
-  (void)err;
   w->pending_keys--;
   w->st.pending_keys = w->pending_keys;
-  ring_dec(w, tag);
+  /* A cancelled key leaves its entry unfinished, so done never passes it
+   * (at shutdown the next start replays it; a rewind empties the ring). */
+  if (err != INV_ECLOSED) ring_dec(w, tag);
   if (!w->in_rewind) inv__worker_progress(w);
 }
 
@@ -62,8 +63,7 @@ static void key_done_cb(void *owner, uint64_t tag, int err) {
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err) {
   inv_worker_t *w = owner;
-  (void)err;
-  ring_dec(w, tag);
+  if (err != INV_ECLOSED) ring_dec(w, tag);
   if (!w->in_rewind) inv__worker_progress(w);
 }
 

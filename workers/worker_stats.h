@@ -31,8 +31,10 @@
      "1 while both the command and the subscriber connection are up")          \
   XX(subscribed, subscribed, GAUGE,                                            \
      "1 while subscribed to cache:invalidation")                               \
+  XX(live, live, GAUGE,                                                        \
+     "1 once catch-up is done and live messages are applied")                  \
   XX(events_received, events_received, COUNTER,                                \
-     "events read from live messages and the log (duplicates included)")      \
+     "events taken in, live or from the log (skipped duplicates excluded)")      \
   XX(events_applied, events_applied, COUNTER,                                  \
      "events dispatched while the node was a primary")                         \
   XX(events_skipped, events_skipped, COUNTER,                                  \

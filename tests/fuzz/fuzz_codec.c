@@ -222,13 +222,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lim.max_items = 2 + (size_t)data[1] * 4;
   }
   rules.max_key_len = 64;
-  rules.allow_flush = data[0] & 0x40 ? 1 : 0;
+  rules.allow_flush = data[1] & 0x80 ? 1 : 0;
   seed = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)data[1] << 32) ^ size;
   stream = (const char *)data + 2;
   slen = size - 2;
 
   inv_framer_init(&f, &lim);
-  while (fed < slen || err == 0) {
+  for (;;) {
     const char *fr;
     size_t len;
     int rc;
@@ -304,6 +304,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #include <time.h>
 
 #define REPLAY_MAX_INPUT 8192
+#ifndef INV_FUZZ_CORPUS_DIR
+#define INV_FUZZ_CORPUS_DIR "tests/fuzz/corpus"
+#endif
 
 typedef struct {
   unsigned char *data;
@@ -401,11 +404,12 @@ static void mutate(unsigned char *buf, size_t *len, size_t max,
       for (size_t i = pos; i < n && i < pos + 4; i++) buf[i] = 0xff;
       break;
     case 6: { /* duplicate a run elsewhere (pipelining, repeats) */
-      size_t k = 1 + (size_t)((r >> 8) % 64);
-      size_t at = n ? (size_t)((r >> 20) % (n + 1)) : 0;
-      if (pos + k > n) k = n - pos;
-      if (n + k > max) k = max - n;
       unsigned char tmp[64];
+      size_t k = 1 + (size_t)((r >> 8) % sizeof(tmp));
+      size_t at = (size_t)((r >> 20) % (n + 1));
+      if (n >= max || pos >= n) break;
+      if (k > n - pos) k = n - pos;
+      if (k > max - n) k = max - n;
       memcpy(tmp, buf + pos, k);
       memmove(buf + at + k, buf + at, n - at);
       memcpy(buf + at, tmp, k);

@@ -223,6 +223,47 @@ def free_port():
     raise HarnessError("no free port found")
 
 
+def free_port_range(count):
+    """Returns the first of count consecutive free ports (each with its
+    port + 10000 free too), for tools that take a base port such as
+    deploy/cluster.sh and deploy/quickstart.sh."""
+    lo, _ = _ephemeral_range()
+    first, last = 15000, lo - 10001 - count
+    with _port_lock:
+        for _ in range(2000):
+            base = random.randint(first, max(first, last))
+            ports = range(base, base + count)
+            if any(p in _used_ports for p in ports):
+                continue
+            if not all(_can_bind(p) and _can_bind(p + 10000) for p in ports):
+                continue
+            taken = []
+            for p in ports:
+                if not _reserve(p):
+                    break
+                taken.append(p)
+            if len(taken) < count:
+                continue  # the reservations made stay unused: harmless
+            _used_ports.update(ports)
+            return base
+    raise HarnessError(f"no {count} consecutive free ports found")
+
+
+def register_pid(pid, name, program):
+    """Records a process the harness did not start itself (a daemonized
+    redis-server, say) under $INVAL_TEST_RUNDIR/pids, so that tests/run.sh
+    stops it if the test does not. Returns the PID file path or None."""
+    d = rundir()
+    if not d:
+        return None
+    piddir = os.path.join(d, "pids")
+    os.makedirs(piddir, exist_ok=True)
+    path = os.path.join(piddir, f"{name}-{pid}.pid")
+    with open(path, "w") as f:
+        f.write(f"{pid}\n{program}\n")
+    return path
+
+
 # --------------------------------------------------------------------------
 # Binaries.
 
@@ -1197,7 +1238,8 @@ def rpc_ok(client, method, *params, timeout=None):
 
 __all__ = [
     "HOST", "NUM_SLOTS", "REPO_ROOT", "HarnessError", "wait_until", "tail",
-    "port_accepts", "rundir", "free_port", "build_dir", "binary",
+    "port_accepts", "rundir", "free_port", "free_port_range",
+    "register_pid", "build_dir", "binary",
     "have_binary", "invalctl", "RedisServer", "key_slot", "RedisCluster",
     "Daemon", "pack", "RpcClient", "rpc_ok", "REQUEST", "RESPONSE", "NOTIFY",
 ]

@@ -21,6 +21,14 @@ def code_of(reply):
     return err["code"]
 
 
+def error_in(msg):
+    """The error map of an error response or of an error notification."""
+    if msg[0] == 1:
+        return msg[2]
+    assert msg[0] == 2 and msg[1] == "error", msg
+    return msg[2][0]
+
+
 def serves_another_client(pub):
     with connect(pub) as c:
         err, res = invalidate(c, [ev("key", "still:serving")])
@@ -98,11 +106,9 @@ def test_oversize_frame(pub):
     with connect(pub) as c:
         big = harness.pack([0, 1, "invalidate",
                             [[ev("key", "x" * 60)] * 5 + [{"pad": "y" * 8000}]]])
-        c.send_raw(big[:64])  # the declared size is already over the limit
-        msg = c.read_message(timeout=5)
-        assert msg[0] in (1, 2)
-        err = msg[2] if msg[0] == 1 else msg[2][0]
-        assert err["code"] == "ETOOBIG"
+        assert len(big) > 4096
+        c.send_raw(big)
+        assert error_in(c.read_message(timeout=5))["code"] == "ETOOBIG"
         assert c.closed(5)
     assert serves_another_client(pub)
     assert stats(pub)["errors"]["ETOOBIG"] >= 1
@@ -111,9 +117,7 @@ def test_oversize_frame(pub):
 def test_garbage_bytes(pub):
     with connect(pub) as c:
         c.send_raw(b"\xc1\xc1GET / HTTP/1.1\r\n\r\n")
-        msg = c.read_message(timeout=5)
-        assert msg[0] == 2 and msg[1] == "error"
-        assert msg[2][0]["code"] == "EPROTO"
+        assert error_in(c.read_message(timeout=5))["code"] == "EPROTO"
         assert c.closed(5)
     assert serves_another_client(pub)
     st = stats(pub)
@@ -129,8 +133,7 @@ def test_eproto_not_rpc_keeps_session(pub):
         msg = c.read_message(timeout=5)
         assert msg[0] == 1 and msg[1] == 7 and msg[2]["code"] == "EPROTO"
         c.send_raw(harness.pack([9, 8, "ping", []]))
-        msg = c.read_message(timeout=5)
-        assert msg[2]["code"] == "EPROTO"
+        assert error_in(c.read_message(timeout=5))["code"] == "EPROTO"
         assert c.call("ping") == (None, "PONG")
 
 
@@ -220,6 +223,16 @@ def test_eauth(standalone, publisher_factory):
         assert err is None and res["accepted"] == 1
         err, st = c.call("stats")
         assert st["errors"]["EAUTH"] == 3
+
+
+def test_oversize_declared_in_header(pub):
+    """A frame whose header declares more than max-message-bytes is refused
+    before its body arrives."""
+    with connect(pub) as c:
+        c.send_raw(b"\x94\x00\x01\xdb" + struct.pack(">I", 1 << 20))
+        assert error_in(c.read_message(timeout=5))["code"] == "ETOOBIG"
+        assert c.closed(5)
+    assert serves_another_client(pub)
 
 
 def test_bad_client_does_not_disturb_others(pub):

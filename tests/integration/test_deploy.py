@@ -1,0 +1,248 @@
+"""Checks of the deploy/ files against the real programs: redis.conf starts a
+cluster node with the documented settings, the example configs name every
+directive and pass --check-config, the Prometheus rules only use metrics the
+daemons export, and cluster.sh and quickstart.sh start, reuse and stop their
+stack."""
+
+import glob
+import os
+import re
+import subprocess
+import urllib.request
+
+import pytest
+import yaml
+
+import harness
+from harness import HOST, Daemon
+
+DEPLOY = os.path.join(harness.REPO_ROOT, "deploy")
+
+
+def _needs(*names):
+    missing = [n for n in names if not harness.have_binary(n)]
+    if missing:
+        pytest.skip(f"not built: {', '.join(missing)}")
+
+
+def _pid_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_redis_conf_runs_a_cluster_node(workdir):
+    port = harness.free_port()
+    d = Daemon(["redis-server", os.path.join(DEPLOY, "redis.conf"),
+                "--port", port, "--dir", workdir, "--logfile", "",
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--daemonize", "no"], workdir, "redis-conf", ready_port=port)
+    try:
+        c = harness.RedisServer(workdir, port=port).client()
+        harness.wait_until(lambda: c.ping(), 10, what="PING")
+        cfg = lambda k: c.config_get(k)[k]  # noqa: E731
+        assert cfg("cluster-enabled") == "yes"
+        assert cfg("appendonly") == "yes"
+        assert cfg("notify-keyspace-events") == ""
+        assert cfg("maxmemory-policy") == "volatile-lfu"
+        limits = cfg("client-output-buffer-limit").split()
+        i = limits.index("pubsub")
+        assert limits[i + 1:i + 4] == ["268435456", "67108864", "120"]
+        assert c.info("cluster")["cluster_enabled"] == 1
+    finally:
+        assert d.stop() == 0
+
+
+def _directives(prog):
+    """Directive names from the daemon's --help (lines "  --name ...")."""
+    out = subprocess.run([harness.binary(prog), "--help"], capture_output=True,
+                         text=True, timeout=10, check=True).stdout
+    names = set(re.findall(r"^\s+--([a-z][a-z0-9-]*)", out, re.M))
+    return names - {"config", "check-config", "help", "version"}
+
+
+def _commented_directives(path, names):
+    """(name, value) of every "# name value" line whose name is a directive."""
+    found = []
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^#\s?([a-z][a-z0-9-]*)\s+(\S.*)$", line.rstrip())
+            if m and m.group(1) in names:
+                found.append((m.group(1), m.group(2)))
+    return found
+
+
+@pytest.mark.parametrize("prog,conf", [("inval-publisher", "publisher.conf"),
+                                       ("inval-worker", "worker.conf")])
+def test_example_config_covers_every_directive(prog, conf, workdir):
+    _needs(prog)
+    names = _directives(prog)
+    assert names, "no directive in --help"
+    path = os.path.join(DEPLOY, conf)
+    found = _commented_directives(path, names)
+    assert {n for n, _ in found} == names
+    # Every example value is valid: uncomment them all (TLS files do not
+    # exist here) and let the daemon check the file.
+    active = os.path.join(workdir, conf)
+    with open(active, "w") as f:
+        for name, value in found:
+            if not name.startswith("tls-"):
+                f.write(f"{name} {value}\n")
+    res = subprocess.run([harness.binary(prog), "--config", active,
+                          "--check-config"], capture_output=True, text=True,
+                         timeout=10)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _metric_names(port):
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics",
+                                timeout=5) as r:
+        text = r.read().decode()
+    return set(re.findall(r"^(inval_[a-z0-9_]+)", text, re.M))
+
+
+def test_prometheus_rules_use_exported_metrics(standalone, publisher_factory,
+                                               worker_factory):
+    with open(os.path.join(DEPLOY, "prometheus", "inval-rules.yml")) as f:
+        rules = yaml.safe_load(f)
+    exprs = []
+    alerts = set()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["alert"] not in alerts
+            alerts.add(rule["alert"])
+            assert rule["labels"]["severity"] in ("warning", "critical")
+            assert rule["annotations"]["summary"]
+            exprs.append(rule["expr"])
+    used = set()
+    for e in exprs:
+        used |= set(re.findall(r"\b(inval_[a-z0-9_]+)", e))
+    assert used
+    _needs("inval-publisher", "inval-worker")
+    pub = publisher_factory(standalone.addr, metrics=True)
+    wrk = worker_factory(standalone, metrics=True)
+    exported = set()
+    for port in (pub.metrics_port, wrk.metrics_port):
+        exported |= harness.wait_until(lambda p=port: _metric_names(p), 10,
+                                       what="/metrics")
+    assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+def _register_pidfiles(pattern, name, program):
+    for path in glob.glob(pattern):
+        try:
+            with open(path) as f:
+                pid = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        harness.register_pid(pid, name, program)
+
+
+def _pids(pattern):
+    pids = []
+    for path in glob.glob(pattern):
+        with open(path) as f:
+            pids.append(int(f.read().split()[0]))
+    return pids
+
+
+def _run(argv, env=None, timeout=180):
+    res = subprocess.run(argv, capture_output=True, text=True,
+                         timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_cluster_sh_start_reuse_stop(workdir):
+    base = harness.free_port_range(6)
+    data = os.path.join(workdir, "cluster")
+    sh = [os.path.join(DEPLOY, "cluster.sh")]
+    opts = ["--dir", data, "--base-port", str(base)]
+    try:
+        rc, out = _run(sh + ["start"] + opts)
+        _register_pidfiles(f"{data}/*/redis.pid", "cluster-sh", "redis-server")
+        assert rc == 0, out
+        assert "cluster created" in out
+        rc, out = _run(sh + ["status"] + opts)
+        assert rc == 0, out
+        assert out.count("master") == 3 and out.count("slave") == 3
+        pids = _pids(f"{data}/*/redis.pid")
+        assert len(pids) == 6
+        # A second start reuses the running cluster.
+        rc, out = _run(sh + ["start"] + opts)
+        assert rc == 0 and "cluster up" in out, out
+        assert sorted(_pids(f"{data}/*/redis.pid")) == sorted(pids)
+        rc, out = _run(sh + ["stop"] + opts)
+        assert rc == 0, out
+        harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 10,
+                           what="nodes stopped")
+        rc, out = _run(sh + ["status"] + opts)
+        assert rc != 0 and out.count("stopped") == 6, out
+        # Started again, the nodes rejoin with their saved identities.
+        rc, out = _run(sh + ["start"] + opts)
+        _register_pidfiles(f"{data}/*/redis.pid", "cluster-sh", "redis-server")
+        assert rc == 0 and "cluster up" in out, out
+        c = harness.RedisServer(workdir, port=base).client()
+        assert c.execute_command("CLUSTER", "INFO").find(
+            b"cluster_state:ok") >= 0
+    finally:
+        _run(sh + ["reset"] + opts)
+    assert not os.path.exists(data)
+
+
+def test_quickstart_up_reuse_down(workdir):
+    _needs("inval-publisher", "invalctl")
+    local = os.path.join(workdir, "local")
+    env = dict(os.environ,
+               INVAL_BASE_PORT=str(harness.free_port_range(6)),
+               INVAL_PUBLISHER_PORT=str(harness.free_port()),
+               INVAL_PUBLISHER_METRICS_PORT=str(harness.free_port()),
+               INVAL_WORKER_BASE_PORT=str(harness.free_port_range(6)),
+               INVAL_WORKER_METRICS_BASE_PORT=str(harness.free_port_range(6)),
+               INVAL_LOCAL_DIR=local,
+               INVAL_QUICKSTART_BUILD=harness.build_dir())
+    qs = [os.path.join(DEPLOY, "quickstart.sh")]
+    workers = harness.have_binary("inval-worker") and os.path.exists(
+        os.path.join(harness.build_dir(), "workers", "inval-worker"))
+
+    def register():
+        _register_pidfiles(f"{local}/cluster/*/redis.pid", "quickstart",
+                           "redis-server")
+        _register_pidfiles(f"{local}/run/publisher.pid", "quickstart",
+                           "inval-publisher")
+        _register_pidfiles(f"{local}/run/worker-*.pid", "quickstart",
+                           "inval-worker")
+
+    try:
+        rc, out = _run(qs + ["up", "--no-build"], env)
+        register()
+        assert rc == 0, out
+        assert "started publisher" in out
+        assert "Stop everything" in out
+        if workers:
+            assert out.count("started worker-") == 6, out
+            assert "the worker of the key's node deleted it" in out, out
+        rc, out = _run(qs + ["status"], env)
+        assert rc == 0, out
+        pids = _pids(f"{local}/run/*.pid") + _pids(
+            f"{local}/cluster/*/redis.pid")
+        assert len(pids) == (13 if workers else 7)
+        # A second up reuses the healthy stack.
+        rc, out = _run(qs + ["up", "--no-build"], env)
+        assert rc == 0, out
+        assert "publisher already running" in out, out
+        assert sorted(_pids(f"{local}/run/*.pid") + _pids(
+            f"{local}/cluster/*/redis.pid")) == sorted(pids)
+        rc, out = _run(qs + ["down"], env)
+        assert rc == 0, out
+        harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 15,
+                           what="stack stopped")
+        rc, out = _run(qs + ["status"], env)
+        assert rc != 0
+    finally:
+        _run(qs + ["reset"], env)

@@ -1,0 +1,304 @@
+"""inval-worker smoke tests against real Redis, standalone and the 6-node
+cluster: one worker per node, events sent through a real inval-publisher
+(and once through the publisher's Redis path by hand: XADD + PUBLISH in one
+MULTI), and assertions on what Redis holds afterwards. Exact keys, prefixes
+and patterns remove exactly their matches; everything else survives. A
+hash-tag-pinned pattern is handled by its slot's owner only. The `stats`
+key set equals the table in workers/STATS.md."""
+
+import os
+import re
+import time
+
+import msgpack
+import pytest
+
+import harness
+from harness import HOST, RpcClient, wait_until
+
+LOG_KEY = "cache:invalidation:log"
+CHANNEL = "cache:invalidation"
+STATS_MD = os.path.join(harness.REPO_ROOT, "workers", "STATS.md")
+
+
+class Backend:
+    """Standalone Redis or the cluster, as these tests need it."""
+
+    def __init__(self, kind, target):
+        self.kind = kind
+        self.target = target
+
+    @property
+    def is_cluster(self):
+        return self.kind == "cluster"
+
+    @property
+    def seeds(self):
+        return self.target.seeds if self.is_cluster else [self.target.addr]
+
+    def nodes(self):
+        return self.target.running() if self.is_cluster else [self.target]
+
+    def primaries(self):
+        return self.target.primaries() if self.is_cluster else [self.target]
+
+    def client(self):
+        return self.target.client()
+
+    def log_node(self):
+        if self.is_cluster:
+            return self.target.node_for_key(LOG_KEY)
+        return self.target
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request):
+    return Backend(request.param, request.getfixturevalue(request.param))
+
+
+def ev(kind, target):
+    return {"kind": kind, "target": target}
+
+
+def worker_stats(w):
+    with RpcClient(HOST, w.port) as c:
+        err, st = c.call("stats")
+    assert err is None, err
+    return st
+
+
+def start_workers(backend, worker_factory, *extra):
+    """One worker per node; waits until each has caught up and is live."""
+    workers = [worker_factory(n, *extra) for n in backend.nodes()]
+
+    def live():
+        for w in workers:
+            st = worker_stats(w)
+            if not (st["connected"] and st["live"] and st["role"] != "unknown"):
+                return False
+            if st["role"] == "primary" and st["owned_slots"] == 0:
+                return False
+        return True
+
+    wait_until(live, 30, interval=0.1, what="workers live")
+    return workers
+
+
+def fill(backend, keys):
+    """SETs every key (pipelined)."""
+    pipe = backend.client().pipeline()
+    for i, k in enumerate(keys):
+        pipe.set(k, b"v")
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def existing(backend, keys):
+    """The subset of keys that exist."""
+    c = backend.client()
+    pipe = c.pipeline()
+    for k in keys:
+        pipe.exists(k)
+    return {k for k, n in zip(keys, pipe.execute()) if n}
+
+
+def invalidate(pub, events, chunk=500):
+    with RpcClient(HOST, pub.port) as c:
+        for i in range(0, len(events), chunk):
+            err, res = c.call("invalidate", events[i:i + chunk])
+            assert err is None, err
+            assert res["accepted"] == len(events[i:i + chunk])
+
+
+def wait_gone(backend, keys, timeout=30):
+    wait_until(lambda: not existing(backend, keys), timeout, interval=0.1,
+               what=f"{len(keys)} keys removed")
+
+
+def settle(workers, timeout=30):
+    """Waits until no worker has work outstanding."""
+    def idle():
+        for w in workers:
+            st = worker_stats(w)
+            if st["pending_keys"] or st["scans_running"] or st["scans_pending"]:
+                return False
+        return True
+    wait_until(idle, timeout, interval=0.1, what="workers idle")
+
+
+def test_exact_keys(backend, worker_factory, publisher_factory):
+    workers = start_workers(backend, worker_factory)
+    pub = publisher_factory(backend.seeds)
+    named = [f"user:{i}" for i in range(3000)]
+    # Same prefix, not named: must survive.
+    kept = [f"user:{i}:profile" for i in range(1000)] + \
+           [f"user:{i}" for i in range(3000, 4000)]
+    fill(backend, named + kept)
+    invalidate(pub, [ev("key", k) for k in named])
+    wait_gone(backend, named)
+    settle(workers)
+    assert existing(backend, kept) == set(kept)
+    total = sum(worker_stats(w)["keys_unlinked"] for w in workers)
+    assert total == len(named)
+    for w in workers:
+        st = worker_stats(w)
+        if st["role"] == "replica":
+            assert st["keys_unlinked"] == 0 and st["unlinks_sent"] == 0
+
+
+def test_prefix_and_pattern(backend, worker_factory, publisher_factory):
+    workers = start_workers(backend, worker_factory, "--scan-count", "200")
+    pub = publisher_factory(backend.seeds)
+    gone_prefix = [f"sess:a:{i}" for i in range(2000)]
+    kept_prefix = [f"sess:b:{i}" for i in range(1000)] + \
+                  [f"sess:{i}" for i in range(500)]
+    gone_pattern = [f"rep:{i}:2026" for i in range(1500)]
+    kept_pattern = [f"rep:{i}:2025" for i in range(1000)] + \
+                   [f"rep:{i}:20261" for i in range(300)]
+    fill(backend, gone_prefix + kept_prefix + gone_pattern + kept_pattern)
+    invalidate(pub, [ev("prefix", "sess:a:"), ev("pattern", "rep:*:2026"),
+                     ev("pattern", "rep:*:2026")])
+    wait_gone(backend, gone_prefix + gone_pattern)
+    settle(workers)
+    kept = kept_prefix + kept_pattern
+    assert existing(backend, kept) == set(kept)
+    for w in workers:
+        st = worker_stats(w)
+        assert st["scans_running"] == 0 and st["scans_pending"] == 0
+        if st["role"] == "primary":
+            assert st["scans_done"] >= 1
+
+
+def test_match_everything_refused(backend, worker_factory):
+    """A pattern matching every key, written to the log by hand (the
+    publisher refuses it too), is refused by the worker."""
+    workers = start_workers(backend, worker_factory)
+    keys = [f"k{i}" for i in range(100)]
+    fill(backend, keys)
+    publish_raw(backend, [ev("pattern", "*"), ev("prefix", "")])
+    primaries = [w for w in workers if worker_stats(w)["role"] == "primary"]
+    wait_until(lambda: all(worker_stats(w)["events_refused"] == 2
+                           for w in primaries), 10, what="refusals")
+    assert existing(backend, keys) == set(keys)
+
+
+def publish_raw(backend, events):
+    """What the publisher's script does, by hand: XADD the entry and PUBLISH
+    it with its id, in one MULTI on the log's node. The id is chosen here so
+    that both commands can be queued together."""
+    r = backend.log_node().client()
+    ts = int(time.time() * 1000)
+    last = r.xinfo_stream(LOG_KEY)["last-generated-id"] if r.exists(LOG_KEY) \
+        else b"0-0"
+    lms, lseq = (int(x) for x in last.decode().split("-"))
+    eid = f"{ts}-0" if ts > lms else f"{lms}-{lseq + 1}"
+    body = {"v": 1, "ts": ts,
+            "events": [dict(e, mode="hard") for e in events]}
+    pipe = r.pipeline(transaction=True)
+    pipe.xadd(LOG_KEY, {"p": msgpack.packb(body)}, id=eid)
+    pipe.publish(CHANNEL, msgpack.packb(dict(body, id=eid)))
+    pipe.execute()
+    return eid
+
+
+def test_raw_publish_path(backend, worker_factory):
+    workers = start_workers(backend, worker_factory)
+    keys = [f"raw:{i}" for i in range(200)]
+    kept = [f"raw:{i}" for i in range(200, 300)]
+    fill(backend, keys + kept)
+    eid = publish_raw(backend, [ev("key", k) for k in keys[:100]])
+    publish_raw(backend, [ev("key", k) for k in keys[100:]])
+    wait_gone(backend, keys)
+    settle(workers)
+    assert existing(backend, kept) == set(kept)
+    for w in workers:
+        st = worker_stats(w)
+        assert st["events_received"] == 200
+        ms, seq = (int(x) for x in st["last_applied_id"].split("-"))
+        ems, eseq = (int(x) for x in eid.split("-"))
+        assert (ms, seq) > (ems, eseq)
+
+
+def test_pinned_pattern_owner_only(cluster, worker_factory,
+                                   publisher_factory):
+    backend = Backend("cluster", cluster)
+    workers = start_workers(backend, worker_factory)
+    pub = publisher_factory(backend.seeds)
+    gone = [f"{{user:42}}:k{i}" for i in range(500)]
+    kept = [f"{{user:42}}x{i}" for i in range(200)] + \
+           [f"{{user:43}}:k{i}" for i in range(200)]
+    fill(backend, gone + kept)
+    invalidate(pub, [ev("pattern", "{user:42}:*")])
+    wait_gone(backend, gone)
+    settle(workers)
+    assert existing(backend, kept) == set(kept)
+    owner = cluster.node_for_key("{user:42}")
+    for w in workers:
+        st = worker_stats(w)
+        if w.node == owner.addr:
+            assert st["slot_scans"] == 1
+            assert st["keys_scanned"] == 700  # every key of the slot
+            assert st["keys_unlinked"] == 500
+        else:
+            assert st["keys_scanned"] == 0
+            assert st["keys_unlinked"] == 0
+
+
+def stats_md_keys():
+    keys = []
+    with open(STATS_MD) as f:
+        for line in f:
+            m = re.match(r"^\|\s*`([a-z0-9_]+)`\s*\|", line)
+            if m:
+                keys.append(m.group(1))
+    return keys
+
+
+def test_stats_key_set(standalone, worker_factory):
+    w = worker_factory(standalone, metrics=True)
+    wait_until(lambda: worker_stats(w)["live"], 20, what="worker live")
+    st = worker_stats(w)
+    documented = stats_md_keys()
+    assert len(documented) == len(set(documented))
+    assert set(st) == set(documented)
+    assert st["role"] == "primary" and st["owned_slots"] == 16384
+    assert st["version"] == "0.1.0"
+    assert st["worker_id"] == standalone.addr
+    with RpcClient(HOST, w.port) as c:
+        assert c.call("ping") == (None, "PONG")
+        err, res = c.call("hello", {"proto": 1, "client": "pytest"})
+        assert err is None and res["server"] == "inval-worker"
+        err, _ = c.call("nope")
+        assert err["code"] == "ENOMETHOD"
+    import urllib.request
+    body = urllib.request.urlopen(
+        f"http://{HOST}:{w.metrics_port}/metrics", timeout=5).read().decode()
+    assert "inval_worker_keys_unlinked_total" in body
+    assert 'inval_worker_role{role="primary"} 1' in body
+
+
+def test_heartbeat_and_state(standalone, worker_factory):
+    w = worker_factory(standalone, "--heartbeat-interval", "100ms",
+                       "--state-save-interval", "100ms")
+    wait_until(lambda: worker_stats(w)["live"], 20, what="worker live")
+    backend = Backend("standalone", standalone)
+    eid = publish_raw(backend, [ev("key", "x")])
+    r = standalone.client()
+
+    def hb():
+        raw = r.hget("cache:invalidation:workers", standalone.addr)
+        return raw and msgpack.unpackb(raw, raw=False)
+
+    rec = wait_until(lambda: (lambda h: h if h and h["last_id"] == eid
+                              else None)(hb()), 10, what="heartbeat")
+    assert set(rec) == {"id", "node", "role", "last_id", "lag_ms", "behind",
+                        "ts_ms", "ttl_ms"}
+    assert rec["role"] == "primary" and rec["node"] == standalone.addr
+    assert rec["ttl_ms"] == 5000
+    assert abs(rec["ts_ms"] - time.time() * 1000) < 5000
+    assert w.stop() == 0
+    state = os.path.join(w.state_dir,
+                         "worker-" + standalone.addr.replace(":", "_") + ".state")
+    with open(state) as f:
+        assert f.read().strip() == eid

@@ -1,0 +1,149 @@
+/*
+ * The inval-worker daemon (see admin.h). The admin port serves "hello"
+ * (same shape as the publisher's, without the event limits), "ping"
+ * ("PONG") and "stats" (the map documented in workers/STATS.md).
+ */
+#include "workers/admin.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common/daemon.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/metrics_http.h"
+#include "common/rpc_server.h"
+#include "proto/codec.h"
+#include "proto/event.h"
+#include "workers/worker.h"
+
+typedef struct daemon_s {
+  uv_loop_t *loop;
+  const inv_worker_conf_t *conf;
+  inv_worker_t *worker;
+  inv_rpc_server_t *server;
+  inv_metrics_http_t *metrics;
+  inv_daemon_t *daemon;
+  int stopping;
+} daemon_t;
+
+static int method_is(const inv_msg_t *msg, const char *name) {
+  size_t n = strlen(name);
+  return msg->method_len == n && memcmp(msg->method, name, n) == 0;
+}
+
+static void handle(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
+  daemon_t *d = data;
+  if (method_is(msg, "ping")) {
+    msgpack_packer *pk = inv_rpc_reply_begin(req);
+    inv_pack_str(pk, "PONG");
+    inv_rpc_reply_end(req);
+  } else if (method_is(msg, "stats")) {
+    if (d->worker == NULL) {
+      inv_rpc_reply_error(req, INV_ESHUTDOWN, "the worker is stopping");
+      return;
+    }
+    inv_worker_pack_stats(d->worker, inv_rpc_reply_begin(req));
+    inv_rpc_reply_end(req);
+  } else if (method_is(msg, "hello")) {
+    msgpack_packer *pk = inv_rpc_reply_begin(req);
+    msgpack_pack_map(pk, 4);
+    inv_pack_str(pk, "server");
+    inv_pack_str(pk, INV_WORKER_SERVER_NAME);
+    inv_pack_str(pk, "version");
+    inv_pack_str(pk, INV_VERSION);
+    inv_pack_str(pk, "proto");
+    msgpack_pack_int(pk, INV_PROTO_VERSION);
+    inv_pack_str(pk, "max_message_bytes");
+    msgpack_pack_uint64(pk, d->conf->server.max_message_bytes);
+    inv_rpc_reply_end(req);
+  } else {
+    inv_rpc_reply_error(req, INV_ENOMETHOD, "no method \"%.*s\"",
+                        (int)(msg->method_len > 64 ? 64 : msg->method_len),
+                        msg->method);
+  }
+}
+
+static int render_metrics(inv_buf_t *out, void *data) {
+  daemon_t *d = data;
+  if (d->worker == NULL) return INV_ESHUTDOWN;
+  return inv_worker_render_metrics(out, d->worker);
+}
+
+static void worker_stopped(void *data) {
+  daemon_t *d = data;
+  d->worker = NULL;
+  inv_log_info("worker", "stopped");
+}
+
+static void close_servers(daemon_t *d) {
+  inv_metrics_http_close(d->metrics);
+  d->metrics = NULL;
+  inv_rpc_server_close(d->server, 1000, NULL, NULL);
+  d->server = NULL;
+  inv_daemon_close(d->daemon);
+  d->daemon = NULL;
+}
+
+static void signal_stop(void *data) {
+  daemon_t *d = data;
+  if (d->stopping) return;
+  d->stopping = 1;
+  close_servers(d);
+  if (d->worker != NULL) inv_worker_stop(d->worker, worker_stopped, d);
+}
+
+static int start(daemon_t *d, char *err, size_t errlen) {
+  int rc;
+  const inv_worker_conf_t *conf = d->conf;
+  inv_log_set_level((inv_log_level_t)conf->server.log_level);
+  rc = inv_worker_create(d->loop, conf, &d->worker, err, errlen);
+  if (rc < 0) return rc;
+  if (conf->server.listen.port != 0) {
+    inv_rpc_server_opts_t sopts;
+    inv_rpc_server_opts_from_conf(&conf->server, &sopts);
+    sopts.log_ctx = "admin";
+    rc = inv_rpc_server_start(d->loop, &conf->server.listen, &sopts, handle, d,
+                              &d->server, err, errlen);
+    if (rc < 0) return rc;
+    inv_log_info("worker", "admin port %d", inv_rpc_server_port(d->server));
+  }
+  if (conf->server.metrics_listen.port != 0) {
+    rc = inv_metrics_http_start(d->loop, &conf->server.metrics_listen,
+                                render_metrics, d, &d->metrics, err, errlen);
+    if (rc < 0) return rc;
+    inv_log_info("worker", "metrics port %d", inv_metrics_http_port(d->metrics));
+  }
+  rc = inv_daemon_start(d->loop, signal_stop, d, &d->daemon);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot install signal handlers: %s", inv_strerror(rc));
+    return rc;
+  }
+  inv_log_info("worker", "inval-worker %s started", INV_VERSION);
+  return 0;
+}
+
+int inv_worker_daemon_run(const inv_worker_conf_t *conf, char *err, size_t errlen) {
+  uv_loop_t loop;
+  daemon_t d;
+  int rc = uv_loop_init(&loop);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot create the event loop: %s", uv_strerror(rc));
+    return INV_EIO;
+  }
+  memset(&d, 0, sizeof(d));
+  d.loop = &loop;
+  d.conf = conf;
+  rc = start(&d, err, errlen);
+  if (rc < 0) {
+    /* Release whatever started; the loop below runs the closes. */
+    d.stopping = 1;
+    close_servers(&d);
+    if (d.worker != NULL) inv_worker_stop(d.worker, worker_stopped, &d);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0)
+    inv_log_warn("worker", "event loop closed with handles still open");
+  return rc;
+}

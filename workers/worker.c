@@ -1,0 +1,274 @@
+/*
+ * The worker's lifecycle: connections, timers, the state file, stats and
+ * the graceful stop (see worker.h and worker_int.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "workers/state_file.h"
+#include "workers/worker_int.h"
+
+void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
+
+void inv__worker_save_state(inv_worker_t *w) {
+  char err[256];
+  if (!w->have_position || inv_sid_cmp(w->done, w->saved) == 0) return;
+  if (inv_state_save(w->state_path, w->done, err, sizeof(err)) != 0) {
+    inv_log_error(w->ctx, "cannot save state: %s", err);
+    return;
+  }
+  w->saved = w->done;
+  w->st.state_saves++;
+}
+
+static void role_timer_cb(uv_timer_t *t) {
+  inv_worker_t *w = t->data;
+  inv__worker_poll_role(w);
+  /* Also the retry point of an intake that went idle after a failure. */
+  inv__worker_maybe_start(w);
+}
+
+static void map_timer_cb(uv_timer_t *t) {
+  inv_worker_t *w = t->data;
+  if (inv_redis_is_connected(w->cmd)) inv__worker_refresh_map(w);
+}
+
+static void save_timer_cb(uv_timer_t *t) { inv__worker_save_state(t->data); }
+
+static void hb_timer_cb(uv_timer_t *t) {
+  inv_worker_t *w = t->data;
+  inv__worker_refresh_behind(w);
+  inv__worker_heartbeat(w);
+}
+
+static void cmd_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
+  inv_worker_t *w = data;
+  (void)r;
+  if (w->closing) return;
+  if (ev == INV_REDIS_CONNECTED) {
+    inv_log_info(w->ctx, "connected to %s", w->node);
+    inv_unlinker_flush(w->unl);
+    inv_scanner_resume(w->scn);
+    inv__worker_poll_role(w);
+    inv__worker_refresh_map(w);
+  } else {
+    inv_log_warn(w->ctx, "lost the connection to %s", w->node);
+  }
+}
+
+static void subscribe_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+  inv_worker_t *w = data;
+  (void)r;
+  if (w->closing) return;
+  if (err < 0 || reply->type == REDIS_REPLY_ERROR) {
+    inv_log_warn(w->ctx, "SUBSCRIBE failed: %s",
+                 err < 0 ? inv_strerror(err) : reply->str);
+    inv_redis_reset(w->sub);
+    return;
+  }
+  inv_log_info(w->ctx, "subscribed to %s", INV_CHANNEL);
+  w->subscribed = 1;
+  w->st.subscribed = 1;
+  /* Subscribe first, then read the log: nothing falls in between. */
+  inv__worker_maybe_start(w);
+}
+
+static void sub_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
+  inv_worker_t *w = data;
+  if (w->closing) return;
+  if (ev == INV_REDIS_CONNECTED) {
+    if (inv_redis_subscribe(r, INV_CHANNEL, subscribe_cb, w) != 0)
+      inv_redis_reset(r);
+  } else {
+    w->subscribed = 0;
+    w->st.subscribed = 0;
+    inv__worker_go_idle(w);
+    inv__worker_live_clear(w);
+  }
+}
+
+static void sub_push_cb(inv_redis_t *r, redisReply *msg, void *data) {
+  inv_worker_t *w = data;
+  (void)r;
+  if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
+      msg->element[0]->type != REDIS_REPLY_STRING ||
+      strcmp(msg->element[0]->str, "message") != 0 ||
+      msg->element[2]->type != REDIS_REPLY_STRING)
+    return;
+  inv__worker_on_message(w, msg->element[2]->str, msg->element[2]->len);
+}
+
+/* An UNLINK got MOVED: our slot map is stale. */
+static void moved_cb(void *data) { inv__worker_refresh_map(data); }
+
+static void init_timer(inv_worker_t *w, uv_timer_t *t, uv_timer_cb cb,
+                       uint64_t every) {
+  uv_timer_init(w->loop, t);
+  t->data = w;
+  uv_timer_start(t, cb, every, every);
+}
+
+int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
+                      inv_worker_t **out, char *err, size_t errlen) {
+  inv_redis_opts_t ro;
+  int rc = INV_ENOMEM;
+  inv_worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return INV_ENOMEM;
+  }
+  w->loop = loop;
+  w->conf = conf;
+  w->started_us = inv_now_us();
+  inv_addr_format(&conf->redis, w->node, sizeof(w->node));
+  snprintf(w->id, sizeof(w->id), "%s",
+           conf->worker_id && conf->worker_id[0] ? conf->worker_id : w->node);
+  snprintf(w->ctx, sizeof(w->ctx), "worker %s", w->id);
+  if (inv_state_path(conf->state_dir ? conf->state_dir : ".", w->id, w->state_path,
+                     sizeof(w->state_path)) != 0) {
+    snprintf(err, errlen, "state-dir path too long");
+    rc = INV_EINVAL;
+    goto err;
+  }
+  rc = inv_state_load(w->state_path, &w->seen, err, errlen);
+  if (rc < 0) goto err;
+  if (rc == 1) {
+    char a[INV_SID_STRLEN];
+    w->have_position = 1;
+    w->done = w->saved = w->seen;
+    inv_log_info(w->ctx, "state %s: last applied %s", w->state_path,
+                 inv_sid_format(w->seen, a));
+  }
+  rc = INV_ENOMEM;
+  w->ring = calloc(INV__RING_CAP, sizeof(*w->ring));
+  if (w->ring == NULL) goto err_oom;
+
+  inv_redis_opts_default(&ro);
+  ro.command_timeout_ms = conf->redis_timeout_ms;
+  ro.password = conf->redis_password;
+  if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, cmd_event_cb,
+                       NULL, w, &w->cmd) != 0)
+    goto err_oom;
+  /* The subscriber may wait long for messages: no command timeout. */
+  ro.command_timeout_ms = 0;
+  if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, sub_event_cb,
+                       sub_push_cb, w, &w->sub) != 0)
+    goto err_oom;
+  ro.command_timeout_ms = conf->redis_timeout_ms;
+  if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->logc) != 0) goto err_oom;
+  if (inv_unlinker_create(loop, w->cmd, &w->st, moved_cb, w, &w->unl) != 0)
+    goto err_oom;
+  inv_scanner_opts_t so = {conf->scan_count, conf->max_scans, conf->scan_inflight};
+  if (inv_scanner_create(loop, w->cmd, w->unl, &w->map, &so, &w->st,
+                         inv__worker_scan_done_cb, w, &w->scn) != 0)
+    goto err_oom;
+
+  init_timer(w, &w->role_timer, role_timer_cb, conf->role_poll_ms);
+  init_timer(w, &w->map_timer, map_timer_cb, INV__MAP_REFRESH_MS);
+  init_timer(w, &w->save_timer, save_timer_cb, conf->state_save_interval_ms);
+  init_timer(w, &w->hb_timer, hb_timer_cb, conf->heartbeat_interval_ms);
+  inv_log_info(w->ctx, "serving node %s", w->node);
+  *out = w;
+  return 0;
+
+err_oom:
+  snprintf(err, errlen, "out of memory");
+err:
+  /* Nothing has run on the loop yet, so the connections close cleanly;
+   * the loop run by the caller on exit releases them. */
+  inv_scanner_close(w->scn);
+  inv_unlinker_close(w->unl);
+  inv_cluster_close(w->logc, NULL, NULL);
+  inv_redis_close(w->sub, NULL, NULL);
+  inv_redis_close(w->cmd, NULL, NULL);
+  free(w->ring);
+  free(w);
+  return rc;
+}
+
+static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
+  inv_cluster_stats_t cs;
+  const inv_redis_stats_t *a = inv_redis_stats(w->cmd);
+  const inv_redis_stats_t *b = inv_redis_stats(w->sub);
+  *s = w->st;
+  inv_cluster_get_stats(w->logc, &cs);
+  s->uptime_s = (inv_now_us() - w->started_us) / 1000000;
+  s->is_primary = w->role == INV__ROLE_PRIMARY;
+  s->connected = inv_redis_is_connected(w->cmd) && inv_redis_is_connected(w->sub);
+  s->subscribed = (uint64_t)w->subscribed;
+  s->live = w->intake == INV__IN_LIVE || w->intake == INV__IN_DRAIN;
+  s->pending_keys = w->pending_keys;
+  s->scans_running = inv_scanner_running(w->scn);
+  s->scans_pending = inv_scanner_pending(w->scn);
+  s->last_applied_ms = w->done.ms;
+  s->lag_ms_p50 = inv_latency_quantile(&w->lag, 0.5);
+  s->lag_ms_p99 = inv_latency_quantile(&w->lag, 0.99);
+  s->lag_ms_max = w->lag.max_us;
+  s->redis_round_trips = a->commands + b->commands + cs.round_trips;
+  s->redis_errors = a->errors + b->errors + cs.errors;
+  s->redis_reconnects = a->reconnects + b->reconnects + cs.reconnects;
+}
+
+void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk) {
+  inv_worker_stats_t s;
+  char last[INV_SID_STRLEN];
+  snapshot(w, &s);
+  inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role),
+                                  inv_sid_format(w->done, last)};
+  inv_worker_stats_pack(pk, &s, &info);
+}
+
+int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
+  inv_worker_t *w = worker;
+  inv_worker_stats_t s;
+  char last[INV_SID_STRLEN];
+  snapshot(w, &s);
+  inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role),
+                                  inv_sid_format(w->done, last)};
+  return inv_worker_stats_prometheus(out, &s, &info);
+}
+
+static void handle_closed_cb(uv_handle_t *h);
+
+static void release(inv_worker_t *w) {
+  if (--w->open_handles > 0) return;
+  void (*cb)(void *) = w->stop_cb;
+  void *data = w->stop_data;
+  inv__worker_live_clear(w);
+  free(w->ring);
+  free(w);
+  if (cb) cb(data);
+}
+
+static void handle_closed_cb(uv_handle_t *h) { release(h->data); }
+static void conn_closed_cb(void *data) { release(data); }
+
+void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
+  char a[INV_SID_STRLEN];
+  w->stop_cb = done_cb;
+  w->stop_data = data;
+  inv_log_info(w->ctx, "stopping: %zu scan jobs cancelled, %zu keys unsent",
+               inv_scanner_running(w->scn) + inv_scanner_pending(w->scn),
+               inv_unlinker_queued(w->unl));
+  /* Cancelled work stays unfinished in the ring, so done does not pass it:
+   * the next start replays it from the log. */
+  inv__worker_go_idle(w);
+  w->closing = 1;
+  w->in_rewind = 1;
+  inv_scanner_close(w->scn);
+  inv_unlinker_close(w->unl);
+  inv__worker_save_state(w);
+  inv_log_info(w->ctx, "state saved: last applied %s", inv_sid_format(w->done, a));
+  w->open_handles = 1 + 4 + 3; /* this call, timers, connections */
+  uv_close((uv_handle_t *)&w->role_timer, handle_closed_cb);
+  uv_close((uv_handle_t *)&w->map_timer, handle_closed_cb);
+  uv_close((uv_handle_t *)&w->save_timer, handle_closed_cb);
+  uv_close((uv_handle_t *)&w->hb_timer, handle_closed_cb);
+  inv_cluster_close(w->logc, conn_closed_cb, w);
+  inv_redis_close(w->sub, conn_closed_cb, w);
+  inv_redis_close(w->cmd, conn_closed_cb, w);
+  release(w);
+}

@@ -1,0 +1,336 @@
+/*
+ * Everything the worker reads from or writes to the cluster rather than its
+ * own node: log catch-up (XINFO STREAM, XRANGE pages), gap detection, the
+ * takeover position on promotion (HGETALL of the heartbeats), its own
+ * heartbeat (HSET) and the "behind" figure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/heartbeat.h"
+#include "common/log.h"
+#include "workers/worker_int.h"
+
+/* A log request remembers which catch-up pass issued it, so that replies
+ * for a pass that was abandoned (rewind, disconnect) are ignored. */
+typedef struct req_s {
+  inv_worker_t *w;
+  uint64_t gen;
+} req_t;
+
+static req_t *new_req(inv_worker_t *w) {
+  req_t *r = malloc(sizeof(*r));
+  if (r != NULL) {
+    r->w = w;
+    r->gen = w->catchup_gen;
+  }
+  return r;
+}
+
+/* Sends a command routed by key. Returns 0, or a negative code (cb is then
+ * not called and data stays the caller's). */
+static int log_cmd(inv_worker_t *w, const char *key, int argc, const char **argv,
+                   inv_cluster_reply_cb cb, void *data) {
+  size_t lens[8];
+  for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+  return inv_cluster_command_argv(w->logc, key, strlen(key), argc, argv, lens,
+                                  cb, data);
+}
+
+/* A catch-up step failed: go idle; the role timer restarts intake. */
+static void catchup_failed(inv_worker_t *w, const char *what, int err,
+                           const redisReply *reply) {
+  if (reply != NULL)
+    inv_log_warn(w->ctx, "%s failed: %.*s; retrying", what, (int)reply->len,
+                 reply->str);
+  else
+    inv_log_warn(w->ctx, "%s failed: %s; retrying", what, inv_strerror(err));
+  inv__worker_go_idle(w);
+}
+
+/* Reads a stream id from a string reply. Returns 0 or INV_EINVAL. */
+static int reply_sid(const redisReply *r, inv_sid_t *out) {
+  if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+    return INV_EINVAL;
+  return inv_sid_parse(r->str, r->len, out);
+}
+
+static const redisReply *map_get(const redisReply *arr, const char *name) {
+  if (arr == NULL || arr->type != REDIS_REPLY_ARRAY) return NULL;
+  size_t n = strlen(name);
+  for (size_t i = 0; i + 1 < arr->elements; i += 2) {
+    const redisReply *k = arr->element[i];
+    if (k->type == REDIS_REPLY_STRING && k->len == n && memcmp(k->str, name, n) == 0)
+      return arr->element[i + 1];
+  }
+  return NULL;
+}
+
+static void page_cb(inv_cluster_t *c, redisReply *reply, int err, void *data);
+
+void inv__worker_next_page(inv_worker_t *w) {
+  char start[INV_SID_STRLEN + 1], count[32];
+  if (w->intake != INV__IN_CATCHUP || w->closing) return;
+  if (inv__worker_backpressured(w)) {
+    w->catchup_waiting = 1;
+    w->st.intake_paused = 1;
+    return;
+  }
+  start[0] = '(';
+  inv_sid_format(w->seen, start + 1);
+  snprintf(count, sizeof(count), "%lld", w->conf->catchup_page);
+  const char *argv[6] = {"XRANGE", INV_LOG_KEY, start, "+", "COUNT", count};
+  req_t *r = new_req(w);
+  if (r == NULL || log_cmd(w, INV_LOG_KEY, 6, argv, page_cb, r) != 0) {
+    free(r);
+    catchup_failed(w, "XRANGE", INV_ENOMEM, NULL);
+    return;
+  }
+  w->catchup_inflight++;
+}
+
+/* Applies one XRANGE entry [id, [field, value, ...]]. */
+static void apply_entry(inv_worker_t *w, const redisReply *e) {
+  inv_sid_t id;
+  char err[128];
+  if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+      reply_sid(e->element[0], &id) != 0) {
+    w->st.decode_errors++;
+    return;
+  }
+  const redisReply *p = map_get(e->element[1], "p");
+  if (p == NULL || p->type != REDIS_REPLY_STRING) {
+    w->st.decode_errors++;
+    inv_log_warn(w->ctx, "log entry %.*s has no payload field p",
+                 (int)e->element[0]->len, e->element[0]->str);
+    if (inv_sid_cmp(id, w->seen) > 0) w->seen = id;
+    return;
+  }
+  inv_payload_t pl;
+  if (inv_payload_decode(p->str, p->len, &pl, err, sizeof(err)) != 0) {
+    w->st.decode_errors++;
+    inv_log_warn(w->ctx, "log entry %.*s: %s", (int)e->element[0]->len,
+                 e->element[0]->str, err);
+    if (inv_sid_cmp(id, w->seen) > 0) w->seen = id;
+  } else {
+    inv__worker_apply(w, id, &pl, 1);
+  }
+  inv_payload_destroy(&pl);
+}
+
+static void page_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  req_t *r = data;
+  inv_worker_t *w = r->w;
+  int stale = r->gen != w->catchup_gen;
+  (void)c;
+  free(r);
+  w->catchup_inflight--;
+  if (stale || w->closing || w->intake != INV__IN_CATCHUP) return;
+  if (err < 0 || reply->type != REDIS_REPLY_ARRAY) {
+    catchup_failed(w, "XRANGE", err, err < 0 ? NULL : reply);
+    return;
+  }
+  size_t i = 0;
+  for (; i < reply->elements; i++) {
+    if (inv__worker_backpressured(w)) break;
+    apply_entry(w, reply->element[i]);
+  }
+  if (i < reply->elements || reply->elements >= (size_t)w->conf->catchup_page) {
+    inv__worker_next_page(w); /* more log, or paused mid-page */
+    return;
+  }
+  if (w->resync) {
+    /* Live messages were dropped during this pass: read once more. */
+    w->resync = 0;
+    inv__worker_next_page(w);
+    return;
+  }
+  w->intake = INV__IN_DRAIN;
+  inv__worker_drain(w);
+}
+
+/* XINFO STREAM: set a fresh worker's position, or check for a gap. */
+static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  req_t *r = data;
+  inv_worker_t *w = r->w;
+  int stale = r->gen != w->catchup_gen;
+  char a[INV_SID_STRLEN], b[INV_SID_STRLEN];
+  (void)c;
+  free(r);
+  w->catchup_inflight--;
+  if (stale || w->closing || w->intake != INV__IN_CATCHUP) return;
+  inv_sid_t last = {0, 0}, first = {0, 0}, maxdel = {0, 0};
+  int has_first = 0, has_maxdel = 0;
+  if (err < 0) {
+    catchup_failed(w, "XINFO STREAM", err, NULL);
+    return;
+  }
+  if (reply->type == REDIS_REPLY_ERROR) {
+    if (!(reply->len >= 10 && strstr(reply->str, "no such key") != NULL)) {
+      catchup_failed(w, "XINFO STREAM", 0, reply);
+      return;
+    }
+    /* No log yet: an empty log at 0-0. */
+  } else {
+    reply_sid(map_get(reply, "last-generated-id"), &last);
+    has_maxdel = reply_sid(map_get(reply, "max-deleted-entry-id"), &maxdel) == 0;
+    const redisReply *fe = map_get(reply, "first-entry");
+    if (fe != NULL && fe->type == REDIS_REPLY_ARRAY && fe->elements >= 1)
+      has_first = reply_sid(fe->element[0], &first) == 0;
+  }
+  if (!w->have_position) {
+    w->have_position = 1;
+    if (w->conf->from_start) {
+      w->seen = w->done = (inv_sid_t){0, 0};
+      inv_log_info(w->ctx, "no state: reading the whole log (from-start)");
+    } else {
+      w->seen = w->done = last;
+      inv_log_info(w->ctx, "no state: starting at the log's end, %s",
+                   inv_sid_format(last, a));
+    }
+    w->gap_ref_set = 0;
+    inv__worker_next_page(w);
+    return;
+  }
+  inv_sid_t ref = w->gap_ref_set ? w->gap_ref : w->seen;
+  w->gap_ref_set = 0;
+  /* Entries after ref were trimmed when the highest deleted id is past it
+   * (the log is only ever trimmed). Without that field (older Redis), a
+   * first entry past ref is taken as a gap. */
+  int gap = has_maxdel ? inv_sid_cmp(maxdel, ref) > 0
+                       : (has_first && inv_sid_cmp(first, ref) > 0 &&
+                          !inv_sid_is_zero(ref));
+  if (gap) {
+    w->st.gaps++;
+    inv_log_error(w->ctx, "GAP: the log was trimmed past our position %s "
+                  "(first entry now %s): invalidations were lost",
+                  inv_sid_format(ref, a), has_first ? inv_sid_format(first, b) : "none");
+    if (w->conf->on_gap == INV_ON_GAP_RESCAN) {
+      inv_sid_t upto = w->seen;
+      inv_log_warn(w->ctx, "on-gap rescan: re-running every prefix and pattern "
+                   "event in the log; exact keys named in lost entries may be stale");
+      inv__worker_rewind(w, (inv_sid_t){0, 0}, 0, "on-gap rescan");
+      w->patterns_only_upto = upto;
+      return;
+    }
+  }
+  inv__worker_next_page(w);
+}
+
+void inv__worker_begin_catchup(inv_worker_t *w, int check_position) {
+  inv__worker_go_idle(w); /* abandons the replies of any earlier pass */
+  w->intake = INV__IN_CATCHUP;
+  w->resync = 0;
+  w->st.catchups++;
+  if (!check_position) {
+    inv__worker_next_page(w);
+    return;
+  }
+  const char *argv[3] = {"XINFO", "STREAM", INV_LOG_KEY};
+  req_t *r = new_req(w);
+  if (r == NULL || log_cmd(w, INV_LOG_KEY, 3, argv, xinfo_cb, r) != 0) {
+    free(r);
+    catchup_failed(w, "XINFO STREAM", INV_ENOMEM, NULL);
+    return;
+  }
+  w->catchup_inflight++;
+}
+
+/* HGETALL of the heartbeats: the old primary's worker's position. */
+static void takeover_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  inv_worker_t *w = data;
+  inv_sid_t from = w->done;
+  char a[INV_SID_STRLEN];
+  (void)c;
+  if (w->closing) return;
+  if (err == 0 && reply->type == REDIS_REPLY_ARRAY) {
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+      const redisReply *v = reply->element[i + 1];
+      inv_heartbeat_t hb;
+      inv_sid_t id;
+      if (v->type != REDIS_REPLY_STRING ||
+          inv_heartbeat_decode(v->str, v->len, &hb) != 0 ||
+          strcmp(hb.node, w->master_addr) != 0 ||
+          inv_sid_parse(hb.last_id, strlen(hb.last_id), &id) != 0)
+        continue;
+      inv_log_info(w->ctx, "old primary %s's worker %s last applied %s",
+                   hb.node, hb.id, hb.last_id);
+      if (inv_sid_cmp(id, from) < 0) from = id;
+    }
+  } else {
+    inv_log_warn(w->ctx, "could not read heartbeats (%s); replaying from our own "
+                 "position", err < 0 ? inv_strerror(err) : "error reply");
+  }
+  w->takeover_pending = 0;
+  inv_sid_t start = inv_sid_minus_ms(from, w->conf->takeover_window_ms);
+  inv_log_info(w->ctx, "promoted: taking over from %s", inv_sid_format(start, a));
+  inv__worker_rewind(w, start, 1, "promotion");
+}
+
+void inv__worker_takeover(inv_worker_t *w) {
+  const char *argv[2] = {"HGETALL", INV_HEARTBEAT_KEY};
+  if (log_cmd(w, INV_HEARTBEAT_KEY, 2, argv, takeover_cb, w) != 0) {
+    /* The heartbeats cannot be asked: replay from our own position. */
+    w->takeover_pending = 0;
+    inv__worker_rewind(w, inv_sid_minus_ms(w->done, w->conf->takeover_window_ms),
+                       1, "promotion");
+  }
+}
+
+static void hb_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  inv_worker_t *w = data;
+  (void)c;
+  w->hb_inflight = 0;
+  if (err == 0 && reply->type != REDIS_REPLY_ERROR) w->st.heartbeats++;
+  else if (!w->closing)
+    inv_log_debug(w->ctx, "heartbeat failed: %s",
+                  err < 0 ? inv_strerror(err) : reply->str);
+}
+
+void inv__worker_heartbeat(inv_worker_t *w) {
+  inv_heartbeat_t hb;
+  inv_buf_t buf = {0};
+  if (w->hb_inflight || !inv_cluster_ready(w->logc)) return;
+  memset(&hb, 0, sizeof(hb));
+  snprintf(hb.id, sizeof(hb.id), "%.255s", w->id);
+  snprintf(hb.node, sizeof(hb.node), "%.255s", w->node);
+  snprintf(hb.role, sizeof(hb.role), "%s", inv__worker_role_name(w->role));
+  inv_sid_format(w->done, hb.last_id);
+  hb.lag_ms = w->last_lag_ms;
+  hb.behind = w->st.behind;
+  hb.ts_ms = inv_wall_ms();
+  hb.ttl_ms = w->conf->heartbeat_ttl_ms;
+  if (inv_heartbeat_encode(&hb, &buf) == 0) {
+    const char *argv[4] = {"HSET", INV_HEARTBEAT_KEY, w->id, buf.data};
+    size_t lens[4] = {4, strlen(INV_HEARTBEAT_KEY), strlen(w->id), buf.len};
+    if (inv_cluster_command_argv(w->logc, INV_HEARTBEAT_KEY,
+                                 strlen(INV_HEARTBEAT_KEY), 4, argv, lens, hb_cb,
+                                 w) == 0)
+      w->hb_inflight = 1;
+  }
+  inv_buf_free(&buf);
+}
+
+static void behind_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  inv_worker_t *w = data;
+  (void)c;
+  w->behind_inflight = 0;
+  if (err == 0 && reply->type == REDIS_REPLY_ARRAY) w->st.behind = reply->elements;
+}
+
+void inv__worker_refresh_behind(inv_worker_t *w) {
+  char start[INV_SID_STRLEN + 1], count[16];
+  if (w->behind_inflight || !inv_cluster_ready(w->logc) || !w->have_position)
+    return;
+  start[0] = '(';
+  inv_sid_format(w->done, start + 1);
+  snprintf(count, sizeof(count), "%d", INV__BEHIND_MAX);
+  const char *argv[6] = {"XRANGE", INV_LOG_KEY, start, "+", "COUNT", count};
+  size_t lens[6];
+  for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
+  if (inv_cluster_command_argv(w->logc, INV_LOG_KEY, strlen(INV_LOG_KEY), 6, argv,
+                               lens, behind_cb, w) == 0)
+    w->behind_inflight = 1;
+}

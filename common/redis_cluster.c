@@ -90,6 +90,7 @@ struct inv_cluster_s {
 
   cmd_t *all_head, *all_tail;
   cmd_t *wait_head, *wait_tail;
+  size_t nwait;
   size_t outstanding;
 
   uv_timer_t refresh_timer;
@@ -141,6 +142,7 @@ static void wait_remove(inv_cluster_t *c, cmd_t *cmd) {
     c->wait_tail = cmd->wait_prev;
   cmd->wait_prev = cmd->wait_next = NULL;
   cmd->in_wait = 0;
+  c->nwait--;
 }
 
 static void wait_push(inv_cluster_t *c, cmd_t *cmd) {
@@ -152,6 +154,7 @@ static void wait_push(inv_cluster_t *c, cmd_t *cmd) {
     c->wait_head = cmd;
   c->wait_tail = cmd;
   cmd->in_wait = 1;
+  c->nwait++;
 }
 
 /* Runs the retry pass on the next loop turn, coalescing many triggers. */
@@ -496,9 +499,15 @@ static void request_refresh(inv_cluster_t *c) {
   uint64_t now, next;
   if (c->closing || c->mode == MODE_STANDALONE)
     return;
+  if (c->refreshing) {
+    /* The answer in flight may predate what prompted this request; while
+     * the topology is still unknown, though, any answer will do (a failed
+     * one asks again). */
+    if (c->mode == MODE_CLUSTER)
+      c->refresh_wanted = 1;
+    return;
+  }
   c->refresh_wanted = 1;
-  if (c->refreshing)
-    return; /* slots_cb looks at refresh_wanted */
   now = uv_now(c->loop);
   next = c->last_refresh + REFRESH_MIN_GAP_MS;
   if (c->last_refresh == 0 || next <= now) {
@@ -578,13 +587,18 @@ static int try_send(inv_cluster_t *c, cmd_t *cmd) {
       request_refresh(c);
     return 0;
   }
-  if (cmd->asking &&
-      inv_redis_command_argv(conn, 1, asking_argv, asking_len, asking_cb,
-                             NULL) != 0)
-    return 0;
+  if (cmd->asking) {
+    /* ASKING must be followed by this very command: if the connection
+     * could take ASKING but not the command, the next command on it would
+     * be run under ASKING by mistake. */
+    if (inv_redis_pending(conn) + 2 > c->opts.max_pending ||
+        inv_redis_command_argv(conn, 1, asking_argv, asking_len, asking_cb,
+                               NULL) != 0)
+      return 0;
+  }
   if (inv_redis_command_argv(conn, cmd->argc, cmd->argv, cmd->argvlen,
                              node_reply_cb, cmd) != 0)
-    return 0; /* a lone ASKING is harmless: it only affects the next command */
+    return 0; /* EBUSY or ENOMEM: the caller queues it for a retry */
   cmd->inflight = 1;
   cmd->sent_to = n;
   cmd->asking = 0;
@@ -694,15 +708,15 @@ static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
  * failures at the deadline are the deadline timer's job. */
 static void retry_timer_cb(uv_timer_t *h) {
   inv_cluster_t *c = h->data;
-  cmd_t *list = c->wait_head, *cmd, *next;
   uint64_t now = uv_now(c->loop), wake = 0;
+  size_t n = c->nwait;
   int blocked = 0;
+  cmd_t *cmd;
 
-  c->wait_head = c->wait_tail = NULL;
-  for (cmd = list; cmd != NULL; cmd = next) {
-    next = cmd->wait_next;
-    cmd->in_wait = 0;
-    cmd->wait_prev = cmd->wait_next = NULL;
+  /* Each waiting command is taken from the head once and either sent or
+   * put back at the tail, so the order among waiting commands holds. */
+  while (n-- > 0 && (cmd = c->wait_head) != NULL) {
+    wait_remove(c, cmd);
     if (cmd->next_try > now) {
       if (wake == 0 || cmd->next_try < wake)
         wake = cmd->next_try;

@@ -63,16 +63,22 @@ for i in $(seq 0 $((NODES - 1))); do PORTS+=($((BASE + i))); done
 cli() { local port=$1; shift; timeout 5 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
 pidfile() { echo "$DIR/$1/redis.pid"; }
 
+# True when process $1's argv[0] mentions $2 (a recycled PID does not).
+runs_program() {
+  local argv0=""
+  IFS= read -r -d '' argv0 2>/dev/null < "/proc/$1/cmdline" || true
+  [[ "$argv0" == *"$2"* ]]
+}
+
 # The PID of our node on port, or nothing. A pid file whose process is gone
 # or is no longer a redis-server is ignored (the PID may have been reused).
 node_pid() {
   local f pid
   f=$(pidfile "$1")
   [ -f "$f" ] || return 0
-  pid=$(cat "$f" 2>/dev/null || true)
+  read -r pid 2>/dev/null < "$f" || true
   case "$pid" in ''|*[!0-9]*) return 0 ;; esac
-  if kill -0 "$pid" 2>/dev/null &&
-     tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q redis-server; then
+  if kill -0 "$pid" 2>/dev/null && runs_program "$pid" redis-server; then
     echo "$pid"
   fi
 }
@@ -108,15 +114,17 @@ wait_ping() {
 # Empty output when every node reports cluster_state:ok, knows every node
 # and every replica's link is up; otherwise what is wrong.
 health() {
-  local port info repl known
+  local port info known
   for port in "${PORTS[@]}"; do
-    info=$(cli "$port" cluster info | tr -d '\r') || { echo "$port down"; return; }
+    # One redis-cli run per node: CLUSTER INFO and INFO replication.
+    info=$(printf 'CLUSTER INFO\nINFO replication\n' |
+           timeout 5 redis-cli -h 127.0.0.1 -p "$port" 2>/dev/null | tr -d '\r') ||
+      { echo "$port down"; return; }
     grep -q '^cluster_state:ok' <<<"$info" || { echo "$port state not ok"; return; }
     known=$(sed -n 's/^cluster_known_nodes://p' <<<"$info")
     [ "$known" = "$NODES" ] || { echo "$port knows $known/$NODES nodes"; return; }
-    repl=$(cli "$port" info replication | tr -d '\r')
-    if grep -q '^role:slave' <<<"$repl"; then
-      grep -q '^master_link_status:up' <<<"$repl" || { echo "$port link down"; return; }
+    if grep -q '^role:slave' <<<"$info"; then
+      grep -q '^master_link_status:up' <<<"$info" || { echo "$port link down"; return; }
     fi
   done
 }

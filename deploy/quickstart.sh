@@ -87,13 +87,19 @@ build() {
 # stderr). A pid file counts only while its process runs the same program,
 # so a recycled PID is never signalled.
 
+# True when process $1's argv[0] mentions $2 (a recycled PID does not).
+runs_program() {
+  local argv0=""
+  IFS= read -r -d '' argv0 2>/dev/null < "/proc/$1/cmdline" || true
+  [[ "$argv0" == *"$2"* ]]
+}
+
 daemon_pid() {
   local name=$1 prog=$2 f="$RUN/$1.pid" pid
   [ -f "$f" ] || return 0
-  pid=$(head -1 "$f" 2>/dev/null || true)
+  read -r pid 2>/dev/null < "$f" || true
   case "$pid" in ''|*[!0-9]*) return 0 ;; esac
-  if kill -0 "$pid" 2>/dev/null &&
-     tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(basename "$prog")"; then
+  if kill -0 "$pid" 2>/dev/null && runs_program "$pid" "${prog##*/}"; then
     echo "$pid"
   fi
 }

@@ -313,7 +313,9 @@ static int flush_out(inv_client_t *c, int timeout_ms) {
                   remaining_ms(deadline));
     if (rev < 0) return rev;
     if (rev == 0)
-      return set_err(c, INV_ETIMEDOUT, "write timed out after %d ms",
+      /* Part of a frame may be on the wire already: the stream cannot
+       * be resumed safely by a caller that gives up on it. */
+      return set_broken(c, INV_ETIMEDOUT, "write timed out after %d ms",
                      timeout_ms);
     if (rev & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t r = io_read(c);
@@ -410,7 +412,7 @@ static int buffer_request(inv_client_t *c, const char *method,
                           uint32_t *msgid) {
   msgpack_packer pk;
   uint32_t id;
-  if (reserve_out(c, 32 + strlen(method) + params_len) != 0) return c->err;
+  if (reserve_out(c, 32 + strlen(method) + params_len) != 0) return INV_ENOMEM;
   id = c->next_msgid++;
   if (c->next_msgid == 0) c->next_msgid = 1;
   msgpack_packer_init(&pk, &c->out, inv_buf_msgpack_write);
@@ -444,7 +446,9 @@ static int wait_response(inv_client_t *c, uint32_t msgid, int timeout_ms,
       ssize_t r;
       if (rev < 0) return rev;
       if (rev == 0)
-        return set_err(c, INV_ETIMEDOUT, "no reply within %d ms", timeout_ms);
+        /* Its late reply could not be told from a pipelined one. */
+        return set_broken(c, INV_ETIMEDOUT, "no reply within %d ms",
+                          timeout_ms);
       r = io_read(c);
       if (r < 0) return (int)r;
       continue;
@@ -503,7 +507,7 @@ static int begin_call(inv_client_t *c) {
 /* One blocking call with pre-packed params. */
 static int call(inv_client_t *c, const char *method, const char *params,
                 size_t params_len, int timeout_ms, inv_client_result_t **out) {
-  uint32_t id;
+  uint32_t id = 0;
   inv_client_result_t *res;
   char *frame = NULL;
   inv_msg_t msg;
@@ -696,7 +700,8 @@ ssl_err:
 }
 
 /* Sends hello and records the server's answer. */
-static int hello(inv_client_t *c, const inv_client_opts_t *o, int64_t deadline) {
+static int hello(inv_client_t *c, const inv_client_opts_t *o, int64_t deadline,
+                 int total_ms) {
   inv_buf_t params = {0};
   msgpack_packer pk;
   inv_client_result_t *res = NULL;
@@ -717,6 +722,8 @@ static int hello(inv_client_t *c, const inv_client_opts_t *o, int64_t deadline) 
   rc = call(c, "hello", params.data, params.len, remaining_ms(deadline), &res);
   inv_buf_free(&params);
   if (rc == INV_ENOMETHOD) return 0; /* a worker's admin port */
+  if (rc == INV_ETIMEDOUT)
+    return set_broken(c, rc, "no reply to hello within %d ms", total_ms);
   if (rc != 0) return rc;
   r = inv_client_result_obj(res);
   copy_obj_str(inv_map_get(r, "server"), c->server.name, sizeof c->server.name);
@@ -746,7 +753,7 @@ int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts
   inv_client_t *c;
   inv_codec_limits_t lim;
   int64_t deadline;
-  int rc;
+  int rc, total_ms;
   *out = NULL;
   if (opts == NULL) {
     inv_client_opts_default(&defaults);
@@ -767,16 +774,16 @@ int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts
   inv_codec_limits_default(&lim);
   lim.max_message_bytes = CLIENT_MAX_REPLY_BYTES;
   inv_framer_init(&c->framer, &lim);
-  deadline = now_ms() + (opts->connect_timeout_ms > 0
-                             ? opts->connect_timeout_ms
-                             : CLIENT_DEFAULT_TIMEOUT_MS);
+  total_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
+                                         : CLIENT_DEFAULT_TIMEOUT_MS;
+  deadline = now_ms() + total_ms;
   rc = tcp_connect(c, host, port, deadline);
   if (rc != 0) goto err;
   if (opts->tls) {
     rc = tls_connect(c, host, opts, deadline);
     if (rc != 0) goto err;
   }
-  rc = hello(c, opts, deadline);
+  rc = hello(c, opts, deadline, total_ms);
   if (rc != 0) goto err;
   c->err = 0;
   c->errstr[0] = '\0';
@@ -851,7 +858,7 @@ static int buffer_invalidate(inv_client_t *c, const inv_event_t *events,
   if (n == 0) return set_err(c, INV_EINVAL, "no events to send");
   /* An event packs to at most 48 bytes plus its target. */
   for (i = 0; i < n; i++) need += 48 + events[i].target_len;
-  if (reserve_out(c, need) != 0) return c->err;
+  if (reserve_out(c, need) != 0) return INV_ENOMEM;
   before = c->out.len;
   msgpack_packer_init(&pk, &c->out, inv_buf_msgpack_write);
   if (notify) {
@@ -876,7 +883,7 @@ static int buffer_invalidate(inv_client_t *c, const inv_event_t *events,
 
 int inv_client_invalidate(inv_client_t *c, const inv_event_t *events, size_t n,
                           inv_client_ack_t *ack) {
-  uint32_t id;
+  uint32_t id = 0;
   char *frame = NULL;
   inv_msg_t msg;
   int rc = begin_call(c);

@@ -119,7 +119,9 @@ int inv_client_fd(const inv_client_t *c);
 /* ---- blocking calls ---------------------------------------------------
  * Each sends one request (after flushing anything buffered), then waits up
  * to opts.timeout_ms for its response. Responses to pipelined requests that
- * arrive meanwhile are kept for inv_client_next_reply(). An error response
+ * arrive meanwhile are kept for inv_client_next_reply(). A timeout
+ * (INV_ETIMEDOUT) leaves the client broken, since a late reply could not
+ * be told apart from a pipelined one. An error response
  * returns the server's code (INV_EINVAL, INV_EUNAVAIL, ...); a server code
  * we do not know returns INV_EPROTO with inv_client_errname() telling it. */
 
@@ -172,7 +174,8 @@ int inv_client_notify_invalidate(inv_client_t *c, const inv_event_t *events,
                                  size_t n);
 
 /* Writes everything buffered, within opts.timeout_ms of no progress
- * (reading incoming replies meanwhile). Returns 0, INV_ETIMEDOUT,
+ * (reading incoming replies meanwhile). Returns 0, INV_ETIMEDOUT (the
+ * client is then broken: part of a request may have been written),
  * INV_ECLOSED or INV_EIO. */
 int inv_client_flush(inv_client_t *c);
 

@@ -237,8 +237,8 @@ static int scan(inv_framer_t *f, const unsigned char *p, size_t avail,
     const uint64_t hdr = 1 + (uint64_t)lenbytes;
     const uint64_t children = kind == OBJ_MAP ? 2 * n : n;
     if (f->scan_depth + 1 > f->lim.max_depth)
-      return scan_fail(f, checking ? INV_EPROTO : INV_ETOOBIG,
-                       "nesting is deeper than %u levels", f->lim.max_depth);
+      return scan_fail(f, INV_ETOOBIG, "nesting is deeper than %u levels",
+                       f->lim.max_depth);
     if (n > (uint64_t)(f->lim.max_items - f->scan_items))
       return scan_fail(f, INV_ETOOBIG,
                        "more than %zu array elements and map pairs in one "

@@ -30,7 +30,8 @@ const inv_conf_row_t inv_pub_conf_rows[] = {
      "a batch is sent to Redis once it holds this many events"},
     {"batch-delay-us", INV_CONF_INT, offsetof(inv_pub_conf_t, batch_delay_us),
      0, 10000000, "200", NULL,
-     "longest wait for more events before a batch is sent (microseconds)"},
+     "longest wait for more events before a batch is sent, in microseconds "
+     "(below 1000: until the input already received is read)"},
     {"max-pending-events", INV_CONF_INT,
      offsetof(inv_pub_conf_t, max_pending_events), 1, 100000000, "100000",
      NULL, "unacked events past which clients are paused or get EBUSY"},

@@ -56,6 +56,13 @@ PASSED=0
 FAILED=0
 FAILURES=()
 
+# True when process $1's argv[0] mentions $2 (a recycled PID does not).
+runs_program() {
+  local argv0=""
+  IFS= read -r -d '' argv0 2>/dev/null < "/proc/$1/cmdline" || true
+  [[ "$argv0" == *"$2"* ]]
+}
+
 # Stops every process the tests recorded in $RUNDIR/*/pids and still alive.
 # A PID file holds the PID and the program name; a PID whose command line
 # no longer mentions that name was recycled by someone else and is spared.
@@ -66,8 +73,7 @@ stop_leftovers() {
     [ -e "$f" ] || continue
     { read -r pid; read -r name; } < "$f" || true
     case "$pid" in ''|*[!0-9]*) continue ;; esac
-    if kill -0 "$pid" 2>/dev/null &&
-       tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$name"; then
+    if kill -0 "$pid" 2>/dev/null && runs_program "$pid" "$name"; then
       echo "run.sh: stopping leftover $name (pid $pid)" >&2
       kill -TERM "$pid" 2>/dev/null || true
       victims+=("$pid")

@@ -15,12 +15,15 @@ void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
 
 void inv__worker_save_state(inv_worker_t *w) {
   char err[256];
-  if (!w->have_position || inv_sid_cmp(w->done, w->saved) == 0) return;
+  if (!w->have_position ||
+      (w->saved_valid && inv_sid_cmp(w->done, w->saved) == 0))
+    return;
   if (inv_state_save(w->state_path, w->done, err, sizeof(err)) != 0) {
     inv_log_error(w->ctx, "cannot save state: %s", err);
     return;
   }
   w->saved = w->done;
+  w->saved_valid = 1;
   w->st.state_saves++;
 }
 
@@ -50,6 +53,7 @@ static void cmd_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
   if (w->closing) return;
   if (ev == INV_REDIS_CONNECTED) {
     inv_log_info(w->ctx, "connected to %s", w->node);
+    w->standalone_node = 0; /* the node may have restarted in cluster mode */
     inv_unlinker_flush(w->unl);
     inv_scanner_resume(w->scn);
     inv__worker_poll_role(w);
@@ -139,6 +143,7 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
     char a[INV_SID_STRLEN];
     w->have_position = 1;
     w->done = w->saved = w->seen;
+    w->saved_valid = 1;
     inv_log_info(w->ctx, "state %s: last applied %s", w->state_path,
                  inv_sid_format(w->seen, a));
   }

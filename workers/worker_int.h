@@ -80,15 +80,24 @@ struct inv_worker_s {
   int map_inflight;
   int map_dirty;         /* refresh again when the current one returns */
   int map_role;          /* role when the map was taken */
+  int standalone_node;   /* CLUSTER MYID said cluster support is disabled;
+                            cleared on every reconnect of cmd */
   inv_slot_map_t map;
   int takeover_pending;  /* promoted: waiting for the heartbeats */
 
   /* Positions. */
   int have_position;
   inv_sid_t seen, done, saved;
+  int saved_valid;       /* the state file holds saved */
   inv_sid_t gap_ref;     /* position checked against the log's trimming */
   int gap_ref_set;       /* a rewind set gap_ref (else the check uses seen) */
+  int gap_skip;          /* the next catch-up pass does not check for a gap */
   inv_sid_t patterns_only_upto; /* rescan: entries <= this: only patterns */
+  /* Slots gained: entries <= replay_upto touch only keys of replay_slots
+   * (they were applied already for the slots owned before). */
+  int replay_limited;
+  inv_sid_t replay_upto;
+  uint8_t replay_slots[INV_SLOTS / 8];
 
   /* Completion ring. */
   inv__ring_entry_t *ring;

@@ -67,10 +67,15 @@ void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err) {
   if (!w->in_rewind) inv__worker_progress(w);
 }
 
-/* Dispatches one pattern (a prefix already turned into a pattern). Returns
- * 1 when a scan job was submitted for tag. */
+static int in_replay_slots(const inv_worker_t *w, unsigned slot) {
+  return (w->replay_slots[slot >> 3] >> (slot & 7)) & 1;
+}
+
+/* Dispatches one pattern (a prefix already turned into a pattern). limited
+ * means only keys of the replay slots are wanted. Returns 1 when a scan job
+ * was submitted for tag. */
 static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
-                         uint64_t tag) {
+                         int limited, uint64_t tag) {
   unsigned slot = 0;
   int pinned = 0;
   if (inv_glob_matches_everything(pat, len) && !w->conf->allow_flush) {
@@ -83,6 +88,7 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
     /* Only the slot's owner (or importer) has such keys. */
     if (!inv_slot_map_owns(&w->map, slot) && !inv_slot_map_imports(&w->map, slot))
       return 0;
+    if (limited && !in_replay_slots(w, slot)) return 0;
     pinned = 1;
   }
   if (inv_scanner_submit(w->scn, pat, len, pinned, slot, tag) != 0) {
@@ -93,10 +99,12 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
 }
 
 /* Dispatches one exact key. Returns 1 when an UNLINK was queued for tag. */
-static int apply_key(inv_worker_t *w, const char *key, size_t len, uint64_t tag) {
+static int apply_key(inv_worker_t *w, const char *key, size_t len, int limited,
+                     uint64_t tag) {
   int asking = 0;
   if (w->map.cluster) {
     unsigned slot = inv_key_slot(key, len);
+    if (limited && !in_replay_slots(w, slot)) return 0;
     if (!inv_slot_map_owns(&w->map, slot)) {
       if (!inv_slot_map_imports(&w->map, slot)) return 0;
       asking = 1;
@@ -130,6 +138,10 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
   }
   int only_patterns = !inv_sid_is_zero(w->patterns_only_upto) &&
                       inv_sid_cmp(id, w->patterns_only_upto) <= 0;
+  /* Unpinned patterns are re-run whole in a limited replay: filtering a
+   * SCAN by slot would cost the same. */
+  int limited = w->replay_limited && w->map.cluster &&
+                inv_sid_cmp(id, w->replay_upto) <= 0;
   uint64_t seq = w->ring_tail++;
   inv__ring_entry_t *e = &w->ring[seq % INV__RING_CAP];
   e->id = id;
@@ -141,9 +153,9 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
     if (only_patterns && ev->kind == INV_KIND_KEY) continue;
     w->st.events_applied++;
     if (ev->kind == INV_KIND_KEY) {
-      e->outstanding += (uint32_t)apply_key(w, ev->target, ev->target_len, tag);
+      e->outstanding += (uint32_t)apply_key(w, ev->target, ev->target_len, limited, tag);
     } else if (ev->kind == INV_KIND_PATTERN) {
-      e->outstanding += (uint32_t)apply_pattern(w, ev->target, ev->target_len, tag);
+      e->outstanding += (uint32_t)apply_pattern(w, ev->target, ev->target_len, limited, tag);
     } else {
       char *pat = malloc(2 * ev->target_len + 1);
       if (pat == NULL) {
@@ -151,7 +163,7 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
         continue;
       }
       size_t n = inv_glob_from_prefix(ev->target, ev->target_len, pat);
-      e->outstanding += (uint32_t)apply_pattern(w, pat, n, tag);
+      e->outstanding += (uint32_t)apply_pattern(w, pat, n, limited, tag);
       free(pat);
     }
   }
@@ -297,11 +309,16 @@ void inv__worker_rewind(inv_worker_t *w, inv_sid_t start, int check_gap,
   if (check_gap) {
     w->gap_ref = w->done;
     w->gap_ref_set = 1;
+    w->gap_skip = 0;
+  } else {
+    w->gap_ref_set = 0;
+    w->gap_skip = 1;
   }
   inv_log_info(w->ctx, "replaying the log from %s (was at %s): %s",
                inv_sid_format(start, a), inv_sid_format(w->done, b), why);
   w->seen = w->done = start;
   w->patterns_only_upto = (inv_sid_t){0, 0};
+  w->replay_limited = 0;
   w->st.replays++;
   inv__worker_go_idle(w);
   inv__worker_maybe_start(w);
@@ -311,4 +328,5 @@ void inv__worker_stand_down(inv_worker_t *w) {
   drop_work(w);
   w->done = w->seen;
   w->patterns_only_upto = (inv_sid_t){0, 0};
+  w->replay_limited = 0;
 }

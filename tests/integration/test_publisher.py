@@ -253,7 +253,7 @@ def test_sigterm_answers_pending_requests(standalone, publisher_factory):
     """SIGTERM with a request waiting on a paused Redis: the publisher stops
     accepting, still acks the request once Redis confirms, and exits 0."""
     pub = publisher_factory(standalone.addr)
-    c = connect(pub)
+    c, late = connect(pub), connect(pub)
     assert invalidate(c, [ev("key", "warm")])[0] is None
     standalone.client().execute_command("CLIENT", "PAUSE", 1500, "WRITE")
     c.request(5, "invalidate", [[ev("key", "in-flight")]])
@@ -261,6 +261,11 @@ def test_sigterm_answers_pending_requests(standalone, publisher_factory):
     pub.signal(15)
     time.sleep(0.3)
     assert not harness.port_accepts(pub.port), "still accepting after SIGTERM"
+    # An open session may still talk, but new events are refused.
+    err, _ = invalidate(late, [ev("key", "too-late")], timeout=5)
+    assert err["code"] == "ESHUTDOWN"
+    assert late.call("ping") == (None, "PONG")
+    late.close()
     err, res = c.wait_response(5, timeout=10)
     assert err is None, err
     assert pub.wait(10) == 0
@@ -285,3 +290,24 @@ def test_sigterm_fails_unconfirmable_requests(workdir, publisher_factory):
     assert pub.wait(10) == 0
     pub.stopped = True
     c.close()
+
+
+def test_inflight_bound(standalone, publisher_factory):
+    """With one batch in flight at most, closed batches wait their turn and
+    are sent in order once Redis answers."""
+    pub = publisher_factory(standalone.addr, "--max-inflight-batches", 1,
+                            "--batch-max-events", 1)
+    c = connect(pub)
+    assert invalidate(c, [ev("key", "warm")])[0] is None
+    standalone.client().execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+    for i in range(5):
+        c.request(i + 1, "invalidate", [[ev("key", f"q{i}")]])
+    time.sleep(0.3)
+    st = stats(pub)
+    assert st["inflight_batches"] == 1
+    assert st["pending_events"] == 5
+    ids = [c.wait_response(i + 1, timeout=10)[1]["id"] for i in range(5)]
+    c.close()
+    assert len(set(ids)) == 5
+    assert ids == sorted(ids, key=lambda x: tuple(map(int, x.split("-"))))
+    assert stats(pub)["inflight_batches"] == 0

@@ -15,15 +15,19 @@
  *                         messages, PING and leaving subscribe mode
  *   reentrant ADDR        closing and resetting from inside callbacks,
  *                         resolver path, dead port
- *   auth ADDR PASSWORD    AUTH with the right and a wrong password
+ *   auth ADDR PASSWORD    AUTH with the right and a wrong password, and
+ *                         through the cluster client
  *   cluster SEEDS...      26,384 keys (every slot) set and read back through
  *                         the cluster client, keyless PUBLISH, EBUSY bound
  *   migrate SEEDS...      prints READY, then reads keys of slot {mig} in
  *                         rounds until the key redis_check:stop exists
- *   failover SEEDS...     prints READY, then writes keys in rounds until
- *                         redis_check:stop exists; the last round must pass
+ *   failover SEEDS...     prints READY, then writes keys and PUBLISHes
+ *                         (keyless) in rounds until redis_check:stop
+ *                         exists; the last round must pass
  *   down SEEDS...         commands must fail with EUNAVAIL within the
  *                         deadline once no node answers
+ *   cluster_close SEEDS...  closing with commands queued and in flight,
+ *                         and from inside a callback
  *
  * Output is "key=value" lines and "FAIL: ..." lines on stdout; the exit
  * status is 0 when every expectation held, 1 otherwise, 2 on bad usage.
@@ -860,13 +864,17 @@ static int scenario_reentrant(void) {
 
 static struct {
   inv_redis_t *good, *bad;
-  int good_ok, bad_events, closed;
+  inv_cluster_t *cl;
+  int good_ok, bad_events, cluster_ok, closed;
 } au;
 
 static void au_closed(void *d) {
   (void)d;
-  if (++au.closed == 2) {
-    say("good_ok=%d bad_events=%d", au.good_ok, au.bad_events);
+  if (++au.closed == 3) {
+    say("good_ok=%d bad_events=%d cluster_ok=%d", au.good_ok, au.bad_events,
+        au.cluster_ok);
+    if (au.cluster_ok != 1)
+      fail("cluster client with a password failed");
     if (au.good_ok != 1)
       fail("authenticated PING failed");
     if (au.bad_events != 0)
@@ -892,6 +900,17 @@ static void au_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
     inv_redis_command(r, au_ping_cb, NULL, "PING");
 }
 
+static void au_cluster_cb(inv_cluster_t *c, redisReply *rep, int err,
+                         void *d) {
+  (void)d;
+  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "OK"))
+    au.cluster_ok++;
+  else
+    fail("SET through the cluster client: %s",
+         err ? inv_strerror(err) : rep->str);
+  inv_cluster_close(c, au_closed, NULL);
+}
+
 static void au_finish(void *arg) {
   (void)arg;
   say("bad_connects=%llu", (unsigned long long)inv_redis_stats(au.bad)->connects);
@@ -913,6 +932,17 @@ static int scenario_auth(void) {
   o.backoff_min_ms = 100;
   o.backoff_max_ms = 200;
   au.bad = make_conn(&addrs[0], &o, au_event, NULL, NULL);
+  o.password = password_arg;
+  if (inv_cluster_create(loop, addrs, 1, &o, &au.cl) != 0) {
+    fail("cluster client not created");
+    return 1;
+  }
+  {
+    const char *argv[] = {"SET", "auth:key", "v"};
+    if (inv_cluster_command_argv(au.cl, "auth:key", 8, 3, argv, NULL,
+                                 au_cluster_cb, NULL) != 0)
+      fail("SET not queued");
+  }
   later(1500, au_finish, NULL);
   return 0;
 }
@@ -1232,6 +1262,7 @@ static struct {
   int phase; /* 0 setup, 1 rounds, 2 final round */
   int outstanding, round, stop_seen;
   int ok, unavail, other, final_ok, verify_ok;
+  int pub_ok, pub_unavail, final_pub_ok;
 } fo;
 
 static void fo_round(void *arg);
@@ -1250,6 +1281,10 @@ static void fo_verify_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   if (--fo.outstanding == 0) {
     say("rounds=%d ok=%d unavail=%d other=%d final_ok=%d verify_ok=%d",
         fo.round, fo.ok, fo.unavail, fo.other, fo.final_ok, fo.verify_ok);
+    say("pub_ok=%d pub_unavail=%d final_pub_ok=%d", fo.pub_ok,
+        fo.pub_unavail, fo.final_pub_ok);
+    if (fo.final_pub_ok != 1)
+      fail("keyless PUBLISH failed after the failover");
     print_cluster_stats(c);
     if (fo.other)
       fail("%d commands failed other than with EUNAVAIL", fo.other);
@@ -1308,6 +1343,21 @@ static void fo_set_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   fo_answered();
 }
 
+static void fo_pub_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
+  (void)c;
+  (void)d;
+  if (err == 0 && rep->type == REDIS_REPLY_INTEGER) {
+    fo.pub_ok++;
+    if (fo.phase == 2)
+      fo.final_pub_ok++;
+  } else if (err == INV_EUNAVAIL) {
+    fo.pub_unavail++;
+  } else if (fo.other++ < 5) {
+    fail("PUBLISH: %s", err ? inv_strerror(err) : rep->str);
+  }
+  fo_answered();
+}
+
 static void fo_stop_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)c;
   (void)d;
@@ -1326,6 +1376,15 @@ static void fo_round(void *arg) {
     const char *argv[] = {"SET", key, val};
     snprintf(key, sizeof(key), "fo:%d", i);
     fo_send(key, 3, argv, fo_set_cb);
+  }
+  {
+    const char *argv[] = {"PUBLISH", "fo:chan", val};
+    if (inv_cluster_command_argv(fo.c, NULL, 0, 3, argv, NULL, fo_pub_cb,
+                                 NULL) != 0) {
+      fail("PUBLISH not queued");
+      exit(1);
+    }
+    fo.outstanding++;
   }
   if (fo.phase == 1) {
     const char *argv[] = {"GET", "redis_check:stop"};
@@ -1422,6 +1481,88 @@ static int scenario_down(void) {
   return 0;
 }
 
+/* ---- cluster_close ---------------------------------------------------- */
+
+static struct {
+  inv_cluster_t *early, *mid;
+  int early_closed_err, early_other, mid_ok, mid_closed_err, mid_other;
+  int late, closed;
+} cc;
+
+static void cc_closed(void *d) {
+  (void)d;
+  if (++cc.closed < 2)
+    return;
+  say("early_closed=%d early_other=%d mid_ok=%d mid_closed=%d mid_other=%d "
+      "late=%d",
+      cc.early_closed_err, cc.early_other, cc.mid_ok, cc.mid_closed_err,
+      cc.mid_other, cc.late);
+  if (cc.early_closed_err != 1000 || cc.early_other)
+    fail("close before the topology was known did not fail every command "
+         "with ECLOSED");
+  if (cc.mid_ok < 1 || cc.mid_ok + cc.mid_closed_err != 1000 || cc.mid_other)
+    fail("close inside a callback: %d ok, %d ECLOSED, %d other", cc.mid_ok,
+         cc.mid_closed_err, cc.mid_other);
+  if (cc.late)
+    fail("%d callbacks after close", cc.late);
+  watchdog_stop();
+}
+
+static void cc_early_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
+  const char *argv[] = {"GET", "x"};
+  (void)rep;
+  (void)d;
+  if (cc.closed)
+    cc.late++;
+  else if (err == INV_ECLOSED)
+    cc.early_closed_err++;
+  else
+    cc.early_other++;
+  if (inv_cluster_command_argv(c, "x", 1, 2, argv, NULL, cc_early_cb, NULL) !=
+      INV_ESHUTDOWN)
+    fail("command accepted while closing");
+}
+
+static void cc_mid_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
+  (void)rep;
+  (void)d;
+  if (cc.closed > 1)
+    cc.late++;
+  else if (err == 0) {
+    /* Close from inside the first reply's callback: every other command,
+     * sent or not, is answered ECLOSED right away. */
+    if (++cc.mid_ok == 1)
+      inv_cluster_close(c, cc_closed, NULL);
+  } else if (err == INV_ECLOSED)
+    cc.mid_closed_err++;
+  else
+    cc.mid_other++;
+}
+
+static int scenario_cluster_close(void) {
+  int i;
+  char key[32];
+  watchdog_start(30000);
+  if (inv_cluster_create(loop, addrs, naddrs, NULL, &cc.early) != 0 ||
+      inv_cluster_create(loop, addrs, naddrs, NULL, &cc.mid) != 0) {
+    fail("cluster client not created");
+    return 1;
+  }
+  for (i = 0; i < 1000; i++) {
+    const char *argv[] = {"SET", key, "v"};
+    snprintf(key, sizeof(key), "cc:%d", i);
+    if (inv_cluster_command_argv(cc.early, key, strlen(key), 3, argv, NULL,
+                                 cc_early_cb, NULL) != 0 ||
+        inv_cluster_command_argv(cc.mid, key, strlen(key), 3, argv, NULL,
+                                 cc_mid_cb, NULL) != 0)
+      fail("SET not queued");
+  }
+  inv_cluster_close(cc.early, cc_closed, NULL);
+  inv_cluster_close(cc.early, cc_closed, NULL); /* twice: a no-op */
+  inv_cluster_close(NULL, NULL, NULL);
+  return 0;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static const struct {
@@ -1434,7 +1575,7 @@ static const struct {
     {"subscribe", scenario_subscribe, 1}, {"reentrant", scenario_reentrant, 1},
     {"auth", scenario_auth, 1},           {"cluster", scenario_cluster, 1},
     {"migrate", scenario_migrate, 1},     {"failover", scenario_failover, 1},
-    {"down", scenario_down, 1},
+    {"down", scenario_down, 1},           {"cluster_close", scenario_cluster_close, 1},
 };
 
 static int usage(void) {

@@ -397,6 +397,23 @@ static void test_oversize_declared(void) {
   /* 256 bytes of str do not fit a 200-byte limit. */
   expect_error(&small, str16, sizeof(str16), INV_ETOOBIG, "str of 256 bytes");
 
+  /* After the error the refused frame's bytes are still in the buffer at
+   * pos, so that the server can read its msgid for the error response. */
+  {
+    inv_framer_t f;
+    const char *fr;
+    size_t len;
+    inv_framer_init(&f, NULL);
+    inv_framer_feed(&f, "\x91\x01", 2);
+    inv_framer_feed(&f, (const char *)str32, sizeof(str32));
+    CHECK_EQ_INT(inv_framer_next(&f, &fr, &len), 1);
+    CHECK_EQ_INT(inv_framer_next(&f, &fr, &len), INV_ETOOBIG);
+    CHECK_EQ_INT(f.len - f.pos, sizeof(str32));
+    CHECK(f.buf != NULL && memcmp(f.buf + f.pos, str32, sizeof(str32)) == 0);
+    inv_framer_free(&f);
+    CHECK(f.buf == NULL);
+  }
+
   /* A frame that only becomes too big as its bytes arrive (150 uint8
    * values of two bytes each): the error comes as soon as the header of
    * the value that would cross the limit is seen, not at the frame's end. */

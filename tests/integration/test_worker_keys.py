@@ -1,0 +1,69 @@
+"""Exact-key invalidations over every hash slot (issue 3, test 1).
+
+20,000 named keys, at least one in each of the 16384 slots, are invalidated
+in batches through a real inval-publisher, with one inval-worker per node
+(standalone: one; cluster: six, three of them hot standbys). Every named key
+must be gone, and every key that shares the prefix but was not named must
+survive. In the cluster each primary's worker must have removed exactly the
+named keys of its own slots, and no standby may have removed anything.
+"""
+
+import collections
+
+import pytest
+
+from workerlib import (NUM_SLOTS, Topo, assert_keyset, key_events, key_slot,
+                       keys_present, load_keys, send_events, settle,
+                       start_workers, tag_for_each_slot, wait_applied,
+                       wait_gone, wstats)
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def topo(request):
+    return Topo(request.getfixturevalue(request.param))
+
+
+def named_and_kept():
+    """20,000 named keys covering every slot, and 10,000 survivors with the
+    same "ek:" prefix (longer names, and numbers past the named range)."""
+    tags = tag_for_each_slot()
+    named = [f"ek:{{{tags[s]}}}:{s}" for s in range(NUM_SLOTS)]
+    named += [f"ek:{i}" for i in range(20000 - NUM_SLOTS)]
+    kept = [f"ek:{{{tags[s]}}}:{s}:x" for s in range(0, NUM_SLOTS, 3)]
+    kept += [f"ek:{i}" for i in range(20000 - NUM_SLOTS, 20000 - NUM_SLOTS +
+                                      10000 - len(kept))]
+    return named, kept
+
+
+def test_exact_keys_every_slot(topo, worker_factory, publisher_factory):
+    named, kept = named_and_kept()
+    assert len({key_slot(k) for k in named}) == NUM_SLOTS
+    assert len(named) == 20000 and len(kept) == 10000
+    assert not set(named) & set(kept)
+    workers = start_workers(topo, worker_factory)
+    pub = publisher_factory(topo.seeds)
+    load_keys(topo, named + kept)
+    assert_keyset(keys_present(topo, "ek:*"), set(named) | set(kept),
+                  "keys before the invalidation")
+
+    last = send_events(pub, key_events(named), chunk=1000)
+
+    wait_gone(topo, "ek:*", set(named), 60, "named keys removed")
+    wait_applied(workers, last)
+    settle(workers)
+    assert_keyset(keys_present(topo, "ek:*"), set(kept),
+                  "keys after the invalidation")
+
+    owners = topo.owners()
+    per_node = collections.Counter(owners[key_slot(k)].addr for k in named)
+    for w in workers:
+        st = wstats(w)
+        assert st["events_received"] >= len(named), (w.name, st)
+        assert st["decode_errors"] == 0, (w.name, st)
+        if st["role"] == "primary":
+            assert st["keys_unlinked"] == per_node[w.node], (w.name, st)
+            assert st["events_applied"] >= per_node[w.node], (w.name, st)
+        else:
+            assert st["keys_unlinked"] == 0, (w.name, st)
+            assert st["unlinks_sent"] == 0, (w.name, st)
+    assert sum(per_node.values()) == len(named)

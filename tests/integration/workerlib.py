@@ -1,0 +1,508 @@
+"""Helpers shared by the inval-worker integration tests (test_worker_*.py).
+
+- Topo: standalone Redis or a cluster, seen the way these tests need it
+  (running nodes, primaries, the slot owner of a key, read straight from the
+  nodes so that it stays right across failovers and resharding).
+- start_workers / wait_workers_live: one inval-worker per node, waited for
+  until each is subscribed, caught up, and reports its node's real role.
+- load_keys / keys_present / assert_keyset: bulk SETs pipelined per owning
+  node, and the exact key set held by the primaries (SCAN on every primary
+  directly, no cluster redirections), compared with a short readable diff.
+- Sender / Streamer: invalidate through the real publisher, pipelined, with
+  retries on the retryable codes (EUNAVAIL, EBUSY, ESHUTDOWN) and on a
+  dropped connection; the Streamer does it from a thread, paced, so that a
+  test can kill or move things while events flow.
+- poll: wait_until with a deadline and a message that says what was awaited.
+
+Nothing here sleeps in the hope that something happened: every wait polls a
+condition against a deadline.
+"""
+
+import binascii
+import collections
+import threading
+import time
+
+import msgpack
+
+import harness
+from harness import HOST, HarnessError, RpcClient, wait_until
+
+LOG_KEY = "cache:invalidation:log"
+CHANNEL = "cache:invalidation"
+HB_KEY = "cache:invalidation:workers"
+RETRY_CODES = ("EUNAVAIL", "EBUSY", "ESHUTDOWN")
+NUM_SLOTS = 16384
+
+ROLE_NAMES = {"master": "primary", "slave": "replica"}
+
+
+def ev(kind, target):
+    """An event map as a client sends it."""
+    return {"kind": kind, "target": target}
+
+
+def key_events(keys):
+    return [ev("key", k) for k in keys]
+
+
+def key_slot(key):
+    """The cluster hash slot of key (str or bytes), per the cluster spec
+    (CRC16/XMODEM, which is binascii.crc_hqx with a zero start value)."""
+    if isinstance(key, str):
+        key = key.encode()
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    return binascii.crc_hqx(key, 0) % NUM_SLOTS
+
+
+def tag_for_each_slot():
+    """A list of NUM_SLOTS short strings: entry s hashes to slot s, so that
+    "{" + tag + "}..." lands in slot s."""
+    tags = [None] * NUM_SLOTS
+    missing = NUM_SLOTS
+    i = 0
+    while missing:
+        t = f"t{i}"
+        s = binascii.crc_hqx(t.encode(), 0) % NUM_SLOTS
+        if tags[s] is None:
+            tags[s] = t
+            missing -= 1
+        i += 1
+    return tags
+
+
+def poll(predicate, timeout, what, interval=0.1):
+    """wait_until with the argument order these tests use."""
+    return wait_until(predicate, timeout, interval=interval, what=what)
+
+
+# --------------------------------------------------------------------------
+# Topology.
+
+class Topo:
+    """Standalone Redis (a RedisServer) or a RedisCluster."""
+
+    def __init__(self, target):
+        self.target = target
+        self.is_cluster = isinstance(target, harness.RedisCluster)
+
+    def __repr__(self):
+        return f"Topo({'cluster' if self.is_cluster else 'standalone'})"
+
+    @property
+    def kind(self):
+        return "cluster" if self.is_cluster else "standalone"
+
+    @property
+    def seeds(self):
+        return self.target.seeds if self.is_cluster else [self.target.addr]
+
+    def nodes(self):
+        return self.target.running() if self.is_cluster else [self.target]
+
+    def primaries(self):
+        return self.target.primaries() if self.is_cluster else [self.target]
+
+    def node(self, addr):
+        if self.is_cluster:
+            return self.target.node(addr)
+        return self.target
+
+    def owners(self):
+        """A list of NUM_SLOTS RedisServer: the primary of every slot (all
+        the one server when standalone), read from a running node."""
+        if not self.is_cluster:
+            return [self.target] * NUM_SLOTS
+        last = None
+        for n in self.target.running():
+            try:
+                ports = n.slot_owners()
+            except Exception as exc:  # noqa: BLE001 - try the next node
+                last = exc
+                continue
+            by_port = {}
+            out = []
+            for p in ports:
+                if p not in by_port:
+                    by_port[p] = self.target.node(p)
+                out.append(by_port[p])
+            return out
+        raise HarnessError(f"no node answered CLUSTER SLOTS ({last!r})")
+
+    def owner_of(self, key):
+        return self.owners()[key_slot(key)]
+
+    def log_node(self):
+        return self.owner_of(LOG_KEY)
+
+    def log_client(self):
+        return self.log_node().client()
+
+
+def role_name(node):
+    """"primary" or "replica": the node's ROLE as the worker names it."""
+    return ROLE_NAMES.get(node.role(), "unknown")
+
+
+# --------------------------------------------------------------------------
+# Workers.
+
+def wstats(worker, timeout=5):
+    """The worker's stats map (raises on an error reply)."""
+    with RpcClient(HOST, worker.port, timeout=timeout) as c:
+        err, st = c.call("stats")
+    if err is not None:
+        raise HarnessError(f"stats of {worker.name} failed: {err}")
+    return st
+
+
+def worker_ready(worker, node):
+    """True when worker is subscribed, caught up (live), and reports the
+    role its node really has (a primary with its slots known)."""
+    st = wstats(worker)
+    if not (st["connected"] and st["subscribed"] and st["live"]):
+        return False
+    want = role_name(node)
+    if st["role"] != want:
+        return False
+    if want == "primary" and st["owned_slots"] == 0:
+        return False
+    return True
+
+
+def wait_workers_live(topo, workers, timeout=40):
+    def ready():
+        return all(worker_ready(w, topo.node(w.node)) for w in workers)
+    poll(ready, timeout, f"{len(workers)} workers live with their roles")
+    return workers
+
+
+def start_workers(topo, worker_factory, *extra, timeout=40):
+    """One worker per running node of topo (extra flags appended), waited
+    for until every one is live with its node's role."""
+    workers = [worker_factory(n, *extra) for n in topo.nodes()]
+    return wait_workers_live(topo, workers, timeout)
+
+
+def worker_of(workers, node):
+    for w in workers:
+        if w.node == node.addr and w.alive():
+            return w
+    raise KeyError(node.addr)
+
+
+def settle(workers, timeout=60):
+    """Waits until no running worker has exact keys or scans outstanding
+    and every one is live again."""
+    def idle():
+        for w in workers:
+            if not w.alive():
+                continue
+            st = wstats(w)
+            if st["pending_keys"] or st["scans_running"] or \
+                    st["scans_pending"] or not st["live"]:
+                return False
+        return True
+    poll(idle, timeout, "workers idle")
+
+
+def wait_applied(workers, entry_id, timeout=60):
+    """Waits until every running worker's last_applied_id is >= entry_id
+    (so every entry up to it has finished on every node)."""
+    want = sid(entry_id)
+
+    def caught_up():
+        return all(sid(wstats(w)["last_applied_id"]) >= want
+                   for w in workers if w.alive())
+    poll(caught_up, timeout, f"every worker applied {entry_id}")
+
+
+def sid(text):
+    """A stream id "ms-seq" as a comparable tuple."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def heartbeats(topo):
+    """{worker id: decoded record} of cache:invalidation:workers."""
+    if topo.is_cluster:
+        r = topo.owner_of(HB_KEY).client()
+    else:
+        r = topo.target.client()
+    out = {}
+    for k, v in r.hgetall(HB_KEY).items():
+        out[k.decode()] = msgpack.unpackb(v, raw=False)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Keys.
+
+def load_keys(topo, keys, value=b"v", batch=10000):
+    """SETs every key on the primary owning its slot: one pipeline per node,
+    sent in batches. Returns the number of keys written."""
+    owners = topo.owners()
+    by_node = collections.defaultdict(list)
+    for k in keys:
+        by_node[owners[key_slot(k)].port].append(k)
+    for port, ks in by_node.items():
+        client = (topo.target.node(port) if topo.is_cluster
+                  else topo.target).client(timeout=30)
+        for i in range(0, len(ks), batch):
+            pipe = client.pipeline(transaction=False)
+            for k in ks[i:i + batch]:
+                pipe.set(k, value)
+            pipe.execute()
+    return len(keys)
+
+
+def node_keys(node, match="*", count=5000):
+    """Every key of one node (SCAN MATCH on that node only), as str."""
+    client = node.client(timeout=30)
+    return {k.decode("utf-8", "surrogateescape")
+            for k in client.scan_iter(match=match, count=count)}
+
+
+def keys_present(topo, match="*"):
+    """The union of the keys matching match held by the primaries."""
+    out = set()
+    for p in topo.primaries():
+        out |= node_keys(p, match)
+    return out
+
+
+def keyset_diff(got, expected, sample=8):
+    """A short description of how got differs from expected (None when
+    equal)."""
+    missing = expected - got
+    extra = got - expected
+    if not missing and not extra:
+        return None
+    return (f"{len(missing)} expected keys missing (e.g. "
+            f"{sorted(missing)[:sample]}), {len(extra)} unexpected keys "
+            f"present (e.g. {sorted(extra)[:sample]})")
+
+
+def assert_keyset(got, expected, what):
+    diff = keyset_diff(got, expected)
+    assert diff is None, f"{what}: {diff}"
+
+
+def wait_keyset(topo, match, expected, timeout, what):
+    """Polls until the primaries hold exactly expected among the keys
+    matching match; raises AssertionError with the last diff otherwise."""
+    state = {"diff": "not checked"}
+
+    def ok():
+        state["diff"] = keyset_diff(keys_present(topo, match), expected)
+        return state["diff"] is None
+    try:
+        poll(ok, timeout, what, interval=0.25)
+    except HarnessError as exc:
+        raise AssertionError(f"{exc}: {state['diff']}") from None
+
+
+def wait_gone(topo, match, gone, timeout, what):
+    """Polls until none of the keys in gone (a set) is held by a primary."""
+    state = {"left": None}
+
+    def ok():
+        left = keys_present(topo, match) & gone
+        state["left"] = left
+        return not left
+    try:
+        poll(ok, timeout, what, interval=0.25)
+    except HarnessError as exc:
+        left = state["left"] or set()
+        raise AssertionError(f"{exc}: {len(left)} keys still present, e.g. "
+                             f"{sorted(left)[:8]}") from None
+
+
+# --------------------------------------------------------------------------
+# Sending invalidations.
+
+class Sender:
+    """invalidate through one publisher, pipelined (window requests in
+    flight), each batch retried until acked. Retries happen on the
+    retryable codes and on a dropped or silent connection (the request may
+    have been carried out: deletes are idempotent). A non-retryable error
+    raises AssertionError."""
+
+    def __init__(self, port, window=4, reply_timeout=20):
+        self.port = port
+        self.window = window
+        self.reply_timeout = reply_timeout
+        self.client = None
+        self.retries = 0
+        self.errors = collections.Counter()
+
+    def _connect(self):
+        if self.client is None:
+            self.client = RpcClient(HOST, self.port,
+                                    timeout=self.reply_timeout,
+                                    connect_timeout=3)
+        return self.client
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def send(self, batches, deadline_s=120, on_ack=None, pace=0.0,
+             stop=None):
+        """Sends every batch (a list of events) until acked. Returns the
+        acked entry ids, in batch order. on_ack(index, id) is called as
+        each batch is acked; pace seconds pass between two sends; stop (a
+        threading.Event) makes it return early (ids of unsent batches are
+        None)."""
+        deadline = time.monotonic() + deadline_s
+        ids = [None] * len(batches)
+        pending = collections.deque(range(len(batches)))
+        inflight = {}
+        while pending or inflight:
+            if stop is not None and stop.is_set():
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(pending) + len(inflight)} batches not acked in "
+                    f"{deadline_s}s ({self.retries} retries: "
+                    f"{dict(self.errors)})")
+            try:
+                c = self._connect()
+                while pending and len(inflight) < self.window:
+                    idx = pending.popleft()
+                    msgid = c.next_msgid()
+                    inflight[msgid] = idx
+                    c.request(msgid, "invalidate", [batches[idx]])
+                    if pace:
+                        time.sleep(pace)
+                msg = c.read_message(timeout=self.reply_timeout)
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                self.errors[type(exc).__name__] += 1
+                self.retries += 1
+                self.close()
+                pending.extendleft(sorted(inflight.values(), reverse=True))
+                inflight.clear()
+                time.sleep(0.1)  # reconnect backoff
+                continue
+            if msg[0] == harness.NOTIFY:
+                # The server is about to close this connection (EBUSY
+                # on max-clients, say): the next read sees the close.
+                self.errors[f"notify:{msg[2]}"] += 1
+                continue
+            if msg[0] != harness.RESPONSE or msg[1] not in inflight:
+                continue
+            idx = inflight.pop(msg[1])
+            err, res = msg[2], msg[3]
+            if err is None:
+                assert res["accepted"] == len(batches[idx]), res
+                ids[idx] = res["id"]
+                if on_ack is not None:
+                    on_ack(idx, res["id"])
+                continue
+            assert err["code"] in RETRY_CODES, \
+                f"batch {idx} refused: {err}"
+            self.errors[err["code"]] += 1
+            self.retries += 1
+            pending.appendleft(idx)
+            time.sleep(0.05)  # backoff before the retry
+        return ids
+
+
+def send_events(pub, events, chunk=1000, window=4, deadline_s=120):
+    """Sends events in chunks through pub; returns the last acked id (the
+    highest, since chunks may share entries)."""
+    batches = [events[i:i + chunk] for i in range(0, len(events), chunk)]
+    s = Sender(pub.port, window=window)
+    try:
+        ids = s.send(batches, deadline_s=deadline_s)
+    finally:
+        s.close()
+    return max(ids, key=sid)
+
+
+class Streamer(threading.Thread):
+    """Sends batches from a thread, paced, so that a test can break things
+    while events flow. .acked counts acked batches; .ids holds their entry
+    ids once done; .error holds what went wrong in the thread."""
+
+    def __init__(self, pub, batches, pace=0.01, window=2, deadline_s=180):
+        super().__init__(daemon=True)
+        self.pub = pub
+        self.batches = batches
+        self.pace = pace
+        self.window = window
+        self.deadline_s = deadline_s
+        self.acked = 0
+        self.ack_times = [None] * len(batches)
+        self.ids = None
+        self.error = None
+        self.sender = Sender(pub.port, window=window)
+        self._lock = threading.Lock()
+
+    def _on_ack(self, idx, _id):
+        with self._lock:
+            self.acked += 1
+            self.ack_times[idx] = time.monotonic()
+
+    def run(self):
+        try:
+            self.ids = self.sender.send(self.batches,
+                                        deadline_s=self.deadline_s,
+                                        on_ack=self._on_ack, pace=self.pace)
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self.error = exc
+        finally:
+            self.sender.close()
+
+    def wait_acked(self, n, timeout):
+        """Waits until n batches are acked (or the stream failed)."""
+        def enough():
+            if self.error is not None:
+                raise HarnessError(f"stream failed: {self.error!r}")
+            return self.acked >= n or not self.is_alive()
+        poll(enough, timeout, f"{n} batches acked", interval=0.02)
+
+    def finish(self, timeout):
+        """Joins the thread; raises what went wrong in it. Returns the ids."""
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"stream still running after {timeout}s "
+                                 f"({self.acked}/{len(self.batches)} acked)")
+        if self.error is not None:
+            raise self.error
+        return self.ids
+
+
+def chunks(items, n):
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def invalctl_stats(port, *args):
+    """`invalctl -H 127.0.0.1:port stats` as a CompletedProcess."""
+    return harness.invalctl("-H", f"{HOST}:{port}", "stats", *args,
+                            timeout=20)
+
+
+def invalctl_worker_lines(text):
+    """{worker id: line} from the workers section of `invalctl stats`."""
+    out = {}
+    in_section = False
+    for line in text.splitlines():
+        if line.startswith("workers ("):
+            in_section = True
+            continue
+        if not in_section:
+            continue
+        if not line.startswith("  ") or line.strip().startswith("ID "):
+            continue
+        parts = line.split()
+        if parts:
+            out[parts[0]] = line
+    return out

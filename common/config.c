@@ -940,6 +940,15 @@ int inv_cli_parse(int argc, char **argv, const inv_conf_row_t *rows,
     rc = INV_EINVAL;
     goto out;
   }
+  /* A list's default (the seed 127.0.0.1:6379, say) stands only while no
+   * file or flag names one: the first address given replaces it. */
+  for (size_t r = 0; r < nrows; r++) {
+    if (rows[r].type != INV_CONF_ADDR_LIST) continue;
+    inv_addr_list_t *list = conf_field(&rows[r], cfg);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+  }
   for (size_t f = 0; f < nfiles; f++) {
     rc = inv_conf_load_file(rows, nrows, cfg, files[f], err, errlen);
     if (rc != 0) goto out;
@@ -952,6 +961,18 @@ int inv_cli_parse(int argc, char **argv, const inv_conf_row_t *rows,
     rc = conf_set_row(row, cfg, flags[f].value, replace, msg, sizeof(msg));
     if (rc != 0) {
       conf_err(err, errlen, "--%s: %s", row->name, msg);
+      goto out;
+    }
+  }
+  for (size_t r = 0; r < nrows; r++) {
+    inv_addr_list_t *list = conf_field(&rows[r], cfg);
+    if (rows[r].type != INV_CONF_ADDR_LIST || list->count > 0 ||
+        rows[r].def == NULL) {
+      continue;
+    }
+    rc = conf_set_row(&rows[r], cfg, rows[r].def, 1, msg, sizeof(msg));
+    if (rc != 0) {
+      conf_err(err, errlen, "default of %s: %s", rows[r].name, msg);
       goto out;
     }
   }

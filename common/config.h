@@ -16,7 +16,8 @@
  *                     ("--allow-flush") means yes
  *   INV_CONF_STRING   char * (owned, freed by inv_conf_free)
  *   INV_CONF_ADDR     inv_addr_t, "HOST:PORT" ("[::1]:7700" for IPv6)
- *   INV_CONF_ADDR_LIST inv_addr_list_t; each occurrence appends. Occurrences
+ *   INV_CONF_ADDR_LIST inv_addr_list_t; each occurrence appends, and the first
+ *                     one replaces the default. Occurrences
  *                     on the command line replace the file's list.
  *   INV_CONF_ENUM     int index into enum_names
  */

@@ -215,8 +215,8 @@ def test_daemon_stop_escalates_to_sigkill(workdir):
     d = Daemon([sys.executable, "-c",
                 "import signal, time; signal.signal(signal.SIGTERM, "
                 "signal.SIG_IGN); print('up', flush=True); time.sleep(60)"],
-               workdir, "stubborn")
-    harness.wait_until(lambda: "up" in d.log(), 10, what="stubborn up")
+               workdir, "term-ignorer")
+    harness.wait_until(lambda: "up" in d.log(), 10, what="term-ignorer up")
     t0 = time.monotonic()
     assert d.stop(timeout=0.5) == -signal.SIGKILL
     assert time.monotonic() - t0 < 5

@@ -363,7 +363,7 @@ int inv_framer_next(inv_framer_t *f, const char **frame, size_t *len) {
 
 /* ---- message decoding ------------------------------------------------- */
 
-static const char *type_name(msgpack_object_type t) {
+const char *inv_msgpack_type_name(msgpack_object_type t) {
   switch (t) {
     case MSGPACK_OBJECT_NIL: return "nil";
     case MSGPACK_OBJECT_BOOLEAN: return "bool";
@@ -397,7 +397,7 @@ static int read_msgid(const msgpack_object *o, inv_msg_t *msg, char *errstr) {
                        "msgid is not an unsigned 32-bit integer (got %s)",
                        o->type == MSGPACK_OBJECT_POSITIVE_INTEGER
                            ? "a larger int"
-                           : type_name(o->type));
+                           : inv_msgpack_type_name(o->type));
   msg->msgid = (uint32_t)o->via.u64;
   msg->has_msgid = 1;
   return 0;
@@ -407,7 +407,7 @@ static int read_method(const msgpack_object *o, inv_msg_t *msg,
                        char *errstr) {
   if (o->type != MSGPACK_OBJECT_STR)
     return decode_fail(errstr, "method is not a string (got %s)",
-                       type_name(o->type));
+                       inv_msgpack_type_name(o->type));
   msg->method = o->via.str.ptr;
   msg->method_len = o->via.str.size;
   return 0;
@@ -417,7 +417,7 @@ static int read_params(const msgpack_object *o, inv_msg_t *msg,
                        char *errstr) {
   if (o->type != MSGPACK_OBJECT_ARRAY)
     return decode_fail(errstr, "params is not an array (got %s)",
-                       type_name(o->type));
+                       inv_msgpack_type_name(o->type));
   msg->params = *o;
   return 0;
 }
@@ -448,7 +448,7 @@ int inv_msg_decode(const char *frame, size_t len, inv_msg_t *msg,
   root = &msg->unpacked.data;
   if (root->type != MSGPACK_OBJECT_ARRAY)
     return decode_fail(errstr, "expected an array of 3 or 4 elements, got %s",
-                       type_name(root->type));
+                       inv_msgpack_type_name(root->type));
   n = root->via.array.size;
   a = root->via.array.ptr;
   if (n == 0)
@@ -478,7 +478,7 @@ int inv_msg_decode(const char *frame, size_t len, inv_msg_t *msg,
       } else {
         if (a[2].type != MSGPACK_OBJECT_NIL && a[2].type != MSGPACK_OBJECT_MAP)
           return decode_fail(errstr, "error is neither nil nor a map (got %s)",
-                             type_name(a[2].type));
+                             inv_msgpack_type_name(a[2].type));
         msg->error = a[2];
         msg->result = a[3];
       }

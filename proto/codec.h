@@ -29,6 +29,10 @@ typedef struct inv_codec_limits_s {
 /* Fills the defaults named above. */
 void inv_codec_limits_default(inv_codec_limits_t *lim);
 
+/* The short name of a msgpack type for error messages ("str", "map", ...);
+ * the integer and float variants share one name each. */
+const char *inv_msgpack_type_name(msgpack_object_type t);
+
 typedef struct inv_framer_s {
   int err;            /* 0, INV_EPROTO or INV_ETOOBIG; sticky */
   char errstr[128];   /* human-readable reason when err != 0 */

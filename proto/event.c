@@ -82,23 +82,6 @@ static const char *quote(char *out, const char *p, size_t n) {
   return out;
 }
 
-static const char *obj_type_name(const msgpack_object *o) {
-  switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "int";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "float";
-    case MSGPACK_OBJECT_STR: return "str";
-    case MSGPACK_OBJECT_BIN: return "bin";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_EXT: return "ext";
-  }
-  return "unknown";
-}
-
 /* Returns the index of the str o in names[0..count), or -1. */
 static int lookup(const msgpack_object *o, const char *const *names,
                   size_t count) {
@@ -124,7 +107,7 @@ static int event_read(const msgpack_object *o, size_t index, int strict,
   memset(ev, 0, sizeof(*ev));
   if (o->type != MSGPACK_OBJECT_MAP)
     return fail(errstr, errlen, "event %zu: expected a map, got %s", index,
-                obj_type_name(o));
+                inv_msgpack_type_name(o->type));
   for (uint32_t k = 0; k < o->via.map.size; k++) {
     const msgpack_object *key = &o->via.map.ptr[k].key;
     if (key->type != MSGPACK_OBJECT_STR) {
@@ -150,7 +133,7 @@ static int event_read(const msgpack_object *o, size_t index, int strict,
     return fail(errstr, errlen, "event %zu: kind is missing", index);
   if (val[0]->type != MSGPACK_OBJECT_STR)
     return fail(errstr, errlen, "event %zu: kind is not a string (got %s)",
-                index, obj_type_name(val[0]));
+                index, inv_msgpack_type_name(val[0]->type));
   i = lookup(val[0], kind_names, 3);
   if (i < 0)
     return fail(errstr, errlen,
@@ -170,7 +153,7 @@ static int event_read(const msgpack_object *o, size_t index, int strict,
   } else {
     return fail(errstr, errlen,
                 "event %zu: target is not a string or binary (got %s)", index,
-                obj_type_name(val[1]));
+                inv_msgpack_type_name(val[1]->type));
   }
 
   /* An absent or nil mode is the default, hard. */
@@ -178,7 +161,7 @@ static int event_read(const msgpack_object *o, size_t index, int strict,
   if (val[2] != NULL && val[2]->type != MSGPACK_OBJECT_NIL) {
     if (val[2]->type != MSGPACK_OBJECT_STR)
       return fail(errstr, errlen, "event %zu: mode is not a string (got %s)",
-                  index, obj_type_name(val[2]));
+                  index, inv_msgpack_type_name(val[2]->type));
     i = lookup(val[2], mode_names, 2);
     if (i < 0)
       return fail(errstr, errlen,
@@ -284,7 +267,7 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   root = &p->unpacked.data;
   if (root->type != MSGPACK_OBJECT_MAP)
     return payload_fail(errstr, errlen, "payload is not a map (got %s)",
-                        obj_type_name(root));
+                        inv_msgpack_type_name(root->type));
   for (uint32_t k = 0; k < root->via.map.size; k++) {
     const msgpack_object *key = &root->via.map.ptr[k].key;
     if (key->type != MSGPACK_OBJECT_STR) continue;
@@ -307,7 +290,7 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                           INV_PROTO_VERSION);
     return payload_fail(errstr, errlen,
                         "payload version is not an unsigned integer (got %s)",
-                        obj_type_name(val[0]));
+                        inv_msgpack_type_name(val[0]->type));
   }
   p->version = INV_PROTO_VERSION;
 
@@ -322,7 +305,7 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
       n = val[1]->via.bin.size;
     } else {
       return payload_fail(errstr, errlen, "payload id is not a string (got %s)",
-                          obj_type_name(val[1]));
+                          inv_msgpack_type_name(val[1]->type));
     }
     if (n >= sizeof(p->id))
       return payload_fail(errstr, errlen, "payload id is %zu bytes, over %zu",
@@ -338,14 +321,14 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   if (val[2]->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
     return payload_fail(errstr, errlen,
                         "payload ts is not an unsigned integer (got %s)",
-                        obj_type_name(val[2]));
+                        inv_msgpack_type_name(val[2]->type));
   p->ts_ms = val[2]->via.u64;
 
   if (val[3] == NULL)
     return payload_fail(errstr, errlen, "payload has no \"events\" field");
   if (val[3]->type != MSGPACK_OBJECT_ARRAY)
     return payload_fail(errstr, errlen, "payload events is not an array (got %s)",
-                        obj_type_name(val[3]));
+                        inv_msgpack_type_name(val[3]->type));
   if (val[3]->via.array.size > 0) {
     p->events = calloc(val[3]->via.array.size, sizeof(*p->events));
     if (p->events == NULL) return INV_ENOMEM;

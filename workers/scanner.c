@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/glob.h"
 #include "common/log.h"
+#include "proto/keyname.h"
 
 /* A slot with more keys than this is walked with SCAN instead of being
  * listed in one GETKEYSINSLOT reply, which would be held in memory. */
@@ -22,13 +23,30 @@ typedef struct key_s {
   char *key;
   size_t len;
   int asking;
+  inv_unlink_op_t op;
 } key_t_;
+
+/* A page's matched value keys, to skip locks and stale copies that their
+ * value key's command already removes (open addressing, pointers into the
+ * reply). */
+typedef struct span_s {
+  const char *p;
+  size_t len;
+} span_t;
+
+typedef struct page_set_s {
+  span_t *slots;
+  size_t mask;
+} page_set_t;
 
 typedef struct job_s {
   struct job_s *next, *prev;
   inv_scanner_t *s;
   char *pat;
   size_t patlen;
+  char *match;           /* SCAN MATCH: "*" pat "*" (NULL: no MATCH) */
+  size_t matchlen;
+  inv_unlink_op_t mode;  /* INV_UNLINK_HARD or INV_UNLINK_SOFT */
   int pinned;
   unsigned slot;
   int state;
@@ -94,6 +112,7 @@ static void free_keys(job_t *j) {
 static void job_free(job_t *j) {
   free_keys(j);
   free(j->pat);
+  free(j->match);
   free(j->tags);
   free(j);
 }
@@ -181,32 +200,92 @@ static int slot_mode(const inv_scanner_t *s, const char *key, size_t len,
   return 0;
 }
 
-/* Copies the keys of an array reply that the node answers for (and that
- * match the glob when filter is set) into j->keys. Returns 0 or
- * INV_ENOMEM. */
-static int take_keys(job_t *j, const redisReply *arr, int filter) {
+static uint64_t span_hash(const char *p, size_t len) {
+  uint64_t h = UINT64_C(14695981039346656037);
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * UINT64_C(1099511628211);
+  return h;
+}
+
+/* Adds (or with add == 0, looks up) p[0..len). Returns 1 when present. */
+static int page_set(page_set_t *s, const char *p, size_t len, int add) {
+  for (size_t i = span_hash(p, len) & s->mask;; i = (i + 1) & s->mask) {
+    span_t *e = &s->slots[i];
+    if (e->p == NULL) {
+      if (add) {
+        e->p = p;
+        e->len = len;
+      }
+      return 0;
+    }
+    if (e->len == len && memcmp(e->p, p, len) == 0) return 1;
+  }
+}
+
+/* What the job does with key k of a listing: a value key matching the
+ * pattern gets the job's mode; a lock of a matching value key is removed;
+ * so is a stale copy, in hard mode only (soft invalidation keeps stale
+ * copies). A lock or stale copy whose value key is in the same listing is
+ * skipped: the value key's command removes it. Returns 0 to skip. */
+static int key_op(const job_t *j, const redisReply *k, page_set_t *values,
+                  inv_unlink_op_t *op) {
+  size_t vs, vl;
+  inv_regen_kind_t kind = inv_regen_classify(j->pat, j->patlen, k->str, k->len,
+                                             &vs, &vl);
+  if (kind == INV_REGEN_VALUE) {
+    if (!inv_glob_match(j->pat, j->patlen, k->str, k->len)) return 0;
+    *op = j->mode;
+    return 1;
+  }
+  if (kind == INV_REGEN_STALE && j->mode == INV_UNLINK_SOFT) return 0;
+  if (page_set(values, k->str + vs, vl, 0)) return 0;
+  *op = INV_UNLINK_RAW;
+  return 1;
+}
+
+/* Copies the keys of an array reply that the job acts on and the node
+ * answers for into j->keys (see key_op). Returns 0 or INV_ENOMEM. */
+static int take_keys(job_t *j, const redisReply *arr) {
   inv_scanner_t *s = j->s;
+  int rc = INV_ENOMEM;
   free_keys(j);
   if (arr->elements == 0) return 0;
-  j->keys = calloc(arr->elements, sizeof(*j->keys));
-  if (j->keys == NULL) return INV_ENOMEM;
   s->stats->keys_scanned += arr->elements;
+  size_t cap = 4;
+  while (cap < 2 * arr->elements) cap *= 2;
+  page_set_t values = {calloc(cap, sizeof(span_t)), cap - 1};
+  j->keys = calloc(arr->elements, sizeof(*j->keys));
+  if (values.slots == NULL || j->keys == NULL) goto out;
+  /* First the value keys, so that their locks and stale copies are known
+   * wherever they stand in the listing. */
+  for (size_t i = 0; i < arr->elements; i++) {
+    const redisReply *k = arr->element[i];
+    if (k->type != REDIS_REPLY_STRING) continue;
+    if (inv_regen_classify(j->pat, j->patlen, k->str, k->len, NULL, NULL) ==
+            INV_REGEN_VALUE &&
+        inv_glob_match(j->pat, j->patlen, k->str, k->len))
+      page_set(&values, k->str, k->len, 1);
+  }
   for (size_t i = 0; i < arr->elements; i++) {
     const redisReply *k = arr->element[i];
     int asking;
+    inv_unlink_op_t op;
     if (k->type != REDIS_REPLY_STRING) continue;
-    if (filter && !inv_glob_match(j->pat, j->patlen, k->str, k->len)) continue;
+    if (!key_op(j, k, &values, &op)) continue;
     if (!slot_mode(s, k->str, k->len, &asking)) continue;
     char *copy = malloc(k->len + 1);
-    if (copy == NULL) return INV_ENOMEM;
+    if (copy == NULL) goto out;
     memcpy(copy, k->str, k->len);
     copy[k->len] = '\0';
     j->keys[j->nkeys].key = copy;
     j->keys[j->nkeys].len = k->len;
     j->keys[j->nkeys].asking = asking;
+    j->keys[j->nkeys].op = op;
     j->nkeys++;
   }
-  return 0;
+  rc = 0;
+out:
+  free(values.slots);
+  return rc;
 }
 
 static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data);
@@ -219,9 +298,11 @@ static void send_next(job_t *j) {
   snprintf(count, sizeof(count), "%lld", s->opts.scan_count);
   snprintf(slot, sizeof(slot), "%u", j->slot);
   if (j->phase == PHASE_SCAN) {
-    const char *argv[6] = {"SCAN", j->cursor, "MATCH", j->pat, "COUNT", count};
-    size_t lens[6] = {4, strlen(j->cursor), 5, j->patlen, 5, strlen(count)};
-    rc = inv_redis_command_argv(s->r, 6, argv, lens, cmd_cb, j);
+    /* MATCH the cover pattern, so that locks and stale copies come along;
+     * take_keys tells the kinds apart. */
+    const char *argv[6] = {"SCAN", j->cursor, "COUNT", count, "MATCH", j->match};
+    size_t lens[6] = {4, strlen(j->cursor), 5, strlen(count), 5, j->matchlen};
+    rc = inv_redis_command_argv(s->r, j->match ? 6 : 4, argv, lens, cmd_cb, j);
   } else if (j->phase == PHASE_COUNT) {
     const char *argv[3] = {"CLUSTER", "COUNTKEYSINSLOT", slot};
     size_t lens[3] = {7, 15, strlen(slot)};
@@ -250,7 +331,8 @@ static void pump(job_t *j) {
   size_t limit = (size_t)s->opts.scan_inflight;
   while (j->kidx < j->nkeys && j->inflight < limit) {
     key_t_ *k = &j->keys[j->kidx];
-    if (inv_unlinker_push(s->u, k->key, k->len, k->asking, key_done_cb, j, 0) != 0)
+    if (inv_unlinker_push(s->u, k->key, k->len, k->op, k->asking, key_done_cb,
+                          j, 0) != 0)
       break;
     free(k->key);
     j->kidx++;
@@ -303,7 +385,7 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
       memcpy(j->cursor, reply->element[0]->str, reply->element[0]->len);
       j->cursor[reply->element[0]->len] = '\0';
       if (strcmp(j->cursor, "0") == 0) j->listed = 1;
-      rc = take_keys(j, reply->element[1], 0);
+      rc = take_keys(j, reply->element[1]);
     }
   } else if (j->phase == PHASE_COUNT) {
     j->slot_count = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
@@ -317,7 +399,7 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     }
   } else {
     j->listed = 1;
-    if (reply->type == REDIS_REPLY_ARRAY) rc = take_keys(j, reply, 1);
+    if (reply->type == REDIS_REPLY_ARRAY) rc = take_keys(j, reply);
   }
   if (rc != 0) {
     inv_log_error("scanner", "out of memory listing '%.*s'", (int)j->patlen, j->pat);
@@ -382,9 +464,10 @@ static int add_tag(job_t *j, uint64_t tag) {
 }
 
 int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
-                       int pinned, unsigned slot, uint64_t tag) {
+                       inv_unlink_op_t mode, int pinned, unsigned slot,
+                       uint64_t tag) {
   for (job_t *j = s->pending.head; j != NULL; j = j->next) {
-    if (j->patlen == len && memcmp(j->pat, pattern, len) == 0) {
+    if (j->patlen == len && j->mode == mode && memcmp(j->pat, pattern, len) == 0) {
       if (add_tag(j, tag) != 0) return INV_ENOMEM;
       s->stats->scans_merged++;
       return 0;
@@ -394,10 +477,19 @@ int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
   if (j == NULL) return INV_ENOMEM;
   j->s = s;
   j->pat = malloc(len + 1);
-  if (j->pat == NULL || add_tag(j, tag) != 0) goto err;
+  j->match = malloc(len + 3);
+  if (j->pat == NULL || j->match == NULL || add_tag(j, tag) != 0) goto err;
   memcpy(j->pat, pattern, len);
   j->pat[len] = '\0';
   j->patlen = len;
+  j->matchlen = inv_regen_cover_pattern(pattern, len, j->match);
+  if (j->matchlen == 0) {
+    free(j->match); /* no MATCH: every key is filtered here */
+    j->match = NULL;
+  } else {
+    j->match[j->matchlen] = '\0';
+  }
+  j->mode = mode;
   j->pinned = pinned;
   j->slot = slot;
   strcpy(j->cursor, "0");
@@ -407,6 +499,7 @@ int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
   return 0;
 err:
   free(j->pat);
+  free(j->match);
   free(j->tags);
   free(j);
   return INV_ENOMEM;

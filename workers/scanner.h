@@ -1,9 +1,18 @@
 /*
  * Prefix and pattern invalidation on the worker's own node: scan jobs.
  *
- * A job walks the node's keyspace with SCAN cursor MATCH pattern COUNT n,
- * one page per round trip, so it never blocks the loop. Matched keys whose
- * slot the node owns (or imports: ASKING) go to the unlinker; at most
+ * A job walks the node's keyspace with SCAN cursor COUNT n MATCH "*P*",
+ * one page per round trip, so it never blocks the loop. "*P*" matches the
+ * value keys that match P and also their locks and stale copies
+ * ("{K}:lock", "K:stale", proto/keyname.h), so one pass finds all three;
+ * every listed key is then classified (inv_regen_classify, inv_glob_match):
+ * a matching value key gets the job's mode (hard: UNLINK K L S; soft:
+ * soft.lua), a lock of a matching value key is unlinked even when the
+ * value is absent (that is the regeneration in flight to fence), a stale
+ * copy likewise in hard mode only; a lock or stale copy whose value key is
+ * in the same listing is left to the value key's command, and never is a
+ * lock handled as a value key in its own right. Keys whose slot the node
+ * owns (or imports: ASKING) go to the unlinker; at most
  * scan-inflight of a job's keys are in flight, and the next page is asked
  * only below that bound. At most max-scans jobs run at once; the others
  * wait in a FIFO, where a new job with the same pattern as a waiting one is
@@ -46,11 +55,13 @@ int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
                        inv_worker_stats_t *stats, inv_unlink_done_cb done_cb,
                        void *owner, inv_scanner_t **out);
 
-/* Submits a job for pattern (copied). pinned/slot say whether it is run
- * with GETKEYSINSLOT on that slot. Returns 0, or INV_ENOMEM (done_cb will
- * not be called for tag). */
+/* Submits a job for pattern (copied) in mode (INV_UNLINK_HARD or
+ * INV_UNLINK_SOFT; a waiting job is joined only by one of the same mode).
+ * pinned/slot say whether it is run with GETKEYSINSLOT on that slot.
+ * Returns 0, or INV_ENOMEM (done_cb will not be called for tag). */
 int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
-                       int pinned, unsigned slot, uint64_t tag);
+                       inv_unlink_op_t mode, int pinned, unsigned slot,
+                       uint64_t tag);
 
 /* Cancels every job, waiting and running: done_cb gets INV_ECLOSED for
  * each tag now. Jobs with commands in flight are freed when those

@@ -3,11 +3,13 @@
  */
 #include "workers/unlinker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "proto/scripts.h"
 
 typedef struct item_s {
   struct item_s *next;
@@ -16,14 +18,18 @@ typedef struct item_s {
   void *owner;
   uint64_t tag;
   int asking;
-  size_t len;
-  char key[]; /* len bytes */
+  int op;   /* inv_unlink_op_t; RAW when the names cannot keep the slot */
+  int eval; /* soft: send EVAL (the script cache lacked it) */
+  size_t len, lock_len, stale_len;
+  char *lock, *stale; /* inside key[], for HARD and SOFT */
+  char key[];         /* key NUL lock NUL stale NUL */
 } item_t;
 
 struct inv_unlinker_s {
   uv_loop_t *loop;
   inv_redis_t *r;
   inv_worker_stats_t *stats;
+  char grace[24]; /* soft.lua's ARGV[1] */
   inv_unlink_moved_cb moved_cb;
   void *moved_data;
   item_t *head, *tail; /* unsent keys, FIFO */
@@ -35,10 +41,11 @@ struct inv_unlinker_s {
 };
 
 int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *stats,
-                        inv_unlink_moved_cb moved_cb, void *moved_data,
-                        inv_unlinker_t **out) {
+                        uint64_t grace_ms, inv_unlink_moved_cb moved_cb,
+                        void *moved_data, inv_unlinker_t **out) {
   inv_unlinker_t *u = calloc(1, sizeof(*u));
   if (u == NULL) return INV_ENOMEM;
+  snprintf(u->grace, sizeof(u->grace), "%llu", (unsigned long long)grace_ms);
   u->loop = loop;
   u->r = r;
   u->stats = stats;
@@ -114,8 +121,19 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     return;
   }
   if (reply->type == REDIS_REPLY_INTEGER) {
-    u->stats->keys_unlinked += (uint64_t)reply->integer;
+    if (it->op == INV_UNLINK_SOFT) u->stats->stale_copies += (uint64_t)reply->integer;
+    else u->stats->keys_unlinked += (uint64_t)reply->integer;
     finish(it, 0);
+  } else if (reply->type == REDIS_REPLY_ERROR && it->op == INV_UNLINK_SOFT &&
+             !it->eval && reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0) {
+    /* The node's script cache lacks soft.lua (a restart or SCRIPT FLUSH):
+     * resend as EVAL, which loads it for the next EVALSHA. */
+    if (u->closing) {
+      finish(it, INV_ECLOSED);
+    } else {
+      it->eval = 1;
+      enqueue(u, it);
+    }
   } else if (reply->type == REDIS_REPLY_ERROR) {
     int ask;
     unsigned slot;
@@ -128,7 +146,9 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
       if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
       finish(it, 0);
     } else {
-      inv_log_warn("unlinker", "UNLINK failed: %.*s", (int)reply->len, reply->str);
+      inv_log_warn("unlinker", "%s failed: %.*s",
+                   it->op == INV_UNLINK_SOFT ? "soft invalidation" : "UNLINK",
+                   (int)reply->len, reply->str);
       finish(it, INV_EREDIS);
     }
   } else {
@@ -138,19 +158,47 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   else inv_unlinker_flush(u);
 }
 
+/* Fills argv/lens with it's command; returns argc. */
+static int build_command(const inv_unlinker_t *u, const item_t *it,
+                         const char **argv, size_t *lens) {
+  if (it->op == INV_UNLINK_RAW) {
+    argv[0] = "UNLINK";
+    lens[0] = 6;
+    argv[1] = it->key;
+    lens[1] = it->len;
+    return 2;
+  }
+  if (it->op == INV_UNLINK_HARD) {
+    const char *a[4] = {"UNLINK", it->key, it->lock, it->stale};
+    size_t l[4] = {6, it->len, it->lock_len, it->stale_len};
+    memcpy(argv, a, sizeof(a));
+    memcpy(lens, l, sizeof(l));
+    return 4;
+  }
+  const inv_script_t *s = &inv_script_soft;
+  const char *a[7] = {it->eval ? "EVAL" : "EVALSHA", it->eval ? s->src : s->sha,
+                      "3", it->key, it->lock, it->stale, u->grace};
+  size_t l[7] = {it->eval ? 4u : 7u, it->eval ? s->len : strlen(s->sha), 1,
+                 it->len, it->lock_len, it->stale_len, strlen(u->grace)};
+  memcpy(argv, a, sizeof(a));
+  memcpy(lens, l, sizeof(l));
+  return 7;
+}
+
 void inv_unlinker_flush(inv_unlinker_t *u) {
   while (u->head != NULL && u->inflight < INV_UNLINK_MAX_INFLIGHT &&
          !u->closing) {
     item_t *it = u->head;
-    const char *argv[2] = {"UNLINK", it->key};
-    size_t lens[2] = {6, it->len};
+    const char *argv[7];
+    size_t lens[7];
+    int argc = build_command(u, it, argv, lens);
     if (it->asking) {
       const char *aargv[1] = {"ASKING"};
       size_t alen[1] = {6};
       if (inv_redis_command_argv(u->r, 1, aargv, alen, asking_cb, NULL) != 0)
         return; /* disconnected or full: flushed again later */
     }
-    if (inv_redis_command_argv(u->r, 2, argv, lens, unlink_cb, it) != 0)
+    if (inv_redis_command_argv(u->r, argc, argv, lens, unlink_cb, it) != 0)
       return;
     u->head = it->next;
     if (u->head == NULL) u->tail = NULL;
@@ -161,18 +209,40 @@ void inv_unlinker_flush(inv_unlinker_t *u) {
 }
 
 int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
-                      int asking, inv_unlink_done_cb done_cb, void *owner,
-                      uint64_t tag) {
-  item_t *it = malloc(sizeof(*it) + len + 1);
-  if (it == NULL) return INV_ENOMEM;
+                      inv_unlink_op_t op, int asking,
+                      inv_unlink_done_cb done_cb, void *owner, uint64_t tag) {
+  inv_regen_names_t names = {0};
+  if (op != INV_UNLINK_RAW) {
+    if (inv_regen_names(key, len, &names) != 0) return INV_ENOMEM;
+    if (!names.keeps_slot) op = INV_UNLINK_RAW; /* K alone, hard or soft */
+  }
+  size_t extra = op == INV_UNLINK_RAW ? 0 : names.lock_len + names.stale_len + 2;
+  item_t *it = malloc(sizeof(*it) + len + 1 + extra);
+  if (it == NULL) {
+    inv_regen_names_free(&names);
+    return INV_ENOMEM;
+  }
   it->u = u;
   it->done_cb = done_cb;
   it->owner = owner;
   it->tag = tag;
   it->asking = asking;
+  it->op = op;
+  it->eval = 0;
   it->len = len;
   memcpy(it->key, key, len);
   it->key[len] = '\0';
+  it->lock = it->stale = NULL;
+  it->lock_len = it->stale_len = 0;
+  if (op != INV_UNLINK_RAW) {
+    it->lock = it->key + len + 1;
+    memcpy(it->lock, names.lock, names.lock_len + 1);
+    it->lock_len = names.lock_len;
+    it->stale = it->lock + names.lock_len + 1;
+    memcpy(it->stale, names.stale, names.stale_len + 1);
+    it->stale_len = names.stale_len;
+  }
+  inv_regen_names_free(&names);
   enqueue(u, it);
   inv_unlinker_flush(u);
   return 0;

@@ -2,8 +2,16 @@
  * The UNLINK pipeline to the worker's own node.
  *
  * Keys are pushed one at a time, from exact-key events and from scan jobs,
- * and sent as single-key UNLINKs (so never CROSSSLOT), every command of a
- * loop iteration in one write (inv_redis_t pipelines them). A key in a slot
+ * each with its operation (the key contract of proto/keyname.h):
+ *   INV_UNLINK_HARD  a value key K: UNLINK K L(K) S(K), one command since
+ *                    the three share K's slot (never CROSSSLOT);
+ *   INV_UNLINK_SOFT  a value key K: EVALSHA soft.lua K L(K) S(K) grace_ms,
+ *                    resent as EVAL after a NOSCRIPT reply;
+ *   INV_UNLINK_RAW   this exact key alone: UNLINK key (a lock or stale copy
+ *                    found by a scan).
+ * A value key whose lock name cannot keep its slot gets UNLINK K for both
+ * hard and soft. Every command of a loop iteration goes out in one write
+ * (inv_redis_t pipelines them). A key in a slot
  * the node is importing is sent as ASKING + UNLINK. At most
  * INV_UNLINK_MAX_INFLIGHT commands are awaiting replies; the rest wait in a
  * FIFO whose length the owner bounds (max-pending-keys, scan-inflight).
@@ -25,11 +33,18 @@
 #include <uv.h>
 
 #include "common/redis_conn.h"
+#include "proto/keyname.h"
 #include "workers/worker_stats.h"
 
 #define INV_UNLINK_MAX_INFLIGHT 10000
 
 typedef struct inv_unlinker_s inv_unlinker_t;
+
+typedef enum {
+  INV_UNLINK_HARD = 0,
+  INV_UNLINK_SOFT = 1,
+  INV_UNLINK_RAW = 2
+} inv_unlink_op_t;
 
 typedef void (*inv_unlink_done_cb)(void *owner, uint64_t tag, int err);
 
@@ -37,18 +52,19 @@ typedef void (*inv_unlink_done_cb)(void *owner, uint64_t tag, int err);
 typedef void (*inv_unlink_moved_cb)(void *data);
 
 /* Creates the pipeline on r (not owned). stats (not owned) gets
- * keys_unlinked, unlinks_sent and unlink_redirects. Returns
+ * keys_unlinked, stale_copies, unlinks_sent and unlink_redirects.
+ * grace_ms is the TTL of the stale copies soft invalidation makes. Returns
  * 0 and *out, or INV_ENOMEM. */
 int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *stats,
-                        inv_unlink_moved_cb moved_cb, void *moved_data,
-                        inv_unlinker_t **out);
+                        uint64_t grace_ms, inv_unlink_moved_cb moved_cb,
+                        void *moved_data, inv_unlinker_t **out);
 
-/* Queues key (copied) and sends what the in-flight bound allows. asking
- * selects ASKING + UNLINK. Returns 0, or INV_ENOMEM (done_cb will not be
- * called). */
+/* Queues op on key (copied) and sends what the in-flight bound allows.
+ * asking selects ASKING before the command. Returns 0, or INV_ENOMEM
+ * (done_cb will not be called). */
 int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
-                      int asking, inv_unlink_done_cb done_cb, void *owner,
-                      uint64_t tag);
+                      inv_unlink_op_t op, int asking,
+                      inv_unlink_done_cb done_cb, void *owner, uint64_t tag);
 
 /* Sends queued keys (after a reconnect, or after replies freed room). */
 void inv_unlinker_flush(inv_unlinker_t *u);

@@ -164,7 +164,8 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
     goto err_oom;
   ro.command_timeout_ms = conf->redis_timeout_ms;
   if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->logc) != 0) goto err_oom;
-  if (inv_unlinker_create(loop, w->cmd, &w->st, moved_cb, w, &w->unl) != 0)
+  if (inv_unlinker_create(loop, w->cmd, &w->st, conf->stale_grace_ms,
+                          moved_cb, w, &w->unl) != 0)
     goto err_oom;
   inv_scanner_opts_t so = {conf->scan_count, conf->max_scans, conf->scan_inflight};
   if (inv_scanner_create(loop, w->cmd, w->unl, &w->map, &so, &w->st,

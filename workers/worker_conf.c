@@ -53,6 +53,9 @@ const inv_conf_row_t inv_worker_conf_rows[] = {
     {"max-pending-keys", INV_CONF_INT,
      offsetof(inv_worker_conf_t, max_pending_keys), 1, 100000000, "100000",
      NULL, "exact keys queued for UNLINK past which the log is not read"},
+    {"stale-grace", INV_CONF_MS, offsetof(inv_worker_conf_t, stale_grace_ms), 1,
+     86400000, "30s", NULL,
+     "soft invalidation keeps a value as its stale copy this long"},
     {"allow-flush", INV_CONF_BOOL, offsetof(inv_worker_conf_t, allow_flush), 0,
      0, "no", NULL, "apply patterns and prefixes that match every key"},
 };

@@ -75,7 +75,7 @@ static int in_replay_slots(const inv_worker_t *w, unsigned slot) {
  * means only keys of the replay slots are wanted. Returns 1 when a scan job
  * was submitted for tag. */
 static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
-                         int limited, uint64_t tag) {
+                         inv_unlink_op_t mode, int limited, uint64_t tag) {
   unsigned slot = 0;
   int pinned = 0;
   if (inv_glob_matches_everything(pat, len) && !w->conf->allow_flush) {
@@ -91,7 +91,7 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
     if (limited && !in_replay_slots(w, slot)) return 0;
     pinned = 1;
   }
-  if (inv_scanner_submit(w->scn, pat, len, pinned, slot, tag) != 0) {
+  if (inv_scanner_submit(w->scn, pat, len, mode, pinned, slot, tag) != 0) {
     inv_log_error(w->ctx, "out of memory: pattern '%.*s' not applied", (int)len, pat);
     return 0;
   }
@@ -99,8 +99,8 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
 }
 
 /* Dispatches one exact key. Returns 1 when an UNLINK was queued for tag. */
-static int apply_key(inv_worker_t *w, const char *key, size_t len, int limited,
-                     uint64_t tag) {
+static int apply_key(inv_worker_t *w, const char *key, size_t len,
+                     inv_unlink_op_t mode, int limited, uint64_t tag) {
   int asking = 0;
   if (w->map.cluster) {
     unsigned slot = inv_key_slot(key, len);
@@ -110,7 +110,7 @@ static int apply_key(inv_worker_t *w, const char *key, size_t len, int limited,
       asking = 1;
     }
   }
-  if (inv_unlinker_push(w->unl, key, len, asking, key_done_cb, w, tag) != 0) {
+  if (inv_unlinker_push(w->unl, key, len, mode, asking, key_done_cb, w, tag) != 0) {
     inv_log_error(w->ctx, "out of memory: key not unlinked");
     return 0;
   }
@@ -152,10 +152,15 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
     const inv_event_t *ev = &p->events[i];
     if (only_patterns && ev->kind == INV_KIND_KEY) continue;
     w->st.events_applied++;
+    /* Hard: the value, its lock and its stale copy go; soft: the value
+     * becomes the stale copy and the lock goes (proto/keyname.h). */
+    inv_unlink_op_t mode = ev->mode == INV_MODE_SOFT ? INV_UNLINK_SOFT : INV_UNLINK_HARD;
     if (ev->kind == INV_KIND_KEY) {
-      e->outstanding += (uint32_t)apply_key(w, ev->target, ev->target_len, limited, tag);
+      e->outstanding +=
+          (uint32_t)apply_key(w, ev->target, ev->target_len, mode, limited, tag);
     } else if (ev->kind == INV_KIND_PATTERN) {
-      e->outstanding += (uint32_t)apply_pattern(w, ev->target, ev->target_len, limited, tag);
+      e->outstanding += (uint32_t)apply_pattern(w, ev->target, ev->target_len,
+                                                mode, limited, tag);
     } else {
       char *pat = malloc(2 * ev->target_len + 1);
       if (pat == NULL) {
@@ -163,7 +168,7 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
         continue;
       }
       size_t n = inv_glob_from_prefix(ev->target, ev->target_len, pat);
-      e->outstanding += (uint32_t)apply_pattern(w, pat, n, limited, tag);
+      e->outstanding += (uint32_t)apply_pattern(w, pat, n, mode, limited, tag);
       free(pat);
     }
   }

@@ -43,10 +43,14 @@
      "patterns and prefixes matching every key, refused without allow-flush") \
   XX(decode_errors, decode_errors, COUNTER,                                    \
      "payloads or log entries that could not be decoded")                      \
-  XX(keys_unlinked, keys_unlinked, COUNTER, "keys UNLINK removed")             \
+  XX(keys_unlinked, keys_unlinked, COUNTER,                                    \
+     "keys removed by hard invalidation (values, locks, stale copies)")          \
+  XX(stale_copies, stale_copies, COUNTER,                                      \
+     "values moved to their stale copy by soft invalidation")                  \
   XX(keys_scanned, keys_scanned, COUNTER,                                      \
      "keys returned by SCAN or GETKEYSINSLOT and examined")                    \
-  XX(unlinks_sent, unlinks_sent, COUNTER, "UNLINK commands sent")             \
+  XX(unlinks_sent, unlinks_sent, COUNTER,                                      \
+     "UNLINK commands and soft-invalidation scripts sent")                     \
   XX(unlink_redirects, unlink_redirects, COUNTER,                              \
      "UNLINKs answered MOVED or ASK (the key is another node's)")              \
   XX(pending_keys, pending_keys, GAUGE,                                        \

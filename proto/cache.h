@@ -1,0 +1,103 @@
+/*
+ * The cache read path: cache-aside with a regeneration lock, the client
+ * side of proto/PROTOCOL.md, "Regeneration: key contract, scripts and read
+ * path".
+ *
+ * inv_cache_get_or_fill(K):
+ *   1. GET K: a hit is returned (INV_CACHE_HIT).
+ *   2. On a miss, SET L(K) <token> NX PX lock_ttl_ms, with a fresh 128-bit
+ *      random token. The winner calls regen_cb and commits with commit.lua,
+ *      which writes K only while L(K) still holds the token. A refused
+ *      commit means an invalidation fenced the regeneration: the fresh
+ *      value is returned (INV_CACHE_FENCED) and the cache is left alone. A
+ *      failing regen_cb gives the lock back (unlock.lua) and its error is
+ *      returned.
+ *   3. A loser returns the stale copy S(K) when there is one (stale = 1,
+ *      INV_CACHE_STALE). Otherwise it polls K with jittered exponential
+ *      backoff for up to wait_ms (INV_CACHE_WAITED on a hit), trying the
+ *      lock again at each poll so that a crashed regenerator's lock, once
+ *      expired, is taken over. When wait_ms runs out it calls regen_cb
+ *      itself and returns that value without caching it
+ *      (INV_CACHE_FALLBACK, counted).
+ * A key whose lock name cannot keep its slot (keyname.h) is read with plain
+ * GET, regenerated and SET with its TTL (INV_CACHE_UNLOCKED).
+ *
+ * Threads: everything here runs on the caller's thread and blocks on
+ * Redis; a router (cache_redis.h) and a stats struct belong to one thread.
+ */
+#ifndef INV_CACHE_H
+#define INV_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/cache_redis.h"
+
+/* Produces the value of key from the source of truth. On success stores a
+ * malloc'ed buffer in *data (ownership passes to the caller of
+ * inv_cache_get_or_fill) with its length in *len and returns 0; on failure
+ * returns a negative code of the callback's choosing, which
+ * inv_cache_get_or_fill returns unchanged. */
+typedef int (*inv_regen_cb)(void *arg, const char *key, size_t keylen,
+                            char **data, size_t *len);
+
+/* Counters of one thread's read path; zero-initialise. */
+typedef struct inv_cache_stats_s {
+  uint64_t hits;          /* GET K answered */
+  uint64_t misses;        /* GET K was empty on the first try */
+  uint64_t regenerations; /* regen_cb calls, fallbacks included */
+  uint64_t commits;       /* commit.lua wrote K */
+  uint64_t fenced;        /* commit.lua refused: the lock was gone */
+  uint64_t stale_served;  /* the stale copy was returned */
+  uint64_t waited;        /* a loser got the fresh value by polling */
+  uint64_t fallbacks;     /* a loser gave up waiting and regenerated */
+  uint64_t regen_errors;  /* regen_cb failed (the lock was given back) */
+  uint64_t takeovers;     /* a loser took the lock while polling */
+} inv_cache_stats_t;
+
+typedef struct inv_cache_opts_s {
+  uint64_t lock_ttl_ms;  /* 0: 5000. Longer than any regeneration. */
+  uint64_t wait_ms;      /* a loser's polling budget; 0: 1000 */
+  uint64_t backoff_min_ms; /* first poll delay; 0: 2 */
+  uint64_t backoff_max_ms; /* delay cap (doubles up to it); 0: 50 */
+  int no_stale;          /* 1: never return the stale copy */
+  inv_cache_stats_t *stats; /* not owned; NULL: not counted */
+} inv_cache_opts_t;
+
+typedef enum {
+  INV_CACHE_HIT = 0,
+  INV_CACHE_FILLED,   /* regenerated and committed by this call */
+  INV_CACHE_FENCED,   /* regenerated, commit refused: not cached */
+  INV_CACHE_STALE,    /* the stale copy */
+  INV_CACHE_WAITED,   /* another reader's value, after polling */
+  INV_CACHE_FALLBACK, /* regenerated after the wait ran out: not cached */
+  INV_CACHE_UNLOCKED  /* no lock for this key name: plain GET/SET */
+} inv_cache_source_t;
+
+typedef struct inv_cache_value_s {
+  char *data;         /* malloc'ed, owned by the caller (inv_cache_value_free) */
+  size_t len;
+  int stale;          /* 1 for INV_CACHE_STALE */
+  inv_cache_source_t source;
+} inv_cache_value_t;
+
+/* "hit", "filled", "fenced", "stale", "waited", "fallback", "unlocked". */
+const char *inv_cache_source_name(inv_cache_source_t s);
+
+/* Reads key through the lock protocol (above). ttl_ms is the TTL of a
+ * committed value (0: none). opts may be NULL (all defaults). Returns 0
+ * with *value filled, a Redis error (INV_EIO, INV_ETIMEDOUT, INV_EREDIS,
+ * INV_ENOMEM), or regen_cb's own negative code. On error *value is empty. */
+int inv_cache_get_or_fill(inv_cache_redis_t *redis, const char *key,
+                          size_t keylen, uint64_t ttl_ms, inv_regen_cb regen_cb,
+                          void *regen_arg, const inv_cache_opts_t *opts,
+                          inv_cache_value_t *value);
+
+/* Frees value->data and empties *value. Accepts NULL. */
+void inv_cache_value_free(inv_cache_value_t *value);
+
+/* Writes a fresh lock token (128 random bits as 32 lowercase hex digits and
+ * a NUL) to out. Returns 0, or INV_EIO when no randomness is available. */
+int inv_cache_token(char out[33]);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * The synchronous Redis router of the read path (see cache_redis.h).
+ */
+#include "proto/cache_redis.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/config.h"
+#include "common/errors.h"
+#include "common/slot.h"
+
+#define MAX_NODES 1024
+#define MAX_REDIRECTS 16
+
+typedef struct node_s {
+  inv_addr_t addr;
+  redisContext *c; /* NULL until needed, and after an I/O error */
+} node_t;
+
+struct inv_cache_redis_s {
+  int cluster;
+  int timeout_ms;
+  char *password;
+  node_t *nodes;
+  size_t nnodes;
+  short slots[INV_SLOTS]; /* node index of each slot, -1 unknown */
+  char errstr[256];
+};
+
+static struct timeval to_tv(int ms) {
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  return tv;
+}
+
+static void set_err(inv_cache_redis_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Records the last error message (truncated to errstr's size). */
+static void set_err(inv_cache_redis_t *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->errstr, sizeof(r->errstr), fmt, ap);
+  va_end(ap);
+}
+
+/* Returns the node index for addr, adding it if new; -1 when full. */
+static int node_index(inv_cache_redis_t *r, const char *host, int port) {
+  for (size_t i = 0; i < r->nnodes; i++)
+    if (r->nodes[i].addr.port == port && strcmp(r->nodes[i].addr.host, host) == 0)
+      return (int)i;
+  if (r->nnodes == MAX_NODES || strlen(host) >= sizeof(r->nodes[0].addr.host))
+    return -1;
+  node_t *n = &r->nodes[r->nnodes];
+  memset(n, 0, sizeof(*n));
+  strcpy(n->addr.host, host);
+  n->addr.port = port;
+  return (int)r->nnodes++;
+}
+
+static void drop_conn(node_t *n) {
+  redisFree(n->c);
+  n->c = NULL;
+}
+
+/* Returns the node's connection, connecting (and authenticating) first if
+ * needed; NULL with errstr set on failure. */
+static redisContext *conn(inv_cache_redis_t *r, node_t *n) {
+  if (n->c != NULL) return n->c;
+  redisContext *c = redisConnectWithTimeout(n->addr.host, n->addr.port,
+                                            to_tv(r->timeout_ms));
+  if (c == NULL || c->err) {
+    set_err(r, "cannot connect to %s:%d: %s", n->addr.host, n->addr.port,
+            c ? c->errstr : "out of memory");
+    redisFree(c);
+    return NULL;
+  }
+  redisSetTimeout(c, to_tv(r->timeout_ms));
+  if (r->password != NULL) {
+    redisReply *rep = redisCommand(c, "AUTH %s", r->password);
+    int ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+    if (!ok) set_err(r, "AUTH failed: %s", rep ? rep->str : c->errstr);
+    freeReplyObject(rep);
+    if (!ok) {
+      redisFree(c);
+      return NULL;
+    }
+  }
+  n->c = c;
+  return c;
+}
+
+/* Reads CLUSTER SLOTS from node i into the slot map. Returns 1 when the
+ * node is a cluster node (map filled), 0 when cluster support is disabled,
+ * -1 on failure. */
+static int load_map(inv_cache_redis_t *r, int i) {
+  redisContext *c = conn(r, &r->nodes[i]);
+  if (c == NULL) return -1;
+  redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
+  if (rep == NULL) {
+    set_err(r, "CLUSTER SLOTS: %s", c->errstr);
+    drop_conn(&r->nodes[i]);
+    return -1;
+  }
+  int rc = -1;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    if (strstr(rep->str, "cluster support disabled") != NULL) rc = 0;
+    else set_err(r, "CLUSTER SLOTS: %s", rep->str);
+  } else if (rep->type == REDIS_REPLY_ARRAY) {
+    for (size_t s = 0; s < INV_SLOTS; s++) r->slots[s] = -1;
+    for (size_t e = 0; e < rep->elements; e++) {
+      redisReply *range = rep->element[e];
+      if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) continue;
+      redisReply *m = range->element[2];
+      if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
+          m->element[0]->type != REDIS_REPLY_STRING)
+        continue;
+      /* An empty host means "the node you asked". */
+      const char *host = m->element[0]->len > 0 ? m->element[0]->str
+                                                 : r->nodes[i].addr.host;
+      int idx = node_index(r, host, (int)m->element[1]->integer);
+      if (idx < 0) continue;
+      long long lo = range->element[0]->integer, hi = range->element[1]->integer;
+      for (long long s = lo; s <= hi && s < INV_SLOTS; s++) r->slots[s] = (short)idx;
+    }
+    rc = 1;
+  }
+  freeReplyObject(rep);
+  return rc;
+}
+
+/* Refreshes the map from any node that answers. Returns 0 or -1. */
+static int refresh_map(inv_cache_redis_t *r) {
+  for (size_t i = 0; i < r->nnodes; i++)
+    if (load_map(r, (int)i) == 1) return 0;
+  return -1;
+}
+
+int inv_cache_redis_open(const char *const *seeds, size_t nseeds,
+                         const inv_cache_redis_opts_t *opts,
+                         inv_cache_redis_t **out, char *err, size_t errlen) {
+  inv_cache_redis_t *r = calloc(1, sizeof(*r));
+  int rc = INV_ENOMEM;
+  if (r == NULL || (r->nodes = calloc(MAX_NODES, sizeof(node_t))) == NULL)
+    goto err;
+  r->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
+  if (opts && opts->password && (r->password = strdup(opts->password)) == NULL)
+    goto err;
+  rc = INV_EINVAL;
+  if (nseeds == 0) {
+    set_err(r, "no Redis address given");
+    goto err;
+  }
+  for (size_t i = 0; i < nseeds; i++) {
+    inv_addr_t a;
+    if (inv_addr_parse(seeds[i], &a) != 0) {
+      set_err(r, "bad Redis address \"%s\" (want HOST:PORT)", seeds[i]);
+      goto err;
+    }
+    if (node_index(r, a.host, a.port) < 0) goto err;
+  }
+  rc = INV_ECONNREFUSED;
+  for (size_t i = 0; i < nseeds; i++) {
+    int m = load_map(r, (int)i);
+    if (m < 0) continue;
+    r->cluster = m;
+    if (!m) {
+      /* Standalone: the seed that answered is the only node. */
+      node_t keep = r->nodes[i];
+      for (size_t j = 0; j < r->nnodes; j++)
+        if (j != i) drop_conn(&r->nodes[j]);
+      r->nodes[0] = keep;
+      r->nnodes = 1;
+    }
+    *out = r;
+    return 0;
+  }
+err:
+  if (err && errlen) snprintf(err, errlen, "%s", r ? r->errstr : "out of memory");
+  inv_cache_redis_close(r);
+  return rc;
+}
+
+void inv_cache_redis_close(inv_cache_redis_t *r) {
+  if (r == NULL) return;
+  if (r->nodes)
+    for (size_t i = 0; i < r->nnodes; i++) drop_conn(&r->nodes[i]);
+  free(r->nodes);
+  free(r->password);
+  free(r);
+}
+
+int inv_cache_redis_is_cluster(const inv_cache_redis_t *r) { return r->cluster; }
+
+const char *inv_cache_redis_errstr(const inv_cache_redis_t *r) { return r->errstr; }
+
+/* Parses "MOVED 3999 host:port" / "ASK ...". Returns 1 with *ask, host and
+ * port, else 0. */
+static int parse_redirect(const redisReply *rep, int *ask, char *host,
+                          size_t hostlen, int *port) {
+  const char *s = rep->str;
+  if (strncmp(s, "MOVED ", 6) == 0) *ask = 0;
+  else if (strncmp(s, "ASK ", 4) == 0) *ask = 1;
+  else return 0;
+  const char *addr = strchr(strchr(s, ' ') + 1, ' ');
+  if (addr == NULL) return 0;
+  addr++;
+  const char *colon = strrchr(addr, ':');
+  if (colon == NULL || (size_t)(colon - addr) >= hostlen) return 0;
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  *port = atoi(colon + 1);
+  return *port > 0;
+}
+
+static int starts(const redisReply *rep, const char *prefix) {
+  return rep->type == REDIS_REPLY_ERROR &&
+         strncmp(rep->str, prefix, strlen(prefix)) == 0;
+}
+
+static void pause_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Sends the command (after ASKING when asking) on node n and reads its
+ * reply. Returns the reply, or NULL (connection dropped, errstr set). */
+static redisReply *send_on(inv_cache_redis_t *r, node_t *n, int asking,
+                           int argc, const char **argv, const size_t *lens) {
+  redisContext *c = conn(r, n);
+  if (c == NULL) return NULL;
+  void *rep = NULL;
+  if (asking) {
+    if (redisAppendCommand(c, "ASKING") != REDIS_OK) goto io;
+  }
+  if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) goto io;
+  if (asking) {
+    if (redisGetReply(c, &rep) != REDIS_OK) goto io;
+    freeReplyObject(rep);
+    rep = NULL;
+  }
+  if (redisGetReply(c, &rep) != REDIS_OK) goto io;
+  return rep;
+io:
+  set_err(r, "redis %s:%d: %s", n->addr.host, n->addr.port, c->errstr);
+  drop_conn(n);
+  return NULL;
+}
+
+int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
+                            size_t keylen, int argc, const char **argv,
+                            const size_t *lens, redisReply **reply) {
+  unsigned slot = inv_key_slot(key, keylen);
+  int asking = 0, ask_node = -1, reconnected = 0;
+  for (int attempt = 0; attempt < MAX_REDIRECTS; attempt++) {
+    int idx = 0;
+    if (r->cluster) {
+      idx = ask_node >= 0 ? ask_node : r->slots[slot];
+      if (idx < 0) {
+        if (refresh_map(r) != 0 || r->slots[slot] < 0) {
+          pause_ms(50);
+          continue;
+        }
+        idx = r->slots[slot];
+      }
+    }
+    redisReply *rep = send_on(r, &r->nodes[idx], asking, argc, argv, lens);
+    asking = 0;
+    ask_node = -1;
+    if (rep == NULL) {
+      /* Reconnect once: a restarted node or a failover. */
+      if (reconnected++) return INV_EIO;
+      if (r->cluster) refresh_map(r);
+      continue;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && r->cluster) {
+      int ask, port;
+      char host[256];
+      if (parse_redirect(rep, &ask, host, sizeof(host), &port)) {
+        int to = node_index(r, host, port);
+        freeReplyObject(rep);
+        if (to < 0) return INV_ENOMEM;
+        if (ask) {
+          asking = 1;
+          ask_node = to;
+        } else {
+          r->slots[slot] = (short)to;
+        }
+        continue;
+      }
+      if (starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN")) {
+        freeReplyObject(rep);
+        pause_ms(20);
+        continue;
+      }
+    }
+    *reply = rep;
+    return 0;
+  }
+  set_err(r, "too many redirections for one command");
+  return INV_EREDIS;
+}
+
+int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
+                         int nkeys, const char **keys, const size_t *klens,
+                         int nargs, const char **args, const size_t *alens,
+                         redisReply **reply) {
+  enum { MAX_ARGS = 16 };
+  const char *argv[MAX_ARGS];
+  size_t lens[MAX_ARGS];
+  char nk[16];
+  if (nkeys < 1 || 3 + nkeys + nargs > MAX_ARGS) return INV_EINVAL;
+  snprintf(nk, sizeof(nk), "%d", nkeys);
+  argv[0] = "EVALSHA";
+  lens[0] = 7;
+  argv[1] = s->sha;
+  lens[1] = strlen(s->sha);
+  argv[2] = nk;
+  lens[2] = strlen(nk);
+  for (int i = 0; i < nkeys; i++) {
+    argv[3 + i] = keys[i];
+    lens[3 + i] = klens[i];
+  }
+  for (int i = 0; i < nargs; i++) {
+    argv[3 + nkeys + i] = args[i];
+    lens[3 + nkeys + i] = alens[i];
+  }
+  int argc = 3 + nkeys + nargs;
+  int rc = inv_cache_redis_command(r, keys[0], klens[0], argc, argv, lens, reply);
+  if (rc != 0 || !starts(*reply, "NOSCRIPT")) return rc;
+  freeReplyObject(*reply);
+  *reply = NULL;
+  argv[0] = "EVAL";
+  lens[0] = 4;
+  argv[1] = s->src;
+  lens[1] = s->len;
+  return inv_cache_redis_command(r, keys[0], klens[0], argc, argv, lens, reply);
+}

@@ -99,7 +99,10 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
   if (gained > 0) {
     char why[64];
     uint8_t slots[INV_SLOTS / 8];
-    inv_sid_t upto = w->seen;
+    /* Entries up to done finished for the slots owned before; later ones
+     * (done, seen] are cancelled by the rewind and must be re-run whole,
+     * so only entries <= done are limited to the gained slots. */
+    inv_sid_t upto = w->done;
     for (size_t i = 0; i < sizeof(slots); i++)
       slots[i] = (uint8_t)(w->map.owned[i] & ~old.owned[i]);
     if (w->replay_limited && inv_sid_cmp(w->seen, w->replay_upto) <= 0) {

@@ -506,3 +506,99 @@ def invalctl_worker_lines(text):
         if parts:
             out[parts[0]] = line
     return out
+
+
+# --------------------------------------------------------------------------
+# Moving slots by hand (what `redis-cli --cluster reshard` does, step by
+# step, so that a test can stop in the middle of a slot's migration).
+
+class SlotMover:
+    """Moves hash slots from src to dst (two primaries of cluster) with
+    CLUSTER SETSLOT IMPORTING/MIGRATING, GETKEYSINSLOT + MIGRATE ... KEYS,
+    and SETSLOT NODE on both ends and on every other primary. .moved_keys
+    counts the keys MIGRATE carried."""
+
+    def __init__(self, cluster, src, dst, batch=100):
+        self.cluster = cluster
+        self.src = src
+        self.dst = dst
+        self.batch = batch
+        self.src_id = src.node_id()
+        self.dst_id = dst.node_id()
+        self.moved_keys = 0
+
+    def begin(self, slot):
+        """Marks slot importing on dst, then migrating on src (the order
+        redis-cli uses, so that no ASK points at a node not importing)."""
+        self.dst.client().execute_command("CLUSTER", "SETSLOT", slot,
+                                          "IMPORTING", self.src_id)
+        self.src.client().execute_command("CLUSTER", "SETSLOT", slot,
+                                          "MIGRATING", self.dst_id)
+
+    def migrate(self, slot, limit=None):
+        """Carries up to limit keys of slot (all when None) from src to dst.
+        Returns the keys moved."""
+        s = self.src.client(timeout=30)
+        moved = []
+        while limit is None or len(moved) < limit:
+            want = self.batch if limit is None else \
+                min(self.batch, limit - len(moved))
+            keys = s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, want)
+            if not keys:
+                break
+            s.execute_command("MIGRATE", HOST, self.dst.port, "", 0, 10000,
+                              "KEYS", *keys)
+            moved += [k.decode() for k in keys]
+        self.moved_keys += len(moved)
+        return moved
+
+    def migrate_keys(self, keys):
+        """Carries exactly keys (of slots being migrated) from src to dst."""
+        keys = list(keys)
+        s = self.src.client(timeout=30)
+        for i in range(0, len(keys), self.batch):
+            s.execute_command("MIGRATE", HOST, self.dst.port, "", 0, 10000,
+                              "KEYS", *keys[i:i + self.batch])
+        self.moved_keys += len(keys)
+
+    def finish(self, slot):
+        """Assigns slot to dst: dst first, then src, then the others."""
+        self.dst.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE",
+                                          self.dst_id)
+        self.src.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE",
+                                          self.dst_id)
+        for p in self.cluster.primaries():
+            if p.port not in (self.src.port, self.dst.port):
+                p.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE",
+                                           self.dst_id)
+
+    def move(self, slot):
+        self.begin(slot)
+        self.migrate(slot)
+        self.finish(slot)
+
+
+def wait_maps_current(topo, workers, timeout=30):
+    """Waits until every running primary's worker reports the number of
+    slots its node really owns (its slot map caught up with a reshard)."""
+    def current():
+        owners = topo.owners()
+        for w in workers:
+            if not w.alive():
+                continue
+            node = topo.node(w.node)
+            st = wstats(w)
+            if role_name(node) == "primary" and \
+                    st["owned_slots"] != sum(1 for o in owners
+                                             if o.port == node.port):
+                return False
+        return True
+    poll(current, timeout, "worker slot maps current", interval=0.2)
+
+
+def command_calls(node, name):
+    """calls= of INFO commandstats for one command on node (0 if never
+    called since the last CONFIG RESETSTAT)."""
+    stats = node.client().info("commandstats")
+    entry = stats.get(f"cmdstat_{name.lower()}")
+    return int(entry["calls"]) if entry else 0

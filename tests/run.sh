@@ -40,7 +40,8 @@ done
 
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
           libmsgpack-dev libssl-dev redis-server redis-tools python3-pytest
-          python3-redis python3-msgpack openssl valgrind)
+          python3-redis python3-msgpack python3-pip python3-setuptools
+          python3-venv openssl valgrind)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }

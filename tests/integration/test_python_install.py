@@ -1,0 +1,74 @@
+"""Packaging of the Python package (proto/python): the Lua scripts it ships
+are byte-identical to proto/scripts/*.lua, and `pip install` works offline
+(no index, Debian's setuptools) into a fresh virtual environment, where the
+installed package finds its scripts and runs the read path against Redis."""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import harness
+
+PKG_DIR = os.path.join(harness.REPO_ROOT, "proto", "python")
+SCRIPTS_DIR = os.path.join(harness.REPO_ROOT, "proto", "scripts")
+PACKAGED_DIR = os.path.join(PKG_DIR, "inval", "scripts")
+
+
+def _lua_files(d):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(d, "*.lua")))
+
+
+def test_packaged_scripts_are_identical_to_proto_scripts():
+    names = _lua_files(SCRIPTS_DIR)
+    assert names == ["commit.lua", "soft.lua", "unlock.lua"]
+    assert _lua_files(PACKAGED_DIR) == names, (
+        "proto/python/inval/scripts/ must hold exactly the scripts of "
+        "proto/scripts/ (copy them over after a change)")
+    for name in names:
+        with open(os.path.join(SCRIPTS_DIR, name), "rb") as a, \
+                open(os.path.join(PACKAGED_DIR, name), "rb") as b:
+            assert a.read() == b.read(), (
+                f"proto/python/inval/scripts/{name} differs from "
+                f"proto/scripts/{name}: copy it over")
+
+
+SMOKE = r"""
+import importlib.metadata, os, sys
+import redis
+import inval, inval.lua
+assert os.path.realpath(inval.__file__).startswith(os.path.realpath(sys.prefix)), inval.__file__
+assert importlib.metadata.version("inval") == inval.__version__
+for name in inval.lua.NAMES:
+    with open(os.path.join(sys.argv[1], name + ".lua"), "rb") as f:
+        assert inval.lua.source(name) == f.read(), name
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[2]))
+res = inval.get_or_fill(r, "installed:{1}", 30, lambda: b"from-venv")
+assert res.regenerated and not res.fenced, res
+assert inval.get_or_fill(r, "installed:{1}", 30, lambda: b"x").hit
+print("ok", inval.__file__)
+"""
+
+
+def test_pip_install_offline_into_venv(workdir, standalone):
+    # Install from a copy, so the in-tree build leaves nothing behind in
+    # the checkout and parallel runs cannot collide.
+    src = os.path.join(workdir, "src")
+    shutil.copytree(PKG_DIR, src, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))
+    venv = os.path.join(workdir, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip",
+                    "--system-site-packages", venv], check=True, timeout=120)
+    py = os.path.join(venv, "bin", "python")
+    p = subprocess.run([sys.executable, "-m", "pip", "--python", py,
+                        "install", "--no-index", "--disable-pip-version-check",
+                        src], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Successfully installed inval-0.1.0" in p.stdout
+    p = subprocess.run([py, "-c", SMOKE, SCRIPTS_DIR, str(standalone.port)],
+                       capture_output=True, text=True, timeout=60,
+                       cwd=workdir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("ok " + venv), p.stdout
+    assert standalone.client().get("installed:{1}") == b"from-venv"

@@ -1,0 +1,405 @@
+/*
+ * invalctl bench --e2e: the end-to-end probe. It measures what a cache
+ * user cares about, the time from sending an invalidation to the key being
+ * gone on its node, with keyevent notifications: each primary announces
+ * every DEL and UNLINK it executes on __keyevent@0__:<command>, so the
+ * probe learns the moment a key went without polling for it. The probe
+ * seeds its keys with pipelined SETs on the owning primaries first.
+ *
+ * Blocking hiredis connections are enough here: commands run before the
+ * load starts and after it ends, and the subscriber sockets are only read
+ * when poll() says they are readable.
+ */
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "common/config.h"
+#include "common/slot.h"
+#include "proto/invalctl_bench.h"
+
+#define SEED_BATCH 1000
+#define MAX_PRIMARIES 64
+
+typedef struct node_s {
+  char host[256];
+  int port;
+  redisContext *cmd;  /* commands: CONFIG, SET */
+  redisContext *sub;  /* the keyevent subscription */
+  char old_flags[64]; /* notify-keyspace-events before we changed it */
+  int flags_changed;
+  size_t pending;     /* SETs appended without their replies read */
+} node_t;
+
+struct inv_bench_e2e_s {
+  inv_bench_e2e_opts_t opts;
+  char prefix[200]; /* "<key_prefix>e2e:" */
+  size_t prefix_len;
+  int is_cluster;
+  node_t nodes[MAX_PRIMARIES];
+  size_t nnodes;
+  uint16_t owner[INV_SLOTS]; /* slot -> index into nodes */
+  uint64_t *sent_us;         /* per event: when it was sent, 0: not yet */
+  unsigned char *gone;       /* per event: its key was reported gone */
+  uint64_t ngone, early;
+  inv_latency_t lat;
+};
+
+static redisContext *connect_node(const char *host, int port, int timeout_ms,
+                                  char *err, size_t errlen) {
+  struct timeval tv;
+  redisContext *c;
+  tv.tv_sec = timeout_ms / 1000;
+  tv.tv_usec = (timeout_ms % 1000) * 1000;
+  c = redisConnectWithTimeout(host, port, tv);
+  if (c == NULL || c->err) {
+    snprintf(err, errlen, "cannot connect to redis %s:%d: %s", host, port,
+             c != NULL ? c->errstr : "out of memory");
+    redisFree(c);
+    return NULL;
+  }
+  redisSetTimeout(c, tv);
+  return c;
+}
+
+/* Adds a primary (once) and returns its index, or -1 when full. */
+static int add_node(inv_bench_e2e_t *e, const char *host, int port) {
+  size_t i;
+  for (i = 0; i < e->nnodes; i++)
+    if (e->nodes[i].port == port && strcmp(e->nodes[i].host, host) == 0)
+      return (int)i;
+  if (e->nnodes >= MAX_PRIMARIES) return -1;
+  snprintf(e->nodes[e->nnodes].host, sizeof e->nodes[0].host, "%s", host);
+  e->nodes[e->nnodes].port = port;
+  return (int)e->nnodes++;
+}
+
+/* Reads the topology from one seed: CLUSTER SLOTS, or the seed itself when
+ * cluster support is disabled. Returns 0 or -1 with err. */
+static int discover(inv_bench_e2e_t *e, const inv_addr_t *seed, char *err,
+                    size_t errlen) {
+  redisContext *c = connect_node(seed->host, seed->port, e->opts.timeout_ms,
+                                 err, errlen);
+  redisReply *r;
+  size_t i;
+  unsigned s;
+  if (c == NULL) return -1;
+  r = redisCommand(c, "CLUSTER SLOTS");
+  if (r == NULL) {
+    snprintf(err, errlen, "redis %s:%d: %s", seed->host, seed->port,
+             c->errstr);
+    redisFree(c);
+    return -1;
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    /* "cluster support disabled": a standalone server owns every slot. */
+    e->is_cluster = 0;
+    add_node(e, seed->host, seed->port);
+    memset(e->owner, 0, sizeof e->owner);
+    freeReplyObject(r);
+    redisFree(c);
+    return 0;
+  }
+  e->is_cluster = 1;
+  for (s = 0; s < INV_SLOTS; s++) e->owner[s] = UINT16_MAX;
+  for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    redisReply *ent = r->element[i], *pri;
+    const char *host;
+    long long lo, hi;
+    int idx;
+    if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 3) continue;
+    pri = ent->element[2];
+    if (pri->type != REDIS_REPLY_ARRAY || pri->elements < 2) continue;
+    lo = ent->element[0]->integer;
+    hi = ent->element[1]->integer;
+    host = pri->element[0]->len > 0 ? pri->element[0]->str : seed->host;
+    idx = add_node(e, host, (int)pri->element[1]->integer);
+    if (idx < 0 || lo < 0 || hi >= INV_SLOTS) continue;
+    for (; lo <= hi; lo++) e->owner[lo] = (uint16_t)idx;
+  }
+  freeReplyObject(r);
+  redisFree(c);
+  for (s = 0; s < INV_SLOTS; s++) {
+    if (e->owner[s] == UINT16_MAX) {
+      snprintf(err, errlen, "the cluster does not cover slot %u", s);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Runs a command expected to succeed; returns the reply or NULL (err). */
+static redisReply *command(node_t *n, char *err, size_t errlen,
+                           const char *fmt, ...) {
+  va_list ap;
+  redisReply *r;
+  va_start(ap, fmt);
+  r = redisvCommand(n->cmd, fmt, ap);
+  va_end(ap);
+  if (r == NULL) {
+    snprintf(err, errlen, "redis %s:%d: %s", n->host, n->port,
+             n->cmd->errstr);
+    return NULL;
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    snprintf(err, errlen, "redis %s:%d: %s", n->host, n->port, r->str);
+    freeReplyObject(r);
+    return NULL;
+  }
+  return r;
+}
+
+/* Turns on E (keyevent) and g (generic commands) on the node, keeping the
+ * flags it had, and subscribes to the del and unlink events. */
+static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err,
+                      size_t errlen) {
+  redisReply *r;
+  char flags[80];
+  int i;
+  r = command(n, err, errlen, "CONFIG GET notify-keyspace-events");
+  if (r == NULL) return -1;
+  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+    snprintf(n->old_flags, sizeof n->old_flags, "%s", r->element[1]->str);
+  freeReplyObject(r);
+  snprintf(flags, sizeof flags, "%s%s%s", n->old_flags,
+           strchr(n->old_flags, 'E') ? "" : "E",
+           strchr(n->old_flags, 'g') || strchr(n->old_flags, 'A') ? "" : "g");
+  if (strcmp(flags, n->old_flags) != 0) {
+    r = command(n, err, errlen, "CONFIG SET notify-keyspace-events %s", flags);
+    if (r == NULL) return -1;
+    freeReplyObject(r);
+    n->flags_changed = 1;
+  }
+  n->sub = connect_node(n->host, n->port, e->opts.timeout_ms, err, errlen);
+  if (n->sub == NULL) return -1;
+  if (redisAppendCommand(n->sub,
+                         "SUBSCRIBE __keyevent@0__:del __keyevent@0__:unlink") !=
+      REDIS_OK) {
+    snprintf(err, errlen, "redis %s:%d: out of memory", n->host, n->port);
+    return -1;
+  }
+  for (i = 0; i < 2; i++) {
+    void *reply = NULL;
+    if (redisGetReply(n->sub, &reply) != REDIS_OK) {
+      snprintf(err, errlen, "redis %s:%d: subscribe: %s", n->host, n->port,
+               n->sub->errstr);
+      return -1;
+    }
+    freeReplyObject(reply);
+  }
+  return 0;
+}
+
+/* Reads the replies of the SETs appended to n. */
+static int drain_sets(node_t *n, char *err, size_t errlen) {
+  while (n->pending > 0) {
+    void *reply = NULL;
+    redisReply *r;
+    if (redisGetReply(n->cmd, &reply) != REDIS_OK) {
+      snprintf(err, errlen, "redis %s:%d: seeding: %s", n->host, n->port,
+               n->cmd->errstr);
+      return -1;
+    }
+    r = reply;
+    n->pending--;
+    if (r->type == REDIS_REPLY_ERROR) {
+      snprintf(err, errlen, "redis %s:%d: seeding: %s", n->host, n->port,
+               r->str);
+      freeReplyObject(r);
+      return -1;
+    }
+    freeReplyObject(r);
+  }
+  return 0;
+}
+
+size_t inv__bench_e2e_target(const inv_bench_e2e_t *e, uint64_t i, char *buf,
+                             size_t buflen) {
+  const char *suffix = e->opts.kind == INV_KIND_PREFIX    ? ":"
+                       : e->opts.kind == INV_KIND_PATTERN ? ":*"
+                                                          : "";
+  int n = snprintf(buf, buflen, "%s%llu%s", e->prefix, (unsigned long long)i,
+                   suffix);
+  return n < 0 ? 0 : (size_t)n < buflen ? (size_t)n : buflen - 1;
+}
+
+/* The seeded key of event i. */
+static size_t seeded_key(const inv_bench_e2e_t *e, uint64_t i, char *buf,
+                         size_t buflen) {
+  int n = snprintf(buf, buflen, "%s%llu%s", e->prefix, (unsigned long long)i,
+                   e->opts.kind == INV_KIND_KEY ? "" : ":k");
+  return n < 0 ? 0 : (size_t)n < buflen ? (size_t)n : buflen - 1;
+}
+
+static int seed(inv_bench_e2e_t *e, char *err, size_t errlen) {
+  uint64_t i;
+  size_t j;
+  char key[256];
+  for (i = 0; i < e->opts.nkeys; i++) {
+    size_t len = seeded_key(e, i, key, sizeof key);
+    node_t *n = &e->nodes[e->owner[inv_key_slot(key, len)]];
+    if (redisAppendCommand(n->cmd, "SET %b 1", key, len) != REDIS_OK) {
+      snprintf(err, errlen, "out of memory while seeding");
+      return -1;
+    }
+    if (++n->pending >= SEED_BATCH && drain_sets(n, err, errlen) != 0)
+      return -1;
+  }
+  for (j = 0; j < e->nnodes; j++)
+    if (drain_sets(&e->nodes[j], err, errlen) != 0) return -1;
+  return 0;
+}
+
+int inv__bench_e2e_start(const inv_bench_e2e_opts_t *opts,
+                         inv_bench_e2e_t **out, char *err, size_t errlen) {
+  inv_bench_e2e_t *e;
+  size_t i;
+  int rc = -1;
+  *out = NULL;
+  e = calloc(1, sizeof *e);
+  if (e == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  e->opts = *opts;
+  snprintf(e->prefix, sizeof e->prefix, "%se2e:", opts->key_prefix);
+  e->prefix_len = strlen(e->prefix);
+  e->sent_us = calloc(opts->nkeys > 0 ? opts->nkeys : 1, sizeof *e->sent_us);
+  e->gone = calloc(opts->nkeys > 0 ? opts->nkeys : 1, 1);
+  if (e->sent_us == NULL || e->gone == NULL) {
+    snprintf(err, errlen, "out of memory for %llu keys",
+             (unsigned long long)opts->nkeys);
+    goto done;
+  }
+  /* The first seed that answers tells the topology. */
+  for (i = 0; i < opts->nseeds; i++) {
+    inv_addr_t a;
+    if (inv_addr_parse(opts->seeds[i], &a) != 0) {
+      snprintf(err, errlen, "--redis wants HOST:PORT, not \"%s\"",
+               opts->seeds[i]);
+      goto done;
+    }
+    if (discover(e, &a, err, errlen) == 0) break;
+  }
+  if (e->nnodes == 0) goto done;
+  for (i = 0; i < e->nnodes; i++) {
+    node_t *n = &e->nodes[i];
+    n->cmd = connect_node(n->host, n->port, opts->timeout_ms, err, errlen);
+    if (n->cmd == NULL || watch_node(e, n, err, errlen) != 0) goto done;
+  }
+  if (seed(e, err, errlen) != 0) goto done;
+  rc = 0;
+done:
+  if (rc != 0) {
+    inv__bench_e2e_free(e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
+void inv__bench_e2e_free(inv_bench_e2e_t *e) {
+  size_t i;
+  if (e == NULL) return;
+  for (i = 0; i < e->nnodes; i++) {
+    node_t *n = &e->nodes[i];
+    if (n->flags_changed && n->cmd != NULL && n->cmd->err == 0) {
+      redisReply *r =
+          redisCommand(n->cmd, "CONFIG SET notify-keyspace-events %s",
+                       n->old_flags);
+      freeReplyObject(r);
+    }
+    if (n->cmd != NULL) redisFree(n->cmd);
+    if (n->sub != NULL) redisFree(n->sub);
+  }
+  free(e->sent_us);
+  free(e->gone);
+  free(e);
+}
+
+void inv__bench_e2e_sent(inv_bench_e2e_t *e, uint64_t i, uint64_t now_us) {
+  if (i < e->opts.nkeys) e->sent_us[i] = now_us;
+}
+
+size_t inv__bench_e2e_pollfds(const inv_bench_e2e_t *e, struct pollfd *pfd,
+                              size_t max) {
+  size_t i;
+  for (i = 0; i < e->nnodes && i < max; i++) {
+    pfd[i].fd = e->nodes[i].sub->fd;
+    pfd[i].events = POLLIN;
+    pfd[i].revents = 0;
+  }
+  return i;
+}
+
+/* Accounts for one notified key. */
+static void key_gone(inv_bench_e2e_t *e, const char *key, size_t len,
+                     uint64_t now) {
+  uint64_t idx = 0;
+  size_t p;
+  if (len <= e->prefix_len || memcmp(key, e->prefix, e->prefix_len) != 0)
+    return;
+  for (p = e->prefix_len; p < len && key[p] >= '0' && key[p] <= '9'; p++)
+    idx = idx * 10 + (uint64_t)(key[p] - '0');
+  if (p == e->prefix_len || idx >= e->opts.nkeys || e->gone[idx]) return;
+  if (e->opts.kind == INV_KIND_KEY ? p != len
+                                   : len - p != 2 || memcmp(key + p, ":k", 2))
+    return;
+  if (e->sent_us[idx] == 0) {
+    e->early++;
+    return;
+  }
+  e->gone[idx] = 1;
+  e->ngone++;
+  inv_latency_record(&e->lat, now > e->sent_us[idx] ? now - e->sent_us[idx]
+                                                    : 0);
+}
+
+int inv__bench_e2e_read(inv_bench_e2e_t *e, const struct pollfd *pfd,
+                        size_t n, char *err, size_t errlen) {
+  size_t i;
+  for (i = 0; i < n && i < e->nnodes; i++) {
+    node_t *nd = &e->nodes[i];
+    uint64_t now;
+    void *reply;
+    if (pfd[i].revents == 0) continue;
+    if (redisBufferRead(nd->sub) != REDIS_OK) {
+      snprintf(err, errlen, "redis %s:%d: subscription lost: %s", nd->host,
+               nd->port, nd->sub->errstr);
+      return -1;
+    }
+    now = inv_now_us();
+    for (;;) {
+      redisReply *r;
+      reply = NULL;
+      if (redisGetReplyFromReader(nd->sub, &reply) != REDIS_OK) {
+        snprintf(err, errlen, "redis %s:%d: %s", nd->host, nd->port,
+                 nd->sub->errstr);
+        return -1;
+      }
+      if (reply == NULL) break;
+      r = reply;
+      if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+          r->element[2]->type == REDIS_REPLY_STRING)
+        key_gone(e, r->element[2]->str, r->element[2]->len, now);
+      freeReplyObject(r);
+    }
+  }
+  return 0;
+}
+
+uint64_t inv__bench_e2e_gone(const inv_bench_e2e_t *e) { return e->ngone; }
+
+const inv_latency_t *inv__bench_e2e_latency(const inv_bench_e2e_t *e) {
+  return &e->lat;
+}
+
+uint64_t inv__bench_e2e_early(const inv_bench_e2e_t *e) { return e->early; }
+
+size_t inv__bench_e2e_primaries(const inv_bench_e2e_t *e) { return e->nnodes; }
+
+int inv__bench_e2e_is_cluster(const inv_bench_e2e_t *e) {
+  return e->is_cluster;
+}

@@ -1,0 +1,257 @@
+"""Shared plumbing of the benchmark scenarios (tests/bench/run.sh).
+
+Each scenario gets its own Env: a loopback Redis Cluster of 3 primaries and
+3 replicas (or a standalone server), one inval-publisher and one
+inval-worker per Redis node, all started through the integration tests'
+harness (tests/integration/harness.py) so that every process is stopped
+when the scenario ends, however it ends. Measurements are taken with the
+real programs only: invalctl bench, redis-benchmark, redis-cli, redis-py.
+"""
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import harness  # noqa: E402
+import workerlib  # noqa: E402
+from harness import HOST, Daemon, RedisCluster, RedisServer  # noqa: E402
+
+PYTHON = "/usr/bin/python3"
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def cmdline(argv):
+    """A shell-quoted command line, with build paths shortened to their
+    program name so that BENCHMARKS.md shows what a user would type."""
+    short = []
+    for a in argv:
+        a = str(a)
+        if a.startswith(harness.build_dir()):
+            a = os.path.basename(a)
+        short.append(a)
+    return " ".join(shlex.quote(a) for a in short)
+
+
+def run(argv, timeout=600, check=True, input=None):
+    """Runs argv; returns (CompletedProcess, seconds)."""
+    t0 = time.monotonic()
+    res = subprocess.run([str(a) for a in argv], capture_output=True,
+                         text=True, timeout=timeout, input=input)
+    dt = time.monotonic() - t0
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{cmdline(argv)} exited with {res.returncode}:\n"
+                           f"{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return res, dt
+
+
+def peak_rss_kb(pid):
+    """VmHWM (peak resident set) of a running process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Env:
+    """A Redis deployment plus inval on it. cluster=True: 3+3 nodes."""
+
+    def __init__(self, workdir, cluster=True, workers=True,
+                 publisher_args=(), worker_args=()):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.cluster = cluster
+        if cluster:
+            self.redis = RedisCluster(workdir)
+        else:
+            self.redis = RedisServer(workdir)
+        self.topo = workerlib.Topo(self.redis)
+        self.publisher = None
+        self.workers = []
+        self.want_workers = workers
+        self.publisher_args = list(publisher_args)
+        self.worker_args = list(worker_args)
+
+    def __enter__(self):
+        log(f"starting {'3+3 cluster' if self.cluster else 'standalone'} "
+            f"Redis in {self.workdir}")
+        self.redis.start()
+        self.start_publisher()
+        if self.want_workers:
+            self.start_workers()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def seeds(self):
+        return self.topo.seeds
+
+    def start_publisher(self):
+        port = harness.free_port()
+        argv = [harness.binary("inval-publisher"), "--listen",
+                f"{HOST}:{port}", "--log-level", "warn"]
+        for s in self.seeds:
+            argv += ["--redis", s]
+        argv += self.publisher_args
+        self.publisher = Daemon(argv, self.workdir, "publisher",
+                                ready_port=port, valgrind=False)
+        return self.publisher
+
+    def start_workers(self):
+        for n in self.topo.nodes():
+            port = harness.free_port()
+            state = os.path.join(self.workdir, f"worker-{n.port}")
+            os.makedirs(state, exist_ok=True)
+            argv = [harness.binary("inval-worker"), "--redis", n.addr,
+                    "--listen", f"{HOST}:{port}", "--state-dir", state,
+                    "--log-level", "warn"] + self.worker_args
+            d = Daemon(argv, self.workdir, f"worker-{n.port}",
+                       ready_port=port, valgrind=False)
+            d.node = n.addr
+            self.workers.append(d)
+        workerlib.wait_workers_live(self.topo, self.workers, timeout=60)
+        # The heartbeat record appears a moment after a worker is live;
+        # scenarios that count keys with DBSIZE need it there first.
+        workerlib.poll(lambda: len(workerlib.heartbeats(self.topo)) >=
+                       len(self.workers), 30, "every worker's heartbeat")
+
+    def primary_workers(self):
+        """Workers whose node is a primary, with their node."""
+        prim = {n.addr: n for n in self.topo.primaries()}
+        return [(w, prim[w.node]) for w in self.workers if w.node in prim]
+
+    def stop(self):
+        for d in self.workers + ([self.publisher] if self.publisher else []):
+            if d.alive():
+                d.stop()
+        self.workers = []
+        self.publisher = None
+        self.redis.stop()
+
+    def flush(self):
+        for p in self.topo.primaries():
+            p.client(timeout=60).flushall()
+
+    def bench(self, *args, timeout=600):
+        """Runs invalctl bench against the publisher with --json; returns
+        (parsed figures, argv)."""
+        argv = [harness.binary("invalctl"), "bench", "-H",
+                f"{HOST}:{self.publisher.port}", *map(str, args), "--json"]
+        res, _ = run(argv, timeout=timeout, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cmdline(argv)} exited with "
+                               f"{res.returncode}:\n{res.stdout[-2000:]}\n"
+                               f"{res.stderr[-2000:]}")
+        return json.loads(res.stdout), argv
+
+
+# --------------------------------------------------------------------------
+# Keys: bulk loading and watching them go.
+
+def group_by_owner(env, keys):
+    """{primary RedisServer: [key, ...]} by slot owner."""
+    owners = env.topo.owners()
+    out = {}
+    for k in keys:
+        out.setdefault(owners[workerlib.key_slot(k)], []).append(k)
+    return out
+
+
+def _resp_sets(keys, value=b"v"):
+    parts = []
+    vhead = b"$%d\r\n%s\r\n" % (len(value), value)
+    for k in keys:
+        kb = k.encode() if isinstance(k, str) else k
+        parts.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s" % (len(kb), kb,
+                                                             vhead))
+    return b"".join(parts)
+
+
+def load_keys(env, keys, value=b"v"):
+    """SETs keys on their owning primaries with redis-cli --pipe, one
+    process per primary, in parallel. Returns {primary: count}."""
+    groups = group_by_owner(env, keys)
+    procs = []
+    for node, ks in groups.items():
+        p = subprocess.Popen(["redis-cli", "-h", HOST, "-p", str(node.port),
+                              "--pipe"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append((node, p, _resp_sets(ks, value)))
+    for node, p, data in procs:
+        out, err = p.communicate(data, timeout=600)
+        if p.returncode != 0 or b"errors: 0" not in out:
+            raise RuntimeError(f"loading keys on {node.addr} failed: "
+                               f"{out[-500:]!r} {err[-500:]!r}")
+    return {node: len(ks) for node, ks in groups.items()}
+
+
+def dbsizes(nodes):
+    return {n: n.client(timeout=60).dbsize() for n in nodes}
+
+
+def wait_dbsize(nodes, expected, t0, timeout=600, interval=0.002):
+    """Polls DBSIZE on nodes until each equals expected[node]; returns the
+    seconds since t0 (time.monotonic()) at which the last one got there."""
+    clients = {n: n.client(timeout=60) for n in nodes}
+    left = set(nodes)
+    done_at = t0
+    deadline = time.monotonic() + timeout
+    while left:
+        for n in list(left):
+            if clients[n].dbsize() <= expected[n]:
+                left.discard(n)
+                done_at = time.monotonic()
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            got = {n.addr: clients[n].dbsize() for n in left}
+            want = {n.addr: expected[n] for n in left}
+            raise RuntimeError(f"keys not gone in {timeout}s: DBSIZE {got}, "
+                               f"want {want}")
+        time.sleep(interval)
+    return done_at - t0
+
+
+def invalidate(env, events, timeout=60):
+    """Sends one invalidate request through the publisher's protocol (no
+    process start in the timing); returns (t0, ack id)."""
+    with harness.RpcClient(HOST, env.publisher.port, timeout=timeout) as c:
+        c.call("ping")
+        t0 = time.monotonic()
+        res = harness.rpc_ok(c, "invalidate", events)
+    return t0, res["id"]
+
+
+def tag_on(env, node):
+    """A short hash tag whose slot node owns."""
+    owners = env.topo.owners()
+    i = 0
+    while True:
+        t = f"t{i}"
+        if owners[workerlib.key_slot(t)].port == node.port:
+            return t
+        i += 1

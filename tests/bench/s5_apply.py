@@ -1,0 +1,95 @@
+"""Scenario 5: exact-key apply rate of one worker under a flood.
+
+M keys {T}:key:0..M-1 all live on one primary A (T is a hash tag A owns).
+invalctl bench floods the publisher with key events for them (100 per
+request) and the time from the start of the flood to A's DBSIZE showing all
+M gone gives the keys A's worker unlinked per second. Baseline on the same
+node: redis-benchmark -P 16 with 50 connections running UNLINK on keys of
+the same shape ({T}:b:__rand_int__ with -r M, over M loaded keys; random
+picks repeat, so about a third of its UNLINKs find no key, which flatters
+the baseline).
+"""
+
+import subprocess
+import time
+
+import benchlib
+from benchlib import HOST, Env, log, median
+
+TITLE = "Exact-key apply rate per worker (keys unlinked/s)"
+
+
+def run_inval(env, node, tag, m):
+    keys = [f"{{{tag}}}:key:{i}" for i in range(m)]
+    benchlib.load_keys(env, keys)
+    before = node.client(timeout=60).dbsize()
+    argv = [benchlib.harness.binary("invalctl"), "bench", "-H",
+            f"{HOST}:{env.publisher.port}", "-c", "8", "-P", "16",
+            "--keys-per-event", "100", "-n", m, "--keyspace", m,
+            "--key-prefix", f"{{{tag}}}:", "--json"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        dt = benchlib.wait_dbsize([node], {node: before - m}, t0)
+    finally:
+        out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (out, err)
+    return m / dt, argv, benchlib.json.loads(out)["events_per_sec"]
+
+
+def clear_slot(node, tag):
+    """Removes what is left in the tag's slot (the keys the baseline's
+    random picks missed), leaving the rest of the node alone."""
+    r = node.client(timeout=60)
+    slot = benchlib.workerlib.key_slot(tag)
+    while True:
+        keys = r.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10000)
+        if not keys:
+            return
+        r.unlink(*keys)
+
+
+def run_baseline(env, node, tag, m):
+    keys = [f"{{{tag}}}:b:{i:012d}" for i in range(m)]
+    benchlib.load_keys(env, keys)
+    argv = ["redis-benchmark", "-h", HOST, "-p", node.port, "-c", "50",
+            "-n", m, "-r", m, "-P", "16", "--csv", "UNLINK",
+            f"{{{tag}}}:b:__rand_int__"]
+    res, _ = benchlib.run(argv)
+    line = [ln for ln in res.stdout.strip().splitlines()
+            if ln.startswith('"UNLINK')][-1]
+    clear_slot(node, tag)
+    return float(line.split(",")[1].strip('"')), argv
+
+
+def run(ctx):
+    m = max(20000, int(500000 * ctx.scale))
+    inval, base, sent = [], [], []
+    with Env(ctx.workdir("s5")) as env:
+        benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
+        node = env.topo.primaries()[0]
+        tag = benchlib.tag_on(env, node)
+        for i in range(ctx.runs):
+            rps, base_argv = run_baseline(env, node, tag, m)
+            base.append(rps)
+            rate, inval_argv, send_rate = run_inval(env, node, tag, m)
+            inval.append(rate)
+            sent.append(send_rate)
+            log(f"s5 run {i + 1}: worker {rate:.0f} keys/s (publisher acked "
+                f"{send_rate:.0f}/s), redis-benchmark UNLINK {rps:.0f}/s")
+    mi, mb = median(inval), median(base)
+    return {
+        "id": 5, "title": TITLE,
+        "rows": [{"figure": f"{m:,} keys on one primary",
+                  "inval": f"{mi:,.0f} keys/s",
+                  "baseline": f"{mb:,.0f} UNLINK/s", "ratio": mi / mb,
+                  "target": ">= 0.8x", "met": mi / mb >= 0.8}],
+        "commands": [benchlib.cmdline(inval_argv) +
+                     "  (timed to the node's DBSIZE)",
+                     benchlib.cmdline(base_argv)],
+        "notes": [f"Per run: worker {[round(x) for x in inval]} keys/s "
+                  f"(the publisher acked {[round(x) for x in sent]} "
+                  f"events/s meanwhile), redis-benchmark "
+                  f"{[round(x) for x in base]} UNLINK/s."],
+    }

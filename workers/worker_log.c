@@ -217,11 +217,13 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   /* Trimming does not move max-deleted-entry-id (only XDEL does), so a
    * trim is seen as entries-added > length (something was removed) with
    * the first entry now past ref: the log no longer reaches back to our
-   * position. The one false alarm is a trim that ended exactly at ref. */
+   * position. A log trimmed empty has lost entries when its last id is past
+   * ref. The one false alarm is a trim that ended exactly at ref. */
   int trimmed = has_added && has_len && added > len;
   int gap = (has_maxdel && inv_sid_cmp(maxdel, ref) > 0) ||
             (trimmed && (inv_sid_is_zero(ref) ||
-                         (has_first && inv_sid_cmp(first, ref) > 0)));
+                         (has_first ? inv_sid_cmp(first, ref) > 0
+                                    : inv_sid_cmp(last, ref) > 0)));
   if (gap) {
     w->st.gaps++;
     inv_log_error(w->ctx, "GAP: the log was trimmed past our position %s "

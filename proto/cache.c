@@ -163,15 +163,34 @@ static int run_script(ctx_t *c, const inv_script_t *s, int nkeys,
   return rc;
 }
 
+/* Gives the lock back (unlock.lua); errors are ignored: the lock expires. */
+static void unlock(ctx_t *c) {
+  const char *keys[1] = {c->names.lock};
+  size_t klens[1] = {c->names.lock_len};
+  const char *args[1] = {c->token};
+  size_t alens[1] = {32};
+  run_script(c, &inv_script_unlock, 1, keys, klens, 1, args, alens);
+}
+
 /* The lock holder's part: regenerate, then commit or be fenced. */
 static int win(ctx_t *c, inv_cache_value_t *value) {
-  int rc = regenerate(c, value);
+  /* The previous holder may have committed between our GET K and our
+   * SET NX (its commit deleted its lock): then K is there now, and a
+   * second regeneration would be wasted. */
+  int rc = get_into(c, c->key, c->keylen, value);
+  if (rc < 0) {
+    unlock(c);
+    return rc;
+  }
+  if (rc == 1) {
+    unlock(c);
+    COUNT(&c->o, waited);
+    value->source = INV_CACHE_WAITED;
+    return 0;
+  }
+  rc = regenerate(c, value);
   if (rc != 0) {
-    const char *keys[1] = {c->names.lock};
-    size_t klens[1] = {c->names.lock_len};
-    const char *args[1] = {c->token};
-    size_t alens[1] = {32};
-    run_script(c, &inv_script_unlock, 1, keys, klens, 1, args, alens);
+    unlock(c);
     return rc;
   }
   char ttl[24];

@@ -6,7 +6,9 @@
  * inv_cache_get_or_fill(K):
  *   1. GET K: a hit is returned (INV_CACHE_HIT).
  *   2. On a miss, SET L(K) <token> NX PX lock_ttl_ms, with a fresh 128-bit
- *      random token. The winner calls regen_cb and commits with commit.lua,
+ *      random token. The winner reads K once more (a previous holder may
+ *      have committed just before our SET NX: then its value is returned,
+ *      INV_CACHE_WAITED, and the lock given back), then calls regen_cb and commits with commit.lua,
  *      which writes K only while L(K) still holds the token. A refused
  *      commit means an invalidation fenced the regeneration: the fresh
  *      value is returned (INV_CACHE_FENCED) and the cache is left alone. A
@@ -49,7 +51,7 @@ typedef struct inv_cache_stats_s {
   uint64_t commits;       /* commit.lua wrote K */
   uint64_t fenced;        /* commit.lua refused: the lock was gone */
   uint64_t stale_served;  /* the stale copy was returned */
-  uint64_t waited;        /* a loser got the fresh value by polling */
+  uint64_t waited;        /* another reader's fresh value was returned */
   uint64_t fallbacks;     /* a loser gave up waiting and regenerated */
   uint64_t regen_errors;  /* regen_cb failed (the lock was given back) */
   uint64_t takeovers;     /* a loser took the lock while polling */

@@ -21,7 +21,7 @@
 
 static const inv_ctl_cmd_t *const commands[] = {
     &inv__ctl_cmd_invalidate, &inv__ctl_cmd_stats, &inv__ctl_cmd_ping,
-    &inv__ctl_cmd_tail, &inv__ctl_cmd_bench, NULL};
+    &inv__ctl_cmd_tail, &inv__ctl_cmd_get, &inv__ctl_cmd_bench, NULL};
 
 static void print_usage(FILE *out) {
   size_t i;

@@ -50,6 +50,7 @@ extern const inv_ctl_cmd_t inv__ctl_cmd_invalidate;
 extern const inv_ctl_cmd_t inv__ctl_cmd_stats;
 extern const inv_ctl_cmd_t inv__ctl_cmd_ping;
 extern const inv_ctl_cmd_t inv__ctl_cmd_tail;
+extern const inv_ctl_cmd_t inv__ctl_cmd_get;
 extern const inv_ctl_cmd_t inv__ctl_cmd_bench;
 
 /* Prints "error: MESSAGE" and a pointer to help on stderr; returns

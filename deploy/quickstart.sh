@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # From a fresh clone to a running inval stack on this machine (loopback only):
 # a 3+3 Redis Cluster (deploy/cluster.sh), inval-publisher, and one
-# inval-worker per Redis node when the worker is built; then a demo
-# invalidation and `invalctl stats`.
+# inval-worker per Redis node (the replicas' workers are hot standbys); then
+# a demo: a cached key is invalidated through the publisher and disappears,
+# and `invalctl stats` lists the workers with their roles.
 #
 # Usage: deploy/quickstart.sh [up|down|status|reset] [--no-build]
-#   up      install missing packages (as root), build Release into build/,
-#           start or reuse the stack, run the demo (default); --no-build
-#           skips packages and build and uses the binaries already built
+#   up      install missing packages with apt-get (as root), build Release
+#           into build-release/, start or reuse the stack, run the demo
+#           (default); --no-build skips packages and build and uses the
+#           binaries already built
 #   down    stop everything `up` started (by the PIDs in its pid files),
 #           then the cluster; data is kept
-#   status  show what runs
+#   status  show what runs; exit 0 when everything does
 #   reset   down, then delete deploy/.local (Redis data, logs, worker state)
+# Exit status of up: 0 when the stack runs and the demo key was deleted.
 # Environment (defaults in brackets):
 #   INVAL_BASE_PORT [7000]          first Redis port; nodes use 6 ports
 #   INVAL_PUBLISHER_PORT [7700]     publisher MessagePack-RPC port
@@ -19,7 +22,7 @@
 #   INVAL_WORKER_BASE_PORT [7800]   worker admin ports (one per node)
 #   INVAL_WORKER_METRICS_BASE_PORT [9800] worker /metrics ports
 #   INVAL_LOCAL_DIR [deploy/.local] data, logs and pid files
-#   INVAL_QUICKSTART_BUILD [build]  build directory
+#   INVAL_QUICKSTART_BUILD [build-release]  build directory
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +33,9 @@ PUB_PORT=${INVAL_PUBLISHER_PORT:-7700}
 PUB_METRICS=${INVAL_PUBLISHER_METRICS_PORT:-9700}
 WORKER_BASE=${INVAL_WORKER_BASE_PORT:-7800}
 WORKER_METRICS_BASE=${INVAL_WORKER_METRICS_BASE_PORT:-9800}
-BUILD=${INVAL_QUICKSTART_BUILD:-$ROOT/build}
+# Not build/: tests/run.sh builds RelWithDebInfo there, and sharing one
+# tree would rebuild everything each time the other script runs.
+BUILD=${INVAL_QUICKSTART_BUILD:-$ROOT/build-release}
 NODES=6
 HOST=127.0.0.1
 
@@ -43,8 +48,17 @@ INVALCTL=$BUILD/proto/invalctl
 RUN=$LOCAL/run
 LOGS=$LOCAL/logs
 
+CMD=up
+UP_STARTED=0  # set once up starts processes: die then says how to stop them
+
 say() { echo "quickstart: $*"; }
-die() { echo "quickstart: $*" >&2; exit 1; }
+die() {
+  echo "quickstart: $*" >&2
+  if [ "$UP_STARTED" -eq 1 ]; then
+    echo "quickstart: what did start keeps running; stop it with: $0 down" >&2
+  fi
+  exit 1
+}
 
 cluster() {
   "$HERE/cluster.sh" "$@" --dir "$LOCAL/cluster" --base-port "$BASE"
@@ -73,13 +87,10 @@ run as root, or: sudo apt-get install ${missing[*]}"
 
 build() {
   say "building Release into $BUILD"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINV_SANITIZE=OFF >/dev/null
-  local targets=(inval-publisher invalctl)
-  # The worker is built when its target exists (workers/ defines it).
-  if cmake --build "$BUILD" --target help 2>/dev/null | grep -qw inval-worker; then
-    targets+=(inval-worker)
-  fi
-  cmake --build "$BUILD" -j"$(nproc 2>/dev/null || echo 2)" --target "${targets[@]}"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINV_SANITIZE=OFF \
+    -DINV_TESTS=OFF >/dev/null
+  # Everything but the tests, so that `cmake --install` works on this tree.
+  cmake --build "$BUILD" -j"$(nproc 2>/dev/null || echo 2)"
 }
 
 # ----------------------------------------------------------------- daemons
@@ -106,30 +117,52 @@ daemon_pid() {
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
-stop_daemon() {
-  local name=$1 prog=$2 pid i
-  pid=$(daemon_pid "$name" "$prog")
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$name (pid $pid) ignored SIGTERM for 10 s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
+# stop_daemons NAME PROGRAM [NAME PROGRAM]...: sends SIGTERM to each daemon
+# that runs, waits up to 10 s for all of them (they save state and exit 0),
+# then SIGKILLs what is left. Only PIDs from our pid files are signalled.
+stop_daemons() {
+  local names=() pids=() name prog pid i n any
+  while [ $# -ge 2 ]; do
+    name=$1 prog=$2; shift 2
+    pid=$(daemon_pid "$name" "$prog")
+    if [ -n "$pid" ]; then
+      kill -TERM "$pid" 2>/dev/null || true
+      names+=("$name") pids+=("$pid")
     fi
-    say "stopped $name (pid $pid)"
-  fi
-  rm -f "$RUN/$name.pid"
+    rm -f "$RUN/$name.pid"
+  done
+  for i in $(seq 1 100); do
+    any=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
+    [ $any -eq 0 ] && break
+    sleep 0.1
+  done
+  for n in "${!pids[@]}"; do
+    if kill -0 "${pids[$n]}" 2>/dev/null; then
+      say "${names[$n]} (pid ${pids[$n]}) ignored SIGTERM for 10 s; killing it"
+      kill -KILL "${pids[$n]}" 2>/dev/null || true
+    fi
+    say "stopped ${names[$n]} (pid ${pids[$n]})"
+  done
 }
 
-# start_daemon NAME PORT PROGRAM ARGS...: reuses a running instance that
-# answers ping on PORT and whose program was not rebuilt since it started;
-# otherwise (re)starts it and waits until it answers.
+stop_daemon() { stop_daemons "$1" "$2"; }
+
+# Stops every daemon up starts (the workers, then the publisher).
+stop_all_daemons() {
+  local p list=()
+  for p in $(node_ports); do list+=("worker-$p" "$WORKER"); done
+  list+=(publisher "$PUBLISHER")
+  stop_daemons "${list[@]}"
+}
+
+# start_daemon NAME PORT METRICS_PORT PROGRAM ARGS...: reuses a running
+# instance that answers ping on PORT and whose program was not rebuilt since
+# it started; otherwise (re)starts it, after checking that nobody else uses
+# its two ports, and waits until it answers.
 start_daemon() {
-  local name=$1 port=$2 prog=$3; shift 3
-  local pid i
+  local name=$1 port=$2 mport=$3 prog=$4; shift 4
+  local pid i p
   pid=$(daemon_pid "$name" "$prog")
   if [ -n "$pid" ]; then
     if [ "$prog" -nt "$RUN/$name.pid" ]; then
@@ -142,9 +175,11 @@ start_daemon() {
     fi
     stop_daemon "$name" "$prog"
   fi
-  if port_open "$port"; then
-    die "port $port is used by another process; set the INVAL_*_PORT variables"
-  fi
+  for p in "$port" "$mport"; do
+    if port_open "$p"; then
+      die "port $p (for $name) is used by another process; set the INVAL_*_PORT variables (see --help)"
+    fi
+  done
   mkdir -p "$RUN" "$LOGS"
   nohup "$prog" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   pid=$!
@@ -165,20 +200,19 @@ start_daemon() {
   die "$name does not answer on $HOST:$port; see $LOGS/$name.log"
 }
 
-have_worker() { [ -x "$WORKER" ]; }
-
 start_publisher() {
   local args=(--listen "$HOST:$PUB_PORT" --metrics-listen "$HOST:$PUB_METRICS")
   local p
   for p in $(node_ports); do args+=(--redis "$HOST:$p"); done
-  start_daemon publisher "$PUB_PORT" "$PUBLISHER" "${args[@]}"
+  start_daemon publisher "$PUB_PORT" "$PUB_METRICS" "$PUBLISHER" "${args[@]}"
 }
 
 start_workers() {
   local i=0 p
   for p in $(node_ports); do
     mkdir -p "$LOCAL/worker-$p"
-    start_daemon "worker-$p" $((WORKER_BASE + i)) "$WORKER" \
+    start_daemon "worker-$p" $((WORKER_BASE + i)) \
+      $((WORKER_METRICS_BASE + i)) "$WORKER" \
       --redis "$HOST:$p" --listen "$HOST:$((WORKER_BASE + i))" \
       --metrics-listen "$HOST:$((WORKER_METRICS_BASE + i))" \
       --state-dir "$LOCAL/worker-$p"
@@ -188,49 +222,84 @@ start_workers() {
 
 # -------------------------------------------------------------------- demo
 
-demo() {
-  local key="quickstart:user:42" i gone=0
-  echo
-  say "demo: cache a value, invalidate it through the publisher"
-  echo "\$ redis-cli -c -p $BASE SET $key '{\"name\":\"Ada\"}'"
-  redis-cli -c -h "$HOST" -p "$BASE" SET "$key" '{"name":"Ada"}'
-  echo "\$ redis-cli -c -p $BASE EXISTS $key"
-  redis-cli -c -h "$HOST" -p "$BASE" EXISTS "$key"
-  echo "\$ invalctl -H $HOST:$PUB_PORT invalidate $key"
-  "$INVALCTL" -H "$HOST:$PUB_PORT" invalidate "$key"
-  if have_worker; then
-    for i in $(seq 1 50); do
-      if [ "$(redis-cli -c -h "$HOST" -p "$BASE" EXISTS "$key")" = 0 ]; then gone=1; break; fi
-      sleep 0.1
+# Polls until every worker reports live (subscribed and caught up with the
+# log), so the demo's event cannot arrive before a worker is listening.
+wait_workers_live() {
+  local i p n deadline=$((SECONDS + 60))
+  while :; do
+    n=0 i=0
+    for p in $(node_ports); do
+      if "$INVALCTL" -H "$HOST:$((WORKER_BASE + i))" --timeout 2000 stats --json \
+           2>/dev/null | grep -q '"live": 1'; then
+        n=$((n + 1))
+      fi
+      i=$((i + 1))
     done
-    echo "\$ redis-cli -c -p $BASE EXISTS $key"
-    redis-cli -c -h "$HOST" -p "$BASE" EXISTS "$key"
-    if [ $gone -eq 1 ]; then
-      say "the worker of the key's node deleted it"
-    else
-      say "warning: the key is still there after 5 s; see $LOGS/worker-*.log"
+    [ $n -eq $NODES ] && return 0
+    [ $SECONDS -ge $deadline ] && die "only $n of $NODES workers are live after 60 s; see $LOGS/worker-*.log"
+    sleep 0.2
+  done
+}
+
+# Polls until the publisher's stats list a fresh heartbeat of every worker
+# (the publisher re-reads them about once a second).
+wait_heartbeats() {
+  local n deadline=$((SECONDS + 30))
+  while :; do
+    n=$("$INVALCTL" -H "$HOST:$PUB_PORT" stats --json 2>/dev/null |
+        grep -c '"stale": false' || true)
+    [ "$n" -ge $NODES ] && return 0
+    if [ $SECONDS -ge $deadline ]; then
+      say "warning: only $n of $NODES fresh worker heartbeats after 30 s"
+      return 0
     fi
-  else
-    say "(inval-worker is not built, so nothing deletes the key yet: the"
-    say " event is in the log cache:invalidation:log and was broadcast on"
-    say " cache:invalidation)"
+    sleep 0.2
+  done
+}
+
+rcli() { redis-cli -c -h "$HOST" -p "$BASE" "$@"; }
+
+# Returns 0 when the demo key was deleted by its node's worker.
+demo() {
+  local key="quickstart:user:42" i
+  echo
+  say "demo: cache a value, invalidate it through the publisher, see it gone"
+  echo "\$ redis-cli -c -p $BASE SET $key '{\"name\":\"Ada\"}'"
+  rcli SET "$key" '{"name":"Ada"}'
+  echo "\$ redis-cli -c -p $BASE EXISTS $key"
+  rcli EXISTS "$key"
+  echo "\$ invalctl -H $HOST:$PUB_PORT invalidate $key"
+  "$INVALCTL" -H "$HOST:$PUB_PORT" invalidate "$key" || return 1
+  # The ack means logged and broadcast; the worker deletes the key a moment
+  # later.
+  for i in $(seq 1 50); do
+    [ "$(rcli EXISTS "$key")" = 0 ] && break
+    sleep 0.1
+  done
+  echo "\$ redis-cli -c -p $BASE EXISTS $key"
+  rcli EXISTS "$key"
+  if [ "$(rcli EXISTS "$key")" = 0 ]; then
+    say "the key is gone: the worker of its node deleted it"
+    return 0
   fi
+  say "error: the key is still there after 5 s; see $LOGS/worker-*.log"
+  return 1
+}
+
+show_stats() {
+  wait_heartbeats
   echo
   echo "\$ invalctl -H $HOST:$PUB_PORT stats"
   "$INVALCTL" -H "$HOST:$PUB_PORT" stats
 }
 
 usage_hint() {
-  cat <<EOF
+  cat <<EOT
 
 The stack is up:
-  Redis Cluster     $HOST:$BASE-$((BASE + NODES - 1))   (data in $LOCAL/cluster)
+  Redis Cluster     $HOST:$BASE-$((BASE + NODES - 1))   (3 primaries + 3 replicas, data in $LOCAL/cluster)
   inval-publisher   $HOST:$PUB_PORT   metrics http://$HOST:$PUB_METRICS/metrics
-EOF
-  if have_worker; then
-    echo "  inval-worker      admin $HOST:$WORKER_BASE-$((WORKER_BASE + NODES - 1)), metrics $HOST:$WORKER_METRICS_BASE-$((WORKER_METRICS_BASE + NODES - 1))"
-  fi
-  cat <<EOF
+  inval-worker      one per node: admin $HOST:$WORKER_BASE-$((WORKER_BASE + NODES - 1)), metrics $HOST:$WORKER_METRICS_BASE-$((WORKER_METRICS_BASE + NODES - 1))
   logs              $LOGS
 
 Try:
@@ -238,39 +307,47 @@ Try:
   $INVALCTL -H $HOST:$PUB_PORT invalidate --prefix user:42:
   $INVALCTL -H $HOST:$PUB_PORT invalidate --pattern 'user:*:profile'
   $INVALCTL -H $HOST:$PUB_PORT stats
+  $INVALCTL -H $HOST:$WORKER_BASE stats      # one worker's own counters
   $INVALCTL tail -r $HOST:$BASE        # watch cache:invalidation live
   curl -s http://$HOST:$PUB_METRICS/metrics
 
 Stop everything:  $0 down
 Status:           $0 status
-EOF
+EOT
 }
 
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
+  local out p ok=0
   if [ "$NO_BUILD" -eq 0 ]; then
     install_packages
     build
   fi
-  [ -x "$PUBLISHER" ] || die "$PUBLISHER was not built"
-  [ -x "$INVALCTL" ] || die "$INVALCTL was not built"
+  for p in "$PUBLISHER" "$WORKER" "$INVALCTL"; do
+    [ -x "$p" ] || die "$p was not built (run without --no-build)"
+  done
   mkdir -p "$LOCAL" "$RUN" "$LOGS"
-  cluster start
-  start_publisher
-  if have_worker; then
-    start_workers
-  else
-    say "inval-worker is not built; starting the publisher only"
+  UP_STARTED=1
+  out=$(cluster start) || { echo "$out"; die "the cluster did not start"; }
+  echo "$out"
+  if grep -q "cluster created" <<<"$out"; then
+    # A new cluster has a new, empty log: daemons still attached to the
+    # old one restart, and the workers' positions in the old log go.
+    stop_all_daemons
+    for p in $(node_ports); do rm -rf "${LOCAL:?}/worker-$p"; done
   fi
-  demo
+  start_publisher
+  start_workers
+  wait_workers_live
+  demo && ok=1
+  show_stats
   usage_hint
+  [ $ok -eq 1 ] || die "the demo key was not deleted"
 }
 
 cmd_down() {
-  local p
-  for p in $(node_ports); do stop_daemon "worker-$p" "$WORKER"; done
-  stop_daemon publisher "$PUBLISHER"
+  stop_all_daemons
   if [ -d "$LOCAL/cluster" ]; then cluster stop; fi
 }
 
@@ -286,7 +363,7 @@ cmd_status() {
     pid=$(daemon_pid "worker-$p" "$WORKER")
     if [ -n "$pid" ]; then
       echo "worker-$p      pid $pid  $HOST:$((WORKER_BASE + i))"
-    elif have_worker; then
+    else
       echo "worker-$p      stopped"; rc=1
     fi
     i=$((i + 1))
@@ -295,7 +372,6 @@ cmd_status() {
   return $rc
 }
 
-CMD=up
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then CMD=$1; shift; fi
 NO_BUILD=0
 while [ $# -gt 0 ]; do

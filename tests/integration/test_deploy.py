@@ -1,10 +1,13 @@
 """Checks of the deploy/ files against the real programs: redis.conf starts a
 cluster node with the documented settings, the example configs name every
 directive and pass --check-config, the Prometheus rules only use metrics the
-daemons export, and cluster.sh and quickstart.sh start, reuse and stop their
-stack."""
+daemons export, cluster.sh and quickstart.sh start, reuse and stop their
+stack (and the quickstart's demo deletes its key), and `cmake --install`
+yields binaries, units and a client library a program outside the tree can
+link."""
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -200,20 +203,39 @@ def test_cluster_sh_start_reuse_stop(workdir):
     assert not os.path.exists(data)
 
 
+def _exists(port, key):
+    """EXISTS key on the cluster whose node listens on port (following
+    MOVED), through redis-cli as a user would."""
+    res = subprocess.run(["redis-cli", "-c", "-h", HOST, "-p", str(port),
+                          "EXISTS", key], capture_output=True, text=True,
+                         timeout=10, check=True)
+    return int(res.stdout.strip())
+
+
+def _workers_in_stats(pub_port):
+    """(id, role, stale) of every worker in the publisher's stats."""
+    res = harness.invalctl("-H", f"{HOST}:{pub_port}", "stats", "--json",
+                           check=True)
+    return sorted((w["id"], w["role"], w["stale"])
+                  for w in json.loads(res.stdout)["workers"])
+
+
 def test_quickstart_up_reuse_down(workdir):
-    _needs("inval-publisher", "invalctl")
+    _needs("inval-publisher", "inval-worker", "invalctl")
     local = os.path.join(workdir, "local")
+    base = harness.free_port_range(6)
+    pub_port = harness.free_port()
     env = dict(os.environ,
-               INVAL_BASE_PORT=str(harness.free_port_range(6)),
-               INVAL_PUBLISHER_PORT=str(harness.free_port()),
+               INVAL_BASE_PORT=str(base),
+               INVAL_PUBLISHER_PORT=str(pub_port),
                INVAL_PUBLISHER_METRICS_PORT=str(harness.free_port()),
                INVAL_WORKER_BASE_PORT=str(harness.free_port_range(6)),
                INVAL_WORKER_METRICS_BASE_PORT=str(harness.free_port_range(6)),
                INVAL_LOCAL_DIR=local,
                INVAL_QUICKSTART_BUILD=harness.build_dir())
     qs = [os.path.join(DEPLOY, "quickstart.sh")]
-    workers = harness.have_binary("inval-worker") and os.path.exists(
-        os.path.join(harness.build_dir(), "workers", "inval-worker"))
+    demo_key, bystander = "quickstart:user:42", "quickstart:user:43"
+    nodes = [str(p) for p in range(base, base + 6)]
 
     def register():
         _register_pidfiles(f"{local}/cluster/*/redis.pid", "quickstart",
@@ -223,31 +245,137 @@ def test_quickstart_up_reuse_down(workdir):
         _register_pidfiles(f"{local}/run/worker-*.pid", "quickstart",
                            "inval-worker")
 
+    def all_pids():
+        return sorted(_pids(f"{local}/run/*.pid") +
+                      _pids(f"{local}/cluster/*/redis.pid"))
+
     try:
         rc, out = _run(qs + ["up", "--no-build"], env)
         register()
         assert rc == 0, out
-        assert "started publisher" in out
-        assert "Stop everything" in out
-        if workers:
-            assert out.count("started worker-") == 6, out
-            assert "the worker of the key's node deleted it" in out, out
+        assert "cluster created" in out, out
+        assert "started publisher" in out, out
+        assert sorted(re.findall(r"started worker-(\d+) ", out)) == nodes, out
+        # The demo: the key existed, was invalidated, and is gone.
+        assert "the key is gone" in out, out
+        assert _exists(base, demo_key) == 0
+        # The stats printed list all six workers with their roles, and the
+        # publisher's stats agree: three primaries, three standbys, fresh.
+        table = out[out.index("workers (6):"):]
+        assert len(re.findall(r"^  \S+ +\S+ +primary .* ok \(", table,
+                              re.M)) == 3, out
+        assert len(re.findall(r"^  \S+ +\S+ +replica .* ok \(", table,
+                              re.M)) == 3, out
+        workers = _workers_in_stats(pub_port)
+        assert [w[0] for w in workers] == [f"{HOST}:{p}" for p in nodes]
+        assert sorted(w[1] for w in workers) == ["primary"] * 3 + [
+            "replica"] * 3
+        assert not any(w[2] for w in workers)
+        assert "Stop everything" in out and "quickstart.sh down" in out
         rc, out = _run(qs + ["status"], env)
         assert rc == 0, out
-        pids = _pids(f"{local}/run/*.pid") + _pids(
-            f"{local}/cluster/*/redis.pid")
-        assert len(pids) == (13 if workers else 7)
-        # A second up reuses the healthy stack.
+        pids = all_pids()
+        assert len(pids) == 13  # 6 nodes, 6 workers, the publisher
+        # A second up reuses the healthy stack: same processes, and its
+        # demo deletes the demo key again but not a key it does not name.
+        subprocess.run(["redis-cli", "-c", "-h", HOST, "-p", str(base), "SET",
+                        bystander, "x"], check=True, capture_output=True,
+                       timeout=10)
         rc, out = _run(qs + ["up", "--no-build"], env)
         assert rc == 0, out
+        assert "cluster up" in out, out
         assert "publisher already running" in out, out
-        assert sorted(_pids(f"{local}/run/*.pid") + _pids(
-            f"{local}/cluster/*/redis.pid")) == sorted(pids)
+        assert out.count("already running") == 7, out
+        assert "the key is gone" in out, out
+        assert all_pids() == pids
+        assert _exists(base, demo_key) == 0
+        assert _exists(base, bystander) == 1
         rc, out = _run(qs + ["down"], env)
         assert rc == 0, out
-        harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 15,
+        harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 30,
                            what="stack stopped")
+        assert not glob.glob(f"{local}/run/*.pid")
+        assert not any(harness.port_accepts(int(p)) for p in nodes)
+        assert not harness.port_accepts(pub_port)
         rc, out = _run(qs + ["status"], env)
-        assert rc != 0
+        assert rc != 0 and out.count("stopped") == 13, out
     finally:
         _run(qs + ["reset"], env)
+    assert not os.path.exists(local)
+
+
+_CLIENT_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "common/errors.h"
+#include "proto/client.h"
+
+int main(int argc, char **argv) {
+  inv_client_t *c = NULL;
+  char err[256];
+  inv_event_t ev = {INV_KIND_KEY, INV_MODE_HARD, "installed:key", 13};
+  inv_client_ack_t ack;
+  int rc = inv_client_connect("127.0.0.1", atoi(argv[argc - 1]), NULL, &c,
+                              err, sizeof(err));
+  if (rc < 0) {
+    printf("%s: %s\n", inv_err_name(rc), err);
+    return 1;
+  }
+  rc = inv_client_invalidate(c, &ev, 1, &ack);
+  if (rc < 0)
+    printf("%s: %s\n", inv_err_name(rc), inv_client_errstr(c));
+  else
+    printf("acked %llu\n", (unsigned long long)ack.accepted);
+  inv_client_close(c);
+  return rc < 0;
+}
+"""
+
+
+def test_cmake_install_then_link_the_client(workdir, standalone,
+                                            publisher_factory):
+    _needs("inval-publisher", "inval-worker", "invalctl")
+    prefix = os.path.join(workdir, "prefix")
+    rc, out = _run(["cmake", "--install", harness.build_dir(), "--prefix",
+                    prefix], timeout=120)
+    assert rc == 0, out
+    for path in ["bin/inval-publisher", "bin/inval-worker", "bin/invalctl",
+                 "lib/libinval_client.a", "lib/libinval_codec.a",
+                 "lib/libinval_base.a", "include/inval/proto/client.h",
+                 "include/inval/proto/event.h", "include/inval/common/errors.h",
+                 "share/inval/publisher.conf", "share/inval/worker.conf",
+                 "share/inval/redis.conf",
+                 "share/inval/prometheus/inval-rules.yml"]:
+        assert os.path.isfile(os.path.join(prefix, path)), path
+    # The installed units start the installed binaries.
+    for unit, prog in [("inval-publisher.service", "inval-publisher"),
+                       ("inval-worker@.service", "inval-worker")]:
+        with open(os.path.join(prefix, "lib/systemd/system", unit)) as f:
+            starts = re.findall(r"^ExecStart\S*=(\S+)", f.read(), re.M)
+        assert starts == [os.path.join(prefix, "bin", prog)] * 2, starts
+    res = subprocess.run([os.path.join(prefix, "bin", "invalctl"),
+                          "--version"], capture_output=True, text=True,
+                         timeout=10)
+    assert res.returncode == 0 and "invalctl" in res.stdout
+    # A program outside the tree compiles and links with the installed
+    # headers and libraries (flags from the installed pkg-config file) and
+    # gets an ack from a real publisher.
+    src = os.path.join(workdir, "client.c")
+    with open(src, "w") as f:
+        f.write(_CLIENT_PROGRAM)
+    env = dict(os.environ,
+               PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs",
+                            "inval-client"], capture_output=True, text=True,
+                           env=env, timeout=10, check=True).stdout.split()
+    with open(os.path.join(harness.build_dir(), "CMakeCache.txt")) as f:
+        if re.search(r"^INV_SANITIZE:BOOL=ON$", f.read(), re.M):
+            flags.append("-fsanitize=address,undefined")
+    exe = os.path.join(workdir, "client")
+    rc, out = _run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", src,
+                    "-o", exe] + flags, timeout=120)
+    assert rc == 0, out
+    pub = publisher_factory(standalone.addr)
+    rc, out = _run([exe, str(pub.port)], timeout=30)
+    assert rc == 0 and out.strip() == "acked 1", out
+    assert standalone.client().xlen("cache:invalidation:log") == 1

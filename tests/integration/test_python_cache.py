@@ -66,8 +66,8 @@ def test_hit_does_not_regenerate(r):
     regen = Regen()
     c = Counters()
     res = get_or_fill(r, "user:{1}", 60, regen, counters=c)
-    assert res.value == b"cached" and res.hit
-    assert not (res.regenerated or res.stale or res.fenced or res.waited)
+    assert res.value == b"cached" and res.source == "hit" and res.hit
+    assert not (res.regenerated or res.stale or res.fenced or res.polled)
     assert regen.calls == 0
     assert c.snapshot()["hits"] == 1 and c.snapshot()["misses"] == 0
 
@@ -77,15 +77,15 @@ def test_miss_regenerates_and_commits_with_ttl(r, key):
     regen = Regen(b"v1")
     c = Counters()
     res = get_or_fill(r, key, 30, regen, counters=c)
-    assert res.value == b"v1" and res.regenerated
-    assert not (res.hit or res.fenced or res.uncached or res.lockless)
+    assert res.value == b"v1" and res.source == "filled" and res.regenerated
+    assert not (res.hit or res.fenced or res.fallback or res.unlocked)
     st = state(r, key)
     assert st.value == b"v1"
     assert 0 < st.value_ttl_ms <= 30000
     assert st.lock is None and st.stale is None
     # The next read is a hit and does not regenerate.
     res2 = get_or_fill(r, key, 30, regen, counters=c)
-    assert res2.hit and res2.value == b"v1" and regen.calls == 1
+    assert res2.source == "hit" and res2.value == b"v1" and regen.calls == 1
     snap = c.snapshot()
     assert (snap["misses"], snap["regenerations"], snap["commits"],
             snap["hits"]) == (1, 1, 1, 1)
@@ -111,18 +111,23 @@ def test_bad_arguments_are_refused_before_redis(r):
         get_or_fill(r, "k", 60, regen, lock_ttl_ms=0)
     with pytest.raises(TypeError, match="a key must be str or bytes"):
         get_or_fill(r, 42, 60, regen)
+    with pytest.raises(ValueError, match="the key must not be empty"):
+        get_or_fill(r, "", 60, regen)
+    with pytest.raises(ValueError, match="backoff_max_ms must be at least 9"):
+        get_or_fill(r, "k", 60, regen, backoff_min_ms=9, backoff_max_ms=8)
     assert regen.calls == 0 and r.exists("k", "{k}:lock") == 0
 
 
-def _stampede(r, key, nreaders, counters, loser_count_field):
+def _stampede(r, key, nreaders, counters, field, count):
     """nreaders threads call get_or_fill on key at once. The regenerator
-    takes 50 ms and then also waits (up to 60 s) until every loser was
-    counted under loser_count_field, so that each loser provably took its
-    loser's path. Returns (results, regenerator)."""
+    takes 50 ms and then also waits (up to 60 s, for a loaded machine)
+    until counter field reaches count, so that every reader provably got
+    as far as the test needs before the value is committed. Returns
+    (results, regenerator)."""
     def until_losers_counted():
         harness.wait_until(
-            lambda: counters.snapshot()[loser_count_field] >= nreaders - 1,
-            60, what=f"{nreaders - 1} losers counted as {loser_count_field}")
+            lambda: counters.snapshot()[field] >= count, 60,
+            what=f"counter {field} at {count}")
 
     regen = Regen(b"new", delay=0.05, then=until_losers_counted)
     barrier = threading.Barrier(nreaders)
@@ -154,17 +159,17 @@ def test_stampede_hard_one_regeneration_others_wait(r):
     inval.apply_key(r, key, "hard")
     assert r.exists(key) == 0
     c = Counters()
-    results, regen = _stampede(r, key, 200, c, "waits")
+    # Every reader missed before the value is committed.
+    results, regen = _stampede(r, key, 200, c, "misses", 200)
     assert regen.calls == 1
     assert [res.value for res in results] == [b"new"] * 200
-    winners = [res for res in results if res.regenerated]
-    assert len(winners) == 1 and not winners[0].fenced
-    waiters = [res for res in results if not res.regenerated]
-    assert len(waiters) == 199
-    assert all(res.hit and res.waited and not res.stale for res in waiters)
+    assert sorted(res.source for res in results) == \
+        ["filled"] + ["waited"] * 199
     snap = c.snapshot()
     assert snap["regenerations"] == 1 and snap["commits"] == 1
-    assert snap["uncached"] == 0 and snap["fenced"] == 0
+    assert snap["waited"] == 199 and snap["misses"] == 200
+    assert snap["fallbacks"] == 0 and snap["fenced"] == 0
+    assert snap["stale_served"] == 0
     st = state(r, key)
     assert st.value == b"new" and st.lock is None and st.stale is None
 
@@ -177,17 +182,14 @@ def test_stampede_soft_others_get_stale_copy(r):
     assert st.value is None and st.stale == b"old"
     assert 0 < st.stale_ttl_ms <= LONG_MS
     c = Counters()
-    results, regen = _stampede(r, key, 200, c, "stale_served")
+    # Every loser was served the stale copy before the value is committed.
+    results, regen = _stampede(r, key, 200, c, "stale_served", 199)
     assert regen.calls == 1
-    winners = [res for res in results if res.regenerated]
-    assert len(winners) == 1 and winners[0].value == b"new"
-    stale = [res for res in results if not res.regenerated]
-    assert len(stale) == 199
-    assert all(res.stale and res.value == b"old" and not res.hit
-               for res in stale)
+    assert sorted((res.source, res.value) for res in results) == \
+        [("filled", b"new")] + [("stale", b"old")] * 199
     snap = c.snapshot()
     assert snap["regenerations"] == 1 and snap["stale_served"] == 199
-    assert snap["waits"] == 0 and snap["uncached"] == 0
+    assert snap["waited"] == 0 and snap["fallbacks"] == 0
     # The commit replaced the stale copy with the new value.
     st = state(r, key)
     assert st.value == b"new" and st.stale is None and st.lock is None
@@ -208,11 +210,11 @@ def test_fenced_commit_leaves_cache_untouched(r):
         inval.apply_key(r, key, "hard")
         assert state(r, key).lock is None
         other = get_or_fill(r, key, 60, lambda: source["v"], counters=c)
-        assert other.regenerated and other.value == b"new"
+        assert other.source == "filled" and other.value == b"new"
         return loaded
 
     res = get_or_fill(r, key, 60, loaded_then_overtaken, counters=c)
-    assert res.fenced and res.regenerated and res.value == b"old"
+    assert res.source == "fenced" and res.regenerated and res.value == b"old"
     st = state(r, key)
     assert st.value == b"new" and st.lock is None and st.stale is None
     snap = c.snapshot()
@@ -337,16 +339,18 @@ def test_crashed_regenerator_lock_expires(request, r):
     regen = Regen(b"fallback")
     res = get_or_fill(r, key, 60, regen, wait_ms=50, lock_ttl_ms=lock_ttl,
                       counters=c)
-    assert res.uncached and res.waited and res.value == b"fallback"
-    assert c.snapshot()["uncached"] == 1
+    assert res.source == "fallback" and res.polled
+    assert res.value == b"fallback"
+    assert c.snapshot()["fallbacks"] == 1
     st = state(r, key)
     assert st.value is None and st.lock is not None  # not cached
 
     regen2 = Regen(b"recovered")
     res2 = get_or_fill(r, key, 60, regen2, wait_ms=LONG_MS,
                        lock_ttl_ms=lock_ttl, counters=c)
-    assert res2.regenerated and not res2.uncached and not res2.fenced
+    assert res2.source == "filled" and res2.polled
     assert res2.value == b"recovered" and regen2.calls == 1
+    assert c.snapshot()["takeovers"] == 1
     st = state(r, key)
     assert st.value == b"recovered" and st.lock is None
 
@@ -366,7 +370,7 @@ def test_regen_raising_releases_lock(r):
     assert c.snapshot()["regen_errors"] == 1
     # The next reader takes the lock at once instead of waiting.
     res = get_or_fill(r, key, 60, Regen(b"ok"), wait_ms=0, counters=c)
-    assert res.regenerated and not res.waited and res.value == b"ok"
+    assert res.source == "filled" and not res.polled and res.value == b"ok"
     with pytest.raises(TypeError, match="regen\\(\\) must return"):
         get_or_fill(r, "err:{none}", 60, lambda: None)
     assert state(r, "err:{none}").lock is None
@@ -397,23 +401,24 @@ def test_loser_serves_stale_or_waits(r):
     c = Counters()
     res = get_or_fill(r, key, 60, regen, serve_stale=False, wait_ms=100,
                       counters=c)
-    assert res.uncached and res.value == b"mine" and regen.calls == 1
-    assert c.snapshot()["waits"] == 1 and c.snapshot()["uncached"] == 1
+    assert res.source == "fallback" and res.value == b"mine"
+    assert regen.calls == 1 and c.snapshot()["fallbacks"] == 1
     assert r.get(key) is None and r.get(lk) == b"holder"
     # A value committed while a loser waits is picked up.
     timer = threading.Timer(0.2, lambda: r.set(key, b"committed"))
     timer.start()
     res = get_or_fill(r, key, 60, regen, serve_stale=False, wait_ms=LONG_MS)
     timer.join()
-    assert res.hit and res.waited and res.value == b"committed"
+    assert res.source == "waited" and res.polled
+    assert res.value == b"committed"
 
 
-def test_lockless_key_works_without_lock(r):
+def test_unlocked_key_works_without_lock(r):
     key = "a}{b"
     assert not inval.same_slot(key)
     regen = Regen(b"v")
     res = get_or_fill(r, key, 20, regen)
-    assert res.lockless and res.regenerated and res.value == b"v"
+    assert res.source == "unlocked" and res.regenerated and res.value == b"v"
     assert 0 < r.pttl(key) <= 20000
     assert r.exists(b"{a}{b}:lock") == 0
     res = get_or_fill(r, key, 20, regen)

@@ -243,3 +243,61 @@ def _subscribed(w):
     with Client(HOST, w.port) as admin:
         st = admin.stats()
     return st["live"] == 1
+
+
+def test_end_to_end_soft_invalidation_and_fencing(backend, publisher_factory,
+                                                  worker_factory):
+    """Through the real service: a soft prefix invalidation sent by the
+    Python client leaves stale copies with the worker's grace TTL and no
+    locks; a hard key invalidation deletes the lock of a regeneration in
+    flight, so its commit is refused and the pre-write value never lands."""
+    import threading
+
+    r = backend.target.client()
+    workers = [worker_factory(n, "--stale-grace", 20000)
+               for n in backend.nodes() if n.role() == "master"]
+    pub = publisher_factory(backend.seeds)
+    for w in workers:
+        harness.wait_until(lambda: _subscribed(w), 30, what="worker live")
+    for i in range(30):
+        r.set(f"soft:{i}", f"old{i}".encode())
+    r.set("soft-keep", b"v")
+    with Client(HOST, pub.port) as c:
+        c.invalidate([prefix("soft:", mode="soft")])
+    harness.wait_until(
+        lambda: all(inval.inspect(r, f"soft:{i}").value is None
+                    for i in range(30)), 30, what="soft invalidation applied")
+    for i in range(30):
+        st = inval.inspect(r, f"soft:{i}")
+        assert st.stale == f"old{i}".encode() and st.lock is None
+        assert 0 < st.stale_ttl_ms <= 20000
+    assert r.get("soft-keep") == b"v"
+
+    # A regeneration in flight is fenced by a hard invalidation.
+    loaded = threading.Event()
+    release = threading.Event()
+    out = {}
+
+    def slow_regen():
+        loaded.set()
+        assert release.wait(60)
+        return b"pre-write"
+
+    def reader():
+        out["res"] = inval.get_or_fill(r, "acct:{77}", 60, slow_regen,
+                                       lock_ttl_ms=60000)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        assert loaded.wait(30)
+        assert inval.inspect(r, "acct:{77}").lock is not None
+        with Client(HOST, pub.port) as c:
+            c.invalidate([key("acct:{77}")])
+        harness.wait_until(lambda: inval.inspect(r, "acct:{77}").lock is None,
+                           30, what="the worker deleted the lock")
+    finally:
+        release.set()
+        t.join(60)
+    assert out["res"].source == "fenced" and out["res"].value == b"pre-write"
+    assert r.get("acct:{77}") is None

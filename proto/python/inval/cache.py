@@ -11,12 +11,15 @@ get_or_fill() follows the regeneration contract of proto/PROTOCOL.md:
    winner was fenced): the winner gets its fresh value, the cache is left
    alone. When regen() raises, the lock is given up (unlock.lua) and the
    exception propagates.
+   The SET NX and a read of K and S(K) go in one pipelined round trip: a
+   winner that finds K was committed just before its SET NX returns that
+   value and gives the lock back instead of regenerating twice.
 3. A loser serves S(K), flagged stale, when it exists. Otherwise it polls
    K with jittered exponential backoff for up to wait_ms. When the lock
    disappears without a value (the regenerator failed, was fenced or
    crashed and its lock expired) the loser tries to take the lock itself.
    After wait_ms it calls regen() and returns the value without caching it
-   (counted as "uncached").
+   (counted as a fallback).
 
 A key whose lock cannot share its slot (see keys.same_slot) is read
 without lock and stale copy: GET, and on a miss regen() and SET with TTL.
@@ -36,55 +39,88 @@ import redis
 
 from . import keys, lua
 
+# The defaults of the C read path (proto/cache.h), so that readers in both
+# languages behave alike on the same keys.
 DEFAULT_WAIT_MS = 1000
-DEFAULT_LOCK_TTL_MS = 10000
-DEFAULT_POLL_MIN_MS = 5
-DEFAULT_POLL_MAX_MS = 100
+DEFAULT_LOCK_TTL_MS = 5000
+DEFAULT_BACKOFF_MIN_MS = 2
+DEFAULT_BACKOFF_MAX_MS = 50
+
+# Where a value came from; the names of inv_cache_source_name() in C.
+SOURCES = ("hit", "filled", "fenced", "stale", "waited", "fallback",
+           "unlocked")
 
 
 @dataclass(frozen=True)
 class FillResult:
-    """What get_or_fill() returned and how it got it.
+    """What get_or_fill() returned and where it came from.
 
     value is the reply of Redis (bytes, or str with decode_responses) when
     it came from the cache, and regen()'s own return value when this call
-    regenerated it. Flags:
-      hit          the value came from K (also after waiting: see waited)
-      stale        the value is the stale copy S(K)
-      regenerated  this call ran regen()
-      fenced       regenerated, but the commit was refused (not cached)
-      uncached     regenerated after waiting wait_ms, without caching
-      waited       this call waited for another reader's regeneration
-      lockless     K's lock cannot share its slot: no lock was used
-    """
+    regenerated it. source is one of SOURCES:
+      hit       GET K answered at once
+      filled    this call regenerated the value and committed it
+      fenced    this call regenerated it, but the commit was refused
+                because an invalidation deleted the lock (not cached)
+      stale     the stale copy S(K), while another reader regenerates
+      waited    another reader's fresh value, found after losing the lock
+      fallback  regenerated after waiting wait_ms in vain (not cached)
+      unlocked  K's lock cannot share its slot: regenerated and SET
+                without lock
+    polled is true when this call waited in the polling loop (a reader
+    that took the lock over from a crashed holder has source "filled" and
+    polled true). The boolean properties group the sources."""
 
     value: object
-    hit: bool = False
-    stale: bool = False
-    regenerated: bool = False
-    fenced: bool = False
-    uncached: bool = False
-    waited: bool = False
-    lockless: bool = False
+    source: str
+    polled: bool = False
+
+    @property
+    def hit(self):
+        """The value came from K (at once or after waiting)."""
+        return self.source in ("hit", "waited")
+
+    @property
+    def stale(self):
+        return self.source == "stale"
+
+    @property
+    def regenerated(self):
+        """This call ran regen()."""
+        return self.source in ("filled", "fenced", "fallback", "unlocked")
+
+    @property
+    def fenced(self):
+        return self.source == "fenced"
+
+    @property
+    def fallback(self):
+        """Regenerated without caching after the wait ran out."""
+        return self.source == "fallback"
+
+    @property
+    def unlocked(self):
+        return self.source == "unlocked"
 
 
 class Counters:
-    """Thread-safe event counters of the read path. FIELDS:
-      hits           values served from K (including after waiting)
-      misses         GET K found nothing
-      stale_served   stale copies served
-      regenerations  regen() calls (every kind)
-      regen_errors   regen() calls that raised
-      commits        commits that wrote K
+    """Thread-safe counters of the read path, named as the fields of
+    inv_cache_stats_t in C:
+      hits           GET K answered at once
+      misses         GET K was empty on the first try
+      regenerations  regen() calls, fallbacks included
+      commits        values written to K (commit.lua, or SET when unlocked)
       fenced         commits refused because the lock was gone
-      waits          losers that found no stale copy and waited
-      uncached       regenerations after waiting wait_ms, not cached
-      lockless       misses on keys whose lock cannot share their slot
+      stale_served   stale copies returned
+      waited         another reader's fresh value returned
+      fallbacks      losers that gave up waiting and regenerated
+      regen_errors   regen() calls that raised (the lock was given back)
+      takeovers      losers that took the lock while polling
     """
 
-    FIELDS = ("hits", "misses", "stale_served", "regenerations",
-              "regen_errors", "commits", "fenced", "waits", "uncached",
-              "lockless")
+    FIELDS = ("hits", "misses", "regenerations", "commits", "fenced",
+              "stale_served", "waited", "fallbacks", "regen_errors",
+              "takeovers")
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -163,18 +199,18 @@ def _call_regen(regen, counters):
 
 def _unlock(r, lk, token):
     """Gives up the lock if it is still ours. Errors are swallowed: this
-    runs while another exception propagates, and the lock expires after
-    its TTL anyway."""
+    often runs while another exception propagates, and the lock expires
+    after its TTL anyway."""
     try:
         lua.script("unlock")(keys=[lk], args=[token], client=r)
     except redis.RedisError:
         pass
 
 
-def _regenerate(r, k, lk, sk, token, ttl_ms, regen, counters, waited):
+def _regenerate(r, k, lk, sk, token, ttl_ms, regen, c, polled):
     """Runs regen() as the lock holder and commits the value."""
     try:
-        value = _call_regen(regen, counters)
+        value = _call_regen(regen, c)
         committed = lua.script("commit")(keys=[k, lk, sk],
                                          args=[token, value, ttl_ms],
                                          client=r)
@@ -182,22 +218,34 @@ def _regenerate(r, k, lk, sk, token, ttl_ms, regen, counters, waited):
         _unlock(r, lk, token)
         raise
     if committed == 1:
-        counters.add("commits")
-        return FillResult(value, regenerated=True, waited=waited)
-    counters.add("fenced")
-    return FillResult(value, regenerated=True, fenced=True, waited=waited)
+        c.add("commits")
+        return FillResult(value, "filled", polled)
+    c.add("fenced")
+    return FillResult(value, "fenced", polled)
 
 
-def _take_lock(r, lk, lock_ttl_ms):
-    """A fresh 128-bit token when SET L(K) NX PX succeeded, else None."""
+def _attempt(r, k, lk, sk, lock_ttl_ms, serve_stale):
+    """SET L(K) <fresh token> NX PX, then MGET K (and S(K)), in one
+    pipelined round trip. Returns (token or None when the lock is held by
+    another reader, K's value, S(K)'s value or None). Reading K after the
+    SET tells a winner whether the previous holder committed between our
+    first GET and our SET NX (its commit deleted its lock)."""
     token = secrets.token_hex(16)
-    return token if r.set(lk, token, nx=True, px=lock_ttl_ms) else None
+    pipe = r.pipeline(transaction=False)
+    pipe.set(lk, token, nx=True, px=lock_ttl_ms)
+    if serve_stale:
+        pipe.execute_command("MGET", k, sk)
+    else:
+        pipe.execute_command("MGET", k)
+    won, found = pipe.execute()
+    return (token if won else None), found[0], \
+        (found[1] if serve_stale else None)
 
 
 def get_or_fill(r, key, ttl, regen, *, wait_ms=DEFAULT_WAIT_MS,
                 lock_ttl_ms=DEFAULT_LOCK_TTL_MS, serve_stale=True,
-                poll_min_ms=DEFAULT_POLL_MIN_MS,
-                poll_max_ms=DEFAULT_POLL_MAX_MS, counters=None):
+                backoff_min_ms=DEFAULT_BACKOFF_MIN_MS,
+                backoff_max_ms=DEFAULT_BACKOFF_MAX_MS, counters=None):
     """Reads key through the cache, regenerating it at most once across
     concurrent readers. Returns a FillResult.
 
@@ -209,82 +257,92 @@ def get_or_fill(r, key, ttl, regen, *, wait_ms=DEFAULT_WAIT_MS,
     lock_ttl_ms is the lock's lifetime, which must cover a regeneration
     (a crashed regenerator blocks others for at most that long).
     serve_stale=False makes losers wait even when a stale copy exists.
-    Losers poll every poll_min_ms at first, doubling up to poll_max_ms,
-    each sleep drawn uniformly from its upper half.
+    Losers poll after backoff_min_ms at first, doubling up to
+    backoff_max_ms, each sleep drawn uniformly from the upper half.
+    counters (a Counters) defaults to the module's COUNTERS.
 
     Raises TypeError or ValueError for bad arguments (before touching
     Redis), whatever regen() raises (after giving up the lock), and
     redis.RedisError when Redis fails."""
     k = keys.to_bytes(key)
+    if not k:
+        raise ValueError("the key must not be empty")
     ttl_ms = ttl_to_ms(ttl)
     if not callable(regen):
         raise TypeError("regen must be callable")
     _check_ms("wait_ms", wait_ms, 0)
     _check_ms("lock_ttl_ms", lock_ttl_ms, 1)
-    _check_ms("poll_min_ms", poll_min_ms, 1)
-    _check_ms("poll_max_ms", poll_max_ms, poll_min_ms)
+    _check_ms("backoff_min_ms", backoff_min_ms, 1)
+    _check_ms("backoff_max_ms", backoff_max_ms, backoff_min_ms)
     c = counters if counters is not None else COUNTERS
 
     value = r.get(k)
     if value is not None:
         c.add("hits")
-        return FillResult(value, hit=True)
+        return FillResult(value, "hit")
     c.add("misses")
 
     if not keys.same_slot(k):
-        c.add("lockless")
         value = _call_regen(regen, c)
         r.set(k, value, px=ttl_ms or None)
-        return FillResult(value, regenerated=True, lockless=True)
+        c.add("commits")
+        return FillResult(value, "unlocked")
 
     lk, sk = keys.lock_key(k), keys.stale_key(k)
-    token = _take_lock(r, lk, lock_ttl_ms)
-    if token is not None:
-        return _regenerate(r, k, lk, sk, token, ttl_ms, regen, c, False)
+    found = _attempt(r, k, lk, sk, lock_ttl_ms, serve_stale)
+    res = _resolve(r, k, lk, sk, ttl_ms, regen, c, found, False)
+    if res is not None:
+        return res
+    return _wait(r, k, lk, sk, ttl_ms, regen, c, wait_ms, lock_ttl_ms,
+                 serve_stale, backoff_min_ms, backoff_max_ms)
 
-    # Another reader regenerates. The value may have been committed since
-    # our GET; otherwise serve the stale copy if there is one.
-    if serve_stale:
-        value, stale = r.mget(k, sk)
-    else:
-        value, stale = r.get(k), None
+
+def _resolve(r, k, lk, sk, ttl_ms, regen, c, found, polled):
+    """Acts on what _attempt() found; None means "wait"."""
+    token, value, stale = found
     if value is not None:
-        c.add("hits")
-        return FillResult(value, hit=True)
+        if token is not None:
+            _unlock(r, lk, token)
+        c.add("waited")
+        return FillResult(value, "waited", polled)
+    if token is not None:
+        if polled:
+            c.add("takeovers")
+        return _regenerate(r, k, lk, sk, token, ttl_ms, regen, c, polled)
     if stale is not None:
         c.add("stale_served")
-        return FillResult(stale, stale=True)
-    return _wait(r, k, lk, sk, ttl_ms, regen, c, wait_ms, lock_ttl_ms,
-                 serve_stale, poll_min_ms, poll_max_ms)
+        return FillResult(stale, "stale", polled)
+    return None
 
 
 def _wait(r, k, lk, sk, ttl_ms, regen, c, wait_ms, lock_ttl_ms, serve_stale,
-          poll_min_ms, poll_max_ms):
+          backoff_min_ms, backoff_max_ms):
     """A loser's bounded wait: polls K, L(K) (and S(K)) in one MGET with
-    jittered exponential backoff, takes the lock over when it vanished
-    without a value, and regenerates without caching after wait_ms."""
-    c.add("waits")
+    jittered exponential backoff, tries the lock again when it vanished
+    without a value (its holder crashed and the lock expired, or it was
+    fenced), and regenerates without caching after wait_ms."""
     deadline = time.monotonic() + wait_ms / 1000.0
-    delay = poll_min_ms / 1000.0
+    delay = backoff_min_ms / 1000.0
     polled = [k, lk, sk] if serve_stale else [k, lk]
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         time.sleep(min(remaining, random.uniform(delay / 2, delay)))
-        delay = min(delay * 2, poll_max_ms / 1000.0)
-        found = r.mget(polled)
+        delay = min(delay * 2, backoff_max_ms / 1000.0)
+        found = r.execute_command("MGET", *polled)
         if found[0] is not None:
-            c.add("hits")
-            return FillResult(found[0], hit=True, waited=True)
+            c.add("waited")
+            return FillResult(found[0], "waited", True)
         if serve_stale and found[2] is not None:
             c.add("stale_served")
-            return FillResult(found[2], stale=True, waited=True)
+            return FillResult(found[2], "stale", True)
         if found[1] is None:
-            token = _take_lock(r, lk, lock_ttl_ms)
-            if token is not None:
-                return _regenerate(r, k, lk, sk, token, ttl_ms, regen, c,
-                                   True)
-    c.add("uncached")
+            res = _resolve(r, k, lk, sk, ttl_ms, regen, c,
+                           _attempt(r, k, lk, sk, lock_ttl_ms, serve_stale),
+                           True)
+            if res is not None:
+                return res
+    c.add("fallbacks")
     value = _call_regen(regen, c)
-    return FillResult(value, regenerated=True, uncached=True, waited=True)
+    return FillResult(value, "fallback", True)

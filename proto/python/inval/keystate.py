@@ -10,7 +10,8 @@ from . import keys
 class KeyState:
     """The value K, its stale copy S(K) and lock L(K) with their remaining
     TTLs in ms (None when the key is absent, -1 when it has no TTL).
-    lock is the holder's token. lockless keys have no S(K) and L(K)."""
+    lock is the holder's token. unlocked keys (their lock cannot share
+    their slot) have no S(K) and L(K)."""
 
     key: bytes
     value: object
@@ -19,7 +20,7 @@ class KeyState:
     stale_ttl_ms: object
     lock: object
     lock_ttl_ms: object
-    lockless: bool
+    unlocked: bool
 
 
 def _ttl(pttl):
@@ -30,8 +31,8 @@ def inspect(r, key):
     """A KeyState for key, read in one pipelined round trip. Raises
     redis.RedisError when Redis fails."""
     k = keys.to_bytes(key)
-    lockless = not keys.same_slot(k)
-    names = [k] if lockless else [k, keys.stale_key(k), keys.lock_key(k)]
+    unlocked = not keys.same_slot(k)
+    names = [k] if unlocked else [k, keys.stale_key(k), keys.lock_key(k)]
     pipe = r.pipeline(transaction=False)
     for name in names:
         pipe.get(name)
@@ -39,4 +40,4 @@ def inspect(r, key):
     out = pipe.execute()
     out += [None, -2] * (3 - len(names))
     return KeyState(k, out[0], _ttl(out[1]), out[2], _ttl(out[3]), out[4],
-                    _ttl(out[5]), lockless)
+                    _ttl(out[5]), unlocked)

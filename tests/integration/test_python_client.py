@@ -9,7 +9,6 @@ The package is imported from the source tree."""
 
 import os
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 import harness
 from harness import HOST
 from pubtest import Backend, backend, expect_event  # noqa: F401 - fixture
+from test_invalctl import make_cert
 
 sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
 
@@ -160,17 +160,6 @@ def test_auth_token(standalone, publisher_factory):
     targets = [e["target"] for e in logged_events(Backend("standalone",
                                                           standalone))]
     assert targets == ["tok:1", "tok:3"]
-
-
-def make_cert(workdir, name, cn="localhost"):
-    cert = os.path.join(workdir, f"{name}.crt")
-    keyf = os.path.join(workdir, f"{name}.key")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", keyf, "-out", cert, "-days", "2", "-subj", f"/CN={cn}",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True)
-    return cert, keyf
 
 
 def test_tls(standalone, publisher_factory, workdir):

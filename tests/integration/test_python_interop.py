@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
 
 import inval  # noqa: E402
 from inval import Counters, get_or_fill  # noqa: E402
-from inval import keys as ikeys  # noqa: E402
 
 LONG_MS = 60000
 

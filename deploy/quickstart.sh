@@ -50,6 +50,7 @@ LOGS=$LOCAL/logs
 
 CMD=up
 UP_STARTED=0  # set once up starts processes: die then says how to stop them
+DEMO_ID=none  # the log entry id of the demo's invalidation
 
 say() { echo "quickstart: $*"; }
 die() {
@@ -242,15 +243,17 @@ wait_workers_live() {
 }
 
 # Polls until the publisher's stats list a fresh heartbeat of every worker
-# (the publisher re-reads them about once a second).
+# (the publisher re-reads them about once a second) that reports the demo's
+# log entry id, $DEMO_ID, as applied: primaries and standbys alike saw it.
 wait_heartbeats() {
-  local n deadline=$((SECONDS + 30))
+  local json fresh seen deadline=$((SECONDS + 30))
   while :; do
-    n=$("$INVALCTL" -H "$HOST:$PUB_PORT" stats --json 2>/dev/null |
-        grep -c '"stale": false' || true)
-    [ "$n" -ge $NODES ] && return 0
+    json=$("$INVALCTL" -H "$HOST:$PUB_PORT" stats --json 2>/dev/null || true)
+    fresh=$(grep -c '"stale": false' <<<"$json" || true)
+    seen=$(grep -c "\"last_id\": \"$DEMO_ID\"" <<<"$json" || true)
+    [ "$fresh" -ge $NODES ] && [ "$seen" -ge $NODES ] && return 0
     if [ $SECONDS -ge $deadline ]; then
-      say "warning: only $n of $NODES fresh worker heartbeats after 30 s"
+      say "warning: after 30 s, $fresh of $NODES worker heartbeats are fresh and $seen report the demo event"
       return 0
     fi
     sleep 0.2
@@ -261,7 +264,7 @@ rcli() { redis-cli -c -h "$HOST" -p "$BASE" "$@"; }
 
 # Returns 0 when the demo key was deleted by its node's worker.
 demo() {
-  local key="quickstart:user:42" i
+  local key="quickstart:user:42" i out
   echo
   say "demo: cache a value, invalidate it through the publisher, see it gone"
   echo "\$ redis-cli -c -p $BASE SET $key '{\"name\":\"Ada\"}'"
@@ -269,7 +272,9 @@ demo() {
   echo "\$ redis-cli -c -p $BASE EXISTS $key"
   rcli EXISTS "$key"
   echo "\$ invalctl -H $HOST:$PUB_PORT invalidate $key"
-  "$INVALCTL" -H "$HOST:$PUB_PORT" invalidate "$key" || return 1
+  out=$("$INVALCTL" -H "$HOST:$PUB_PORT" invalidate "$key") || return 1
+  echo "$out"
+  DEMO_ID=${out##* }
   # The ack means logged and broadcast; the worker deletes the key a moment
   # later.
   for i in $(seq 1 50); do

@@ -424,7 +424,7 @@ static int read_params(const msgpack_object *o, inv_msg_t *msg,
 
 int inv_msg_decode(const char *frame, size_t len, inv_msg_t *msg,
                    char errstr[128]) {
-  char why[100];
+  char why[128]; /* as large as the framer's errstr, which it receives */
   size_t off = 0;
   const msgpack_object *root, *a;
   uint32_t n;

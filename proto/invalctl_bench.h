@@ -3,8 +3,8 @@
  * shares with its end-to-end probe (invalctl_bench_e2e.c).
  *
  * The probe seeds one key per event on the Redis primaries that own them,
- * subscribes to the keyevent notifications for del and unlink on every
- * primary, and turns each notification of a seeded key into a latency
+ * subscribes to the keyevent notifications for del, unlink and rename_from
+ * (a soft invalidation renames the key to its stale copy) on every primary, and turns each notification of a seeded key into a latency
  * sample: the time from the moment the load generator buffered the event
  * to the moment the key's node announced it gone. Keys are named
  * "<key prefix>e2e:<index>" (plus ":k" for prefix and pattern events), so
@@ -36,8 +36,8 @@ typedef struct inv_bench_e2e_opts_s {
 /*
  * Connects to the nodes (standalone or cluster: CLUSTER SLOTS tells), turns
  * on keyevent notifications for generic commands (E and g) on every
- * primary, subscribes to __keyevent@0__:del and :unlink, and seeds every
- * key. Returns 0 and *out, or -1 with a message in err. The caller owns
+ * primary, subscribes to __keyevent@0__:del, :unlink and :rename_from, and
+ * seeds every key. Returns 0 and *out, or -1 with a message in err. The caller owns
  * *out and frees it with inv__bench_e2e_free(), which also restores each
  * primary's notify-keyspace-events setting.
  */

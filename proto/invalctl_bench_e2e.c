@@ -2,8 +2,10 @@
  * invalctl bench --e2e: the end-to-end probe. It measures what a cache
  * user cares about, the time from sending an invalidation to the key being
  * gone on its node, with keyevent notifications: each primary announces
- * every DEL and UNLINK it executes on __keyevent@0__:<command>, so the
- * probe learns the moment a key went without polling for it. The probe
+ * every DEL and UNLINK it executes on __keyevent@0__:<command> (and a
+ * soft invalidation's RENAME of the key to its stale copy on
+ * __keyevent@0__:rename_from), so the probe learns the moment a key went
+ * without polling for it. The probe
  * seeds its keys with pipelined SETs on the owning primaries first.
  *
  * Blocking hiredis connections are enough here: commands run before the
@@ -152,7 +154,7 @@ static redisReply *command(node_t *n, char *err, size_t errlen,
 }
 
 /* Turns on E (keyevent) and g (generic commands) on the node, keeping the
- * flags it had, and subscribes to the del and unlink events. */
+ * flags it had, and subscribes to the del, unlink and rename_from events. */
 static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err,
                       size_t errlen) {
   redisReply *r;
@@ -175,12 +177,12 @@ static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err,
   n->sub = connect_node(n->host, n->port, e->opts.timeout_ms, err, errlen);
   if (n->sub == NULL) return -1;
   if (redisAppendCommand(n->sub,
-                         "SUBSCRIBE __keyevent@0__:del __keyevent@0__:unlink") !=
-      REDIS_OK) {
+                         "SUBSCRIBE __keyevent@0__:del __keyevent@0__:unlink "
+                         "__keyevent@0__:rename_from") != REDIS_OK) {
     snprintf(err, errlen, "redis %s:%d: out of memory", n->host, n->port);
     return -1;
   }
-  for (i = 0; i < 2; i++) {
+  for (i = 0; i < 3; i++) {
     void *reply = NULL;
     if (redisGetReply(n->sub, &reply) != REDIS_OK) {
       snprintf(err, errlen, "redis %s:%d: subscribe: %s", n->host, n->port,

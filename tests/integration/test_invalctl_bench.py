@@ -172,9 +172,10 @@ def test_help_lists_bench():
     assert "bench" in res.stdout
 
 
-@pytest.mark.parametrize("notify", [False, True])
+@pytest.mark.parametrize("notify, soft", [(False, False), (True, False),
+                                          (False, True)])
 def test_e2e_standalone(standalone, publisher_factory, worker_factory,
-                        notify):
+                        notify, soft):
     r = standalone.client()
     r.config_set("notify-keyspace-events", "Kx")
     r.set("bystander", "stays")
@@ -186,7 +187,10 @@ def test_e2e_standalone(standalone, publisher_factory, worker_factory,
             "--redis", standalone.addr, "--wait", "30"]
     if notify:
         args.append("--notify")
+    if soft:
+        args.append("--soft")
     fig = bench_json(pub.port, *args)
+    assert fig["mode"] == ("soft" if soft else "hard")
     e2e = fig["e2e"]
     assert e2e["primaries"] == 1 and e2e["cluster"] is False
     assert e2e["keys"] == 300 and e2e["gone"] == 300 and e2e["early"] == 0
@@ -199,6 +203,10 @@ def test_e2e_standalone(standalone, publisher_factory, worker_factory,
     # node's notification flags are back to what they were.
     assert r.keys("bench:e2e:*") == []
     assert r.get("bystander") == b"stays"
+    if soft:
+        # A soft invalidation keeps each value as its stale copy.
+        stale = [k for k in r.keys("*") if b"bench:e2e:" in k]
+        assert len(stale) == 300, stale[:5]
     flags = r.config_get("notify-keyspace-events")["notify-keyspace-events"]
     assert sorted(flags) == sorted("Kx")
 

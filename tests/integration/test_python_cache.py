@@ -326,7 +326,7 @@ def test_crashed_regenerator_lock_expires(request, r):
     is_cluster = "cluster" in request.node.callspec.id
     node = r.get_default_node() if is_cluster else None
     port = node.port if node else r.connection_pool.connection_kwargs["port"]
-    lock_ttl = 3000
+    lock_ttl = 5000
     p = subprocess.run([sys.executable, "-c", CRASHER, PKG_DIR, harness.HOST,
                         str(port), "1" if is_cluster else "0", key,
                         str(lock_ttl)], capture_output=True, timeout=60)
@@ -450,3 +450,14 @@ def test_names_and_slots_agree_with_redis(cluster):
     assert ikeys.stale_key("{user}:42") == b"{user}:42:stale"
     assert not ikeys.same_slot("a}{b") and not ikeys.same_slot("{}x")
     assert cl.ping()
+
+
+def test_scripts_reloaded_after_script_flush(r):
+    """EVALSHA answered NOSCRIPT (the server lost its script cache, or a
+    failover promoted a replica that never saw SCRIPT LOAD): the script is
+    loaded again and the commit goes through."""
+    get_or_fill(r, "sf:{1}", 60, Regen(b"a"))
+    r.script_flush()
+    res = get_or_fill(r, "sf:{2}", 60, Regen(b"b"))
+    assert res.source == "filled" and r.get("sf:{2}") == b"b"
+    assert state(r, "sf:{2}").lock is None

@@ -290,3 +290,23 @@ def test_end_to_end_soft_invalidation_and_fencing(backend, publisher_factory,
         t.join(60)
     assert out["res"].source == "fenced" and out["res"].value == b"pre-write"
     assert r.get("acct:{77}") is None
+
+
+def test_late_reply_after_timeout(standalone, publisher_factory):
+    """A reply that misses its timeout raises InvalTimeoutError; the client
+    stays usable and the late reply is matched by msgid."""
+    b = Backend("standalone", standalone)
+    pub = publisher_factory([standalone.addr])
+    with Client(HOST, pub.port, timeout=30) as c:
+        b.pause_log_node(20000)
+        try:
+            p = c.invalidate_async([key("late:1")])
+            with pytest.raises(InvalTimeoutError) as ei:
+                p.result(timeout=0.3)
+            assert ei.value.code == "ETIMEDOUT" and ei.value.retryable is False
+            assert c.ping() == "PONG"  # answered without Redis
+        finally:
+            b.unpause_log_node()
+        assert p.result()["accepted"] == 1
+        assert c.invalidate([key("late:2")])["accepted"] == 1
+    assert [e["target"] for e in logged_events(b)] == ["late:1", "late:2"]

@@ -16,6 +16,8 @@ its own key namespace, so the tests do not disturb each other's keys.
   keys_scanned stays 0. Only the matching keys of the slot go.
 """
 
+import time
+
 import pytest
 
 import harness
@@ -114,17 +116,27 @@ def test_prefix_and_pattern_exact_matches(loaded, worker_factory,
     pub = publisher_factory(topo.seeds)
     filler_before = sum(len(node_keys(p, "fill:*")) for p in topo.primaries())
 
+    t0 = time.monotonic()
     last = send_events(pub, events, chunk=len(events))
 
     wait_gone(topo, "sp:*", gone, 90, "matching keys removed")
     wait_applied(workers, last, 90)
     settle(workers)
+    elapsed = time.monotonic() - t0
     assert_keyset(keys_present(topo, "sp:*"), kept, "sp: keys after")
+    owners = topo.owners()
+    for p in topo.primaries():
+        # Every primary still holds exactly its own non-matching keys.
+        assert_keyset(node_keys(p, "sp:*"),
+                      {k for k in kept if owners[key_slot(k)].port == p.port},
+                      f"sp: keys on {p.addr}")
+    print(f"{topo.kind}: {len(gone)} keys unlinked out of {total} in "
+          f"{elapsed:.2f} s ({len(gone) / elapsed:.0f} keys/s, "
+          f"{total / elapsed:.0f} keys/s scanned)")
     filler_after = sum(len(node_keys(p, "fill:*")) for p in topo.primaries())
     assert filler_after == filler_before == FILLER
 
     primaries = {p.addr for p in topo.primaries()}
-    owners = topo.owners()
     gone_per_node = {}
     for k in gone:
         a = owners[key_slot(k)].addr

@@ -15,6 +15,7 @@
 
 #define MAX_NODES 1024
 #define MAX_REDIRECTS 16
+#define MAX_BUSY_RETRIES 40 /* TRYAGAIN / CLUSTERDOWN, 50 ms apart */
 
 typedef struct node_s {
   inv_addr_t addr;
@@ -28,6 +29,7 @@ struct inv_cache_redis_s {
   node_t *nodes;
   size_t nnodes;
   short slots[INV_SLOTS]; /* node index of each slot, -1 unknown */
+  uint64_t redirects;     /* MOVED and ASK replies followed */
   char errstr[256];
 };
 
@@ -197,6 +199,8 @@ int inv_cache_redis_is_cluster(const inv_cache_redis_t *r) { return r->cluster; 
 
 const char *inv_cache_redis_errstr(const inv_cache_redis_t *r) { return r->errstr; }
 
+uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r) { return r->redirects; }
+
 /* Parses "MOVED 3999 host:port" / "ASK ...". Returns 1 with *ask, host and
  * port, else 0. */
 static int parse_redirect(const redisReply *rep, int *ask, char *host,
@@ -254,13 +258,14 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
                             size_t keylen, int argc, const char **argv,
                             const size_t *lens, redisReply **reply) {
   unsigned slot = inv_key_slot(key, keylen);
-  int asking = 0, ask_node = -1, reconnected = 0;
-  for (int attempt = 0; attempt < MAX_REDIRECTS; attempt++) {
+  int asking = 0, ask_node = -1, reconnected = 0, busy = 0;
+  for (int attempt = 0; attempt < MAX_REDIRECTS;) {
     int idx = 0;
     if (r->cluster) {
       idx = ask_node >= 0 ? ask_node : r->slots[slot];
       if (idx < 0) {
         if (refresh_map(r) != 0 || r->slots[slot] < 0) {
+          attempt++;
           pause_ms(50);
           continue;
         }
@@ -273,6 +278,7 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
     if (rep == NULL) {
       /* Reconnect once: a restarted node or a failover. */
       if (reconnected++) return INV_EIO;
+      attempt++;
       if (r->cluster) refresh_map(r);
       continue;
     }
@@ -283,6 +289,8 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
         int to = node_index(r, host, port);
         freeReplyObject(rep);
         if (to < 0) return INV_ENOMEM;
+        r->redirects++;
+        attempt++;
         if (ask) {
           asking = 1;
           ask_node = to;
@@ -291,9 +299,12 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
         }
         continue;
       }
-      if (starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN")) {
+      /* A multi-key command whose keys are split by a migration in
+       * progress (TRYAGAIN), or a cluster electing a new primary. */
+      if ((starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN")) &&
+          busy++ < MAX_BUSY_RETRIES) {
         freeReplyObject(rep);
-        pause_ms(20);
+        pause_ms(50);
         continue;
       }
     }

@@ -5,7 +5,8 @@
  * A cluster is recognised by CLUSTER SLOTS at open; commands then go to
  * the node owning their key's slot, with MOVED (the slot map entry is
  * updated and the command resent) and ASK (ASKING + the command, on the
- * named node) followed up to a bound. A dropped connection is reopened
+ * named node) followed up to 16 times, and TRYAGAIN / CLUSTERDOWN retried
+ * every 50 ms for up to 2 s. A dropped connection is reopened
  * and the map refreshed once per command. Standalone Redis gets every
  * command on its one connection.
  *
@@ -17,6 +18,7 @@
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "proto/scripts.h"
 
@@ -57,6 +59,9 @@ int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
                          int nkeys, const char **keys, const size_t *klens,
                          int nargs, const char **args, const size_t *alens,
                          redisReply **reply);
+
+/* MOVED and ASK replies followed so far. */
+uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r);
 
 /* The last error message (connection or protocol), "" if none. */
 const char *inv_cache_redis_errstr(const inv_cache_redis_t *r);

@@ -59,7 +59,8 @@ def parse(text):
             out["got"][(parts[1], parts[2])] = int(parts[3])
         elif parts[0] == "error":
             out["errors"].append(parts[1])
-        elif parts[0].startswith("stat.") or parts[0] == "regenerations":
+        elif parts[0].startswith("stat.") or parts[0] in ("regenerations",
+                                                           "redirects"):
             out[parts[0]] = int(parts[1])
         elif len(parts) >= 2:
             out[parts[0]] = " ".join(parts[1:])

@@ -2,7 +2,8 @@
  * cache_check: drives the C read path (proto/cache.h) against real Redis
  * for tests/integration/test_regen_*.py. Every mode prints "name value"
  * lines on stdout for the test to parse, then the summed read-path
- * counters as "stat.<name> N".
+ * counters as "stat.<name> N" (stampede and readers also print
+ * "redirects N", the MOVED/ASK replies their routers followed).
  *
  *   cache_check get -r SEEDS -k KEY -v VALUE [--regen-ms N] [--fail]
  *       One get-or-fill whose regenerator returns VALUE (or fails).
@@ -262,6 +263,9 @@ static int run_threads(int stampede) {
     inv_cache_value_free(&ts[i].v);
   }
   print_stats(&sum);
+  uint64_t redirects = 0;
+  for (long i = 0; i < threads; i++) redirects += inv_cache_redis_redirects(ts[i].r);
+  printf("redirects %llu\n", (unsigned long long)redirects);
   for (long i = 0; i < threads; i++) {
     inv_cache_value_free(&ts[i].v);
     inv_cache_redis_close(ts[i].r);

@@ -427,8 +427,10 @@ def test_unlocked_key_works_without_lock(r):
     assert r.exists(key) == 0 and r.exists(b"{a}{b}:stale") == 0
 
 
+# "}x9069": L(K) lands in K's slot by chance, S(K) does not (both are
+# hashed whole, since "{}x9069}" has an empty tag).
 KEYS = ["user:42", "{user}:42", "a{b}c", "{}x", "x{}", "a}{b", "{a}{b}",
-        "{{x}}", "}", "{", b"\xff\x00{\x01}", "ümlaut"]
+        "{{x}}", "}", "{", b"\xff\x00{\x01}", "ümlaut", "}x9069"]
 
 
 def test_names_and_slots_agree_with_redis(cluster):
@@ -449,6 +451,8 @@ def test_names_and_slots_agree_with_redis(cluster):
     assert ikeys.lock_key("user:42") == b"{user:42}:lock"
     assert ikeys.stale_key("{user}:42") == b"{user}:42:stale"
     assert not ikeys.same_slot("a}{b") and not ikeys.same_slot("{}x")
+    assert ikeys.key_slot(ikeys.lock_key("}x9069")) == ikeys.key_slot("}x9069")
+    assert not ikeys.same_slot("}x9069")
     assert cl.ping()
 
 

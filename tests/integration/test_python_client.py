@@ -50,10 +50,15 @@ def test_invalidate_every_kind_and_mode(backend, publisher_factory):
               pattern("{tag}:*", mode="soft")]
     with Client(HOST, pub.port) as c:
         ack = c.invalidate(events)
+        c.notify_invalidate([key("notified")])  # never answered
+        assert c.ping() == "PONG"
     assert ack["accepted"] == 5
     entries = dict(backend.log_entries())
     assert ack["id"] in entries
     assert entries[ack["id"]]["events"] == [expect_event(e) for e in events]
+    harness.wait_until(lambda: "notified" in
+                       [e["target"] for e in logged_events(backend)], 30,
+                       what="the notification logged")
 
 
 def test_pipelined_replies_matched_by_msgid(backend, publisher_factory):

@@ -240,3 +240,19 @@ def test_mixed_stampede_regenerates_once(side):
     assert side.r.get(key) == winner.encode()
     print(f"mixed stampede: {winner} regenerated; C outcomes {res['got']}, "
           f"Python {counters.snapshot()}")
+
+
+def test_both_read_unlocked_keys_without_lock(side):
+    """Keys whose lock or stale copy cannot share their slot are read
+    without lock by both ("}x9069": only the lock lands in K's slot)."""
+    for key in ("a}{b", "}x9069"):
+        res = cache_check(side, "get", key, "-v", "c-plain", "--ttl-ms", 30000)
+        assert res["source"] == "unlocked" and res["value"] == "c-plain"
+        py = get_or_fill(side.r, key, 30, lambda: b"unused")
+        assert py.source == "hit" and py.value == b"c-plain"
+        side.r.delete(key)
+        py = get_or_fill(side.r, key, 30, lambda: b"py-plain")
+        assert py.source == "unlocked"
+        res = cache_check(side, "get", key, "-v", "unused")
+        assert res["source"] == "hit" and res["value"] == "py-plain"
+        assert side.r.exists(b"{" + key.encode() + b"}:lock") == 0

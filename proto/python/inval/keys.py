@@ -5,9 +5,9 @@ For a value key K the lock key L(K) and the stale copy S(K) are built from
 a base B(K): K itself when K has a non-empty hash tag, otherwise "{K}",
 which hashes like K. L(K) = B(K) + ":lock" and S(K) = B(K) + ":stale", so
 all three live in K's slot and one script can touch them together. When
-the rule cannot keep the slot (K = "a}{b" has no tag, but "{a}{b}" has
-the tag "a"), a reader works without lock and stale copy; same_slot()
-tells which case applies.
+the rule cannot keep the slot of both names (K = "a}{b" has no tag, but
+"{a}{b}" has the tag "a"), a reader works without lock and stale copy;
+same_slot() tells which case applies.
 
 Keys are handled as bytes: a str is encoded as UTF-8, as redis-py does
 with its default encoding.
@@ -87,7 +87,11 @@ def stale_key(key):
 
 
 def same_slot(key):
-    """True when L(K) and S(K) hash to K's slot, so the lock and the stale
-    copy may be used; False for keys such as "a}{b" whose wrapped base
-    gains a different tag."""
-    return key_slot(lock_key(key)) == key_slot(key)
+    """True when L(K) and S(K) both hash to K's slot, so the lock and the
+    stale copy may be used; False for keys such as "a}{b", whose wrapped
+    base gains a different tag. Both names are checked, as the C side
+    does: for an untagged K starting with "}" the base "{}..." has an
+    empty tag, so L(K) and S(K) are hashed whole and one of them may land
+    in K's slot by chance while the other does not ("}x9069")."""
+    slot = key_slot(key)
+    return key_slot(lock_key(key)) == slot and key_slot(stale_key(key)) == slot

@@ -30,6 +30,11 @@ void inv__worker_save_state(inv_worker_t *w) {
 static void role_timer_cb(uv_timer_t *t) {
   inv_worker_t *w = t->data;
   inv__worker_poll_role(w);
+  inv__worker_takeover_tick(w);
+  /* A failed slot-map refresh is retried here rather than by the slower
+   * periodic refresh: intake waits for the map. */
+  if (!w->map_known && !w->map_inflight && inv_redis_is_connected(w->cmd))
+    inv__worker_refresh_map(w);
   /* Also the retry point of an intake that went idle after a failure. */
   inv__worker_maybe_start(w);
 }

@@ -40,6 +40,7 @@
 #define INV__SCANS_PENDING_MAX 1000 /* waiting scan jobs before intake pauses */
 #define INV__MAP_REFRESH_MS 5000
 #define INV__BEHIND_MAX 1000
+#define INV__TAKEOVER_RECHECK_MS 60000 /* keep asking the heartbeats this long */
 
 enum { INV__ROLE_UNKNOWN = 0, INV__ROLE_PRIMARY = 1, INV__ROLE_REPLICA = 2 };
 enum { INV__IN_IDLE = 0, INV__IN_CATCHUP, INV__IN_DRAIN, INV__IN_LIVE };
@@ -84,6 +85,11 @@ struct inv_worker_s {
                             cleared on every reconnect of cmd */
   inv_slot_map_t map;
   int takeover_pending;  /* promoted: waiting for the heartbeats */
+  int takeover_inflight; /* the HGETALL of the heartbeats is out */
+  int takeover_recheck;  /* replayed from our own position because the
+                            heartbeats could not be read: read them again */
+  uint64_t takeover_since_us; /* when the promotion was seen */
+  inv_sid_t takeover_from;    /* where the takeover replay started */
 
   /* Positions. */
   int have_position;
@@ -162,7 +168,15 @@ void inv__worker_drain(inv_worker_t *w);
 /* Log (worker_log.c). */
 void inv__worker_begin_catchup(inv_worker_t *w, int check_position);
 void inv__worker_next_page(inv_worker_t *w);
+/* Reads the heartbeats to find where the old primary's worker stood and
+ * replays from there minus the takeover window. When they cannot be read it
+ * replays from its own position at once (never stalling intake) and reads
+ * them again on every role poll for INV__TAKEOVER_RECHECK_MS, replaying
+ * further back if the old worker turns out to have been behind. */
 void inv__worker_takeover(inv_worker_t *w);
+/* Called on every role poll: asks the heartbeats again while a recheck is
+ * due. */
+void inv__worker_takeover_tick(inv_worker_t *w);
 void inv__worker_heartbeat(inv_worker_t *w);
 void inv__worker_refresh_behind(inv_worker_t *w);
 

@@ -260,45 +260,99 @@ void inv__worker_begin_catchup(inv_worker_t *w, int check_position) {
   w->catchup_inflight++;
 }
 
-/* HGETALL of the heartbeats: the old primary's worker's position. */
+/* Finds the position the old primary's worker last reported in an HGETALL
+ * reply of the heartbeats. Returns 1 and *pos when found (the earliest, if
+ * several workers served that node), else 0. */
+static int old_position(inv_worker_t *w, const redisReply *reply, inv_sid_t *pos) {
+  int found = 0;
+  for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+    const redisReply *v = reply->element[i + 1];
+    inv_heartbeat_t hb;
+    inv_sid_t id;
+    if (v->type != REDIS_REPLY_STRING ||
+        inv_heartbeat_decode(v->str, v->len, &hb) != 0 ||
+        strcmp(hb.node, w->master_addr) != 0 ||
+        inv_sid_parse(hb.last_id, strlen(hb.last_id), &id) != 0)
+      continue;
+    inv_log_info(w->ctx, "old primary %s's worker %s last applied %s", hb.node,
+                 hb.id, hb.last_id);
+    if (!found || inv_sid_cmp(id, *pos) < 0) *pos = id;
+    found = 1;
+  }
+  return found;
+}
+
+/* Ends the wait of a promotion: replays from the takeover window before
+ * from. */
+static void takeover_start(inv_worker_t *w, inv_sid_t from, const char *why) {
+  char a[INV_SID_STRLEN];
+  inv_sid_t start = inv_sid_minus_ms(from, w->conf->takeover_window_ms);
+  w->takeover_pending = 0;
+  w->takeover_from = start;
+  inv_log_info(w->ctx, "promoted: taking over from %s", inv_sid_format(start, a));
+  inv__worker_rewind(w, start, 1, why);
+}
+
 static void takeover_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   inv_worker_t *w = data;
-  inv_sid_t from = w->done;
+  inv_sid_t old;
   char a[INV_SID_STRLEN];
   (void)c;
-  if (w->closing) return;
-  if (err == 0 && reply->type == REDIS_REPLY_ARRAY) {
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-      const redisReply *v = reply->element[i + 1];
-      inv_heartbeat_t hb;
-      inv_sid_t id;
-      if (v->type != REDIS_REPLY_STRING ||
-          inv_heartbeat_decode(v->str, v->len, &hb) != 0 ||
-          strcmp(hb.node, w->master_addr) != 0 ||
-          inv_sid_parse(hb.last_id, strlen(hb.last_id), &id) != 0)
-        continue;
-      inv_log_info(w->ctx, "old primary %s's worker %s last applied %s",
-                   hb.node, hb.id, hb.last_id);
-      if (inv_sid_cmp(id, from) < 0) from = id;
+  w->takeover_inflight = 0;
+  if (w->closing || (!w->takeover_pending && !w->takeover_recheck)) return;
+  if (err < 0 || reply->type != REDIS_REPLY_ARRAY) {
+    if (w->takeover_pending) {
+      inv_log_warn(w->ctx, "could not read the heartbeats (%s); replaying from "
+                   "our own position and asking again",
+                   err < 0 ? inv_strerror(err) : reply->str);
+      w->takeover_recheck = 1;
+      takeover_start(w, w->done, "promotion");
     }
-  } else {
-    inv_log_warn(w->ctx, "could not read heartbeats (%s); replaying from our own "
-                 "position", err < 0 ? inv_strerror(err) : "error reply");
+    return;
   }
-  w->takeover_pending = 0;
-  inv_sid_t start = inv_sid_minus_ms(from, w->conf->takeover_window_ms);
-  inv_log_info(w->ctx, "promoted: taking over from %s", inv_sid_format(start, a));
-  inv__worker_rewind(w, start, 1, "promotion");
+  int found = old_position(w, reply, &old);
+  if (w->takeover_pending) {
+    inv_sid_t from = w->done;
+    if (found && inv_sid_cmp(old, from) < 0) from = old;
+    takeover_start(w, from, "promotion");
+    return;
+  }
+  /* A recheck after replaying from our own position. */
+  w->takeover_recheck = 0;
+  if (!found) return;
+  inv_sid_t start = inv_sid_minus_ms(old, w->conf->takeover_window_ms);
+  if (inv_sid_cmp(start, w->takeover_from) >= 0) return;
+  inv_log_warn(w->ctx, "the old primary's worker was behind our replay: "
+               "replaying from %s", inv_sid_format(start, a));
+  w->takeover_from = start;
+  inv__worker_rewind(w, start, 1, "promotion (old worker behind)");
 }
 
 void inv__worker_takeover(inv_worker_t *w) {
   const char *argv[2] = {"HGETALL", INV_HEARTBEAT_KEY};
-  if (log_cmd(w, INV_HEARTBEAT_KEY, 2, argv, takeover_cb, w) != 0) {
-    /* The heartbeats cannot be asked: replay from our own position. */
-    w->takeover_pending = 0;
-    inv__worker_rewind(w, inv_sid_minus_ms(w->done, w->conf->takeover_window_ms),
-                       1, "promotion");
+  if (w->takeover_inflight || w->closing) return;
+  if (log_cmd(w, INV_HEARTBEAT_KEY, 2, argv, takeover_cb, w) == 0) {
+    w->takeover_inflight = 1;
+    return;
   }
+  if (w->takeover_pending) {
+    /* The heartbeats cannot be asked now: replay from our own position at
+     * once, and ask again on the next role polls. */
+    w->takeover_recheck = 1;
+    takeover_start(w, w->done, "promotion");
+  }
+}
+
+void inv__worker_takeover_tick(inv_worker_t *w) {
+  if (!w->takeover_recheck || w->role != INV__ROLE_PRIMARY) return;
+  if (inv_now_us() - w->takeover_since_us > INV__TAKEOVER_RECHECK_MS * 1000ull) {
+    w->takeover_recheck = 0;
+    inv_log_error(w->ctx, "the heartbeats stayed unreadable after the promotion: "
+                  "events the old primary's worker had not applied more than "
+                  "takeover-window before our position may be missed");
+    return;
+  }
+  inv__worker_takeover(w);
 }
 
 static void hb_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {

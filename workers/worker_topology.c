@@ -24,12 +24,15 @@ static void role_changed(inv_worker_t *w, int old, int now) {
   w->st.is_primary = now == INV__ROLE_PRIMARY;
   w->map_known = 0;
   inv__worker_go_idle(w);
+  w->takeover_pending = 0;
+  w->takeover_recheck = 0;
   if (old == INV__ROLE_PRIMARY) {
     /* Demoted: the new primary's worker replays past our position. */
     inv__worker_stand_down(w);
   }
   if (old == INV__ROLE_REPLICA && now == INV__ROLE_PRIMARY) {
     w->takeover_pending = 1;
+    w->takeover_since_us = inv_now_us();
     inv__worker_takeover(w);
   }
   inv__worker_refresh_map(w);

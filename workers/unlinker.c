@@ -20,6 +20,7 @@ typedef struct item_s {
   int asking;
   int op;   /* inv_unlink_op_t; RAW when the names cannot keep the slot */
   int eval; /* soft: send EVAL (the script cache lacked it) */
+  int split; /* 0, or 1..3: K, L(K), S(K) sent one by one (see unlink_cb) */
   size_t len, lock_len, stale_len;
   char *lock, *stale; /* inside key[], for HARD and SOFT */
   char key[];         /* key NUL lock NUL stale NUL */
@@ -100,11 +101,37 @@ static void asking_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   /* The UNLINK that follows carries the outcome. */
 }
 
+/* A split item's name is answered: queue the next one, or finish. */
+static void next_or_finish(inv_unlinker_t *u, item_t *it, int err) {
+  if (it->split > 0 && it->split < 3 && !u->closing) {
+    it->split++;
+    enqueue(u, it);
+  } else {
+    finish(it, err);
+  }
+}
+
 static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   item_t *it = data;
   inv_unlinker_t *u = it->u;
   (void)r;
   u->inflight--;
+  if (err == 0 && reply->type == REDIS_REPLY_ERROR && it->op != INV_UNLINK_RAW &&
+      it->split == 0 && reply->len >= 8 && memcmp(reply->str, "TRYAGAIN", 8) == 0) {
+    /* K's slot is being migrated and K, L(K), S(K) are not all on this node,
+     * so no multi-key command runs there until the migration ends: delete
+     * them one by one instead (one that left gets ASK, the other node's
+     * business). A soft invalidation becomes a hard one. */
+    it->split = 1;
+    if (u->closing) {
+      finish(it, INV_ECLOSED);
+      maybe_free(u);
+      return;
+    }
+    enqueue(u, it);
+    inv_unlinker_flush(u);
+    return;
+  }
   if (err < 0 || (reply->type == REDIS_REPLY_ERROR && is_transient(reply))) {
     if (u->closing) {
       finish(it, INV_ECLOSED);
@@ -121,11 +148,12 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     return;
   }
   if (reply->type == REDIS_REPLY_INTEGER) {
-    if (it->op == INV_UNLINK_SOFT) u->stats->stale_copies += (uint64_t)reply->integer;
+    if (it->op == INV_UNLINK_SOFT && !it->split)
+      u->stats->stale_copies += (uint64_t)reply->integer;
     else u->stats->keys_unlinked += (uint64_t)reply->integer;
-    finish(it, 0);
+    next_or_finish(u, it, 0);
   } else if (reply->type == REDIS_REPLY_ERROR && it->op == INV_UNLINK_SOFT &&
-             !it->eval && reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0) {
+             !it->eval && !it->split && reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0) {
     /* The node's script cache lacks soft.lua (a restart or SCRIPT FLUSH):
      * resend as EVAL, which loads it for the next EVALSHA. */
     if (u->closing) {
@@ -144,7 +172,7 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
        * it. MOVED also means our slot map is stale. */
       u->stats->unlink_redirects++;
       if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
-      finish(it, 0);
+      next_or_finish(u, it, 0);
     } else {
       inv_log_warn("unlinker", "%s failed: %.*s",
                    it->op == INV_UNLINK_SOFT ? "soft invalidation" : "UNLINK",
@@ -161,11 +189,13 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
 /* Fills argv/lens with it's command; returns argc. */
 static int build_command(const inv_unlinker_t *u, const item_t *it,
                          const char **argv, size_t *lens) {
-  if (it->op == INV_UNLINK_RAW) {
+  if (it->op == INV_UNLINK_RAW || it->split > 0) {
     argv[0] = "UNLINK";
     lens[0] = 6;
-    argv[1] = it->key;
-    lens[1] = it->len;
+    argv[1] = it->split == 2 ? it->lock : it->split == 3 ? it->stale : it->key;
+    lens[1] = it->split == 2 ? it->lock_len
+              : it->split == 3 ? it->stale_len
+                               : it->len;
     return 2;
   }
   if (it->op == INV_UNLINK_HARD) {
@@ -229,6 +259,7 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
   it->asking = asking;
   it->op = op;
   it->eval = 0;
+  it->split = 0;
   it->len = len;
   memcpy(it->key, key, len);
   it->key[len] = '\0';

@@ -23,7 +23,9 @@
  * inv_unlinker_clear() or at close. A key whose command failed because the
  * connection dropped or timed out, or that got LOADING/BUSY/TRYAGAIN, is
  * queued again and resent (deletes are idempotent), so a node restart loses
- * nothing.
+ * nothing. A HARD or SOFT command answered TRYAGAIN (its slot is migrating
+ * and K, L(K), S(K) are split between the two nodes) is resent as three
+ * single-key UNLINKs, one after the other.
  */
 #ifndef INV_WORKER_UNLINKER_H
 #define INV_WORKER_UNLINKER_H

@@ -315,3 +315,31 @@ def test_late_reply_after_timeout(standalone, publisher_factory):
         assert p.result()["accepted"] == 1
         assert c.invalidate([key("late:2")])["accepted"] == 1
     assert [e["target"] for e in logged_events(b)] == ["late:1", "late:2"]
+
+
+def test_client_shared_between_threads(standalone, publisher_factory):
+    import threading
+
+    pub = publisher_factory([standalone.addr])
+    errors = []
+    with Client(HOST, pub.port, timeout=30) as c:
+        def worker(t):
+            try:
+                pending = [c.invalidate_async([key(f"th:{t}:{i}")] * (i % 2 + 1))
+                           for i in range(200)]
+                for i, p in enumerate(pending):
+                    assert p.result()["accepted"] == i % 2 + 1
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,))
+                   for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors, errors[:3]
+    targets = [e["target"] for e in logged_events(Backend("standalone",
+                                                          standalone))]
+    assert len(targets) == 8 * 300
+    assert set(targets) == {f"th:{t}:{i}" for t in range(8) for i in range(200)}

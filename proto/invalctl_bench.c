@@ -77,6 +77,8 @@ typedef struct bench_s {
   uint64_t t0, t_end_send, t_end;
 } bench_t;
 
+/* Counts one error under its code name. Past MAX_ERROR_CODES - 1 distinct
+ * names, the rest share the last slot, named "OTHER". */
 static void count_error(bench_t *b, const char *name) {
   size_t i;
   for (i = 0; i < b->nerrs; i++) {
@@ -85,11 +87,13 @@ static void count_error(bench_t *b, const char *name) {
       return;
     }
   }
-  if (b->nerrs == MAX_ERROR_CODES) i = b->nerrs - 1; /* "other" bucket */
-  else b->nerrs++;
-  snprintf(b->errs[i].name, sizeof b->errs[i].name, "%s",
-           b->nerrs == MAX_ERROR_CODES && i == b->nerrs - 1 ? "OTHER" : name);
-  b->errs[i].count++;
+  if (b->nerrs == MAX_ERROR_CODES - 1) name = "OTHER";
+  if (b->nerrs == MAX_ERROR_CODES) {
+    b->errs[MAX_ERROR_CODES - 1].count++;
+    return;
+  }
+  snprintf(b->errs[b->nerrs].name, sizeof b->errs[0].name, "%s", name);
+  b->errs[b->nerrs++].count = 1;
 }
 
 /* ---- options ----------------------------------------------------------- */
@@ -245,9 +249,11 @@ static void conn_broke(bench_t *b, conn_t *cn, int rc) {
 }
 
 /* Buffers one request of up to kpe events on cn. Returns 1 when sent, 0
- * when nothing is left to send, -1 when the connection broke. */
-static int send_one(bench_t *b, conn_t *cn, uint64_t now) {
-  uint64_t k, first = b->next_event, n = b->kpe;
+ * when nothing is left to send, -1 when the connection broke. The send
+ * time is taken per request, so that a long round over many connections
+ * does not make the later requests look slower. */
+static int send_one(bench_t *b, conn_t *cn) {
+  uint64_t k, first = b->next_event, n = b->kpe, now = inv_now_us();
   uint32_t msgid = 0;
   int rc;
   if (first >= b->events) return 0;
@@ -410,7 +416,7 @@ static void run_load(bench_t *b) {
         while (!cn->dead && budget > 0 && b->next_event < b->events &&
                (b->notify ? sent < (int)b->pipeline
                           : inv_client_outstanding(cn->c) < b->pipeline)) {
-          if (send_one(b, cn, now) != 1) break;
+          if (send_one(b, cn) != 1) break;
           sent++;
           budget--;
         }
@@ -437,7 +443,7 @@ static void run_load(bench_t *b) {
     }
     if (b->probe != NULL)
       nprobe = inv__bench_e2e_pollfds(b->probe, pfd + n, nfds - n);
-    if (tty && !b->json) {
+    if (tty) {
       int64_t until = (int64_t)(next_progress - now);
       if (until < wait_us) wait_us = until < 0 ? 0 : until;
     }
@@ -468,7 +474,7 @@ static void run_load(bench_t *b) {
       break;
     }
     now = inv_now_us();
-    if (tty && !b->json && now >= next_progress) {
+    if (tty && now >= next_progress) {
       progress(b, now, &last_events, &last_t);
       next_progress = now + 1000000;
     }
@@ -476,7 +482,7 @@ static void run_load(bench_t *b) {
   if (b->t_end_send == 0) b->t_end_send = inv_now_us();
   if (b->t_end == 0) b->t_end = inv_now_us();
   if (!b->notify) b->lost_requests += in_flight(b);
-  if (tty && !b->json) fputs("\r\033[K", stderr);
+  if (tty) fputs("\r\033[K", stderr);
   free(pfd);
 }
 

@@ -66,29 +66,35 @@ def run_baseline(env, node, tag, m, fenced):
             "-n", m, "-r", m, "-P", "16", "--csv", "UNLINK", k]
     if fenced:
         argv += [k + ":lock", k + ":stale"]
+    cpu0 = benchlib.cpu_seconds(node.pid)
     res, _ = benchlib.run(argv)
+    cpu_us = (benchlib.cpu_seconds(node.pid) - cpu0) / m * 1e6
     line = [ln for ln in res.stdout.strip().splitlines()
             if ln.startswith('"UNLINK')][-1]
     clear_slot(node, tag)
-    return float(line.split(",")[1].strip('"')), argv
+    return float(line.split(",")[1].strip('"')), argv, cpu_us
 
 
 def run(ctx):
     m = max(20000, int(500000 * ctx.scale))
     inval, base, base3, sent, cpu = [], [], [], [], []
+    node_us = {0: [], 1: [], 3: []}  # Redis CPU us per key: inval, 1, 3
     with Env(ctx.workdir("s5")) as env:
         benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
         node = env.topo.primaries()[0]
         tag = benchlib.tag_on(env, node)
         for i in range(ctx.runs):
-            rps, base_argv = run_baseline(env, node, tag, m, False)
+            rps, base_argv, cpu1 = run_baseline(env, node, tag, m, False)
             base.append(rps)
+            node_us[1].append(cpu1)
             rate, inval_argv, send_rate, c = run_inval(env, node, tag, m)
             inval.append(rate)
             sent.append(send_rate)
             cpu.append(c)
-            rps3, base3_argv = run_baseline(env, node, tag, m, True)
+            rps3, base3_argv, cpu3 = run_baseline(env, node, tag, m, True)
             base3.append(rps3)
+            node_us[3].append(cpu3)
+            node_us[0].append(c[1] / m * 1e6)
             log(f"s5 run {i + 1}: worker {rate:.0f} keys/s (publisher acked "
                 f"{send_rate:.0f}/s; wall, node CPU, worker CPU s: {c}), "
                 f"redis-benchmark UNLINK {rps:.0f}/s, 3-key UNLINK "
@@ -104,7 +110,13 @@ def run(ctx):
                             "(K, its lock, its stale copy)",
                   "inval": f"{mi:,.0f} keys/s",
                   "baseline": f"{mb3:,.0f} UNLINK K L S/s",
-                  "ratio": mi / mb3, "target": "", "met": None}],
+                  "ratio": mi / mb3, "target": "", "met": None},
+                 {"figure": "the node's CPU per key removed",
+                  "inval": f"{median(node_us[0]):.1f} us",
+                  "baseline": f"UNLINK K {median(node_us[1]):.1f} us, "
+                              f"UNLINK K L S {median(node_us[3]):.1f} us",
+                  "ratio": median(node_us[1]) / median(node_us[0]),
+                  "target": "", "met": None}],
         "commands": [benchlib.cmdline(inval_argv) +
                      "  (timed to the node's DBSIZE)",
                      benchlib.cmdline(base_argv),

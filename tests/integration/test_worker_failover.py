@@ -16,6 +16,8 @@ reached its replica yet (Redis replication is asynchronous), which is a
 publisher-side durability question, not the worker's takeover.
 """
 
+import time
+
 from workerlib import (HB_KEY, LOG_KEY, Streamer, Topo, assert_keyset,
                        chunks, key_events, key_slot, keys_present, load_keys,
                        node_keys, poll, send_events, settle, start_workers,
@@ -55,6 +57,7 @@ def test_primary_killed_while_streaming(fresh_cluster, worker_factory,
     stream.start()
     stream.wait_acked(len(batches) // 5, 60)
     acked_at_kill = stream.acked
+    killed = time.monotonic()
     new_primary = cluster.kill_primary(victim, timeout=60)
     assert new_primary.port == heir.port
     acked_at_promotion = stream.acked
@@ -66,8 +69,10 @@ def test_primary_killed_while_streaming(fresh_cluster, worker_factory,
 
     poll(lambda: wstats(heir_worker)["role"] == "primary", 20,
          "the heir's worker acting as primary")
+    acting_s = time.monotonic() - killed
     gone = set(named) | set(late)
     wait_gone(topo, "fo:*", gone, 90, "invalidated keys removed")
+    clean_s = time.monotonic() - killed
     survivors = [w for w in workers if w.node != victim.addr]
     wait_applied(survivors, max(ids))
     settle(survivors)
@@ -84,6 +89,8 @@ def test_primary_killed_while_streaming(fresh_cluster, worker_factory,
     assert st["owned_slots"] > 0, st
     assert "promoted: taking over" in heir_worker.log(), \
         heir_worker.log_tail(30)
+    print(f"heir's worker acting {acting_s:.1f} s after the kill (cluster "
+          f"failover included), every key gone {clean_s:.1f} s after it")
     print(f"acked at kill {acked_at_kill}, at promotion {acked_at_promotion}"
           f" of {len(batches)}; publisher retries {stream.sender.retries} "
           f"{dict(stream.sender.errors)}")

@@ -58,13 +58,22 @@ def run(argv, timeout=600, check=True, input=None):
     return res, dt
 
 
-def peak_rss_kb(pid):
-    """VmHWM (peak resident set) of a running process, in KiB."""
+def _status_kb(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def peak_rss_kb(pid):
+    """VmHWM (peak resident set) of a running process, in KiB."""
+    return _status_kb(pid, "VmHWM")
+
+
+def rss_kb(pid):
+    """VmRSS (resident set now) of a running process, in KiB."""
+    return _status_kb(pid, "VmRSS")
 
 
 def cpu_seconds(pid):
@@ -72,14 +81,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Env:

@@ -119,22 +119,30 @@ def test_unreachable_publisher():
     assert "error: connection 1 to" in res.stderr
 
 
-def test_publisher_killed_mid_run(standalone, publisher_factory):
-    pub = publisher_factory(standalone)
+def interrupt_run(standalone, pub, clients, action):
+    """Starts a long paced bench run, calls action(proc) once the first
+    events are logged, and returns (exit code, stdout, stderr)."""
     proc = subprocess.Popen(
         [harness.binary("invalctl"), "-H", f"{HOST}:{pub.port}", "bench",
-         "-c", "3", "--duration", "60", "--rate", "2000", "--json"],
+         "-c", str(clients), "--duration", "120", "--rate", "2000",
+         "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         harness.wait_until(lambda: standalone.client().xlen(LOG_KEY) > 0, 30,
                            what="the first events logged")
-        pub.kill()
+        action(proc)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 3, (out, err)
+    return proc.returncode, out, err
+
+
+def test_publisher_killed_mid_run(standalone, publisher_factory):
+    pub = publisher_factory(standalone)
+    code, out, err = interrupt_run(standalone, pub, 3, lambda _: pub.kill())
+    assert code == 3, (out, err)
     fig = json.loads(out)
     assert fig["acked_events"] > 0
     assert sum(fig["errors"].values()) == 3  # one per connection
@@ -224,20 +232,9 @@ def test_e2e_reports_keys_not_gone(standalone, publisher_factory):
 
 def test_sigint_stops_a_run(standalone, publisher_factory):
     pub = publisher_factory(standalone)
-    proc = subprocess.Popen(
-        [harness.binary("invalctl"), "-H", f"{HOST}:{pub.port}", "bench",
-         "-c", "2", "--duration", "120", "--rate", "1000", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        harness.wait_until(lambda: standalone.client().xlen(LOG_KEY) > 0, 30,
-                           what="the first events logged")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, (out, err)
+    code, out, err = interrupt_run(
+        standalone, pub, 2, lambda proc: proc.send_signal(signal.SIGINT))
+    assert code == 0, (out, err)
     fig = json.loads(out)
     assert fig["acked_events"] == fig["sent_events"] > 0
     assert len(logged_targets(standalone)) == fig["acked_events"]

@@ -58,6 +58,20 @@ def run(argv, timeout=600, check=True, input=None):
     return res, dt
 
 
+def machine_busy():
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat; the busy
+    share between two readings is how loaded the machine was."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    idle = vals[3] + vals[4]  # idle + iowait
+    return sum(vals) - idle, sum(vals)
+
+
+def busy_share(before, after):
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
+
+
 def _status_kb(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

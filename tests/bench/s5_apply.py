@@ -25,6 +25,7 @@ def run_inval(env, node, tag, m):
     before = node.client(timeout=60).dbsize()
     worker = [w for w, n in env.primary_workers() if n.port == node.port][0]
     cpu0 = (benchlib.cpu_seconds(node.pid), benchlib.cpu_seconds(worker.pid))
+    busy0 = benchlib.machine_busy()
     argv = [benchlib.harness.binary("invalctl"), "bench", "-H",
             f"{HOST}:{env.publisher.port}", "-c", "8", "-P", "16",
             "--keys-per-event", "100", "-n", m, "--keyspace", m,
@@ -39,8 +40,10 @@ def run_inval(env, node, tag, m):
     assert proc.returncode == 0, (out, err)
     cpu = (benchlib.cpu_seconds(node.pid) - cpu0[0],
            benchlib.cpu_seconds(worker.pid) - cpu0[1])
+    busy = benchlib.busy_share(busy0, benchlib.machine_busy())
     return (m / dt, argv, benchlib.json.loads(out)["events_per_sec"],
-            (round(dt, 2), round(cpu[0], 2), round(cpu[1], 2)))
+            (round(dt, 2), round(cpu[0], 2), round(cpu[1], 2),
+             f"{busy:.0%}"))
 
 
 def clear_slot(node, tag):
@@ -96,7 +99,8 @@ def run(ctx):
             node_us[3].append(cpu3)
             node_us[0].append(c[1] / m * 1e6)
             log(f"s5 run {i + 1}: worker {rate:.0f} keys/s (publisher acked "
-                f"{send_rate:.0f}/s; wall, node CPU, worker CPU s: {c}), "
+                f"{send_rate:.0f}/s; wall s, node CPU s, worker CPU s, cores "
+                f"busy: {c}), "
                 f"redis-benchmark UNLINK {rps:.0f}/s, 3-key UNLINK "
                 f"{rps3:.0f}/s")
     mi, mb, mb3 = median(inval), median(base), median(base3)
@@ -128,6 +132,7 @@ def run(ctx):
                   f"{[round(x) for x in base3]} 3-key UNLINK/s. The worker's "
                   "hard invalidation of K is UNLINK K K:lock K:stale (the "
                   "fence of the regeneration contract), so each key costs "
-                  "Redis a 3-key command. Wall seconds, node CPU seconds "
-                  f"and worker CPU seconds per inval run: {cpu}."],
+                  "Redis a 3-key command. Wall seconds, node CPU seconds, "
+                  "worker CPU seconds and the share of all cores busy per "
+                  f"inval run: {cpu}."],
     }

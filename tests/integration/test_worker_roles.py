@@ -18,6 +18,9 @@ private 3+3 cluster with one worker per node.
    worker notices its demotion and stops acting.
 4. A graceful fail-back with both workers running: each follows its node's
    new role within about a second, and only the new primary's worker acts.
+5. (Second test.) The primary that holds the heartbeats dies after its own
+   worker: the promoted replica's worker still finds the dead worker's last
+   position and replays from there.
 """
 
 import signal
@@ -176,3 +179,48 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
           f"ROLE changed; demotion seen {demote_s * 1000:.0f} ms after the "
           f"old worker resumed; fail-back seen by both workers "
           f"{back_s * 1000:.0f} ms after the roles changed")
+
+
+def test_takeover_when_heartbeats_lived_on_the_dead_primary(
+        fresh_cluster, worker_factory, publisher_factory):
+    """The primary holding the heartbeats dies after its own worker did.
+    Its replica's worker is promoted while the heartbeat key is unreachable
+    or moving: it must still reach back to the dead worker's last reported
+    position (replayed from the replica's copy of the heartbeats), since
+    the events it missed are older than the takeover window."""
+    cluster = fresh_cluster
+    topo = Topo(cluster)
+    victim = topo.owner_of(HB_KEY)
+    assert victim.port != topo.owner_of(LOG_KEY).port
+    heir = cluster.replica_of(victim)
+    workers = start_workers(topo, worker_factory, "--takeover-window",
+                            f"{WINDOW_MS}ms", "--heartbeat-interval", "200ms")
+    pub = publisher_factory(topo.seeds)
+    wv, wh = worker_of(workers, victim), worker_of(workers, heir)
+    tags = tag_for_each_slot()
+    mine = [s for s, o in enumerate(topo.owners()) if o.port == victim.port]
+    tk = [f"hk:{{{tags[s]}}}:{i}" for s in mine[:300] for i in range(3)]
+    kept = [f"hk:{{{tags[s]}}}:x" for s in mine[:300]]
+    load_keys(topo, tk + kept)
+    wv.kill()
+    last = send_events(pub, key_events(tk), chunk=100)
+    poll(lambda: sid(wstats(wh)["last_applied_id"]) >= sid(last), 30,
+         "the standby saw the events")
+    poll(lambda: time.time() * 1000 > sid(last)[0] + 3 * WINDOW_MS, 10,
+         "the events older than the takeover window")
+    for p in topo.primaries():  # keys, log and heartbeats on the replicas
+        assert p.client().execute_command("WAIT", 1, 5000) >= 1
+    assert_keyset(keys_present(topo, "hk:*"), set(tk) | set(kept),
+                  "hk: keys before the failover")
+
+    cluster.kill_primary(victim, timeout=60)
+    poll(lambda: wstats(wh)["role"] == "primary", 20, "heir's worker acting")
+    wait_gone(topo, "hk:*", set(tk), 60, "keys removed by the heir")
+    survivors = [w for w in workers if w is not wv]
+    wait_applied(survivors, last)
+    settle(survivors)
+    assert_keyset(keys_present(topo, "hk:*"), set(kept), "hk: survivors")
+    log = wh.log()
+    assert f"old primary {victim.addr}'s worker" in log, wh.log_tail(30)
+    path = "re-read" if "could not read the heartbeats" in log else "direct"
+    print(f"heartbeats read at promotion: {path}")

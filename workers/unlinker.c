@@ -20,7 +20,7 @@ typedef struct item_s {
   int asking;
   int op;   /* inv_unlink_op_t; RAW when the names cannot keep the slot */
   int eval; /* soft: send EVAL (the script cache lacked it) */
-  int split; /* 0, or 1..3: K, L(K), S(K) sent one by one (see unlink_cb) */
+  int split; /* 0, or 1..3: L(K), K, S(K) sent one by one (see unlink_cb) */
   size_t len, lock_len, stale_len;
   char *lock, *stale; /* inside key[], for HARD and SOFT */
   char key[];         /* key NUL lock NUL stale NUL */
@@ -192,8 +192,10 @@ static int build_command(const inv_unlinker_t *u, const item_t *it,
   if (it->op == INV_UNLINK_RAW || it->split > 0) {
     argv[0] = "UNLINK";
     lens[0] = 6;
-    argv[1] = it->split == 2 ? it->lock : it->split == 3 ? it->stale : it->key;
-    lens[1] = it->split == 2 ? it->lock_len
+    /* Split: the lock first, so that a regeneration is fenced before its
+     * value goes; then K; then S(K). */
+    argv[1] = it->split == 1 ? it->lock : it->split == 3 ? it->stale : it->key;
+    lens[1] = it->split == 1 ? it->lock_len
               : it->split == 3 ? it->stale_len
                                : it->len;
     return 2;

@@ -137,7 +137,6 @@ def test_stale_set_randomized(topo, worker_factory, publisher_factory):
     rounds = 1000
     key = "stress:item"
     src = "{stress:item}:source"
-    lock, stale = names(key)
     r = client(topo)
     workers, inv = setup_service(topo, worker_factory, publisher_factory)
     w = worker_for(topo, workers, key)
@@ -185,7 +184,7 @@ def test_stale_set_randomized(topo, worker_factory, publisher_factory):
 
 def test_crashed_regenerator(topo):
     key = "crash:1"
-    lock, stale = names(key)
+    lock, _ = names(key)
     r = client(topo)
     # A reader took the lock and died: nobody commits.
     r.set(lock, "0123456789abcdef0123456789abcdef", px=1500)

@@ -18,8 +18,7 @@ publisher and real workers, on standalone Redis and the cluster.
 import pytest
 
 from regenlib import Invalidator, client, ev, names, worker_for
-from workerlib import (Topo, keys_present, start_workers, wait_applied,
-                       wstats)
+from workerlib import Topo, start_workers, wait_applied, wstats
 
 GRACE_MS = 45000
 

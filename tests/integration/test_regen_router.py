@@ -1,5 +1,6 @@
-"""The read path's synchronous router (proto/cache_redis.c) while a slot
-moves between primaries (issue 4), on a private cluster.
+"""Regeneration while a slot moves between primaries (issue 4), on a
+private cluster: the read path's synchronous router (proto/cache_redis.c),
+and the worker's invalidation of names split between two nodes.
 
 Readers (cache_check readers: threads, each with its own router) keep
 reading a key whose value, lock, stale copy and source all live in one
@@ -15,9 +16,12 @@ redis-py's cluster client, so that they follow ASK themselves.)
 import subprocess
 import time
 
+import redis
+
 import harness
-from regenlib import names, parse, seeds_arg
-from workerlib import SlotMover, Topo, key_slot
+from regenlib import Invalidator, ev, names, parse, seeds_arg
+from workerlib import (SlotMover, Topo, key_slot, poll, start_workers,
+                       wait_applied, wstats)
 
 
 def test_readers_follow_ask_and_moved(fresh_cluster):
@@ -78,3 +82,70 @@ def test_readers_follow_ask_and_moved(fresh_cluster):
                                             slot) == 0
     v = rc.get(key)
     assert v is None or int(v) == version, (v, version)
+
+
+def test_worker_invalidates_split_keys_mid_migration(fresh_cluster,
+                                                     worker_factory,
+                                                     publisher_factory):
+    """While a slot migrates, K, L(K) and S(K) may sit on two nodes: the
+    worker's multi-key UNLINK (or soft.lua) gets TRYAGAIN and is resent as
+    single-key UNLINKs, the importing node's worker taking the names that
+    moved. Every name goes; a soft invalidation of split names becomes a
+    hard one, one of whole names stays soft."""
+    topo = Topo(fresh_cluster)
+    keys = [f"{{mw}}:k{i}" for i in range(1, 6)]
+    slot = key_slot(keys[0])
+    src = fresh_cluster.slot_owner(slot)
+    dst = next(p for p in fresh_cluster.primaries() if p.port != src.port)
+    s = src.client()
+    for k in keys:
+        lock, stale = names(k)
+        s.set(k, "v:" + k)
+        s.set(lock, "a" * 32, px=60000)
+        s.set(stale, "older")
+    workers = start_workers(topo, worker_factory, "--stale-grace", "40s")
+    pub = publisher_factory(topo.seeds)
+    mover = SlotMover(fresh_cluster, src, dst)
+    mover.begin(slot)
+    # k1: value moved; k2: stale copy moved; k5: value moved (soft).
+    mover.migrate_keys([keys[0], names(keys[1])[1], keys[4]])
+    wdst = next(w for w in workers if w.node == dst.addr)
+    poll(lambda: wstats(wdst)["importing_slots"] == 1, 30,
+         "the importing node's worker sees the import")
+    inv = Invalidator(pub)
+    last = inv.send(ev("key", keys[0]), ev("key", keys[1]), ev("key", keys[2]),
+                    ev("key", keys[3], "soft"), ev("key", keys[4], "soft"))
+    wait_applied(workers, last)
+    inv.close()
+    d = dst.client()
+
+    def held(name):
+        """Ports of the nodes holding name (mid-migration: the source
+        answers ASK for a name it lacks; the target needs ASKING)."""
+        out = []
+        try:
+            if s.exists(name):
+                out.append(src.port)
+        except redis.exceptions.ResponseError as exc:
+            assert str(exc).startswith("ASK "), exc
+        pipe = d.pipeline(transaction=False)
+        pipe.execute_command("ASKING")
+        pipe.exists(name)
+        if pipe.execute()[1]:
+            out.append(dst.port)
+        return out
+
+    for k in keys[:3] + keys[4:]:
+        for name in (k, *names(k)):
+            assert held(name) == [], (name, held(name))
+    # The split path ran: the source met ASK for the three names that had
+    # moved, and the importing node's worker removed those.
+    wsrc = next(w for w in workers if w.node == src.addr)
+    assert wstats(wsrc)["unlink_redirects"] >= 3, wstats(wsrc)
+    assert wstats(wdst)["keys_unlinked"] == 3, wstats(wdst)
+    k4 = keys[3]
+    assert held(k4) == [] and held(names(k4)[0]) == []
+    assert s.get(names(k4)[1]) == ("v:" + k4).encode()
+    assert 0 < s.pttl(names(k4)[1]) <= 40000
+    mover.migrate(slot)
+    mover.finish(slot)

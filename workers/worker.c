@@ -49,6 +49,7 @@ static void save_timer_cb(uv_timer_t *t) { inv__worker_save_state(t->data); }
 static void hb_timer_cb(uv_timer_t *t) {
   inv_worker_t *w = t->data;
   inv__worker_refresh_behind(w);
+  inv__worker_verify_live(w);
   inv__worker_heartbeat(w);
 }
 

@@ -122,6 +122,22 @@ struct inv_worker_s {
   inv__live_msg_t *lq_head, *lq_tail;
   size_t lq_len;
 
+  /* Live verification (worker_log.c): Pub/Sub in a cluster is carried
+   * over the cluster bus, which drops a message when a link between two
+   * nodes is being re-established, while our own subscription stays up.
+   * The base is the log's (last id, entries-added) when a catch-up pass
+   * started; verify_count counts the entries after base_id taken in since
+   * (from the log or live). When seen equals the log's last id,
+   * entries-added - base_added must equal verify_count, else entries after
+   * base_id never arrived. */
+  int verify_inflight;
+  int verify_base_valid;
+  int verify_prev_set;
+  long long verify_base_added;
+  inv_sid_t verify_base_id;
+  uint64_t verify_count;
+  inv_sid_t verify_prev_last; /* the log's last id at the previous check */
+
   /* Figures. */
   inv_worker_stats_t st;
   inv_latency_t lag;
@@ -179,6 +195,15 @@ void inv__worker_takeover(inv_worker_t *w);
 void inv__worker_takeover_tick(inv_worker_t *w);
 void inv__worker_heartbeat(inv_worker_t *w);
 void inv__worker_refresh_behind(inv_worker_t *w);
+/* Called every heartbeat interval while live: compares what arrived on the
+ * channel with the log (XINFO STREAM) and replays from the last verified
+ * position when entries never arrived. */
+void inv__worker_verify_live(inv_worker_t *w);
+/* Entry id was taken in (applied, or undecodable and passed over). */
+static inline void inv__worker_count_taken(inv_worker_t *w, inv_sid_t id) {
+  if (w->verify_base_valid && inv_sid_cmp(id, w->verify_base_id) > 0)
+    w->verify_count++;
+}
 
 /* Lifecycle (worker.c). */
 void inv__worker_save_state(inv_worker_t *w);

@@ -127,6 +127,7 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
   }
   w->st.events_received += p->nevents;
   if (from_log) w->st.catchup_events += p->nevents;
+  inv__worker_count_taken(w, id);
   uint64_t now = inv_wall_ms();
   w->last_lag_ms = now > p->ts_ms ? now - p->ts_ms : 0;
   inv_latency_record(&w->lag, w->last_lag_ms);
@@ -284,6 +285,9 @@ void inv__worker_progress(inv_worker_t *w) {
 
 void inv__worker_go_idle(inv_worker_t *w) {
   w->intake = INV__IN_IDLE;
+  /* The next live period verifies from a fresh base. */
+  w->verify_base_valid = 0;
+  w->verify_prev_set = 0;
   w->catchup_gen++;
   w->catchup_waiting = 0;
   w->st.intake_paused = 0;

@@ -105,7 +105,10 @@ static void apply_entry(inv_worker_t *w, const redisReply *e) {
     w->st.decode_errors++;
     inv_log_warn(w->ctx, "log entry %.*s has no payload field p",
                  (int)e->element[0]->len, e->element[0]->str);
-    if (inv_sid_cmp(id, w->seen) > 0) w->seen = id;
+    if (inv_sid_cmp(id, w->seen) > 0) {
+      w->seen = id;
+      inv__worker_count_taken(w, id);
+    }
     return;
   }
   inv_payload_t pl;
@@ -113,7 +116,10 @@ static void apply_entry(inv_worker_t *w, const redisReply *e) {
     w->st.decode_errors++;
     inv_log_warn(w->ctx, "log entry %.*s: %s", (int)e->element[0]->len,
                  e->element[0]->str, err);
-    if (inv_sid_cmp(id, w->seen) > 0) w->seen = id;
+    if (inv_sid_cmp(id, w->seen) > 0) {
+      w->seen = id;
+      inv__worker_count_taken(w, id);
+    }
   } else {
     inv__worker_apply(w, id, &pl, 1);
   }
@@ -173,7 +179,8 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
       catchup_failed(w, "XINFO STREAM", 0, reply);
       return;
     }
-    /* No log yet: an empty log at 0-0. */
+    /* No log yet: an empty log at 0-0, nothing ever added. */
+    has_added = 1;
   } else {
     reply_sid(map_get(reply, "last-generated-id"), &last);
     has_maxdel = reply_sid(map_get(reply, "max-deleted-entry-id"), &maxdel) == 0;
@@ -190,6 +197,13 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     const redisReply *fe = map_get(reply, "first-entry");
     if (fe != NULL && fe->type == REDIS_REPLY_ARRAY && fe->elements >= 1)
       has_first = reply_sid(fe->element[0], &first) == 0;
+  }
+  if (has_added) {
+    /* Every entry after last is counted from now on (verify_cb). */
+    w->verify_base_valid = 1;
+    w->verify_base_added = added;
+    w->verify_base_id = last;
+    w->verify_count = 0;
   }
   if (!w->have_position) {
     w->have_position = 1;
@@ -409,4 +423,69 @@ void inv__worker_refresh_behind(inv_worker_t *w) {
   if (inv_cluster_command_argv(w->logc, INV_LOG_KEY, strlen(INV_LOG_KEY), 6, argv,
                                lens, behind_cb, w) == 0)
     w->behind_inflight = 1;
+}
+
+/* Replays from the last verified position (or from done, if earlier work
+ * is still unfinished): entries after it are applied again, idempotently,
+ * and the ones that never arrived for the first time. */
+static void live_lost(inv_worker_t *w, uint64_t n, inv_sid_t last) {
+  char a[INV_SID_STRLEN];
+  inv_sid_t from = w->verify_base_valid ? w->verify_base_id : w->seen;
+  if (inv_sid_cmp(w->done, from) < 0) from = w->done;
+  w->st.live_lost += n;
+  inv_log_warn(w->ctx, "%llu log entries up to %s never arrived on %s (a "
+               "cluster bus link dropped them?): replaying the log",
+               (unsigned long long)n, inv_sid_format(last, a), INV_CHANNEL);
+  inv__worker_rewind(w, from, 0, "live messages lost");
+}
+
+static void verify_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  req_t *r = data;
+  inv_worker_t *w = r->w;
+  int stale = r->gen != w->catchup_gen;
+  inv_sid_t last;
+  (void)c;
+  free(r);
+  w->verify_inflight = 0;
+  if (stale || w->closing || w->intake != INV__IN_LIVE || err < 0 ||
+      reply->type != REDIS_REPLY_ARRAY ||
+      reply_sid(map_get(reply, "last-generated-id"), &last) != 0)
+    return;
+  const redisReply *ea = map_get(reply, "entries-added");
+  if (ea == NULL || ea->type != REDIS_REPLY_INTEGER) return; /* before Redis 7 */
+  int cmp = inv_sid_cmp(last, w->seen);
+  if (cmp == 0) {
+    /* Everything the log holds has been taken in: the counts must agree. */
+    uint64_t expected = (uint64_t)(ea->integer - w->verify_base_added);
+    if (w->verify_base_valid && expected > w->verify_count) {
+      live_lost(w, expected - w->verify_count, last);
+      return;
+    }
+    w->verify_base_valid = 1;
+    w->verify_base_added = ea->integer;
+    w->verify_base_id = last;
+    w->verify_count = 0;
+  } else if (cmp > 0 && w->verify_prev_set &&
+             inv_sid_cmp(last, w->verify_prev_last) == 0 && w->lq_head == NULL) {
+    /* The log's last entry was already there one interval ago and has not
+     * arrived, with nothing queued: it was lost. */
+    live_lost(w, 1, last);
+    return;
+  }
+  w->verify_prev_last = last;
+  w->verify_prev_set = 1;
+}
+
+void inv__worker_verify_live(inv_worker_t *w) {
+  const char *argv[3] = {"XINFO", "STREAM", INV_LOG_KEY};
+  if (w->verify_inflight || w->intake != INV__IN_LIVE || w->closing ||
+      !inv_cluster_ready(w->logc))
+    return;
+  req_t *r = new_req(w);
+  if (r == NULL) return;
+  if (log_cmd(w, INV_LOG_KEY, 3, argv, verify_cb, r) != 0) {
+    free(r);
+    return;
+  }
+  w->verify_inflight = 1;
 }

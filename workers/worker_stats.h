@@ -68,6 +68,8 @@
   XX(catchups, catchups, COUNTER, "catch-up passes over the log")              \
   XX(replays, replays, COUNTER,                                                \
      "log replays after promotion, slot gain or a rescan")                     \
+  XX(live_lost, live_lost, COUNTER,                                            \
+     "log entries that never arrived on the channel (each causes a replay)")  \
   XX(gaps, gaps, COUNTER,                                                      \
      "times the log had been trimmed past the last applied id")                \
   XX(intake_paused, intake_paused, GAUGE,                                      \

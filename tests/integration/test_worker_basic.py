@@ -214,7 +214,7 @@ def test_raw_publish_path(backend, worker_factory):
     assert existing(backend, kept) == set(kept)
     for w in workers:
         st = worker_stats(w)
-        assert st["events_received"] == 200
+        assert st["events_received"] == 200, (w.name, st)
         ms, seq = (int(x) for x in st["last_applied_id"].split("-"))
         ems, eseq = (int(x) for x in eid.split("-"))
         assert (ms, seq) > (ems, eseq)

@@ -602,3 +602,24 @@ def command_calls(node, name):
     stats = node.client().info("commandstats")
     entry = stats.get(f"cmdstat_{name.lower()}")
     return int(entry["calls"]) if entry else 0
+
+
+def log_entry(topo, events, publish=True):
+    """What the publisher does for one batch, by hand: XADD the entry to the
+    log and (unless publish is false, which is what a message dropped on
+    its way looks like) PUBLISH it with its id, in one MULTI on the log's
+    node. Returns the entry id."""
+    r = topo.log_client()
+    ts = int(time.time() * 1000)
+    last = r.xinfo_stream(LOG_KEY)["last-generated-id"] \
+        if r.exists(LOG_KEY) else b"0-0"
+    lms, lseq = sid(last)
+    eid = f"{ts}-0" if ts > lms else f"{lms}-{lseq + 1}"
+    body = {"v": 1, "ts": ts,
+            "events": [dict(e, mode="hard") for e in events]}
+    pipe = r.pipeline(transaction=True)
+    pipe.xadd(LOG_KEY, {"p": msgpack.packb(body)}, id=eid)
+    if publish:
+        pipe.publish(CHANNEL, msgpack.packb(dict(body, id=eid)))
+    pipe.execute()
+    return eid

@@ -109,6 +109,10 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
         # worker's reported position makes the heir replay them.
         poll(lambda: time.time() * 1000 > sid(last)[0] + 3 * WINDOW_MS, 10,
              "the events older than the takeover window")
+        # A later event moves the standby's own position past the window.
+        tick = send_events(pub, key_events(["tk-tick"]))
+        poll(lambda: sid(wstats(wh)["last_applied_id"]) >= sid(tick), 30,
+             "the standby saw the later event")
         # Nobody acted: the frozen worker cannot, the standby must not.
         assert_keyset(keys_present(topo, "tk:*"), set(tk) | set(tk_kept),
                       "tk: keys before the failover")
@@ -208,6 +212,9 @@ def test_takeover_when_heartbeats_lived_on_the_dead_primary(
          "the standby saw the events")
     poll(lambda: time.time() * 1000 > sid(last)[0] + 3 * WINDOW_MS, 10,
          "the events older than the takeover window")
+    tick = send_events(pub, key_events(["hk-tick"]))
+    poll(lambda: sid(wstats(wh)["last_applied_id"]) >= sid(tick), 30,
+         "the standby saw a later event")
     for p in topo.primaries():  # keys, log and heartbeats on the replicas
         assert p.client().execute_command("WAIT", 1, 5000) >= 1
     assert_keyset(keys_present(topo, "hk:*"), set(tk) | set(kept),

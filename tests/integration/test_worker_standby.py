@@ -13,13 +13,12 @@ from there, and the keys go. Every other key survives.
 """
 
 import signal
-import time
 
 import pytest
 
 from harness import HOST, RedisServer
 from workerlib import (HB_KEY, Topo, assert_keyset, key_events, keys_present,
-                       load_keys, poll, send_events, sid, wait_applied,
+                       load_keys, poll, send_past_window, sid, wait_applied,
                        wait_gone, worker_ready, wstats)
 
 WINDOW_MS = 1000
@@ -57,15 +56,8 @@ def test_promotion_rereads_heartbeats(pair, worker_factory,
 
     wp.signal(signal.SIGSTOP)
     try:
-        last = send_events(pub, key_events(named), chunk=100)
-        poll(lambda: sid(wstats(wr)["last_applied_id"]) >= sid(last), 30,
-             "the standby saw the events")
-        poll(lambda: time.time() * 1000 > sid(last)[0] + 3 * WINDOW_MS, 10,
-             "the events older than the takeover window")
-        # A later event moves the standby's own position past the window.
-        tick = send_events(pub, key_events(["sb-tick"]))
-        poll(lambda: sid(wstats(wr)["last_applied_id"]) >= sid(tick), 30,
-             "the standby saw the later event")
+        last = send_past_window(pub, wr, key_events(named), WINDOW_MS,
+                                "sb-tick")
         assert primary.client().execute_command("WAIT", 1, 5000) == 1
         r = replica.client()
         assert len(r.keys("sb:*")) == len(named) + len(kept)

@@ -623,3 +623,21 @@ def log_entry(topo, events, publish=True):
         pipe.publish(CHANNEL, msgpack.packb(dict(body, id=eid)))
     pipe.execute()
     return eid
+
+
+def send_past_window(pub, standby, events, window_ms, tick_key):
+    """Sends events through pub while their node's worker is out of play,
+    so that at a promotion they lie beyond the takeover window of the
+    standby's own position: waits until the standby saw them, until they
+    are older than three windows, and until it saw one later event (on
+    tick_key, a key no test holds), which moves its position past them.
+    Returns the last id of events."""
+    last = send_events(pub, events, chunk=100)
+    poll(lambda: sid(wstats(standby)["last_applied_id"]) >= sid(last), 30,
+         "the standby saw the events")
+    poll(lambda: time.time() * 1000 > sid(last)[0] + 3 * window_ms, 10,
+         "the events older than the takeover window")
+    tick = send_events(pub, key_events([tick_key]))
+    poll(lambda: sid(wstats(standby)["last_applied_id"]) >= sid(tick), 30,
+         "the standby saw a later event")
+    return last

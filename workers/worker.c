@@ -275,6 +275,11 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   inv__worker_save_state(w);
   inv_log_info(w->ctx, "state saved: last applied %s", inv_sid_format(w->done, a));
   w->open_handles = 1 + 4 + 3; /* this call, timers, connections */
+  if (w->hb_primary != NULL) {
+    w->open_handles++;
+    inv_redis_close(w->hb_primary, conn_closed_cb, w);
+    w->hb_primary = NULL;
+  }
   uv_close((uv_handle_t *)&w->role_timer, handle_closed_cb);
   uv_close((uv_handle_t *)&w->map_timer, handle_closed_cb);
   uv_close((uv_handle_t *)&w->save_timer, handle_closed_cb);

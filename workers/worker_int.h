@@ -70,6 +70,10 @@ struct inv_worker_s {
   inv_redis_t *cmd;     /* own node: commands */
   inv_redis_t *sub;     /* own node: the subscription */
   inv_cluster_t *logc;  /* the log and heartbeats, routed by key */
+  /* A standalone replica is read-only, so its heartbeats go to its primary
+   * over this connection, kept while it is one (else NULL). */
+  inv_redis_t *hb_primary;
+  char hb_primary_addr[300];
   inv_unlinker_t *unl;
   inv_scanner_t *scn;
 

@@ -369,9 +369,7 @@ void inv__worker_takeover_tick(inv_worker_t *w) {
   inv__worker_takeover(w);
 }
 
-static void hb_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
-  inv_worker_t *w = data;
-  (void)c;
+static void hb_result(inv_worker_t *w, redisReply *reply, int err) {
   w->hb_inflight = 0;
   if (err == 0 && reply->type != REDIS_REPLY_ERROR) w->st.heartbeats++;
   else if (!w->closing)
@@ -379,10 +377,53 @@ static void hb_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
                   err < 0 ? inv_strerror(err) : reply->str);
 }
 
+static void hb_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  (void)c;
+  hb_result(data, reply, err);
+}
+
+static void hb_direct_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+  (void)r;
+  hb_result(data, reply, err);
+}
+
+/* The connection a standalone replica's heartbeat goes over (to its
+ * primary, opened on first use and replaced when the primary changes), or
+ * NULL when it goes through the log client (a cluster node, a primary). */
+static inv_redis_t *hb_primary(inv_worker_t *w) {
+  int want = w->standalone_node && w->role == INV__ROLE_REPLICA &&
+             w->master_addr[0] != '\0';
+  if (w->hb_primary != NULL &&
+      (!want || strcmp(w->hb_primary_addr, w->master_addr) != 0)) {
+    inv_redis_close(w->hb_primary, NULL, NULL);
+    w->hb_primary = NULL;
+  }
+  if (!want || w->hb_primary != NULL) return w->hb_primary;
+  char host[300];
+  const char *colon = strrchr(w->master_addr, ':');
+  if (colon == NULL || (size_t)(colon - w->master_addr) >= sizeof(host)) return NULL;
+  memcpy(host, w->master_addr, (size_t)(colon - w->master_addr));
+  host[colon - w->master_addr] = '\0';
+  inv_redis_opts_t ro;
+  inv_redis_opts_default(&ro);
+  ro.command_timeout_ms = w->conf->redis_timeout_ms;
+  ro.password = w->conf->redis_password;
+  if (inv_redis_create(w->loop, host, atoi(colon + 1), &ro, NULL, NULL, w,
+                       &w->hb_primary) != 0) {
+    w->hb_primary = NULL;
+    return NULL;
+  }
+  snprintf(w->hb_primary_addr, sizeof(w->hb_primary_addr), "%s", w->master_addr);
+  return w->hb_primary;
+}
+
 void inv__worker_heartbeat(inv_worker_t *w) {
   inv_heartbeat_t hb;
   inv_buf_t buf = {0};
-  if (w->hb_inflight || !inv_cluster_ready(w->logc)) return;
+  inv_redis_t *direct = hb_primary(w);
+  if (w->hb_inflight ||
+      (direct != NULL ? !inv_redis_is_connected(direct) : !inv_cluster_ready(w->logc)))
+    return;
   memset(&hb, 0, sizeof(hb));
   snprintf(hb.id, sizeof(hb.id), "%.255s", w->id);
   snprintf(hb.node, sizeof(hb.node), "%.255s", w->node);
@@ -395,10 +436,12 @@ void inv__worker_heartbeat(inv_worker_t *w) {
   if (inv_heartbeat_encode(&hb, &buf) == 0) {
     const char *argv[4] = {"HSET", INV_HEARTBEAT_KEY, w->id, buf.data};
     size_t lens[4] = {4, strlen(INV_HEARTBEAT_KEY), strlen(w->id), buf.len};
-    if (inv_cluster_command_argv(w->logc, INV_HEARTBEAT_KEY,
-                                 strlen(INV_HEARTBEAT_KEY), 4, argv, lens, hb_cb,
-                                 w) == 0)
-      w->hb_inflight = 1;
+    int rc = direct != NULL
+                 ? inv_redis_command_argv(direct, 4, argv, lens, hb_direct_cb, w)
+                 : inv_cluster_command_argv(w->logc, INV_HEARTBEAT_KEY,
+                                            strlen(INV_HEARTBEAT_KEY), 4, argv,
+                                            lens, hb_cb, w);
+    if (rc == 0) w->hb_inflight = 1;
   }
   inv_buf_free(&buf);
 }

@@ -1,5 +1,5 @@
 """A standalone primary with one replica, a worker on each (issue 3:
-takeover outside a cluster).
+takeover outside a cluster). Both workers' heartbeats reach the primary.
 
 The primary's worker is frozen (SIGSTOP) and events for its keys are acked;
 the replica's worker, a hot standby, tracks them and deletes nothing. The
@@ -17,9 +17,9 @@ import signal
 import pytest
 
 from harness import HOST, RedisServer
-from workerlib import (HB_KEY, Topo, assert_keyset, key_events, keys_present,
-                       load_keys, poll, send_past_window, sid, wait_applied,
-                       wait_gone, worker_ready, wstats)
+from workerlib import (HB_KEY, Topo, assert_keyset, heartbeats, key_events,
+                       keys_present, load_keys, poll, send_past_window, sid,
+                       wait_applied, wait_gone, worker_ready, wstats)
 
 WINDOW_MS = 1000
 FLAGS = ("--takeover-window", f"{WINDOW_MS}ms", "--role-poll", "200ms",
@@ -50,8 +50,10 @@ def test_promotion_rereads_heartbeats(pair, worker_factory,
     named = [f"sb:{i}" for i in range(500)]
     kept = [f"sb:{i}:x" for i in range(500)]
     load_keys(Topo(primary), named + kept)
-    poll(lambda: HB_KEY.encode() in primary.client().keys("cache:*"), 10,
-         "heartbeats written")
+    # Both heartbeats reach the primary, the replica's too (its own node
+    # is read-only, so it writes to its primary).
+    poll(lambda: {k: v["role"] for k, v in heartbeats(Topo(primary)).items()}
+         == {wp.node: "primary", wr.node: "replica"}, 10, "heartbeats written")
     frozen_at = wstats(wp)["last_applied_id"]
 
     wp.signal(signal.SIGSTOP)

@@ -218,6 +218,10 @@ static int build_command(const inv_unlinker_t *u, const item_t *it,
 }
 
 void inv_unlinker_flush(inv_unlinker_t *u) {
+  /* After a transient error reply (LOADING, CLUSTERDOWN, ...) the queue
+   * waits for the retry timer: resending on every other reply would spin
+   * for as long as the node refuses. */
+  if (u->retry_armed) return;
   while (u->head != NULL && u->inflight < INV_UNLINK_MAX_INFLIGHT &&
          !u->closing) {
     item_t *it = u->head;

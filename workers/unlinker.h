@@ -68,7 +68,9 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
                       inv_unlink_op_t op, int asking,
                       inv_unlink_done_cb done_cb, void *owner, uint64_t tag);
 
-/* Sends queued keys (after a reconnect, or after replies freed room). */
+/* Sends queued keys (after a reconnect, or after replies freed room). After
+ * a transient error reply it sends nothing until the 100 ms retry timer
+ * fires, so a node that answers LOADING or CLUSTERDOWN is not flooded. */
 void inv_unlinker_flush(inv_unlinker_t *u);
 
 /* Drops every queued (unsent) key, calling its done_cb with INV_ECLOSED.

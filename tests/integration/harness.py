@@ -14,6 +14,7 @@ RpcClient, plus key_slot, invalctl, wait_until.
 """
 
 import atexit
+import binascii
 import ctypes
 import os
 import random
@@ -623,13 +624,8 @@ class RedisServer:
 # Key slots (the cluster spec: CRC16/XMODEM of the hash tag or the key).
 
 def _crc16(data):
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
+    """CRC16/XMODEM, which is binascii.crc_hqx with a zero start value."""
+    return binascii.crc_hqx(data, 0)
 
 
 def key_slot(key):

@@ -18,7 +18,6 @@ Nothing here sleeps in the hope that something happened: every wait polls a
 condition against a deadline.
 """
 
-import binascii
 import collections
 import threading
 import time
@@ -26,7 +25,7 @@ import time
 import msgpack
 
 import harness
-from harness import HOST, HarnessError, RpcClient, wait_until
+from harness import HOST, HarnessError, RpcClient, key_slot, wait_until
 
 LOG_KEY = "cache:invalidation:log"
 CHANNEL = "cache:invalidation"
@@ -46,19 +45,6 @@ def key_events(keys):
     return [ev("key", k) for k in keys]
 
 
-def key_slot(key):
-    """The cluster hash slot of key (str or bytes), per the cluster spec
-    (CRC16/XMODEM, which is binascii.crc_hqx with a zero start value)."""
-    if isinstance(key, str):
-        key = key.encode()
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1:end]
-    return binascii.crc_hqx(key, 0) % NUM_SLOTS
-
-
 def tag_for_each_slot():
     """A list of NUM_SLOTS short strings: entry s hashes to slot s, so that
     "{" + tag + "}..." lands in slot s."""
@@ -67,7 +53,7 @@ def tag_for_each_slot():
     i = 0
     while missing:
         t = f"t{i}"
-        s = binascii.crc_hqx(t.encode(), 0) % NUM_SLOTS
+        s = key_slot(t)
         if tags[s] is None:
             tags[s] = t
             missing -= 1

@@ -1,9 +1,9 @@
 """The Lua scripts of the regeneration contract, as shipped in the package.
 
 The single source of the scripts is proto/scripts/*.lua in the inval
-source tree; inval/scripts/ holds byte-identical copies (a test asserts
-it) so that the package works both from the source tree and once
-installed with pip. They run through redis-py's Script objects: EVALSHA,
+source tree; inval/scripts is a link to that directory, so the package
+works from the source tree, and pip copies the files into an installed
+package. They run through redis-py's Script objects: EVALSHA,
 with SCRIPT LOAD and a retry when the server answers NOSCRIPT.
 """
 

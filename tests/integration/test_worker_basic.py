@@ -15,45 +15,14 @@ import pytest
 
 import harness
 from harness import HOST, RpcClient, wait_until
+from workerlib import CHANNEL, LOG_KEY, Topo
 
-LOG_KEY = "cache:invalidation:log"
-CHANNEL = "cache:invalidation"
 STATS_MD = os.path.join(harness.REPO_ROOT, "workers", "STATS.md")
-
-
-class Backend:
-    """Standalone Redis or the cluster, as these tests need it."""
-
-    def __init__(self, kind, target):
-        self.kind = kind
-        self.target = target
-
-    @property
-    def is_cluster(self):
-        return self.kind == "cluster"
-
-    @property
-    def seeds(self):
-        return self.target.seeds if self.is_cluster else [self.target.addr]
-
-    def nodes(self):
-        return self.target.running() if self.is_cluster else [self.target]
-
-    def primaries(self):
-        return self.target.primaries() if self.is_cluster else [self.target]
-
-    def client(self):
-        return self.target.client()
-
-    def log_node(self):
-        if self.is_cluster:
-            return self.target.node_for_key(LOG_KEY)
-        return self.target
 
 
 @pytest.fixture(params=["standalone", "cluster"])
 def backend(request):
-    return Backend(request.param, request.getfixturevalue(request.param))
+    return Topo(request.getfixturevalue(request.param))
 
 
 def ev(kind, target):
@@ -222,7 +191,7 @@ def test_raw_publish_path(backend, worker_factory):
 
 def test_pinned_pattern_owner_only(cluster, worker_factory,
                                    publisher_factory):
-    backend = Backend("cluster", cluster)
+    backend = Topo(cluster)
     workers = start_workers(backend, worker_factory)
     pub = publisher_factory(backend.seeds)
     gone = [f"{{user:42}}:k{i}" for i in range(500)]
@@ -282,7 +251,7 @@ def test_heartbeat_and_state(standalone, worker_factory):
     w = worker_factory(standalone, "--heartbeat-interval", "100ms",
                        "--state-save-interval", "100ms")
     wait_until(lambda: worker_stats(w)["live"], 20, what="worker live")
-    backend = Backend("standalone", standalone)
+    backend = Topo(standalone)
     eid = publish_raw(backend, [ev("key", "x")])
     r = standalone.client()
 

@@ -128,6 +128,10 @@ class Topo:
     def log_client(self):
         return self.log_node().client()
 
+    def client(self):
+        """A redis-py client of the standalone server or the cluster."""
+        return self.target.client()
+
 
 def role_name(node):
     """"primary" or "replica": the node's ROLE as the worker names it."""

@@ -23,6 +23,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/lib.sh
+. "$HERE/lib.sh"
 DIR=${INVAL_CLUSTER_DIR:-$HERE/.local/cluster}
 BASE=${INVAL_BASE_PORT:-7000}
 PRIMARIES=3
@@ -147,13 +149,7 @@ stop_nodes() {
     kill -TERM "$pid" 2>/dev/null || true
     pids+=("$pid")
   done
-  local i any
-  for i in $(seq 1 100); do
-    any=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
-    [ $any -eq 0 ] && break
-    sleep 0.1
-  done
+  [ ${#pids[@]} -eq 0 ] || wait_for_exit "${pids[@]}"
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for port in "${PORTS[@]}"; do rm -f "$(pidfile "$port")"; done
 }

@@ -26,6 +26,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/lib.sh
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 LOCAL=${INVAL_LOCAL_DIR:-$HERE/.local}
 BASE=${INVAL_BASE_PORT:-7000}
@@ -122,7 +124,7 @@ port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 # that runs, waits up to 10 s for all of them (they save state and exit 0),
 # then SIGKILLs what is left. Only PIDs from our pid files are signalled.
 stop_daemons() {
-  local names=() pids=() name prog pid i n any
+  local names=() pids=() name prog pid n
   while [ $# -ge 2 ]; do
     name=$1 prog=$2; shift 2
     pid=$(daemon_pid "$name" "$prog")
@@ -132,12 +134,7 @@ stop_daemons() {
     fi
     rm -f "$RUN/$name.pid"
   done
-  for i in $(seq 1 100); do
-    any=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
-    [ $any -eq 0 ] && break
-    sleep 0.1
-  done
+  [ ${#pids[@]} -eq 0 ] || wait_for_exit "${pids[@]}"
   for n in "${!pids[@]}"; do
     if kill -0 "${pids[$n]}" 2>/dev/null; then
       say "${names[$n]} (pid ${pids[$n]}) ignored SIGTERM for 10 s; killing it"

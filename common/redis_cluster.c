@@ -48,6 +48,7 @@ typedef struct node_s {
   inv_redis_t *conn; /* created when first needed; NULL when closed */
   int seed;
   int primary;       /* owns slots in the current map */
+  unsigned first_slot; /* while primary: the lowest slot it owns */
   uint64_t conn_since; /* loop ms when conn was created */
 } node_t;
 
@@ -385,6 +386,7 @@ static void apply_map(inv_cluster_t *c, node_t *from, node_t **table,
   for (i = 0; i < INV_SLOTS; i++)
     if (c->slots[i] != NULL && !c->slots[i]->primary) {
       c->slots[i]->primary = 1;
+      c->slots[i]->first_slot = (unsigned)i;
       nprimaries++;
     }
   c->mode = MODE_CLUSTER;
@@ -865,6 +867,25 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
     arm_deadline(c);
   send_or_wait(c, cmd);
   return 0;
+}
+
+size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
+                                inv_cluster_primary_fn fn, void *data) {
+  size_t i, down = 0;
+  node_t *skip;
+  if (c == NULL || c->closing || c->mode != MODE_CLUSTER)
+    return 0;
+  skip = c->slots[skip_slot % INV_SLOTS];
+  for (i = 0; i < c->nnodes; i++) {
+    node_t *n = c->nodes[i];
+    if (!n->primary || n == skip)
+      continue;
+    if (node_conn(n) != NULL && inv_redis_is_connected(n->conn))
+      fn(n->conn, n->first_slot, data);
+    else
+      down++;
+  }
+  return down;
 }
 
 int inv_cluster_ready(const inv_cluster_t *c) { return c != NULL && c->ready; }

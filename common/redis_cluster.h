@@ -51,6 +51,21 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
                              const size_t *argvlen, inv_cluster_reply_cb cb,
                              void *data);
 
+/* Called for each primary by inv_cluster_each_primary(): first_slot is the
+ * lowest slot it owns in the current map and conn its connection, which
+ * is up. conn is borrowed for the call; commands sent on it directly are
+ * not routed, redirected or retried by the cluster client. */
+typedef void (*inv_cluster_primary_fn)(inv_redis_t *conn, unsigned first_slot,
+                                       void *data);
+
+/* In cluster mode, calls fn for every primary of the current slot map
+ * except the owner of skip_slot, whose connection is up. A primary that has
+ * no connection yet gets one started for next time. Returns the number of
+ * primaries passed over because their connection was not up (0 outside
+ * cluster mode, where fn is never called). fn must not close c. */
+size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
+                                inv_cluster_primary_fn fn, void *data);
+
 /* 1 once the topology is known (standalone seed answered, or a slot map is
  * loaded), else 0. */
 int inv_cluster_ready(const inv_cluster_t *c);

@@ -473,6 +473,16 @@ static void note_confirmation(inv_redis_t *r, const redisReply *reply,
     r->subscribed = 0; /* Redis leaves subscribe mode with the last one */
 }
 
+/* Returns 1 when reply is a "sunsubscribe" no SUNSUBSCRIBE of ours asked
+ * for: Redis unsubscribes clients from a shard channel whose slot left the
+ * node. */
+static int is_server_sunsubscribe(const redisReply *reply,
+                                  const pending_t *front) {
+  return reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+         elem_is(reply->element[0], "sunsubscribe") &&
+         (front == NULL || front->kind != K_SUNSUBSCRIBE);
+}
+
 static void dispatch_reply(inv_redis_t *r, redisReply *reply) {
   pending_t *front;
   pending_t p;
@@ -484,6 +494,12 @@ static void dispatch_reply(inv_redis_t *r, redisReply *reply) {
     return;
   }
   front = ring_front(r);
+  if (r->subscribed && is_server_sunsubscribe(reply, front)) {
+    note_confirmation(r, reply, K_SUNSUBSCRIBE);
+    if (r->push_cb != NULL)
+      r->push_cb(r, reply, r->data);
+    return;
+  }
   if (front == NULL) {
     inv_log_warn(LOG_CTX, "%s:%d: unexpected reply with no command pending; "
                  "reconnecting", r->host, r->port);

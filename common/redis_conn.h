@@ -23,7 +23,9 @@
  * a callback returns an error, the callback will never be called.
  *
  * Pub/Sub: after inv_redis_subscribe() the connection is in subscribe mode;
- * every "message"/"pmessage"/"smessage" array goes to push_cb, and only
+ * every "message"/"pmessage"/"smessage" array goes to push_cb, and so does
+ * a "sunsubscribe" Redis sends unasked (the shard channel's slot left the
+ * node); only
  * (P)SUBSCRIBE, (P)UNSUBSCRIBE and PING may be sent. Subscriptions are not
  * re-sent on reconnect by this layer: the owner does it on
  * INV_REDIS_CONNECTED, which is also the moment to start log catch-up.

@@ -4,6 +4,8 @@
  */
 #include "common/slot.h"
 
+#include <stdio.h>
+
 static const uint16_t crc16_table[256] = {
     0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7,
     0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
@@ -71,4 +73,25 @@ unsigned inv_key_slot(const char *key, size_t len) {
     return inv_crc16(key + start, taglen) & (INV_SLOTS - 1);
   }
   return inv_crc16(key, len) & (INV_SLOTS - 1);
+}
+
+uint32_t inv_slot_tag(unsigned slot) {
+  static uint32_t tags[INV_SLOTS];
+  static int built;
+  if (!built) {
+    static uint8_t found[INV_SLOTS];
+    unsigned left = INV_SLOTS;
+    char digits[16];
+    for (uint32_t n = 0; left > 0; n++) {
+      int len = snprintf(digits, sizeof(digits), "%u", (unsigned)n);
+      unsigned s = inv_crc16(digits, (size_t)len) & (INV_SLOTS - 1);
+      if (!found[s]) {
+        found[s] = 1;
+        tags[s] = n;
+        left--;
+      }
+    }
+    built = 1;
+  }
+  return tags[slot & (INV_SLOTS - 1)];
 }

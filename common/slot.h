@@ -21,4 +21,10 @@ unsigned inv_key_slot(const char *key, size_t len);
  * the tag's position (without braces). Otherwise returns 0. */
 int inv_hash_tag(const char *key, size_t keylen, size_t *start, size_t *len);
 
+/* The canonical tag of a slot: the smallest non-negative integer whose
+ * decimal digits hash to slot, so "{<tag>}" names a key (or a sharded
+ * channel) in that slot. All tags are below 110000. The table behind it is
+ * built on the first call (about 5 ms) and is not thread-safe until then. */
+uint32_t inv_slot_tag(unsigned slot);
+
 #endif

@@ -22,6 +22,7 @@
 
 #include "common/errors.h"
 #include "common/glob.h"
+#include "common/slot.h"
 #include "proto/codec.h"
 #include "proto/codec_check.h"
 
@@ -240,14 +241,43 @@ static int payload_fail(char *errstr, size_t errlen, const char *fmt, ...) {
   return INV_EPROTO;
 }
 
+/* Reads the optional string field name (a log id: "id" or "prev") into
+ * out (sizeof out == 48); a missing or nil field leaves out empty. Returns 0
+ * or INV_EPROTO with errstr. */
+static int read_id(const msgpack_object *v, const char *name, char out[48],
+                   char *errstr, size_t errlen) {
+  const char *s;
+  size_t n;
+  out[0] = '\0';
+  if (v == NULL || v->type == MSGPACK_OBJECT_NIL) return 0;
+  if (v->type == MSGPACK_OBJECT_STR) {
+    s = v->via.str.ptr;
+    n = v->via.str.size;
+  } else if (v->type == MSGPACK_OBJECT_BIN) {
+    s = v->via.bin.ptr;
+    n = v->via.bin.size;
+  } else {
+    return payload_fail(errstr, errlen, "payload %s is not a string (got %s)",
+                        name, inv_msgpack_type_name(v->type));
+  }
+  if (n >= 48)
+    return payload_fail(errstr, errlen, "payload %s is %zu bytes, over 47",
+                        name, n);
+  if (memchr(s, '\0', n) != NULL)
+    return payload_fail(errstr, errlen, "payload %s contains a NUL byte", name);
+  if (n > 0) memcpy(out, s, n);
+  out[n] = '\0';
+  return 0;
+}
+
 int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                        char *errstr, size_t errlen) {
-  static const char *const fields[] = {"v", "id", "ts", "events"};
-  const msgpack_object *val[4] = {NULL, NULL, NULL, NULL};
+  static const char *const fields[] = {"v", "id", "ts", "events", "prev"};
+  const msgpack_object *val[5] = {NULL, NULL, NULL, NULL, NULL};
   const msgpack_object *root;
   char why[100];
   size_t off = 0;
-  int i;
+  int i, rc;
 
   memset(p, 0, sizeof(*p));
   msgpack_unpacked_init(&p->unpacked);
@@ -271,7 +301,7 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   for (uint32_t k = 0; k < root->via.map.size; k++) {
     const msgpack_object *key = &root->via.map.ptr[k].key;
     if (key->type != MSGPACK_OBJECT_STR) continue;
-    i = lookup(key, fields, 4);
+    i = lookup(key, fields, 5);
     if (i < 0) continue; /* newer fields are ignored, see the top */
     if (val[i] != NULL)
       return payload_fail(errstr, errlen, "payload has a duplicate \"%s\"",
@@ -294,27 +324,9 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   }
   p->version = INV_PROTO_VERSION;
 
-  if (val[1] != NULL && val[1]->type != MSGPACK_OBJECT_NIL) {
-    const char *s;
-    size_t n;
-    if (val[1]->type == MSGPACK_OBJECT_STR) {
-      s = val[1]->via.str.ptr;
-      n = val[1]->via.str.size;
-    } else if (val[1]->type == MSGPACK_OBJECT_BIN) {
-      s = val[1]->via.bin.ptr;
-      n = val[1]->via.bin.size;
-    } else {
-      return payload_fail(errstr, errlen, "payload id is not a string (got %s)",
-                          inv_msgpack_type_name(val[1]->type));
-    }
-    if (n >= sizeof(p->id))
-      return payload_fail(errstr, errlen, "payload id is %zu bytes, over %zu",
-                          n, sizeof(p->id) - 1);
-    if (memchr(s, '\0', n) != NULL)
-      return payload_fail(errstr, errlen, "payload id contains a NUL byte");
-    if (n > 0) memcpy(p->id, s, n);
-    p->id[n] = '\0';
-  }
+  rc = read_id(val[1], "id", p->id, errstr, errlen);
+  if (rc == 0) rc = read_id(val[4], "prev", p->prev, errstr, errlen);
+  if (rc != 0) return rc;
 
   if (val[2] == NULL)
     return payload_fail(errstr, errlen, "payload has no \"ts\" field");
@@ -349,4 +361,9 @@ void inv_payload_destroy(inv_payload_t *p) {
   p->nevents = 0;
   msgpack_unpacked_destroy(&p->unpacked);
   msgpack_unpacked_init(&p->unpacked);
+}
+
+void inv_shard_channel(unsigned slot, char out[INV_SHARD_CHANNEL_MAX]) {
+  snprintf(out, INV_SHARD_CHANNEL_MAX, INV_SHARD_CHANNEL_PREFIX "{%u}",
+           (unsigned)inv_slot_tag(slot));
 }

@@ -5,7 +5,8 @@
  * "mode": "hard"|"soft"}. The payload published on cache:invalidation is
  * {"v": 1, "id": <log id str>, "ts": <ms>, "events": [event, ...]}; the log
  * entry stores the same map without "id" (the entry's own id is the id).
- * See proto/PROTOCOL.md.
+ * The copy sent on a shard's fast-path channel also has "prev": the id of
+ * the log entry before it. See proto/PROTOCOL.md.
  */
 #ifndef INV_EVENT_H
 #define INV_EVENT_H
@@ -17,6 +18,14 @@
 #define INV_PROTO_VERSION 1
 #define INV_LOG_KEY "cache:invalidation:log"
 #define INV_CHANNEL "cache:invalidation"
+/* Sharded fast-path channels: INV_SHARD_CHANNEL_PREFIX "{<tag>}", in the
+ * slot the tag names (common/slot.h, inv_slot_tag). */
+#define INV_SHARD_CHANNEL_PREFIX "cache:invalidation:shard:"
+#define INV_SHARD_CHANNEL_MAX 48
+
+/* Writes the fast-path channel of the shard whose lowest slot is slot:
+ * "cache:invalidation:shard:{<tag of slot>}", NUL-terminated. */
+void inv_shard_channel(unsigned slot, char out[INV_SHARD_CHANNEL_MAX]);
 
 typedef enum { INV_KIND_KEY = 0, INV_KIND_PREFIX = 1, INV_KIND_PATTERN = 2 } inv_kind_t;
 typedef enum { INV_MODE_HARD = 0, INV_MODE_SOFT = 1 } inv_mode_t;
@@ -52,6 +61,7 @@ void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
 typedef struct inv_payload_s {
   int version;
   char id[48];     /* "" when the payload carries no id (log entries) */
+  char prev[48];   /* "" unless a fast-path copy: the previous entry's id */
   uint64_t ts_ms;
   inv_event_t *events;
   size_t nevents;

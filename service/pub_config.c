@@ -41,6 +41,10 @@ const inv_conf_row_t inv_pub_conf_rows[] = {
     {"max-log-len", INV_CONF_INT, offsetof(inv_pub_conf_t, max_log_len), 1,
      1000000000000LL, "1000000",
      NULL, "approximate length cap of cache:invalidation:log (XADD MAXLEN ~)"},
+    {"shard-publish", INV_CONF_BOOL, offsetof(inv_pub_conf_t, shard_publish),
+     0, 0, "yes", NULL,
+     "in a cluster, also send each logged batch to every other primary's "
+     "shard channel (SPUBLISH), so workers need not wait for the cluster bus"},
 };
 
 const size_t inv_pub_conf_nrows =

@@ -64,6 +64,12 @@
      "MOVED and ASK redirects followed")                                       \
   XX(script_loads, script_loads, COUNTER,                                      \
      "NOSCRIPT replies answered by sending the script with EVAL")              \
+  XX(shard_sent, shard_sent, COUNTER,                                          \
+     "fast-path copies sent to other primaries' shard channels (SPUBLISH)")    \
+  XX(shard_failed, shard_failed, COUNTER,                                      \
+     "fast-path copies answered with an error or lost with their connection") \
+  XX(shard_skipped, shard_skipped, COUNTER,                                    \
+     "fast-path copies not sent: the primary's connection was down or full")   \
   XX(pending_events, pending_events, GAUGE,                                    \
      "events accepted and not yet answered")                                   \
   XX(inflight_batches, inflight_batches, GAUGE,                                \

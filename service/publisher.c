@@ -72,7 +72,13 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->redis_reconnects = cs.reconnects;
     out->redis_redirects = cs.redirects;
   }
-  if (p->sink != NULL) out->script_loads = inv_sink_stats(p->sink)->script_loads;
+  if (p->sink != NULL) {
+    const inv_sink_stats_t *ks = inv_sink_stats(p->sink);
+    out->script_loads = ks->script_loads;
+    out->shard_sent = ks->shard_sent;
+    out->shard_failed = ks->shard_failed;
+    out->shard_skipped = ks->shard_skipped;
+  }
   out->batch_events_avg =
       out->batches ? out->batch_events_total / out->batches : 0;
   if (p->batcher != NULL) {
@@ -199,7 +205,8 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
              inv_strerror(rc));
     goto err;
   }
-  rc = inv_sink_create(p->cluster, conf->max_log_len, &p->sink);
+  rc = inv_sink_create(p->cluster, conf->max_log_len, conf->shard_publish,
+                       &p->sink);
   if (rc < 0) {
     snprintf(err, errlen, "out of memory");
     goto err;

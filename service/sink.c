@@ -12,22 +12,30 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/slot.h"
 #include "proto/event.h"
 
 /* KEYS[1] = log key; ARGV[1] = MAXLEN, ARGV[2] = log payload (fixmap 3),
  * ARGV[3] = channel. "\132" is 0x84 (fixmap 4) and "\162id" is the fixstr
- * "id"; cmsgpack.pack(id) packs the id as a msgpack str. */
+ * "id"; cmsgpack.pack(id) packs the id as a msgpack str. Returns the new
+ * entry's id and the id of the entry before it ("0-0" for none), which the
+ * fast-path copies carry as "prev". */
 static const char sink_script[] =
+    "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
     "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', "
     "'p', ARGV[2])\n"
     "redis.call('PUBLISH', ARGV[3], '\\132' .. string.sub(ARGV[2], 2) .. "
     "'\\162id' .. cmsgpack.pack(id))\n"
-    "return id\n";
+    "local prev = '0-0'\n"
+    "if last[1] then prev = last[1][1] end\n"
+    "return {id, prev}\n";
 
 struct inv_sink_s {
   inv_cluster_t *cluster;
   char sha[41];
   char maxlen[24];
+  int shard_publish;
+  unsigned log_slot; /* the log key's slot: its owner needs no copy */
   inv_sink_stats_t stats;
 };
 
@@ -42,10 +50,12 @@ typedef struct sink_call_s {
 } sink_call_t;
 
 int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
-                    inv_sink_t **out) {
+                    int shard_publish, inv_sink_t **out) {
   inv_sink_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return INV_ENOMEM;
   s->cluster = cluster;
+  s->shard_publish = shard_publish;
+  s->log_slot = inv_key_slot(INV_LOG_KEY, sizeof(INV_LOG_KEY) - 1);
   unsigned char md[SHA_DIGEST_LENGTH];
   SHA1((const unsigned char *)sink_script, strlen(sink_script), md);
   for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
@@ -105,6 +115,78 @@ static void sink_finish(sink_call_t *call, int err, const char *id,
   free(call);
 }
 
+/* ---- the fast path ----------------------------------------------------- */
+
+/* One fast-path copy being handed to the primaries. */
+typedef struct shard_copy_s {
+  inv_sink_t *sink;
+  const char *data;
+  size_t len;
+} shard_copy_t;
+
+/* Appends s[0..n) packed as a msgpack str (n < 256) at out; returns the
+ * bytes written. */
+static size_t pack_short_str(char *out, const char *s, size_t n) {
+  size_t head = 1;
+  if (n < 32) {
+    out[0] = (char)(0xa0 | n);
+  } else {
+    out[0] = (char)0xd9;
+    out[1] = (char)n;
+    head = 2;
+  }
+  memcpy(out + head, s, n);
+  return head + n;
+}
+
+static void shard_reply_cb(inv_redis_t *r, redisReply *reply, int err,
+                           void *data) {
+  inv_sink_t *s = data;
+  (void)r;
+  if (err < 0 || reply->type == REDIS_REPLY_ERROR) s->stats.shard_failed++;
+}
+
+static void shard_send_one(inv_redis_t *conn, unsigned first_slot,
+                           void *data) {
+  shard_copy_t *copy = data;
+  char channel[INV_SHARD_CHANNEL_MAX];
+  inv_shard_channel(first_slot, channel);
+  const char *argv[3] = {"SPUBLISH", channel, copy->data};
+  size_t argvlen[3] = {8, strlen(channel), copy->len};
+  if (inv_redis_command_argv(conn, 3, argv, argvlen, shard_reply_cb,
+                             copy->sink) == 0)
+    copy->sink->stats.shard_sent++;
+  else
+    copy->sink->stats.shard_skipped++;
+}
+
+/* Sends the published map of a confirmed entry, plus "prev", to the other
+ * primaries' shard channels: the log payload's fixmap 3 becomes a fixmap
+ * of 5 with "id" and "prev" appended. */
+static void shard_publish(inv_sink_t *s, const char *payload, size_t len,
+                          const redisReply *id, const redisReply *prev) {
+  if (!s->shard_publish || !inv_cluster_is_cluster(s->cluster) ||
+      id->len >= 256 || prev->len >= 256)
+    return;
+  char *buf = malloc(len + id->len + prev->len + 16);
+  if (buf == NULL) {
+    s->stats.shard_skipped++;
+    return;
+  }
+  size_t n = 0;
+  buf[n++] = (char)0x85;
+  memcpy(buf + n, payload + 1, len - 1);
+  n += len - 1;
+  n += pack_short_str(buf + n, "id", 2);
+  n += pack_short_str(buf + n, id->str, id->len);
+  n += pack_short_str(buf + n, "prev", 4);
+  n += pack_short_str(buf + n, prev->str, prev->len);
+  shard_copy_t copy = {s, buf, n};
+  s->stats.shard_skipped +=
+      inv_cluster_each_primary(s->cluster, s->log_slot, shard_send_one, &copy);
+  free(buf);
+}
+
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data) {
   (void)c;
@@ -134,14 +216,19 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
     sink_finish(call, INV_EREDIS, NULL, 0, msg);
     return;
   }
-  if (reply->type != REDIS_REPLY_STRING || reply->len == 0) {
-    snprintf(msg, sizeof(msg), "unexpected reply type %d from the script",
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+      reply->element[0]->type != REDIS_REPLY_STRING ||
+      reply->element[0]->len == 0 ||
+      reply->element[1]->type != REDIS_REPLY_STRING) {
+    snprintf(msg, sizeof(msg), "unexpected reply (type %d) from the script",
              reply->type);
     inv_log_error("sink", "%s", msg);
     sink_finish(call, INV_EREDIS, NULL, 0, msg);
     return;
   }
-  sink_finish(call, 0, reply->str, reply->len, NULL);
+  shard_publish(call->sink, call->payload, call->len, reply->element[0],
+                reply->element[1]);
+  sink_finish(call, 0, reply->element[0]->str, reply->element[0]->len, NULL);
 }
 
 const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s) {

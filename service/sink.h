@@ -12,6 +12,15 @@
  * Calls use EVALSHA; a NOSCRIPT reply (a fresh node, a failover, SCRIPT
  * FLUSH) is answered once with EVAL of the full script, which also caches
  * it on that node.
+ *
+ * The fast path (proto/PROTOCOL.md, "Shard channels"): in a cluster the
+ * PUBLISH reaches the other nodes over the cluster bus, which costs
+ * milliseconds. So once the script confirmed, the sink also sends the
+ * published map plus "prev" (the id of the entry before it, returned by the
+ * script) with SPUBLISH to the shard channel of every other primary whose
+ * connection is up. These copies are best effort and never delay or fail
+ * the batch: the bus copy and the log remain the guarantee, and workers
+ * take a copy only when its "prev" is the last entry they took in.
  */
 #ifndef INV_SINK_H
 #define INV_SINK_H
@@ -33,14 +42,18 @@ typedef void (*inv_sink_done_cb)(void *data, int err, const char *id,
                                  size_t idlen, const char *msg);
 
 typedef struct inv_sink_stats_s {
-  uint64_t script_loads; /* NOSCRIPT answered with EVAL */
+  uint64_t script_loads;  /* NOSCRIPT answered with EVAL */
+  uint64_t shard_sent;    /* fast-path SPUBLISHes sent */
+  uint64_t shard_failed;  /* ... answered with an error or dropped */
+  uint64_t shard_skipped; /* ... not sent: the primary's connection was down
+                             or its queue full */
 } inv_sink_stats_t;
 
 /* Creates a sink sending through cluster (borrowed; it must outlive the
- * sink's pending sends). max_log_len is the MAXLEN ~ bound. Returns 0 and
- * *out, or INV_ENOMEM. */
+ * sink's pending sends). max_log_len is the MAXLEN ~ bound; shard_publish
+ * turns the fast path on. Returns 0 and *out, or INV_ENOMEM. */
 int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
-                    inv_sink_t **out);
+                    int shard_publish, inv_sink_t **out);
 
 /*
  * Sends one batch. payload is the msgpack map {"v", "ts", "events"} packed

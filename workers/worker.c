@@ -168,6 +168,10 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
   if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, sub_event_cb,
                        sub_push_cb, w, &w->sub) != 0)
     goto err_oom;
+  if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro,
+                       inv__worker_shard_event, inv__worker_shard_push, w,
+                       &w->shard) != 0)
+    goto err_oom;
   ro.command_timeout_ms = conf->redis_timeout_ms;
   if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->logc) != 0) goto err_oom;
   if (inv_unlinker_create(loop, w->cmd, &w->st, conf->stale_grace_ms,
@@ -194,6 +198,7 @@ err:
   inv_scanner_close(w->scn);
   inv_unlinker_close(w->unl);
   inv_cluster_close(w->logc, NULL, NULL);
+  inv_redis_close(w->shard, NULL, NULL);
   inv_redis_close(w->sub, NULL, NULL);
   inv_redis_close(w->cmd, NULL, NULL);
   free(w->ring);
@@ -205,6 +210,7 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   inv_cluster_stats_t cs;
   const inv_redis_stats_t *a = inv_redis_stats(w->cmd);
   const inv_redis_stats_t *b = inv_redis_stats(w->sub);
+  const inv_redis_stats_t *c = inv_redis_stats(w->shard);
   *s = w->st;
   inv_cluster_get_stats(w->logc, &cs);
   s->uptime_s = (inv_now_us() - w->started_us) / 1000000;
@@ -219,9 +225,10 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->lag_ms_p50 = inv_latency_quantile(&w->lag, 0.5);
   s->lag_ms_p99 = inv_latency_quantile(&w->lag, 0.99);
   s->lag_ms_max = w->lag.max_us;
-  s->redis_round_trips = a->commands + b->commands + cs.round_trips;
-  s->redis_errors = a->errors + b->errors + cs.errors;
-  s->redis_reconnects = a->reconnects + b->reconnects + cs.reconnects;
+  s->redis_round_trips = a->commands + b->commands + c->commands + cs.round_trips;
+  s->redis_errors = a->errors + b->errors + c->errors + cs.errors;
+  s->redis_reconnects =
+      a->reconnects + b->reconnects + c->reconnects + cs.reconnects;
 }
 
 void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk) {
@@ -274,7 +281,7 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   inv_unlinker_close(w->unl);
   inv__worker_save_state(w);
   inv_log_info(w->ctx, "state saved: last applied %s", inv_sid_format(w->done, a));
-  w->open_handles = 1 + 4 + 3; /* this call, timers, connections */
+  w->open_handles = 1 + 4 + 4; /* this call, timers, connections */
   if (w->hb_primary != NULL) {
     w->open_handles++;
     inv_redis_close(w->hb_primary, conn_closed_cb, w);
@@ -285,6 +292,7 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   uv_close((uv_handle_t *)&w->save_timer, handle_closed_cb);
   uv_close((uv_handle_t *)&w->hb_timer, handle_closed_cb);
   inv_cluster_close(w->logc, conn_closed_cb, w);
+  inv_redis_close(w->shard, conn_closed_cb, w);
   inv_redis_close(w->sub, conn_closed_cb, w);
   inv_redis_close(w->cmd, conn_closed_cb, w);
   release(w);

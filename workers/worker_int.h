@@ -69,6 +69,7 @@ struct inv_worker_s {
 
   inv_redis_t *cmd;     /* own node: commands */
   inv_redis_t *sub;     /* own node: the subscription */
+  inv_redis_t *shard;   /* own node: the shard channel (worker_shard.c) */
   inv_cluster_t *logc;  /* the log and heartbeats, routed by key */
   /* A standalone replica is read-only, so its heartbeats go to its primary
    * over this connection, kept while it is one (else NULL). */
@@ -142,6 +143,12 @@ struct inv_worker_s {
   uint64_t verify_count;
   inv_sid_t verify_prev_last; /* the log's last id at the previous check */
 
+  /* The shard channel (worker_shard.c): the one wanted now ("" for none)
+   * and the one SSUBSCRIBE was sent for on the current connection. */
+  char shard_channel[INV_SHARD_CHANNEL_MAX];
+  char shard_on[INV_SHARD_CHANNEL_MAX];
+  int shard_inflight;
+
   /* Figures. */
   inv_worker_stats_t st;
   inv_latency_t lag;
@@ -168,6 +175,11 @@ void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len);
 int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
                       int from_log);
 int inv__worker_backpressured(const inv_worker_t *w);
+/* Decodes a payload received on channel source and its id. Returns 0, or
+ * a negative code (counted in decode_errors and logged). p must be
+ * destroyed in every case. */
+int inv__worker_decode(inv_worker_t *w, const char *data, size_t len,
+                       const char *source, inv_payload_t *p, inv_sid_t *id);
 /* Something finished: resume a paused catch-up or drain. */
 void inv__worker_progress(inv_worker_t *w);
 void inv__worker_live_clear(inv_worker_t *w);
@@ -184,6 +196,13 @@ void inv__worker_rewind(inv_worker_t *w, inv_sid_t start, int check_gap,
 /* Ends every outstanding entry (demotion: a standby owns nothing). */
 void inv__worker_stand_down(inv_worker_t *w);
 void inv__worker_drain(inv_worker_t *w);
+
+/* Shard channel (worker_shard.c). */
+/* Subscribes to the channel the role and map call for, leaving the old
+ * one; called when the map or the role changed. */
+void inv__worker_shard_update(inv_worker_t *w);
+void inv__worker_shard_event(inv_redis_t *r, inv_redis_event_t ev, void *data);
+void inv__worker_shard_push(inv_redis_t *r, redisReply *msg, void *data);
 
 /* Log (worker_log.c). */
 void inv__worker_begin_catchup(inv_worker_t *w, int check_position);

@@ -181,9 +181,8 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
   return 1;
 }
 
-/* Decodes a payload and its id. Returns 0, or a negative code (counted). */
-static int decode(inv_worker_t *w, const char *data, size_t len,
-                  inv_payload_t *p, inv_sid_t *id) {
+int inv__worker_decode(inv_worker_t *w, const char *data, size_t len,
+                       const char *source, inv_payload_t *p, inv_sid_t *id) {
   char err[128];
   int rc = inv_payload_decode(data, len, p, err, sizeof(err));
   if (rc == 0 && inv_sid_parse(p->id, strlen(p->id), id) != 0) {
@@ -192,7 +191,7 @@ static int decode(inv_worker_t *w, const char *data, size_t len,
   }
   if (rc != 0) {
     w->st.decode_errors++;
-    inv_log_warn(w->ctx, "undecodable message on %s: %s", INV_CHANNEL, err);
+    inv_log_warn(w->ctx, "undecodable message on %s: %s", source, err);
   }
   return rc;
 }
@@ -212,7 +211,7 @@ void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len) {
   inv_payload_t p;
   inv_sid_t id;
   if (w->closing) return;
-  if (decode(w, data, len, &p, &id) != 0) {
+  if (inv__worker_decode(w, data, len, INV_CHANNEL, &p, &id) != 0) {
     inv_payload_destroy(&p);
     return;
   }
@@ -264,7 +263,8 @@ void inv__worker_drain(inv_worker_t *w) {
     w->lq_len--;
     inv_payload_t p;
     inv_sid_t id;
-    if (decode(w, m->data, m->len, &p, &id) == 0) inv__worker_apply(w, id, &p, 0);
+    if (inv__worker_decode(w, m->data, m->len, INV_CHANNEL, &p, &id) == 0)
+      inv__worker_apply(w, id, &p, 0);
     inv_payload_destroy(&p);
     free(m);
   }

@@ -31,6 +31,12 @@
      "1 while both the command and the subscriber connection are up")          \
   XX(subscribed, subscribed, GAUGE,                                            \
      "1 while subscribed to cache:invalidation")                               \
+  XX(shard_subscribed, shard_subscribed, GAUGE,                                \
+     "1 while listening on the node's shard channel (the fast path)")         \
+  XX(shard_taken, shard_taken, COUNTER,                                        \
+     "log entries taken from the shard channel before their broadcast")       \
+  XX(shard_passed, shard_passed, COUNTER,                                      \
+     "shard-channel copies passed over (not next in order, or not live)")     \
   XX(live, live, GAUGE,                                                        \
      "1 once catch-up is done and live messages are applied")                  \
   XX(events_received, events_received, COUNTER,                                \

@@ -23,6 +23,7 @@ static void role_changed(inv_worker_t *w, int old, int now) {
   w->role = now;
   w->st.is_primary = now == INV__ROLE_PRIMARY;
   w->map_known = 0;
+  inv__worker_shard_update(w); /* none until the new map is known */
   inv__worker_go_idle(w);
   w->takeover_pending = 0;
   w->takeover_recheck = 0;
@@ -92,6 +93,7 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
   w->map_role = w->role;
   w->st.owned_slots = w->map.nowned;
   w->st.importing_slots = w->map.nimporting;
+  inv__worker_shard_update(w);
   unsigned gained = had && w->role == INV__ROLE_PRIMARY
                         ? inv_slot_map_gained(&old, &w->map)
                         : 0;

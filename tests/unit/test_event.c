@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/errors.h"
+#include "common/slot.h"
 #include "proto/codec.h"
 #include "proto/event.h"
 #include "tests/unit/check.h"
@@ -656,6 +657,54 @@ static void test_payload_errors(void) {
 }
 
 /* What the publisher builds (inv_event_pack inside the map) decodes back. */
+static void test_payload_prev(void) {
+  /* A fast-path copy carries "prev"; other payloads leave it empty. */
+  obj_t o;
+  inv_payload_t p;
+  char err[256];
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 5, "7-2", 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "prev");
+  pstr(&o.pk, "7-1");
+  CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
+  CHECK_EQ_STR(p.id, "7-2");
+  CHECK_EQ_STR(p.prev, "7-1");
+  inv_payload_destroy(&p);
+  obj_free(&o);
+
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 4, "7-2", 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
+  CHECK_EQ_STR(p.prev, "");
+  inv_payload_destroy(&p);
+  obj_free(&o);
+
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 5, "7-2", 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "prev");
+  msgpack_pack_int(&o.pk, 3);
+  expect_payload_err(&o, "payload prev is not a string (got int)");
+  obj_free(&o);
+}
+
+static void test_shard_channel(void) {
+  /* The channel's hash tag puts it in the slot it was made for. */
+  char ch[INV_SHARD_CHANNEL_MAX];
+  unsigned slots[] = {0, 1, 5460, 5461, 10922, 10923, 16383};
+  for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+    inv_shard_channel(slots[i], ch);
+    CHECK(strncmp(ch, INV_SHARD_CHANNEL_PREFIX "{",
+                  sizeof(INV_SHARD_CHANNEL_PREFIX)) == 0);
+    CHECK_EQ_INT(inv_key_slot(ch, strlen(ch)), slots[i]);
+  }
+}
+
 static void test_payload_roundtrip(void) {
   obj_t o;
   inv_payload_t p;
@@ -694,5 +743,7 @@ int main(void) {
   RUN(test_payload_ok);
   RUN(test_payload_errors);
   RUN(test_payload_roundtrip);
+  RUN(test_payload_prev);
+  RUN(test_shard_channel);
   return check_summary();
 }

@@ -82,11 +82,32 @@ static void test_range(void) {
   CHECK(distinct > 16000);
 }
 
+static void test_slot_tags(void) {
+  /* Every slot's tag hashes to it, and no smaller number does. */
+  char digits[16];
+  int ok = 1, minimal = 1;
+  for (unsigned slot = 0; slot < INV_SLOTS; slot++) {
+    uint32_t tag = inv_slot_tag(slot);
+    int n = snprintf(digits, sizeof(digits), "%u", (unsigned)tag);
+    if (inv_key_slot(digits, (size_t)n) != slot) ok = 0;
+    if (tag >= 110000) ok = 0;
+  }
+  for (uint32_t t = 0; t < 20000; t++) {
+    int n = snprintf(digits, sizeof(digits), "%u", (unsigned)t);
+    if (inv_slot_tag(inv_key_slot(digits, (size_t)n)) > t) minimal = 0;
+  }
+  CHECK(ok);
+  CHECK(minimal);
+  /* "0" is the smallest tag of all, so it is its slot's tag. */
+  CHECK_EQ_INT(inv_slot_tag(inv_key_slot("0", 1)), 0);
+}
+
 int main(void) {
   RUN(test_crc16);
   RUN(test_known_slots);
   RUN(test_hash_tags);
   RUN(test_hash_tag_positions);
   RUN(test_range);
+  RUN(test_slot_tags);
   return check_summary();
 }

@@ -1,0 +1,132 @@
+/*
+ * The fast path (proto/PROTOCOL.md, "Shard channels"): a primary's worker
+ * also listens on its shard's channel, where the publisher sends each
+ * logged entry with SPUBLISH straight to this node instead of waiting for
+ * the cluster bus to carry the PUBLISH from the log's node.
+ *
+ * The channel is the one of the lowest slot the node owns, as both sides
+ * read it from their slot maps; while they disagree (a reshard of that
+ * slot) copies go unheard, which only costs speed. A copy carries "prev",
+ * the id of the log entry before it, and is taken only when prev is the
+ * last entry the worker took in and intake is live with nothing queued.
+ * Otherwise it is passed over and the entry arrives in order through the
+ * broadcast or the log, so a lost or early copy can never make the worker
+ * skip an entry. A copy that was taken makes its broadcast twin a
+ * duplicate, which intake skips by id.
+ */
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "workers/worker_int.h"
+
+/* The channel the node should listen on now, or "" for none. */
+static void wanted_channel(const inv_worker_t *w,
+                           char out[INV_SHARD_CHANNEL_MAX]) {
+  out[0] = '\0';
+  if (w->closing || w->role != INV__ROLE_PRIMARY || !w->map_known ||
+      w->map_role != INV__ROLE_PRIMARY || !w->map.cluster ||
+      w->map.nowned == 0)
+    return;
+  for (unsigned slot = 0; slot < INV_SLOTS; slot++) {
+    if (inv_slot_map_owns(&w->map, slot)) {
+      inv_shard_channel(slot, out);
+      return;
+    }
+  }
+}
+
+static void ssubscribe_cb(inv_redis_t *r, redisReply *reply, int err,
+                          void *data) {
+  inv_worker_t *w = data;
+  (void)r;
+  w->shard_inflight = 0;
+  if (w->closing) return;
+  if (err < 0 || reply->type == REDIS_REPLY_ERROR) {
+    /* Most likely MOVED: the map changed. Each map refresh tries again. */
+    inv_log_warn(w->ctx, "SSUBSCRIBE %s failed: %s", w->shard_channel,
+                 err < 0 ? inv_strerror(err) : reply->str);
+    w->shard_on[0] = '\0';
+    inv__worker_refresh_map(w);
+    return;
+  }
+  inv_log_info(w->ctx, "listening on shard channel %s", w->shard_channel);
+  w->st.shard_subscribed = 1;
+}
+
+/* Sends SSUBSCRIBE for the wanted channel on a connection that has none. */
+static void subscribe_wanted(inv_worker_t *w) {
+  const char *argv[2] = {"SSUBSCRIBE", w->shard_channel};
+  size_t argvlen[2] = {10, strlen(w->shard_channel)};
+  if (w->shard_channel[0] == '\0' || w->shard_on[0] != '\0' ||
+      w->shard_inflight || !inv_redis_is_connected(w->shard))
+    return;
+  if (inv_redis_command_argv(w->shard, 2, argv, argvlen, ssubscribe_cb, w) == 0) {
+    w->shard_inflight = 1;
+    memcpy(w->shard_on, w->shard_channel, sizeof(w->shard_on));
+  }
+}
+
+void inv__worker_shard_update(inv_worker_t *w) {
+  char want[INV_SHARD_CHANNEL_MAX];
+  wanted_channel(w, want);
+  memcpy(w->shard_channel, want, sizeof(want));
+  if (w->shard_on[0] != '\0' && strcmp(w->shard_on, want) != 0) {
+    /* Leaving a channel: a fresh connection is simpler than matching an
+     * SUNSUBSCRIBE with the replies still in flight. */
+    w->shard_on[0] = '\0';
+    w->st.shard_subscribed = 0;
+    inv_redis_reset(w->shard);
+    return; /* the reconnection subscribes to the wanted channel */
+  }
+  subscribe_wanted(w);
+}
+
+void inv__worker_shard_event(inv_redis_t *r, inv_redis_event_t ev, void *data) {
+  inv_worker_t *w = data;
+  (void)r;
+  if (w->closing) return;
+  w->shard_on[0] = '\0';
+  w->shard_inflight = 0;
+  w->st.shard_subscribed = 0;
+  if (ev == INV_REDIS_CONNECTED) subscribe_wanted(w);
+}
+
+/* Takes or passes over one copy (see the top of the file). */
+static void on_copy(inv_worker_t *w, const char *data, size_t len) {
+  inv_payload_t p;
+  inv_sid_t id, prev;
+  if (inv__worker_decode(w, data, len, w->shard_on, &p, &id) != 0) {
+    /* Counted and logged. */
+  } else if (inv_sid_parse(p.prev, strlen(p.prev), &prev) != 0) {
+    w->st.decode_errors++;
+    inv_log_warn(w->ctx, "undecodable message on %s: prev '%s' is not a "
+                 "stream id", w->shard_on, p.prev);
+  } else if (w->intake == INV__IN_LIVE && w->lq_head == NULL &&
+             !inv__worker_backpressured(w) &&
+             inv_sid_cmp(prev, w->seen) == 0) {
+    inv__worker_apply(w, id, &p, 0);
+    w->st.shard_taken++;
+  } else {
+    w->st.shard_passed++;
+  }
+  inv_payload_destroy(&p);
+}
+
+void inv__worker_shard_push(inv_redis_t *r, redisReply *msg, void *data) {
+  inv_worker_t *w = data;
+  (void)r;
+  if (w->closing || msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
+      msg->element[0]->type != REDIS_REPLY_STRING)
+    return;
+  if (strcmp(msg->element[0]->str, "smessage") == 0 &&
+      msg->element[2]->type == REDIS_REPLY_STRING) {
+    on_copy(w, msg->element[2]->str, msg->element[2]->len);
+  } else if (strcmp(msg->element[0]->str, "sunsubscribe") == 0) {
+    /* The channel's slot left the node: find where we stand now. */
+    inv_log_info(w->ctx, "shard channel %s left the node", w->shard_on);
+    w->shard_on[0] = '\0';
+    w->st.shard_subscribed = 0;
+    inv__worker_refresh_map(w);
+  }
+}

@@ -1,4 +1,5 @@
-"""Runs the benchmark scenarios and writes BENCHMARKS.md (see run.sh).
+"""Runs the benchmark scenarios and writes BENCHMARKS.md (see run.sh), and
+the same headline table into README.md between its bench-headline markers.
 
 Each scenario module (sN_*.py) has run(ctx) returning a result: rows of
 (figure, inval, baseline, ratio, target, met), the exact commands and
@@ -25,6 +26,8 @@ import benchlib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(HERE, "results")
+README_BEGIN = "<!-- bench-headline: written by tests/bench/run.sh -->"
+README_END = "<!-- /bench-headline -->"
 SCENARIOS = {1: "s1_throughput", 2: "s2_latency", 3: "s3_pattern",
              4: "s4_pinned", 5: "s5_apply", 6: "s6_stampede",
              7: "s7_memory"}
@@ -69,6 +72,21 @@ def fmt_met(m):
     return {True: "yes", False: "**no**", None: ""}[m]
 
 
+def update_readme(table):
+    """Replaces the table between README.md's bench-headline markers."""
+    path = os.path.join(REPO, "README.md")
+    with open(path) as f:
+        text = f.read()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        benchlib.log("README.md has no bench-headline markers: not updated")
+        return
+    text = (text[:begin + len(README_BEGIN)] + "\n" + "\n".join(table) +
+            "\n" + text[end:])
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def write_report(path, shared_note):
     results = {}
     for name in sorted(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else ():
@@ -98,6 +116,7 @@ def write_report(path, shared_note):
                          f"{row['baseline']} | {fmt_ratio(row['ratio'])} | "
                          f"{row['target']} | {fmt_met(row['met'])} |")
     out += ["## Headline", ""] + head + table + [""]
+    update_readme(head + table)
     for sid in sorted(SCENARIOS):
         r = results.get(sid)
         if r is None:

@@ -356,7 +356,8 @@ static int conf_set_row(const inv_conf_row_t *row, void *cfg,
       memcpy(field, &v, sizeof(v));
       return 0;
     }
-    case INV_CONF_STRING: {
+    case INV_CONF_STRING:
+    case INV_CONF_SECRET: {
       char *v = strdup(value);
       if (v == NULL) {
         conf_err(msg, msglen, "out of memory");
@@ -415,7 +416,8 @@ int inv_conf_defaults(const inv_conf_row_t *rows, size_t nrows, void *cfg,
       case INV_CONF_ENUM:
         memset(field, 0, sizeof(int));
         break;
-      case INV_CONF_STRING: {
+      case INV_CONF_STRING:
+      case INV_CONF_SECRET: {
         char *null = NULL;
         memcpy(field, &null, sizeof(null));
         break;
@@ -619,7 +621,7 @@ void inv_conf_free(const inv_conf_row_t *rows, size_t nrows, void *cfg) {
   if (rows == NULL || cfg == NULL) return;
   for (size_t i = 0; i < nrows; i++) {
     void *field = conf_field(&rows[i], cfg);
-    if (rows[i].type == INV_CONF_STRING) {
+    if (rows[i].type == INV_CONF_STRING || rows[i].type == INV_CONF_SECRET) {
       char *s;
       memcpy(&s, field, sizeof(s));
       free(s);
@@ -653,6 +655,7 @@ static void conf_metavar(const inv_conf_row_t *row, char *out, size_t outlen) {
       snprintf(out, outlen, "[yes|no]");
       return;
     case INV_CONF_STRING:
+    case INV_CONF_SECRET:
       snprintf(out, outlen, "TEXT");
       return;
     case INV_CONF_ADDR:
@@ -770,6 +773,13 @@ void inv_conf_print(FILE *out, const inv_conf_row_t *rows, size_t nrows,
           conf_print_token(out, s);
           fputc('\n', out);
         }
+        break;
+      }
+      case INV_CONF_SECRET: {
+        const char *s;
+        memcpy(&s, field, sizeof(s));
+        fprintf(out, "# %s (%s)\n", row->name,
+                s == NULL ? "not set" : "set, not shown");
         break;
       }
       case INV_CONF_ADDR: {

@@ -15,6 +15,8 @@
  *   INV_CONF_BOOL     int; yes/no, true/false, on/off, 1/0; a bare flag
  *                     ("--allow-flush") means yes
  *   INV_CONF_STRING   char * (owned, freed by inv_conf_free)
+ *   INV_CONF_SECRET   as STRING (a password or token), but
+ *                     inv_conf_print only says whether it is set
  *   INV_CONF_ADDR     inv_addr_t, "HOST:PORT" ("[::1]:7700" for IPv6)
  *   INV_CONF_ADDR_LIST inv_addr_list_t; each occurrence appends, and the first
  *                     one replaces the default. Occurrences
@@ -34,6 +36,7 @@ typedef enum {
   INV_CONF_MS,
   INV_CONF_BOOL,
   INV_CONF_STRING,
+  INV_CONF_SECRET,
   INV_CONF_ADDR,
   INV_CONF_ADDR_LIST,
   INV_CONF_ENUM
@@ -90,7 +93,8 @@ void inv_conf_free(const inv_conf_row_t *rows, size_t nrows, void *cfg);
 /* Writes "--name VALUE  help (default: X)" lines. */
 void inv_conf_print_help(FILE *out, const inv_conf_row_t *rows, size_t nrows);
 
-/* Writes the effective configuration as config-file lines. */
+/* Writes the effective configuration as config-file lines. A secret is
+ * written as a comment saying whether it is set, never its value. */
 void inv_conf_print(FILE *out, const inv_conf_row_t *rows, size_t nrows,
                     const void *cfg);
 

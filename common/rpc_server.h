@@ -89,7 +89,7 @@ typedef struct inv_server_conf_s {
    NULL, "PEM certificate chain; with tls-key, clients must speak TLS"},     \
   {"tls-key", INV_CONF_STRING, offsetof(type, field.tls_key), 0, 0, NULL,    \
    NULL, "PEM private key for tls-cert"},                                    \
-  {"auth-token", INV_CONF_STRING, offsetof(type, field.auth_token), 0, 0,    \
+  {"auth-token", INV_CONF_SECRET, offsetof(type, field.auth_token), 0, 0,    \
    NULL, NULL, "token clients must present in hello (off when unset)"}
 
 typedef struct inv_rpc_server_opts_s {

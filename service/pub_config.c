@@ -13,7 +13,7 @@ const inv_conf_row_t inv_pub_conf_rows[] = {
     {"redis", INV_CONF_ADDR_LIST, offsetof(inv_pub_conf_t, redis), 0, 0,
      "127.0.0.1:6379", NULL,
      "a Redis seed node HOST:PORT (repeat for several seeds)"},
-    {"redis-password", INV_CONF_STRING,
+    {"redis-password", INV_CONF_SECRET,
      offsetof(inv_pub_conf_t, redis_password), 0, 0, NULL, NULL,
      "password sent with AUTH on every Redis connection"},
     {"redis-timeout", INV_CONF_MS, offsetof(inv_pub_conf_t, redis_timeout_ms),

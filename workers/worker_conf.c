@@ -15,7 +15,7 @@ const inv_conf_row_t inv_worker_conf_rows[] = {
     INV_SERVER_CONF_ROWS(inv_worker_conf_t, server, NULL),
     {"redis", INV_CONF_ADDR, offsetof(inv_worker_conf_t, redis), 0, 0, NULL,
      NULL, "the worker's own Redis node HOST:PORT (required)"},
-    {"redis-password", INV_CONF_STRING,
+    {"redis-password", INV_CONF_SECRET,
      offsetof(inv_worker_conf_t, redis_password), 0, 0, NULL, NULL,
      "password sent with AUTH on every Redis connection"},
     {"redis-timeout", INV_CONF_MS, offsetof(inv_worker_conf_t, redis_timeout_ms),

@@ -57,6 +57,17 @@ def test_check_config(workdir):
     assert "listen 127.0.0.1:7700" in lines  # default
 
 
+def test_check_config_hides_secrets(workdir):
+    path = write(workdir, "pub.conf", "auth-token tok-8d1f\n"
+                 "redis-password pw-77a2\n")
+    res = run("--config", path, "--check-config")
+    assert res.returncode == 0, res.stderr
+    assert "tok-8d1f" not in res.stdout and "pw-77a2" not in res.stdout
+    lines = res.stdout.splitlines()
+    assert "# auth-token (set, not shown)" in lines
+    assert "# redis-password (set, not shown)" in lines
+
+
 def test_config_file_seeds_replace_the_default(workdir):
     """The seeds named in a file are the seeds: the default 127.0.0.1:6379
     applies only when none is given."""

@@ -23,6 +23,7 @@ typedef struct {
   inv_addr_list_t seeds;
   int log_level;
   char *password;
+  char *token;
   long long offset;
   uint64_t idle;
 } tcfg_t;
@@ -46,6 +47,8 @@ static const inv_conf_row_t rows[] = {
      inv_log_level_names, "Log level."},
     {"password", INV_CONF_STRING, offsetof(tcfg_t, password), 0, 0, NULL, NULL,
      "Redis password."},
+    {"token", INV_CONF_SECRET, offsetof(tcfg_t, token), 0, 0, NULL, NULL,
+     "Auth token."},
     {"offset", INV_CONF_INT, offsetof(tcfg_t, offset), 0, 0, "-5", NULL,
      "Unbounded integer."},
     {"idle", INV_CONF_MS, offsetof(tcfg_t, idle), 0, 0, NULL, NULL,
@@ -480,6 +483,7 @@ static void test_print_round_trip(void) {
   CHECK(strstr(text, "# seed (not set)\n") != NULL);
   CHECK(strstr(text, "log-level info\n") != NULL);
   CHECK(strstr(text, "# password (not set)\n") != NULL);
+  CHECK(strstr(text, "# token (not set)\n") != NULL);
   CHECK(strstr(text, "offset -5\n") != NULL);
   CHECK(strstr(text, "idle 0ms\n") != NULL);
   free(text);
@@ -508,6 +512,19 @@ static void test_print_round_trip(void) {
   free(text);
   inv_conf_free(rows, NROWS, &c);
   inv_conf_free(rows, NROWS, &d);
+}
+
+static void test_print_secret(void) {
+  /* A secret is loaded like a string but printed only as "set". */
+  tcfg_t c;
+  fresh(&c);
+  CHECK_EQ_INT(set1(&c, "token", "s3cr3t-value"), 0);
+  CHECK_EQ_STR(c.token, "s3cr3t-value");
+  char *text = print_to_string(&c, 0);
+  CHECK(strstr(text, "# token (set, not shown)\n") != NULL);
+  CHECK(strstr(text, "s3cr3t-value") == NULL);
+  free(text);
+  inv_conf_free(rows, NROWS, &c);
 }
 
 static void test_print_help(void) {
@@ -831,6 +848,7 @@ int main(void) {
   RUN(test_load_errors);
   RUN(test_load_file);
   RUN(test_print_round_trip);
+  RUN(test_print_secret);
   RUN(test_print_help);
   RUN(test_cli_basic);
   RUN(test_cli_errors);

@@ -888,6 +888,11 @@ size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
   return down;
 }
 
+void inv_cluster_refresh(inv_cluster_t *c) {
+  if (c != NULL)
+    request_refresh(c);
+}
+
 int inv_cluster_ready(const inv_cluster_t *c) { return c != NULL && c->ready; }
 
 int inv_cluster_is_cluster(const inv_cluster_t *c) {

@@ -66,6 +66,11 @@ typedef void (*inv_cluster_primary_fn)(inv_redis_t *conn, unsigned first_slot,
 size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
                                 inv_cluster_primary_fn fn, void *data);
 
+/* Asks for a slot map refresh soon (at most one every 200 ms): for a
+ * caller that learned, outside the routed commands, that the map is stale
+ * (a MOVED answer on a connection from inv_cluster_each_primary). */
+void inv_cluster_refresh(inv_cluster_t *c);
+
 /* 1 once the topology is known (standalone seed answered, or a slot map is
  * loaded), else 0. */
 int inv_cluster_ready(const inv_cluster_t *c);

@@ -142,8 +142,17 @@ static size_t pack_short_str(char *out, const char *s, size_t n) {
 static void shard_reply_cb(inv_redis_t *r, redisReply *reply, int err,
                            void *data) {
   inv_sink_t *s = data;
+  int ask;
+  unsigned slot;
+  char host[256];
+  int port;
   (void)r;
   if (err < 0 || reply->type == REDIS_REPLY_ERROR) s->stats.shard_failed++;
+  /* The primary no longer owns the channel's slot: our map is stale, and
+   * the next copies would miss too until it is refreshed. */
+  if (err == 0 && reply->type == REDIS_REPLY_ERROR &&
+      inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port))
+    inv_cluster_refresh(s->cluster);
 }
 
 static void shard_send_one(inv_redis_t *conn, unsigned first_slot,

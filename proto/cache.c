@@ -89,6 +89,20 @@ static int cmd(ctx_t *c, int argc, const char **argv, const size_t *lens,
   return inv_cache_redis_command(c->r, argv[1], lens[1], argc, argv, lens, reply);
 }
 
+/* What a loser's MGET found (read_now). */
+enum { FOUND_NOTHING = 0, FOUND_STALE = 1, FOUND_VALUE = 2 };
+
+/* Copies a string reply's bytes into value (NUL-terminated). Returns 0 or
+ * INV_ENOMEM. */
+static int take_string(const redisReply *r, inv_cache_value_t *value) {
+  value->data = malloc(r->len + 1);
+  if (value->data == NULL) return INV_ENOMEM;
+  memcpy(value->data, r->str, r->len);
+  value->data[r->len] = '\0';
+  value->len = r->len;
+  return 0;
+}
+
 /* GET name. Returns 1 with *value taken (data copied), 0 when absent, or a
  * negative code. */
 static int get_into(ctx_t *c, const char *name, size_t len,
@@ -106,16 +120,51 @@ static int get_into(ctx_t *c, const char *name, size_t len,
     freeReplyObject(rep);
     return INV_EREDIS;
   }
-  value->data = malloc(rep->len + 1);
-  if (value->data == NULL) {
-    freeReplyObject(rep);
-    return INV_ENOMEM;
-  }
-  memcpy(value->data, rep->str, rep->len);
-  value->data[rep->len] = '\0';
-  value->len = rep->len;
+  rc = take_string(rep, value);
   freeReplyObject(rep);
-  return 1;
+  return rc == 0 ? 1 : rc;
+}
+
+/* A loser's look at the key, in one round trip: MGET K S(K), or with
+ * lock_held non-NULL MGET K L(K) S(K) and *lock_held = whether L(K) exists.
+ * S(K) is left out under no_stale. The names share K's slot, and a commit
+ * (K written, S(K) deleted) and a soft invalidation (K renamed to S(K)) are
+ * each atomic, so one MGET sees K or S(K) whenever either exists; separate
+ * GETs could miss both between a commit and the next soft invalidation.
+ * Returns FOUND_VALUE with K in *value, FOUND_STALE with S(K) in *value,
+ * FOUND_NOTHING, or a negative code. */
+static int read_now(ctx_t *c, int *lock_held, inv_cache_value_t *value) {
+  const char *argv[4] = {"MGET", c->key};
+  size_t lens[4] = {4, c->keylen};
+  int argc = 2, lock_at = 0, stale_at = 0;
+  if (lock_held != NULL) {
+    lock_at = argc - 1;
+    argv[argc] = c->names.lock;
+    lens[argc++] = c->names.lock_len;
+  }
+  if (!c->o.no_stale) {
+    stale_at = argc - 1;
+    argv[argc] = c->names.stale;
+    lens[argc++] = c->names.stale_len;
+  }
+  redisReply *rep;
+  int rc = cmd(c, argc, argv, lens, &rep);
+  if (rc != 0) return rc;
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)(argc - 1)) {
+    freeReplyObject(rep);
+    return INV_EREDIS;
+  }
+  rc = FOUND_NOTHING;
+  if (lock_held != NULL) *lock_held = rep->element[lock_at]->type != REDIS_REPLY_NIL;
+  if (rep->element[0]->type == REDIS_REPLY_STRING) {
+    rc = take_string(rep->element[0], value);
+    if (rc == 0) rc = FOUND_VALUE;
+  } else if (stale_at > 0 && rep->element[stale_at]->type == REDIS_REPLY_STRING) {
+    rc = take_string(rep->element[stale_at], value);
+    if (rc == 0) rc = FOUND_STALE;
+  }
+  freeReplyObject(rep);
+  return rc;
 }
 
 /* SET L(K) token NX PX lock_ttl. Returns 1 when taken, 0 when held by
@@ -234,20 +283,31 @@ static int fill_unlocked(ctx_t *c, inv_cache_value_t *value) {
   return 0;
 }
 
-/* The loser's part: stale copy, else poll (retaking the lock), else fall
- * back to regenerating without caching. */
-static int lose(ctx_t *c, inv_cache_value_t *value) {
-  int rc;
-  if (!c->o.no_stale) {
-    rc = get_into(c, c->names.stale, c->names.stale_len, value);
-    if (rc < 0) return rc;
-    if (rc == 1) {
-      COUNT(&c->o, stale_served);
-      value->stale = 1;
-      value->source = INV_CACHE_STALE;
-      return 0;
-    }
+/* Turns what read_now found into a loser's answer: returns 0 with *value
+ * (K: waited; S(K): stale), 1 when nothing was found, or found's negative
+ * code. */
+static int serve_found(ctx_t *c, int found, inv_cache_value_t *value) {
+  if (found < 0) return found;
+  if (found == FOUND_VALUE) {
+    COUNT(&c->o, waited);
+    value->source = INV_CACHE_WAITED;
+    return 0;
   }
+  if (found == FOUND_STALE) {
+    COUNT(&c->o, stale_served);
+    value->stale = 1;
+    value->source = INV_CACHE_STALE;
+    return 0;
+  }
+  return 1;
+}
+
+/* The loser's part: K (committed since our GET) or the stale copy, else
+ * poll for either (taking the lock when it is gone), else fall back to
+ * regenerating without caching. */
+static int lose(ctx_t *c, inv_cache_value_t *value) {
+  int rc = serve_found(c, read_now(c, NULL, value), value);
+  if (rc <= 0) return rc;
   uint64_t deadline = now_ms() + c->o.wait_ms;
   uint64_t delay = c->o.backoff_min_ms;
   for (;;) {
@@ -258,15 +318,14 @@ static int lose(ctx_t *c, inv_cache_value_t *value) {
     if (d > deadline - now) d = deadline - now;
     sleep_ms(d);
     delay = delay * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms : delay * 2;
-    rc = get_into(c, c->key, c->keylen, value);
-    if (rc < 0) return rc;
-    if (rc == 1) {
-      COUNT(&c->o, waited);
-      value->source = INV_CACHE_WAITED;
-      return 0;
-    }
-    /* Still empty: the holder may have crashed (its lock expired) or been
-     * fenced; whoever takes the lock now regenerates. */
+    /* A stale copy may have appeared meanwhile: a soft invalidation of a
+     * value committed since our first look renames it to S(K). */
+    int lock_held = 1;
+    rc = serve_found(c, read_now(c, &lock_held, value), value);
+    if (rc <= 0) return rc;
+    if (lock_held) continue;
+    /* Neither value nor lock: the holder crashed (its lock expired), was
+     * fenced or failed; whoever takes the lock now regenerates. */
     rc = try_lock(c);
     if (rc < 0) return rc;
     if (rc == 1) {

@@ -14,13 +14,17 @@
  *      value is returned (INV_CACHE_FENCED) and the cache is left alone. A
  *      failing regen_cb gives the lock back (unlock.lua) and its error is
  *      returned.
- *   3. A loser returns the stale copy S(K) when there is one (stale = 1,
- *      INV_CACHE_STALE). Otherwise it polls K with jittered exponential
- *      backoff for up to wait_ms (INV_CACHE_WAITED on a hit), trying the
- *      lock again at each poll so that a crashed regenerator's lock, once
- *      expired, is taken over. When wait_ms runs out it calls regen_cb
- *      itself and returns that value without caching it
- *      (INV_CACHE_FALLBACK, counted).
+ *   3. A loser reads K and S(K) in one MGET (they share K's slot, so it
+ *      sees one of them whenever either exists): K, committed since our
+ *      GET, is returned (INV_CACHE_WAITED), else the stale copy S(K) when
+ *      there is one (stale = 1, INV_CACHE_STALE). Otherwise it polls K,
+ *      L(K) and S(K) in one MGET with jittered exponential backoff for up
+ *      to wait_ms, returning K (INV_CACHE_WAITED) or a stale copy that a
+ *      soft invalidation made meanwhile (INV_CACHE_STALE), and trying the
+ *      lock again whenever it is gone, so that a crashed regenerator's
+ *      lock, once expired, is taken over. When wait_ms runs out it calls
+ *      regen_cb itself and returns that value without caching it
+ *      (INV_CACHE_FALLBACK, counted). With no_stale, S(K) is never read.
  * A key whose lock name cannot keep its slot (keyname.h) is read with plain
  * GET, regenerated and SET with its TTL (INV_CACHE_UNLOCKED).
  *

@@ -41,10 +41,11 @@ class Side:
             return self.target.node_for_key(key)
         return self.target
 
-    def set_calls(self, key):
-        """SET commands the node owning key has executed so far."""
+    def calls(self, key, command):
+        """How many times the node owning key has executed command (lower
+        case) so far."""
         stats = self.node_for(key).client().info("commandstats")
-        return stats.get("cmdstat_set", {}).get("calls", 0)
+        return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
 
 
 @pytest.fixture(params=["standalone", "cluster"])
@@ -147,13 +148,14 @@ def test_python_holds_lock_c_waits_for_its_value(side):
     key = "ix:{wait}"
     regen = BlockedRegen(b"py-value")
     t, out = run_python_holder(side, key, regen)
-    before = side.set_calls(key)
+    before = side.calls(key, "mget")
     c = start_cache_check(side, "get", key, "-v", "c-value", "--wait-ms",
                           LONG_MS, "--lock-ttl-ms", LONG_MS)
     try:
-        # The C reader lost the lock (one SET NX) and is polling (it tries
-        # the lock again at each poll) before the holder commits.
-        harness.wait_until(lambda: side.set_calls(key) >= before + 2, 30,
+        # The C reader lost the lock, found neither value nor stale copy
+        # (one MGET) and is polling (one MGET per poll) before the holder
+        # commits.
+        harness.wait_until(lambda: side.calls(key, "mget") >= before + 3, 30,
                            what="the C reader polling")
     finally:
         regen.release.set()

@@ -67,6 +67,13 @@ uint64_t inv_latency_quantile(const inv_latency_t *h, double q) {
 
 void inv_latency_reset(inv_latency_t *h) { memset(h, 0, sizeof(*h)); }
 
+void inv_latency_merge(inv_latency_t *dst, const inv_latency_t *src) {
+  dst->count += src->count;
+  dst->sum_us += src->sum_us;
+  if (src->max_us > dst->max_us) dst->max_us = src->max_us;
+  for (unsigned i = 0; i < INV_LATENCY_BUCKETS; i++) dst->buckets[i] += src->buckets[i];
+}
+
 uint64_t inv_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -25,6 +25,11 @@ uint64_t inv_latency_quantile(const inv_latency_t *h, double q);
 
 void inv_latency_reset(inv_latency_t *h);
 
+/* Adds every sample of src to dst, as if each had been recorded in dst:
+ * per-thread histograms are merged this way into one whose quantiles are
+ * those of all the samples together. */
+void inv_latency_merge(inv_latency_t *dst, const inv_latency_t *src);
+
 /* Monotonic clock in microseconds and wall clock in milliseconds. */
 uint64_t inv_now_us(void);
 uint64_t inv_wall_ms(void);

@@ -16,6 +16,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 : "${INVAL_BUILD_DIR:=$repo/build}"
+# Absolute, since the daemons and tools are started from other directories.
+if [ -d "$INVAL_BUILD_DIR" ]; then INVAL_BUILD_DIR=$(cd "$INVAL_BUILD_DIR" && pwd); fi
 export INVAL_BUILD_DIR
 if [ ! -x "$INVAL_BUILD_DIR/proto/invalctl" ]; then
   echo "error: no invalctl in $INVAL_BUILD_DIR (build first, or set INVAL_BUILD_DIR)" >&2

@@ -1,9 +1,10 @@
 /*
  * cache_check: drives the C read path (proto/cache.h) against real Redis
- * for tests/integration/test_regen_*.py. Every mode prints "name value"
- * lines on stdout for the test to parse, then the summed read-path
- * counters as "stat.<name> N" (stampede and readers also print
- * "redirects N", the MOVED/ASK replies their routers followed).
+ * for tests/integration/test_regen_*.py and benchmark scenario 6. Every
+ * mode but hotkeys prints "name value" lines on stdout for the test to
+ * parse, then the summed read-path counters as "stat.<name> N" (stampede
+ * and readers also print "redirects N", the MOVED/ASK replies their
+ * routers followed).
  *
  *   cache_check get -r SEEDS -k KEY -v VALUE [--regen-ms N] [--fail]
  *       One get-or-fill whose regenerator returns VALUE (or fails).
@@ -20,18 +21,41 @@
  *                       [--regen-max-ms N]
  *       N threads read KEY in a loop until stdin closes; each regeneration
  *       reads SOURCE_KEY and then takes a random 0..N ms.
+ *   cache_check hotkeys -r SEEDS --mode inval|plain --threads N --seconds S
+ *                       --keys K [--regen-ms R] [--key-prefix P]
+ *       A stampede load: N threads, each with its own router, start
+ *       together and for S seconds read keys P0..P(K-1) (P: "hot:") picked
+ *       at random, each read timed. inval reads through
+ *       inv_cache_get_or_fill with the library's defaults unless options
+ *       say otherwise (a soft invalidation's stale copy is served); plain
+ *       is the cache-aside baseline without the read path: GET K, and on a
+ *       miss regenerate (R ms) and SET K with --ttl-ms. Prints "ready" on
+ *       stderr once every router is connected, just before the readers
+ *       start, then ONE JSON object on stdout: reads, regenerations,
+ *       errors (failed reads, not timed) and first_error, latency_us
+ *       (count, p50, p90, p99, max, mean over every successful read),
+ *       by_source (the same per outcome: the read path's sources; plain's
+ *       regenerating reads are "unlocked", the read path's name for a
+ *       plain GET/SET), read_path (inval: the summed counters) and
+ *       redirects.
  *
  * Common options: --ttl-ms N (value TTL, default 0: none), --lock-ttl-ms N,
  * --wait-ms N, --no-stale. SEEDS is HOST:PORT[,HOST:PORT...].
+ * Exit codes: 0 success, 1 a read failed (reported on stdout), 2 usage,
+ * 3 no connection.
  */
+#include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/errors.h"
+#include "common/latency.h"
 #include "proto/cache.h"
 
 #define MAX_SEEDS 16
@@ -46,6 +70,13 @@ static uint64_t ttl_ms;
 static inv_cache_opts_t copts;
 static atomic_long regenerations;
 static atomic_int stop_readers;
+/* hotkeys: plain cache-aside instead of the read path, run length, key
+ * count and the key names (prefix + index). */
+static int hot_plain = -1;
+static double hot_seconds;
+static long hot_keys;
+static const char *hot_prefix = "hot:";
+static char **hot_names;
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -131,29 +162,46 @@ static int slow_source_regen(void *arg, const char *k, size_t klen, char **data,
   return rc;
 }
 
+/* Every counter of inv_cache_stats_t with its name, so that summing and
+ * both output formats list the same fields once. */
+static const struct {
+  const char *name;
+  size_t off;
+} stat_fields[] = {
+    {"hits", offsetof(inv_cache_stats_t, hits)},
+    {"misses", offsetof(inv_cache_stats_t, misses)},
+    {"regenerations", offsetof(inv_cache_stats_t, regenerations)},
+    {"commits", offsetof(inv_cache_stats_t, commits)},
+    {"fenced", offsetof(inv_cache_stats_t, fenced)},
+    {"stale_served", offsetof(inv_cache_stats_t, stale_served)},
+    {"waited", offsetof(inv_cache_stats_t, waited)},
+    {"fallbacks", offsetof(inv_cache_stats_t, fallbacks)},
+    {"regen_errors", offsetof(inv_cache_stats_t, regen_errors)},
+    {"takeovers", offsetof(inv_cache_stats_t, takeovers)},
+};
+#define NSTAT_FIELDS (sizeof(stat_fields) / sizeof(stat_fields[0]))
+
+/* The value of counter stat_fields[i] in s. */
+static uint64_t stat_value(const inv_cache_stats_t *s, size_t i) {
+  return *(const uint64_t *)((const char *)s + stat_fields[i].off);
+}
+
 static void add_stats(inv_cache_stats_t *sum, const inv_cache_stats_t *s) {
-  sum->hits += s->hits;
-  sum->misses += s->misses;
-  sum->regenerations += s->regenerations;
-  sum->commits += s->commits;
-  sum->fenced += s->fenced;
-  sum->stale_served += s->stale_served;
-  sum->waited += s->waited;
-  sum->fallbacks += s->fallbacks;
-  sum->regen_errors += s->regen_errors;
-  sum->takeovers += s->takeovers;
+  for (size_t i = 0; i < NSTAT_FIELDS; i++)
+    *(uint64_t *)((char *)sum + stat_fields[i].off) += stat_value(s, i);
 }
 
 static void print_stats(const inv_cache_stats_t *s) {
-  printf("stat.hits %llu\nstat.misses %llu\nstat.regenerations %llu\n"
-         "stat.commits %llu\nstat.fenced %llu\nstat.stale_served %llu\n"
-         "stat.waited %llu\nstat.fallbacks %llu\nstat.regen_errors %llu\n"
-         "stat.takeovers %llu\n",
-         (unsigned long long)s->hits, (unsigned long long)s->misses,
-         (unsigned long long)s->regenerations, (unsigned long long)s->commits,
-         (unsigned long long)s->fenced, (unsigned long long)s->stale_served,
-         (unsigned long long)s->waited, (unsigned long long)s->fallbacks,
-         (unsigned long long)s->regen_errors, (unsigned long long)s->takeovers);
+  for (size_t i = 0; i < NSTAT_FIELDS; i++)
+    printf("stat.%s %" PRIu64 "\n", stat_fields[i].name, stat_value(s, i));
+}
+
+/* The counters as one JSON object, {"hits": N, ...}. */
+static void json_stats(const inv_cache_stats_t *s) {
+  for (size_t i = 0; i < NSTAT_FIELDS; i++)
+    printf("%s\"%s\": %" PRIu64, i ? ", " : "{", stat_fields[i].name,
+           stat_value(s, i));
+  printf("}");
 }
 
 static int run_get(void) {
@@ -276,10 +324,222 @@ static int run_threads(int stampede) {
   return failed;
 }
 
+/* hotkeys (see the header). One reader: its router, counters and latency
+ * histograms, one for every read and one per source, merged by the main
+ * thread when every reader has stopped. */
+#define HOT_SOURCES (INV_CACHE_UNLOCKED + 1)
+
+typedef struct hot_reader_s {
+  pthread_t tid;
+  unsigned seed;
+  inv_cache_redis_t *r;
+  inv_cache_stats_t st;
+  uint64_t reads, errors;
+  int first_error;
+  inv_latency_t all;
+  inv_latency_t by_source[HOT_SOURCES];
+} hot_reader_t;
+
+/* Sends one command on key k's slot and frees the reply. Returns 1 when
+ * the reply was a string, 0 when it was nil or a status, or a negative code
+ * (an error reply is INV_EREDIS). */
+static int plain_command(hot_reader_t *t, const char *k, size_t klen, int argc,
+                         const char **argv, const size_t *lens) {
+  redisReply *rep;
+  int rc = inv_cache_redis_command(t->r, k, klen, argc, argv, lens, &rep);
+  if (rc != 0) return rc;
+  rc = rep->type == REDIS_REPLY_STRING                                 ? 1
+       : rep->type == REDIS_REPLY_NIL || rep->type == REDIS_REPLY_STATUS ? 0
+                                                                        : INV_EREDIS;
+  freeReplyObject(rep);
+  return rc;
+}
+
+/* The baseline without the read path: GET k; on a miss the same
+ * regenerator as the read path's, then SET k with the value TTL. Nothing
+ * stops concurrent readers of a missing key from all regenerating, which is
+ * the stampede being measured. Returns 0 with *source (hit, or unlocked for
+ * a regenerating read) or a negative code. */
+static int plain_read(hot_reader_t *t, const char *k, inv_cache_source_t *source) {
+  size_t klen = strlen(k);
+  const char *get[2] = {"GET", k};
+  size_t getlens[2] = {3, klen};
+  int rc = plain_command(t, k, klen, 2, get, getlens);
+  if (rc < 0) return rc;
+  if (rc == 1) {
+    *source = INV_CACHE_HIT;
+    return 0;
+  }
+  char *data = NULL, ttl[24];
+  size_t len = 0;
+  if ((rc = fixed_regen(NULL, k, klen, &data, &len)) != 0) return rc;
+  int n = snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms);
+  const char *set[5] = {"SET", k, data, "PX", ttl};
+  size_t setlens[5] = {3, klen, len, 2, (size_t)n};
+  rc = plain_command(t, k, klen, ttl_ms > 0 ? 5 : 3, set, setlens);
+  free(data);
+  if (rc < 0) return rc;
+  *source = INV_CACHE_UNLOCKED;
+  return 0;
+}
+
+/* One read through the product's read path with the tool's options (the
+ * library's defaults unless given). Returns 0 with *source, or its code. */
+static int inval_read(hot_reader_t *t, const char *k, inv_cache_source_t *source) {
+  inv_cache_opts_t o = copts;
+  inv_cache_value_t v;
+  o.stats = &t->st;
+  int rc = inv_cache_get_or_fill(t->r, k, strlen(k), ttl_ms, fixed_regen, NULL,
+                                 &o, &v);
+  if (rc == 0) *source = v.source;
+  inv_cache_value_free(&v);
+  return rc;
+}
+
+/* Reads random hot keys until hot_seconds have passed since the barrier
+ * let every reader go. A failed read is counted, not timed. */
+static void *hot_thread(void *arg) {
+  hot_reader_t *t = arg;
+  pthread_barrier_wait(&barrier);
+  uint64_t end = inv_now_us() + (uint64_t)(hot_seconds * 1e6);
+  for (uint64_t t0 = inv_now_us(); t0 < end; t0 = inv_now_us()) {
+    const char *k = hot_names[(unsigned long)rand_r(&t->seed) % (unsigned long)hot_keys];
+    inv_cache_source_t source = INV_CACHE_HIT;
+    int rc = hot_plain ? plain_read(t, k, &source) : inval_read(t, k, &source);
+    if (rc != 0) {
+      t->errors++;
+      if (t->first_error == 0) t->first_error = rc;
+      continue;
+    }
+    uint64_t us = inv_now_us() - t0;
+    t->reads++;
+    inv_latency_record(&t->all, us);
+    inv_latency_record(&t->by_source[source], us);
+  }
+  return NULL;
+}
+
+/* A histogram as JSON: count, p50, p90, p99, max and mean in microseconds. */
+static void json_latency(const inv_latency_t *l) {
+  printf("{\"count\": %" PRIu64 ", \"p50\": %" PRIu64 ", \"p90\": %" PRIu64
+         ", \"p99\": %" PRIu64 ", \"max\": %" PRIu64 ", \"mean\": %.1f}",
+         l->count, inv_latency_quantile(l, 0.5), inv_latency_quantile(l, 0.9),
+         inv_latency_quantile(l, 0.99), l->max_us,
+         l->count > 0 ? (double)l->sum_us / (double)l->count : 0.0);
+}
+
+/* Merges every reader's figures and prints the one JSON object. */
+static void hot_report(hot_reader_t *ts) {
+  static inv_latency_t all, by_source[HOT_SOURCES];
+  inv_cache_stats_t sum = {0};
+  uint64_t reads = 0, errors = 0, redirects = 0;
+  int first_error = 0;
+  for (long i = 0; i < threads; i++) {
+    reads += ts[i].reads;
+    errors += ts[i].errors;
+    if (first_error == 0) first_error = ts[i].first_error;
+    redirects += inv_cache_redis_redirects(ts[i].r);
+    add_stats(&sum, &ts[i].st);
+    inv_latency_merge(&all, &ts[i].all);
+    for (int s = 0; s < HOT_SOURCES; s++)
+      inv_latency_merge(&by_source[s], &ts[i].by_source[s]);
+  }
+  printf("{\"mode\": \"%s\", \"threads\": %ld, \"seconds\": %g, "
+         "\"keys\": %ld, \"regen_ms\": %ld,\n \"reads\": %" PRIu64
+         ", \"regenerations\": %ld, \"errors\": %" PRIu64,
+         hot_plain ? "plain" : "inval", threads, hot_seconds, hot_keys,
+         regen_ms, reads, (long)atomic_load(&regenerations), errors);
+  if (first_error != 0) printf(", \"first_error\": \"%s\"", inv_err_name(first_error));
+  else printf(", \"first_error\": null");
+  printf(",\n \"latency_us\": ");
+  json_latency(&all);
+  printf(",\n \"by_source\": {");
+  for (int s = 0, n = 0; s < HOT_SOURCES; s++) {
+    if (by_source[s].count == 0) continue;
+    printf("%s\"%s\": ", n++ ? ",\n   " : "", inv_cache_source_name((inv_cache_source_t)s));
+    json_latency(&by_source[s]);
+  }
+  printf("},\n \"read_path\": ");
+  if (hot_plain) printf("null");
+  else json_stats(&sum);
+  printf(",\n \"redirects\": %" PRIu64 "}\n", redirects);
+}
+
+/* Makes the key names prefix + 0 .. prefix + (hot_keys - 1). Returns 0, or
+ * -1 when out of memory. */
+static int hot_make_names(void) {
+  size_t len = strlen(hot_prefix) + 24;
+  hot_names = calloc((size_t)hot_keys, sizeof(*hot_names));
+  if (hot_names == NULL) return -1;
+  for (long i = 0; i < hot_keys; i++) {
+    if ((hot_names[i] = malloc(len)) == NULL) return -1;
+    snprintf(hot_names[i], len, "%s%ld", hot_prefix, i);
+  }
+  return 0;
+}
+
+static void hot_free_names(void) {
+  for (long i = 0; hot_names != NULL && i < hot_keys; i++) free(hot_names[i]);
+  free(hot_names);
+  hot_names = NULL;
+}
+
+static int run_hotkeys(void) {
+  hot_reader_t *ts = calloc((size_t)threads, sizeof(*ts));
+  if (ts == NULL || hot_make_names() != 0) {
+    fprintf(stderr, "cache_check: out of memory\n");
+    free(ts);
+    hot_free_names();
+    return 3;
+  }
+  /* Connect every reader first, so that the run times reads only. */
+  for (long i = 0; i < threads; i++) {
+    ts[i].r = open_redis();
+    ts[i].seed = (unsigned)(i * 7919 + 17);
+  }
+  pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+  fprintf(stderr, "ready\n");
+  for (long i = 0; i < threads; i++)
+    pthread_create(&ts[i].tid, NULL, hot_thread, &ts[i]);
+  for (long i = 0; i < threads; i++) pthread_join(ts[i].tid, NULL);
+  hot_report(ts);
+  uint64_t errors = 0;
+  for (long i = 0; i < threads; i++) {
+    errors += ts[i].errors;
+    inv_cache_redis_close(ts[i].r);
+  }
+  pthread_barrier_destroy(&barrier);
+  free(ts);
+  hot_free_names();
+  return errors > 0 ? 1 : 0;
+}
+
+/* Parses a whole decimal number in [min, max] into *out. Returns 0, or -1
+ * when s is not one. */
+static int parse_long(const char *s, long min, long max, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
 static int usage(const char *why) {
   fprintf(stderr, "cache_check: %s\nusage: cache_check get|stampede|fenced|readers "
-          "-r HOST:PORT[,..] -k KEY [options] (see the file's header)\n", why);
+          "-r HOST:PORT[,..] -k KEY [options]\n"
+          "       cache_check hotkeys -r HOST:PORT[,..] --mode inval|plain "
+          "--threads N --seconds S --keys K [--regen-ms R] [options]\n"
+          "(see tests/tools/cache_check.c's header)\n", why);
   return 2;
+}
+
+/* Checks the hotkeys options once parsed. Returns 0 or usage()'s code. */
+static int check_hotkeys(void) {
+  if (hot_plain < 0) return usage("hotkeys needs --mode inval|plain");
+  if (!(hot_seconds > 0)) return usage("hotkeys needs --seconds S (S > 0)");
+  if (hot_keys < 1) return usage("hotkeys needs --keys K (K >= 1)");
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -300,16 +560,37 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "-k") == 0) key = next;
     else if (strcmp(a, "-v") == 0) value = next;
     else if (strcmp(a, "-s") == 0) source_key = next;
-    else if (strcmp(a, "--threads") == 0) threads = atol(next);
-    else if (strcmp(a, "--regen-ms") == 0) regen_ms = atol(next);
+    else if (strcmp(a, "--threads") == 0) {
+      if (parse_long(next, 1, MAX_THREADS, &threads) != 0)
+        return usage("--threads: not a number in 1..1000");
+    } else if (strcmp(a, "--regen-ms") == 0) {
+      if (parse_long(next, 0, 3600000, &regen_ms) != 0)
+        return usage("--regen-ms: not a number in 0..3600000");
+    } else if (strcmp(a, "--mode") == 0) {
+      if (strcmp(next, "inval") != 0 && strcmp(next, "plain") != 0)
+        return usage("--mode: inval or plain");
+      hot_plain = strcmp(next, "plain") == 0;
+    } else if (strcmp(a, "--seconds") == 0) {
+      char *end;
+      hot_seconds = strtod(next, &end);
+      if (end == next || *end != '\0' || !(hot_seconds > 0 && hot_seconds <= 86400))
+        return usage("--seconds: not a number in (0, 86400]");
+    } else if (strcmp(a, "--keys") == 0) {
+      if (parse_long(next, 1, 1000000, &hot_keys) != 0)
+        return usage("--keys: not a number in 1..1000000");
+    } else if (strcmp(a, "--key-prefix") == 0) hot_prefix = next;
     else if (strcmp(a, "--regen-max-ms") == 0) regen_max_ms = atol(next);
     else if (strcmp(a, "--ttl-ms") == 0) ttl_ms = strtoull(next, NULL, 10);
     else if (strcmp(a, "--lock-ttl-ms") == 0) copts.lock_ttl_ms = strtoull(next, NULL, 10);
     else if (strcmp(a, "--wait-ms") == 0) copts.wait_ms = strtoull(next, NULL, 10);
     else return usage(a);
   }
-  if (nseeds == 0 || key == NULL) return usage("-r and -k are required");
-  if (threads < 1 || threads > MAX_THREADS) return usage("--threads out of range");
+  if (nseeds == 0) return usage("-r is required");
+  if (strcmp(mode, "hotkeys") == 0) {
+    int rc = check_hotkeys();
+    return rc != 0 ? rc : run_hotkeys();
+  }
+  if (key == NULL) return usage("-k is required");
   if (strcmp(mode, "get") == 0) return run_get();
   if (strcmp(mode, "fenced") == 0) return source_key ? run_fenced() : usage("-s");
   if (strcmp(mode, "stampede") == 0) return run_threads(1);

@@ -1,5 +1,5 @@
-/* Unit tests for common/latency: bucket accuracy, quantiles, reset and the
- * clocks. */
+/* Unit tests for common/latency: bucket accuracy, quantiles, reset, merge
+ * and the clocks. */
 #include "common/latency.h"
 
 #include <stdlib.h>
@@ -117,6 +117,24 @@ static void test_huge_and_reset(void) {
   CHECK_EQ_INT(inv_latency_quantile(&h, 0.5), 0);
 }
 
+static void test_merge(void) {
+  /* Two halves merged answer like one histogram of every sample. */
+  inv_latency_t a = {0}, b = {0}, whole = {0};
+  for (uint64_t v = 1; v <= 10000; v++) {
+    inv_latency_record(v % 2 ? &a : &b, v * 3);
+    inv_latency_record(&whole, v * 3);
+  }
+  inv_latency_merge(&a, &b);
+  CHECK(memcmp(&a, &whole, sizeof(a)) == 0);
+  /* Merging an empty histogram changes nothing; into an empty one copies. */
+  inv_latency_t empty = {0}, copy = {0};
+  inv_latency_merge(&a, &empty);
+  CHECK(memcmp(&a, &whole, sizeof(a)) == 0);
+  inv_latency_merge(&copy, &whole);
+  CHECK(memcmp(&copy, &whole, sizeof(copy)) == 0);
+  CHECK_EQ_INT(inv_latency_quantile(&copy, 1.0), 30000);
+}
+
 static void test_clocks(void) {
   uint64_t a = inv_now_us();
   struct timespec ts = {0, 2000000};
@@ -136,6 +154,7 @@ int main(void) {
   RUN(test_uniform);
   RUN(test_random_quantiles);
   RUN(test_huge_and_reset);
+  RUN(test_merge);
   RUN(test_clocks);
   return check_summary();
 }

@@ -12,9 +12,7 @@
 
 #include "common/errors.h"
 
-/* Makes room for extra more bytes plus the NUL. Returns 0 or INV_ENOMEM
- * (the buffer is unchanged). */
-static int buf_reserve(inv_buf_t *b, size_t extra) {
+int inv_buf_reserve(inv_buf_t *b, size_t extra) {
   if (extra > SIZE_MAX - b->len - 1) return INV_ENOMEM;
   size_t need = b->len + extra + 1;
   if (b->data != NULL && need <= b->cap) return 0;
@@ -35,7 +33,7 @@ static int buf_reserve(inv_buf_t *b, size_t extra) {
 }
 
 int inv_buf_append(inv_buf_t *b, const void *p, size_t len) {
-  int rc = buf_reserve(b, len);
+  int rc = inv_buf_reserve(b, len);
   if (rc != 0) return rc;
   if (len > 0) memcpy(b->data + b->len, p, len);
   b->len += len;
@@ -49,7 +47,7 @@ int inv_buf_printf(inv_buf_t *b, const char *fmt, ...) {
   int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
   if (n < 0) return INV_ENOMEM;
-  int rc = buf_reserve(b, (size_t)n);
+  int rc = inv_buf_reserve(b, (size_t)n);
   if (rc != 0) return rc;
   va_start(ap, fmt);
   vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

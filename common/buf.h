@@ -17,6 +17,12 @@ typedef struct inv_buf_s {
 /* Appends len bytes. Returns 0, or INV_ENOMEM (the buffer is unchanged). */
 int inv_buf_append(inv_buf_t *b, const void *p, size_t len);
 
+/* Makes room for extra more bytes plus the NUL, without changing len, so
+ * that a caller may write up to extra bytes at data + len itself and then
+ * advance len (and keep data NUL-terminated). Returns 0, or INV_ENOMEM (the
+ * buffer is unchanged). */
+int inv_buf_reserve(inv_buf_t *b, size_t extra);
+
 /* Appends formatted text (no NUL counted in len, but data stays
  * NUL-terminated). Returns 0, or INV_ENOMEM. */
 int inv_buf_printf(inv_buf_t *b, const char *fmt, ...)

@@ -385,6 +385,15 @@ int inv_redis_command_argv(inv_redis_t *r, int argc, const char **argv,
   return rc;
 }
 
+int inv_redis_command_formatted(inv_redis_t *r, const char *cmd, size_t len,
+                                inv_redis_reply_cb cb, void *data) {
+  if (r == NULL || cmd == NULL || len == 0)
+    return INV_EINVAL;
+  if (r->state != ST_CONNECTED)
+    return INV_ECLOSED;
+  return enqueue(r, cmd, len, cb, data, 0);
+}
+
 int inv_redis_command(inv_redis_t *r, inv_redis_reply_cb cb, void *data,
                       const char *fmt, ...) {
   char *cmd = NULL;

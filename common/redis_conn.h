@@ -86,6 +86,14 @@ int inv_redis_command_argv(inv_redis_t *r, int argc, const char **argv,
                            const size_t *argvlen, inv_redis_reply_cb cb,
                            void *data);
 
+/* Queues a command the caller already formatted as RESP (an array of bulk
+ * strings, what redisFormatCommandArgv makes); cmd[0..len) is copied. For
+ * callers that send many commands of one shape and format them faster than
+ * hiredis's per-argument formatting. Same return values as
+ * inv_redis_command_argv, and INV_EINVAL for an empty command. */
+int inv_redis_command_formatted(inv_redis_t *r, const char *cmd, size_t len,
+                                inv_redis_reply_cb cb, void *data);
+
 /* printf-style variant, using hiredis's redisFormatCommand rules (%s, %b). */
 int inv_redis_command(inv_redis_t *r, inv_redis_reply_cb cb, void *data,
                       const char *fmt, ...);

@@ -1,5 +1,18 @@
 /*
  * The UNLINK pipeline (see unlinker.h).
+ *
+ * Queued keys wait in a FIFO of items. inv_unlinker_flush() turns the head
+ * of the FIFO into one command: a run of consecutive plain deletes (HARD or
+ * RAW) of the same slot and the same ASKING need becomes one multi-key
+ * UNLINK; anything else (a SOFT script, a split name, a key resent alone
+ * after TRYAGAIN) is a command of its own. The items a command carries stay
+ * chained by their next pointers, the first one being the command's
+ * callback data, so that its reply settles all of them.
+ *
+ * Commands are formatted here, straight to RESP, and handed to the
+ * connection already formatted: hiredis's generic formatter prints every
+ * argument's length with sprintf, a large share of the worker's CPU per key
+ * under a flood of exact keys.
  */
 #include "workers/unlinker.h"
 
@@ -7,20 +20,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/slot.h"
 #include "proto/scripts.h"
 
+/* A multi-key UNLINK stops growing past this many bytes of names (but
+ * always carries at least one key), so that long keys cannot build a huge
+ * command. */
+#define BATCH_NAME_BYTES 16384
+
 typedef struct item_s {
-  struct item_s *next;
+  struct item_s *next; /* in the FIFO, or the next item of the same command */
   inv_unlinker_t *u;
   inv_unlink_done_cb done_cb;
   void *owner;
   uint64_t tag;
   int asking;
-  int op;   /* inv_unlink_op_t; RAW when the names cannot keep the slot */
-  int eval; /* soft: send EVAL (the script cache lacked it) */
+  int op;    /* inv_unlink_op_t; RAW when the names cannot keep the slot */
+  int eval;  /* soft: send EVAL (the script cache lacked it) */
   int split; /* 0, or 1..3: L(K), K, S(K) sent one by one (see unlink_cb) */
+  int solo;  /* never coalesced again: its multi-key command got TRYAGAIN */
+  unsigned slot;  /* K's slot, which L(K) and S(K) share */
+  size_t nitems;  /* for the first item of a sent command: items it carries */
   size_t len, lock_len, stale_len;
   char *lock, *stale; /* inside key[], for HARD and SOFT */
   char key[];         /* key NUL lock NUL stale NUL */
@@ -35,10 +58,14 @@ struct inv_unlinker_s {
   void *moved_data;
   item_t *head, *tail; /* unsent keys, FIFO */
   size_t queued;
-  size_t inflight;
+  size_t inflight; /* commands awaiting replies */
   int closing;
   int retry_armed;
   uv_timer_t retry; /* resends after a LOADING/BUSY/TRYAGAIN reply */
+  uv_check_t soon_check; /* the deferred flush, after this loop pass's I/O */
+  uv_idle_t soon_idle;   /* the same, when the push came outside I/O */
+  int open_handles;      /* handles not yet closed; u is freed at 0 */
+  inv_buf_t cmd;    /* the command being formatted, reused */
 };
 
 int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *stats,
@@ -53,7 +80,10 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
   u->moved_cb = moved_cb;
   u->moved_data = moved_data;
   uv_timer_init(loop, &u->retry);
-  u->retry.data = u;
+  uv_check_init(loop, &u->soon_check);
+  uv_idle_init(loop, &u->soon_idle);
+  u->retry.data = u->soon_check.data = u->soon_idle.data = u;
+  u->open_handles = 3;
   *out = u;
   return 0;
 }
@@ -82,14 +112,41 @@ static void retry_cb(uv_timer_t *t) {
   inv_unlinker_flush(u);
 }
 
+/* Runs the deferred flush once, from whichever of its two handles fires
+ * first. */
+static void soon_run(inv_unlinker_t *u) {
+  uv_check_stop(&u->soon_check);
+  uv_idle_stop(&u->soon_idle);
+  inv_unlinker_flush(u);
+}
+
+static void soon_check_cb(uv_check_t *h) { soon_run(h->data); }
+static void soon_idle_cb(uv_idle_t *h) { soon_run(h->data); }
+
+/* Flushes later in this loop pass rather than now, so that the keys pushed
+ * by one burst of callbacks (the keys of a payload, the replies of one
+ * read) are in the FIFO together and same-slot runs share a command. The
+ * check handle runs right after this pass's I/O callbacks, before the
+ * connection's own write on the next pass, so a key pushed from I/O goes
+ * out no later than before; the idle handle keeps the loop from blocking
+ * in poll when the push came from a timer or idle callback. */
+static void flush_soon(inv_unlinker_t *u) {
+  if (u->closing || uv_is_active((uv_handle_t *)&u->soon_check)) return;
+  uv_check_start(&u->soon_check, soon_check_cb);
+  uv_idle_start(&u->soon_idle, soon_idle_cb);
+}
+
+static int reply_starts(const redisReply *reply, const char *prefix) {
+  size_t n = strlen(prefix);
+  return reply->len >= n && memcmp(reply->str, prefix, n) == 0;
+}
+
 /* Whether an error reply means "try again later" rather than "never". */
 static int is_transient(const redisReply *reply) {
   static const char *const prefixes[] = {"LOADING", "BUSY", "TRYAGAIN",
                                          "CLUSTERDOWN", "MASTERDOWN", NULL};
-  for (int i = 0; prefixes[i]; i++) {
-    size_t n = strlen(prefixes[i]);
-    if (reply->len >= n && memcmp(reply->str, prefixes[i], n) == 0) return 1;
-  }
+  for (int i = 0; prefixes[i]; i++)
+    if (reply_starts(reply, prefixes[i])) return 1;
   return 0;
 }
 
@@ -111,134 +168,263 @@ static void next_or_finish(inv_unlinker_t *u, item_t *it, int err) {
   }
 }
 
+/* Queues an item again for a resend, or fails it when the unlinker is
+ * closing (a closing unlinker sends nothing more). */
+static void requeue_or_close(inv_unlinker_t *u, item_t *it) {
+  if (u->closing) finish(it, INV_ECLOSED);
+  else enqueue(u, it);
+}
+
+/* What a reply means for each item of its command. */
+typedef enum {
+  SETTLE_REQUEUE,   /* resend: requeue_or_close() */
+  SETTLE_SOLO,      /* resend in commands of its own (after TRYAGAIN) */
+  SETTLE_ANSWERED,  /* this name is done: next_or_finish() with 0 */
+  SETTLE_FAILED     /* finish with INV_EREDIS */
+} settle_t;
+
+/* Applies what to every item of the command led by first. The chain is
+ * read before each item is handled, because requeueing rewrites next and a
+ * done_cb may push (and send) new keys. */
+static void settle_all(inv_unlinker_t *u, item_t *first, settle_t what) {
+  item_t *it = first;
+  while (it != NULL) {
+    item_t *next = it->next;
+    switch (what) {
+      case SETTLE_SOLO:
+        it->solo = 1;
+        requeue_or_close(u, it);
+        break;
+      case SETTLE_REQUEUE:
+        requeue_or_close(u, it);
+        break;
+      case SETTLE_ANSWERED:
+        next_or_finish(u, it, 0);
+        break;
+      case SETTLE_FAILED:
+        finish(it, INV_EREDIS);
+        break;
+    }
+    it = next;
+  }
+}
+
+/* Whether the command led by it is a HARD or SOFT command on K, L(K) and
+ * S(K) alone: a TRYAGAIN then means those three are split between two
+ * nodes, and they are resent as three single-key UNLINKs. */
+static int splittable(const item_t *it) {
+  return it->nitems == 1 && it->op != INV_UNLINK_RAW && it->split == 0;
+}
+
+/* Settles an error reply to the command led by it. */
+static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *reply) {
+  int ask, port;
+  unsigned slot;
+  char host[256];
+  if (reply_starts(reply, "TRYAGAIN") && it->nitems > 1) {
+    /* The slot is migrating and some of the command's keys are not on this
+     * node, so no multi-key command runs there until the migration ends:
+     * each key is resent alone (and a lone HARD key may split further). */
+    settle_all(u, it, SETTLE_SOLO);
+  } else if (reply_starts(reply, "TRYAGAIN") && splittable(it)) {
+    /* K's slot is being migrated and K, L(K), S(K) are not all on this
+     * node: delete them one by one instead (one that left gets ASK, the
+     * other node's business). A soft invalidation becomes a hard one. */
+    it->split = 1;
+    requeue_or_close(u, it);
+  } else if (is_transient(reply)) {
+    /* Deletes are idempotent: resend once the node answers again, after
+     * the retry timer rather than at once. */
+    settle_all(u, it, SETTLE_REQUEUE);
+    if (!u->retry_armed && !u->closing) {
+      u->retry_armed = 1;
+      uv_timer_start(&u->retry, retry_cb, 100, 0);
+    }
+  } else if (it->op == INV_UNLINK_SOFT && !it->eval && !it->split &&
+             reply_starts(reply, "NOSCRIPT")) {
+    /* The node's script cache lacks soft.lua (a restart or SCRIPT FLUSH):
+     * resend as EVAL, which loads it for the next EVALSHA. */
+    it->eval = 1;
+    requeue_or_close(u, it);
+  } else if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
+    /* The keys (one command's keys share a slot) live, or now live, on
+     * another node, whose worker deletes them. MOVED also means our slot
+     * map is stale. Counted per key, as when each key had its command. */
+    u->stats->unlink_redirects += it->nitems;
+    if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
+    settle_all(u, it, SETTLE_ANSWERED);
+  } else {
+    inv_log_warn("unlinker", "%s failed: %.*s",
+                 it->op == INV_UNLINK_SOFT && !it->split ? "soft invalidation"
+                                                         : "UNLINK",
+                 (int)reply->len, reply->str);
+    settle_all(u, it, SETTLE_FAILED);
+  }
+}
+
 static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   item_t *it = data;
   inv_unlinker_t *u = it->u;
   (void)r;
   u->inflight--;
-  if (err == 0 && reply->type == REDIS_REPLY_ERROR && it->op != INV_UNLINK_RAW &&
-      it->split == 0 && reply->len >= 8 && memcmp(reply->str, "TRYAGAIN", 8) == 0) {
-    /* K's slot is being migrated and K, L(K), S(K) are not all on this node,
-     * so no multi-key command runs there until the migration ends: delete
-     * them one by one instead (one that left gets ASK, the other node's
-     * business). A soft invalidation becomes a hard one. */
-    it->split = 1;
-    if (u->closing) {
-      finish(it, INV_ECLOSED);
-      maybe_free(u);
-      return;
-    }
-    enqueue(u, it);
-    inv_unlinker_flush(u);
-    return;
-  }
-  if (err < 0 || (reply->type == REDIS_REPLY_ERROR && is_transient(reply))) {
-    if (u->closing) {
-      finish(it, INV_ECLOSED);
-      maybe_free(u);
-      return;
-    }
-    /* Deletes are idempotent: resend once the node answers again. A dropped
-     * connection is flushed by its reconnect; other cases by a timer. */
-    enqueue(u, it);
-    if (err == 0 && !u->retry_armed) {
-      u->retry_armed = 1;
-      uv_timer_start(&u->retry, retry_cb, 100, 0);
-    }
-    return;
-  }
-  if (reply->type == REDIS_REPLY_INTEGER) {
-    if (it->op == INV_UNLINK_SOFT && !it->split)
-      u->stats->stale_copies += (uint64_t)reply->integer;
-    else u->stats->keys_unlinked += (uint64_t)reply->integer;
-    next_or_finish(u, it, 0);
-  } else if (reply->type == REDIS_REPLY_ERROR && it->op == INV_UNLINK_SOFT &&
-             !it->eval && !it->split && reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0) {
-    /* The node's script cache lacks soft.lua (a restart or SCRIPT FLUSH):
-     * resend as EVAL, which loads it for the next EVALSHA. */
-    if (u->closing) {
-      finish(it, INV_ECLOSED);
-    } else {
-      it->eval = 1;
-      enqueue(u, it);
-    }
+  if (err < 0) {
+    /* The connection dropped or timed out: its reconnect flushes again. */
+    settle_all(u, it, SETTLE_REQUEUE);
   } else if (reply->type == REDIS_REPLY_ERROR) {
-    int ask;
-    unsigned slot;
-    char host[256];
-    int port;
-    if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
-      /* The key lives (or now lives) on another node, whose worker deletes
-       * it. MOVED also means our slot map is stale. */
-      u->stats->unlink_redirects++;
-      if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
-      next_or_finish(u, it, 0);
-    } else {
-      inv_log_warn("unlinker", "%s failed: %.*s",
-                   it->op == INV_UNLINK_SOFT ? "soft invalidation" : "UNLINK",
-                   (int)reply->len, reply->str);
-      finish(it, INV_EREDIS);
-    }
+    on_error_reply(u, it, reply);
   } else {
-    finish(it, 0);
+    if (reply->type == REDIS_REPLY_INTEGER) {
+      if (it->op == INV_UNLINK_SOFT && !it->split)
+        u->stats->stale_copies += (uint64_t)reply->integer;
+      else u->stats->keys_unlinked += (uint64_t)reply->integer;
+    }
+    settle_all(u, it, SETTLE_ANSWERED);
   }
   if (u->closing) maybe_free(u);
-  else inv_unlinker_flush(u);
+  else flush_soon(u);
 }
 
-/* Fills argv/lens with it's command; returns argc. */
-static int build_command(const inv_unlinker_t *u, const item_t *it,
-                         const char **argv, size_t *lens) {
-  if (it->op == INV_UNLINK_RAW || it->split > 0) {
-    argv[0] = "UNLINK";
-    lens[0] = 6;
-    /* Split: the lock first, so that a regeneration is fenced before its
-     * value goes; then K; then S(K). */
-    argv[1] = it->split == 1 ? it->lock : it->split == 3 ? it->stale : it->key;
-    lens[1] = it->split == 1 ? it->lock_len
-              : it->split == 3 ? it->stale_len
-                               : it->len;
-    return 2;
+/* Whether it is a plain delete that may share a multi-key UNLINK. */
+static int coalescable(const item_t *it) {
+  return it->op != INV_UNLINK_SOFT && it->split == 0 && !it->solo;
+}
+
+/* The most arguments a command has: UNLINK and three names per key. */
+#define MAX_ARGS (1 + 3 * INV_UNLINK_BATCH_MAX)
+
+/* How many items from first on go in one command: consecutive coalescable
+ * items of first's slot and ASKING need, up to INV_UNLINK_BATCH_MAX keys
+ * and about BATCH_NAME_BYTES bytes of names; 1 when first is not
+ * coalescable. */
+static size_t command_span(const item_t *first) {
+  if (!coalescable(first)) return 1;
+  size_t n = 0, bytes = 0;
+  for (const item_t *it = first; it != NULL && n < INV_UNLINK_BATCH_MAX; it = it->next) {
+    if (n > 0 && (!coalescable(it) || it->slot != first->slot ||
+                  it->asking != first->asking || bytes >= BATCH_NAME_BYTES))
+      break;
+    n++;
+    bytes += it->len + it->lock_len + it->stale_len;
   }
-  if (it->op == INV_UNLINK_HARD) {
-    const char *a[4] = {"UNLINK", it->key, it->lock, it->stale};
-    size_t l[4] = {6, it->len, it->lock_len, it->stale_len};
+  return n;
+}
+
+/* Fills argv/lens (MAX_ARGS entries) with the command for the n items from
+ * first on (command_span()): a multi-key UNLINK of their names, a
+ * single-key UNLINK for a split item, or soft.lua's EVALSHA (EVAL after
+ * NOSCRIPT). Returns argc. */
+static int build_args(const inv_unlinker_t *u, const item_t *first, size_t n,
+                      const char **argv, size_t *lens) {
+  int argc = 0;
+  if (first->op == INV_UNLINK_SOFT && first->split == 0) {
+    const inv_script_t *s = &inv_script_soft;
+    const char *a[7] = {first->eval ? "EVAL" : "EVALSHA", first->eval ? s->src : s->sha,
+                        "3", first->key, first->lock, first->stale, u->grace};
+    size_t l[7] = {first->eval ? 4u : 7u, first->eval ? s->len : strlen(s->sha), 1,
+                   first->len, first->lock_len, first->stale_len, strlen(u->grace)};
     memcpy(argv, a, sizeof(a));
     memcpy(lens, l, sizeof(l));
-    return 4;
+    return 7;
   }
-  const inv_script_t *s = &inv_script_soft;
-  const char *a[7] = {it->eval ? "EVAL" : "EVALSHA", it->eval ? s->src : s->sha,
-                      "3", it->key, it->lock, it->stale, u->grace};
-  size_t l[7] = {it->eval ? 4u : 7u, it->eval ? s->len : strlen(s->sha), 1,
-                 it->len, it->lock_len, it->stale_len, strlen(u->grace)};
-  memcpy(argv, a, sizeof(a));
-  memcpy(lens, l, sizeof(l));
-  return 7;
+  argv[argc] = "UNLINK";
+  lens[argc++] = 6;
+  if (first->split > 0) {
+    /* Split: the lock first, so that a regeneration is fenced before its
+     * value goes; then K; then S(K). */
+    argv[argc] = first->split == 1 ? first->lock
+                 : first->split == 3 ? first->stale : first->key;
+    lens[argc++] = first->split == 1 ? first->lock_len
+                   : first->split == 3 ? first->stale_len : first->len;
+    return argc;
+  }
+  const item_t *it = first;
+  for (size_t i = 0; i < n; i++, it = it->next) {
+    argv[argc] = it->key;
+    lens[argc++] = it->len;
+    if (it->op == INV_UNLINK_HARD) {
+      argv[argc] = it->lock;
+      lens[argc++] = it->lock_len;
+      argv[argc] = it->stale;
+      lens[argc++] = it->stale_len;
+    }
+  }
+  return argc;
+}
+
+/* Writes marker, the decimal n and CRLF at p (at most 23 bytes): a RESP
+ * array ('*') or bulk string ('$') header. Returns the end. */
+static char *put_header(char *p, char marker, size_t n) {
+  char digits[20];
+  size_t i = sizeof(digits);
+  do {
+    digits[--i] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  *p++ = marker;
+  memcpy(p, digits + i, sizeof(digits) - i);
+  p += sizeof(digits) - i;
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
+}
+
+/* Formats argv as a RESP command into b (replacing its contents), the
+ * bytes redisFormatCommandArgv would make, in one reservation and without
+ * printf. Returns 0 or INV_ENOMEM. */
+static int format_resp(inv_buf_t *b, int argc, const char **argv,
+                       const size_t *lens) {
+  size_t need = 23;
+  for (int i = 0; i < argc; i++) need += 23 + lens[i] + 2;
+  inv_buf_reset(b);
+  if (inv_buf_reserve(b, need) != 0) return INV_ENOMEM;
+  char *p = put_header(b->data, '*', (size_t)argc);
+  for (int i = 0; i < argc; i++) {
+    p = put_header(p, '$', lens[i]);
+    memcpy(p, argv[i], lens[i]);
+    p += lens[i];
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  *p = '\0';
+  b->len = (size_t)(p - b->data);
+  return 0;
+}
+
+/* Detaches the first n items of the FIFO, leaving them chained to each
+ * other (the last one's next is NULL). */
+static item_t *take(inv_unlinker_t *u, size_t n) {
+  item_t *first = u->head, *last = first;
+  for (size_t i = 1; i < n; i++) last = last->next;
+  u->head = last->next;
+  if (u->head == NULL) u->tail = NULL;
+  last->next = NULL;
+  u->queued -= n;
+  first->nitems = n;
+  return first;
 }
 
 void inv_unlinker_flush(inv_unlinker_t *u) {
+  static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
   /* After a transient error reply (LOADING, CLUSTERDOWN, ...) the queue
    * waits for the retry timer: resending on every other reply would spin
    * for as long as the node refuses. */
   if (u->retry_armed) return;
   while (u->head != NULL && u->inflight < INV_UNLINK_MAX_INFLIGHT &&
          !u->closing) {
-    item_t *it = u->head;
-    const char *argv[7];
-    size_t lens[7];
-    int argc = build_command(u, it, argv, lens);
-    if (it->asking) {
-      const char *aargv[1] = {"ASKING"};
-      size_t alen[1] = {6};
-      if (inv_redis_command_argv(u->r, 1, aargv, alen, asking_cb, NULL) != 0)
-        return; /* disconnected or full: flushed again later */
-    }
-    if (inv_redis_command_argv(u->r, argc, argv, lens, unlink_cb, it) != 0)
+    const char *argv[MAX_ARGS];
+    size_t lens[MAX_ARGS];
+    size_t n = command_span(u->head);
+    int argc = build_args(u, u->head, n, argv, lens);
+    if (format_resp(&u->cmd, argc, argv, lens) != 0)
+      return; /* out of memory: the next reply or push tries again */
+    if (u->head->asking &&
+        inv_redis_command_formatted(u->r, asking, sizeof(asking) - 1, asking_cb,
+                                    NULL) != 0)
+      return; /* disconnected or full: flushed again later */
+    if (inv_redis_command_formatted(u->r, u->cmd.data, u->cmd.len, unlink_cb,
+                                    u->head) != 0)
       return;
-    u->head = it->next;
-    if (u->head == NULL) u->tail = NULL;
-    u->queued--;
+    (void)take(u, n);
     u->inflight++;
     u->stats->unlinks_sent++;
   }
@@ -266,6 +452,9 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
   it->op = op;
   it->eval = 0;
   it->split = 0;
+  it->solo = 0;
+  it->slot = inv_key_slot(key, len);
+  it->nitems = 0;
   it->len = len;
   memcpy(it->key, key, len);
   it->key[len] = '\0';
@@ -281,7 +470,7 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
   }
   inv_regen_names_free(&names);
   enqueue(u, it);
-  inv_unlinker_flush(u);
+  flush_soon(u);
   return 0;
 }
 
@@ -299,18 +488,27 @@ void inv_unlinker_clear(inv_unlinker_t *u) {
 size_t inv_unlinker_queued(const inv_unlinker_t *u) { return u->queued; }
 size_t inv_unlinker_inflight(const inv_unlinker_t *u) { return u->inflight; }
 
-static void free_cb(uv_handle_t *h) { free(h->data); }
+static void free_cb(uv_handle_t *h) {
+  inv_unlinker_t *u = h->data;
+  if (--u->open_handles > 0) return;
+  inv_buf_free(&u->cmd);
+  free(u);
+}
 
 static void maybe_free(inv_unlinker_t *u) {
   if (u->inflight > 0 || u->closing != 1) return;
   u->closing = 2; /* freeing: never twice */
   uv_close((uv_handle_t *)&u->retry, free_cb);
+  uv_close((uv_handle_t *)&u->soon_check, free_cb);
+  uv_close((uv_handle_t *)&u->soon_idle, free_cb);
 }
 
 void inv_unlinker_close(inv_unlinker_t *u) {
   if (u == NULL) return;
   u->closing = 1;
   uv_timer_stop(&u->retry);
+  uv_check_stop(&u->soon_check);
+  uv_idle_stop(&u->soon_idle);
   inv_unlinker_clear(u);
   maybe_free(u);
 }

@@ -10,11 +10,22 @@
  *   INV_UNLINK_RAW   this exact key alone: UNLINK key (a lock or stale copy
  *                    found by a scan).
  * A value key whose lock name cannot keep its slot gets UNLINK K for both
- * hard and soft. Every command of a loop iteration goes out in one write
- * (inv_redis_t pipelines them). A key in a slot
- * the node is importing is sent as ASKING + UNLINK. At most
- * INV_UNLINK_MAX_INFLIGHT commands are awaiting replies; the rest wait in a
- * FIFO whose length the owner bounds (max-pending-keys, scan-inflight).
+ * hard and soft.
+ *
+ * Consecutive HARD and RAW keys of the FIFO that share a slot (hash-tagged
+ * keys such as {user:42}:profile and {user:42}:orders) and the same ASKING
+ * need go out as ONE multi-key command, UNLINK K1 L1 S1 K2 L2 S2 ..., of at
+ * most INV_UNLINK_BATCH_MAX keys (and about 16 KiB of names): Redis's cost
+ * per command (parsing, lookup, redirect check, reply) is then paid once
+ * for many keys. Its integer reply counts every name removed. Keys of
+ * different slots never share a command, so it is never CROSSSLOT.
+ *
+ * Every command of a loop iteration goes out in one write (inv_redis_t
+ * pipelines them). A key in a slot the node is importing is sent as
+ * ASKING + UNLINK. At most INV_UNLINK_MAX_INFLIGHT commands (so at most
+ * INV_UNLINK_MAX_INFLIGHT * INV_UNLINK_BATCH_MAX keys) are awaiting
+ * replies; the rest wait in a FIFO whose length the owner bounds
+ * (max-pending-keys, scan-inflight).
  *
  * Each key carries (done_cb's) owner and tag; done_cb is called exactly
  * once per pushed key: with 0 when Redis answered (removed, absent, or
@@ -23,9 +34,13 @@
  * inv_unlinker_clear() or at close. A key whose command failed because the
  * connection dropped or timed out, or that got LOADING/BUSY/TRYAGAIN, is
  * queued again and resent (deletes are idempotent), so a node restart loses
- * nothing. A HARD or SOFT command answered TRYAGAIN (its slot is migrating
- * and K, L(K), S(K) are split between the two nodes) is resent as three
- * single-key UNLINKs, one after the other.
+ * nothing. A multi-key command answered TRYAGAIN (its slot is migrating
+ * and its keys are split between the two nodes) is resent key by key, each
+ * key in a command of its own; a HARD or SOFT command of one key answered
+ * TRYAGAIN (K, L(K), S(K) are split) is resent as three single-key
+ * UNLINKs, one after the other. MOVED or ASK for a multi-key command
+ * concerns all of its keys (they share a slot): each is the other node's
+ * business. unlinks_sent counts commands, not keys.
  */
 #ifndef INV_WORKER_UNLINKER_H
 #define INV_WORKER_UNLINKER_H
@@ -39,6 +54,11 @@
 #include "workers/worker_stats.h"
 
 #define INV_UNLINK_MAX_INFLIGHT 10000
+
+/* The most keys one multi-key UNLINK carries: enough to make Redis's cost
+ * per command small next to its cost per key, small enough that one
+ * command stays short (192 names) and a TRYAGAIN resends little. */
+#define INV_UNLINK_BATCH_MAX 64
 
 typedef struct inv_unlinker_s inv_unlinker_t;
 
@@ -61,8 +81,10 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
                         uint64_t grace_ms, inv_unlink_moved_cb moved_cb,
                         void *moved_data, inv_unlinker_t **out);
 
-/* Queues op on key (copied) and sends what the in-flight bound allows.
- * asking selects ASKING before the command. Returns 0, or INV_ENOMEM
+/* Queues op on key (copied). Sending is deferred to the end of the
+ * current loop pass's callbacks (within the in-flight bound), so that keys
+ * pushed together can share commands; they still leave in the same write
+ * as before. asking selects ASKING before the command. Returns 0, or INV_ENOMEM
  * (done_cb will not be called). */
 int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
                       inv_unlink_op_t op, int asking,

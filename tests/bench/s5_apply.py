@@ -8,13 +8,27 @@ node: redis-benchmark -P 16 with 50 connections running UNLINK on keys of
 the same shape ({T}:b:__rand_int__ with -r M, over M loaded keys; random
 picks repeat, so about a third of its UNLINKs find no key, which flatters
 the baseline).
+
+Layouts. In the figure above every key shares one hash tag, so all are in
+one slot, and the worker sends consecutive keys of one slot as one
+multi-key UNLINK. A second figure spreads the M keys over every slot A
+owns ({t_s}:key:i, each key in the next slot, so no two consecutive keys
+share one): the worker then sends one command per key. invalctl bench can
+only name keys <prefix>key:<N>, so that flood is sent by the harness's
+pipelined client instead (workerlib.Sender, 100 keys per request, 16
+requests in flight), from Python, and the same client also sends the
+one-tag layout, so that the two layouts compare with the same load tool.
 """
 
 import subprocess
+import threading
 import time
 
 import benchlib
 from benchlib import HOST, Env, log, median
+
+PER_REQUEST = 100  # keys per invalidate request, as with invalctl bench
+WINDOW = 16        # requests in flight, as invalctl bench -P 16
 
 TITLE = "Exact-key apply rate per worker (keys unlinked/s)"
 
@@ -44,6 +58,53 @@ def run_inval(env, node, tag, m):
     return (m / dt, argv, benchlib.json.loads(out)["events_per_sec"],
             (round(dt, 2), round(cpu[0], 2), round(cpu[1], 2),
              f"{busy:.0%}"))
+
+
+def spread_keys(env, node, m):
+    """m keys over every slot node owns, consecutive keys in different
+    slots."""
+    tags = benchlib.workerlib.tag_for_each_slot()
+    owners = env.topo.owners()
+    slots = [s for s in range(len(owners)) if owners[s].port == node.port]
+    return [f"{{{tags[slots[i % len(slots)]]}}}:key:{i}" for i in range(m)]
+
+
+def run_sent(env, node, keys):
+    """Floods the publisher with hard key events for keys (loaded first, all
+    on node) from the harness's pipelined client; returns (keys/s of node's
+    worker, (wall s, node CPU s, worker CPU s, cores busy))."""
+    benchlib.load_keys(env, keys)
+    before = node.client(timeout=60).dbsize()
+    worker = [w for w, n in env.primary_workers() if n.port == node.port][0]
+    batches = [[{"kind": "key", "target": k} for k in keys[i:i + PER_REQUEST]]
+               for i in range(0, len(keys), PER_REQUEST)]
+    sender = benchlib.workerlib.Sender(env.publisher.port, window=WINDOW)
+    failed = []
+
+    def send():
+        try:
+            sender.send(batches, deadline_s=600)
+        except BaseException as exc:  # noqa: BLE001 - raised below
+            failed.append(exc)
+        finally:
+            sender.close()
+
+    cpu0 = (benchlib.cpu_seconds(node.pid), benchlib.cpu_seconds(worker.pid))
+    busy0 = benchlib.machine_busy()
+    thread = threading.Thread(target=send, daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    try:
+        dt = benchlib.wait_dbsize([node], {node: before - len(keys)}, t0)
+    finally:
+        thread.join(600)
+    if failed:
+        raise failed[0]
+    cpu = (benchlib.cpu_seconds(node.pid) - cpu0[0],
+           benchlib.cpu_seconds(worker.pid) - cpu0[1])
+    busy = benchlib.busy_share(busy0, benchlib.machine_busy())
+    return len(keys) / dt, (round(dt, 2), round(cpu[0], 2), round(cpu[1], 2),
+                            f"{busy:.0%}")
 
 
 def clear_slot(node, tag):
@@ -82,6 +143,7 @@ def run(ctx):
     m = max(20000, int(500000 * ctx.scale))
     inval, base, base3, sent, cpu = [], [], [], [], []
     node_us = {0: [], 1: [], 3: []}  # Redis CPU us per key: inval, 1, 3
+    py = {"tag": [], "spread": []}   # harness-sent floods: (keys/s, cpu)
     with Env(ctx.workdir("s5")) as env:
         benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
         node = env.topo.primaries()[0]
@@ -103,10 +165,21 @@ def run(ctx):
                 f"busy: {c}), "
                 f"redis-benchmark UNLINK {rps:.0f}/s, 3-key UNLINK "
                 f"{rps3:.0f}/s")
+            for layout in ("tag", "spread"):
+                keys = ([f"{{{tag}}}:py:{j}" for j in range(m)]
+                        if layout == "tag" else spread_keys(env, node, m))
+                py[layout].append(run_sent(env, node, keys))
+                log(f"s5 run {i + 1}, harness-sent, {layout} layout: worker "
+                    f"{py[layout][-1][0]:.0f} keys/s (wall s, node CPU s, "
+                    f"worker CPU s, cores busy: {py[layout][-1][1]})")
     mi, mb, mb3 = median(inval), median(base), median(base3)
+    pt = median([r for r, _ in py["tag"]])
+    ps = median([r for r, _ in py["spread"]])
+    node_py = {k: median([c[1] / m * 1e6 for _, c in v]) for k, v in py.items()}
     return {
         "id": 5, "title": TITLE,
-        "rows": [{"figure": f"{m:,} keys on one primary",
+        "rows": [{"figure": f"{m:,} keys on one primary, one hash tag "
+                            "(one slot)",
                   "inval": f"{mi:,.0f} keys/s",
                   "baseline": f"{mb:,.0f} UNLINK/s", "ratio": mi / mb,
                   "target": ">= 0.8x", "met": mi / mb >= 0.8},
@@ -120,6 +193,19 @@ def run(ctx):
                   "baseline": f"UNLINK K {median(node_us[1]):.1f} us, "
                               f"UNLINK K L S {median(node_us[3]):.1f} us",
                   "ratio": median(node_us[1]) / median(node_us[0]),
+                  "target": "", "met": None},
+                 {"figure": "one hash tag (one slot), sent by the harness's "
+                            "client (Python)",
+                  "inval": f"{pt:,.0f} keys/s, node "
+                           f"{node_py['tag']:.1f} us/key",
+                  "baseline": f"{mb:,.0f} UNLINK/s", "ratio": pt / mb,
+                  "target": "", "met": None},
+                 {"figure": "keys spread over every slot of the primary "
+                            "(one command per key), sent by the harness's "
+                            "client (Python)",
+                  "inval": f"{ps:,.0f} keys/s, node "
+                           f"{node_py['spread']:.1f} us/key",
+                  "baseline": f"{mb:,.0f} UNLINK/s", "ratio": ps / mb,
                   "target": "", "met": None}],
         "commands": [benchlib.cmdline(inval_argv) +
                      "  (timed to the node's DBSIZE)",
@@ -134,5 +220,14 @@ def run(ctx):
                   "fence of the regeneration contract), so each key costs "
                   "Redis a 3-key command. Wall seconds, node CPU seconds, "
                   "worker CPU seconds and the share of all cores busy per "
-                  f"inval run: {cpu}."],
+                  f"inval run: {cpu}.",
+                  "Layouts: the first three rows have every key in one slot "
+                  "(one hash tag), which the worker sends as multi-key "
+                  "UNLINKs of up to 64 keys; the last two are floods sent "
+                  f"by workerlib.Sender ({PER_REQUEST} keys per request, "
+                  f"{WINDOW} in flight) with the keys in one slot, then "
+                  "spread over every slot of the primary (one UNLINK per "
+                  "key). Per run (keys/s; wall s, node CPU s, worker CPU s, "
+                  f"cores busy): one slot {py['tag']}, spread "
+                  f"{py['spread']}."],
     }

@@ -118,6 +118,7 @@ def test_pipeline_one_write_for_many_commands(standalone, workdir):
     c = standalone.client()
     assert c.get(b"pl:counter") == b"50000"
     assert c.get(b"pl:bin") == b"a\0b\r\n"
+    assert c.get(b"pl:fmt") == b"ok"
 
 
 def test_reconnect_after_server_restart(standalone, workdir):

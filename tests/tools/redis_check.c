@@ -6,7 +6,8 @@
  *
  * Scenarios (ADDR is HOST:PORT):
  *   parse                 redirect parsing, no server needed
- *   pipeline ADDR         50,000 INCRs in one go, EBUSY bound, binary args
+ *   pipeline ADDR         50,000 INCRs in one go, EBUSY bound, binary args,
+ *                         a command the caller formatted itself
  *   reconnect ADDR        prints READY, waits for the server to go away and
  *                         come back, checks CONNECTED again and commands
  *   timeout ADDR          pauses the server (CLIENT PAUSE), checks that a
@@ -227,6 +228,16 @@ static void pl_bin_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   inv_redis_close(r, pl_closed, NULL);
 }
 
+/* SET pl:fmt ok, formatted by the caller (inv_redis_command_formatted). */
+static const char fmt_set[] = "*3\r\n$3\r\nSET\r\n$6\r\npl:fmt\r\n$2\r\nok\r\n";
+
+static void pl_fmt_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
+  (void)r;
+  (void)d;
+  if (err != 0 || !reply_is(rep, REDIS_REPLY_STATUS, "OK"))
+    fail("formatted SET failed");
+}
+
 static void pl_incr_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   (void)d;
   pl.incr_replies++;
@@ -247,6 +258,11 @@ static void pl_incr_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
       fail("INCR pipeline: %d errors, final %lld", pl.incr_errors, pl.last);
     if (inv_redis_pending(r) != 0)
       fail("pending %zu after all replies", inv_redis_pending(r));
+    if (inv_redis_command_formatted(r, "", 0, pl_fmt_cb, NULL) != INV_EINVAL)
+      fail("an empty formatted command was not refused with EINVAL");
+    if (inv_redis_command_formatted(r, fmt_set, sizeof(fmt_set) - 1, pl_fmt_cb,
+                                    NULL) != 0)
+      fail("formatted SET not queued");
     if (inv_redis_command_argv(r, 3, argv, len, NULL, NULL) != 0 ||
         inv_redis_command_argv(r, 2, gargv, glen, pl_bin_cb, NULL) != 0)
       fail("binary SET/GET not queued");

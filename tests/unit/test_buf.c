@@ -105,6 +105,30 @@ static void test_consume_reset(void) {
   CHECK(1);
 }
 
+static void test_reserve(void) {
+  inv_buf_t b = {0};
+  CHECK_EQ_INT(inv_buf_reserve(&b, 100), 0);
+  CHECK(b.data != NULL);
+  CHECK(b.cap >= 101);
+  CHECK_EQ_INT(b.len, 0);
+  CHECK_EQ_STR(b.data, "");
+  /* The caller writes into the room and advances len itself. */
+  memcpy(b.data, "abc", 3);
+  b.len = 3;
+  b.data[b.len] = '\0';
+  size_t cap = b.cap;
+  CHECK_EQ_INT(inv_buf_reserve(&b, cap - 4), 0);
+  CHECK_EQ_INT(b.cap, cap); /* it fits: no reallocation */
+  CHECK_EQ_INT(inv_buf_reserve(&b, cap), 0);
+  CHECK(b.cap >= 3 + cap + 1);
+  CHECK_EQ_STR(b.data, "abc");
+  CHECK_EQ_INT(inv_buf_append(&b, "d", 1), 0);
+  CHECK_EQ_STR(b.data, "abcd");
+  CHECK(inv_buf_reserve(&b, (size_t)-1) != 0); /* too much: unchanged */
+  CHECK_EQ_STR(b.data, "abcd");
+  inv_buf_free(&b);
+}
+
 static void test_msgpack(void) {
   inv_buf_t b = {0};
   msgpack_packer pk;
@@ -127,6 +151,7 @@ int main(void) {
   RUN(test_growth);
   RUN(test_printf);
   RUN(test_consume_reset);
+  RUN(test_reserve);
   RUN(test_msgpack);
   return check_summary();
 }

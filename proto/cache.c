@@ -89,7 +89,7 @@ static int cmd(ctx_t *c, int argc, const char **argv, const size_t *lens,
   return inv_cache_redis_command(c->r, argv[1], lens[1], argc, argv, lens, reply);
 }
 
-/* What a loser's MGET found (read_now). */
+/* What a look (one MGET of K and its stale copy) found. */
 enum { FOUND_NOTHING = 0, FOUND_STALE = 1, FOUND_VALUE = 2 };
 
 /* Copies a string reply's bytes into value (NUL-terminated). Returns 0 or
@@ -125,62 +125,103 @@ static int get_into(ctx_t *c, const char *name, size_t len,
   return rc == 0 ? 1 : rc;
 }
 
-/* A loser's look at the key, in one round trip: MGET K S(K), or with
- * lock_held non-NULL MGET K L(K) S(K) and *lock_held = whether L(K) exists.
- * S(K) is left out under no_stale. The names share K's slot, and a commit
- * (K written, S(K) deleted) and a soft invalidation (K renamed to S(K)) are
- * each atomic, so one MGET sees K or S(K) whenever either exists; separate
- * GETs could miss both between a commit and the next soft invalidation.
- * Returns FOUND_VALUE with K in *value, FOUND_STALE with S(K) in *value,
- * FOUND_NOTHING, or a negative code. */
-static int read_now(ctx_t *c, int *lock_held, inv_cache_value_t *value) {
-  const char *argv[4] = {"MGET", c->key};
-  size_t lens[4] = {4, c->keylen};
-  int argc = 2, lock_at = 0, stale_at = 0;
-  if (lock_held != NULL) {
-    lock_at = argc - 1;
-    argv[argc] = c->names.lock;
-    lens[argc++] = c->names.lock_len;
+/* A look at the key in one MGET: K, then L(K) when asked, then S(K)
+ * unless no_stale. The names share K's slot, and a commit (K written, S(K)
+ * deleted) and a soft invalidation (K renamed to S(K)) are each atomic, so
+ * one MGET sees K or S(K) whenever either exists; separate GETs could miss
+ * both between a commit and the next soft invalidation. */
+typedef struct look_s {
+  const char *argv[4];
+  size_t lens[4];
+  int argc;
+  int lock_at, stale_at; /* reply indexes of L(K) and S(K); -1: not asked */
+} look_t;
+
+static void look_init(ctx_t *c, int with_lock, look_t *l) {
+  l->argv[0] = "MGET";
+  l->lens[0] = 4;
+  l->argv[1] = c->key;
+  l->lens[1] = c->keylen;
+  l->argc = 2;
+  l->lock_at = l->stale_at = -1;
+  if (with_lock) {
+    l->lock_at = l->argc - 1;
+    l->argv[l->argc] = c->names.lock;
+    l->lens[l->argc++] = c->names.lock_len;
   }
   if (!c->o.no_stale) {
-    stale_at = argc - 1;
-    argv[argc] = c->names.stale;
-    lens[argc++] = c->names.stale_len;
+    l->stale_at = l->argc - 1;
+    l->argv[l->argc] = c->names.stale;
+    l->lens[l->argc++] = c->names.stale_len;
   }
-  redisReply *rep;
-  int rc = cmd(c, argc, argv, lens, &rep);
-  if (rc != 0) return rc;
-  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)(argc - 1)) {
-    freeReplyObject(rep);
+}
+
+/* Reads the MGET reply of look l. Returns FOUND_VALUE with K in *value,
+ * FOUND_STALE with S(K) in *value, FOUND_NOTHING, or a negative code; with
+ * lock_held non-NULL (L(K) asked), sets it to whether L(K) exists. */
+static int look_parse(const look_t *l, const redisReply *rep, int *lock_held,
+                      inv_cache_value_t *value) {
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)(l->argc - 1))
     return INV_EREDIS;
-  }
-  rc = FOUND_NOTHING;
-  if (lock_held != NULL) *lock_held = rep->element[lock_at]->type != REDIS_REPLY_NIL;
-  if (rep->element[0]->type == REDIS_REPLY_STRING) {
-    rc = take_string(rep->element[0], value);
-    if (rc == 0) rc = FOUND_VALUE;
-  } else if (stale_at > 0 && rep->element[stale_at]->type == REDIS_REPLY_STRING) {
-    rc = take_string(rep->element[stale_at], value);
-    if (rc == 0) rc = FOUND_STALE;
-  }
+  if (lock_held != NULL && l->lock_at >= 0)
+    *lock_held = rep->element[l->lock_at]->type != REDIS_REPLY_NIL;
+  int at = rep->element[0]->type == REDIS_REPLY_STRING ? 0
+           : l->stale_at >= 0 && rep->element[l->stale_at]->type == REDIS_REPLY_STRING
+               ? l->stale_at
+               : -1;
+  if (at < 0) return FOUND_NOTHING;
+  int rc = take_string(rep->element[at], value);
+  if (rc != 0) return rc;
+  return at == 0 ? FOUND_VALUE : FOUND_STALE;
+}
+
+/* A poll: MGET K L(K) [S(K)]. Returns look_parse's result. */
+static int poll_once(ctx_t *c, int *lock_held, inv_cache_value_t *value) {
+  look_t l;
+  redisReply *rep;
+  look_init(c, 1, &l);
+  int rc = cmd(c, l.argc, l.argv, l.lens, &rep);
+  if (rc != 0) return rc;
+  rc = look_parse(&l, rep, lock_held, value);
   freeReplyObject(rep);
   return rc;
 }
 
-/* SET L(K) token NX PX lock_ttl. Returns 1 when taken, 0 when held by
- * another reader, or a negative code. */
-static int try_lock(ctx_t *c) {
+static void unlock(ctx_t *c);
+
+/* SET L(K) <token> NX PX lock_ttl, with a fresh token (PROTOCOL.md 14.3),
+ * and MGET K [S(K)], pipelined in one round trip: the lock attempt and a
+ * look at what is there right after it. Sets *won to 1 when the lock was
+ * taken (and gives it back if the look then fails). Returns look_parse's
+ * result or a negative code. */
+static int attempt(ctx_t *c, int *won, inv_cache_value_t *value) {
+  int rc = inv_cache_token(c->token);
+  if (rc != 0) return rc;
+  if (c->rng == 0) {
+    /* The backoff jitter's seed: any bits of the first token will do. */
+    memcpy(&c->rng, c->token, sizeof(c->rng));
+    c->rng |= 1; /* xorshift needs a non-zero state */
+  }
   char ttl[24];
   snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)c->o.lock_ttl_ms);
-  const char *argv[6] = {"SET", c->names.lock, c->token, "NX", "PX", ttl};
-  size_t lens[6] = {3, c->names.lock_len, 32, 2, 2, strlen(ttl)};
-  redisReply *rep;
-  int rc = cmd(c, 6, argv, lens, &rep);
+  const char *lock_argv[6] = {"SET", c->names.lock, c->token, "NX", "PX", ttl};
+  const size_t lock_lens[6] = {3, c->names.lock_len, 32, 2, 2, strlen(ttl)};
+  look_t l;
+  look_init(c, 0, &l);
+  const int argc[2] = {6, l.argc};
+  const char **const argv[2] = {lock_argv, l.argv};
+  const size_t *const lens[2] = {lock_lens, l.lens};
+  redisReply *reps[2];
+  rc = inv_cache_redis_pipeline(c->r, c->key, c->keylen, 2, argc, argv, lens,
+                                reps);
   if (rc != 0) return rc;
-  rc = rep->type == REDIS_REPLY_STATUS ? 1
-       : rep->type == REDIS_REPLY_NIL  ? 0
-                                       : INV_EREDIS;
-  freeReplyObject(rep);
+  *won = 0;
+  if (reps[0]->type == REDIS_REPLY_STATUS) *won = 1;
+  else if (reps[0]->type != REDIS_REPLY_NIL) rc = INV_EREDIS;
+  if (rc == 0) rc = look_parse(&l, reps[1], NULL, value);
+  freeReplyObject(reps[0]);
+  freeReplyObject(reps[1]);
+  if (rc < 0 && *won) unlock(c);
   return rc;
 }
 
@@ -221,23 +262,20 @@ static void unlock(ctx_t *c) {
   run_script(c, &inv_script_unlock, 1, keys, klens, 1, args, alens);
 }
 
-/* The lock holder's part: regenerate, then commit or be fenced. */
-static int win(ctx_t *c, inv_cache_value_t *value) {
+/* The lock holder's part, given what the attempt's look found right after
+ * the lock was taken: regenerate, then commit or be fenced. */
+static int win(ctx_t *c, int found, inv_cache_value_t *value) {
   /* The previous holder may have committed between our GET K and our
    * SET NX (its commit deleted its lock): then K is there now, and a
    * second regeneration would be wasted. */
-  int rc = get_into(c, c->key, c->keylen, value);
-  if (rc < 0) {
-    unlock(c);
-    return rc;
-  }
-  if (rc == 1) {
+  if (found == FOUND_VALUE) {
     unlock(c);
     COUNT(&c->o, waited);
     value->source = INV_CACHE_WAITED;
     return 0;
   }
-  rc = regenerate(c, value);
+  inv_cache_value_free(value); /* a stale copy the look read, not needed */
+  int rc = regenerate(c, value);
   if (rc != 0) {
     unlock(c);
     return rc;
@@ -283,7 +321,7 @@ static int fill_unlocked(ctx_t *c, inv_cache_value_t *value) {
   return 0;
 }
 
-/* Turns what read_now found into a loser's answer: returns 0 with *value
+/* Turns what a look found into a loser's answer: returns 0 with *value
  * (K: waited; S(K): stale), 1 when nothing was found, or found's negative
  * code. */
 static int serve_found(ctx_t *c, int found, inv_cache_value_t *value) {
@@ -302,11 +340,11 @@ static int serve_found(ctx_t *c, int found, inv_cache_value_t *value) {
   return 1;
 }
 
-/* The loser's part: K (committed since our GET) or the stale copy, else
- * poll for either (taking the lock when it is gone), else fall back to
- * regenerating without caching. */
-static int lose(ctx_t *c, inv_cache_value_t *value) {
-  int rc = serve_found(c, read_now(c, NULL, value), value);
+/* The loser's part, given what the attempt's look found: K (committed
+ * since our GET) or the stale copy, else poll for either (taking the lock
+ * when it is gone), else fall back to regenerating without caching. */
+static int lose(ctx_t *c, int found, inv_cache_value_t *value) {
+  int rc = serve_found(c, found, value);
   if (rc <= 0) return rc;
   uint64_t deadline = now_ms() + c->o.wait_ms;
   uint64_t delay = c->o.backoff_min_ms;
@@ -320,18 +358,20 @@ static int lose(ctx_t *c, inv_cache_value_t *value) {
     delay = delay * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms : delay * 2;
     /* A stale copy may have appeared meanwhile: a soft invalidation of a
      * value committed since our first look renames it to S(K). */
-    int lock_held = 1;
-    rc = serve_found(c, read_now(c, &lock_held, value), value);
+    int lock_held = 1, won = 0;
+    rc = serve_found(c, poll_once(c, &lock_held, value), value);
     if (rc <= 0) return rc;
     if (lock_held) continue;
     /* Neither value nor lock: the holder crashed (its lock expired), was
      * fenced or failed; whoever takes the lock now regenerates. */
-    rc = try_lock(c);
+    rc = attempt(c, &won, value);
     if (rc < 0) return rc;
-    if (rc == 1) {
+    if (won) {
       COUNT(&c->o, takeovers);
-      return win(c, value);
+      return win(c, rc, value);
     }
+    rc = serve_found(c, rc, value);
+    if (rc <= 0) return rc;
   }
   COUNT(&c->o, fallbacks);
   rc = regenerate(c, value);
@@ -380,12 +420,9 @@ int inv_cache_get_or_fill(inv_cache_redis_t *redis, const char *key,
     rc = fill_unlocked(&c, value);
     goto out;
   }
-  if ((rc = inv_cache_token(c.token)) != 0) goto out;
-  memcpy(&c.rng, c.token, sizeof(c.rng));
-  c.rng |= 1; /* xorshift needs a non-zero state */
-  rc = try_lock(&c);
-  if (rc == 1) rc = win(&c, value);
-  else if (rc == 0) rc = lose(&c, value);
+  int won = 0;
+  rc = attempt(&c, &won, value);
+  if (rc >= 0) rc = won ? win(&c, rc, value) : lose(&c, rc, value);
 out:
   inv_regen_names_free(&c.names);
   if (rc != 0) inv_cache_value_free(value);

@@ -6,22 +6,23 @@
  * inv_cache_get_or_fill(K):
  *   1. GET K: a hit is returned (INV_CACHE_HIT).
  *   2. On a miss, SET L(K) <token> NX PX lock_ttl_ms, with a fresh 128-bit
- *      random token. The winner reads K once more (a previous holder may
- *      have committed just before our SET NX: then its value is returned,
- *      INV_CACHE_WAITED, and the lock given back), then calls regen_cb and commits with commit.lua,
- *      which writes K only while L(K) still holds the token. A refused
- *      commit means an invalidation fenced the regeneration: the fresh
- *      value is returned (INV_CACHE_FENCED) and the cache is left alone. A
- *      failing regen_cb gives the lock back (unlock.lua) and its error is
- *      returned.
- *   3. A loser reads K and S(K) in one MGET (they share K's slot, so it
- *      sees one of them whenever either exists): K, committed since our
- *      GET, is returned (INV_CACHE_WAITED), else the stale copy S(K) when
- *      there is one (stale = 1, INV_CACHE_STALE). Otherwise it polls K,
- *      L(K) and S(K) in one MGET with jittered exponential backoff for up
- *      to wait_ms, returning K (INV_CACHE_WAITED) or a stale copy that a
- *      soft invalidation made meanwhile (INV_CACHE_STALE), and trying the
- *      lock again whenever it is gone, so that a crashed regenerator's
+ *      random token, and MGET K S(K) right behind it in the same round
+ *      trip (pipelined; the names share K's slot, so the MGET sees K or
+ *      S(K) whenever either exists). The winner returns K when it is there
+ *      (a previous holder committed just before our SET NX: INV_CACHE_WAITED,
+ *      and the lock given back); otherwise it calls regen_cb and commits
+ *      with commit.lua, which writes K only while L(K) still holds the
+ *      token. A refused commit means an invalidation fenced the
+ *      regeneration: the fresh value is returned (INV_CACHE_FENCED) and the
+ *      cache is left alone. A failing regen_cb gives the lock back
+ *      (unlock.lua) and its error is returned.
+ *   3. A loser returns K when the MGET found it (committed since our GET,
+ *      INV_CACHE_WAITED), else the stale copy S(K) when there is one
+ *      (stale = 1, INV_CACHE_STALE). Otherwise it polls K, L(K) and S(K)
+ *      in one MGET with jittered exponential backoff for up to wait_ms,
+ *      returning K (INV_CACHE_WAITED) or a stale copy that a soft
+ *      invalidation made meanwhile (INV_CACHE_STALE), and tries the lock
+ *      again (step 2) whenever it is gone, so that a crashed regenerator's
  *      lock, once expired, is taken over. When wait_ms runs out it calls
  *      regen_cb itself and returns that value without caching it
  *      (INV_CACHE_FALLBACK, counted). With no_stale, S(K) is never read.

@@ -315,6 +315,64 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
   return INV_EREDIS;
 }
 
+/* 1 when a pipelined reply must be sent again through
+ * inv_cache_redis_command, which follows redirections and waits out a
+ * busy cluster. */
+static int needs_resend(const inv_cache_redis_t *r, const redisReply *rep) {
+  return r->cluster && rep->type == REDIS_REPLY_ERROR &&
+         (starts(rep, "MOVED ") || starts(rep, "ASK ") ||
+          starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN"));
+}
+
+/* Writes the n commands to node nd at once and reads their replies in
+ * order, keeping them in replies[] up to the first that needs_resend (that
+ * one and the rest are freed). Returns how many were kept: fewer than n
+ * after such a reply or a lost connection (dropped, errstr set). */
+static int pipeline_on(inv_cache_redis_t *r, node_t *nd, int n, const int *argc,
+                       const char **const *argv, const size_t *const *lens,
+                       redisReply **replies) {
+  int kept = 0, stop = 0;
+  redisContext *c = conn(r, nd);
+  if (c == NULL) return 0;
+  for (int i = 0; i < n; i++)
+    if (redisAppendCommandArgv(c, argc[i], argv[i], lens[i]) != REDIS_OK) goto io;
+  for (int i = 0; i < n; i++) {
+    void *rep = NULL;
+    if (redisGetReply(c, &rep) != REDIS_OK) goto io;
+    if (stop || needs_resend(r, rep)) {
+      stop = 1;
+      freeReplyObject(rep);
+      continue;
+    }
+    replies[kept++] = rep;
+  }
+  return kept;
+io:
+  set_err(r, "redis %s:%d: %s", nd->addr.host, nd->addr.port, c->errstr);
+  drop_conn(nd);
+  return kept;
+}
+
+int inv_cache_redis_pipeline(inv_cache_redis_t *r, const char *key,
+                             size_t keylen, int n, const int *argc,
+                             const char **const *argv,
+                             const size_t *const *lens, redisReply **replies) {
+  if (n < 1 || n > INV_CACHE_PIPELINE_MAX) return INV_EINVAL;
+  int done = 0;
+  short idx = r->cluster ? r->slots[inv_key_slot(key, keylen)] : 0;
+  /* An unknown slot owner is left to inv_cache_redis_command to find. */
+  if (idx >= 0) done = pipeline_on(r, &r->nodes[idx], n, argc, argv, lens, replies);
+  for (; done < n; done++) {
+    int rc = inv_cache_redis_command(r, key, keylen, argc[done], argv[done],
+                                     lens[done], &replies[done]);
+    if (rc != 0) {
+      while (done-- > 0) freeReplyObject(replies[done]);
+      return rc;
+    }
+  }
+  return 0;
+}
+
 int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
                          int nkeys, const char **keys, const size_t *klens,
                          int nargs, const char **args, const size_t *alens,

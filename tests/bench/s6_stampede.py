@@ -91,9 +91,11 @@ def summary(r):
 
 
 def by_source(r):
-    """Per outcome: count and p50/p99 of the reads that ended that way."""
+    """Per outcome: count and p50/p99/max of the reads that ended that
+    way."""
     return "; ".join(f"{name} {s['count']:,} (p50 {ms(s['p50'])}, p99 "
-                     f"{ms(s['p99'])})" for name, s in r["by_source"].items())
+                     f"{ms(s['p99'])}, max {ms(s['max'])})"
+                     for name, s in r["by_source"].items())
 
 
 def notes(res, seconds):
@@ -118,9 +120,10 @@ def notes(res, seconds):
                "(6 Redis nodes, the workers, the publisher and the readers) "
                "saturated, so every round trip waits its turn. A plain "
                "reader that misses sleeps through its regeneration and so "
-               "leaves the queue; an inval reader that misses makes three "
-               "round trips (GET, SET NX, MGET of the value and the stale "
-               "copy) and returns the stale copy at once.")
+               "leaves the queue; an inval reader that misses makes two "
+               "round trips (GET, then SET NX and an MGET of the value and "
+               "the stale copy, pipelined) and returns the stale copy at "
+               "once.")
     out.append("The Python readers measured before (5 processes x 100 "
                "threads of stampede_reader.py, redis-py) are no longer run: "
                "their latencies were GIL and scheduler waits (p50 50-90 ms "

@@ -363,6 +363,24 @@ void inv_payload_destroy(inv_payload_t *p) {
   msgpack_unpacked_init(&p->unpacked);
 }
 
+int inv_payload_tail_id(const char *data, size_t len, char out[48]) {
+  const unsigned char *u = (const unsigned char *)data;
+  if (len < 1 || (u[0] & 0xf0) != 0x80) return -1; /* not a fixmap */
+  for (size_t n = 1; n < 48 && n + 5 <= len; n++) {
+    size_t head = n < 32 ? 1 : 2; /* fixstr, or str8 with a length byte */
+    size_t at = len - n - head;   /* where the id's str header starts */
+    if (at < 4) break;
+    if (n < 32 ? u[at] != (0xa0 | n) : (u[at] != 0xd9 || u[at + 1] != n))
+      continue;
+    if (memcmp(data + at - 3, "\xa2id", 3) != 0) continue;
+    if (memchr(data + len - n, '\0', n) != NULL) return -1;
+    memcpy(out, data + len - n, n);
+    out[n] = '\0';
+    return 0;
+  }
+  return -1;
+}
+
 void inv_shard_channel(unsigned slot, char out[INV_SHARD_CHANNEL_MAX]) {
   snprintf(out, INV_SHARD_CHANNEL_MAX, INV_SHARD_CHANNEL_PREFIX "{%u}",
            (unsigned)inv_slot_tag(slot));

@@ -76,4 +76,12 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                        char *errstr, size_t errlen);
 void inv_payload_destroy(inv_payload_t *p); /* accepts NULL */
 
+/* Reads the id of a broadcast payload without decoding it, from its last
+ * bytes: a map whose last pair is "id": <str of 1 to 47 bytes>, which is
+ * how the log script appends it. Returns 0 with out set (NUL-terminated),
+ * or -1 when the bytes do not end that way (a fast-path copy, a log
+ * entry, another producer's layout): decode those in full. The answer is
+ * a hint for skipping duplicates, not a validation of the payload. */
+int inv_payload_tail_id(const char *data, size_t len, char out[48]);
+
 #endif

@@ -53,7 +53,6 @@ typedef struct inv__ring_entry_s {
 
 typedef struct inv__live_msg_s {
   struct inv__live_msg_s *next;
-  inv_sid_t id;
   size_t len;
   char data[];
 } inv__live_msg_t;

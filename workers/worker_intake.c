@@ -207,21 +207,39 @@ void inv__worker_live_clear(inv_worker_t *w) {
   w->lq_len = 0;
 }
 
-void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len) {
+/* 1 when the message is the broadcast of an entry already taken in (the
+ * twin of a shard-channel copy, or an entry read from the log meanwhile),
+ * found from the id the log script appends last, without decoding the
+ * events. Counted as skipped. Anything else is for the full decode. */
+static int known_duplicate(inv_worker_t *w, const char *data, size_t len) {
+  char text[48];
+  inv_sid_t id;
+  if (inv_payload_tail_id(data, len, text) != 0 ||
+      inv_sid_parse(text, strlen(text), &id) != 0 ||
+      inv_sid_cmp(id, w->seen) > 0)
+    return 0;
+  w->st.events_skipped++;
+  return 1;
+}
+
+/* Decodes a live message and applies it (or skips it as a duplicate). */
+static void take_live(inv_worker_t *w, const char *data, size_t len) {
   inv_payload_t p;
   inv_sid_t id;
+  if (known_duplicate(w, data, len)) return;
+  if (inv__worker_decode(w, data, len, INV_CHANNEL, &p, &id) == 0)
+    inv__worker_apply(w, id, &p, 0);
+  inv_payload_destroy(&p);
+}
+
+void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len) {
   if (w->closing) return;
-  if (inv__worker_decode(w, data, len, INV_CHANNEL, &p, &id) != 0) {
-    inv_payload_destroy(&p);
-    return;
-  }
   if (w->intake == INV__IN_LIVE && w->lq_head == NULL &&
       !inv__worker_backpressured(w)) {
-    inv__worker_apply(w, id, &p, 0);
-    inv_payload_destroy(&p);
+    take_live(w, data, len);
     return;
   }
-  inv_payload_destroy(&p);
+  /* Queued as received: it is decoded once, when drained. */
   if (w->intake == INV__IN_CATCHUP && w->resync) return; /* the next pass reads it */
   if (w->lq_len >= INV__LIVE_QUEUE_MAX) {
     /* Too much to hold: drop the queue and read the log again, which has
@@ -241,7 +259,6 @@ void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len) {
     return;
   }
   m->next = NULL;
-  m->id = id;
   m->len = len;
   memcpy(m->data, data, len);
   if (w->lq_tail) w->lq_tail->next = m;
@@ -261,11 +278,7 @@ void inv__worker_drain(inv_worker_t *w) {
     w->lq_head = m->next;
     if (w->lq_head == NULL) w->lq_tail = NULL;
     w->lq_len--;
-    inv_payload_t p;
-    inv_sid_t id;
-    if (inv__worker_decode(w, m->data, m->len, INV_CHANNEL, &p, &id) == 0)
-      inv__worker_apply(w, id, &p, 0);
-    inv_payload_destroy(&p);
+    take_live(w, m->data, m->len);
     free(m);
   }
   w->st.intake_paused = 0;

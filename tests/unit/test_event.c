@@ -693,6 +693,50 @@ static void test_payload_prev(void) {
   obj_free(&o);
 }
 
+static void test_payload_tail_id(void) {
+  /* The id appended last, as the log script does, is read from the tail;
+   * fixstr and str8 ids, and no answer for any other ending. */
+  obj_t o;
+  char id[48];
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 4, NULL, 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "id");
+  pstr(&o.pk, "1732518000123-7");
+  CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), 0);
+  CHECK_EQ_STR(id, "1732518000123-7");
+  obj_free(&o);
+
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 4, NULL, 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "id");
+  pstr(&o.pk, "18446744073709551615-18446744073709551615");
+  CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), 0);
+  CHECK_EQ_STR(id, "18446744073709551615-18446744073709551615");
+  obj_free(&o);
+
+  /* A fast-path copy ends with "prev"; a log entry has no id. */
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 5, "7-2", 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "prev");
+  pstr(&o.pk, "7-1");
+  CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), -1);
+  obj_free(&o);
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 3, NULL, 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), -1);
+  obj_free(&o);
+  CHECK_EQ_INT(inv_payload_tail_id("", 0, id), -1);
+  CHECK_EQ_INT(inv_payload_tail_id("\x91\xa2id\xa1" "1", 6, id), -1);
+}
+
 static void test_shard_channel(void) {
   /* The channel's hash tag puts it in the slot it was made for. */
   char ch[INV_SHARD_CHANNEL_MAX];
@@ -745,5 +789,6 @@ int main(void) {
   RUN(test_payload_roundtrip);
   RUN(test_payload_prev);
   RUN(test_shard_channel);
+  RUN(test_payload_tail_id);
   return check_summary();
 }

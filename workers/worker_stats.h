@@ -56,9 +56,10 @@
   XX(keys_scanned, keys_scanned, COUNTER,                                      \
      "keys returned by SCAN or GETKEYSINSLOT and examined")                    \
   XX(unlinks_sent, unlinks_sent, COUNTER,                                      \
-     "UNLINK commands and soft-invalidation scripts sent")                     \
+     "UNLINK commands (one per key, or per up to 64 keys of a slot) and "     \
+     "soft-invalidation scripts sent")                                         \
   XX(unlink_redirects, unlink_redirects, COUNTER,                              \
-     "UNLINKs answered MOVED or ASK (the key is another node's)")              \
+     "keys whose UNLINK was answered MOVED or ASK (another node's keys)")      \
   XX(pending_keys, pending_keys, GAUGE,                                        \
      "exact keys queued or in flight for UNLINK")                              \
   XX(scans_running, scans_running, GAUGE, "scan jobs running now")            \

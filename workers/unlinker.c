@@ -61,6 +61,7 @@ struct inv_unlinker_s {
   size_t inflight; /* commands awaiting replies */
   int closing;
   int retry_armed;
+  int any_slot;     /* standalone Redis: keys of any slot share commands */
   uv_timer_t retry; /* resends after a LOADING/BUSY/TRYAGAIN reply */
   uv_check_t soon_check; /* the deferred flush, after this loop pass's I/O */
   uv_idle_t soon_idle;   /* the same, when the push came outside I/O */
@@ -221,7 +222,12 @@ static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *repl
   int ask, port;
   unsigned slot;
   char host[256];
-  if (reply_starts(reply, "TRYAGAIN") && it->nitems > 1) {
+  if (reply_starts(reply, "CROSSSLOT") && it->nitems > 1) {
+    /* Keys of several slots went together to a node taken for standalone
+     * Redis that is a cluster node (it restarted in cluster mode): each
+     * key is resent alone until the worker's map says so. */
+    settle_all(u, it, SETTLE_SOLO);
+  } else if (reply_starts(reply, "TRYAGAIN") && it->nitems > 1) {
     /* The slot is migrating and some of the command's keys are not on this
      * node, so no multi-key command runs there until the migration ends:
      * each key is resent alone (and a lone HARD key may split further). */
@@ -293,14 +299,14 @@ static int coalescable(const item_t *it) {
 #define MAX_ARGS (1 + 3 * INV_UNLINK_BATCH_MAX)
 
 /* How many items from first on go in one command: consecutive coalescable
- * items of first's slot and ASKING need, up to INV_UNLINK_BATCH_MAX keys
- * and about BATCH_NAME_BYTES bytes of names; 1 when first is not
- * coalescable. */
-static size_t command_span(const item_t *first) {
+ * items of first's slot (any slot on standalone Redis) and ASKING need, up
+ * to INV_UNLINK_BATCH_MAX keys and about BATCH_NAME_BYTES bytes of names;
+ * 1 when first is not coalescable. */
+static size_t command_span(const inv_unlinker_t *u, const item_t *first) {
   if (!coalescable(first)) return 1;
   size_t n = 0, bytes = 0;
   for (const item_t *it = first; it != NULL && n < INV_UNLINK_BATCH_MAX; it = it->next) {
-    if (n > 0 && (!coalescable(it) || it->slot != first->slot ||
+    if (n > 0 && (!coalescable(it) || (!u->any_slot && it->slot != first->slot) ||
                   it->asking != first->asking || bytes >= BATCH_NAME_BYTES))
       break;
     n++;
@@ -403,6 +409,10 @@ static item_t *take(inv_unlinker_t *u, size_t n) {
   return first;
 }
 
+void inv_unlinker_set_any_slot(inv_unlinker_t *u, int any) {
+  u->any_slot = any != 0;
+}
+
 void inv_unlinker_flush(inv_unlinker_t *u) {
   static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
   /* After a transient error reply (LOADING, CLUSTERDOWN, ...) the queue
@@ -413,7 +423,7 @@ void inv_unlinker_flush(inv_unlinker_t *u) {
          !u->closing) {
     const char *argv[MAX_ARGS];
     size_t lens[MAX_ARGS];
-    size_t n = command_span(u->head);
+    size_t n = command_span(u, u->head);
     int argc = build_args(u, u->head, n, argv, lens);
     if (format_resp(&u->cmd, argc, argv, lens) != 0)
       return; /* out of memory: the next reply or push tries again */

@@ -90,6 +90,12 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
                       inv_unlink_op_t op, int asking,
                       inv_unlink_done_cb done_cb, void *owner, uint64_t tag);
 
+/* any = 1 for standalone Redis, where no command is bound to one slot:
+ * consecutive hard keys of any slots then share a multi-key UNLINK. Should
+ * the node answer CROSSSLOT (it is a cluster node after all), each key of
+ * that command is resent alone. Off at creation. */
+void inv_unlinker_set_any_slot(inv_unlinker_t *u, int any);
+
 /* Sends queued keys (after a reconnect, or after replies freed room). After
  * a transient error reply it sends nothing until the 100 ms retry timer
  * fires, so a node that answers LOADING or CLUSTERDOWN is not flooded. */

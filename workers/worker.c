@@ -60,6 +60,7 @@ static void cmd_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
   if (ev == INV_REDIS_CONNECTED) {
     inv_log_info(w->ctx, "connected to %s", w->node);
     w->standalone_node = 0; /* the node may have restarted in cluster mode */
+    inv_unlinker_set_any_slot(w->unl, 0); /* until the map says otherwise */
     inv_unlinker_flush(w->unl);
     inv_scanner_resume(w->scn);
     inv__worker_poll_role(w);

@@ -89,6 +89,7 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
   int had = w->map_known && w->map_role == INV__ROLE_PRIMARY;
   inv_slot_map_t old = w->map;
   w->map = m->map;
+  inv_unlinker_set_any_slot(w->unl, !w->map.cluster);
   w->map_known = 1;
   w->map_role = w->role;
   w->st.owned_slots = w->map.nowned;

@@ -9,6 +9,13 @@ the same shape ({T}:b:__rand_int__ with -r M, over M loaded keys; random
 picks repeat, so about a third of its UNLINKs find no key, which flatters
 the baseline).
 
+Backlog. The live flood shares the two cores with everything that produces
+it (publisher, log node, the five other workers decoding what they drop).
+Two further figures (one slot, spread) stop A's worker, send and log a
+flood, then start the worker and time its catch-up from the log until
+DBSIZE shows the keys gone, without the flood's production on the cores
+(the log's node still serves the worker's catch-up reads).
+
 Layouts. In the figure above every key shares one hash tag, so all are in
 one slot, and the worker sends consecutive keys of one slot as one
 multi-key UNLINK. A second figure spreads the M keys over every slot A
@@ -60,6 +67,39 @@ def run_inval(env, node, tag, m):
              f"{busy:.0%}"))
 
 
+def run_backlog(env, node, keys):
+    """The worker's apply rate on a backlog: A's worker is stopped, a flood
+    of hard key events for keys (loaded first, all on node) is sent and
+    logged (the other workers apply their share), then the worker is
+    started again and catches up from the log. Timed from its start to A's
+    DBSIZE showing every key gone: the cores are not shared with the
+    flood's production (publisher, load tool, the other workers), as when
+    it is produced elsewhere; the log's node serves the catch-up reads.
+    Returns
+    (keys/s, (wall s, node CPU s, worker CPU s, cores busy))."""
+    benchlib.load_keys(env, keys)
+    before = node.client(timeout=60).dbsize()
+    i = next(j for j, w in enumerate(env.workers) if w.node == node.addr)
+    old = env.workers[i]
+    assert old.stop() == 0, old.log_tail(20)
+    send_all(env, keys)
+    assert node.client(timeout=60).dbsize() == before
+    cpu0 = benchlib.cpu_seconds(node.pid)
+    busy0 = benchlib.machine_busy()
+    t0 = time.monotonic()
+    new = benchlib.Daemon(old.argv, env.workdir, f"{old.name}-restarted",
+                          ready_port=old.port, valgrind=False)
+    new.node = old.node
+    env.workers[i] = new
+    dt = benchlib.wait_dbsize([node], {node: before - len(keys)}, t0)
+    cpu = (benchlib.cpu_seconds(node.pid) - cpu0, benchlib.cpu_seconds(new.pid))
+    busy = benchlib.busy_share(busy0, benchlib.machine_busy())
+    caught_up = benchlib.workerlib.wstats(new)["catchup_events"]
+    assert caught_up >= len(keys), caught_up
+    return len(keys) / dt, (round(dt, 2), round(cpu[0], 2), round(cpu[1], 2),
+                            f"{busy:.0%}")
+
+
 def spread_keys(env, node, m):
     """m keys over every slot node owns, consecutive keys in different
     slots."""
@@ -69,6 +109,19 @@ def spread_keys(env, node, m):
     return [f"{{{tags[slots[i % len(slots)]]}}}:key:{i}" for i in range(m)]
 
 
+def send_all(env, keys):
+    """Sends hard key events for keys through the publisher with the
+    harness's pipelined client (PER_REQUEST keys per request, WINDOW in
+    flight); returns once every request is acked."""
+    batches = [[{"kind": "key", "target": k} for k in keys[i:i + PER_REQUEST]]
+               for i in range(0, len(keys), PER_REQUEST)]
+    sender = benchlib.workerlib.Sender(env.publisher.port, window=WINDOW)
+    try:
+        sender.send(batches, deadline_s=600)
+    finally:
+        sender.close()
+
+
 def run_sent(env, node, keys):
     """Floods the publisher with hard key events for keys (loaded first, all
     on node) from the harness's pipelined client; returns (keys/s of node's
@@ -76,18 +129,13 @@ def run_sent(env, node, keys):
     benchlib.load_keys(env, keys)
     before = node.client(timeout=60).dbsize()
     worker = [w for w, n in env.primary_workers() if n.port == node.port][0]
-    batches = [[{"kind": "key", "target": k} for k in keys[i:i + PER_REQUEST]]
-               for i in range(0, len(keys), PER_REQUEST)]
-    sender = benchlib.workerlib.Sender(env.publisher.port, window=WINDOW)
     failed = []
 
     def send():
         try:
-            sender.send(batches, deadline_s=600)
+            send_all(env, keys)
         except BaseException as exc:  # noqa: BLE001 - raised below
             failed.append(exc)
-        finally:
-            sender.close()
 
     cpu0 = (benchlib.cpu_seconds(node.pid), benchlib.cpu_seconds(worker.pid))
     busy0 = benchlib.machine_busy()
@@ -144,6 +192,7 @@ def run(ctx):
     inval, base, base3, sent, cpu = [], [], [], [], []
     node_us = {0: [], 1: [], 3: []}  # Redis CPU us per key: inval, 1, 3
     py = {"tag": [], "spread": []}   # harness-sent floods: (keys/s, cpu)
+    backlog = {"tag": [], "spread": []}  # catch-ups: (keys/s, cpu)
     with Env(ctx.workdir("s5")) as env:
         benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
         node = env.topo.primaries()[0]
@@ -172,10 +221,16 @@ def run(ctx):
                 log(f"s5 run {i + 1}, harness-sent, {layout} layout: worker "
                     f"{py[layout][-1][0]:.0f} keys/s (wall s, node CPU s, "
                     f"worker CPU s, cores busy: {py[layout][-1][1]})")
+                keys = [f"b{k}" for k in keys]
+                backlog[layout].append(run_backlog(env, node, keys))
+                log(f"s5 run {i + 1}, backlog, {layout} layout: worker "
+                    f"{backlog[layout][-1][0]:.0f} keys/s (wall s, node CPU "
+                    f"s, worker CPU s, cores busy: {backlog[layout][-1][1]})")
     mi, mb, mb3 = median(inval), median(base), median(base3)
     pt = median([r for r, _ in py["tag"]])
     ps = median([r for r, _ in py["spread"]])
     node_py = {k: median([c[1] / m * 1e6 for _, c in v]) for k, v in py.items()}
+    mbl = {k: median([r for r, _ in v]) for k, v in backlog.items()}
     return {
         "id": 5, "title": TITLE,
         "rows": [{"figure": f"{m:,} keys on one primary, one hash tag "
@@ -194,6 +249,16 @@ def run(ctx):
                               f"UNLINK K L S {median(node_us[3]):.1f} us",
                   "ratio": median(node_us[1]) / median(node_us[0]),
                   "target": "", "met": None},
+                 *[{"figure": f"backlog of {m:,} keys ({what}): flood "
+                             "logged while the worker was stopped, then its "
+                             "catch-up from the log (no flood production on "
+                             "the cores)",
+                   "inval": f"{mbl[k]:,.0f} keys/s",
+                   "baseline": f"{mb:,.0f} UNLINK/s", "ratio": mbl[k] / mb,
+                   "target": "", "met": None}
+                   for k, what in (("tag", "one hash tag"),
+                                   ("spread", "spread over every slot, one "
+                                              "command per key"))],
                  {"figure": "one hash tag (one slot), sent by the harness's "
                             "client (Python)",
                   "inval": f"{pt:,.0f} keys/s, node "
@@ -229,5 +294,14 @@ def run(ctx):
                   "spread over every slot of the primary (one UNLINK per "
                   "key). Per run (keys/s; wall s, node CPU s, worker CPU s, "
                   f"cores busy): one slot {py['tag']}, spread "
-                  f"{py['spread']}."],
+                  f"{py['spread']}.",
+                  "Backlog: the worker of the primary is stopped (SIGTERM, "
+                  "state saved), a flood of the same layout is sent by "
+                  "workerlib.Sender and acked, then the worker is started "
+                  "with the same "
+                  "arguments and timed from its start (process start, "
+                  "connect, catch-up by XRANGE pages) until DBSIZE shows "
+                  "every key gone. Per run (keys/s; wall s, node CPU s, "
+                  f"worker CPU s, cores busy): one slot {backlog['tag']}, "
+                  f"spread {backlog['spread']}."],
     }

@@ -147,6 +147,7 @@ struct inv_worker_s {
   char shard_channel[INV_SHARD_CHANNEL_MAX];
   char shard_on[INV_SHARD_CHANNEL_MAX];
   int shard_inflight;
+  int shard_warned;      /* a failed SSUBSCRIBE was logged as a warning */
 
   /* Figures. */
   inv_worker_stats_t st;

@@ -43,14 +43,23 @@ static void ssubscribe_cb(inv_redis_t *r, redisReply *reply, int err,
   w->shard_inflight = 0;
   if (w->closing) return;
   if (err < 0 || reply->type == REDIS_REPLY_ERROR) {
-    /* Most likely MOVED: the map changed. Each map refresh tries again. */
-    inv_log_warn(w->ctx, "SSUBSCRIBE %s failed: %s", w->shard_channel,
-                 err < 0 ? inv_strerror(err) : reply->str);
+    /* MOVED: the map changed, so look again now. Anything else (NOPERM
+     * from an ACL, say) is retried by each periodic map refresh, and
+     * logged as a warning once until a subscription succeeds. */
+    const char *why = err < 0 ? inv_strerror(err) : reply->str;
+    if (w->shard_warned)
+      inv_log_debug(w->ctx, "SSUBSCRIBE %s failed: %s", w->shard_channel, why);
+    else
+      inv_log_warn(w->ctx, "SSUBSCRIBE %s failed: %s (entries still arrive "
+                   "through the broadcast)", w->shard_channel, why);
+    w->shard_warned = 1;
     w->shard_on[0] = '\0';
-    inv__worker_refresh_map(w);
+    if (err == 0 && strncmp(reply->str, "MOVED", 5) == 0)
+      inv__worker_refresh_map(w);
     return;
   }
   inv_log_info(w->ctx, "listening on shard channel %s", w->shard_channel);
+  w->shard_warned = 0;
   w->st.shard_subscribed = 1;
 }
 

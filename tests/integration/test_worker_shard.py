@@ -228,3 +228,41 @@ def test_shard_publish_off(cluster, publisher_factory, worker_factory):
     for w in workers:
         assert wstats(w)["shard_taken"] == 0, w.name
     assert topo.log_client().xlen(LOG_KEY) > 0
+
+
+def test_refused_subscription_falls_back(cluster, publisher_factory,
+                                         worker_factory):
+    """An ACL that refuses SSUBSCRIBE: the workers warn once, entries still
+    arrive through the broadcast, and the subscription is made once it is
+    allowed (each slot map refresh tries again)."""
+    topo = Topo(cluster)
+    nodes = topo.nodes()
+    try:
+        for n in nodes:
+            n.client().execute_command("ACL", "SETUSER", "default",
+                                       "-ssubscribe")
+        workers = start_workers(topo, worker_factory)
+        pub = publisher_factory(cluster)
+        others = other_primaries(topo)
+        for p in others:
+            w = worker_of(workers, p)
+            poll(lambda w=w: "NOPERM" in w.log(), 15, "the refusal logged")
+        keys = [f"acl:{i}" for i in range(300)]
+        load_keys(topo, keys + ["acl:kept"])
+        wait_applied(workers, send_events(pub, key_events(keys), chunk=30))
+        wait_gone(topo, "acl:*", set(keys), 30, "keys gone by the broadcast")
+        assert keys_present(topo, "acl:*") == {"acl:kept"}
+        for p in others:
+            w = worker_of(workers, p)
+            st = wstats(w)
+            assert st["shard_subscribed"] == 0 and st["shard_taken"] == 0, st
+            assert w.log().count("SSUBSCRIBE") == 1, w.log_tail(20)
+            assert listening(p) == []
+    finally:
+        for n in nodes:
+            n.client().execute_command("ACL", "SETUSER", "default",
+                                       "+ssubscribe")
+    for p in others:
+        poll(lambda p=p: listening(p) ==
+             [shard_channel(lowest_slot(topo, p))], 15,
+             f"the worker of {p.addr} subscribed once allowed")

@@ -36,6 +36,7 @@ struct inv_sink_s {
   char maxlen[24];
   int shard_publish;
   unsigned log_slot; /* the log key's slot: its owner needs no copy */
+  int shard_warned;  /* a refused copy was logged; cleared by a success */
   inv_sink_stats_t stats;
 };
 
@@ -146,13 +147,27 @@ static void shard_reply_cb(inv_redis_t *r, redisReply *reply, int err,
   unsigned slot;
   char host[256];
   int port;
-  (void)r;
-  if (err < 0 || reply->type == REDIS_REPLY_ERROR) s->stats.shard_failed++;
-  /* The primary no longer owns the channel's slot: our map is stale, and
-   * the next copies would miss too until it is refreshed. */
-  if (err == 0 && reply->type == REDIS_REPLY_ERROR &&
-      inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port))
+  if (err < 0) {
+    s->stats.shard_failed++;
+  } else if (reply->type != REDIS_REPLY_ERROR) {
+    s->shard_warned = 0;
+  } else if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host),
+                                      &port)) {
+    /* The primary no longer owns the channel's slot: our map is stale,
+     * and the next copies would miss too until it is refreshed. */
+    s->stats.shard_failed++;
     inv_cluster_refresh(s->cluster);
+  } else {
+    /* Refused (NOPERM from an ACL, say): said once until a copy goes
+     * through again, since every batch would repeat it. */
+    s->stats.shard_failed++;
+    if (!s->shard_warned)
+      inv_log_warn("sink", "fast-path copy to %s:%d refused: %.*s (entries "
+                   "still arrive through the broadcast)", inv_redis_host(r),
+                   inv_redis_port(r), (int)(reply->len > 120 ? 120 : reply->len),
+                   reply->str);
+    s->shard_warned = 1;
+  }
 }
 
 static void shard_send_one(inv_redis_t *conn, unsigned first_slot,

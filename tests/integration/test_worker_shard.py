@@ -232,15 +232,16 @@ def test_shard_publish_off(cluster, publisher_factory, worker_factory):
 
 def test_refused_subscription_falls_back(cluster, publisher_factory,
                                          worker_factory):
-    """An ACL that refuses SSUBSCRIBE: the workers warn once, entries still
-    arrive through the broadcast, and the subscription is made once it is
-    allowed (each slot map refresh tries again)."""
+    """An ACL that refuses SSUBSCRIBE and SPUBLISH: the workers and the
+    publisher warn once each, entries still arrive through the broadcast,
+    and the subscription is made once it is allowed (each slot map refresh
+    tries again)."""
     topo = Topo(cluster)
     nodes = topo.nodes()
     try:
         for n in nodes:
             n.client().execute_command("ACL", "SETUSER", "default",
-                                       "-ssubscribe")
+                                       "-ssubscribe", "-spublish")
         workers = start_workers(topo, worker_factory)
         pub = publisher_factory(cluster)
         others = other_primaries(topo)
@@ -258,10 +259,13 @@ def test_refused_subscription_falls_back(cluster, publisher_factory,
             assert st["shard_subscribed"] == 0 and st["shard_taken"] == 0, st
             assert w.log().count("SSUBSCRIBE") == 1, w.log_tail(20)
             assert listening(p) == []
+        ps = pstats(pub)
+        assert ps["shard_sent"] > 0 and ps["shard_failed"] > 0, ps
+        assert pub.log().count("fast-path copy") == 1, pub.log_tail(20)
     finally:
         for n in nodes:
             n.client().execute_command("ACL", "SETUSER", "default",
-                                       "+ssubscribe")
+                                       "+ssubscribe", "+spublish")
     for p in others:
         poll(lambda p=p: listening(p) ==
              [shard_channel(lowest_slot(topo, p))], 15,

@@ -24,10 +24,10 @@ slots to respect.
 import pytest
 
 from regenlib import names
-from workerlib import (HB_KEY, LOG_KEY, SlotMover, Topo, assert_keyset, ev,
-                       key_slot, keys_present, load_keys, poll, send_events,
-                       settle, start_workers, tag_for_each_slot,
-                       wait_applied, wait_gone, worker_of, wstats)
+from workerlib import (SlotMover, Topo, assert_keyset, ev, keys_present,
+                       load_keys, poll, send_events, settle, start_workers,
+                       tag_for_each_slot, wait_applied, wait_gone, worker_of,
+                       wstats)
 
 BATCH_MAX = 64  # INV_UNLINK_BATCH_MAX
 
@@ -135,10 +135,7 @@ def test_tryagain_falls_back_to_single_keys(fresh_cluster, worker_factory,
     cluster = fresh_cluster
     topo = Topo(cluster)
     owners = topo.owners()
-    fixed = {key_slot(LOG_KEY), key_slot(HB_KEY)}
-    src = next(p for p in topo.primaries()
-               if not any(owners[s].port == p.port for s in fixed))
-    dst = next(p for p in topo.primaries() if p.port != src.port)
+    src, dst = topo.quiet_primary()
     slot = next(s for s in range(len(owners)) if owners[s].port == src.port)
     tag = tag_for_each_slot()[slot]
     named = [f"{{{tag}}}:k{i}" for i in range(400)]

@@ -24,7 +24,7 @@ SETSLOT NODE. Neither the log key's slot nor the heartbeat key's moves.
 
 import random
 
-from workerlib import (HB_KEY, LOG_KEY, SlotMover, Streamer, Topo,
+from workerlib import (SlotMover, Streamer, Topo,
                        assert_keyset, chunks, command_calls, ev, key_events,
                        key_slot, keys_present, load_keys, node_keys, poll,
                        send_events, settle, start_workers, tag_for_each_slot,
@@ -55,10 +55,7 @@ def test_reshard_while_streaming(fresh_cluster, worker_factory,
     cluster = fresh_cluster
     topo = Topo(cluster)
     owners = topo.owners()
-    fixed = {key_slot(LOG_KEY), key_slot(HB_KEY)}
-    src = next(p for p in topo.primaries()
-               if not any(owners[s].port == p.port for s in fixed))
-    dst = next(p for p in topo.primaries() if p.port != src.port)
+    src, dst = topo.quiet_primary()
     src_slots = [s for s in range(len(owners)) if owners[s].port == src.port]
     ask_slot, stream_slots = src_slots[0], src_slots[1:1 + MOVING]
     tags = tag_for_each_slot()

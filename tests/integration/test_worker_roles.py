@@ -73,10 +73,7 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
     # 2. A slot moves with nothing in flight: the periodic refresh sees it.
     owners = topo.owners()
     fixed = {key_slot(LOG_KEY), key_slot(HB_KEY)}
-    prims = topo.primaries()
-    victim = next(p for p in prims
-                  if not any(owners[s].port == p.port for s in fixed))
-    other = next(p for p in prims if p.port != victim.port)
+    victim, other = topo.quiet_primary()
     wv, wo = worker_of(workers, victim), worker_of(workers, other)
     before_v, before_o = owned(wv), owned(wo)
     refreshes = wstats(wv)["slot_map_refreshes"]

@@ -125,6 +125,17 @@ class Topo:
     def log_node(self):
         return self.owner_of(LOG_KEY)
 
+    def quiet_primary(self):
+        """(src, dst): a primary that owns neither the log's slot nor the
+        heartbeats' (moving its slots or stopping it leaves inval's own
+        keys in place) and another primary. Cluster only."""
+        owners = self.owners()
+        fixed = {key_slot(LOG_KEY), key_slot(HB_KEY)}
+        prims = self.primaries()
+        src = next(p for p in prims
+                   if not any(owners[s].port == p.port for s in fixed))
+        return src, next(p for p in prims if p.port != src.port)
+
     def log_client(self):
         return self.log_node().client()
 

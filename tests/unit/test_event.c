@@ -657,17 +657,26 @@ static void test_payload_errors(void) {
 }
 
 /* What the publisher builds (inv_event_pack inside the map) decodes back. */
+/* Packs {"v", ["id": id,] "ts", "events": [], key: val} into o (begun),
+ * nfields counting every pair; key may be NULL for no last pair. */
+static void pack_ending(obj_t *o, size_t nfields, const char *id,
+                        const char *key, const char *val) {
+  pack_payload_head(&o->pk, nfields, id, 9);
+  pstr(&o->pk, "events");
+  msgpack_pack_array(&o->pk, 0);
+  if (key != NULL) {
+    pstr(&o->pk, key);
+    pstr(&o->pk, val);
+  }
+}
+
 static void test_payload_prev(void) {
   /* A fast-path copy carries "prev"; other payloads leave it empty. */
   obj_t o;
   inv_payload_t p;
   char err[256];
   obj_begin(&o);
-  pack_payload_head(&o.pk, 5, "7-2", 9);
-  pstr(&o.pk, "events");
-  msgpack_pack_array(&o.pk, 0);
-  pstr(&o.pk, "prev");
-  pstr(&o.pk, "7-1");
+  pack_ending(&o, 5, "7-2", "prev", "7-1");
   CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
   CHECK_EQ_STR(p.id, "7-2");
   CHECK_EQ_STR(p.prev, "7-1");
@@ -675,9 +684,7 @@ static void test_payload_prev(void) {
   obj_free(&o);
 
   obj_begin(&o);
-  pack_payload_head(&o.pk, 4, "7-2", 9);
-  pstr(&o.pk, "events");
-  msgpack_pack_array(&o.pk, 0);
+  pack_ending(&o, 4, "7-2", NULL, NULL);
   CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
   CHECK_EQ_STR(p.prev, "");
   inv_payload_destroy(&p);
@@ -699,38 +706,24 @@ static void test_payload_tail_id(void) {
   obj_t o;
   char id[48];
   obj_begin(&o);
-  pack_payload_head(&o.pk, 4, NULL, 9);
-  pstr(&o.pk, "events");
-  msgpack_pack_array(&o.pk, 0);
-  pstr(&o.pk, "id");
-  pstr(&o.pk, "1732518000123-7");
+  pack_ending(&o, 4, NULL, "id", "1732518000123-7");
   CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), 0);
   CHECK_EQ_STR(id, "1732518000123-7");
   obj_free(&o);
 
   obj_begin(&o);
-  pack_payload_head(&o.pk, 4, NULL, 9);
-  pstr(&o.pk, "events");
-  msgpack_pack_array(&o.pk, 0);
-  pstr(&o.pk, "id");
-  pstr(&o.pk, "18446744073709551615-18446744073709551615");
+  pack_ending(&o, 4, NULL, "id", "18446744073709551615-18446744073709551615");
   CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), 0);
   CHECK_EQ_STR(id, "18446744073709551615-18446744073709551615");
   obj_free(&o);
 
   /* A fast-path copy ends with "prev"; a log entry has no id. */
   obj_begin(&o);
-  pack_payload_head(&o.pk, 5, "7-2", 9);
-  pstr(&o.pk, "events");
-  msgpack_pack_array(&o.pk, 0);
-  pstr(&o.pk, "prev");
-  pstr(&o.pk, "7-1");
+  pack_ending(&o, 5, "7-2", "prev", "7-1");
   CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), -1);
   obj_free(&o);
   obj_begin(&o);
-  pack_payload_head(&o.pk, 3, NULL, 9);
-  pstr(&o.pk, "events");
-  msgpack_pack_array(&o.pk, 0);
+  pack_ending(&o, 3, NULL, NULL, NULL);
   CHECK_EQ_INT(inv_payload_tail_id(o.sb.data, o.sb.size, id), -1);
   obj_free(&o);
   CHECK_EQ_INT(inv_payload_tail_id("", 0, id), -1);

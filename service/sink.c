@@ -147,25 +147,23 @@ static void shard_reply_cb(inv_redis_t *r, redisReply *reply, int err,
   unsigned slot;
   char host[256];
   int port;
-  if (err < 0) {
-    s->stats.shard_failed++;
-  } else if (reply->type != REDIS_REPLY_ERROR) {
+  if (err == 0 && reply->type != REDIS_REPLY_ERROR) {
     s->shard_warned = 0;
-  } else if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host),
-                                      &port)) {
+    return;
+  }
+  s->stats.shard_failed++;
+  if (err < 0) return; /* the connection went: its reconnect is logged */
+  if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
     /* The primary no longer owns the channel's slot: our map is stale,
      * and the next copies would miss too until it is refreshed. */
-    s->stats.shard_failed++;
     inv_cluster_refresh(s->cluster);
-  } else {
+  } else if (!s->shard_warned) {
     /* Refused (NOPERM from an ACL, say): said once until a copy goes
      * through again, since every batch would repeat it. */
-    s->stats.shard_failed++;
-    if (!s->shard_warned)
-      inv_log_warn("sink", "fast-path copy to %s:%d refused: %.*s (entries "
-                   "still arrive through the broadcast)", inv_redis_host(r),
-                   inv_redis_port(r), (int)(reply->len > 120 ? 120 : reply->len),
-                   reply->str);
+    inv_log_warn("sink", "fast-path copy to %s:%d refused: %.*s (entries "
+                 "still arrive through the broadcast)", inv_redis_host(r),
+                 inv_redis_port(r), (int)(reply->len > 120 ? 120 : reply->len),
+                 reply->str);
     s->shard_warned = 1;
   }
 }

@@ -222,15 +222,14 @@ static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *repl
   int ask, port;
   unsigned slot;
   char host[256];
-  if (reply_starts(reply, "CROSSSLOT") && it->nitems > 1) {
-    /* Keys of several slots went together to a node taken for standalone
-     * Redis that is a cluster node (it restarted in cluster mode): each
-     * key is resent alone until the worker's map says so. */
-    settle_all(u, it, SETTLE_SOLO);
-  } else if (reply_starts(reply, "TRYAGAIN") && it->nitems > 1) {
-    /* The slot is migrating and some of the command's keys are not on this
-     * node, so no multi-key command runs there until the migration ends:
-     * each key is resent alone (and a lone HARD key may split further). */
+  if (it->nitems > 1 &&
+      (reply_starts(reply, "TRYAGAIN") || reply_starts(reply, "CROSSSLOT"))) {
+    /* TRYAGAIN: the slot is migrating and some of the command's keys are
+     * not on this node, so no multi-key command runs there until the
+     * migration ends. CROSSSLOT: keys of several slots went together to a
+     * node taken for standalone Redis that is a cluster node (it restarted
+     * in cluster mode). Either way each key is resent alone (and a lone
+     * HARD key may split further). */
     settle_all(u, it, SETTLE_SOLO);
   } else if (reply_starts(reply, "TRYAGAIN") && splittable(it)) {
     /* K's slot is being migrated and K, L(K), S(K) are not all on this

@@ -175,6 +175,9 @@ void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len);
 int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
                       int from_log);
 int inv__worker_backpressured(const inv_worker_t *w);
+/* 1 when a live message may be applied as it arrives: intake is live,
+ * nothing is queued before it, and there is room for its work. */
+int inv__worker_takes_live(const inv_worker_t *w);
 /* Decodes a payload received on channel source and its id. Returns 0, or
  * a negative code (counted in decode_errors and logged). p must be
  * destroyed in every case. */

@@ -24,6 +24,11 @@ int inv__worker_backpressured(const inv_worker_t *w) {
          inv_scanner_pending(w->scn) >= INV__SCANS_PENDING_MAX;
 }
 
+int inv__worker_takes_live(const inv_worker_t *w) {
+  return w->intake == INV__IN_LIVE && w->lq_head == NULL &&
+         !inv__worker_backpressured(w);
+}
+
 /* Moves done past every finished entry at the head of the ring. */
 static void advance(inv_worker_t *w) {
   while (w->ring_head < w->ring_tail) {
@@ -234,8 +239,7 @@ static void take_live(inv_worker_t *w, const char *data, size_t len) {
 
 void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len) {
   if (w->closing) return;
-  if (w->intake == INV__IN_LIVE && w->lq_head == NULL &&
-      !inv__worker_backpressured(w)) {
+  if (inv__worker_takes_live(w)) {
     take_live(w, data, len);
     return;
   }

@@ -105,15 +105,18 @@ void inv__worker_shard_event(inv_redis_t *r, inv_redis_event_t ev, void *data) {
 static void on_copy(inv_worker_t *w, const char *data, size_t len) {
   inv_payload_t p;
   inv_sid_t id, prev;
+  if (!inv__worker_takes_live(w)) {
+    /* Not now: the broadcast or the log brings it in order. */
+    w->st.shard_passed++;
+    return;
+  }
   if (inv__worker_decode(w, data, len, w->shard_on, &p, &id) != 0) {
     /* Counted and logged. */
   } else if (inv_sid_parse(p.prev, strlen(p.prev), &prev) != 0) {
     w->st.decode_errors++;
     inv_log_warn(w->ctx, "undecodable message on %s: prev '%s' is not a "
                  "stream id", w->shard_on, p.prev);
-  } else if (w->intake == INV__IN_LIVE && w->lq_head == NULL &&
-             !inv__worker_backpressured(w) &&
-             inv_sid_cmp(prev, w->seen) == 0) {
+  } else if (inv_sid_cmp(prev, w->seen) == 0) {
     inv__worker_apply(w, id, &p, 0);
     w->st.shard_taken++;
   } else {

@@ -32,6 +32,13 @@
 static const char *const kind_names[] = {"key", "prefix", "pattern"};
 static const char *const mode_names[] = {"hard", "soft"};
 
+int inv_key_reserved(const char *key, size_t len) {
+  static const char ns[] = INV_NAMESPACE;
+  const size_t nslen = sizeof(ns) - 1;
+  if (len < nslen || memcmp(key, ns, nslen) != 0) return 0;
+  return len == nslen || key[nslen] == ':';
+}
+
 const char *inv_kind_name(inv_kind_t kind) {
   if ((unsigned)kind < sizeof(kind_names) / sizeof(kind_names[0]))
     return kind_names[kind];

@@ -16,11 +16,15 @@
 #include <stdint.h>
 
 #define INV_PROTO_VERSION 1
-#define INV_LOG_KEY "cache:invalidation:log"
-#define INV_CHANNEL "cache:invalidation"
+/* The service's own namespace: the broadcast channel's name, and the prefix
+ * (followed by ':') of every key and channel the service keeps in Redis.
+ * No event may ever delete a key of it (see inv_key_reserved). */
+#define INV_NAMESPACE "cache:invalidation"
+#define INV_LOG_KEY INV_NAMESPACE ":log"
+#define INV_CHANNEL INV_NAMESPACE
 /* Sharded fast-path channels: INV_SHARD_CHANNEL_PREFIX "{<tag>}", in the
  * slot the tag names (common/slot.h, inv_slot_tag). */
-#define INV_SHARD_CHANNEL_PREFIX "cache:invalidation:shard:"
+#define INV_SHARD_CHANNEL_PREFIX INV_NAMESPACE ":shard:"
 #define INV_SHARD_CHANNEL_MAX 48
 
 /* Writes the fast-path channel of the shard whose lowest slot is slot:
@@ -41,6 +45,13 @@ typedef struct inv_event_rules_s {
   size_t max_key_len;  /* a longer target is EINVAL */
   int allow_flush;     /* when 0, a pattern/prefix matching every key is EINVAL */
 } inv_event_rules_t;
+
+/* Returns 1 when the len bytes at key name one of the service's own keys:
+ * INV_NAMESPACE itself, or any name that starts with INV_NAMESPACE ":" (the
+ * log, the heartbeats, and whatever the service adds there later). The
+ * publisher refuses an exact key or a prefix for which this holds, and
+ * workers never delete such a key, whatever pattern matched it. */
+int inv_key_reserved(const char *key, size_t len);
 
 const char *inv_kind_name(inv_kind_t kind); /* "key", "prefix", "pattern" */
 const char *inv_mode_name(inv_mode_t mode); /* "hard", "soft" */

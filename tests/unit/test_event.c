@@ -375,6 +375,18 @@ static void test_names(void) {
   CHECK_EQ_STR(inv_mode_name((inv_mode_t)9), "unknown");
 }
 
+static void test_reserved_keys(void) {
+  CHECK(inv_key_reserved("cache:invalidation", 18));
+  CHECK(inv_key_reserved("cache:invalidation:", 19));
+  CHECK(inv_key_reserved(INV_LOG_KEY, strlen(INV_LOG_KEY)));
+  CHECK(inv_key_reserved("cache:invalidation:workers", 26));
+  CHECK(!inv_key_reserved("cache:invalidations", 19));
+  CHECK(!inv_key_reserved("cache:invalidatio", 17));
+  CHECK(!inv_key_reserved("cache:user:1", 12));
+  CHECK(!inv_key_reserved("", 0));
+  CHECK(!inv_key_reserved("{cache:invalidation}:lock", 25));
+}
+
 static void test_pack_roundtrip(void) {
   const inv_event_t in[] = {
       {INV_KIND_KEY, INV_MODE_HARD, "user:1", 6},
@@ -776,6 +788,7 @@ int main(void) {
   RUN(test_field_errors);
   RUN(test_flush_rules);
   RUN(test_names);
+  RUN(test_reserved_keys);
   RUN(test_pack_roundtrip);
   RUN(test_payload_ok);
   RUN(test_payload_errors);

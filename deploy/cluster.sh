@@ -15,11 +15,15 @@
 # Options:
 #   --dir DIR          data directory (default $INVAL_CLUSTER_DIR or
 #                      deploy/.local/cluster)
-#   --base-port PORT   first port (default $INVAL_BASE_PORT or 7000); the
-#                      cluster bus uses PORT+10000 and up
+#   --base-port PORT   first port (default $INVAL_BASE_PORT or 7000)
+#   --bus-offset N     each node's cluster bus port is its port + N (default
+#                      $INVAL_CLUSTER_BUS_OFFSET or 10000, Redis's own)
 #   --primaries N      default 3
 #   --replicas N       replicas per primary, default 1
 #   --timeout SEC      how long start waits for a healthy cluster (default 60)
+# start records the shape it used in DIR/cluster.env; stop, status and reset
+# act on that record (and stop on every pid file in DIR), whatever the
+# options or the environment say, so they reach the nodes that really run.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,8 +31,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 DIR=${INVAL_CLUSTER_DIR:-$HERE/.local/cluster}
 BASE=${INVAL_BASE_PORT:-7000}
+BUS_OFFSET=${INVAL_CLUSTER_BUS_OFFSET:-10000}
 PRIMARIES=3
 REPLICAS=1
+# The settings given by an option or the environment (not defaults).
+GIVEN=" ${INVAL_BASE_PORT:+BASE} ${INVAL_CLUSTER_BUS_OFFSET:+BUS_OFFSET} "
 TIMEOUT=60
 CMD=start
 
@@ -40,24 +47,56 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dir) DIR=$2; shift ;;
     --dir=*) DIR=${1#*=} ;;
-    --base-port) BASE=$2; shift ;;
-    --base-port=*) BASE=${1#*=} ;;
-    --primaries) PRIMARIES=$2; shift ;;
-    --replicas) REPLICAS=$2; shift ;;
+    --base-port) BASE=$2; GIVEN+=" BASE "; shift ;;
+    --base-port=*) BASE=${1#*=}; GIVEN+=" BASE " ;;
+    --bus-offset) BUS_OFFSET=$2; GIVEN+=" BUS_OFFSET "; shift ;;
+    --bus-offset=*) BUS_OFFSET=${1#*=}; GIVEN+=" BUS_OFFSET " ;;
+    --primaries) PRIMARIES=$2; GIVEN+=" PRIMARIES "; shift ;;
+    --replicas) REPLICAS=$2; GIVEN+=" REPLICAS "; shift ;;
     --timeout) TIMEOUT=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
 done
-case "$BASE$PRIMARIES$REPLICAS$TIMEOUT" in *[!0-9]*) die "ports and counts are numbers" ;; esac
+case "$BASE$BUS_OFFSET$PRIMARIES$REPLICAS$TIMEOUT" in *[!0-9]*|'') die "ports and counts are numbers" ;; esac
 [ "$PRIMARIES" -ge 3 ] || die "a Redis Cluster needs at least 3 primaries"
+[ "$BUS_OFFSET" -ge 1 ] || die "--bus-offset must be at least 1"
 
 command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
 command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
+RECORD="$DIR/cluster.env"
+
+# Reads the shape that start recorded (plain KEY=NUMBER lines, nothing is
+# executed). The record wins over defaults, and for stop, status and reset
+# over the options too: it names the nodes that were started. For start, a
+# differing option is an error, since a created cluster cannot change shape
+# in place.
+read_record() {
+  [ -f "$RECORD" ] || return 0
+  local key val name
+  while IFS='=' read -r key val; do
+    case "$val" in ''|*[!0-9]*) continue ;; esac
+    case "$key" in
+      BASE|BUS_OFFSET|PRIMARIES|REPLICAS) ;;
+      *) continue ;;
+    esac
+    name=$key
+    if [ "${!name}" != "$val" ]; then
+      if [[ "$GIVEN" == *" $key "* ]]; then
+        if [ "$CMD" = start ] && [ -f "$DIR/created" ]; then
+          die "the cluster in $DIR was created with $key=$val, not ${!name}; use those settings, or reset it first"
+        fi
+        echo "cluster.sh: using $key=$val as recorded in $RECORD" >&2
+      fi
+      printf -v "$name" '%s' "$val"
+    fi
+  done <"$RECORD"
+}
+read_record
 NODES=$((PRIMARIES * (1 + REPLICAS)))
 PORTS=()
 for i in $(seq 0 $((NODES - 1))); do PORTS+=($((BASE + i))); done
@@ -91,13 +130,13 @@ start_node() {
   local port=$1 d="$DIR/$1"
   mkdir -p "$d"
   if [ -n "$(node_pid "$port")" ]; then return 0; fi
-  if port_busy "$port" || port_busy $((port + 10000)); then
-    die "port $port or $((port + 10000)) is used by another process; pick another --base-port"
+  if port_busy "$port" || port_busy $((port + BUS_OFFSET)); then
+    die "port $port or $((port + BUS_OFFSET)) is used by another process; pick another --base-port or --bus-offset"
   fi
   # deploy/redis.conf is the production-minded base; the overrides make it
   # a loopback node of this cluster, daemonized, with its own files.
   redis-server "$HERE/redis.conf" \
-    --port "$port" --bind 127.0.0.1 --dir "$d" \
+    --port "$port" --cluster-port $((port + BUS_OFFSET)) --bind 127.0.0.1 --dir "$d" \
     --cluster-config-file "nodes-$port.conf" \
     --daemonize yes --pidfile "$(pidfile "$port")" --logfile "$d/redis.log" \
     --repl-diskless-sync-delay 0 --maxmemory 256mb \
@@ -141,18 +180,39 @@ wait_healthy() {
   done
 }
 
+# Stops every node with a pid file in DIR (not only the ports computed from
+# the options) and says how many it stopped. Returns non-zero when a node
+# it signalled is still running afterwards.
 stop_nodes() {
-  local port pid pids=()
-  for port in "${PORTS[@]}"; do
+  local f port pid pids=() left=()
+  for f in "$DIR"/*/redis.pid; do
+    [ -e "$f" ] || continue
+    port=$(basename "$(dirname "$f")")
     pid=$(node_pid "$port")
-    [ -n "$pid" ] || continue
+    [ -n "$pid" ] || { rm -f "$f"; continue; }
     kill -TERM "$pid" 2>/dev/null || true
     pids+=("$pid")
   done
   [ ${#pids[@]} -eq 0 ] || wait_for_exit "${pids[@]}"
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  for port in "${PORTS[@]}"; do rm -f "$(pidfile "$port")"; done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+      kill -0 "$pid" 2>/dev/null && left+=("$pid")
+    fi
+  done
+  for f in "$DIR"/*/redis.pid; do
+    [ -e "$f" ] || continue
+    port=$(basename "$(dirname "$f")")
+    [ -n "$(node_pid "$port")" ] || rm -f "$f"
+  done
+  if [ ${#left[@]} -gt 0 ]; then
+    echo "cluster.sh: still running after SIGKILL: pid ${left[*]}" >&2
+    return 1
+  fi
+  STOPPED=${#pids[@]}
 }
+STOPPED=0
 
 created() { [ -f "$DIR/created" ]; }
 
@@ -168,6 +228,8 @@ create_fresh() {
     || { cat "$DIR/create.log" >&2; die "redis-cli --cluster create failed"; }
   wait_healthy || die "the new cluster did not become healthy"
   date -u +%FT%TZ >"$DIR/created"
+  printf 'BASE=%s\nBUS_OFFSET=%s\nPRIMARIES=%s\nREPLICAS=%s\n' \
+    "$BASE" "$BUS_OFFSET" "$PRIMARIES" "$REPLICAS" >"$RECORD"
 }
 
 cmd_start() {
@@ -205,9 +267,16 @@ cmd_status() {
 
 case "$CMD" in
   start) cmd_start ;;
-  stop) stop_nodes; echo "cluster stopped (data kept in $DIR)" ;;
+  stop)
+    stop_nodes || die "some nodes could not be stopped"
+    if [ "$STOPPED" -gt 0 ]; then
+      echo "cluster stopped: $STOPPED nodes (data kept in $DIR)"
+    else
+      echo "cluster: no node was running (data in $DIR)"
+    fi ;;
   status) cmd_status ;;
-  reset) stop_nodes; rm -rf "${DIR:?}"; echo "cluster removed ($DIR)" ;;
+  reset) stop_nodes || die "some nodes could not be stopped; nothing removed"
+         rm -rf "${DIR:?}"; echo "cluster removed ($DIR)" ;;
   help) usage ;;
   *) die "unknown command $CMD (see --help)" ;;
 esac

@@ -23,6 +23,10 @@
 #   INVAL_WORKER_METRICS_BASE_PORT [9800] worker /metrics ports
 #   INVAL_LOCAL_DIR [deploy/.local] data, logs and pid files
 #   INVAL_QUICKSTART_BUILD [build-release]  build directory
+#   INVAL_CLUSTER_BUS_OFFSET [10000] cluster bus port = node port + this
+# up records the ports it used in $INVAL_LOCAL_DIR/stack.env; down and
+# status act on that record and on the pid files, whatever the environment
+# says, so they reach what really runs.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,8 +42,11 @@ WORKER_METRICS_BASE=${INVAL_WORKER_METRICS_BASE_PORT:-9800}
 # Not build/: tests/run.sh builds RelWithDebInfo there, and sharing one
 # tree would rebuild everything each time the other script runs.
 BUILD=${INVAL_QUICKSTART_BUILD:-$ROOT/build-release}
+BUS_OFFSET=${INVAL_CLUSTER_BUS_OFFSET:-10000}
 NODES=6
 HOST=127.0.0.1
+RECORD=$LOCAL/stack.env
+RECORDED_KEYS=(BASE PUB_PORT PUB_METRICS WORKER_BASE WORKER_METRICS_BASE BUS_OFFSET)
 
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
           libmsgpack-dev libssl-dev redis-server redis-tools)
@@ -64,7 +71,29 @@ die() {
 }
 
 cluster() {
-  "$HERE/cluster.sh" "$@" --dir "$LOCAL/cluster" --base-port "$BASE"
+  "$HERE/cluster.sh" "$@" --dir "$LOCAL/cluster" --base-port "$BASE" \
+    --bus-offset "$BUS_OFFSET"
+}
+
+# Writes the ports up uses to $RECORD (KEY=NUMBER lines).
+write_record() {
+  local key
+  for key in "${RECORDED_KEYS[@]}"; do printf '%s=%s\n' "$key" "${!key}"; done >"$RECORD"
+}
+
+# For down and status: the ports recorded by up win over the environment
+# (the lines are read as numbers, never executed). Says when they differ.
+read_record() {
+  [ -f "$RECORD" ] || return 0
+  local key val
+  while IFS='=' read -r key val; do
+    case "$val" in ''|*[!0-9]*) continue ;; esac
+    [[ " ${RECORDED_KEYS[*]} " == *" $key "* ]] || continue
+    if [ "${!key}" != "$val" ]; then
+      say "using $key=$val as recorded by up in $RECORD"
+      printf -v "$key" '%s' "$val"
+    fi
+  done <"$RECORD"
 }
 
 node_ports() { local i; for i in $(seq 0 $((NODES - 1))); do echo $((BASE + i)); done; }
@@ -108,10 +137,14 @@ runs_program() {
   [[ "$argv0" == *"$2"* ]]
 }
 
+# The PID of daemon NAME if it runs. Its pid file holds the PID and, on a
+# second line, the program it runs (which wins over PROGRAM, so that a
+# daemon started from another build directory is still found).
 daemon_pid() {
-  local name=$1 prog=$2 f="$RUN/$1.pid" pid
+  local name=$1 prog=$2 f="$RUN/$1.pid" pid recorded=""
   [ -f "$f" ] || return 0
-  read -r pid 2>/dev/null < "$f" || true
+  { read -r pid; read -r recorded; } 2>/dev/null < "$f" || true
+  [ -n "$recorded" ] && prog=$recorded
   case "$pid" in ''|*[!0-9]*) return 0 ;; esac
   if kill -0 "$pid" 2>/dev/null && runs_program "$pid" "${prog##*/}"; then
     echo "$pid"
@@ -139,19 +172,45 @@ stop_daemons() {
     if kill -0 "${pids[$n]}" 2>/dev/null; then
       say "${names[$n]} (pid ${pids[$n]}) ignored SIGTERM for 10 s; killing it"
       kill -KILL "${pids[$n]}" 2>/dev/null || true
+      sleep 0.2
+      if kill -0 "${pids[$n]}" 2>/dev/null; then
+        STILL_RUNNING+=("${names[$n]} (pid ${pids[$n]})")
+        continue
+      fi
     fi
     say "stopped ${names[$n]} (pid ${pids[$n]})"
   done
 }
+STILL_RUNNING=()
 
 stop_daemon() { stop_daemons "$1" "$2"; }
 
-# Stops every daemon up starts (the workers, then the publisher).
+# Prints "NAME PID" for every daemon of $RUN that still runs.
+running_daemons() {
+  local f name pid
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    pid=$(daemon_pid "$name" "$name")
+    [ -z "$pid" ] || echo "$name $pid"
+  done
+}
+
+# Stops every daemon that has a pid file in $RUN (the workers, then the
+# publisher), whatever ports the environment names now.
 stop_all_daemons() {
-  local p list=()
-  for p in $(node_ports); do list+=("worker-$p" "$WORKER"); done
-  list+=(publisher "$PUBLISHER")
-  stop_daemons "${list[@]}"
+  local f name list=() last=()
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    case "$name" in
+      publisher) last=(publisher "$PUBLISHER") ;;
+      worker-*) list+=("$name" "$WORKER") ;;
+      *) list+=("$name" "$name") ;;
+    esac
+  done
+  list+=("${last[@]}")
+  [ ${#list[@]} -eq 0 ] || stop_daemons "${list[@]}"
 }
 
 # start_daemon NAME PORT METRICS_PORT PROGRAM ARGS...: reuses a running
@@ -181,7 +240,7 @@ start_daemon() {
   mkdir -p "$RUN" "$LOGS"
   nohup "$prog" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   pid=$!
-  echo "$pid" >"$RUN/$name.pid"
+  printf '%s\n%s\n' "$pid" "$prog" >"$RUN/$name.pid"
   for i in $(seq 1 200); do
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 20 "$LOGS/$name.log" >&2 || true
@@ -330,6 +389,16 @@ cmd_up() {
     [ -x "$p" ] || die "$p was not built (run without --no-build)"
   done
   mkdir -p "$LOCAL" "$RUN" "$LOGS"
+  if [ -f "$RECORD" ] && [ -n "$(running_daemons)" ]; then
+    # A stack that runs with other ports must be stopped before this one.
+    local key val
+    while IFS='=' read -r key val; do
+      [[ " ${RECORDED_KEYS[*]} " == *" $key "* ]] || continue
+      [ "${!key}" = "$val" ] ||
+        die "the stack in $LOCAL runs with $key=$val, not ${!key}; stop it first ($0 down)"
+    done <"$RECORD"
+  fi
+  write_record
   UP_STARTED=1
   out=$(cluster start) || { echo "$out"; die "the cluster did not start"; }
   echo "$out"
@@ -348,13 +417,27 @@ cmd_up() {
   [ $ok -eq 1 ] || die "the demo key was not deleted"
 }
 
+# Stops what up started and says what it stopped; exits non-zero when
+# something it started still runs afterwards.
 cmd_down() {
+  local name pid left=()
+  read_record
   stop_all_daemons
-  if [ -d "$LOCAL/cluster" ]; then cluster stop; fi
+  if [ -d "$LOCAL/cluster" ]; then cluster stop || left+=("cluster nodes"); fi
+  left+=("${STILL_RUNNING[@]}")
+  while read -r name pid; do
+    left+=("$name (pid $pid)")
+  done < <(running_daemons)
+  if [ ${#left[@]} -gt 0 ]; then
+    echo "quickstart: still running: ${left[*]}" >&2
+    exit 1
+  fi
+  say "nothing of the stack runs any more"
 }
 
 cmd_status() {
   local pid p i=0 rc=0
+  read_record
   pid=$(daemon_pid publisher "$PUBLISHER")
   if [ -n "$pid" ]; then
     echo "publisher        pid $pid  $HOST:$PUB_PORT"
@@ -388,7 +471,8 @@ case "$CMD" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  reset) cmd_down; rm -rf "${LOCAL:?}"; say "removed $LOCAL" ;;
+  reset) (cmd_down) || die "not everything stopped; $LOCAL was kept"
+         rm -rf "${LOCAL:?}"; say "removed $LOCAL" ;;
   help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" ;;
   *) die "unknown command $CMD (see --help)" ;;
 esac

@@ -166,16 +166,35 @@ def _run(argv, env=None, timeout=180):
     return res.returncode, res.stdout + res.stderr
 
 
+def _base_and_bus_offset():
+    """A free range of 6 ports and an offset to another free range above
+    it, for the nodes and their cluster bus."""
+    for _ in range(20):
+        base, bus = harness.free_port_range(6), harness.free_port_range(6)
+        if bus > base + 6:
+            return base, bus - base
+    pytest.skip("no free port range above another one")
+
+
 def test_cluster_sh_start_reuse_stop(workdir):
-    base = harness.free_port_range(6)
+    base, offset = _base_and_bus_offset()
     data = os.path.join(workdir, "cluster")
     sh = [os.path.join(DEPLOY, "cluster.sh")]
     opts = ["--dir", data, "--base-port", str(base)]
     try:
-        rc, out = _run(sh + ["start"] + opts)
+        rc, out = _run(sh + ["start"] + opts + ["--bus-offset", str(offset)])
         _register_pidfiles(f"{data}/*/redis.pid", "cluster-sh", "redis-server")
         assert rc == 0, out
         assert "cluster created" in out
+        # Each node's cluster bus listens on its port plus the offset.
+        c0 = harness.RedisServer(workdir, port=base).client()
+        assert c0.config_get("cluster-port")["cluster-port"] == str(
+            base + offset)
+        assert harness.port_accepts(base + 5 + offset)
+        # Starting the same directory with another shape is refused.
+        rc, out = _run(sh + ["start", "--dir", data, "--base-port",
+                             str(base + 1)])
+        assert rc != 0 and "created with BASE=" in out, out
         rc, out = _run(sh + ["status"] + opts)
         assert rc == 0, out
         assert out.count("master") == 3 and out.count("slave") == 3
@@ -185,12 +204,17 @@ def test_cluster_sh_start_reuse_stop(workdir):
         rc, out = _run(sh + ["start"] + opts)
         assert rc == 0 and "cluster up" in out, out
         assert sorted(_pids(f"{data}/*/redis.pid")) == sorted(pids)
-        rc, out = _run(sh + ["stop"] + opts)
+        # stop and status act on the recorded shape, whatever the options
+        # say: a wrong --base-port still stops the six nodes.
+        rc, out = _run(sh + ["stop", "--dir", data, "--base-port", "7000"])
         assert rc == 0, out
+        assert "cluster stopped: 6 nodes" in out, out
         harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 10,
                            what="nodes stopped")
-        rc, out = _run(sh + ["status"] + opts)
+        rc, out = _run(sh + ["status", "--dir", data])
         assert rc != 0 and out.count("stopped") == 6, out
+        rc, out = _run(sh + ["stop"] + opts)
+        assert rc == 0 and "no node was running" in out, out
         # Started again, the nodes rejoin with their saved identities.
         rc, out = _run(sh + ["start"] + opts)
         _register_pidfiles(f"{data}/*/redis.pid", "cluster-sh", "redis-server")
@@ -290,15 +314,32 @@ def test_quickstart_up_reuse_down(workdir):
         assert all_pids() == pids
         assert _exists(base, demo_key) == 0
         assert _exists(base, bystander) == 1
-        rc, out = _run(qs + ["down"], env)
+        # down and status need no port variables: they act on what up
+        # recorded, so a shell without up's environment stops it all.
+        bare = {k: v for k, v in env.items()
+                if k not in ("INVAL_BASE_PORT", "INVAL_PUBLISHER_PORT",
+                             "INVAL_PUBLISHER_METRICS_PORT",
+                             "INVAL_WORKER_BASE_PORT",
+                             "INVAL_WORKER_METRICS_BASE_PORT")}
+        rc, out = _run(qs + ["status"], bare)
         assert rc == 0, out
+        rc, out = _run(qs + ["down"], bare)
+        assert rc == 0, out
+        assert len(re.findall(r"stopped worker-\d+ ", out)) == 6, out
+        assert "stopped publisher" in out and "cluster stopped: 6 nodes" in out
+        assert "nothing of the stack runs any more" in out, out
         harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 30,
                            what="stack stopped")
         assert not glob.glob(f"{local}/run/*.pid")
         assert not any(harness.port_accepts(int(p)) for p in nodes)
         assert not harness.port_accepts(pub_port)
-        rc, out = _run(qs + ["status"], env)
+        rc, out = _run(qs + ["status"], bare)
         assert rc != 0 and out.count("stopped") == 13, out
+        # A second down finds nothing to stop and says so, without claiming
+        # to have stopped anything.
+        rc, out = _run(qs + ["down"], bare)
+        assert rc == 0 and "stopped " not in out.replace(
+            "cluster: no node was running", ""), out
     finally:
         _run(qs + ["reset"], env)
     assert not os.path.exists(local)

@@ -12,19 +12,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/errors.h"
 #include "common/listen.h"
 #include "common/log.h"
 
+/* How often readiness is asked for until it is given. */
+#define READY_POLL_MS 200
+
 struct inv_daemon_s {
   uv_signal_t sigint;
   uv_signal_t sigterm;
+  uv_timer_t notify_timer; /* readiness polls, then watchdog pings */
   inv_daemon_stop_cb stop_cb;
   void *data;
+  inv_daemon_ready_fn ready;
+  void *ready_data;
+  uint64_t watchdog_ms;    /* 0: the service manager wants no watchdog */
+  int notified_ready;
   int stopping;
-  int handles; /* signal handles not yet closed */
+  int handles; /* handles not yet closed */
 };
 
 /* Runs on the loop (libuv turns the signal into a callback), so it may log
@@ -39,7 +48,39 @@ static void daemon_signal_cb(uv_signal_t *h, int signum) {
   }
   d->stopping = 1;
   inv_log_info("daemon", "%s: stopping", strsignal(signum));
+  sd_notify(0, "STOPPING=1");
   d->stop_cb(d->data);
+}
+
+/* Asks for readiness until it is given (then sends READY=1), and sends the
+ * watchdog's keep-alive at every tick after that. */
+static void daemon_notify_cb(uv_timer_t *t) {
+  inv_daemon_t *d = t->data;
+  char status[200] = "";
+  if (!d->notified_ready) {
+    if (d->stopping || !d->ready(d->ready_data, status, sizeof(status))) {
+      if (d->watchdog_ms > 0) sd_notify(0, "WATCHDOG=1");
+      return;
+    }
+    d->notified_ready = 1;
+    sd_notifyf(0, "READY=1\nSTATUS=%s", status[0] ? status : "ready");
+    inv_log_info("daemon", "ready%s%s", status[0] ? ": " : "", status);
+    uv_timer_stop(t);
+    if (d->watchdog_ms > 0)
+      uv_timer_start(t, daemon_notify_cb, d->watchdog_ms / 2,
+                     d->watchdog_ms / 2);
+    return;
+  }
+  sd_notify(0, "WATCHDOG=1");
+}
+
+void inv_daemon_notify_when_ready(inv_daemon_t *d, inv_daemon_ready_fn ready,
+                                  void *data) {
+  uint64_t usec = 0;
+  d->ready = ready;
+  d->ready_data = data;
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) d->watchdog_ms = usec / 1000;
+  uv_timer_start(&d->notify_timer, daemon_notify_cb, 0, READY_POLL_MS);
 }
 
 static void daemon_close_cb(uv_handle_t *h) {
@@ -68,15 +109,18 @@ int inv_daemon_start(uv_loop_t *loop, inv_daemon_stop_cb stop_cb, void *data,
    * these are not, so no error path leaves a half-open handle behind. */
   uv_signal_init(loop, &d->sigint);
   uv_signal_init(loop, &d->sigterm);
+  uv_timer_init(loop, &d->notify_timer);
   d->sigint.data = d;
   d->sigterm.data = d;
-  d->handles = 2;
+  d->notify_timer.data = d;
+  d->handles = 3;
   uv_signal_start(&d->sigint, daemon_signal_cb, SIGINT);
   uv_signal_start(&d->sigterm, daemon_signal_cb, SIGTERM);
   /* Watching for signals is no reason to keep the loop alive: once the
    * daemon's own handles are closed the loop ends by itself. */
   uv_unref((uv_handle_t *)&d->sigint);
   uv_unref((uv_handle_t *)&d->sigterm);
+  uv_unref((uv_handle_t *)&d->notify_timer);
   *out = d;
   return 0;
 }
@@ -85,6 +129,7 @@ void inv_daemon_close(inv_daemon_t *d) {
   if (d == NULL) return;
   uv_close((uv_handle_t *)&d->sigint, daemon_close_cb);
   uv_close((uv_handle_t *)&d->sigterm, daemon_close_cb);
+  uv_close((uv_handle_t *)&d->notify_timer, daemon_close_cb);
 }
 
 void inv__sockaddr_format(const struct sockaddr *sa, char *out,

@@ -6,6 +6,7 @@
 #ifndef INV_DAEMON_H
 #define INV_DAEMON_H
 
+#include <stddef.h>
 #include <uv.h>
 
 typedef struct inv_daemon_s inv_daemon_t;
@@ -16,6 +17,21 @@ typedef void (*inv_daemon_stop_cb)(void *data);
  * the first SIGINT or SIGTERM. Returns 0 and *out, or INV_ENOMEM. */
 int inv_daemon_start(uv_loop_t *loop, inv_daemon_stop_cb stop_cb, void *data,
                      inv_daemon_t **out);
+
+/* Says whether the daemon is ready to serve; when it is not, status may
+ * receive a short reason. Returns 1 when ready, 0 when not. */
+typedef int (*inv_daemon_ready_fn)(void *data, char *status, size_t len);
+
+/* Tells the service manager when the daemon is ready, with systemd's
+ * notify protocol (libsystemd's sd_notify, so $NOTIFY_SOCKET decides where
+ * it goes; without it nothing is sent). ready is asked every 200 ms until it
+ * returns 1; then READY=1 is sent once, with a STATUS line. When the
+ * service manager asks for a watchdog ($WATCHDOG_USEC), WATCHDOG=1 is sent
+ * from the loop at half that period, so a loop that hangs gets the process
+ * restarted. The first SIGINT or SIGTERM sends STOPPING=1. Call it once,
+ * after inv_daemon_start(). */
+void inv_daemon_notify_when_ready(inv_daemon_t *d, inv_daemon_ready_fn ready,
+                                  void *data);
 
 /* Closes the signal handles (the loop can then end). Accepts NULL. */
 void inv_daemon_close(inv_daemon_t *d);

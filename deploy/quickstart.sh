@@ -49,7 +49,7 @@ RECORD=$LOCAL/stack.env
 RECORDED_KEYS=(BASE PUB_PORT PUB_METRICS WORKER_BASE WORKER_METRICS_BASE BUS_OFFSET)
 
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
-          libmsgpack-dev libssl-dev redis-server redis-tools)
+          libmsgpack-dev libssl-dev libsystemd-dev redis-server redis-tools)
 
 PUBLISHER=$BUILD/service/inval-publisher
 WORKER=$BUILD/workers/inval-worker

@@ -180,6 +180,16 @@ void inv_publisher_stop(inv_publisher_t *p) {
   inv_batcher_drain(p->batcher, publisher_drained, p);
 }
 
+/* Ready for the service manager once it listens (true by the time this is
+ * asked) and its Redis connections know the slot map. */
+static int publisher_ready(void *data, char *status, size_t len) {
+  inv_publisher_t *p = data;
+  if (!inv_cluster_ready(p->cluster)) return 0;
+  snprintf(status, len, "listening on port %d, Redis connected",
+           inv_rpc_server_port(p->server));
+  return 1;
+}
+
 int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
                         inv_publisher_t **out, char *err, size_t errlen) {
   int rc;
@@ -258,6 +268,7 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
              inv_strerror(rc));
     goto err;
   }
+  inv_daemon_notify_when_ready(p->daemon, publisher_ready, p);
   inv_addr_format(&conf->server.listen, addr, sizeof(addr));
   inv_log_info("publisher", "inval-publisher %s listening on %s (port %d)",
                INV_VERSION, addr, inv_rpc_server_port(p->server));

@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
-          libmsgpack-dev libssl-dev redis-server redis-tools python3-pytest
+          libmsgpack-dev libssl-dev libsystemd-dev systemd redis-server redis-tools python3-pytest
           python3-redis python3-msgpack python3-pip python3-setuptools
           python3-venv openssl valgrind)
 

@@ -94,6 +94,16 @@ static void signal_stop(void *data) {
   if (d->worker != NULL) inv_worker_stop(d->worker, worker_stopped, d);
 }
 
+/* Ready for the service manager once its servers listen (true by the time
+ * this is asked) and it is connected to its Redis node. */
+static int worker_ready(void *data, char *status, size_t len) {
+  daemon_t *d = data;
+  if (!inv_worker_connected(d->worker)) return 0;
+  snprintf(status, len, "connected to %s:%d", d->conf->redis.host,
+           d->conf->redis.port);
+  return 1;
+}
+
 static int start(daemon_t *d, char *err, size_t errlen) {
   int rc;
   const inv_worker_conf_t *conf = d->conf;
@@ -120,6 +130,7 @@ static int start(daemon_t *d, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot install signal handlers: %s", inv_strerror(rc));
     return rc;
   }
+  inv_daemon_notify_when_ready(d->daemon, worker_ready, d);
   inv_log_info("worker", "inval-worker %s started", INV_VERSION);
   return 0;
 }

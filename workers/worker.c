@@ -298,3 +298,7 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   inv_redis_close(w->cmd, conn_closed_cb, w);
   release(w);
 }
+
+int inv_worker_connected(const inv_worker_t *w) {
+  return inv_redis_is_connected(w->cmd) && inv_redis_is_connected(w->sub);
+}

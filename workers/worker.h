@@ -33,6 +33,9 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker);
 
 /* Graceful stop: cancels scans, saves the state file, closes every
  * connection and timer and frees w; done_cb (may be NULL) runs then. */
+/* 1 when both of the worker's connections to its node are up. */
+int inv_worker_connected(const inv_worker_t *w);
+
 void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data);
 
 #endif

@@ -70,11 +70,13 @@ def _directives(prog):
 
 
 def _commented_directives(path, names):
-    """(name, value) of every "# name value" line whose name is a directive."""
+    """(name, value) of every "# name value" or "name value" line whose name
+    is a directive (a required directive is shipped set)."""
     found = []
     with open(path) as f:
         for line in f:
-            m = re.match(r"^#\s?([a-z][a-z0-9-]*)\s+(\S.*)$", line.rstrip())
+            m = re.match(r"^(?:#\s?)?([a-z][a-z0-9-]*)\s+(\S.*)$",
+                         line.rstrip())
             if m and m.group(1) in names:
                 found.append((m.group(1), m.group(2)))
     return found
@@ -99,6 +101,17 @@ def test_example_config_covers_every_directive(prog, conf, workdir):
     res = subprocess.run([harness.binary(prog), "--config", active,
                           "--check-config"], capture_output=True, text=True,
                          timeout=10)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("prog,conf", [("inval-publisher", "publisher.conf"),
+                                       ("inval-worker", "worker.conf")])
+def test_shipped_config_passes_check_config(prog, conf):
+    """Each example config, exactly as shipped, is a valid configuration."""
+    _needs(prog)
+    res = subprocess.run([harness.binary(prog), "--config",
+                          os.path.join(DEPLOY, conf), "--check-config"],
+                         capture_output=True, text=True, timeout=10)
     assert res.returncode == 0, res.stdout + res.stderr
 
 

@@ -838,6 +838,20 @@ class RedisCluster:
                     what=f"replicas of {p.addr} in sync")
         return self
 
+    def cluster_check(self):
+        """Runs `redis-cli --cluster check` on the first node, as operators
+        do before and after a deployment or a reshard, and raises
+        HarnessError with its output unless it passes: every slot covered,
+        no open (importing or migrating) slot, all nodes agree."""
+        res = subprocess.run(["redis-cli", "--cluster", "check",
+                              self.nodes[0].addr], capture_output=True,
+                             text=True, timeout=60)
+        out = res.stdout + res.stderr
+        if (res.returncode != 0 or "[OK] All 16384 slots covered." not in out
+                or "[ERR]" in out or "[WARNING]" in out):
+            raise HarnessError(f"redis-cli --cluster check failed:\n{out}")
+        return out
+
     # Topology.
 
     def primaries(self):

@@ -162,6 +162,7 @@ def test_reshard_while_streaming(fresh_cluster, worker_factory,
     wait_applied([wsrc], last)
     mover.finish(late_slot)
     cluster.wait_ok(60)
+    cluster.cluster_check()  # as an operator would after a reshard
     wait_maps_current(topo, workers)
     wait_gone(topo, "rs*", set(late[:20]), 60, "keys moved under their events")
     settle(workers)

@@ -60,7 +60,8 @@ static void print_usage(FILE *out) {
           "  0  success\n"
           "  1  the server replied with an error (printed as \"error: CODE: message\")\n"
           "  2  usage error\n"
-          "  3  cannot connect to the server, or the connection failed or timed out\n",
+          "  3  cannot connect to the server, or the connection failed or timed out\n"
+          "  4  invalidate --wait: acked, but not applied by every worker in time\n",
           "help", "help COMMAND: describe a command");
 }
 

@@ -8,6 +8,7 @@
  *   1  the server replied with an error ("error: EINVAL: ...")
  *   2  usage error
  *   3  cannot connect, or the connection failed or timed out
+ *   4  invalidate --wait: acked, but not applied by every worker in time
  * and prints its own error line on stderr.
  */
 #ifndef INV_INVALCTL_H
@@ -23,7 +24,8 @@ enum {
   INV_CTL_EXIT_OK = 0,
   INV_CTL_EXIT_SERVER = 1,
   INV_CTL_EXIT_USAGE = 2,
-  INV_CTL_EXIT_CONNECT = 3
+  INV_CTL_EXIT_CONNECT = 3,
+  INV_CTL_EXIT_WAIT = 4  /* invalidate --wait: acked, not applied in time */
 };
 
 /* The global options, given before or after the command (up to "--"). */

@@ -256,7 +256,7 @@ def test_tail(backend, publisher_factory):
     pub = publisher_factory(backend.seeds)
     proc = subprocess.Popen(
         [harness.binary("invalctl"), "tail", "-r", backend.any_node_addr(),
-         "--count", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         "--count", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
         line = proc.stderr.readline()
@@ -298,7 +298,7 @@ def test_tail_undecodable_and_sigint(standalone):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
-    assert "interrupted after 1 messages" in err
+    assert "interrupted after 1 events" in err
 
 
 def test_tail_cannot_connect():

@@ -53,6 +53,9 @@
  * idle timeout, when that is shorter), so half-open handshakes cannot hold
  * sessions. */
 #define INV__RPC_HANDSHAKE_MS 10000
+/* Plaintext on the TLS port is logged at most once per this many ms, so a
+ * flood of such connections cannot flood the log. */
+#define INV__RPC_PLAINTEXT_LOG_MS 1000
 /* After our FIN, how long we wait for the peer's before closing anyway. */
 #define INV__RPC_LINGER_MS 2000
 /* Connections over max_clients being told EBUSY at once; beyond this they
@@ -105,6 +108,7 @@ struct inv_rpc_req_s {
   session_t *sess;
   uint32_t msgid;
   int notify;
+  int authenticates;     /* a hello with the right token: success auths */
   inv_buf_t buf;
   msgpack_packer pk;
 };
@@ -127,6 +131,8 @@ struct inv_rpc_server_s {
   session_t *sessions;
   session_t *kick_head, *kick_tail;
   size_t nrejecting;
+  uint64_t plaintext_logged_ms; /* loop time of the last plaintext line */
+  uint64_t plaintext_unlogged;  /* plaintext closes since that line */
   unsigned handles;      /* listener, kick_idle and linger_timer still open */
   int listening;
   int paused;
@@ -481,15 +487,15 @@ static void session_flush(session_t *sess) {
     session_close_hard(sess);
 }
 
-/* Queues an error for the session itself rather than for a request: an
- * error response when msgid is known, else the notification
- * [2, "error", [{"code": .., "message": ..}]]. Counted per code. */
-static void session_send_error(session_t *sess, int has_msgid,
-                               uint32_t msgid, int code, const char *message) {
-  inv_buf_t b = {0};
+/* Packs an error for the session itself rather than for a request into b:
+ * an error response when msgid is known, else the notification
+ * [2, "error", [{"code": .., "message": ..}]]. Counts it per code. */
+static void pack_session_error(inv_rpc_server_t *s, inv_buf_t *b,
+                               int has_msgid, uint32_t msgid, int code,
+                               const char *message) {
   msgpack_packer pk;
 
-  msgpack_packer_init(&pk, &b, inv_buf_msgpack_write);
+  msgpack_packer_init(&pk, b, inv_buf_msgpack_write);
   if (has_msgid) {
     inv_pack_response_error(&pk, msgid, inv_err_name(code), message);
   } else {
@@ -501,9 +507,48 @@ static void session_send_error(session_t *sess, int has_msgid,
     inv_pack_str(&pk, "message");
     inv_pack_str(&pk, message);
   }
-  count_error(sess->server, code);
+  count_error(s, code);
+}
+
+/* Queues an error for the session itself (see pack_session_error()). */
+static void session_send_error(session_t *sess, int has_msgid,
+                               uint32_t msgid, int code, const char *message) {
+  inv_buf_t b = {0};
+
+  pack_session_error(sess->server, &b, has_msgid, msgid, code, message);
   if (b.data != NULL) (void)session_queue(sess, b.data, b.len);
   inv_buf_free(&b);
+}
+
+/* The peer sent plaintext to the TLS port. It is told so in plaintext (the
+ * one thing it can read), then closed at once rather than left to the
+ * handshake bound. The log line is rate-limited: anyone can open such
+ * connections, as many as they like. */
+static void session_refuse_plaintext(session_t *sess) {
+  inv_rpc_server_t *s = sess->server;
+  uint64_t now = uv_now(s->loop);
+
+  s->stats.tls_plaintext_closes++;
+  if (s->plaintext_logged_ms == 0 ||
+      now - s->plaintext_logged_ms >= INV__RPC_PLAINTEXT_LOG_MS) {
+    if (s->plaintext_unlogged > 0)
+      inv_log_warn(s->log_ctx, "%s: %s; closing (and %llu more since the "
+                   "last such line)", sess->peer, inv_tls_errstr(sess->tls),
+                   (unsigned long long)s->plaintext_unlogged);
+    else
+      inv_log_warn(s->log_ctx, "%s: %s; closing", sess->peer,
+                   inv_tls_errstr(sess->tls));
+    s->plaintext_logged_ms = now > 0 ? now : 1;
+    s->plaintext_unlogged = 0;
+  } else {
+    s->plaintext_unlogged++;
+  }
+  sess->tls_failed = 1;
+  inv_buf_reset(&sess->out);
+  /* Straight to wire: TLS has nothing to wrap it in. */
+  pack_session_error(s, &sess->wire, 0, 0, INV_EPROTO,
+                     "this port speaks TLS: connect with TLS");
+  session_begin_close(sess, INV__RPC_DRAIN_MS);
 }
 
 /* ---- input ------------------------------------------------------------- */
@@ -677,8 +722,11 @@ static void session_dispatch(session_t *sess, const char *frame, size_t len) {
   }
   if (s->auth_token != NULL) {
     if (method_is(&msg, "hello")) {
-      sess->authed = hello_token_ok(s, &msg);
-      if (!sess->authed) {
+      /* The session is authenticated only once the handler accepted the
+       * whole hello (see req_finish()), so a hello that fails for any
+       * reason leaves the session as it was. */
+      req->authenticates = hello_token_ok(s, &msg);
+      if (!req->authenticates) {
         inv_log_info(s->log_ctx, "%s: hello with a wrong token", sess->peer);
         inv_rpc_reply_error(req, INV_EAUTH, "wrong token");
         inv_msg_destroy(&msg);
@@ -770,6 +818,11 @@ static void session_read_cb(uv_stream_t *stream, ssize_t nread,
                       sess, &sess->wire);
     if (rc == INV_ECLOSED) {
       session_on_eof(sess);
+      return;
+    }
+    if (rc == INV_EPROTO && inv_tls_plaintext(sess->tls) &&
+        sess->state == SESS_OPEN) {
+      session_refuse_plaintext(sess);
       return;
     }
     if (rc != 0) {
@@ -1081,9 +1134,12 @@ msgpack_packer *inv_rpc_reply_begin(inv_rpc_req_t *req) {
 }
 
 /* Queues req's packed reply (unless it is a notification's or the session
- * is gone), frees req and lets the session go on. */
-static void req_finish(inv_rpc_req_t *req) {
+ * is gone), frees req and lets the session go on. ok is 1 for a success
+ * reply: only that lets a hello authenticate the session. */
+static void req_finish(inv_rpc_req_t *req, int ok) {
   session_t *sess = req->sess;
+
+  if (ok && req->authenticates) sess->authed = 1;
 
   if (!req->notify && req->buf.len > 0 &&
       session_queue(sess, req->buf.data, req->buf.len) != 0) {
@@ -1105,7 +1161,7 @@ static void req_finish(inv_rpc_req_t *req) {
   session_check_eof(sess);
 }
 
-void inv_rpc_reply_end(inv_rpc_req_t *req) { req_finish(req); }
+void inv_rpc_reply_end(inv_rpc_req_t *req) { req_finish(req, 1); }
 
 void inv_rpc_reply_error(inv_rpc_req_t *req, int code, const char *fmt, ...) {
   char message[512];
@@ -1123,5 +1179,5 @@ void inv_rpc_reply_error(inv_rpc_req_t *req, int code, const char *fmt, ...) {
     inv_pack_response_error(&req->pk, req->msgid, inv_err_name(code),
                             message);
   }
-  req_finish(req);
+  req_finish(req, 0);
 }

@@ -19,7 +19,16 @@
  *     with the peer address and closes;
  *   - auth_token: when set, every method other than "hello" and "ping" on a
  *     session that has not sent hello with the right token gets EAUTH; a
- *     hello with a wrong token gets EAUTH and is not passed to the handler;
+ *     hello with a wrong token gets EAUTH and is not passed to the handler.
+ *     A hello with the right token authenticates the session only when the
+ *     handler answers it with success (inv_rpc_reply_end()): a failed hello
+ *     (bad params, wrong token) changes nothing on the session;
+ *   - TLS: a first byte that is not a TLS handshake record is plaintext on
+ *     the TLS port: the session gets the notification
+ *     [2, "error", [{"code": "EPROTO", ...}]] in plaintext and is closed at
+ *     once, counted in tls_plaintext_closes and logged with the peer (at
+ *     most one line a second, with the count of those not logged). A client
+ *     that sends nothing is closed by the handshake bound;
  *   - out_limit: when a session's unsent output passes this many bytes the
  *     server stops reading from it until the output drains (a client that
  *     does not read its replies cannot grow our memory).
@@ -120,6 +129,7 @@ typedef struct inv_rpc_server_stats_s {
   uint64_t requests;         /* requests and notifications decoded */
   uint64_t protocol_closes;  /* sessions closed for a framing error */
   uint64_t idle_closes;
+  uint64_t tls_plaintext_closes; /* plaintext first byte on the TLS port */
   uint64_t bytes_in, bytes_out;
 } inv_rpc_server_stats_t;
 

@@ -19,6 +19,9 @@
 /* Ciphertext moves between the BIOs and our buffers in chunks of one TLS
  * record at most, so the stack copy stays small. */
 #define INV__TLS_CHUNK 16384
+/* The content type of a TLS handshake record: every TLS client's first
+ * byte. */
+#define INV__TLS_HANDSHAKE_RECORD 0x16
 
 struct inv_tls_ctx_s {
   SSL_CTX *ssl_ctx;
@@ -30,6 +33,8 @@ struct inv_tls_s {
   BIO *rbio;          /* owned by ssl; what the peer sent */
   int shutdown_sent;
   int failed;         /* a fatal TLS error happened: no more TLS calls */
+  int got_input;      /* the peer's first byte has been checked */
+  int plaintext;      /* that first byte was not a handshake record */
   char errstr[160];
 };
 
@@ -233,6 +238,19 @@ int inv_tls_read(inv_tls_t *t, const char *data, size_t len,
   int rc = 0;
 
   if (t->failed) return INV_EPROTO;
+  if (!t->got_input && len > 0) {
+    unsigned char first = (unsigned char)data[0];
+    t->got_input = 1;
+    if (first != INV__TLS_HANDSHAKE_RECORD) {
+      snprintf(t->errstr, sizeof(t->errstr),
+               "not a TLS handshake (first byte 0x%02x, TLS starts with "
+               "0x%02x): plaintext on the TLS port",
+               first, INV__TLS_HANDSHAKE_RECORD);
+      t->plaintext = 1;
+      t->failed = 1;
+      return INV_EPROTO;
+    }
+  }
   ERR_clear_error();
   while (len > 0) {
     int chunk = len > INT_MAX ? INT_MAX : (int)len;
@@ -297,6 +315,8 @@ int inv_tls_shutdown(inv_tls_t *t, inv_buf_t *wire) {
   ERR_clear_error();
   return tls_drain(t, wire);
 }
+
+int inv_tls_plaintext(const inv_tls_t *t) { return t->plaintext; }
 
 int inv_tls_handshake_done(const inv_tls_t *t) {
   return SSL_is_init_finished(t->ssl) ? 1 : 0;

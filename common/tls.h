@@ -13,6 +13,13 @@
  * Only TLS 1.2 and later are offered; renegotiation is refused. A TLS
  * failure is sticky: after INV_EPROTO, reads and writes return INV_EPROTO
  * again and inv_tls_shutdown() appends nothing.
+ *
+ * A peer that does not speak TLS at all is told apart at its first byte: a
+ * TLS client opens with a handshake record (content type 0x16), so any other
+ * first byte is plaintext (an RPC frame, an HTTP request) sent to the wrong
+ * port. OpenSSL would wait for more bytes on some of these (a byte with the
+ * high bit set reads as the start of an SSLv2 hello), so the check happens
+ * before OpenSSL sees anything.
  */
 #ifndef INV_TLS_H
 #define INV_TLS_H
@@ -54,7 +61,9 @@ typedef int (*inv_tls_plain_cb)(void *data, const char *p, size_t len);
  * (handshake records, alerts) is appended to wire. Returns 0; INV_ECLOSED
  * when the peer sent close_notify (the plaintext before it was delivered);
  * INV_EPROTO for a TLS failure (inv_tls_errstr() says why; wire may hold an
- * alert worth sending before closing); INV_ENOMEM; or plain_cb's code.
+ * alert worth sending before closing) or for a first byte that is not a
+ * handshake record (then inv_tls_plaintext() is 1 and wire is untouched);
+ * INV_ENOMEM; or plain_cb's code.
  */
 int inv_tls_read(inv_tls_t *t, const char *data, size_t len,
                  inv_tls_plain_cb plain_cb, void *cb_data, inv_buf_t *wire);
@@ -69,6 +78,9 @@ int inv_tls_write(inv_tls_t *t, inv_buf_t *plain, inv_buf_t *wire);
 /* Appends a close_notify alert to wire, once (later calls append nothing).
  * Returns 0 or INV_ENOMEM. */
 int inv_tls_shutdown(inv_tls_t *t, inv_buf_t *wire);
+
+/* 1 when the peer's first byte showed that it does not speak TLS. */
+int inv_tls_plaintext(const inv_tls_t *t);
 
 /* 1 once the handshake has completed. */
 int inv_tls_handshake_done(const inv_tls_t *t);

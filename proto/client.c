@@ -783,7 +783,7 @@ int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts
     rc = tls_connect(c, host, opts, deadline);
     if (rc != 0) goto err;
   }
-  rc = hello(c, opts, deadline, total_ms);
+  rc = opts->skip_hello ? 0 : hello(c, opts, deadline, total_ms);
   if (rc != 0) goto err;
   c->err = 0;
   c->errstr[0] = '\0';

@@ -53,6 +53,8 @@ typedef struct inv_client_opts_s {
   int tls_verify;              /* 1 (default): verify the certificate and the name */
   const char *tls_server_name; /* SNI and name to verify; NULL: the host argument */
   size_t max_outstanding;      /* pipelined requests without a reply; 0: 4096 */
+  int skip_hello;              /* 1: no hello (a server with auth-token then
+                                  serves only ping); server info stays empty */
 } inv_client_opts_t;
 
 /* Fills the defaults: everything 0/NULL except tls_verify = 1. Passing NULL

@@ -8,11 +8,15 @@
 #include "proto/invalctl.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/config.h"
 #include "common/errors.h"
@@ -31,9 +35,11 @@ static void print_usage(FILE *out) {
           "The command-line client of inval-publisher (and of a worker's admin\n"
           "port, which serves stats and ping).\n"
           "\n"
-          "Options (before the command):\n"
+          "Options (before or after the command; not after \"--\"):\n"
           "  -H, --host HOST:PORT  server address (default " DEFAULT_HOST
           ", or $INVAL_HOST)\n"
+          "  -h HOST, -p PORT      the host and the port alone, as in redis-cli\n"
+          "                        (-h without a host is --help)\n"
           "  --tls                 speak TLS\n"
           "  --tls-ca FILE         CA certificates (PEM) that verify the server\n"
           "                        (default: the system's CA store)\n"
@@ -54,7 +60,8 @@ static void print_usage(FILE *out) {
           "  0  success\n"
           "  1  the server replied with an error (printed as \"error: CODE: message\")\n"
           "  2  usage error\n"
-          "  3  cannot connect to the server, or the connection failed or timed out\n",
+          "  3  cannot connect to the server, or the connection failed or timed out\n"
+          "  4  invalidate --wait: acked, but not applied by every worker in time\n",
           "help", "help COMMAND: describe a command");
 }
 
@@ -93,11 +100,54 @@ int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out) {
  * one of these came from the server, not from the transport. */
 static int is_wire_code(int rc) { return rc < 0 && rc >= INV_ESHUTDOWN; }
 
-int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out) {
+/* Returns 1 when host:port answers a RESP PING the way Redis does ("+PONG"
+ * or an error reply such as "-NOAUTH"), within timeout_ms. A MessagePack-RPC
+ * server reads "PING\r\n" as a msgpack fixint and never answers it so. */
+static int looks_like_redis(const char *host, int port, int timeout_ms) {
+  struct addrinfo hints, *res = NULL;
+  char service[16], reply[8];
+  struct pollfd pfd;
+  int fd = -1, found = 0;
+  ssize_t n;
+
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(service, sizeof service, "%d", port);
+  if (getaddrinfo(host, service, &hints, &res) != 0) return 0;
+  fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+  if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) goto out;
+  if (write(fd, "PING\r\n", 6) != 6) goto out;
+  pfd.fd = fd;
+  pfd.events = POLLIN;
+  if (poll(&pfd, 1, timeout_ms) <= 0) goto out;
+  n = read(fd, reply, sizeof reply);
+  found = n >= 5 && (memcmp(reply, "+PONG", 5) == 0 || reply[0] == '-');
+out:
+  if (fd >= 0) close(fd);
+  freeaddrinfo(res);
+  return found;
+}
+
+/* A hint for "no reply" from host:port: a Redis port keeps a msgpack frame
+ * waiting for its end of line and never answers, and a TLS port never
+ * answers a plaintext hello. Returns "" when there is nothing to add. */
+static const char *no_reply_hint(const inv_ctl_opts_t *opts) {
+  if (looks_like_redis(opts->host, opts->port,
+                       opts->timeout_ms < 1000 ? opts->timeout_ms : 1000))
+    return " (this looks like a Redis port: it answers PING like Redis; "
+           "-H wants the publisher's address, e.g. " DEFAULT_HOST ")";
+  if (!opts->tls) return " (if the server speaks TLS, add --tls or --tls-ca)";
+  return "";
+}
+
+/* Connects with hello (or without, see inv__ctl_connect_ping()). */
+static int ctl_connect(const inv_ctl_opts_t *opts, int skip_hello,
+                       inv_client_t **out) {
   inv_client_opts_t co;
   char err[256];
   int rc;
   inv_client_opts_default(&co);
+  co.skip_hello = skip_hello;
   co.client_name = "invalctl";
   co.token = opts->token;
   co.connect_timeout_ms = opts->timeout_ms;
@@ -111,13 +161,19 @@ int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out) {
     fprintf(stderr, "error: %s: %s\n", inv_err_name(rc), err);
     return INV_CTL_EXIT_SERVER;
   }
-  /* A TLS port does not answer a plain hello; say what may be wrong. */
+  /* No reply at all: say what may be wrong. */
   fprintf(stderr, "error: cannot connect to %s:%d: %s%s\n", opts->host,
           opts->port, err,
-          !opts->tls && strstr(err, "no reply") != NULL
-              ? " (if the server speaks TLS, add --tls or --tls-ca)"
-              : "");
+          rc == INV_ETIMEDOUT ? no_reply_hint(opts) : "");
   return INV_CTL_EXIT_CONNECT;
+}
+
+int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out) {
+  return ctl_connect(opts, 0, out);
+}
+
+int inv__ctl_connect_ping(const inv_ctl_opts_t *opts, inv_client_t **out) {
+  return ctl_connect(opts, opts->token == NULL, out);
 }
 
 int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc) {
@@ -126,8 +182,9 @@ int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc) {
     fprintf(stderr, "error: %s: %s\n", name, inv_client_errstr(c));
     return INV_CTL_EXIT_SERVER;
   }
-  fprintf(stderr, "error: %s:%d: %s (%s)\n", opts->host, opts->port,
-          inv_client_errstr(c), inv_err_name(rc));
+  fprintf(stderr, "error: %s:%d: %s (%s)%s\n", opts->host, opts->port,
+          inv_client_errstr(c), inv_err_name(rc),
+          rc == INV_ETIMEDOUT ? no_reply_hint(opts) : "");
   return is_wire_code(rc) ? INV_CTL_EXIT_SERVER : INV_CTL_EXIT_CONNECT;
 }
 
@@ -178,11 +235,104 @@ static int parse_host(const char *text, inv_ctl_opts_t *o) {
   return 0;
 }
 
+/* 1 when "-h" at argv[i] is redis-cli's -h HOST: a value follows that is
+ * neither an option nor a command. Otherwise -h is --help. */
+static int dash_h_is_host(int argc, char **argv, int i) {
+  const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+  return strcmp(argv[i], "-h") == 0 && v != NULL && v[0] != '-' &&
+         v[0] != '\0' && find_command(v) == NULL && strcmp(v, "help") != 0;
+}
+
+/*
+ * Takes the global option at argv[*i], if it is one, into o (moving *i past
+ * its value). Returns 1 when taken, 0 when argv[*i] is not a global option,
+ * or -1 after printing a usage error.
+ */
+static int take_global(int argc, char **argv, int *i, inv_ctl_opts_t *o) {
+  const char *a = argv[*i], *v;
+  int missing = 0;
+  uint64_t u;
+
+  if (strcmp(a, "--tls") == 0) {
+    o->tls = 1;
+    return 1;
+  }
+  if (strcmp(a, "--insecure") == 0) {
+    o->insecure = 1;
+    return 1;
+  }
+  if (dash_h_is_host(argc, argv, *i)) {
+    v = argv[++*i];
+    if (strlen(v) >= sizeof o->host || strchr(v, ':') != NULL) {
+      inv__ctl_usage_error(NULL, "-h wants a host name or an IPv4 address "
+                           "(for HOST:PORT use -H), not \"%s\"", v);
+      return -1;
+    }
+    snprintf(o->host, sizeof o->host, "%s", v);
+    return 1;
+  }
+  if ((v = opt_value(argc, argv, i, "--port", "-p", &missing)) != NULL) {
+    if (inv__ctl_parse_uint(v, 65535, &u) != 0 || u == 0) {
+      inv__ctl_usage_error(NULL, "-p wants a port (1..65535), not \"%s\"", v);
+      return -1;
+    }
+    o->port = (int)u;
+    return 1;
+  }
+  if ((v = opt_value(argc, argv, i, "--host", "-H", &missing)) != NULL) {
+    if (parse_host(v, o) != 0) {
+      inv__ctl_usage_error(NULL, "--host wants HOST:PORT, not \"%s\"", v);
+      return -1;
+    }
+    return 1;
+  }
+  if ((v = opt_value(argc, argv, i, "--tls-ca", NULL, &missing)) != NULL) {
+    o->tls_ca = v;
+    o->tls = 1;
+    return 1;
+  }
+  if ((v = opt_value(argc, argv, i, "--token", NULL, &missing)) != NULL) {
+    o->token = v;
+    return 1;
+  }
+  if ((v = opt_value(argc, argv, i, "--timeout", NULL, &missing)) != NULL) {
+    if (inv__ctl_parse_uint(v, 86400000, &u) != 0 || u == 0) {
+      inv__ctl_usage_error(
+          NULL, "--timeout wants milliseconds (1..86400000), not \"%s\"", v);
+      return -1;
+    }
+    o->timeout_ms = (int)u;
+    return 1;
+  }
+  if (missing) {
+    inv__ctl_usage_error(NULL, "%s needs a value", a);
+    return -1;
+  }
+  return 0;
+}
+
+/* Moves the global options among the command's arguments (up to "--") into
+ * o, leaving the command's own arguments in argv[0..*argc). Returns 0 or -1
+ * after a usage error. */
+static int take_globals_after_command(int *argc, char **argv,
+                                      inv_ctl_opts_t *o) {
+  int i, n = 1, rest = 0;
+  for (i = 1; i < *argc; i++) {
+    int r = 0;
+    if (!rest && strcmp(argv[i], "--") == 0) rest = 1;
+    if (!rest && (r = take_global(*argc, argv, &i, o)) < 0) return -1;
+    if (r == 0) argv[n++] = argv[i];
+  }
+  *argc = n;
+  argv[n] = NULL;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   inv_ctl_opts_t o;
   const inv_ctl_cmd_t *cmd;
   const char *env;
-  int i;
+  int i, r, cargc;
   memset(&o, 0, sizeof o);
   o.timeout_ms = 5000;
   /* A server that closes a TLS connection must not kill us with SIGPIPE;
@@ -195,8 +345,11 @@ int main(int argc, char **argv) {
   if (env != NULL && *env != '\0') o.token = env;
 
   for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-    const char *a = argv[i], *v;
-    int missing = 0;
+    const char *a = argv[i];
+    if ((r = take_global(argc, argv, &i, &o)) != 0) {
+      if (r < 0) return INV_CTL_EXIT_USAGE;
+      continue;
+    }
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       print_usage(stdout);
       return INV_CTL_EXIT_OK;
@@ -205,38 +358,6 @@ int main(int argc, char **argv) {
       printf("invalctl %s\n", INV_VERSION);
       return INV_CTL_EXIT_OK;
     }
-    if (strcmp(a, "--tls") == 0) {
-      o.tls = 1;
-      continue;
-    }
-    if (strcmp(a, "--insecure") == 0) {
-      o.insecure = 1;
-      continue;
-    }
-    if ((v = opt_value(argc, argv, &i, "--host", "-H", &missing)) != NULL) {
-      if (parse_host(v, &o) != 0)
-        return inv__ctl_usage_error(NULL, "--host wants HOST:PORT, not \"%s\"",
-                                    v);
-      continue;
-    }
-    if ((v = opt_value(argc, argv, &i, "--tls-ca", NULL, &missing)) != NULL) {
-      o.tls_ca = v;
-      o.tls = 1;
-      continue;
-    }
-    if ((v = opt_value(argc, argv, &i, "--token", NULL, &missing)) != NULL) {
-      o.token = v;
-      continue;
-    }
-    if ((v = opt_value(argc, argv, &i, "--timeout", NULL, &missing)) != NULL) {
-      uint64_t ms;
-      if (inv__ctl_parse_uint(v, 86400000, &ms) != 0 || ms == 0)
-        return inv__ctl_usage_error(
-            NULL, "--timeout wants milliseconds (1..86400000), not \"%s\"", v);
-      o.timeout_ms = (int)ms;
-      continue;
-    }
-    if (missing) return inv__ctl_usage_error(NULL, "%s needs a value", a);
     return inv__ctl_usage_error(NULL, "unknown option %s", a);
   }
   if (i >= argc) return inv__ctl_usage_error(NULL, "no command given");
@@ -254,9 +375,12 @@ int main(int argc, char **argv) {
   cmd = find_command(argv[i]);
   if (cmd == NULL)
     return inv__ctl_usage_error(NULL, "unknown command \"%s\"", argv[i]);
+  cargc = argc - i;
+  if (take_globals_after_command(&cargc, argv + i, &o) != 0)
+    return INV_CTL_EXIT_USAGE;
   {
     int j;
-    for (j = i + 1; j < argc; j++) {
+    for (j = i + 1; j < i + cargc; j++) {
       if (strcmp(argv[j], "--") == 0) break;
       if (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0) {
         fputs(cmd->usage, stdout);
@@ -264,5 +388,5 @@ int main(int argc, char **argv) {
       }
     }
   }
-  return cmd->run(&o, argc - i, argv + i);
+  return cmd->run(&o, cargc, argv + i);
 }

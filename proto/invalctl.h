@@ -8,6 +8,7 @@
  *   1  the server replied with an error ("error: EINVAL: ...")
  *   2  usage error
  *   3  cannot connect, or the connection failed or timed out
+ *   4  invalidate --wait: acked, but not applied by every worker in time
  * and prints its own error line on stderr.
  */
 #ifndef INV_INVALCTL_H
@@ -23,10 +24,11 @@ enum {
   INV_CTL_EXIT_OK = 0,
   INV_CTL_EXIT_SERVER = 1,
   INV_CTL_EXIT_USAGE = 2,
-  INV_CTL_EXIT_CONNECT = 3
+  INV_CTL_EXIT_CONNECT = 3,
+  INV_CTL_EXIT_WAIT = 4  /* invalidate --wait: acked, not applied in time */
 };
 
-/* The global options, parsed before the command. */
+/* The global options, given before or after the command (up to "--"). */
 typedef struct inv_ctl_opts_s {
   char host[256];
   int port;
@@ -62,6 +64,10 @@ int inv__ctl_usage_error(const char *cmd, const char *fmt, ...)
  * the error and returns the exit code (1 when the server refused hello,
  * 3 when it could not be reached). */
 int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out);
+
+/* As inv__ctl_connect(), but without a token it skips hello: a server
+ * with auth-token serves ping before hello. */
+int inv__ctl_connect_ping(const inv_ctl_opts_t *opts, inv_client_t **out);
 
 /* Prints the error of a failed call on c (code rc) and returns the exit
  * code: 1 for an error the server sent, 3 for a transport failure. */

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/errors.h"
+#include "proto/codec.h"
 #include "proto/invalctl.h"
 
 #define DEFAULT_MAX_EVENTS 1000
@@ -19,6 +21,11 @@
 #define DEFAULT_WINDOW 32
 /* Bytes an event adds to a request besides its target (see client.c). */
 #define EVENT_OVERHEAD 48
+/* How often --wait polls the publisher's stats (whose workers view is
+ * itself refreshed about once a second). */
+#define WAIT_POLL_MS 200
+/* How often the progress line of "invalidate -" is redrawn. */
+#define PROGRESS_EVERY_S 0.25
 
 typedef struct sender_s {
   const inv_ctl_opts_t *opts;
@@ -31,7 +38,9 @@ typedef struct sender_s {
   size_t *offsets;
   size_t n, bytes;
   inv_buf_t keys;
-  uint64_t acked, requests;
+  uint64_t acked, requests, sent;
+  int progress;          /* stderr is a terminal: show a progress line */
+  double t0, progress_at;
   char last_id[48];
   int exit_code; /* first failure's exit code; 0 while all is well */
 } sender_t;
@@ -42,6 +51,25 @@ static int id_after(const char *a, const char *b) {
   sscanf(a, "%llu-%llu", &ams, &aseq);
   sscanf(b, "%llu-%llu", &bms, &bseq);
   return ams > bms || (ams == bms && aseq > bseq);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Redraws the progress line (on a terminal only) at most every
+ * PROGRESS_EVERY_S, or now when force is set. */
+static void show_progress(sender_t *s, int force) {
+  double t = now_s();
+  if (!s->progress || (!force && t - s->progress_at < PROGRESS_EVERY_S))
+    return;
+  s->progress_at = t;
+  fprintf(stderr, "\r%llu events sent, %llu acked (%.0f events/s)   ",
+          (unsigned long long)s->sent, (unsigned long long)s->acked,
+          t > s->t0 ? (double)s->acked / (t - s->t0) : 0.0);
+  fflush(stderr);
 }
 
 /* Waits for one reply and accounts for it. */
@@ -70,6 +98,7 @@ static void collect(sender_t *s) {
   s->acked += r.ack.accepted;
   if (s->last_id[0] == '\0' || id_after(r.ack.id, s->last_id))
     snprintf(s->last_id, sizeof s->last_id, "%s", r.ack.id);
+  show_progress(s, 0);
 }
 
 /* Sends the batch being filled, first waiting for replies while the
@@ -88,6 +117,7 @@ static void send_batch(sender_t *s) {
     return;
   }
   s->requests++;
+  s->sent += s->n;
   s->n = 0;
   s->bytes = 0;
   inv_buf_reset(&s->keys);
@@ -133,17 +163,94 @@ static int add_stdin(sender_t *s) {
   return rc;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+/* Reads a string field of a heartbeat record into out ("-" when absent). */
+static void rec_text(const msgpack_object *rec, const char *key, char *out,
+                     size_t outlen) {
+  const msgpack_object *v = inv_map_get(rec, key);
+  if (v != NULL && v->type == MSGPACK_OBJECT_STR)
+    snprintf(out, outlen, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+  else if (v != NULL && v->type == MSGPACK_OBJECT_BIN)
+    snprintf(out, outlen, "%.*s", (int)v->via.bin.size, v->via.bin.ptr);
+  else
+    snprintf(out, outlen, "-");
+}
+
+/* Checks the workers of one stats reply against id. Returns the number of
+ * primaries' workers seen; *behind counts those whose last_id is before id
+ * and lagging lists them ("ID (node NODE, at LAST_ID)"). */
+static unsigned check_workers(const msgpack_object *stats, const char *id,
+                              unsigned *behind, inv_buf_t *lagging) {
+  const msgpack_object *w = inv_map_get(stats, "workers");
+  unsigned i, primaries = 0;
+  *behind = 0;
+  inv_buf_reset(lagging);
+  if (w == NULL || w->type != MSGPACK_OBJECT_ARRAY) return 0;
+  for (i = 0; i < w->via.array.size; i++) {
+    const msgpack_object *rec = &w->via.array.ptr[i];
+    char role[16], wid[128], node[128], last[48], line[400];
+    if (rec->type != MSGPACK_OBJECT_MAP) continue;
+    rec_text(rec, "role", role, sizeof role);
+    if (strcmp(role, "primary") != 0) continue;
+    primaries++;
+    rec_text(rec, "last_id", last, sizeof last);
+    if (strcmp(last, id) == 0 || id_after(last, id)) continue;
+    rec_text(rec, "id", wid, sizeof wid);
+    rec_text(rec, "node", node, sizeof node);
+    snprintf(line, sizeof line, "%s%s (node %s, at %s)",
+             *behind > 0 ? ", " : "", wid, node, last);
+    (void)inv_buf_append(lagging, line, strlen(line));
+    (*behind)++;
+  }
+  (void)inv_buf_append(lagging, "", 1); /* NUL-terminated */
+  return primaries;
+}
+
+/* --wait: polls the publisher's stats until every primary's worker reports
+ * a last_id at or after id, for at most timeout_ms. Returns the exit code:
+ * 0, INV_CTL_EXIT_WAIT (not applied in time, the workers named) or the
+ * code of a failed stats call. */
+static int wait_applied(sender_t *s, const char *id, int timeout_ms) {
+  double deadline = now_s() + timeout_ms / 1000.0;
+  inv_buf_t lagging = {0};
+  unsigned primaries = 0, behind = 0;
+  int rc;
+  for (;;) {
+    inv_client_result_t *res = NULL;
+    rc = inv_client_stats(s->c, &res);
+    if (rc != 0) {
+      rc = inv__ctl_call_error(s->opts, s->c, rc);
+      break;
+    }
+    primaries = check_workers(inv_client_result_obj(res), id, &behind,
+                              &lagging);
+    inv_client_result_free(res);
+    if (primaries > 0 && behind == 0) {
+      printf("applied by all %u primary workers\n", primaries);
+      rc = INV_CTL_EXIT_OK;
+      break;
+    }
+    if (now_s() >= deadline) {
+      if (primaries == 0)
+        fprintf(stderr, "error: not applied within %d ms: the publisher "
+                "knows no primary's worker (are the workers running?)\n",
+                timeout_ms);
+      else
+        fprintf(stderr, "error: not applied within %d ms by %u of %u "
+                "primary workers: %s\n", timeout_ms, behind, primaries,
+                lagging.data);
+      rc = INV_CTL_EXIT_WAIT;
+      break;
+    }
+    usleep(WAIT_POLL_MS * 1000);
+  }
+  inv_buf_free(&lagging);
+  return rc;
 }
 
 static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   sender_t s;
   const inv_client_server_t *info;
-  int i, nevents = 0, use_stdin = 0, only_args = 0, rc;
-  double t0;
+  int i, nevents = 0, use_stdin = 0, only_args = 0, rc, wait = 0;
   memset(&s, 0, sizeof s);
   s.opts = opts;
   s.mode = INV_MODE_HARD;
@@ -159,6 +266,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
       s.mode = INV_MODE_SOFT;
     } else if (!only_args && strcmp(a, "--hard") == 0) {
       s.mode = INV_MODE_HARD;
+    } else if (!only_args && strcmp(a, "--wait") == 0) {
+      wait = 1;
     } else if (!only_args &&
                (strcmp(a, "--prefix") == 0 || strcmp(a, "--pattern") == 0)) {
       if (i + 1 >= argc)
@@ -202,14 +311,16 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     goto done;
   }
 
-  t0 = now_s();
+  s.t0 = now_s();
+  s.progress = use_stdin && isatty(STDERR_FILENO);
   only_args = 0;
   for (i = 1; i < argc && s.exit_code == 0; i++) {
     const char *a = argv[i];
     if (!only_args && strcmp(a, "--") == 0) {
       only_args = 1;
     } else if (!only_args && (strcmp(a, "--soft") == 0 ||
-                              strcmp(a, "--hard") == 0 || strcmp(a, "-") == 0)) {
+                              strcmp(a, "--hard") == 0 ||
+                              strcmp(a, "--wait") == 0 || strcmp(a, "-") == 0)) {
       continue;
     } else if (!only_args && strcmp(a, "--window") == 0) {
       i++;
@@ -234,6 +345,10 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   while (inv_client_outstanding(s.c) > 0 &&
          s.exit_code != INV_CTL_EXIT_CONNECT)
     collect(&s);
+  if (s.progress) {
+    show_progress(&s, 1);
+    fputc('\n', stderr);
+  }
   if (s.exit_code == 0) {
     if (s.requests > 1)
       printf("acked %llu events, id %s (%llu requests; the last id)\n",
@@ -243,11 +358,13 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
       printf("acked %llu events, id %s\n", (unsigned long long)s.acked,
              s.last_id);
     if (use_stdin) {
-      double dt = now_s() - t0;
+      double dt = now_s() - s.t0;
       fprintf(stderr, "%llu events in %llu requests in %.3f s: %.0f events/s\n",
               (unsigned long long)s.acked, (unsigned long long)s.requests, dt,
               dt > 0 ? (double)s.acked / dt : 0.0);
     }
+    fflush(stdout);
+    if (wait) s.exit_code = wait_applied(&s, s.last_id, opts->timeout_ms);
   } else if (s.acked > 0) {
     fprintf(stderr, "note: %llu events were acked before the failure\n",
             (unsigned long long)s.acked);
@@ -262,7 +379,7 @@ done:
 
 const inv_ctl_cmd_t inv__ctl_cmd_invalidate = {
     "invalidate", "send invalidation events (keys, --prefix, --pattern, -)",
-    "Usage: invalctl [OPTIONS] invalidate [--soft] [--window N]\n"
+    "Usage: invalctl [OPTIONS] invalidate [--soft] [--window N] [--wait]\n"
     "                [--prefix P]... [--pattern P]... [KEY...] [-]\n"
     "\n"
     "Sends invalidation events and waits until the publisher acked them\n"
@@ -276,12 +393,18 @@ const inv_ctl_cmd_t inv__ctl_cmd_invalidate = {
     "  -              also read keys from stdin, one per line (empty lines\n"
     "                 are skipped); they go in batches of the server's\n"
     "                 max_events, pipelined, and the rate is printed on\n"
-    "                 stderr\n"
+    "                 stderr (with a progress line when it is a terminal)\n"
     "  --soft         soft mode (keep a stale copy for regeneration)\n"
     "  --window N     requests in flight at once (default 32)\n"
+    "  --wait         after the ack, wait until every primary's worker has\n"
+    "                 applied the entry (its last_id in the publisher's\n"
+    "                 stats reached the acked id), for at most --timeout ms;\n"
+    "                 prints \"applied by all N primary workers\"\n"
     "  --             the arguments after it are keys, even \"-x\"\n"
     "\n"
     "Prints \"acked N events, id ID\" (ID of the log entry; with several\n"
-    "requests, the last one). Exit codes: 0 acked, 1 the server refused\n"
-    "(\"error: EINVAL: event 0: target is empty\"), 2 usage, 3 connection.\n",
+    "requests, the last one). Exit codes: 0 acked (and applied, with --wait),\n"
+    "1 the server refused (\"error: EINVAL: event 0: target is empty\"),\n"
+    "2 usage, 3 connection, 4 acked but not applied by every primary's\n"
+    "worker within --timeout (the message names those not there yet).\n",
     run};

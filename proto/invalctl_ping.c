@@ -14,7 +14,7 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   if (argc > 1)
     return inv__ctl_usage_error("ping", "ping takes no arguments (got %s)",
                                 argv[1]);
-  rc = inv__ctl_connect(opts, &c);
+  rc = inv__ctl_connect_ping(opts, &c);
   if (rc != 0) return rc;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   rc = inv_client_ping(c);
@@ -35,7 +35,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_ping = {
     "ping", "check the server answers; prints PONG and the round trip",
     "Usage: invalctl [OPTIONS] ping\n"
     "\n"
-    "Connects (hello), sends one ping and prints \"PONG (0.123 ms)\" with the\n"
-    "round trip time of the ping alone. Exit codes: 0 PONG, 1 the server\n"
+    "Connects, sends one ping and prints \"PONG (0.123 ms)\" with the round\n"
+    "trip time of the ping alone. Without a token no hello is sent, since a\n"
+    "server with auth-token answers ping before hello. Exit codes: 0 PONG, 1 the server\n"
     "replied with an error, 3 cannot connect or no reply in --timeout.\n",
     run};

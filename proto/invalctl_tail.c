@@ -27,9 +27,10 @@ static void on_signal(int sig) {
   interrupted = 1;
 }
 
-/* Prints the events of one payload; a payload we cannot decode gets a
- * warning line instead. */
-static void print_payload(const char *data, size_t len) {
+/* Prints the events of one payload, at most max of them; a payload we
+ * cannot decode gets a warning line instead. Returns the events printed
+ * (an undecodable payload counts as one line). */
+static uint64_t print_payload(const char *data, size_t len, uint64_t max) {
   inv_payload_t p;
   char why[128], ts[40];
   size_t i;
@@ -38,10 +39,10 @@ static void print_payload(const char *data, size_t len) {
     printf("warning: undecodable payload (%zu bytes): %s\n", len, why);
     inv_payload_destroy(&p);
     fflush(stdout);
-    return;
+    return 1;
   }
   inv__ctl_format_ts(p.ts_ms, ts, sizeof ts);
-  for (i = 0; i < p.nevents; i++) {
+  for (i = 0; i < p.nevents && i < max; i++) {
     const inv_event_t *ev = &p.events[i];
     printf("%s %s %s %s ", p.id[0] != '\0' ? p.id : "-", ts,
            inv_kind_name(ev->kind), inv_mode_name(ev->mode));
@@ -51,6 +52,7 @@ static void print_payload(const char *data, size_t len) {
   if (p.nevents == 0) printf("%s %s (no events)\n", p.id, ts);
   fflush(stdout);
   inv_payload_destroy(&p);
+  return i;
 }
 
 /* Waits for the next reply, checking for SIGINT. Returns 1 with *reply,
@@ -158,14 +160,14 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
                 addr.port);
       } else if (strcmp(kind, "message") == 0 &&
                  reply->element[2]->type == REDIS_REPLY_STRING) {
-        print_payload(reply->element[2]->str, reply->element[2]->len);
-        seen++;
+        seen += print_payload(reply->element[2]->str, reply->element[2]->len,
+                              count > 0 ? count - seen : UINT64_MAX);
       }
     }
     freeReplyObject(reply);
   }
   if (interrupted)
-    fprintf(stderr, "interrupted after %llu messages\n",
+    fprintf(stderr, "interrupted after %llu events\n",
             (unsigned long long)seen);
   redisFree(rc);
   return exit_code;
@@ -184,7 +186,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_tail = {
     "\n"
     "  -r, --redis HOST:PORT  the Redis node (default " DEFAULT_REDIS
     ", or $INVAL_REDIS)\n"
-    "  --count N              stop after N messages\n"
+    "  --count N              stop after N events (lines), even in the middle\n"
+    "                         of a message\n"
     "\n"
     "Exit codes: 0 stopped (--count reached or Ctrl-C), 1 Redis replied with\n"
     "an error, 2 usage, 3 cannot connect or the connection was lost.\n",

@@ -33,6 +33,8 @@
      "connections closed after a framing error")                               \
   XX(idle_closes, idle_closes, COUNTER,                                        \
      "connections closed by the idle timeout")                                 \
+  XX(tls_plaintext_closes, tls_plaintext_closes, COUNTER,                      \
+     "connections closed for sending plaintext to the TLS port")               \
   XX(bytes_in, bytes_in, COUNTER, "bytes read from clients")                   \
   XX(bytes_out, bytes_out, COUNTER, "bytes written to clients")                \
   XX(requests, requests, COUNTER,                                              \

@@ -57,6 +57,7 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->rejected_clients = ss->rejected_clients;
     out->protocol_closes = ss->protocol_closes;
     out->idle_closes = ss->idle_closes;
+    out->tls_plaintext_closes = ss->tls_plaintext_closes;
     out->bytes_in = ss->bytes_in;
     out->bytes_out = ss->bytes_out;
     out->requests = ss->requests;

@@ -12,6 +12,7 @@ import pytest
 
 import harness
 from harness import HOST
+import pubtest
 from pubtest import backend, connect, ev, invalidate, stats  # noqa: F401
 
 
@@ -247,3 +248,35 @@ def test_bad_client_does_not_disturb_others(pub):
     bad2.close()
     assert invalidate(good, [ev("key", "g2")])[0] is None
     good.close()
+
+
+@pytest.mark.parametrize("params", [
+    {"proto": 99, "client": "t", "token": "s3cret"},
+    {"client": "t", "token": "s3cret"},
+    {"proto": 1, "client": 5, "token": "s3cret"},
+], ids=["proto", "no-proto", "client"])
+def test_failed_hello_does_not_authenticate(standalone, publisher_factory,
+                                            params):
+    """A hello with the right token but otherwise invalid params is refused
+    with EINVAL and changes nothing: the session stays unauthenticated, so
+    the invalidate after it gets EAUTH and nothing reaches the log. A valid
+    hello on the same session then authenticates it."""
+    pub = publisher_factory(standalone.addr, "--auth-token", "s3cret")
+    backend = pubtest.Backend("standalone", standalone)
+    with connect(pub) as c:
+        assert code_of(c.call("hello", params)) == "EINVAL"
+        assert code_of(invalidate(c, [ev("key", "refused")])) == "EAUTH"
+        assert code_of(c.call("stats")) == "EAUTH"
+        assert backend.log_entries() == []
+        err, _ = c.call("hello", {"proto": 1, "client": "t",
+                                  "token": "s3cret"})
+        assert err is None, err
+        err, res = invalidate(c, [ev("key", "accepted")])
+        assert err is None and res["accepted"] == 1
+        targets = [e["target"] for _, p in backend.log_entries()
+                   for e in p["events"]]
+        assert targets == ["accepted"]
+        # A later failed hello leaves the session authenticated.
+        assert code_of(c.call("hello", params)) == "EINVAL"
+        err, res = invalidate(c, [ev("key", "still")])
+        assert err is None and res["accepted"] == 1

@@ -98,6 +98,16 @@ def read_until_closed(client, timeout=5):
             raise AssertionError(f"server did not close; got {msgs!r}")
 
 
+def recv_to_eof(sock):
+    """Every byte the server sends before it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def error_code(msg):
     """The error code carried by a response or an error notification."""
     if msg[0] == harness.RESPONSE:
@@ -461,13 +471,7 @@ def test_tls(echo_factory, workdir):
     # A plaintext client on the TLS port is turned away; others go on.
     with socket.create_connection((HOST, d.port), timeout=5) as plain:
         plain.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = plain.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        assert b"PONG" not in data
+        assert b"PONG" not in recv_to_eof(plain)
     assert "TLS" in d.log()
     assert_serves(d.port, tls=True)
 
@@ -497,20 +501,82 @@ def test_tls_refuses_old_protocols(echo_factory, workdir):
 
 def test_tls_handshake_is_bounded(echo_factory, workdir):
     """A client that never completes the handshake is closed (here by the
-    idle timeout, which bounds the handshake when it is shorter)."""
+    idle timeout, which bounds the handshake when it is shorter): one that
+    sends nothing, and one that stops inside its first TLS record."""
     cert, key = make_cert(workdir)
     d = echo_factory("--tls-cert", cert, "--tls-key", key,
                      "--idle-timeout", "500ms" if SLOW == 1 else "8s")
-    with socket.create_connection((HOST, d.port), timeout=20) as raw:
-        # Bytes with the high bit set read as the start of a long SSLv2
-        # hello, so TLS waits for more that never come.
-        raw.sendall(b"\x94\x00\x01\xa4ping\x90")
-        t0 = time.monotonic()
-        try:
-            assert raw.recv(100) == b""
-        except ConnectionResetError:
-            pass
-        assert time.monotonic() - t0 < (3 if SLOW == 1 else 15)
+    # A handshake record header announcing 512 bytes that never come.
+    for opening in (b"", b"\x16\x03\x01\x02\x00"):
+        with socket.create_connection((HOST, d.port), timeout=20) as raw:
+            if opening:
+                raw.sendall(opening)
+            t0 = time.monotonic()
+            try:
+                assert raw.recv(100) == b""
+            except ConnectionResetError:
+                pass
+            took = time.monotonic() - t0
+            assert 0.3 < took < (3 if SLOW == 1 else 15), (opening, took)
+    assert stats_tls(d.port, cert)["tls_plaintext_closes"] == 0
+    assert_serves(d.port, tls=True)
+
+
+def stats_tls(port, cert):
+    with RpcClient(HOST, port, tls=True, cafile=cert,
+                   server_hostname="localhost") as c:
+        err, result = c.call("stats")
+        assert err is None
+        return result
+
+
+def test_tls_port_closes_plaintext_at_once(echo_factory, workdir):
+    """Plaintext on the TLS port (an RPC frame, an HTTP request) is told so
+    in plaintext and closed within a second, logged with the peer and
+    counted; the handshake bound (10 s here) is not what closes it. A TLS
+    client is served before, between and after."""
+    cert, key = make_cert(workdir)
+    d = echo_factory("--tls-cert", cert, "--tls-key", key)
+    assert_serves(d.port, tls=True)
+    for opening in (pack([0, 1, "ping", []]), b"GET / HTTP/1.1\r\n\r\n"):
+        with socket.create_connection((HOST, d.port), timeout=5) as raw:
+            peer = "%s:%d" % raw.getsockname()[:2]
+            raw.sendall(opening)
+            t0 = time.monotonic()
+            data = recv_to_eof(raw)
+            assert time.monotonic() - t0 < 1 * SLOW
+        msg = msgpack.unpackb(data, raw=False)
+        assert msg[0] == harness.NOTIFY and error_code(msg) == "EPROTO"
+        assert "TLS" in msg[2][0]["message"]
+        assert b"PONG" not in data
+
+        def logged():
+            return [ln for ln in d.log().splitlines()
+                    if peer in ln and "plaintext on the TLS port" in ln]
+        harness.wait_until(logged, 5,
+                           what="the server to log the plaintext peer")
+        assert "first byte 0x%02x" % opening[0] in logged()[0]
+        assert_serves(d.port, tls=True)
+        time.sleep(1.1)  # past the log line's rate limit
+    assert stats_tls(d.port, cert)["tls_plaintext_closes"] == 2
+
+
+def test_tls_plaintext_flood_is_logged_sparingly(echo_factory, workdir):
+    """Anyone can open plaintext connections to the TLS port: they are all
+    closed and counted, but logged at most about once a second."""
+    cert, key = make_cert(workdir)
+    d = echo_factory("--tls-cert", cert, "--tls-key", key)
+    n = 40
+    t0 = time.monotonic()
+    for _ in range(n):
+        with socket.create_connection((HOST, d.port), timeout=5) as raw:
+            raw.sendall(b"PING\r\n")
+            recv_to_eof(raw)
+    elapsed = time.monotonic() - t0
+    assert stats_tls(d.port, cert)["tls_plaintext_closes"] == n
+    lines = [ln for ln in d.log().splitlines()
+             if "plaintext on the TLS port" in ln]
+    assert 1 <= len(lines) <= int(elapsed) + 2, (elapsed, lines)
     assert_serves(d.port, tls=True)
 
 

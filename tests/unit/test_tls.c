@@ -191,6 +191,7 @@ static void test_conversation(void) {
   CHECK(SSL_is_init_finished(p.client));
   CHECK_EQ_INT(inv_tls_handshake_done(p.server), 1);
   CHECK_EQ_INT(p.server_rc, 0);
+  CHECK_EQ_INT(inv_tls_plaintext(p.server), 0);
 
   /* The queued plaintext goes out now. */
   CHECK_EQ_INT(inv_tls_write(p.server, &out, &p.wire), 0);
@@ -271,6 +272,58 @@ static void test_garbage(void) {
   inv_buf_free(&wire);
 }
 
+/* Plaintext on the TLS port is refused at its first byte, before OpenSSL
+ * sees it: an RPC frame's first byte (0x94, high bit set) would otherwise
+ * be taken for an SSLv2 hello header and waited on. */
+static void test_plaintext_first_byte(void) {
+  static const struct {
+    const char *bytes;
+    size_t len;
+  } cases[] = {
+      {"\x94\x00\x01\xa4ping\x90", 9}, /* [0, 1, "ping", []] */
+      {"GET / HTTP/1.1\r\n\r\n", 18},
+      {"\x80", 1},
+      {"\x00", 1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    inv_tls_t *t = NULL;
+    inv_buf_t plain = {0}, wire = {0};
+    char first[8];
+    CHECK_EQ_INT(inv_tls_new(ctx, &t), 0);
+    CHECK_EQ_INT(inv_tls_plaintext(t), 0);
+    CHECK_EQ_INT(inv_tls_read(t, cases[i].bytes, cases[i].len, collect_cb,
+                              &plain, &wire),
+                 INV_EPROTO);
+    CHECK_EQ_INT(inv_tls_plaintext(t), 1);
+    snprintf(first, sizeof(first), "0x%02x",
+             (unsigned char)cases[i].bytes[0]);
+    CHECK(strstr(inv_tls_errstr(t), first) != NULL);
+    CHECK(strstr(inv_tls_errstr(t), "plaintext") != NULL);
+    CHECK_EQ_INT(plain.len, 0);
+    CHECK_EQ_INT(wire.len, 0); /* no TLS alert for a peer without TLS */
+    /* Sticky, as every TLS failure. */
+    CHECK_EQ_INT(inv_tls_read(t, "\x16", 1, collect_cb, &plain, &wire),
+                 INV_EPROTO);
+    inv_tls_free(t);
+    inv_buf_free(&plain);
+    inv_buf_free(&wire);
+  }
+}
+
+/* A handshake record's first byte alone is not judged: it is fed on and
+ * TLS waits for the rest. */
+static void test_handshake_first_byte_waits(void) {
+  inv_tls_t *t = NULL;
+  inv_buf_t plain = {0}, wire = {0};
+  CHECK_EQ_INT(inv_tls_new(ctx, &t), 0);
+  CHECK_EQ_INT(inv_tls_read(t, "\x16", 1, collect_cb, &plain, &wire), 0);
+  CHECK_EQ_INT(inv_tls_plaintext(t), 0);
+  CHECK_EQ_INT(wire.len, 0);
+  inv_tls_free(t);
+  inv_buf_free(&plain);
+  inv_buf_free(&wire);
+}
+
 static void test_old_protocol_refused(void) {
   pair_t p;
   CHECK_EQ_INT(pair_init(&p, TLS1_1_VERSION), 0);
@@ -316,6 +369,8 @@ int main(void) {
   }
   RUN(test_conversation);
   RUN(test_garbage);
+  RUN(test_plaintext_first_byte);
+  RUN(test_handshake_first_byte_waits);
   RUN(test_old_protocol_refused);
   inv_tls_ctx_free(ctx);
 

@@ -335,6 +335,24 @@ static void test_field_errors(void) {
   obj_free(&o);
 }
 
+/* Writes s as the parser's error messages quote client bytes (short ones):
+ * '"' and '\\' escaped, bytes outside 0x20..0x7e as \xNN. */
+static void quoted(const char *s, char *out, size_t cap) {
+  size_t o = 0;
+  for (; *s && o + 5 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)c;
+    } else if (c < 0x20 || c >= 0x7f) {
+      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  out[o] = '\0';
+}
+
 static void test_flush_rules(void) {
   /* No token restricts a byte: refused whatever the spelling. */
   static const char *const everything[] = {
@@ -348,15 +366,7 @@ static void test_flush_rules(void) {
   for (size_t i = 0; i < sizeof(everything) / sizeof(everything[0]); i++) {
     if ((char)0x80 >= 0 && strchr(everything[i], '\x80')) continue;
     char q[64];
-    size_t o = 0;
-    for (const char *c = everything[i]; *c; c++) {
-      if ((unsigned char)*c >= 0x7f)
-        o += (size_t)snprintf(q + o, sizeof(q) - o, "\\x%02x",
-                              (unsigned char)*c);
-      else
-        q[o++] = *c;
-    }
-    q[o] = '\0';
+    quoted(everything[i], q, sizeof(q));
     snprintf(want, sizeof(want),
              "event 8: pattern \"%s\" matches every key (refused unless the "
              "publisher runs with --allow-flush)", q);
@@ -390,13 +400,8 @@ static void test_malformed_patterns(void) {
                                     "*\\", "\\", "x[a-"};
   char want[300];
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    char q[32];
-    size_t o = 0;
-    for (const char *c = bad[i]; *c; c++) {
-      if (*c == '\\' || *c == '"') q[o++] = '\\';
-      q[o++] = *c;
-    }
-    q[o] = '\0';
+    char q[64];
+    quoted(bad[i], q, sizeof(q));
     snprintf(want, sizeof(want),
              "event 2: pattern \"%s\" is malformed (a '[' without its "
              "closing ']', or a trailing lone '\\'); refused even with "

@@ -132,10 +132,7 @@ def test_glob_differential_scan(standalone):
                       {_pattern(rng) for _ in range(N_PATTERNS)})
 
     client = standalone.client()
-    pipe = client.pipeline(transaction=False)
-    for k in keys:
-        pipe.set(k, b"1")
-    pipe.execute()
+    load_keys(Topo(standalone), keys)
     assert client.dbsize() == len(keys)
 
     theirs = _scan_sets(client, patterns)
@@ -204,12 +201,17 @@ def _present(topo):
                                     k.startswith(b"cache:invalidation:"))}
 
 
-def test_publisher_refuses_disguised_flushes(standalone, worker_factory,
-                                             publisher_factory):
+@pytest.fixture
+def daemons(standalone, worker_factory, publisher_factory):
+    """(topo, workers, publisher, publisher with --allow-flush)."""
     topo = Topo(standalone)
     workers = start_workers(topo, worker_factory)
-    pub = publisher_factory(topo.seeds)
-    flusher = publisher_factory(topo.seeds, "--allow-flush")
+    return (topo, workers, publisher_factory(topo.seeds),
+            publisher_factory(topo.seeds, "--allow-flush"))
+
+
+def test_publisher_refuses_disguised_flushes(standalone, daemons):
+    topo, workers, pub, flusher = daemons
     load_keys(topo, UNIVERSE)
     before = _present(topo)
     assert before == set(UNIVERSE)
@@ -245,12 +247,8 @@ def test_publisher_refuses_disguised_flushes(standalone, worker_factory,
         assert _present(topo) == held - want, p
 
 
-def test_publisher_refuses_reserved_targets(standalone, worker_factory,
-                                            publisher_factory):
-    topo = Topo(standalone)
-    workers = start_workers(topo, worker_factory)
-    pub = publisher_factory(topo.seeds)
-    flusher = publisher_factory(topo.seeds, "--allow-flush")
+def test_publisher_refuses_reserved_targets(standalone, daemons):
+    topo, workers, pub, flusher = daemons
     load_keys(topo, [b"cache:user:1", b"cache:invalidations", b"other:1"])
     reserved = [("key", "cache:invalidation:log"),
                 ("key", "cache:invalidation:workers"),

@@ -1,8 +1,8 @@
 /* Unit tests for common/glob: Redis KEYS/SCAN MATCH semantics, literal
  * prefixes, pinned slots and prefix escaping.
  *
- * Besides hand-written cases, a reference model of Redis's recursive
- * stringmatchlen() (as in Redis 7.0 util.c, with its 1000-level nesting
+ * Besides hand-written cases, the reference port of Redis's recursive
+ * stringmatchlen() (tests/fuzz/glob_ref.h, with its 1000-level nesting
  * limit) is checked against inv_glob_match() on a few hundred thousand
  * random pattern/key pairs. */
 #include "common/glob.h"
@@ -16,106 +16,10 @@
 #include "common/errors.h"
 #include "common/latency.h"
 #include "common/slot.h"
+#include "tests/fuzz/glob_ref.h"
 #include "tests/unit/check.h"
 
 #define M(p, s) inv_glob_match(p, strlen(p), s, strlen(s))
-
-/* ---- reference model ---------------------------------------------------
- * A straightforward recursive matcher following Redis's algorithm step by
- * step. pat must be NUL-terminated past plen (Redis patterns are sds
- * strings and the algorithm peeks at the terminator). */
-static int ref_impl(const char *pat, int plen, const char *s, int slen,
-                    int *give_up, int depth) {
-  if (depth > 1000) return 0;
-  while (plen && slen) {
-    if (pat[0] == '*') {
-      while (plen && pat[1] == '*') {
-        pat++;
-        plen--;
-      }
-      if (plen == 1) return 1;
-      for (; slen; s++, slen--) {
-        if (ref_impl(pat + 1, plen - 1, s, slen, give_up, depth + 1)) return 1;
-        if (*give_up) return 0;
-      }
-      *give_up = 1;
-      return 0;
-    } else if (pat[0] == '?') {
-      s++;
-      slen--;
-    } else if (pat[0] == '[') {
-      int neg, hit = 0;
-      pat++;
-      plen--;
-      neg = pat[0] == '^';
-      if (neg) {
-        pat++;
-        plen--;
-      }
-      for (;;) {
-        if (pat[0] == '\\' && plen >= 2) {
-          pat++;
-          plen--;
-          if (pat[0] == s[0]) hit = 1;
-        } else if (pat[0] == ']') {
-          break;
-        } else if (plen == 0) {
-          pat--;
-          plen++;
-          break;
-        } else if (plen >= 3 && pat[1] == '-') {
-          int lo = pat[0], hi = pat[2], c = s[0];
-          if (lo > hi) {
-            int t = lo;
-            lo = hi;
-            hi = t;
-          }
-          pat += 2;
-          plen -= 2;
-          if (c >= lo && c <= hi) hit = 1;
-        } else if (pat[0] == s[0]) {
-          hit = 1;
-        }
-        pat++;
-        plen--;
-      }
-      if (neg) hit = !hit;
-      if (!hit) return 0;
-      s++;
-      slen--;
-    } else {
-      if (pat[0] == '\\' && plen >= 2) {
-        pat++;
-        plen--;
-      }
-      if (pat[0] != s[0]) return 0;
-      s++;
-      slen--;
-    }
-    pat++;
-    plen--;
-    if (slen == 0) {
-      while (*pat == '*') {
-        pat++;
-        plen--;
-      }
-      break;
-    }
-  }
-  return plen == 0 && slen == 0;
-}
-
-/* KEYS and SCAN treat the pattern "*" as "every key" before matching. */
-static int ref_match(const char *pat, size_t plen, const char *s, size_t slen) {
-  char *copy = malloc(plen + 1);
-  memcpy(copy, pat, plen);
-  copy[plen] = '\0';
-  int give_up = 0;
-  int r = (plen == 1 && pat[0] == '*') ||
-          ref_impl(copy, (int)plen, s, (int)slen, &give_up, 0);
-  free(copy);
-  return r;
-}
 
 /* ---- hand-written cases ------------------------------------------------ */
 
@@ -270,14 +174,14 @@ static void test_pathological(void) {
   }
   many[2 * n] = '\0';
   CHECK_EQ_INT(inv_glob_match(many, 2 * n, s, n), 0);
-  CHECK_EQ_INT(ref_match(many, 2 * n, s, n), 0);
+  CHECK_EQ_INT(glob_ref_match(many, 2 * n, s, n), 0);
   CHECK_EQ_INT(inv_glob_match(many, 2 * 1000, s, n), 1);
-  CHECK_EQ_INT(ref_match(many, 2 * 1000, s, n), 1);
+  CHECK_EQ_INT(glob_ref_match(many, 2 * 1000, s, n), 1);
   /* A trailing '*' run needs no further nesting. */
   many[2 * n] = '*';
   CHECK_EQ_INT(inv_glob_match(many, 2 * 1000 + 1, s, n), 1);
   CHECK_EQ_INT(inv_glob_match(many, 2 * n + 1, s, n), 0);
-  CHECK_EQ_INT(ref_match(many, 2 * n + 1, s, n), 0);
+  CHECK_EQ_INT(glob_ref_match(many, 2 * n + 1, s, n), 0);
   free(many);
 }
 
@@ -301,7 +205,7 @@ static void test_random_vs_reference(void) {
     for (size_t i = 0; i < plen; i++) pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
     for (size_t i = 0; i < klen; i++) key[i] = key_alpha[rnd(sizeof(key_alpha) - 1)];
     int got = inv_glob_match(pat, plen, key, klen);
-    int want = ref_match(pat, plen, key, klen);
+    int want = glob_ref_match(pat, plen, key, klen);
     if (got != want && mismatches++ < 5) {
       fprintf(stderr, "mismatch: pattern \"%.*s\" key \"%.*s\": %d != %d\n",
               (int)plen, pat, (int)klen, key, got, want);
@@ -435,7 +339,7 @@ static void test_random_flush_rule(void) {
     if (b >= 0) {
       for (size_t k = 1; k <= 14; k++) {
         memset(key, b, k);
-        if (ref_match(pat, plen, key, k)) bad++;
+        if (glob_ref_match(pat, plen, key, k)) bad++;
       }
     } else {
       char same[16];
@@ -443,7 +347,7 @@ static void test_random_flush_rule(void) {
       size_t klen = rnd(15);
       for (size_t i = 0; i < klen; i++) key[i] = (char)rnd(256);
       memset(same, 'a', klen);
-      if (ref_match(pat, plen, key, klen) != ref_match(pat, plen, same, klen))
+      if (glob_ref_match(pat, plen, key, klen) != glob_ref_match(pat, plen, same, klen))
         bad++;
     }
     if (bad && bad < 3)

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errors.h"
 #include "common/slot.h"
 
 /* The depth limit of Redis's stringmatchlen_impl(): the rest of the
@@ -36,8 +37,12 @@
 #define GLOB_MAX_STAR_RUNS 1000
 
 /* Matches the one-byte token at pat[*pi] (not '*') against c. Advances *pi
- * past the token and returns 1 on a match, 0 otherwise. */
-static int glob_token(const char *pat, size_t patlen, size_t *pi, char c) {
+ * past the token and returns 1 on a match, 0 otherwise. Where the token ends
+ * never depends on c. When bad is not NULL, *bad is set to 1 if the token is
+ * malformed (a class that runs to the end of the pattern without its ']',
+ * or a lone '\' at the end); Redis matches those anyway, as done here. */
+static int glob_token(const char *pat, size_t patlen, size_t *pi, char c,
+                      int *bad) {
   size_t p = *pi;
   switch (pat[p]) {
     case '?':
@@ -52,6 +57,7 @@ static int glob_token(const char *pat, size_t patlen, size_t *pi, char c) {
         if (p >= patlen) {
           /* Unterminated class: Redis steps back one byte here and then
            * forward again, ending exactly at the end of the pattern. */
+          if (bad) *bad = 1;
           p = patlen;
           break;
         }
@@ -79,7 +85,11 @@ static int glob_token(const char *pat, size_t patlen, size_t *pi, char c) {
       return not ? !match : match;
     }
     case '\\':
-      if (patlen - p >= 2) p++;
+      if (patlen - p >= 2) {
+        p++;
+      } else if (bad) {
+        *bad = 1;
+      }
       /* fall through */
     default:
       *pi = p + 1;
@@ -104,7 +114,7 @@ int inv_glob_match(const char *pat, size_t patlen, const char *s, size_t slen) {
       star_i = i;
       continue;
     }
-    if (p < patlen && glob_token(pat, patlen, &p, s[i])) {
+    if (p < patlen && glob_token(pat, patlen, &p, s[i], NULL)) {
       i++;
       continue;
     }
@@ -119,18 +129,69 @@ int inv_glob_match(const char *pat, size_t patlen, const char *s, size_t slen) {
   return p == patlen;
 }
 
-int inv_glob_matches_everything(const char *pat, size_t patlen) {
-  int stars = 0;
-  for (size_t i = 0; i < patlen; i++) {
-    if (pat[i] == '*') {
-      stars = 1;
-    } else if (pat[i] != '?') {
-      return 0;
+int inv_glob_check(const char *pat, size_t patlen) {
+  size_t p = 0;
+  int bad = 0;
+  while (p < patlen && !bad) {
+    if (pat[p] == '*') {
+      p++;
+      continue;
+    }
+    glob_token(pat, patlen, &p, 0, &bad);
+  }
+  return bad ? INV_EINVAL : 0;
+}
+
+/* Returns the first byte value (0..255) that the one-byte token at pat[*pi]
+ * rejects, or -1 when it accepts all 256. Advances *pi past the token. The
+ * token is tried on every byte with the matcher's own glob_token(), so the
+ * answer is the matcher's, quirks included (signed ranges, "[a-]", "[^]",
+ * an unclosed class). */
+static int glob_token_rejects(const char *pat, size_t patlen, size_t *pi) {
+  size_t start = *pi;
+  int rejected = -1;
+  for (int b = 0; b < 256; b++) {
+    *pi = start;
+    if (!glob_token(pat, patlen, pi, (char)(unsigned char)b, NULL)) {
+      rejected = b;
+      break;
     }
   }
-  /* Without a '*' the pattern has a fixed length ("", "?", "??") and
-   * matches only keys of exactly that length. */
-  return stars;
+  if (rejected >= 0) {
+    /* Where a token ends does not depend on the byte tried. */
+    *pi = start;
+    glob_token(pat, patlen, pi, 0, NULL);
+  }
+  return rejected;
+}
+
+int inv_glob_unmatched_byte(const char *pat, size_t patlen) {
+  size_t p = 0;
+  while (p < patlen) {
+    if (pat[p] == '*') {
+      p++;
+      continue;
+    }
+    int b = glob_token_rejects(pat, patlen, &p);
+    if (b >= 0) return b;
+  }
+  return -1;
+}
+
+int inv_glob_matches_everything(const char *pat, size_t patlen) {
+  /* The empty pattern matches the empty key only. */
+  if (patlen == 0) return 0;
+  if (inv_glob_unmatched_byte(pat, patlen) >= 0) return 0;
+  /* Every token takes every byte. A match still has to pass each '*' run
+   * that some token follows; past GLOB_MAX_STAR_RUNS of them Redis (and
+   * inv_glob_match) gives up, so such a pattern matches no key at all. */
+  unsigned runs = 0;
+  for (size_t p = 0; p < patlen; p++) {
+    if (pat[p] == '*' && (p + 1 == patlen || pat[p + 1] != '*')) {
+      if (p + 1 < patlen) runs++;
+    }
+  }
+  return runs <= GLOB_MAX_STAR_RUNS;
 }
 
 size_t inv_glob_literal_prefix(const char *pat, size_t patlen, char *out) {

@@ -202,6 +202,27 @@ int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
          ev->target_len, rules->max_key_len);
     goto err;
   }
+  /* These two hold even with allow_flush: a malformed pattern is a client
+   * bug whatever Redis would make of it ("*[^" matches every key), and no
+   * event may delete the service's own keys. A pattern that merely can
+   * reach them stays legal: workers pass over reserved keys. */
+  if (ev->kind == INV_KIND_PATTERN &&
+      inv_glob_check(ev->target, ev->target_len) != 0) {
+    fail(errstr, errlen,
+         "event %zu: pattern \"%s\" is malformed (a '[' without its closing "
+         "']', or a trailing lone '\\'); refused even with --allow-flush",
+         index, quote(q, ev->target, ev->target_len));
+    goto err;
+  }
+  if (ev->kind != INV_KIND_PATTERN &&
+      inv_key_reserved(ev->target, ev->target_len)) {
+    fail(errstr, errlen,
+         "event %zu: %s \"%s\" lies in the service's own namespace "
+         "(" INV_NAMESPACE " and " INV_NAMESPACE ":*), which no event may "
+         "delete", index, inv_kind_name(ev->kind),
+         quote(q, ev->target, ev->target_len));
+    goto err;
+  }
   if (!rules->allow_flush) {
     if (ev->kind == INV_KIND_PREFIX && ev->target_len == 0) {
       fail(errstr, errlen,

@@ -43,7 +43,7 @@ typedef struct inv_event_s {
 
 typedef struct inv_event_rules_s {
   size_t max_key_len;  /* a longer target is EINVAL */
-  int allow_flush;     /* when 0, a pattern/prefix matching every key is EINVAL */
+  int allow_flush;     /* when 0, a flush pattern or empty prefix is EINVAL */
 } inv_event_rules_t;
 
 /* Returns 1 when the len bytes at key name one of the service's own keys:
@@ -58,8 +58,10 @@ const char *inv_mode_name(inv_mode_t mode); /* "hard", "soft" */
 
 /* Reads and validates one event object. Returns 0, or INV_EINVAL with errstr
  * naming the problem ("event 3: target is empty"). index is used in the
- * message only. An empty prefix matches everything and so is refused like
- * "*" unless allow_flush. */
+ * message only. Always refused: a malformed pattern (inv_glob_check), and
+ * a key or prefix for which inv_key_reserved() holds. Refused unless
+ * allow_flush: a flush, i.e. an empty prefix or a pattern for which
+ * inv_glob_matches_everything() holds. */
 int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
                     size_t index, inv_event_t *ev, char *errstr,
                     size_t errlen);

@@ -83,6 +83,14 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
                          inv_unlink_op_t mode, int limited, uint64_t tag) {
   unsigned slot = 0;
   int pinned = 0;
+  if (inv_glob_check(pat, len) != 0) {
+    /* The publisher refuses these always; one written to the log by other
+     * means is passed over the same way. */
+    w->st.events_refused++;
+    inv_log_warn(w->ctx, "refused pattern '%.*s': it is malformed (a '[' "
+                 "without its ']', or a trailing lone '\\')", (int)len, pat);
+    return 0;
+  }
   if (inv_glob_matches_everything(pat, len) && !w->conf->allow_flush) {
     w->st.events_refused++;
     inv_log_warn(w->ctx, "refused pattern '%.*s': it matches every key "

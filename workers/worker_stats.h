@@ -46,7 +46,7 @@
   XX(events_skipped, events_skipped, COUNTER,                                  \
      "log entries skipped because their id was already applied")              \
   XX(events_refused, events_refused, COUNTER,                                  \
-     "patterns and prefixes matching every key, refused without allow-flush") \
+     "malformed patterns, and flushes refused without allow-flush")           \
   XX(decode_errors, decode_errors, COUNTER,                                    \
      "payloads or log entries that could not be decoded")                      \
   XX(keys_unlinked, keys_unlinked, COUNTER,                                    \

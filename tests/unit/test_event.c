@@ -335,18 +335,41 @@ static void test_field_errors(void) {
   obj_free(&o);
 }
 
+/* Writes s as the parser's error messages quote client bytes (short ones):
+ * '"' and '\\' escaped, bytes outside 0x20..0x7e as \xNN. */
+static void quoted(const char *s, char *out, size_t cap) {
+  size_t o = 0;
+  for (; *s && o + 5 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)c;
+    } else if (c < 0x20 || c >= 0x7f) {
+      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  out[o] = '\0';
+}
+
 static void test_flush_rules(void) {
-  static const char *const everything[] = {"*", "**", "***", "*?*", "?*",
-                                           "*??"};
-  char want[200];
+  /* No token restricts a byte: refused whatever the spelling. */
+  static const char *const everything[] = {
+      "*", "**", "***", "*?*", "?*", "*??", "?", "??", "*[^]*", "[^]*",
+      "*[^]", "[^]?*", "*[\x80-\x7f]*"};
+  char want[300];
 
   expect_err("prefix", "", NULL, &strict_rules, 7,
              "event 7: an empty prefix matches every key (refused unless "
              "the publisher runs with --allow-flush)");
   for (size_t i = 0; i < sizeof(everything) / sizeof(everything[0]); i++) {
+    if ((char)0x80 >= 0 && strchr(everything[i], '\x80')) continue;
+    char q[64];
+    quoted(everything[i], q, sizeof(q));
     snprintf(want, sizeof(want),
              "event 8: pattern \"%s\" matches every key (refused unless the "
-             "publisher runs with --allow-flush)", everything[i]);
+             "publisher runs with --allow-flush)", q);
     expect_err("pattern", everything[i], NULL, &strict_rules, 8, want);
     expect_ok("pattern", everything[i], NULL, &flush_rules, INV_KIND_PATTERN,
               INV_MODE_HARD);
@@ -356,12 +379,80 @@ static void test_flush_rules(void) {
   expect_ok("key", "*", NULL, &strict_rules, INV_KIND_KEY, INV_MODE_HARD);
   expect_ok("prefix", "*", NULL, &strict_rules, INV_KIND_PREFIX,
             INV_MODE_HARD);
-  /* Escaped or literal characters make a pattern selective. */
+  /* Escaped or literal characters, or a class that misses a byte, make a
+   * pattern selective. */
   expect_ok("pattern", "\\*", NULL, &strict_rules, INV_KIND_PATTERN,
             INV_MODE_HARD);
   expect_ok("pattern", "a*", NULL, &strict_rules, INV_KIND_PATTERN,
             INV_MODE_HARD);
   expect_ok("pattern", "[a]*", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+  expect_ok("pattern", "*x*", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+  expect_ok("pattern", "[^a-a][^]*", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+  expect_ok("pattern", "[]*", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+}
+
+static void test_malformed_patterns(void) {
+  static const char *const bad[] = {"[", "*[", "*[^", "a[bc", "[\\]", "[a-]",
+                                    "*\\", "\\", "x[a-"};
+  char want[300];
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char q[64];
+    quoted(bad[i], q, sizeof(q));
+    snprintf(want, sizeof(want),
+             "event 2: pattern \"%s\" is malformed (a '[' without its "
+             "closing ']', or a trailing lone '\\'); refused even with "
+             "--allow-flush", q);
+    expect_err("pattern", bad[i], NULL, &strict_rules, 2, want);
+    expect_err("pattern", bad[i], NULL, &flush_rules, 2, want);
+  }
+  /* The same bytes as a key or a prefix are literal, hence fine. */
+  expect_ok("key", "a[bc", NULL, &strict_rules, INV_KIND_KEY, INV_MODE_HARD);
+  expect_ok("prefix", "x\\", NULL, &strict_rules, INV_KIND_PREFIX,
+            INV_MODE_HARD);
+  /* Closed classes and escaped brackets are well-formed. */
+  expect_ok("pattern", "[\\]]*", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+  expect_ok("pattern", "[a-]]", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+  expect_ok("pattern", "\\[*", NULL, &strict_rules, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+}
+
+static void test_reserved_targets(void) {
+  static const inv_event_rules_t big = {100, 0}, big_flush = {100, 1};
+  static const char *const kinds[] = {"key", "prefix"};
+  static const char *const reserved[] = {
+      "cache:invalidation", "cache:invalidation:", "cache:invalidation:log",
+      "cache:invalidation:workers", "cache:invalidation:shard:{0}"};
+  char want[300];
+  for (size_t k = 0; k < 2; k++) {
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+      snprintf(want, sizeof(want),
+               "event 5: %s \"%s\" lies in the service's own namespace "
+               "(cache:invalidation and cache:invalidation:*), which no "
+               "event may delete", kinds[k], reserved[i]);
+      expect_err(kinds[k], reserved[i], NULL, &big, 5, want);
+      expect_err(kinds[k], reserved[i], NULL, &big_flush, 5, want);
+    }
+  }
+  /* Outside the namespace, or only partly inside it (a prefix whose keys
+   * the workers sort out one by one). */
+  expect_ok("prefix", "cache:", NULL, &big, INV_KIND_PREFIX, INV_MODE_HARD);
+  expect_ok("prefix", "cache:invalidatio", NULL, &big, INV_KIND_PREFIX,
+            INV_MODE_HARD);
+  expect_ok("prefix", "cache:invalidations", NULL, &big, INV_KIND_PREFIX,
+            INV_MODE_HARD);
+  expect_ok("key", "cache:user:1", NULL, &big, INV_KIND_KEY, INV_MODE_HARD);
+  expect_ok("key", "{cache:invalidation}:x", NULL, &big, INV_KIND_KEY,
+            INV_MODE_HARD);
+  /* A pattern that can reach the service's keys stays legal. */
+  expect_ok("pattern", "cache:invalidation:*", NULL, &big, INV_KIND_PATTERN,
+            INV_MODE_HARD);
+  expect_ok("pattern", "cache:*", NULL, &big, INV_KIND_PATTERN,
             INV_MODE_HARD);
 }
 
@@ -787,6 +878,8 @@ int main(void) {
   RUN(test_mode_errors);
   RUN(test_field_errors);
   RUN(test_flush_rules);
+  RUN(test_malformed_patterns);
+  RUN(test_reserved_targets);
   RUN(test_names);
   RUN(test_reserved_keys);
   RUN(test_pack_roundtrip);

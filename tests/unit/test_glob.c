@@ -1,119 +1,25 @@
 /* Unit tests for common/glob: Redis KEYS/SCAN MATCH semantics, literal
  * prefixes, pinned slots and prefix escaping.
  *
- * Besides hand-written cases, a reference model of Redis's recursive
- * stringmatchlen() (as in Redis 7.0 util.c, with its 1000-level nesting
+ * Besides hand-written cases, the reference port of Redis's recursive
+ * stringmatchlen() (tests/fuzz/glob_ref.h, with its 1000-level nesting
  * limit) is checked against inv_glob_match() on a few hundred thousand
  * random pattern/key pairs. */
 #include "common/glob.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/errors.h"
 #include "common/latency.h"
 #include "common/slot.h"
+#include "tests/fuzz/glob_ref.h"
 #include "tests/unit/check.h"
 
 #define M(p, s) inv_glob_match(p, strlen(p), s, strlen(s))
-
-/* ---- reference model ---------------------------------------------------
- * A straightforward recursive matcher following Redis's algorithm step by
- * step. pat must be NUL-terminated past plen (Redis patterns are sds
- * strings and the algorithm peeks at the terminator). */
-static int ref_impl(const char *pat, int plen, const char *s, int slen,
-                    int *give_up, int depth) {
-  if (depth > 1000) return 0;
-  while (plen && slen) {
-    if (pat[0] == '*') {
-      while (plen && pat[1] == '*') {
-        pat++;
-        plen--;
-      }
-      if (plen == 1) return 1;
-      for (; slen; s++, slen--) {
-        if (ref_impl(pat + 1, plen - 1, s, slen, give_up, depth + 1)) return 1;
-        if (*give_up) return 0;
-      }
-      *give_up = 1;
-      return 0;
-    } else if (pat[0] == '?') {
-      s++;
-      slen--;
-    } else if (pat[0] == '[') {
-      int neg, hit = 0;
-      pat++;
-      plen--;
-      neg = pat[0] == '^';
-      if (neg) {
-        pat++;
-        plen--;
-      }
-      for (;;) {
-        if (pat[0] == '\\' && plen >= 2) {
-          pat++;
-          plen--;
-          if (pat[0] == s[0]) hit = 1;
-        } else if (pat[0] == ']') {
-          break;
-        } else if (plen == 0) {
-          pat--;
-          plen++;
-          break;
-        } else if (plen >= 3 && pat[1] == '-') {
-          int lo = pat[0], hi = pat[2], c = s[0];
-          if (lo > hi) {
-            int t = lo;
-            lo = hi;
-            hi = t;
-          }
-          pat += 2;
-          plen -= 2;
-          if (c >= lo && c <= hi) hit = 1;
-        } else if (pat[0] == s[0]) {
-          hit = 1;
-        }
-        pat++;
-        plen--;
-      }
-      if (neg) hit = !hit;
-      if (!hit) return 0;
-      s++;
-      slen--;
-    } else {
-      if (pat[0] == '\\' && plen >= 2) {
-        pat++;
-        plen--;
-      }
-      if (pat[0] != s[0]) return 0;
-      s++;
-      slen--;
-    }
-    pat++;
-    plen--;
-    if (slen == 0) {
-      while (*pat == '*') {
-        pat++;
-        plen--;
-      }
-      break;
-    }
-  }
-  return plen == 0 && slen == 0;
-}
-
-/* KEYS and SCAN treat the pattern "*" as "every key" before matching. */
-static int ref_match(const char *pat, size_t plen, const char *s, size_t slen) {
-  char *copy = malloc(plen + 1);
-  memcpy(copy, pat, plen);
-  copy[plen] = '\0';
-  int give_up = 0;
-  int r = (plen == 1 && pat[0] == '*') ||
-          ref_impl(copy, (int)plen, s, (int)slen, &give_up, 0);
-  free(copy);
-  return r;
-}
 
 /* ---- hand-written cases ------------------------------------------------ */
 
@@ -268,14 +174,14 @@ static void test_pathological(void) {
   }
   many[2 * n] = '\0';
   CHECK_EQ_INT(inv_glob_match(many, 2 * n, s, n), 0);
-  CHECK_EQ_INT(ref_match(many, 2 * n, s, n), 0);
+  CHECK_EQ_INT(glob_ref_match(many, 2 * n, s, n), 0);
   CHECK_EQ_INT(inv_glob_match(many, 2 * 1000, s, n), 1);
-  CHECK_EQ_INT(ref_match(many, 2 * 1000, s, n), 1);
+  CHECK_EQ_INT(glob_ref_match(many, 2 * 1000, s, n), 1);
   /* A trailing '*' run needs no further nesting. */
   many[2 * n] = '*';
   CHECK_EQ_INT(inv_glob_match(many, 2 * 1000 + 1, s, n), 1);
   CHECK_EQ_INT(inv_glob_match(many, 2 * n + 1, s, n), 0);
-  CHECK_EQ_INT(ref_match(many, 2 * n + 1, s, n), 0);
+  CHECK_EQ_INT(glob_ref_match(many, 2 * n + 1, s, n), 0);
   free(many);
 }
 
@@ -299,7 +205,7 @@ static void test_random_vs_reference(void) {
     for (size_t i = 0; i < plen; i++) pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
     for (size_t i = 0; i < klen; i++) key[i] = key_alpha[rnd(sizeof(key_alpha) - 1)];
     int got = inv_glob_match(pat, plen, key, klen);
-    int want = ref_match(pat, plen, key, klen);
+    int want = glob_ref_match(pat, plen, key, klen);
     if (got != want && mismatches++ < 5) {
       fprintf(stderr, "mismatch: pattern \"%.*s\" key \"%.*s\": %d != %d\n",
               (int)plen, pat, (int)klen, key, got, want);
@@ -311,19 +217,144 @@ static void test_random_vs_reference(void) {
 /* ---- helpers: literal prefix, pinned slot, everything, from_prefix ----- */
 
 static void test_matches_everything(void) {
-#define E(p) inv_glob_matches_everything(p, strlen(p))
+#define E(p) inv_glob_matches_everything(p, sizeof(p) - 1)
   CHECK_EQ_INT(E("*"), 1);
   CHECK_EQ_INT(E("**"), 1);
   CHECK_EQ_INT(E("*?*"), 1);
   CHECK_EQ_INT(E("?*"), 1);
+  /* No token restricts a byte: only the lengths decide, so these are
+   * flushes too. */
+  CHECK_EQ_INT(E("?"), 1);
+  CHECK_EQ_INT(E("??"), 1);
+  CHECK_EQ_INT(E("??*"), 1);
+  /* An empty negated class takes any byte. */
+  CHECK_EQ_INT(E("*[^]*"), 1);
+  CHECK_EQ_INT(E("[^]*"), 1);
+  CHECK_EQ_INT(E("*[^]"), 1);
+  CHECK_EQ_INT(E("[^]"), 1);
+  /* Unclosed negated classes (malformed, but judged all the same). */
+  CHECK_EQ_INT(E("*[^"), 1);
+  CHECK_EQ_INT(E("[^"), 1);
+  /* Range ends compare as signed char: 0x80..0x7f spans all 256. */
+  if ((char)0x80 < 0) {
+    CHECK_EQ_INT(E("*[\x80-\x7f]*"), 1);
+    /* ... while 0x00..0xff is the range -1..0: two bytes. */
+    CHECK_EQ_INT(E("*[\x00-\xff]*"), 0);
+  }
+  CHECK_EQ_INT(E("[^\x01-\x01][^]*"), 0);
+  CHECK_EQ_INT(E("[^a-a]*"), 0);
+  CHECK_EQ_INT(E("[\x01-\x7f\x80-\xff\\\x00]*"), 1);
+  CHECK_EQ_INT(E("[^\\\x00]*"), 0);
+  /* A literal byte, escaped or not, restricts. */
   CHECK_EQ_INT(E("a*"), 0);
   CHECK_EQ_INT(E("\\*"), 0);
   CHECK_EQ_INT(E("[*]"), 0);
-  /* Without any '*' a pattern has a fixed length. */
+  CHECK_EQ_INT(E("*\\"), 0);
+  CHECK_EQ_INT(E("["), 0);  /* an empty unclosed class takes nothing */
+  CHECK_EQ_INT(E("*["), 0);
+  CHECK_EQ_INT(E("[]*"), 0);
+  /* The empty pattern matches the empty key only. */
   CHECK_EQ_INT(E(""), 0);
-  CHECK_EQ_INT(E("?"), 0);
-  CHECK_EQ_INT(E("??"), 0);
 #undef E
+  /* Past 1000 '*' runs followed by a token, Redis gives up: the pattern
+   * matches no key at all, so it is no flush. A trailing run is free. */
+  size_t n = 1001;
+  char *many = malloc(2 * n + 1);
+  for (size_t i = 0; i < n; i++) {
+    many[2 * i] = '*';
+    many[2 * i + 1] = '?';
+  }
+  many[2 * n] = '*';
+  CHECK_EQ_INT(inv_glob_matches_everything(many, 2 * n), 0);
+  CHECK_EQ_INT(inv_glob_match(many, 2 * n, "x", 1), 0);
+  CHECK_EQ_INT(inv_glob_matches_everything(many, 2 * 1000 + 1), 1);
+  CHECK_EQ_INT(inv_glob_matches_everything(many + 1, 2 * n), 1);
+  free(many);
+}
+
+static void test_unmatched_byte(void) {
+#define U(p) inv_glob_unmatched_byte(p, sizeof(p) - 1)
+  CHECK_EQ_INT(U("*"), -1);
+  CHECK_EQ_INT(U("*[^]?"), -1);
+  CHECK_EQ_INT(U("a*"), 0);     /* the first byte 'a' rejects is 0 */
+  CHECK_EQ_INT(U("\x00*"), 1);
+  CHECK_EQ_INT(U("*[^\x00-\x02]"), 0);
+  CHECK_EQ_INT(U("[\x00-\x02]"), 3);
+  CHECK_EQ_INT(U("?[^\\\x00]"), 0);
+  CHECK_EQ_INT(U("["), 0);
+#undef U
+}
+
+static void test_check(void) {
+#define C(p) inv_glob_check(p, sizeof(p) - 1)
+  CHECK_EQ_INT(C(""), 0);
+  CHECK_EQ_INT(C("*"), 0);
+  CHECK_EQ_INT(C("user:[0-9]*"), 0);
+  CHECK_EQ_INT(C("[]"), 0);
+  CHECK_EQ_INT(C("[]]"), 0);
+  CHECK_EQ_INT(C("[^]"), 0);
+  CHECK_EQ_INT(C("[\\]]"), 0);
+  CHECK_EQ_INT(C("[a-]x]"), 0);
+  CHECK_EQ_INT(C("\\["), 0);
+  CHECK_EQ_INT(C("\\\\"), 0);
+  CHECK_EQ_INT(C("a]"), 0);
+  CHECK_EQ_INT(C("[[]"), 0);
+  CHECK_EQ_INT(C("[\\\\]"), 0);
+  CHECK_EQ_INT(C("[*]*"), 0);
+  /* Classes without their ']'. */
+  CHECK_EQ_INT(C("["), INV_EINVAL);
+  CHECK_EQ_INT(C("*["), INV_EINVAL);
+  CHECK_EQ_INT(C("[^"), INV_EINVAL);
+  CHECK_EQ_INT(C("a[bc"), INV_EINVAL);
+  CHECK_EQ_INT(C("[\\]"), INV_EINVAL);   /* "\]" is a literal ']' */
+  CHECK_EQ_INT(C("[a-]"), INV_EINVAL);   /* the range 'a'..']' */
+  CHECK_EQ_INT(C("[\\"), INV_EINVAL);
+  CHECK_EQ_INT(C("x[a-"), INV_EINVAL);
+  CHECK_EQ_INT(C("[]]["), INV_EINVAL);
+  /* A lone '\' at the end. */
+  CHECK_EQ_INT(C("\\"), INV_EINVAL);
+  CHECK_EQ_INT(C("*\\"), INV_EINVAL);
+  CHECK_EQ_INT(C("a\\\\\\"), INV_EINVAL);
+  CHECK_EQ_INT(C("a\\\\"), 0);
+  /* Binary bytes are ordinary literals. */
+  CHECK_EQ_INT(inv_glob_check("\0[\0]\xff", 5), 0);
+  CHECK_EQ_INT(inv_glob_check("\0[\0", 3), INV_EINVAL);
+#undef C
+}
+
+/* The flush rule, checked against the reference model on random patterns:
+ * a pattern with an unmatched byte b leaves every key of b's alone, and a
+ * flush matches a key exactly when it matches the key of the same length
+ * made of 'a's (only lengths decide). */
+static void test_random_flush_rule(void) {
+  static const char pat_alpha[] = "a*?[]^-\\\x80\x7f\xff";
+  char pat[12], key[16];
+  int bad = 0, flushes = 0;
+  for (int iter = 0; iter < 100000; iter++) {
+    size_t plen = 1 + rnd(10);
+    for (size_t i = 0; i < plen; i++) pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
+    int b = inv_glob_unmatched_byte(pat, plen);
+    int flush = inv_glob_matches_everything(pat, plen);
+    if (flush != (b < 0)) bad++;
+    if (b >= 0) {
+      for (size_t k = 1; k <= 14; k++) {
+        memset(key, b, k);
+        if (glob_ref_match(pat, plen, key, k)) bad++;
+      }
+    } else {
+      char same[16];
+      flushes++;
+      size_t klen = rnd(15);
+      for (size_t i = 0; i < klen; i++) key[i] = (char)rnd(256);
+      memset(same, 'a', klen);
+      if (glob_ref_match(pat, plen, key, klen) != glob_ref_match(pat, plen, same, klen))
+        bad++;
+    }
+    if (bad && bad < 3)
+      fprintf(stderr, "flush rule fails on \"%.*s\"\n", (int)plen, pat);
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK(flushes > 1000);
 }
 
 static void test_literal_prefix(void) {
@@ -446,6 +477,9 @@ int main(void) {
   RUN(test_pathological);
   RUN(test_random_vs_reference);
   RUN(test_matches_everything);
+  RUN(test_unmatched_byte);
+  RUN(test_check);
+  RUN(test_random_flush_rule);
   RUN(test_literal_prefix);
   RUN(test_pinned_slot);
   RUN(test_from_prefix);

@@ -62,10 +62,22 @@
      "keys whose UNLINK was answered MOVED or ASK (another node's keys)")      \
   XX(pending_keys, pending_keys, GAUGE,                                        \
      "exact keys queued or in flight for UNLINK")                              \
-  XX(scans_running, scans_running, GAUGE, "scan jobs running now")            \
+  XX(scans_running, scans_running, GAUGE,                                      \
+     "pattern jobs being served now (the shared pass and pinned jobs)")       \
   XX(scans_pending, scans_pending, GAUGE,                                      \
-     "scan jobs waiting for a free slot (max-scans)")                          \
+     "pattern jobs waiting for the next shared pass or a pinned-job slot")     \
+  XX(scans_waiting_bytes, scans_waiting_bytes, GAUGE,                          \
+     "memory held by the waiting pattern jobs, bytes")                         \
   XX(scans_done, scans_done, COUNTER, "scan jobs finished")                    \
+  XX(scan_passes, scan_passes, COUNTER,                                        \
+     "shared SCAN passes over the node (each serves every waiting pattern)")  \
+  XX(pass_patterns, pass_patterns, COUNTER,                                    \
+     "distinct patterns served by shared passes (/ scan_passes: per pass)")   \
+  XX(scan_calls, scan_calls, COUNTER, "SCAN commands sent")                   \
+  XX(keys_matched, keys_matched, COUNTER,                                      \
+     "listed keys that a pattern matched and that went to UNLINK")            \
+  XX(reserved_skipped, reserved_skipped, COUNTER,                              \
+     "listed keys a pattern matched but left: the service's own keys")        \
   XX(scans_merged, scans_merged, COUNTER,                                      \
      "patterns merged into an identical pending scan job")                     \
   XX(slot_scans, slot_scans, COUNTER,                                          \

@@ -92,7 +92,7 @@
   XX(gaps, gaps, COUNTER,                                                      \
      "times the log had been trimmed past the last applied id")                \
   XX(intake_paused, intake_paused, GAUGE,                                      \
-     "1 while reading the log is paused by max-pending-keys")                  \
+     "1 while reading the log is paused by a bound (PROTOCOL.md 4.1)")        \
   XX(last_applied_ms, last_applied_ms, GAUGE,                                  \
      "millisecond part of the last applied log id")                            \
   XX(lag_ms_p50, lag_ms_p50, GAUGE, "median of now - event ts, ms")           \

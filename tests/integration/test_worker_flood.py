@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from workerlib import (Topo, assert_keyset, ev, key_events, key_slot,
+from workerlib import (flushed_topo, assert_keyset, ev, key_events, key_slot,
                        keys_present, load_keys, poll, send_events, settle, sid,
                        start_workers, wait_applied, wait_gone, wstats)
 
@@ -46,16 +46,7 @@ def layout():
 
 @pytest.fixture(params=["standalone", "cluster"])
 def topo(request):
-    if request.param == "standalone":
-        target = request.getfixturevalue("redis_standalone")
-        if not target.alive():
-            target.start()
-        target.client().flushall()
-    else:
-        target = request.getfixturevalue("redis_cluster")
-        target.wait_ok(60)
-        target.flushall()
-    return Topo(target)
+    return flushed_topo(request, request.param)
 
 
 def count_present(topo, keys):

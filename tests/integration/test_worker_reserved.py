@@ -12,7 +12,7 @@ Standalone Redis and the cluster.
 
 import pytest
 
-from workerlib import (HB_KEY, LOG_KEY, Topo, assert_keyset, ev,
+from workerlib import (HB_KEY, LOG_KEY, assert_keyset, ev, flushed_topo,
                        keys_present, load_keys, poll, send_events, settle,
                        start_workers, wait_applied, wait_gone, wstats)
 
@@ -27,16 +27,7 @@ OTHER = [f"other:{i}" for i in range(200)]
 
 @pytest.fixture(params=["standalone", "cluster"])
 def topo(request):
-    if request.param == "standalone":
-        target = request.getfixturevalue("redis_standalone")
-        if not target.alive():
-            target.start()
-        target.client().flushall()
-    else:
-        target = request.getfixturevalue("redis_cluster")
-        target.wait_ok(60)
-        target.flushall()
-    return Topo(target)
+    return flushed_topo(request, request.param)
 
 
 ROUNDS = [

@@ -161,7 +161,7 @@ def run(ctx):
                    f"exact keys ({sent} sent, {unapplied} not applied) "
                    f"p50 {p50s[-1]:.1f} ms p99 {p99s[-1]:.1f} ms "
                    f"max {maxs[-1]:.1f} ms, {calls} SCAN calls, "
-                   f"{st['scan_passes']} passes")
+                   f"{st.get('scan_passes', '-')} passes")
             log(msg)
             notes.append(msg)
     md, m99 = median(dones), median(p99s)

@@ -1,5 +1,21 @@
 /*
  * Scan jobs (see scanner.h).
+ *
+ * A submitted pattern is a pat_t. Unpinned ones wait in one FIFO until the
+ * next shared pass takes them all; a pinned one becomes a run of its own
+ * (one pattern, GETKEYSINSLOT) in the pending list, of which at most
+ * max-scans run at once. A run (run_t) is what sends the listing commands
+ * and pushes keys: the shared pass is a run with many patterns and no
+ * MATCH, a pinned job a run with one.
+ *
+ * Local matching of a listing against many patterns goes through the run's
+ * prefix index: every key that matches a pattern starts with the pattern's
+ * literal prefix, and so does every lock and stale copy of such a key, once
+ * the outer '{' of an untagged base is dropped. So the patterns a key can
+ * concern are those filed under one of the key's own prefixes (one hash
+ * lookup per distinct literal-prefix length), under the prefixes of the key
+ * without its first byte when that is '{', and those with an empty literal
+ * prefix. Only those are matched with inv_glob_match.
  */
 #include "workers/scanner.h"
 
@@ -10,14 +26,21 @@
 #include "common/errors.h"
 #include "common/glob.h"
 #include "common/log.h"
+#include "proto/event.h"
 #include "proto/keyname.h"
 
 /* A slot with more keys than this is walked with SCAN instead of being
  * listed in one GETKEYSINSLOT reply, which would be held in memory. */
 #define SLOT_LIST_MAX 100000
 
+/* How far back in the pending list a pinned pattern looks for an identical
+ * one to join: enough for the repeats of one request, without a quadratic
+ * cost when very many are pending. */
+#define PINNED_MERGE_LOOKBACK 64
+
 enum { JOB_PENDING, JOB_RUNNING, JOB_CANCELLED };
 enum { PHASE_SCAN, PHASE_COUNT, PHASE_GETKEYS };
+enum { OP_NONE = 0, OP_RAW, OP_SOFT, OP_HARD }; /* ranks: the strongest wins */
 
 typedef struct key_s {
   char *key;
@@ -25,6 +48,37 @@ typedef struct key_s {
   int asking;
   inv_unlink_op_t op;
 } key_t_;
+
+/* One submitted pattern with its mode and every tag that asked for it. */
+typedef struct pat_s {
+  struct pat_s *next;  /* the waiting FIFO, then its prefix-index chain */
+  char *pat;
+  size_t patlen;
+  char *lit;           /* literal prefix, escapes removed (in pat's block) */
+  size_t litlen;
+  inv_unlink_op_t mode; /* INV_UNLINK_HARD or INV_UNLINK_SOFT */
+  int pinned;
+  unsigned slot;
+  uint64_t *tags;
+  size_t ntags, tagcap;
+} pat_t;
+
+/* A run's patterns filed by literal prefix (open addressing). */
+typedef struct bucket_s {
+  const char *lit;
+  size_t len;
+  pat_t *head;
+} bucket_t;
+
+typedef struct pindex_s {
+  bucket_t *b;
+  size_t mask;
+  size_t *lens;   /* distinct non-zero literal-prefix lengths, ascending */
+  size_t nlens;
+  pat_t *any;     /* patterns with an empty literal prefix */
+  pat_t **cand;   /* scratch: the candidates of one key */
+  size_t candcap;
+} pindex_t;
 
 /* A page's matched value keys, to skip locks and stale copies that their
  * value key's command already removes (open addressing, pointers into the
@@ -39,14 +93,15 @@ typedef struct page_set_s {
   size_t mask;
 } page_set_t;
 
-typedef struct job_s {
-  struct job_s *next, *prev;
+typedef struct run_s {
+  struct run_s *next, *prev;
   inv_scanner_t *s;
-  char *pat;
-  size_t patlen;
+  pat_t **pats;
+  size_t npats;
+  pindex_t idx;
   char *match;           /* SCAN MATCH: "*" pat "*" (NULL: no MATCH) */
   size_t matchlen;
-  inv_unlink_op_t mode;  /* INV_UNLINK_HARD or INV_UNLINK_SOFT */
+  int shared;            /* the shared pass (else a pinned job) */
   int pinned;
   unsigned slot;
   int state;
@@ -59,12 +114,10 @@ typedef struct job_s {
   size_t inflight;       /* keys handed to the unlinker, not yet done */
   key_t_ *keys;          /* matched keys of the last page, not yet pushed */
   size_t nkeys, kidx;
-  uint64_t *tags;
-  size_t ntags, tagcap;
-} job_t;
+} run_t;
 
 typedef struct list_s {
-  job_t *head, *tail;
+  run_t *head, *tail;
   size_t n;
 } list_t;
 
@@ -77,14 +130,20 @@ struct inv_scanner_s {
   inv_worker_stats_t *stats;
   inv_unlink_done_cb done_cb;
   void *owner;
-  list_t pending, running;
-  size_t zombies; /* cancelled jobs waiting for their commands */
+  pat_t *wait_head, *wait_tail; /* unpinned patterns for the next pass */
+  size_t nwaiting;              /* patterns waiting: FIFO + pending runs */
+  size_t waiting_bytes;
+  run_t *pass;                  /* the shared pass running, or NULL */
+  list_t pending, running;      /* runs; pending ones are pinned */
+  size_t zombies; /* cancelled runs waiting for their commands */
   int closing;
   uv_timer_t retry;
   int retry_armed;
+  uv_idle_t kick;  /* starts a pass once this loop pass's submits are in */
+  int open_handles;
 };
 
-static void list_push(list_t *l, job_t *j) {
+static void list_push(list_t *l, run_t *j) {
   j->next = NULL;
   j->prev = l->tail;
   if (l->tail) l->tail->next = j;
@@ -93,7 +152,7 @@ static void list_push(list_t *l, job_t *j) {
   l->n++;
 }
 
-static void list_remove(list_t *l, job_t *j) {
+static void list_remove(list_t *l, run_t *j) {
   if (j->prev) j->prev->next = j->next;
   else l->head = j->next;
   if (j->next) j->next->prev = j->prev;
@@ -102,44 +161,96 @@ static void list_remove(list_t *l, job_t *j) {
   l->n--;
 }
 
-static void free_keys(job_t *j) {
+/* What a waiting pattern counts against the byte bound. */
+static size_t pat_bytes(const pat_t *p) {
+  return sizeof(*p) + 2 * p->patlen + p->tagcap * sizeof(uint64_t);
+}
+
+static void pat_free(pat_t *p) {
+  if (p == NULL) return;
+  free(p->pat);
+  free(p->tags);
+  free(p);
+}
+
+static int add_tag(pat_t *p, uint64_t tag) {
+  if (p->ntags == p->tagcap) {
+    size_t cap = p->tagcap ? p->tagcap * 2 : 2;
+    uint64_t *t = realloc(p->tags, cap * sizeof(*t));
+    if (t == NULL) return INV_ENOMEM;
+    p->tags = t;
+    p->tagcap = cap;
+  }
+  p->tags[p->ntags++] = tag;
+  return 0;
+}
+
+/* Calls done_cb with err for every tag of p, then frees p. */
+static void pat_finish(inv_scanner_t *s, pat_t *p, int err) {
+  uint64_t *tags = p->tags;
+  size_t ntags = p->ntags;
+  p->tags = NULL;
+  pat_free(p);
+  for (size_t i = 0; i < ntags; i++) s->done_cb(s->owner, tags[i], err);
+  free(tags);
+}
+
+static void free_keys(run_t *j) {
   for (size_t i = j->kidx; i < j->nkeys; i++) free(j->keys[i].key);
   free(j->keys);
   j->keys = NULL;
   j->nkeys = j->kidx = 0;
 }
 
-static void job_free(job_t *j) {
+static void index_free(pindex_t *x) {
+  free(x->b);
+  free(x->lens);
+  free(x->cand);
+  memset(x, 0, sizeof(*x));
+}
+
+/* Frees j and whatever patterns it still holds (their tags uncalled). */
+static void run_free(run_t *j) {
   free_keys(j);
-  free(j->pat);
+  for (size_t i = 0; i < j->npats; i++) pat_free(j->pats[i]);
+  free(j->pats);
+  index_free(&j->idx);
   free(j->match);
-  free(j->tags);
   free(j);
 }
 
 static void maybe_free_scanner(inv_scanner_t *s);
 
-/* Frees a cancelled job once nothing of it is in flight. */
-static void zombie_check(job_t *j) {
+/* Frees a cancelled run once nothing of it is in flight. */
+static void zombie_check(run_t *j) {
   inv_scanner_t *s = j->s;
   if (j->state != JOB_CANCELLED || j->cmd_inflight || j->inflight > 0) return;
   s->zombies--;
-  job_free(j);
+  run_free(j);
   maybe_free_scanner(s);
 }
 
+static size_t running_patterns(const inv_scanner_t *s) {
+  size_t n = 0;
+  for (const run_t *j = s->running.head; j != NULL; j = j->next) n += j->npats;
+  return n;
+}
+
 static void update_gauges(inv_scanner_t *s) {
-  s->stats->scans_running = s->running.n;
-  s->stats->scans_pending = s->pending.n;
+  s->stats->scans_running = running_patterns(s);
+  s->stats->scans_pending = s->nwaiting;
+  s->stats->scans_waiting_bytes = s->waiting_bytes;
 }
 
 static void start_pending(inv_scanner_t *s);
-static void pump(job_t *j);
+static void start_pass(inv_scanner_t *s);
+static void pump(run_t *j);
 
 static void retry_cb(uv_timer_t *t) {
   inv_scanner_t *s = t->data;
   s->retry_armed = 0;
   inv_scanner_resume(s);
+  start_pass(s);
 }
 
 static void arm_retry(inv_scanner_t *s) {
@@ -148,29 +259,30 @@ static void arm_retry(inv_scanner_t *s) {
   uv_timer_start(&s->retry, retry_cb, 200, 0);
 }
 
-/* Calls done_cb for every tag of j with err, then frees j. */
-static void job_finish(job_t *j, int err) {
-  inv_scanner_t *s = j->s;
-  uint64_t *tags = j->tags;
-  size_t ntags = j->ntags;
-  j->tags = NULL;
-  j->ntags = 0;
-  job_free(j);
-  for (size_t i = 0; i < ntags; i++) s->done_cb(s->owner, tags[i], err);
-  free(tags);
-}
+/* Schedules the start of a pass later in this loop iteration, so that the
+ * patterns submitted by one burst of callbacks (one request's events, one
+ * catch-up page) share it. */
+static void kick_soon(inv_scanner_t *s);
 
-static void complete(job_t *j) {
+static void complete(run_t *j) {
   inv_scanner_t *s = j->s;
   list_remove(&s->running, j);
-  s->stats->scans_done++;
-  job_finish(j, 0);
+  if (j == s->pass) s->pass = NULL;
+  pat_t **pats = j->pats;
+  size_t npats = j->npats;
+  j->pats = NULL;
+  j->npats = 0;
+  run_free(j);
+  s->stats->scans_done += npats;
+  for (size_t i = 0; i < npats; i++) pat_finish(s, pats[i], 0);
+  free(pats);
   start_pending(s);
+  if (s->wait_head != NULL) kick_soon(s);
   update_gauges(s);
 }
 
 static void key_done_cb(void *owner, uint64_t tag, int err) {
-  job_t *j = owner;
+  run_t *j = owner;
   (void)tag;
   (void)err;
   j->inflight--;
@@ -221,37 +333,147 @@ static int page_set(page_set_t *s, const char *p, size_t len, int add) {
   }
 }
 
-/* What the job does with key k of a listing: a value key matching the
- * pattern gets the job's mode; a lock of a matching value key is removed;
- * so is a stale copy, in hard mode only (soft invalidation keeps stale
- * copies). A lock or stale copy whose value key is in the same listing is
- * skipped: the value key's command removes it. Returns 0 to skip. */
-static int key_op(const job_t *j, const redisReply *k, page_set_t *values,
-                  inv_unlink_op_t *op) {
-  size_t vs, vl;
-  inv_regen_kind_t kind = inv_regen_classify(j->pat, j->patlen, k->str, k->len,
-                                             &vs, &vl);
-  if (kind == INV_REGEN_VALUE) {
-    if (!inv_glob_match(j->pat, j->patlen, k->str, k->len)) return 0;
-    *op = j->mode;
-    return 1;
-  }
-  if (kind == INV_REGEN_STALE && j->mode == INV_UNLINK_SOFT) return 0;
-  if (page_set(values, k->str + vs, vl, 0)) return 0;
-  *op = INV_UNLINK_RAW;
-  return 1;
+static size_t pow2_above(size_t n) {
+  size_t cap = 8;
+  while (cap < 2 * n) cap *= 2;
+  return cap;
 }
 
-/* Copies the keys of an array reply that the job acts on and the node
- * answers for into j->keys (see key_op). Returns 0 or INV_ENOMEM. */
-static int take_keys(job_t *j, const redisReply *arr) {
+static int cmp_size(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static bucket_t *bucket_find(const pindex_t *x, const char *lit, size_t len) {
+  for (size_t i = span_hash(lit, len) & x->mask;; i = (i + 1) & x->mask) {
+    bucket_t *b = &x->b[i];
+    if (b->lit == NULL || (b->len == len && memcmp(b->lit, lit, len) == 0))
+      return b;
+  }
+}
+
+/* Files the run's patterns by literal prefix. Returns 0 or INV_ENOMEM. */
+static int index_build(run_t *j) {
+  pindex_t *x = &j->idx;
+  size_t cap = pow2_above(j->npats);
+  x->b = calloc(cap, sizeof(*x->b));
+  x->lens = malloc(j->npats * sizeof(*x->lens));
+  x->candcap = j->npats + 1;
+  x->cand = malloc(x->candcap * sizeof(*x->cand));
+  if (x->b == NULL || x->lens == NULL || x->cand == NULL) return INV_ENOMEM;
+  x->mask = cap - 1;
+  for (size_t i = 0; i < j->npats; i++) {
+    pat_t *p = j->pats[i];
+    if (p->litlen == 0) {
+      p->next = x->any;
+      x->any = p;
+      continue;
+    }
+    bucket_t *b = bucket_find(x, p->lit, p->litlen);
+    if (b->lit == NULL) {
+      b->lit = p->lit;
+      b->len = p->litlen;
+      x->lens[x->nlens++] = p->litlen;
+    }
+    p->next = b->head;
+    b->head = p;
+  }
+  qsort(x->lens, x->nlens, sizeof(*x->lens), cmp_size);
+  size_t n = 0;
+  for (size_t i = 0; i < x->nlens; i++)
+    if (n == 0 || x->lens[n - 1] != x->lens[i]) x->lens[n++] = x->lens[i];
+  x->nlens = n;
+  return 0;
+}
+
+static int cand_push(pindex_t *x, size_t *n, pat_t *p) {
+  if (*n == x->candcap) {
+    pat_t **c = realloc(x->cand, 2 * x->candcap * sizeof(*c));
+    if (c == NULL) return INV_ENOMEM;
+    x->cand = c;
+    x->candcap *= 2;
+  }
+  x->cand[(*n)++] = p;
+  return 0;
+}
+
+static int cand_add_prefixed(pindex_t *x, size_t *n, const char *k, size_t len) {
+  for (size_t i = 0; i < x->nlens && x->lens[i] <= len; i++) {
+    bucket_t *b = bucket_find(x, k, x->lens[i]);
+    for (pat_t *p = b->head; p != NULL; p = p->next)
+      if (cand_push(x, n, p) != 0) return INV_ENOMEM;
+  }
+  return 0;
+}
+
+/* Fills x->cand with the patterns key k can concern (see the top of this
+ * file); a pattern may appear twice. Returns the count, or 0 on ENOMEM
+ * (the key is then passed over, as a failed allocation skips a page). */
+static size_t candidates(pindex_t *x, const char *k, size_t len) {
+  size_t n = 0;
+  for (pat_t *p = x->any; p != NULL; p = p->next)
+    if (cand_push(x, &n, p) != 0) return 0;
+  if (cand_add_prefixed(x, &n, k, len) != 0) return 0;
+  if (len > 1 && k[0] == '{' && cand_add_prefixed(x, &n, k + 1, len - 1) != 0)
+    return 0;
+  return n;
+}
+
+/* Whether some candidate pattern matches k as a value key. */
+static int matches_value(pindex_t *x, const char *k, size_t len) {
+  size_t n = candidates(x, k, len);
+  for (size_t i = 0; i < n; i++) {
+    const pat_t *p = x->cand[i];
+    if (inv_regen_classify(p->pat, p->patlen, k, len, NULL, NULL) ==
+            INV_REGEN_VALUE &&
+        inv_glob_match(p->pat, p->patlen, k, len))
+      return 1;
+  }
+  return 0;
+}
+
+/* What the run does with key k of a listing, the strongest wish of its
+ * patterns: a value key matching a pattern gets that pattern's mode (hard
+ * over soft: a hard invalidation removes what a soft one keeps); a lock of
+ * a matching value key is removed; so is a stale copy, for a hard pattern
+ * only (soft invalidation keeps stale copies). A lock or stale copy whose
+ * value key matched in the same listing is skipped: the value key's
+ * command removes it. Returns OP_NONE to skip. */
+static int key_op(pindex_t *x, const char *k, size_t len, page_set_t *values) {
+  int best = OP_NONE;
+  size_t n = candidates(x, k, len);
+  for (size_t i = 0; i < n && best != OP_HARD; i++) {
+    const pat_t *p = x->cand[i];
+    size_t vs, vl;
+    inv_regen_kind_t kind = inv_regen_classify(p->pat, p->patlen, k, len, &vs, &vl);
+    if (kind == INV_REGEN_VALUE) {
+      if (!inv_glob_match(p->pat, p->patlen, k, len)) continue;
+      int op = p->mode == INV_UNLINK_SOFT ? OP_SOFT : OP_HARD;
+      if (op > best) best = op;
+      continue;
+    }
+    if (kind == INV_REGEN_STALE && p->mode == INV_UNLINK_SOFT) continue;
+    if (page_set(values, k + vs, vl, 0)) continue;
+    if (best < OP_RAW) best = OP_RAW;
+  }
+  return best;
+}
+
+static inv_unlink_op_t unlink_op(int op) {
+  return op == OP_HARD ? INV_UNLINK_HARD
+         : op == OP_SOFT ? INV_UNLINK_SOFT : INV_UNLINK_RAW;
+}
+
+/* Copies the keys of an array reply that the run acts on and the node
+ * answers for into j->keys (see key_op); the service's own keys are never
+ * taken, whatever matched them. Returns 0 or INV_ENOMEM. */
+static int take_keys(run_t *j, const redisReply *arr) {
   inv_scanner_t *s = j->s;
   int rc = INV_ENOMEM;
   free_keys(j);
   if (arr->elements == 0) return 0;
   s->stats->keys_scanned += arr->elements;
-  size_t cap = 4;
-  while (cap < 2 * arr->elements) cap *= 2;
+  size_t cap = pow2_above(arr->elements);
   page_set_t values = {calloc(cap, sizeof(span_t)), cap - 1};
   j->keys = calloc(arr->elements, sizeof(*j->keys));
   if (values.slots == NULL || j->keys == NULL) goto out;
@@ -260,17 +482,19 @@ static int take_keys(job_t *j, const redisReply *arr) {
   for (size_t i = 0; i < arr->elements; i++) {
     const redisReply *k = arr->element[i];
     if (k->type != REDIS_REPLY_STRING) continue;
-    if (inv_regen_classify(j->pat, j->patlen, k->str, k->len, NULL, NULL) ==
-            INV_REGEN_VALUE &&
-        inv_glob_match(j->pat, j->patlen, k->str, k->len))
+    if (matches_value(&j->idx, k->str, k->len))
       page_set(&values, k->str, k->len, 1);
   }
   for (size_t i = 0; i < arr->elements; i++) {
     const redisReply *k = arr->element[i];
     int asking;
-    inv_unlink_op_t op;
     if (k->type != REDIS_REPLY_STRING) continue;
-    if (!key_op(j, k, &values, &op)) continue;
+    int op = key_op(&j->idx, k->str, k->len, &values);
+    if (op == OP_NONE) continue;
+    if (inv_key_reserved(k->str, k->len)) {
+      s->stats->reserved_skipped++;
+      continue;
+    }
     if (!slot_mode(s, k->str, k->len, &asking)) continue;
     char *copy = malloc(k->len + 1);
     if (copy == NULL) goto out;
@@ -279,9 +503,10 @@ static int take_keys(job_t *j, const redisReply *arr) {
     j->keys[j->nkeys].key = copy;
     j->keys[j->nkeys].len = k->len;
     j->keys[j->nkeys].asking = asking;
-    j->keys[j->nkeys].op = op;
+    j->keys[j->nkeys].op = unlink_op(op);
     j->nkeys++;
   }
+  s->stats->keys_matched += j->nkeys;
   rc = 0;
 out:
   free(values.slots);
@@ -290,19 +515,20 @@ out:
 
 static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data);
 
-/* Sends the job's next listing command. */
-static void send_next(job_t *j) {
+/* Sends the run's next listing command. */
+static void send_next(run_t *j) {
   inv_scanner_t *s = j->s;
   char count[32], slot[16];
   int rc;
   snprintf(count, sizeof(count), "%lld", s->opts.scan_count);
   snprintf(slot, sizeof(slot), "%u", j->slot);
   if (j->phase == PHASE_SCAN) {
-    /* MATCH the cover pattern, so that locks and stale copies come along;
-     * take_keys tells the kinds apart. */
+    /* MATCH the cover pattern of a lone pattern, so that locks and stale
+     * copies come along; take_keys tells the kinds apart. */
     const char *argv[6] = {"SCAN", j->cursor, "COUNT", count, "MATCH", j->match};
     size_t lens[6] = {4, strlen(j->cursor), 5, strlen(count), 5, j->matchlen};
     rc = inv_redis_command_argv(s->r, j->match ? 6 : 4, argv, lens, cmd_cb, j);
+    if (rc == 0) s->stats->scan_calls++;
   } else if (j->phase == PHASE_COUNT) {
     const char *argv[3] = {"CLUSTER", "COUNTKEYSINSLOT", slot};
     size_t lens[3] = {7, 15, strlen(slot)};
@@ -325,8 +551,8 @@ static void send_next(job_t *j) {
 }
 
 /* Hands keys to the unlinker within the in-flight bound, then asks for the
- * next page or completes the job. */
-static void pump(job_t *j) {
+ * next page or completes the run. */
+static void pump(run_t *j) {
   inv_scanner_t *s = j->s;
   size_t limit = (size_t)s->opts.scan_inflight;
   while (j->kidx < j->nkeys && j->inflight < limit) {
@@ -347,8 +573,19 @@ static void pump(job_t *j) {
   if (j->inflight < limit) send_next(j);
 }
 
+/* The run's patterns, for log lines: the pattern of a lone one. */
+static void log_failure(const run_t *j, const char *what, const char *detail,
+                        int detail_len) {
+  if (j->npats == 1)
+    inv_log_error("scanner", "%s of '%.*s' failed: %.*s", what,
+                  (int)j->pats[0]->patlen, j->pats[0]->pat, detail_len, detail);
+  else
+    inv_log_error("scanner", "%s of a shared pass (%zu patterns) failed: %.*s",
+                  what, j->npats, detail_len, detail);
+}
+
 static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
-  job_t *j = data;
+  run_t *j = data;
   inv_scanner_t *s = j->s;
   (void)r;
   j->cmd_inflight = 0;
@@ -367,8 +604,7 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
       arm_retry(s);
       return;
     }
-    inv_log_error("scanner", "scan of '%.*s' failed: %.*s", (int)j->patlen,
-                  j->pat, (int)reply->len, reply->str);
+    log_failure(j, "scan", reply->str, (int)reply->len);
     j->listed = 1;
     pump(j);
     return;
@@ -402,14 +638,45 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     if (reply->type == REDIS_REPLY_ARRAY) rc = take_keys(j, reply);
   }
   if (rc != 0) {
-    inv_log_error("scanner", "out of memory listing '%.*s'", (int)j->patlen, j->pat);
+    log_failure(j, "listing", "out of memory", 13);
     free_keys(j);
     j->listed = 1;
   }
   pump(j);
 }
 
-static void start_job(inv_scanner_t *s, job_t *j) {
+/* A run over pats[0..npats) (the array and its patterns are taken over),
+ * with its index and, for a lone pattern, its MATCH. Returns NULL on
+ * ENOMEM, and then pats stays the caller's. */
+static run_t *run_new(inv_scanner_t *s, pat_t **pats, size_t npats) {
+  run_t *j = calloc(1, sizeof(*j));
+  if (j == NULL) return NULL;
+  j->s = s;
+  j->pats = pats;
+  j->npats = npats;
+  strcpy(j->cursor, "0");
+  if (index_build(j) != 0) goto err;
+  if (npats == 1) {
+    const pat_t *p = pats[0];
+    j->match = malloc(p->patlen + 3);
+    if (j->match == NULL) goto err;
+    j->matchlen = inv_regen_cover_pattern(p->pat, p->patlen, j->match);
+    if (j->matchlen == 0) {
+      free(j->match); /* no MATCH: every key is filtered here */
+      j->match = NULL;
+    } else {
+      j->match[j->matchlen] = '\0';
+    }
+  }
+  return j;
+err:
+  j->pats = NULL;
+  j->npats = 0;
+  run_free(j);
+  return NULL;
+}
+
+static void start_run(inv_scanner_t *s, run_t *j) {
   j->state = JOB_RUNNING;
   list_push(&s->running, j);
   if (j->pinned && s->map->cluster) {
@@ -423,12 +690,111 @@ static void start_job(inv_scanner_t *s, job_t *j) {
 
 static void start_pending(inv_scanner_t *s) {
   while (!s->closing && s->pending.head != NULL &&
-         s->running.n < (size_t)s->opts.max_scans) {
-    job_t *j = s->pending.head;
+         s->running.n - (s->pass != NULL) < (size_t)s->opts.max_scans) {
+    run_t *j = s->pending.head;
     list_remove(&s->pending, j);
-    start_job(s, j);
+    s->nwaiting--;
+    s->waiting_bytes -= pat_bytes(j->pats[0]);
+    start_run(s, j);
   }
   update_gauges(s);
+}
+
+/* Appends an unpinned pattern to the waiting FIFO. */
+static void wait_push(inv_scanner_t *s, pat_t *p) {
+  p->next = NULL;
+  if (s->wait_tail) s->wait_tail->next = p;
+  else s->wait_head = p;
+  s->wait_tail = p;
+  s->nwaiting++;
+  s->waiting_bytes += pat_bytes(p);
+}
+
+static uint64_t pat_hash(const pat_t *p) {
+  return span_hash(p->pat, p->patlen) ^ (uint64_t)p->mode;
+}
+
+/* Takes the waiting FIFO, merging identical patterns (same bytes and mode)
+ * into the first one. Returns the distinct patterns and their count, or
+ * NULL on ENOMEM (the FIFO is then left as it was). */
+static pat_t **take_waiting(inv_scanner_t *s, size_t *out_n) {
+  size_t cap = pow2_above(s->nwaiting);
+  pat_t **seen = calloc(cap, sizeof(*seen));
+  pat_t **pats = malloc(s->nwaiting * sizeof(*pats));
+  if (seen == NULL || pats == NULL) {
+    free(seen);
+    free(pats);
+    return NULL;
+  }
+  size_t n = 0;
+  pat_t *p = s->wait_head;
+  s->wait_head = s->wait_tail = NULL;
+  while (p != NULL) {
+    pat_t *next = p->next;
+    s->nwaiting--;
+    s->waiting_bytes -= pat_bytes(p);
+    size_t i = pat_hash(p) & (cap - 1);
+    for (; seen[i] != NULL; i = (i + 1) & (cap - 1)) {
+      const pat_t *q = seen[i];
+      if (q->mode == p->mode && q->patlen == p->patlen &&
+          memcmp(q->pat, p->pat, p->patlen) == 0)
+        break;
+    }
+    pat_t *q = seen[i];
+    if (q != NULL) {
+      /* Identical: its tags join the first one. A tag that cannot be
+       * recorded is answered now as if cancelled, so its entry is never
+       * marked done for work it did not get. */
+      for (size_t t = 0; t < p->ntags; t++) {
+        if (add_tag(q, p->tags[t]) != 0) s->done_cb(s->owner, p->tags[t], INV_ECLOSED);
+      }
+      s->stats->scans_merged += p->ntags;
+      pat_free(p);
+    } else {
+      seen[i] = p;
+      p->next = NULL;
+      pats[n++] = p;
+    }
+    p = next;
+  }
+  free(seen);
+  *out_n = n;
+  return pats;
+}
+
+/* Starts the shared pass over every waiting pattern, unless one runs. */
+static void start_pass(inv_scanner_t *s) {
+  if (s->closing || s->pass != NULL || s->wait_head == NULL) return;
+  size_t n;
+  pat_t **pats = take_waiting(s, &n);
+  run_t *j = pats ? run_new(s, pats, n) : NULL;
+  if (j == NULL) {
+    /* Out of memory: the patterns wait again, and the retry timer tries
+     * once more, since nothing else may come to start a pass. */
+    for (size_t i = 0; pats != NULL && i < n; i++) wait_push(s, pats[i]);
+    free(pats);
+    inv_log_error("scanner", "out of memory starting a scan pass");
+    arm_retry(s);
+    update_gauges(s);
+    return;
+  }
+  j->shared = 1;
+  s->pass = j;
+  s->stats->scan_passes++;
+  s->stats->pass_patterns += n;
+  start_run(s, j);
+  update_gauges(s);
+}
+
+static void kick_cb(uv_idle_t *h) {
+  inv_scanner_t *s = h->data;
+  uv_idle_stop(h);
+  start_pass(s);
+}
+
+static void kick_soon(inv_scanner_t *s) {
+  if (s->closing || s->pass != NULL) return;
+  uv_idle_start(&s->kick, kick_cb);
 }
 
 int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
@@ -446,92 +812,126 @@ int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
   s->done_cb = done_cb;
   s->owner = owner;
   uv_timer_init(loop, &s->retry);
-  s->retry.data = s;
+  uv_idle_init(loop, &s->kick);
+  s->retry.data = s->kick.data = s;
+  s->open_handles = 2;
   *out = s;
   return 0;
 }
 
-static int add_tag(job_t *j, uint64_t tag) {
-  if (j->ntags == j->tagcap) {
-    size_t cap = j->tagcap ? j->tagcap * 2 : 4;
-    uint64_t *t = realloc(j->tags, cap * sizeof(*t));
-    if (t == NULL) return INV_ENOMEM;
-    j->tags = t;
-    j->tagcap = cap;
+static pat_t *pat_new(const char *pattern, size_t len, inv_unlink_op_t mode,
+                      int pinned, unsigned slot, uint64_t tag) {
+  pat_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) return NULL;
+  /* One block: the pattern, NUL, its literal prefix. */
+  p->pat = malloc(2 * len + 1);
+  if (p->pat == NULL || add_tag(p, tag) != 0) {
+    pat_free(p);
+    return NULL;
   }
-  j->tags[j->ntags++] = tag;
+  memcpy(p->pat, pattern, len);
+  p->pat[len] = '\0';
+  p->patlen = len;
+  p->lit = p->pat + len + 1;
+  p->litlen = inv_glob_literal_prefix(pattern, len, p->lit);
+  p->mode = mode;
+  p->pinned = pinned;
+  p->slot = slot;
+  return p;
+}
+
+/* Joins tag to a pending pinned run of the same pattern and mode among the
+ * last few. Returns 1 when joined. */
+static int join_pending(inv_scanner_t *s, const char *pattern, size_t len,
+                        inv_unlink_op_t mode, uint64_t tag) {
+  size_t looked = 0;
+  for (run_t *j = s->pending.tail; j != NULL && looked < PINNED_MERGE_LOOKBACK;
+       j = j->prev, looked++) {
+    pat_t *p = j->pats[0];
+    if (p->patlen == len && p->mode == mode && memcmp(p->pat, pattern, len) == 0) {
+      size_t before = pat_bytes(p);
+      if (add_tag(p, tag) != 0) return 0;
+      s->waiting_bytes += pat_bytes(p) - before;
+      s->stats->scans_merged++;
+      return 1;
+    }
+  }
   return 0;
 }
 
 int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
                        inv_unlink_op_t mode, int pinned, unsigned slot,
                        uint64_t tag) {
-  for (job_t *j = s->pending.head; j != NULL; j = j->next) {
-    if (j->patlen == len && j->mode == mode && memcmp(j->pat, pattern, len) == 0) {
-      if (add_tag(j, tag) != 0) return INV_ENOMEM;
-      s->stats->scans_merged++;
-      return 0;
+  if (pinned && join_pending(s, pattern, len, mode, tag)) return 0;
+  pat_t *p = pat_new(pattern, len, mode, pinned, slot, tag);
+  if (p == NULL) return INV_ENOMEM;
+  if (pinned) {
+    pat_t **one = malloc(sizeof(*one));
+    if (one != NULL) one[0] = p;
+    run_t *j = one ? run_new(s, one, 1) : NULL;
+    if (j == NULL) {
+      free(one);
+      pat_free(p);
+      return INV_ENOMEM;
     }
+    j->pinned = 1;
+    j->slot = slot;
+    j->state = JOB_PENDING;
+    list_push(&s->pending, j);
+    s->nwaiting++;
+    s->waiting_bytes += pat_bytes(p);
+    start_pending(s);
+    return 0;
   }
-  job_t *j = calloc(1, sizeof(*j));
-  if (j == NULL) return INV_ENOMEM;
-  j->s = s;
-  j->pat = malloc(len + 1);
-  j->match = malloc(len + 3);
-  if (j->pat == NULL || j->match == NULL || add_tag(j, tag) != 0) goto err;
-  memcpy(j->pat, pattern, len);
-  j->pat[len] = '\0';
-  j->patlen = len;
-  j->matchlen = inv_regen_cover_pattern(pattern, len, j->match);
-  if (j->matchlen == 0) {
-    free(j->match); /* no MATCH: every key is filtered here */
-    j->match = NULL;
-  } else {
-    j->match[j->matchlen] = '\0';
-  }
-  j->mode = mode;
-  j->pinned = pinned;
-  j->slot = slot;
-  strcpy(j->cursor, "0");
-  j->state = JOB_PENDING;
-  list_push(&s->pending, j);
-  start_pending(s);
+  wait_push(s, p);
+  kick_soon(s);
+  update_gauges(s);
   return 0;
-err:
-  free(j->pat);
-  free(j->match);
-  free(j->tags);
-  free(j);
-  return INV_ENOMEM;
 }
 
 static void cancel_list(inv_scanner_t *s, list_t *l) {
   while (l->head != NULL) {
-    job_t *j = l->head;
+    run_t *j = l->head;
     list_remove(l, j);
-    uint64_t *tags = j->tags;
-    size_t ntags = j->ntags;
-    j->tags = NULL;
-    j->ntags = 0;
+    if (j == s->pass) s->pass = NULL;
+    if (j->state == JOB_PENDING) {
+      s->nwaiting--;
+      s->waiting_bytes -= pat_bytes(j->pats[0]);
+    }
+    pat_t **pats = j->pats;
+    size_t npats = j->npats;
+    j->pats = NULL;
+    j->npats = 0;
+    index_free(&j->idx);
     free_keys(j);
     j->state = JOB_CANCELLED;
     s->zombies++;
     zombie_check(j);
-    for (size_t i = 0; i < ntags; i++) s->done_cb(s->owner, tags[i], INV_ECLOSED);
-    free(tags);
+    for (size_t i = 0; i < npats; i++) pat_finish(s, pats[i], INV_ECLOSED);
+    free(pats);
   }
 }
 
 void inv_scanner_cancel_all(inv_scanner_t *s) {
+  pat_t *p = s->wait_head;
+  s->wait_head = s->wait_tail = NULL;
+  uv_idle_stop(&s->kick);
+  while (p != NULL) {
+    pat_t *next = p->next;
+    s->nwaiting--;
+    s->waiting_bytes -= pat_bytes(p);
+    pat_finish(s, p, INV_ECLOSED);
+    p = next;
+  }
   cancel_list(s, &s->pending);
   cancel_list(s, &s->running);
   update_gauges(s);
 }
 
 void inv_scanner_resume(inv_scanner_t *s) {
-  job_t *j = s->running.head;
+  run_t *j = s->running.head;
   while (j != NULL) {
-    job_t *next = j->next;
+    run_t *next = j->next;
     if (j->stalled && !j->cmd_inflight) {
       j->stalled = 0;
       pump(j); /* may complete and free j */
@@ -540,21 +940,27 @@ void inv_scanner_resume(inv_scanner_t *s) {
   }
 }
 
-size_t inv_scanner_running(const inv_scanner_t *s) { return s->running.n; }
-size_t inv_scanner_pending(const inv_scanner_t *s) { return s->pending.n; }
+size_t inv_scanner_running(const inv_scanner_t *s) { return running_patterns(s); }
+size_t inv_scanner_pending(const inv_scanner_t *s) { return s->nwaiting; }
+size_t inv_scanner_waiting_bytes(const inv_scanner_t *s) { return s->waiting_bytes; }
 
-static void free_cb(uv_handle_t *h) { free(h->data); }
+static void free_cb(uv_handle_t *h) {
+  inv_scanner_t *s = h->data;
+  if (--s->open_handles == 0) free(s);
+}
 
 static void maybe_free_scanner(inv_scanner_t *s) {
   if (s->closing != 1 || s->zombies > 0) return;
   s->closing = 2;
   uv_close((uv_handle_t *)&s->retry, free_cb);
+  uv_close((uv_handle_t *)&s->kick, free_cb);
 }
 
 void inv_scanner_close(inv_scanner_t *s) {
   if (s == NULL) return;
   s->closing = 1;
   uv_timer_stop(&s->retry);
+  uv_idle_stop(&s->kick);
   inv_scanner_cancel_all(s);
   maybe_free_scanner(s);
 }

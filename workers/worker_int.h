@@ -37,7 +37,16 @@
 
 #define INV__RING_CAP 65536        /* entries in flight (between done and seen) */
 #define INV__LIVE_QUEUE_MAX 10000  /* live messages held during catch-up */
-#define INV__SCANS_PENDING_MAX 1000 /* waiting scan jobs before intake pauses */
+/* Pattern jobs waiting (for the next shared pass, or a pinned-job slot)
+ * past which intake pauses, and the memory they may hold. Large enough that
+ * a request of the publisher's largest size (max-events, 10,000) of
+ * patterns, or many such requests, is taken in at once: a waiting pattern
+ * costs the next pass only a hash lookup per key, not a SCAN of its own.
+ * 100,000 patterns of the usual few dozen bytes hold about 20 MiB; the byte
+ * bound stops long patterns (up to 16 KiB each) before they hold more than
+ * 64 MiB. Exact keys have their own bounds (max-pending-keys, the ring). */
+#define INV__PATTERNS_WAITING_MAX 100000
+#define INV__PATTERNS_WAITING_BYTES (64u << 20)
 #define INV__MAP_REFRESH_MS 5000
 #define INV__BEHIND_MAX 1000
 #define INV__TAKEOVER_RECHECK_MS 60000 /* keep asking the heartbeats this long */

@@ -18,10 +18,14 @@ static uint64_t make_tag(const inv_worker_t *w, uint64_t seq) {
   return (w->gen << TAG_SEQ_BITS) | (seq & TAG_SEQ_MASK);
 }
 
+/* Pattern work does not pause intake while its jobs only wait: they share
+ * the next SCAN pass, so exact keys behind them are applied at once. Only
+ * the bounds on what waits (count and memory) pause it. */
 int inv__worker_backpressured(const inv_worker_t *w) {
   return w->pending_keys >= (uint64_t)w->conf->max_pending_keys ||
          w->ring_tail - w->ring_head >= INV__RING_CAP - 1 ||
-         inv_scanner_pending(w->scn) >= INV__SCANS_PENDING_MAX;
+         inv_scanner_pending(w->scn) >= INV__PATTERNS_WAITING_MAX ||
+         inv_scanner_waiting_bytes(w->scn) >= INV__PATTERNS_WAITING_BYTES;
 }
 
 int inv__worker_takes_live(const inv_worker_t *w) {
@@ -115,6 +119,12 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
 static int apply_key(inv_worker_t *w, const char *key, size_t len,
                      inv_unlink_op_t mode, int limited, uint64_t tag) {
   int asking = 0;
+  /* The publisher refuses these; an entry written to the log by other
+   * means must not delete the service's own keys either. */
+  if (inv_key_reserved(key, len)) {
+    w->st.reserved_skipped++;
+    return 0;
+  }
   if (w->map.cluster) {
     unsigned slot = inv_key_slot(key, len);
     if (limited && !in_replay_slots(w, slot)) return 0;

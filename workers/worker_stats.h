@@ -62,10 +62,22 @@
      "keys whose UNLINK was answered MOVED or ASK (another node's keys)")      \
   XX(pending_keys, pending_keys, GAUGE,                                        \
      "exact keys queued or in flight for UNLINK")                              \
-  XX(scans_running, scans_running, GAUGE, "scan jobs running now")            \
+  XX(scans_running, scans_running, GAUGE,                                      \
+     "pattern jobs being served now (the shared pass and pinned jobs)")       \
   XX(scans_pending, scans_pending, GAUGE,                                      \
-     "scan jobs waiting for a free slot (max-scans)")                          \
+     "pattern jobs waiting for the next shared pass or a pinned-job slot")     \
+  XX(scans_waiting_bytes, scans_waiting_bytes, GAUGE,                          \
+     "memory held by the waiting pattern jobs, bytes")                         \
   XX(scans_done, scans_done, COUNTER, "scan jobs finished")                    \
+  XX(scan_passes, scan_passes, COUNTER,                                        \
+     "shared SCAN passes over the node (each serves every waiting pattern)")  \
+  XX(pass_patterns, pass_patterns, COUNTER,                                    \
+     "distinct patterns served by shared passes (/ scan_passes: per pass)")   \
+  XX(scan_calls, scan_calls, COUNTER, "SCAN commands sent")                   \
+  XX(keys_matched, keys_matched, COUNTER,                                      \
+     "listed keys that a pattern matched and that went to UNLINK")            \
+  XX(reserved_skipped, reserved_skipped, COUNTER,                              \
+     "listed keys a pattern matched but left: the service's own keys")        \
   XX(scans_merged, scans_merged, COUNTER,                                      \
      "patterns merged into an identical pending scan job")                     \
   XX(slot_scans, slot_scans, COUNTER,                                          \
@@ -80,7 +92,7 @@
   XX(gaps, gaps, COUNTER,                                                      \
      "times the log had been trimmed past the last applied id")                \
   XX(intake_paused, intake_paused, GAUGE,                                      \
-     "1 while reading the log is paused by max-pending-keys")                  \
+     "1 while reading the log is paused by a bound (PROTOCOL.md 4.1)")        \
   XX(last_applied_ms, last_applied_ms, GAUGE,                                  \
      "millisecond part of the last applied log id")                            \
   XX(lag_ms_p50, lag_ms_p50, GAUGE, "median of now - event ts, ms")           \

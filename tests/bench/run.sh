@@ -1,7 +1,7 @@
 #!/bin/sh
 # inval's benchmark suite (not part of CI): ./tests/bench/run.sh [OPTIONS] [N...]
 #
-#   N...          scenarios to run (1-7; default all); e.g. `run.sh 3`
+#   N...          scenarios to run (1-8; default all); e.g. `run.sh 3`
 #   --scale F     multiply key and event counts by F (0.05 for a quick run)
 #   --runs R      alternating runs per figure, median reported (default 3)
 #   --shared TXT  a note, printed with the figures, on what else loaded

@@ -144,6 +144,22 @@ class Topo:
         return self.target.client()
 
 
+def flushed_topo(request, kind):
+    """The module's standalone Redis ("standalone", started if it was
+    stopped) or cluster ("cluster", once every slot is served), flushed,
+    as a Topo: for a test parametrized over both backends."""
+    if kind == "standalone":
+        target = request.getfixturevalue("redis_standalone")
+        if not target.alive():
+            target.start()
+        target.client().flushall()
+    else:
+        target = request.getfixturevalue("redis_cluster")
+        target.wait_ok(60)
+        target.flushall()
+    return Topo(target)
+
+
 def role_name(node):
     """"primary" or "replica": the node's ROLE as the worker names it."""
     return ROLE_NAMES.get(node.role(), "unknown")

@@ -26,7 +26,7 @@ import msgpack
 import pytest
 
 from harness import HOST
-from workerlib import (CHANNEL, LOG_KEY, Topo, assert_keyset, heartbeats,
+from workerlib import (CHANNEL, HB_KEY, LOG_KEY, Topo, assert_keyset, heartbeats,
                        key_events, keys_present, load_keys, poll,
                        send_events, settle, sid, start_workers, wait_applied,
                        wait_gone, worker_of, worker_ready, wstats)
@@ -83,7 +83,8 @@ def assert_positions_real(topo, workers):
     for w in workers:
         st = wstats(w)
         assert sid(st["last_applied_id"]) == end, (w.name, st)
-        assert st["behind"] == 0, (w.name, st)
+        poll(lambda w=w: wstats(w)["behind"] == 0, 5,
+             f"{w.name} not behind")
         poll(lambda w=w: sid(heartbeats(topo)[w.node]["last_id"]) == end, 5,
              f"{w.name}'s heartbeat at the log's end")
         poll(lambda w=w: sid(saved_position(w)) == end, 5,
@@ -253,3 +254,43 @@ def test_log_recreated_behind_the_position(standalone, worker_factory,
 
     w = start_one(topo, worker_factory)
     check_goes_on(topo, w, pub, restored, "lr")
+
+
+def test_hostile_heartbeat_at_takeover(fresh_cluster, worker_factory,
+                                       publisher_factory):
+    """A heartbeat record that claims the old primary's worker stood beyond
+    the log's end never moves the heir's position: it is rejected, and the
+    heir replays from the real record and its own position."""
+    topo = Topo(fresh_cluster)
+    workers = start_workers(topo, worker_factory, *FAST)
+    pub = publisher_factory(topo.seeds)
+    victim, _ = topo.quiet_primary()
+    heir = fresh_cluster.replica_of(victim)
+    wv, wh = worker_of(workers, victim), worker_of(workers, heir)
+    gone = [f"to:g:{i}" for i in range(400)]
+    kept = [f"to:k:{i}" for i in range(100)]
+    load_keys(topo, gone + kept)
+    e0 = send_events(pub, key_events(["to:warm"]))
+    wait_applied(workers, e0)
+    poll(lambda: sid(heartbeats(topo)[victim.addr]["last_id"]) == sid(e0), 5,
+         "the victim's heartbeat at e0")
+    assert wv.stop() == 0
+    hb = topo.owner_of(HB_KEY).client()
+    rec = dict(heartbeats(topo)[victim.addr], id="forged",
+               last_id="99999999999999-0", ts_ms=int(time.time() * 1000))
+    hb.hset(HB_KEY, "forged", msgpack.packb(rec))
+    before = wstats(wh)["hints_rejected"]
+
+    fresh_cluster.failover(heir)
+    poll(lambda: wstats(wh)["role"] == "primary", 10, "heir's worker acting")
+    poll(lambda: wstats(wh)["hints_rejected"] == before + 1, 10,
+         "the forged heartbeat rejected")
+    assert "the log does not have" in wh.log(), wh.log_tail(20)
+    workers = [w for w in workers if w is not wv]
+    last = send_events(pub, key_events(gone), chunk=50)
+    wait_gone(topo, "to:*", set(gone) | {"to:warm"}, 30,
+              "invalidations applied by the heir")
+    wait_applied(workers, last)
+    settle(workers)
+    assert_keyset(keys_present(topo, "to:*"), set(kept), "to: keys")
+    assert_positions_real(topo, workers)

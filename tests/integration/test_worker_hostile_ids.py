@@ -20,14 +20,12 @@ a hint to read the log and never takes its id, prev or events on trust.
 
 import os
 import time
-import urllib.request
 
 import msgpack
 import pytest
 
-from harness import HOST
 from workerlib import (CHANNEL, HB_KEY, LOG_KEY, Topo, assert_keyset, heartbeats,
-                       key_events, keys_present, load_keys, poll,
+                       key_events, keys_present, load_keys, metric, poll,
                        send_events, settle, sid, start_workers, wait_applied,
                        wait_gone, worker_of, worker_ready, wstats)
 
@@ -62,16 +60,6 @@ def saved_position(w):
         return f.read().strip()
 
 
-def metric(worker, name):
-    body = urllib.request.urlopen(
-        f"http://{HOST}:{worker.metrics_port}/metrics",
-        timeout=5).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[1]))
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def log_end(topo):
     return sid(topo.log_client().xinfo_stream(LOG_KEY)["last-generated-id"])
 
@@ -89,6 +77,20 @@ def assert_positions_real(topo, workers):
              f"{w.name}'s heartbeat at the log's end")
         poll(lambda w=w: sid(saved_position(w)) == end, 5,
              f"{w.name}'s state file at the log's end")
+
+
+def invalidate_after(topo, pub, workers, prefix, gone, survivors):
+    """Real invalidations sent through the publisher after a forgery: gone
+    goes from every owner, survivors stay, and every position is real."""
+    last = send_events(pub, key_events(gone), chunk=50)
+    wait_gone(topo, f"{prefix}:*", set(gone), 30,
+              "real invalidations applied after the forgery")
+    wait_applied(workers, last)
+    settle(workers)
+    assert_keyset(keys_present(topo, f"{prefix}:*"), set(survivors),
+                  f"{prefix}: keys (the forged events were not applied)")
+    assert_positions_real(topo, workers)
+    return last
 
 
 @pytest.mark.parametrize("future", FUTURE_IDS)
@@ -112,14 +114,7 @@ def test_future_broadcast_rejected(topo, worker_factory, publisher_factory,
         assert sid(st["last_applied_id"]) == sid(e0), (w.name, st)
         assert "the log does not have" in w.log(), w.log_tail(20)
 
-    last = send_events(pub, key_events(gone), chunk=50)
-    wait_gone(topo, "hb:*", set(gone) | {"hb:warm"}, 30,
-              "real invalidations applied after the forged one")
-    wait_applied(workers, last)
-    settle(workers)
-    assert_keyset(keys_present(topo, "hb:*"), set(bait) | set(kept),
-                  "hb: keys (the forged events were not applied)")
-    assert_positions_real(topo, workers)
+    last = invalidate_after(topo, pub, workers, "hb", gone, bait + kept)
 
     # A worker restarted from its state file keeps working.
     victim = workers[0]
@@ -180,14 +175,7 @@ def test_forged_shard_copy_rejected(cluster, worker_factory,
     assert metric(w, "inval_worker_hints_rejected_total") == \
         st["hints_rejected"]
 
-    last = send_events(pub, key_events(gone), chunk=50)
-    wait_gone(topo, "sh:*", set(gone) | {"sh:warm"}, 30,
-              "real invalidations applied after the forged copies")
-    wait_applied(workers, last)
-    settle(workers)
-    assert_keyset(keys_present(topo, "sh:*"), set(bait) | set(kept),
-                  "sh: keys (the forged events were not applied)")
-    assert_positions_real(topo, workers)
+    invalidate_after(topo, pub, workers, "sh", gone, bait + kept)
     for x in workers:
         if x is not w:
             assert wstats(x)["hints_rejected"] == 0, x.name
@@ -287,10 +275,4 @@ def test_hostile_heartbeat_at_takeover(fresh_cluster, worker_factory,
          "the forged heartbeat rejected")
     assert "the log does not have" in wh.log(), wh.log_tail(20)
     workers = [w for w in workers if w is not wv]
-    last = send_events(pub, key_events(gone), chunk=50)
-    wait_gone(topo, "to:*", set(gone) | {"to:warm"}, 30,
-              "invalidations applied by the heir")
-    wait_applied(workers, last)
-    settle(workers)
-    assert_keyset(keys_present(topo, "to:*"), set(kept), "to: keys")
-    assert_positions_real(topo, workers)
+    invalidate_after(topo, pub, workers, "to", gone, kept)

@@ -203,7 +203,7 @@ void inv__worker_reject_ids(inv_worker_t *w, uint64_t n, inv_sid_t id,
 int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
                       int from_log);
 int inv__worker_backpressured(const inv_worker_t *w);
-/* Something finished: resume a paused catch-up or drain. */
+/* Something finished: resume a log read paused by backpressure. */
 void inv__worker_progress(inv_worker_t *w);
 /* Starts intake when subscribed, the role and map are known and no
  * takeover is pending. */

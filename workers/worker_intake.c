@@ -174,8 +174,8 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
     }
   }
   w->seen = id;
-  /* Release the hold; progress is not resumed from here, so that draining
-   * never recurses through apply. */
+  /* Release the hold; progress is not resumed from here, so that reading
+   * a page never recurses through apply. */
   e->outstanding--;
   advance(w);
   return 1;

@@ -40,7 +40,7 @@
   XX(live, live, GAUGE,                                                        \
      "1 once catch-up is done and live messages are applied")                  \
   XX(events_received, events_received, COUNTER,                                \
-     "events taken in, live or from the log (skipped duplicates excluded)")      \
+     "events read from the log and taken in (skipped duplicates excluded)")     \
   XX(events_applied, events_applied, COUNTER,                                  \
      "events dispatched while the node was a primary")                         \
   XX(events_skipped, events_skipped, COUNTER,                                  \

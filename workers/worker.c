@@ -97,7 +97,6 @@ static void sub_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
     w->subscribed = 0;
     w->st.subscribed = 0;
     inv__worker_go_idle(w);
-    inv__worker_live_clear(w);
   }
 }
 
@@ -109,7 +108,7 @@ static void sub_push_cb(inv_redis_t *r, redisReply *msg, void *data) {
       strcmp(msg->element[0]->str, "message") != 0 ||
       msg->element[2]->type != REDIS_REPLY_STRING)
     return;
-  inv__worker_on_message(w, msg->element[2]->str, msg->element[2]->len);
+  inv__worker_hint(w, msg->element[2]->str, msg->element[2]->len, INV_CHANNEL);
 }
 
 /* An UNLINK got MOVED: our slot map is stale. */
@@ -218,7 +217,9 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->is_primary = w->role == INV__ROLE_PRIMARY;
   s->connected = inv_redis_is_connected(w->cmd) && inv_redis_is_connected(w->sub);
   s->subscribed = (uint64_t)w->subscribed;
-  s->live = w->intake == INV__IN_LIVE || w->intake == INV__IN_DRAIN;
+  /* A read asked for by hints is part of live operation. */
+  s->live = w->intake == INV__IN_LIVE ||
+            (w->intake == INV__IN_CATCHUP && w->hint_read);
   s->pending_keys = w->pending_keys;
   s->scans_running = inv_scanner_running(w->scn);
   s->scans_pending = inv_scanner_pending(w->scn);
@@ -257,7 +258,6 @@ static void release(inv_worker_t *w) {
   if (--w->open_handles > 0) return;
   void (*cb)(void *) = w->stop_cb;
   void *data = w->stop_data;
-  inv__worker_live_clear(w);
   free(w->ring);
   free(w);
   if (cb) cb(data);

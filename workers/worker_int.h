@@ -11,12 +11,22 @@
  * a crash never skips an unfinished entry. Entries between done and seen
  * live in a ring of outstanding-operation counts.
  *
+ * Trust. Positions move only by entries the log returned (XRANGE). A
+ * message on the broadcast or on a shard channel is only a hint that the
+ * log has something after seen: anyone who can reach Redis can PUBLISH a
+ * forged payload, id or prev. A hint whose id is <= seen is ignored; any
+ * other hint asks for a read of the log from seen. Reads are coalesced (at
+ * most one in flight; a hint arriving meanwhile asks for one more page
+ * only if the read in flight may not cover it) and paged like a catch-up.
+ * A hint whose id the log still does not reach once the read is done is
+ * rejected (counted in hints_rejected, logged at a bounded rate). A
+ * position read from the state file or the heartbeats is checked against
+ * the log's last-generated-id before it is used.
+ *
  * Intake states: IDLE (not subscribed, role or map unknown, or a takeover
- * pending; live messages are queued), CATCHUP (reading the log from seen;
- * live messages queued), DRAIN (applying the queued messages), LIVE. The
- * live queue is bounded: when it overflows it is dropped and the worker
- * catches up from the log again ("resync"), which is lossless because every
- * broadcast entry is in the log before it is published.
+ * pending; hints are held), CATCHUP (reading the log from seen: a catch-up
+ * pass, or a read asked for by hints), LIVE (the log was read to its end;
+ * waiting for the next hint).
  */
 #ifndef INV_WORKER_INT_H
 #define INV_WORKER_INT_H
@@ -36,7 +46,8 @@
 #include "workers/worker_stats.h"
 
 #define INV__RING_CAP 65536        /* entries in flight (between done and seen) */
-#define INV__LIVE_QUEUE_MAX 10000  /* live messages held during catch-up */
+#define INV__HINTS_HELD 64         /* hint ids checked after each read */
+#define INV__REJECT_LOG_MS 10000   /* at most one rejected-hint line this often */
 /* Pattern jobs waiting (for the next shared pass, or a pinned-job slot)
  * past which intake pauses, and the memory they may hold. Large enough that
  * a request of the publisher's largest size (max-events, 10,000) of
@@ -52,19 +63,13 @@
 #define INV__TAKEOVER_RECHECK_MS 60000 /* keep asking the heartbeats this long */
 
 enum { INV__ROLE_UNKNOWN = 0, INV__ROLE_PRIMARY = 1, INV__ROLE_REPLICA = 2 };
-enum { INV__IN_IDLE = 0, INV__IN_CATCHUP, INV__IN_DRAIN, INV__IN_LIVE };
+enum { INV__IN_IDLE = 0, INV__IN_CATCHUP, INV__IN_LIVE };
 
 typedef struct inv__ring_entry_s {
   inv_sid_t id;
   uint64_t seq;
   uint32_t outstanding;
 } inv__ring_entry_t;
-
-typedef struct inv__live_msg_s {
-  struct inv__live_msg_s *next;
-  size_t len;
-  char data[];
-} inv__live_msg_t;
 
 struct inv_worker_s {
   uv_loop_t *loop;
@@ -128,27 +133,34 @@ struct inv_worker_s {
   int in_rewind;         /* callbacks of cancelled work must not resume intake */
   int intake;
   int subscribed;
-  int resync;
+  int read_again;        /* a hint arrived that the read in flight may miss */
+  int hint_read;         /* this CATCHUP pass was asked for by hints */
   int catchup_inflight;
   int catchup_waiting;   /* a page is due once backpressure clears */
   uint64_t catchup_gen;
-  inv__live_msg_t *lq_head, *lq_tail;
-  size_t lq_len;
+
+  /* Hints (worker_intake.c). hints[] holds the ids beyond seen that
+   * arrived since the last read ended; hint_max is the largest of them
+   * (also of those that did not fit), hint_sent what hint_max was when the
+   * last page was asked for: the log held every real entry up to it then.
+   * log_top is the largest id the log has shown (an entry read, or its
+   * last-generated-id). */
+  inv_sid_t hints[INV__HINTS_HELD];
+  const char *hint_src[INV__HINTS_HELD];
+  size_t nhints;
+  inv_sid_t hint_max, hint_sent, log_top;
+  uint64_t rejected_unlogged;  /* rejected since the last log line */
+  uint64_t rejected_logged_ms; /* when that line was written */
 
   /* Live verification (worker_log.c): Pub/Sub in a cluster is carried
    * over the cluster bus, which drops a message when a link between two
    * nodes is being re-established, while our own subscription stays up.
-   * The base is the log's (last id, entries-added) when a catch-up pass
-   * started; verify_count counts the entries after base_id taken in since
-   * (from the log or live). When seen equals the log's last id,
-   * entries-added - base_added must equal verify_count, else entries after
-   * base_id never arrived. */
+   * A lost hint leaves entries unread until the next one. Every heartbeat
+   * interval a live worker compares the log's last id with seen: when the
+   * same last id was already there at the previous check and is still
+   * unread, its hint was lost and the log is read. */
   int verify_inflight;
-  int verify_base_valid;
   int verify_prev_set;
-  long long verify_base_added;
-  inv_sid_t verify_base_id;
-  uint64_t verify_count;
   inv_sid_t verify_prev_last; /* the log's last id at the previous check */
 
   /* The shard channel (worker_shard.c): the one wanted now ("" for none)
@@ -178,23 +190,30 @@ void inv__worker_poll_role(inv_worker_t *w);
 void inv__worker_refresh_map(inv_worker_t *w);
 
 /* Intake (worker_intake.c). */
-void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len);
-/* Applies one entry (id and its decoded payload). from_log counts
- * catch-up events. Returns 1 when applied, 0 when skipped (id <= seen). */
+/* A live message on source (the broadcast or a shard channel) is a hint;
+ * see the top of this file. Returns 1 when it asked for a log read (its
+ * id was beyond seen), 0 when its id was taken in already or is covered by
+ * the read in flight (counted in events_skipped), or INV_EPROTO when no id
+ * could be read from it (counted in decode_errors and logged). */
+int inv__worker_hint(inv_worker_t *w, const char *data, size_t len,
+                     const char *source);
+/* A read of the log ended at its end: checks the held hints against seen,
+ * rejects those beyond it. Returns 1 when one more read is due (a hint
+ * was rejected, so hints skipped as covered by the read may not have
+ * been). */
+int inv__worker_hints_settle(inv_worker_t *w);
+/* Counts n ids from source that the log does not confirm (the largest is
+ * id) and logs them at most once per INV__REJECT_LOG_MS. */
+void inv__worker_reject_ids(inv_worker_t *w, uint64_t n, inv_sid_t id,
+                            const char *source);
+/* Applies one entry read from the log (id and its decoded payload).
+ * from_log counts catch-up events (a catch-up pass, not a hint's read).
+ * Returns 1 when applied, 0 when skipped (id <= seen). */
 int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
                       int from_log);
 int inv__worker_backpressured(const inv_worker_t *w);
-/* 1 when a live message may be applied as it arrives: intake is live,
- * nothing is queued before it, and there is room for its work. */
-int inv__worker_takes_live(const inv_worker_t *w);
-/* Decodes a payload received on channel source and its id. Returns 0, or
- * a negative code (counted in decode_errors and logged). p must be
- * destroyed in every case. */
-int inv__worker_decode(inv_worker_t *w, const char *data, size_t len,
-                       const char *source, inv_payload_t *p, inv_sid_t *id);
-/* Something finished: resume a paused catch-up or drain. */
+/* Something finished: resume a log read paused by backpressure. */
 void inv__worker_progress(inv_worker_t *w);
-void inv__worker_live_clear(inv_worker_t *w);
 /* Starts intake when subscribed, the role and map are known and no
  * takeover is pending. */
 void inv__worker_maybe_start(inv_worker_t *w);
@@ -207,7 +226,6 @@ void inv__worker_rewind(inv_worker_t *w, inv_sid_t start, int check_gap,
                         const char *why);
 /* Ends every outstanding entry (demotion: a standby owns nothing). */
 void inv__worker_stand_down(inv_worker_t *w);
-void inv__worker_drain(inv_worker_t *w);
 
 /* Shard channel (worker_shard.c). */
 /* Subscribes to the channel the role and map call for, leaving the old
@@ -217,7 +235,11 @@ void inv__worker_shard_event(inv_redis_t *r, inv_redis_event_t ev, void *data);
 void inv__worker_shard_push(inv_redis_t *r, redisReply *msg, void *data);
 
 /* Log (worker_log.c). */
+/* Starts a catch-up pass: with check_position, XINFO STREAM first (gaps,
+ * a position beyond the log's end, a fresh worker's start). */
 void inv__worker_begin_catchup(inv_worker_t *w, int check_position);
+/* While LIVE: reads the log from seen for the hints held. */
+void inv__worker_begin_read(inv_worker_t *w);
 void inv__worker_next_page(inv_worker_t *w);
 /* Reads the heartbeats to find where the old primary's worker stood and
  * replays from there minus the takeover window. When they cannot be read it
@@ -230,15 +252,9 @@ void inv__worker_takeover(inv_worker_t *w);
 void inv__worker_takeover_tick(inv_worker_t *w);
 void inv__worker_heartbeat(inv_worker_t *w);
 void inv__worker_refresh_behind(inv_worker_t *w);
-/* Called every heartbeat interval while live: compares what arrived on the
- * channel with the log (XINFO STREAM) and replays from the last verified
- * position when entries never arrived. */
+/* Called every heartbeat interval while live: compares the log's last id
+ * (XINFO STREAM) with seen and reads the log when a hint was lost. */
 void inv__worker_verify_live(inv_worker_t *w);
-/* Entry id was taken in (applied, or undecodable and passed over). */
-static inline void inv__worker_count_taken(inv_worker_t *w, inv_sid_t id) {
-  if (w->verify_base_valid && inv_sid_cmp(id, w->verify_base_id) > 0)
-    w->verify_count++;
-}
 
 /* Lifecycle (worker.c). */
 void inv__worker_save_state(inv_worker_t *w);

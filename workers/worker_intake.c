@@ -1,7 +1,8 @@
 /*
- * Intake: live messages, the live queue, applying log entries and tracking
- * their completion (see worker_int.h for the states and positions).
+ * Intake: live messages as hints, applying log entries and tracking their
+ * completion (see worker_int.h for the states, positions and trust).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,11 +27,6 @@ int inv__worker_backpressured(const inv_worker_t *w) {
          w->ring_tail - w->ring_head >= INV__RING_CAP - 1 ||
          inv_scanner_pending(w->scn) >= INV__PATTERNS_WAITING_MAX ||
          inv_scanner_waiting_bytes(w->scn) >= INV__PATTERNS_WAITING_BYTES;
-}
-
-int inv__worker_takes_live(const inv_worker_t *w) {
-  return w->intake == INV__IN_LIVE && w->lq_head == NULL &&
-         !inv__worker_backpressured(w);
 }
 
 /* Moves done past every finished entry at the head of the ring. */
@@ -150,7 +146,6 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
   }
   w->st.events_received += p->nevents;
   if (from_log) w->st.catchup_events += p->nevents;
-  inv__worker_count_taken(w, id);
   uint64_t now = inv_wall_ms();
   w->last_lag_ms = now > p->ts_ms ? now - p->ts_ms : 0;
   inv_latency_record(&w->lag, w->last_lag_ms);
@@ -197,114 +192,116 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
     }
   }
   w->seen = id;
-  /* Release the hold; progress is not resumed from here, so that draining
-   * never recurses through apply. */
+  /* Release the hold; progress is not resumed from here, so that reading
+   * a page never recurses through apply. */
   e->outstanding--;
   advance(w);
   return 1;
 }
 
-int inv__worker_decode(inv_worker_t *w, const char *data, size_t len,
-                       const char *source, inv_payload_t *p, inv_sid_t *id) {
-  char err[128];
-  int rc = inv_payload_decode(data, len, p, err, sizeof(err));
-  if (rc == 0 && inv_sid_parse(p->id, strlen(p->id), id) != 0) {
-    snprintf(err, sizeof(err), "payload id '%s' is not a stream id", p->id);
+/* Reads the id of a live message: from its tail when it ends the way the
+ * log script appends it (no decoding), else by a full decode (a shard copy
+ * ends with prev). Returns 0, or INV_EPROTO (counted and logged). */
+static int hint_id(inv_worker_t *w, const char *data, size_t len,
+                   const char *source, inv_sid_t *id) {
+  char text[48], err[128];
+  inv_payload_t p;
+  if (inv_payload_tail_id(data, len, text) == 0 &&
+      inv_sid_parse(text, strlen(text), id) == 0)
+    return 0;
+  int rc = inv_payload_decode(data, len, &p, err, sizeof(err));
+  if (rc == 0 && inv_sid_parse(p.id, strlen(p.id), id) != 0) {
+    snprintf(err, sizeof(err), "payload id '%.60s' is not a stream id", p.id);
     rc = INV_EPROTO;
   }
+  inv_payload_destroy(&p);
   if (rc != 0) {
     w->st.decode_errors++;
     inv_log_warn(w->ctx, "undecodable message on %s: %s", source, err);
+    return INV_EPROTO;
   }
-  return rc;
+  return 0;
 }
 
-void inv__worker_live_clear(inv_worker_t *w) {
-  inv__live_msg_t *m = w->lq_head;
-  while (m != NULL) {
-    inv__live_msg_t *next = m->next;
-    free(m);
-    m = next;
+/* Remembers a hint id beyond seen until the next read has ended. When the
+ * list is full, ids the log has reached meanwhile make room; if none has,
+ * the id only raises hint_max (and is rejected, if it must be, without
+ * being counted on its own). */
+static void hold_hint(inv_worker_t *w, inv_sid_t id, const char *source) {
+  if (inv_sid_cmp(id, w->hint_max) > 0) w->hint_max = id;
+  if (w->nhints == INV__HINTS_HELD) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->nhints; i++) {
+      if (inv_sid_cmp(w->hints[i], w->seen) <= 0) continue;
+      w->hints[n] = w->hints[i];
+      w->hint_src[n++] = w->hint_src[i];
+    }
+    w->nhints = n;
+    if (n == INV__HINTS_HELD) return;
   }
-  w->lq_head = w->lq_tail = NULL;
-  w->lq_len = 0;
+  w->hints[w->nhints] = id;
+  w->hint_src[w->nhints++] = source;
 }
 
-/* 1 when the message is the broadcast of an entry already taken in (the
- * twin of a shard-channel copy, or an entry read from the log meanwhile),
- * found from the id the log script appends last, without decoding the
- * events. Counted as skipped. Anything else is for the full decode. */
-static int known_duplicate(inv_worker_t *w, const char *data, size_t len) {
-  char text[48];
+int inv__worker_hint(inv_worker_t *w, const char *data, size_t len,
+                     const char *source) {
   inv_sid_t id;
-  if (inv_payload_tail_id(data, len, text) != 0 ||
-      inv_sid_parse(text, strlen(text), &id) != 0 ||
-      inv_sid_cmp(id, w->seen) > 0)
+  if (w->closing) return 0;
+  if (hint_id(w, data, len, source, &id) != 0) return INV_EPROTO;
+  /* Taken in already; or, while a read is under way, no newer than a hint
+   * that arrived before the page in flight was asked for, so the log held
+   * it then if it is real (stream ids only grow). Most of these are the
+   * broadcast twins of shard copies. */
+  if (inv_sid_cmp(id, w->seen) <= 0 ||
+      (w->intake == INV__IN_CATCHUP && inv_sid_cmp(id, w->hint_sent) <= 0)) {
+    w->st.events_skipped++;
     return 0;
-  w->st.events_skipped++;
+  }
+  hold_hint(w, id, source);
+  if (w->intake == INV__IN_LIVE) inv__worker_begin_read(w);
+  else if (w->intake == INV__IN_CATCHUP) w->read_again = 1;
+  /* IDLE: the catch-up that starts intake reads past it. */
   return 1;
 }
 
-/* Decodes a live message and applies it (or skips it as a duplicate). */
-static void take_live(inv_worker_t *w, const char *data, size_t len) {
-  inv_payload_t p;
-  inv_sid_t id;
-  if (known_duplicate(w, data, len)) return;
-  if (inv__worker_decode(w, data, len, INV_CHANNEL, &p, &id) == 0)
-    inv__worker_apply(w, id, &p, 0);
-  inv_payload_destroy(&p);
+void inv__worker_reject_ids(inv_worker_t *w, uint64_t n, inv_sid_t id,
+                            const char *source) {
+  char a[INV_SID_STRLEN], b[INV_SID_STRLEN];
+  uint64_t now = inv_wall_ms();
+  w->st.hints_rejected += n;
+  w->rejected_unlogged += n;
+  if (w->rejected_logged_ms != 0 && now - w->rejected_logged_ms < INV__REJECT_LOG_MS)
+    return;
+  inv_log_warn(w->ctx, "ignored %llu id(s) the log does not have (latest: "
+               "%s on %s; the log ends at %s): forged or replayed messages "
+               "never move a position",
+               (unsigned long long)w->rejected_unlogged, inv_sid_format(id, a),
+               source, inv_sid_format(w->log_top, b));
+  w->rejected_unlogged = 0;
+  w->rejected_logged_ms = now;
 }
 
-void inv__worker_on_message(inv_worker_t *w, const char *data, size_t len) {
-  if (w->closing) return;
-  if (inv__worker_takes_live(w)) {
-    take_live(w, data, len);
-    return;
-  }
-  /* Queued as received: it is decoded once, when drained. */
-  if (w->intake == INV__IN_CATCHUP && w->resync) return; /* the next pass reads it */
-  if (w->lq_len >= INV__LIVE_QUEUE_MAX) {
-    /* Too much to hold: drop the queue and read the log again, which has
-     * every one of these entries. */
-    inv__worker_live_clear(w);
-    w->resync = 1;
-    if (w->intake == INV__IN_LIVE || w->intake == INV__IN_DRAIN)
-      inv__worker_begin_catchup(w, 0);
-    return;
-  }
-  inv__live_msg_t *m = malloc(sizeof(*m) + len);
-  if (m == NULL) {
-    inv__worker_live_clear(w);
-    w->resync = 1;
-    if (w->intake == INV__IN_LIVE || w->intake == INV__IN_DRAIN)
-      inv__worker_begin_catchup(w, 0);
-    return;
-  }
-  m->next = NULL;
-  m->len = len;
-  memcpy(m->data, data, len);
-  if (w->lq_tail) w->lq_tail->next = m;
-  else w->lq_head = m;
-  w->lq_tail = m;
-  w->lq_len++;
-  if (w->intake == INV__IN_LIVE) w->intake = INV__IN_DRAIN;
-}
-
-void inv__worker_drain(inv_worker_t *w) {
-  while (w->intake == INV__IN_DRAIN && w->lq_head != NULL) {
-    if (inv__worker_backpressured(w)) {
-      w->st.intake_paused = 1;
-      return; /* resumed by progress */
+int inv__worker_hints_settle(inv_worker_t *w) {
+  uint64_t n = 0;
+  inv_sid_t worst = {0, 0};
+  const char *src = INV_CHANNEL;
+  for (size_t i = 0; i < w->nhints; i++) {
+    if (inv_sid_cmp(w->hints[i], w->seen) <= 0) continue;
+    n++;
+    if (inv_sid_cmp(w->hints[i], worst) > 0) {
+      worst = w->hints[i];
+      src = w->hint_src[i];
     }
-    inv__live_msg_t *m = w->lq_head;
-    w->lq_head = m->next;
-    if (w->lq_head == NULL) w->lq_tail = NULL;
-    w->lq_len--;
-    take_live(w, m->data, m->len);
-    free(m);
   }
-  w->st.intake_paused = 0;
-  if (w->intake == INV__IN_DRAIN) w->intake = INV__IN_LIVE;
+  if (n == 0 && inv_sid_cmp(w->hint_max, w->seen) > 0) {
+    n = 1; /* ids that did not fit in hints[] */
+    worst = w->hint_max;
+  }
+  w->nhints = 0;
+  w->hint_max = w->hint_sent = (inv_sid_t){0, 0};
+  if (n == 0) return 0;
+  inv__worker_reject_ids(w, n, worst, src);
+  return 1;
 }
 
 void inv__worker_progress(inv_worker_t *w) {
@@ -313,15 +310,13 @@ void inv__worker_progress(inv_worker_t *w) {
   if (w->intake == INV__IN_CATCHUP && w->catchup_waiting) {
     w->catchup_waiting = 0;
     inv__worker_next_page(w);
-  } else if (w->intake == INV__IN_DRAIN) {
-    inv__worker_drain(w);
   }
 }
 
 void inv__worker_go_idle(inv_worker_t *w) {
   w->intake = INV__IN_IDLE;
-  /* The next live period verifies from a fresh base. */
-  w->verify_base_valid = 0;
+  w->hint_read = 0;
+  /* The next live period compares with a fresh last id. */
   w->verify_prev_set = 0;
   w->catchup_gen++;
   w->catchup_waiting = 0;

@@ -1,8 +1,9 @@
 /*
  * Everything the worker reads from or writes to the cluster rather than its
- * own node: log catch-up (XINFO STREAM, XRANGE pages), gap detection, the
- * takeover position on promotion (HGETALL of the heartbeats), its own
- * heartbeat (HSET) and the "behind" figure.
+ * own node: log reads (XINFO STREAM, XRANGE pages) for catch-up and for
+ * hints, gap detection, the takeover position on promotion (HGETALL of the
+ * heartbeats), its own heartbeat (HSET) and the "behind" figure. Only what
+ * the log returns moves a position.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,14 @@ void inv__worker_next_page(inv_worker_t *w) {
     catchup_failed(w, "XRANGE", INV_ENOMEM, NULL);
     return;
   }
+  /* Every hint held now names an entry the log holds already, if real. */
+  w->hint_sent = w->hint_max;
   w->catchup_inflight++;
+}
+
+/* Moves seen past an entry the log returned that cannot be applied. */
+static void pass_over(inv_worker_t *w, inv_sid_t id) {
+  if (inv_sid_cmp(id, w->seen) > 0) w->seen = id;
 }
 
 /* Applies one XRANGE entry [id, [field, value, ...]]. */
@@ -100,15 +108,13 @@ static void apply_entry(inv_worker_t *w, const redisReply *e) {
     w->st.decode_errors++;
     return;
   }
+  if (inv_sid_cmp(id, w->log_top) > 0) w->log_top = id;
   const redisReply *p = map_get(e->element[1], "p");
   if (p == NULL || p->type != REDIS_REPLY_STRING) {
     w->st.decode_errors++;
     inv_log_warn(w->ctx, "log entry %.*s has no payload field p",
                  (int)e->element[0]->len, e->element[0]->str);
-    if (inv_sid_cmp(id, w->seen) > 0) {
-      w->seen = id;
-      inv__worker_count_taken(w, id);
-    }
+    pass_over(w, id);
     return;
   }
   inv_payload_t pl;
@@ -116,12 +122,9 @@ static void apply_entry(inv_worker_t *w, const redisReply *e) {
     w->st.decode_errors++;
     inv_log_warn(w->ctx, "log entry %.*s: %s", (int)e->element[0]->len,
                  e->element[0]->str, err);
-    if (inv_sid_cmp(id, w->seen) > 0) {
-      w->seen = id;
-      inv__worker_count_taken(w, id);
-    }
+    pass_over(w, id);
   } else {
-    inv__worker_apply(w, id, &pl, 1);
+    inv__worker_apply(w, id, &pl, !w->hint_read);
   }
   inv_payload_destroy(&pl);
 }
@@ -147,17 +150,60 @@ static void page_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     inv__worker_next_page(w); /* more log, or paused mid-page */
     return;
   }
-  if (w->resync) {
-    /* Live messages were dropped during this pass: read once more. */
-    w->resync = 0;
+  /* A short page: the log's end. A hint that arrived after the last page
+   * was asked for, or a rejected one (a hint skipped as covered by that
+   * page may have been real), calls for one more read. */
+  if (w->read_again || inv__worker_hints_settle(w)) {
+    w->read_again = 0;
     inv__worker_next_page(w);
     return;
   }
-  w->intake = INV__IN_DRAIN;
-  inv__worker_drain(w);
+  w->intake = INV__IN_LIVE;
+  w->hint_read = 0;
 }
 
-/* XINFO STREAM: set a fresh worker's position, or check for a gap. */
+void inv__worker_begin_read(inv_worker_t *w) {
+  if (w->intake != INV__IN_LIVE || w->closing) return;
+  w->intake = INV__IN_CATCHUP;
+  w->hint_read = 1;
+  w->read_again = 0;
+  inv__worker_next_page(w);
+}
+
+/* on-gap rescan: replays the whole log, applying only prefixes and
+ * patterns up to upto (an id the log has reached). */
+static void rescan(inv_worker_t *w, inv_sid_t upto) {
+  inv_log_warn(w->ctx, "on-gap rescan: re-running every prefix and pattern "
+               "event in the log; exact keys named in lost entries may be stale");
+  inv__worker_rewind(w, (inv_sid_t){0, 0}, 0, "on-gap rescan");
+  w->patterns_only_upto = upto;
+}
+
+/* Our position is past the log's last-generated-id, so it was never an
+ * id of this log: a wrong or poisoned state file, or a log that was
+ * deleted or restored from an older backup. Entries after the log's last
+ * id up to our position may exist elsewhere or not at all, so the range is
+ * reported as a gap, and intake goes on from the log's last id (dropping
+ * any work on the impossible ids). */
+static void beyond_log(inv_worker_t *w, inv_sid_t last) {
+  char a[INV_SID_STRLEN], b[INV_SID_STRLEN];
+  inv_log_error(w->ctx, "our position %s is beyond the log's last id %s (a "
+                "wrong state file, or a log deleted or restored from an older "
+                "backup): going on from %s", inv_sid_format(w->seen, a),
+                inv_sid_format(last, b), b);
+  w->st.gaps++;
+  w->log_top = last;
+  inv_log_error(w->ctx, "GAP: entries in (%s, %s] may be missing from the "
+                "log: invalidations may have been lost", b, a);
+  if (w->conf->on_gap == INV_ON_GAP_RESCAN) {
+    rescan(w, last);
+    return;
+  }
+  inv__worker_rewind(w, last, 0, "position beyond the log's end");
+}
+
+/* XINFO STREAM: set a fresh worker's position, check that ours is an id
+ * of this log, or check for a gap. */
 static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   req_t *r = data;
   inv_worker_t *w = r->w;
@@ -198,13 +244,7 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     if (fe != NULL && fe->type == REDIS_REPLY_ARRAY && fe->elements >= 1)
       has_first = reply_sid(fe->element[0], &first) == 0;
   }
-  if (has_added) {
-    /* Every entry after last is counted from now on (verify_cb). */
-    w->verify_base_valid = 1;
-    w->verify_base_added = added;
-    w->verify_base_id = last;
-    w->verify_count = 0;
-  }
+  if (inv_sid_cmp(last, w->log_top) > 0) w->log_top = last;
   if (!w->have_position) {
     w->have_position = 1;
     if (w->conf->from_start) {
@@ -217,6 +257,10 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     }
     w->gap_ref_set = 0;
     inv__worker_next_page(w);
+    return;
+  }
+  if (inv_sid_cmp(w->seen, last) > 0) {
+    beyond_log(w, last);
     return;
   }
   inv_sid_t ref = w->gap_ref_set ? w->gap_ref : w->seen;
@@ -244,11 +288,7 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
                   "(first entry now %s): invalidations were lost",
                   inv_sid_format(ref, a), has_first ? inv_sid_format(first, b) : "none");
     if (w->conf->on_gap == INV_ON_GAP_RESCAN) {
-      inv_sid_t upto = w->seen;
-      inv_log_warn(w->ctx, "on-gap rescan: re-running every prefix and pattern "
-                   "event in the log; exact keys named in lost entries may be stale");
-      inv__worker_rewind(w, (inv_sid_t){0, 0}, 0, "on-gap rescan");
-      w->patterns_only_upto = upto;
+      rescan(w, w->seen);
       return;
     }
   }
@@ -258,7 +298,7 @@ static void xinfo_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
 void inv__worker_begin_catchup(inv_worker_t *w, int check_position) {
   inv__worker_go_idle(w); /* abandons the replies of any earlier pass */
   w->intake = INV__IN_CATCHUP;
-  w->resync = 0;
+  w->read_again = 0;
   w->st.catchups++;
   if (!check_position) {
     inv__worker_next_page(w);
@@ -276,7 +316,11 @@ void inv__worker_begin_catchup(inv_worker_t *w, int check_position) {
 
 /* Finds the position the old primary's worker last reported in an HGETALL
  * reply of the heartbeats. Returns 1 and *pos when found (the earliest, if
- * several workers served that node), else 0. */
+ * several workers served that node), else 0. Anyone can write the hash, so
+ * a position only ever makes the replay start further back (the callers
+ * take the earlier of it and ours), and one beyond the furthest id the log
+ * has shown us is not an id of this log: it is rejected (counted, logged)
+ * and passed over. */
 static int old_position(inv_worker_t *w, const redisReply *reply, inv_sid_t *pos) {
   int found = 0;
   for (size_t i = 0; i + 1 < reply->elements; i += 2) {
@@ -288,6 +332,10 @@ static int old_position(inv_worker_t *w, const redisReply *reply, inv_sid_t *pos
         strcmp(hb.node, w->master_addr) != 0 ||
         inv_sid_parse(hb.last_id, strlen(hb.last_id), &id) != 0)
       continue;
+    if (!inv_sid_is_zero(w->log_top) && inv_sid_cmp(id, w->log_top) > 0) {
+      inv__worker_reject_ids(w, 1, id, INV_HEARTBEAT_KEY);
+      continue;
+    }
     inv_log_info(w->ctx, "old primary %s's worker %s last applied %s", hb.node,
                  hb.id, hb.last_id);
     if (!found || inv_sid_cmp(id, *pos) < 0) *pos = id;
@@ -468,18 +516,16 @@ void inv__worker_refresh_behind(inv_worker_t *w) {
     w->behind_inflight = 1;
 }
 
-/* Replays from the last verified position (or from done, if earlier work
- * is still unfinished): entries after it are applied again, idempotently,
- * and the ones that never arrived for the first time. */
-static void live_lost(inv_worker_t *w, uint64_t n, inv_sid_t last) {
+/* The log's last entry has been there for a whole check interval and was
+ * never read: its hint was lost. Reading the log from seen brings it and
+ * anything else the hints missed. */
+static void live_lost(inv_worker_t *w, inv_sid_t last) {
   char a[INV_SID_STRLEN];
-  inv_sid_t from = w->verify_base_valid ? w->verify_base_id : w->seen;
-  if (inv_sid_cmp(w->done, from) < 0) from = w->done;
-  w->st.live_lost += n;
-  inv_log_warn(w->ctx, "%llu log entries up to %s never arrived on %s (a "
-               "cluster bus link dropped them?): replaying the log",
-               (unsigned long long)n, inv_sid_format(last, a), INV_CHANNEL);
-  inv__worker_rewind(w, from, 0, "live messages lost");
+  w->st.live_lost++;
+  inv_log_warn(w->ctx, "log entries up to %s never arrived on %s (a cluster "
+               "bus link dropped them?): reading the log",
+               inv_sid_format(last, a), INV_CHANNEL);
+  inv__worker_begin_read(w);
 }
 
 static void verify_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
@@ -494,25 +540,17 @@ static void verify_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) 
       reply->type != REDIS_REPLY_ARRAY ||
       reply_sid(map_get(reply, "last-generated-id"), &last) != 0)
     return;
-  const redisReply *ea = map_get(reply, "entries-added");
-  if (ea == NULL || ea->type != REDIS_REPLY_INTEGER) return; /* before Redis 7 */
+  if (inv_sid_cmp(last, w->log_top) > 0) w->log_top = last;
   int cmp = inv_sid_cmp(last, w->seen);
-  if (cmp == 0) {
-    /* Everything the log holds has been taken in: the counts must agree. */
-    uint64_t expected = (uint64_t)(ea->integer - w->verify_base_added);
-    if (w->verify_base_valid && expected > w->verify_count) {
-      live_lost(w, expected - w->verify_count, last);
-      return;
-    }
-    w->verify_base_valid = 1;
-    w->verify_base_added = ea->integer;
-    w->verify_base_id = last;
-    w->verify_count = 0;
-  } else if (cmp > 0 && w->verify_prev_set &&
-             inv_sid_cmp(last, w->verify_prev_last) == 0 && w->lq_head == NULL) {
-    /* The log's last entry was already there one interval ago and has not
-     * arrived, with nothing queued: it was lost. */
-    live_lost(w, 1, last);
+  if (cmp < 0) {
+    /* The log went back behind us while we stayed connected (deleted, or
+     * restored from a backup): a catch-up pass checks and reports it. */
+    inv__worker_begin_catchup(w, 1);
+    return;
+  }
+  if (cmp > 0 && w->verify_prev_set &&
+      inv_sid_cmp(last, w->verify_prev_last) == 0) {
+    live_lost(w, last);
     return;
   }
   w->verify_prev_last = last;

@@ -6,13 +6,11 @@
  *
  * The channel is the one of the lowest slot the node owns, as both sides
  * read it from their slot maps; while they disagree (a reshard of that
- * slot) copies go unheard, which only costs speed. A copy carries "prev",
- * the id of the log entry before it, and is taken only when prev is the
- * last entry the worker took in and intake is live with nothing queued.
- * Otherwise it is passed over and the entry arrives in order through the
- * broadcast or the log, so a lost or early copy can never make the worker
- * skip an entry. A copy that was taken makes its broadcast twin a
- * duplicate, which intake skips by id.
+ * slot) copies go unheard, which only costs speed. A copy is a hint like
+ * the broadcast (worker_int.h): its id asks for a read of the log, and its
+ * content and its "prev" are not used, so a lost, early or forged copy can
+ * never make the worker skip or invent an entry. A copy that asked for the
+ * read makes its broadcast twin a duplicate, which intake skips by id.
  */
 #include <string.h>
 
@@ -101,28 +99,11 @@ void inv__worker_shard_event(inv_redis_t *r, inv_redis_event_t ev, void *data) {
   if (ev == INV_REDIS_CONNECTED) subscribe_wanted(w);
 }
 
-/* Takes or passes over one copy (see the top of the file). */
+/* Hands one copy to intake as a hint (see the top of the file). */
 static void on_copy(inv_worker_t *w, const char *data, size_t len) {
-  inv_payload_t p;
-  inv_sid_t id, prev;
-  if (!inv__worker_takes_live(w)) {
-    /* Not now: the broadcast or the log brings it in order. */
-    w->st.shard_passed++;
-    return;
-  }
-  if (inv__worker_decode(w, data, len, w->shard_on, &p, &id) != 0) {
-    /* Counted and logged. */
-  } else if (inv_sid_parse(p.prev, strlen(p.prev), &prev) != 0) {
-    w->st.decode_errors++;
-    inv_log_warn(w->ctx, "undecodable message on %s: prev '%s' is not a "
-                 "stream id", w->shard_on, p.prev);
-  } else if (inv_sid_cmp(prev, w->seen) == 0) {
-    inv__worker_apply(w, id, &p, 0);
-    w->st.shard_taken++;
-  } else {
-    w->st.shard_passed++;
-  }
-  inv_payload_destroy(&p);
+  int rc = inv__worker_hint(w, data, len, w->shard_on);
+  if (rc > 0) w->st.shard_taken++;
+  else if (rc == 0) w->st.shard_passed++;
 }
 
 void inv__worker_shard_push(inv_redis_t *r, redisReply *msg, void *data) {

@@ -34,13 +34,13 @@
   XX(shard_subscribed, shard_subscribed, GAUGE,                                \
      "1 while listening on the node's shard channel (the fast path)")         \
   XX(shard_taken, shard_taken, COUNTER,                                        \
-     "log entries taken from the shard channel before their broadcast")       \
+     "shard-channel copies that asked for a log read before their broadcast") \
   XX(shard_passed, shard_passed, COUNTER,                                      \
-     "shard-channel copies passed over (not next in order, or not live)")     \
+     "shard-channel copies of entries already read or being read")            \
   XX(live, live, GAUGE,                                                        \
      "1 once catch-up is done and live messages are applied")                  \
   XX(events_received, events_received, COUNTER,                                \
-     "events taken in, live or from the log (skipped duplicates excluded)")      \
+     "events read from the log and taken in (skipped duplicates excluded)")     \
   XX(events_applied, events_applied, COUNTER,                                  \
      "events dispatched while the node was a primary")                         \
   XX(events_skipped, events_skipped, COUNTER,                                  \
@@ -90,7 +90,11 @@
   XX(live_lost, live_lost, COUNTER,                                            \
      "log entries that never arrived on the channel (each causes a replay)")  \
   XX(gaps, gaps, COUNTER,                                                      \
-     "times the log had been trimmed past the last applied id")                \
+     "times the log had been trimmed past the last applied id, or did not "   \
+     "reach it")                                                               \
+  XX(hints_rejected, hints_rejected, COUNTER,                                  \
+     "channel messages and heartbeat positions whose id the log does not "    \
+     "have, ignored")                                                          \
   XX(intake_paused, intake_paused, GAUGE,                                      \
      "1 while reading the log is paused by a bound (PROTOCOL.md 4.1)")        \
   XX(last_applied_ms, last_applied_ms, GAUGE,                                  \

@@ -14,26 +14,14 @@ Standalone Redis, one worker, events sent through a real publisher.
   applied); with --from-start it applies the whole log.
 """
 
-import urllib.request
-
 import pytest
 
-from harness import HOST
 from workerlib import (LOG_KEY, Topo, assert_keyset, ev, key_events,
-                       keys_present, load_keys, poll, send_events, settle,
-                       sid, wait_applied, wait_gone, worker_ready, wstats)
+                       keys_present, load_keys, metric, poll, send_events,
+                       settle, sid, wait_applied, wait_gone, worker_ready,
+                       wstats)
 
 FAST = ("--state-save-interval", "100ms")
-
-
-def metric(worker, name):
-    body = urllib.request.urlopen(
-        f"http://{HOST}:{worker.metrics_port}/metrics",
-        timeout=5).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[1]))
-    raise AssertionError(f"{name} not in /metrics:\n{body[:2000]}")
 
 
 def start(topo, worker_factory, *extra):

@@ -21,6 +21,7 @@ condition against a deadline.
 import collections
 import threading
 import time
+import urllib.request
 
 import msgpack
 
@@ -236,6 +237,18 @@ def wait_applied(workers, entry_id, timeout=60):
         return all(sid(wstats(w)["last_applied_id"]) >= want
                    for w in workers if w.alive())
     poll(caught_up, timeout, f"every worker applied {entry_id}")
+
+
+def metric(worker, name):
+    """The value of one sample of worker's /metrics (it must have been
+    started with metrics=True)."""
+    body = urllib.request.urlopen(
+        f"http://{HOST}:{worker.metrics_port}/metrics",
+        timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"{name} not in /metrics:\n{body[:2000]}")
 
 
 def sid(text):

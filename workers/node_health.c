@@ -255,8 +255,11 @@ const inv_node_figures_t *inv_node_health_figures(const inv_node_health_t *nh) {
   return &nh->fig;
 }
 
-void inv_node_health_pack(msgpack_packer *pk, const inv_node_figures_t *f) {
-  msgpack_pack_map(pk, NH_NSTATS + 1);
+void inv_node_health_pack(msgpack_packer *pk, const char *addr,
+                          const inv_node_figures_t *f) {
+  msgpack_pack_map(pk, NH_NSTATS + 2);
+  inv_pack_str(pk, "addr");
+  inv_pack_str(pk, addr);
   inv_stats_pack(pk, nh_keys, NH_NSTATS, f);
   inv_pack_str(pk, "mem_fragmentation_ratio");
   msgpack_pack_double(pk, f->fragmentation);

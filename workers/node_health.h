@@ -80,9 +80,10 @@ int inv_node_health_parse_cluster_info(const char *text, size_t len,
 
 const inv_node_figures_t *inv_node_health_figures(const inv_node_health_t *nh);
 
-/* Packs the figures as one msgpack map (every row of the X-macro plus
- * "mem_fragmentation_ratio", a float). */
-void inv_node_health_pack(msgpack_packer *pk, const inv_node_figures_t *f);
+/* Packs the figures as one msgpack map: "addr" (the node's address), every
+ * row of the X-macro and "mem_fragmentation_ratio" (a float). */
+void inv_node_health_pack(msgpack_packer *pk, const char *addr,
+                          const inv_node_figures_t *f);
 
 /* Appends the inval_node_* metrics. Returns 0 or INV_ENOMEM. */
 int inv_node_health_prometheus(inv_buf_t *out, const inv_node_figures_t *f);

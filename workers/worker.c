@@ -66,6 +66,7 @@ static void cmd_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
     inv_scanner_resume(w->scn);
     inv__worker_poll_role(w);
     inv__worker_refresh_map(w);
+    inv_node_health_poll(w->node_health);
   } else {
     inv_log_warn(w->ctx, "lost the connection to %s", w->node);
   }
@@ -246,7 +247,7 @@ void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk) {
                                   inv_sid_format(w->done, last), NULL};
   inv_worker_stats_pack(pk, &s, &info, 1);
   inv_pack_str(pk, "node");
-  inv_node_health_pack(pk, inv_node_health_figures(w->node_health));
+  inv_node_health_pack(pk, w->node, inv_node_health_figures(w->node_health));
 }
 
 int inv_worker_render_metrics(inv_buf_t *out, void *worker) {

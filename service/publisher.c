@@ -78,6 +78,12 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->shard_sent = ks->shard_sent;
     out->shard_failed = ks->shard_failed;
     out->shard_skipped = ks->shard_skipped;
+    /* Each NOSCRIPT reply (expected once per node after its start or a
+     * SCRIPT FLUSH) was answered with EVAL: it is a script load, not an
+     * error, although the cluster client counted it as an error reply. */
+    out->redis_errors -= out->redis_errors < ks->script_loads
+                             ? out->redis_errors
+                             : ks->script_loads;
   }
   out->batch_events_avg =
       out->batches ? out->batch_events_total / out->batches : 0;

@@ -235,6 +235,9 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->lag_ms_max = recent.max_us / 1000;
   s->redis_round_trips = a->commands + b->commands + c->commands + cs.round_trips;
   s->redis_errors = a->errors + b->errors + c->errors + cs.errors;
+  /* A NOSCRIPT answered with EVAL is a script load, not an error. */
+  s->redis_errors -= s->redis_errors < s->script_loads ? s->redis_errors
+                                                       : s->script_loads;
   s->redis_reconnects =
       a->reconnects + b->reconnects + c->reconnects + cs.reconnects;
 }

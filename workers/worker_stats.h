@@ -101,7 +101,9 @@
   XX(redis_errors, redis_errors, COUNTER,                                      \
      "Redis commands that failed or got an error reply")                       \
   XX(redis_reconnects, redis_reconnects, COUNTER,                              \
-     "Redis connections re-established")
+     "Redis connections re-established")                                       \
+  XX(script_loads, script_loads, COUNTER,                                      \
+     "NOSCRIPT replies answered by sending the script with EVAL")
 
 typedef struct inv_worker_stats_s {
 #define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;

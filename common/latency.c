@@ -74,6 +74,52 @@ void inv_latency_merge(inv_latency_t *dst, const inv_latency_t *src) {
   for (unsigned i = 0; i < INV_LATENCY_BUCKETS; i++) dst->buckets[i] += src->buckets[i];
 }
 
+const uint64_t inv_hist_bounds_us[INV_HIST_NBOUNDS] = {
+    100,    250,    500,     1000,    2500,    5000,
+    10000,  25000,  50000,   100000,  250000,  500000,
+    1000000, 2500000, 5000000, 10000000, 30000000, 60000000};
+
+void inv_hist_record(inv_hist_t *h, uint64_t us) {
+  h->count++;
+  h->sum_us += us;
+  /* Few bounds, and most samples fall in the first ones: a linear search
+   * is as fast as a binary one here. */
+  for (unsigned i = 0; i < INV_HIST_NBOUNDS; i++) {
+    if (us <= inv_hist_bounds_us[i]) {
+      h->buckets[i]++;
+      return;
+    }
+  }
+}
+
+void inv_latency_window_record(inv_latency_window_t *w, uint64_t now_us,
+                               uint64_t us) {
+  uint64_t epoch = now_us / INV_LATENCY_SLOT_US + 1;
+  unsigned i = (unsigned)(epoch % INV_LATENCY_WINDOW_SLOTS);
+  if (w->epoch[i] != epoch) {
+    /* The slot held samples from a full window ago: start it afresh. */
+    inv_latency_reset(&w->slot[i]);
+    w->epoch[i] = epoch;
+  }
+  inv_latency_record(&w->slot[i], us);
+}
+
+void inv_latency_window_get(const inv_latency_window_t *w, uint64_t now_us,
+                            inv_latency_t *out) {
+  uint64_t epoch = now_us / INV_LATENCY_SLOT_US + 1;
+  inv_latency_reset(out);
+  for (unsigned i = 0; i < INV_LATENCY_WINDOW_SLOTS; i++) {
+    if (w->epoch[i] != 0 && w->epoch[i] <= epoch &&
+        epoch - w->epoch[i] < INV_LATENCY_WINDOW_SLOTS)
+      inv_latency_merge(out, &w->slot[i]);
+  }
+}
+
+void inv_latency_observe(inv_latency_obs_t *o, uint64_t now_us, uint64_t us) {
+  inv_hist_record(&o->hist, us);
+  inv_latency_window_record(&o->recent, now_us, us);
+}
+
 uint64_t inv_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -41,6 +41,8 @@ struct inv_metrics_http_s {
   uv_tcp_t listener;
   inv_metrics_render_cb render_cb;
   void *data;
+  inv_metrics_ready_cb ready_cb;
+  void *ready_data;
   http_conn_t *conns;
   size_t nconns;
   int listener_open;
@@ -146,6 +148,34 @@ static void conn_serve_metrics(http_conn_t *c) {
   inv_buf_free(&body);
 }
 
+/* Answers a health check: status line and a body of the reason and a
+ * newline. */
+static void conn_serve_health(http_conn_t *c, int ok, const char *reason) {
+  char body[256];
+  int n = snprintf(body, sizeof(body), "%s\n", reason);
+  if (n < 0) n = 0;
+  if ((size_t)n >= sizeof(body)) n = (int)sizeof(body) - 1;
+  conn_respond(c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
+               "text/plain; charset=utf-8", body, (size_t)n, NULL);
+}
+
+static void conn_serve_ready(http_conn_t *c) {
+  char reason[200] = "ready";
+  int ok = 1;
+  if (c->m->ready_cb != NULL) {
+    reason[0] = '\0';
+    ok = c->m->ready_cb(reason, sizeof(reason), c->m->ready_data);
+    if (reason[0] == '\0') snprintf(reason, sizeof(reason), "%s",
+                                     ok ? "ready" : "not ready");
+  }
+  conn_serve_health(c, ok, reason);
+}
+
+/* 1 when path[0..len) is want. */
+static int path_is(const char *path, size_t len, const char *want) {
+  return len == strlen(want) && memcmp(path, want, len) == 0;
+}
+
 /* Parses the request line once the headers are complete and answers. */
 static void conn_handle_request(http_conn_t *c) {
   char *line = c->req, *eol, *sp1, *sp2, *path_end;
@@ -173,9 +203,16 @@ static void conn_handle_request(http_conn_t *c) {
   path_end = strchr(sp1 + 1, '?');
   path_len = path_end != NULL ? (size_t)(path_end - (sp1 + 1))
                               : strlen(sp1 + 1);
-  if (path_len == strlen("/metrics") &&
-      memcmp(sp1 + 1, "/metrics", path_len) == 0) {
+  if (path_is(sp1 + 1, path_len, "/metrics")) {
     conn_serve_metrics(c);
+    return;
+  }
+  if (path_is(sp1 + 1, path_len, "/healthz")) {
+    conn_serve_health(c, 1, "ok");
+    return;
+  }
+  if (path_is(sp1 + 1, path_len, "/ready")) {
+    conn_serve_ready(c);
     return;
   }
   conn_respond_text(c, 404, "Not Found", NULL);
@@ -293,6 +330,12 @@ int inv_metrics_http_start(uv_loop_t *loop, const inv_addr_t *addr,
 }
 
 int inv_metrics_http_port(const inv_metrics_http_t *m) { return m->port; }
+
+void inv_metrics_http_set_ready(inv_metrics_http_t *m, inv_metrics_ready_cb cb,
+                                void *data) {
+  m->ready_cb = cb;
+  m->ready_data = data;
+}
 
 static void listener_close_cb(uv_handle_t *h) {
   inv_metrics_http_t *m = h->data;

@@ -895,6 +895,19 @@ void inv_cluster_refresh(inv_cluster_t *c) {
 
 int inv_cluster_ready(const inv_cluster_t *c) { return c != NULL && c->ready; }
 
+int inv_cluster_reachable(const inv_cluster_t *c) {
+  size_t i;
+  if (c == NULL || c->closing || !c->ready) return 0;
+  if (c->mode == MODE_STANDALONE)
+    return c->single->conn != NULL && inv_redis_is_connected(c->single->conn);
+  for (i = 0; i < c->nnodes; i++) {
+    const node_t *n = c->nodes[i];
+    if (n->primary && (n->conn == NULL || !inv_redis_is_connected(n->conn)))
+      return 0;
+  }
+  return 1;
+}
+
 int inv_cluster_is_cluster(const inv_cluster_t *c) {
   return c != NULL && c->mode == MODE_CLUSTER;
 }

@@ -75,6 +75,10 @@ void inv_cluster_refresh(inv_cluster_t *c);
  * loaded), else 0. */
 int inv_cluster_ready(const inv_cluster_t *c);
 
+/* 1 when the topology is known and every primary's connection (the single
+ * node's, standalone) is up now, else 0: what a readiness check asks. */
+int inv_cluster_reachable(const inv_cluster_t *c);
+
 /* 1 in cluster mode, 0 standalone or not yet known. */
 int inv_cluster_is_cluster(const inv_cluster_t *c);
 

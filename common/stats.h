@@ -16,8 +16,20 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/latency.h"
 
-typedef enum { INV_STAT_COUNTER, INV_STAT_GAUGE } inv_stat_type_t;
+/* COUNTER and GAUGE go to both outputs. RECENT is a figure over a recent
+ * window (a percentile of common/latency.h's window) for `stats` only:
+ * /metrics carries a histogram instead, from which Prometheus computes
+ * quantiles over the range it chooses. TIMESTAMP_MS is a wall-clock time in
+ * milliseconds in `stats` and a gauge in seconds (base units) on /metrics,
+ * whose name should end in "_timestamp_seconds". */
+typedef enum {
+  INV_STAT_COUNTER,
+  INV_STAT_GAUGE,
+  INV_STAT_RECENT,
+  INV_STAT_TIMESTAMP_MS
+} inv_stat_type_t;
 
 typedef struct inv_stat_desc_s {
   const char *name;
@@ -31,8 +43,8 @@ typedef struct inv_stat_desc_s {
 void inv_stats_pack(msgpack_packer *pk, const inv_stat_desc_t *desc, size_t n,
                     const void *values);
 
-/* Appends "# HELP", "# TYPE" and the sample line for each entry. Returns 0
- * or INV_ENOMEM. */
+/* Appends "# HELP", "# TYPE" and the sample line for each entry but the
+ * RECENT ones. Returns 0 or INV_ENOMEM. */
 int inv_stats_prometheus(inv_buf_t *out, const char *prefix,
                          const inv_stat_desc_t *desc, size_t n,
                          const void *values);
@@ -44,5 +56,26 @@ int inv_stats_prometheus_labelled(inv_buf_t *out, const char *prefix,
                                   const char *help, const char *label,
                                   const char *label_value, uint64_t value,
                                   int first);
+
+/* Appends one unlabelled sample with its HELP/TYPE lines, the value printed
+ * as a float (a ratio, or seconds). type is COUNTER ("_total" is added) or
+ * GAUGE. Returns 0 or INV_ENOMEM. */
+int inv_stats_prometheus_value(inv_buf_t *out, const char *prefix,
+                               const char *name, inv_stat_type_t type,
+                               const char *help, double value);
+
+/* Appends h as the histogram prefix_name (name should end in "_seconds"):
+ * one _bucket line per bound plus le="+Inf", then _sum in seconds and
+ * _count. Returns 0 or INV_ENOMEM. */
+int inv_stats_prometheus_histogram(inv_buf_t *out, const char *prefix,
+                                   const char *name, const char *help,
+                                   const inv_hist_t *h);
+
+/* Appends the standard process metrics of the calling process, read from
+ * /proc/self: process_start_time_seconds, process_cpu_seconds_total,
+ * process_resident_memory_bytes, process_virtual_memory_bytes,
+ * process_open_fds and process_max_fds. A figure that cannot be read is
+ * left out (never a made-up value). Returns 0 or INV_ENOMEM. */
+int inv_stats_prometheus_process(inv_buf_t *out);
 
 #endif

@@ -6,7 +6,8 @@
  * The table prints scalar entries first, one per line with aligned values;
  * then each nested map (such as "errors", by code) as a titled group; then
  * the "workers" section (heartbeat records), one line per worker with stale
- * or missing ones flagged.
+ * or missing ones flagged; and the "node" section of a worker (its Redis
+ * node's health), or a "nodes" array of such maps, one line per node.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -66,8 +67,14 @@ static void print_key(FILE *out, const msgpack_object *k, size_t width) {
 
 /* Prints a map's scalar entries aligned, then its nested entries as
  * groups, indented by level. Arrays of scalars print on one line. */
+/* 1 when key names a section printed by a function of its own. */
+static int is_section(const msgpack_object *key) {
+  return inv_obj_streq(key, "workers") || inv_obj_streq(key, "node") ||
+         inv_obj_streq(key, "nodes");
+}
+
 static void print_map(FILE *out, const msgpack_object *m, int level,
-                      const char *skip) {
+                      int skip_sections) {
   uint32_t i;
   size_t width = 0;
   for (i = 0; i < m->via.map.size; i++) {
@@ -85,7 +92,7 @@ static void print_map(FILE *out, const msgpack_object *m, int level,
   for (i = 0; i < m->via.map.size; i++) {
     const msgpack_object_kv *kv = &m->via.map.ptr[i];
     if (is_scalar(&kv->val)) continue;
-    if (skip != NULL && inv_obj_streq(&kv->key, skip)) continue;
+    if (skip_sections && is_section(&kv->key)) continue;
     fprintf(out, "%*s", level * 2, "");
     if (kv->val.type == MSGPACK_OBJECT_MAP) {
       print_scalar(out, &kv->key);
@@ -93,7 +100,7 @@ static void print_map(FILE *out, const msgpack_object *m, int level,
       if (kv->val.via.map.size == 0)
         fprintf(out, "%*s(none)\n", (level + 1) * 2, "");
       else
-        print_map(out, &kv->val, level + 1, NULL);
+        print_map(out, &kv->val, level + 1, 0);
     } else {
       uint32_t j;
       print_key(out, &kv->key, width + 2);
@@ -224,10 +231,60 @@ static void print_workers(FILE *out, const msgpack_object *w) {
     fprintf(out, "WARNING: %u of %u workers stale or missing\n", flagged, n);
 }
 
+/* A float field of a node record (0 when absent). */
+static double rec_f64(const msgpack_object *rec, const char *key) {
+  const msgpack_object *v = inv_map_get(rec, key);
+  if (v == NULL) return 0.0;
+  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+    return v->via.f64;
+  if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return (double)v->via.u64;
+  return 0.0;
+}
+
+/* Prints one node-health record (a worker's "node" map) as one line. */
+static void print_node(FILE *out, const msgpack_object *rec) {
+  int has_up;
+  uint64_t up = rec_u64(rec, "up", &has_up);
+  uint64_t used = rec_u64(rec, "used_memory", NULL);
+  uint64_t max = rec_u64(rec, "maxmemory", NULL);
+  const char *state = !has_up || !up ? "down"
+                      : rec_u64(rec, "cluster_state_ok", NULL) ? "ok"
+                                                               : "fail";
+  fputs("  ", out);
+  rec_str(out, rec, "addr", 22);
+  fprintf(out, " %-5s %10" PRIu64 " %12" PRIu64 " %12" PRIu64, state,
+          rec_u64(rec, "slots_fail", NULL), used, max);
+  if (max > 0)
+    fprintf(out, " %5.1f%%", 100.0 * (double)used / (double)max);
+  else
+    fputs("      -", out);
+  fprintf(out, " %6.2f %10" PRIu64 " %12" PRIu64 " %12" PRIu64 " %8" PRIu64
+               "\n",
+          rec_f64(rec, "mem_fragmentation_ratio"),
+          rec_u64(rec, "evicted_keys", NULL), rec_u64(rec, "keyspace_hits", NULL),
+          rec_u64(rec, "keyspace_misses", NULL),
+          rec_u64(rec, "connected_clients", NULL));
+}
+
+/* Prints the node section: one map ("node", a worker's own node) or an
+ * array of them ("nodes"). */
+static void print_nodes(FILE *out, const msgpack_object *o) {
+  uint32_t n = o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.size : 1;
+  fprintf(out, "nodes (%u):\n", n);
+  fprintf(out, "  %-22s %-5s %10s %12s %12s %6s %6s %10s %12s %12s %8s\n",
+          "NODE", "STATE", "SLOTS_FAIL", "USED_BYTES", "MAX_BYTES", "USED%",
+          "FRAG", "EVICTED", "HITS", "MISSES", "CLIENTS");
+  for (uint32_t i = 0; i < n; i++) {
+    const msgpack_object *rec =
+        o->type == MSGPACK_OBJECT_ARRAY ? &o->via.array.ptr[i] : o;
+    if (rec->type == MSGPACK_OBJECT_MAP) print_node(out, rec);
+  }
+}
+
 static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   inv_client_t *c = NULL;
   inv_client_result_t *res = NULL;
-  const msgpack_object *o, *workers;
+  const msgpack_object *o, *workers, *nodes;
   int json = 0, i, rc;
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0)
@@ -251,9 +308,12 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     print_scalar(stdout, o);
     fputc('\n', stdout);
   } else {
-    print_map(stdout, o, 0, "workers");
+    print_map(stdout, o, 0, 1);
     workers = inv_map_get(o, "workers");
     if (workers != NULL && !is_scalar(workers)) print_workers(stdout, workers);
+    nodes = inv_map_get(o, "node");
+    if (nodes == NULL) nodes = inv_map_get(o, "nodes");
+    if (nodes != NULL && !is_scalar(nodes)) print_nodes(stdout, nodes);
   }
   inv_client_result_free(res);
   inv_client_close(c);
@@ -267,7 +327,10 @@ const inv_ctl_cmd_t inv__ctl_cmd_stats = {
     "Prints the server's stats map: counters one per line with aligned\n"
     "values, nested maps (errors by code, ...) as groups, and, when the\n"
     "server reports worker heartbeats, one line per worker with STALE or\n"
-    "MISSING flagged. Works against the publisher and a worker's admin port.\n"
+    "MISSING flagged, and, from a worker, its Redis node's health on one\n"
+    "line (state, failed slots, memory, fragmentation, evictions, hits,\n"
+    "misses, clients). Works against the publisher and a worker's admin\n"
+    "port.\n"
     "\n"
     "  --json   the same map as JSON, exact and machine readable (strings\n"
     "           that are not UTF-8 are escaped byte by byte as \\u00XX)\n",

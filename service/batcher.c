@@ -55,7 +55,7 @@ struct inv_batcher_s {
   inv_sink_t *sink;
   inv_rpc_server_t *server;
   inv_pub_stats_t *stats;
-  inv_latency_t *latency;
+  inv_latency_obs_t *latency;
 
   batch_t *open;
   batch_list_t ready, inflight;
@@ -136,7 +136,7 @@ static void batch_ack(inv_batcher_t *b, batch_t *x, const char *id,
     inv_pack_str(pk, "accepted");
     msgpack_pack_uint64(pk, r->nevents);
     inv_rpc_reply_end(r->req);
-    inv_latency_record(b->latency, now - r->t0_us);
+    inv_latency_observe(b->latency, now, now - r->t0_us);
   }
   b->stats->events_acked += x->nevents;
   b->stats->batches++;
@@ -288,7 +288,7 @@ static void batcher_arm_deadline(inv_batcher_t *b) {
 
 int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
                        inv_sink_t *sink, inv_rpc_server_t *server,
-                       inv_pub_stats_t *stats, inv_latency_t *latency,
+                       inv_pub_stats_t *stats, inv_latency_obs_t *latency,
                        inv_batcher_t **out) {
   inv_batcher_t *b = calloc(1, sizeof(*b));
   if (b == NULL) return INV_ENOMEM;

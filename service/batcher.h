@@ -56,7 +56,7 @@ typedef struct inv_batcher_opts_s {
  */
 int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
                        inv_sink_t *sink, inv_rpc_server_t *server,
-                       inv_pub_stats_t *stats, inv_latency_t *latency,
+                       inv_pub_stats_t *stats, inv_latency_obs_t *latency,
                        inv_batcher_t **out);
 
 /* Sets the rpc server to pause (it is created after the batcher). */

@@ -57,7 +57,8 @@ void inv_pub_stats_pack(msgpack_packer *pk, const inv_pub_stats_t *v,
 }
 
 int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
-                             const inv_pub_errors_t *errors) {
+                             const inv_pub_errors_t *errors,
+                             const inv_hist_t *ack_latency) {
   int rc = inv_stats_prometheus(out, INV_PUB_PROM_PREFIX, stat_metrics, NSTATS,
                                 v);
   if (rc < 0) return rc;
@@ -75,5 +76,10 @@ int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
     if (rc < 0) return rc;
     first = 0;
   }
-  return 0;
+  rc = inv_stats_prometheus_histogram(
+      out, INV_PUB_PROM_PREFIX, "ack_latency_seconds",
+      "time from a request's arrival to its ack, acked requests only",
+      ack_latency);
+  if (rc < 0) return rc;
+  return inv_stats_prometheus_process(out);
 }

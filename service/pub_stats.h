@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/latency.h"
 #include "common/rpc_server.h"
 
 #define INV_PUB_STATS_MAP(XX)                                                  \
@@ -79,12 +80,13 @@
   XX(backpressure_pauses, backpressure_pauses, COUNTER,                        \
      "times reading from clients was paused by max-pending-events")            \
   XX(paused, paused, GAUGE, "1 while reading from clients is paused")          \
-  XX(ack_latency_p50_us, ack_latency_p50_us, GAUGE,                            \
-     "median time from request to ack, microseconds")                          \
-  XX(ack_latency_p99_us, ack_latency_p99_us, GAUGE,                            \
-     "99th percentile time from request to ack, microseconds")                 \
-  XX(ack_latency_max_us, ack_latency_max_us, GAUGE,                            \
-     "longest time from request to ack, microseconds")                         \
+  XX(ack_latency_p50_us, ack_latency_p50_us, RECENT,                           \
+     "median time from request to ack over the last 30 s, microseconds")      \
+  XX(ack_latency_p99_us, ack_latency_p99_us, RECENT,                           \
+     "99th percentile time from request to ack over the last 30 s, "          \
+     "microseconds")                                                           \
+  XX(ack_latency_max_us, ack_latency_max_us, RECENT,                           \
+     "longest time from request to ack over the last 30 s, microseconds")     \
   XX(workers_known, workers_known, GAUGE,                                      \
      "worker heartbeat records in cache:invalidation:workers")                 \
   XX(workers_stale, workers_stale, GAUGE,                                      \
@@ -107,11 +109,13 @@ typedef struct inv_pub_errors_s {
 void inv_pub_stats_pack(msgpack_packer *pk, const inv_pub_stats_t *v,
                         const inv_pub_errors_t *errors, size_t extra_entries);
 
-/* Appends the Prometheus text for the same figures: every counter, then
- * inval_publisher_info{version=".."} 1 and
- * inval_publisher_errors_total{code=".."} per wire code. Returns 0 or
- * INV_ENOMEM. */
+/* Appends the Prometheus text for the same figures: every counter but the
+ * RECENT percentiles, then inval_publisher_info{version=".."} 1,
+ * inval_publisher_errors_total{code=".."} per wire code, the histogram
+ * inval_publisher_ack_latency_seconds (ack, since start) and the process_*
+ * metrics. Returns 0 or INV_ENOMEM. */
 int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
-                             const inv_pub_errors_t *errors);
+                             const inv_pub_errors_t *errors,
+                             const inv_hist_t *ack_latency);
 
 #endif

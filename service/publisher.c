@@ -38,7 +38,7 @@ struct inv_publisher_s {
 
   inv_pub_methods_t methods;
   inv_pub_stats_t stats;   /* counters kept by methods and the batcher */
-  inv_latency_t latency;   /* ack latency */
+  inv_latency_obs_t latency; /* ack latency */
 
   int stopping;
   int closes_pending;      /* cluster and server close callbacks to come */
@@ -79,6 +79,12 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->shard_sent = ks->shard_sent;
     out->shard_failed = ks->shard_failed;
     out->shard_skipped = ks->shard_skipped;
+    /* Each NOSCRIPT reply (expected once per node after its start or a
+     * SCRIPT FLUSH) was answered with EVAL: it is a script load, not an
+     * error, although the cluster client counted it as an error reply. */
+    out->redis_errors -= out->redis_errors < ks->script_loads
+                             ? out->redis_errors
+                             : ks->script_loads;
   }
   out->batch_events_avg =
       out->batches ? out->batch_events_total / out->batches : 0;
@@ -87,9 +93,11 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->inflight_batches = inv_batcher_inflight(p->batcher);
     out->paused = (uint64_t)inv_batcher_paused(p->batcher);
   }
-  out->ack_latency_p50_us = inv_latency_quantile(&p->latency, 0.50);
-  out->ack_latency_p99_us = inv_latency_quantile(&p->latency, 0.99);
-  out->ack_latency_max_us = p->latency.max_us;
+  inv_latency_t recent;
+  inv_latency_window_get(&p->latency.recent, inv_now_us(), &recent);
+  out->ack_latency_p50_us = inv_latency_quantile(&recent, 0.50);
+  out->ack_latency_p99_us = inv_latency_quantile(&recent, 0.99);
+  out->ack_latency_max_us = recent.max_us;
   if (p->workers != NULL) {
     size_t stale;
     out->workers_known = inv_workers_view_count(p->workers, &stale);
@@ -113,7 +121,23 @@ static int publisher_render_metrics(inv_buf_t *out, void *data) {
   inv_pub_stats_t v;
   inv_pub_errors_t errors;
   publisher_snapshot(p, &v, &errors);
-  return inv_pub_stats_prometheus(out, &v, &errors);
+  return inv_pub_stats_prometheus(out, &v, &errors, &p->latency.hist);
+}
+
+/* /ready: Redis must be reachable (every primary's connection up), since
+ * a publisher that cannot reach it answers every request EUNAVAIL. */
+static int publisher_ready(char *reason, size_t len, void *data) {
+  inv_publisher_t *p = data;
+  if (p->stopping) {
+    snprintf(reason, len, "shutting down");
+    return 0;
+  }
+  if (!inv_cluster_reachable(p->cluster)) {
+    snprintf(reason, len, "Redis not reachable");
+    return 0;
+  }
+  snprintf(reason, len, "ready");
+  return 1;
 }
 
 /* One of the two reported closes finished; frees p after a failed start. */
@@ -262,6 +286,7 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
                                 publisher_render_metrics, p, &p->metrics, err,
                                 errlen);
     if (rc < 0) goto err;
+    inv_metrics_http_set_ready(p->metrics, publisher_ready, p);
   }
   rc = inv_daemon_start(loop, publisher_signal_stop, p, &p->daemon);
   if (rc < 0) {

@@ -41,7 +41,7 @@ done
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
           libmsgpack-dev libssl-dev libsystemd-dev systemd redis-server redis-tools python3-pytest
           python3-redis python3-msgpack python3-pip python3-setuptools
-          python3-venv openssl valgrind)
+          python3-venv python3-yaml openssl valgrind prometheus)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }

@@ -71,6 +71,15 @@ static int render_metrics(inv_buf_t *out, void *data) {
   return inv_worker_render_metrics(out, d->worker);
 }
 
+static int ready(char *reason, size_t len, void *data) {
+  daemon_t *d = data;
+  if (d->worker == NULL || d->stopping) {
+    snprintf(reason, len, "shutting down");
+    return 0;
+  }
+  return inv_worker_ready(d->worker, reason, len);
+}
+
 static void worker_stopped(void *data) {
   daemon_t *d = data;
   d->worker = NULL;
@@ -123,6 +132,7 @@ static int start(daemon_t *d, char *err, size_t errlen) {
     rc = inv_metrics_http_start(d->loop, &conf->server.metrics_listen,
                                 render_metrics, d, &d->metrics, err, errlen);
     if (rc < 0) return rc;
+    inv_metrics_http_set_ready(d->metrics, ready, d);
     inv_log_info("worker", "metrics port %d", inv_metrics_http_port(d->metrics));
   }
   rc = inv_daemon_start(d->loop, signal_stop, d, &d->daemon);

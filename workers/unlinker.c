@@ -250,6 +250,7 @@ static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *repl
     /* The node's script cache lacks soft.lua (a restart or SCRIPT FLUSH):
      * resend as EVAL, which loads it for the next EVALSHA. */
     it->eval = 1;
+    u->stats->script_loads++;
     requeue_or_close(u, it);
   } else if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
     /* The keys (one command's keys share a slot) live, or now live, on

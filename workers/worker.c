@@ -8,6 +8,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "proto/codec.h"
 #include "workers/state_file.h"
 #include "workers/worker_int.h"
 
@@ -65,6 +66,7 @@ static void cmd_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
     inv_scanner_resume(w->scn);
     inv__worker_poll_role(w);
     inv__worker_refresh_map(w);
+    inv_node_health_poll(w->node_health);
   } else {
     inv_log_warn(w->ctx, "lost the connection to %s", w->node);
   }
@@ -186,6 +188,9 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
   init_timer(w, &w->map_timer, map_timer_cb, INV__MAP_REFRESH_MS);
   init_timer(w, &w->save_timer, save_timer_cb, conf->state_save_interval_ms);
   init_timer(w, &w->hb_timer, hb_timer_cb, conf->heartbeat_interval_ms);
+  if (inv_node_health_start(loop, w->cmd, INV_NODE_HEALTH_INTERVAL_MS,
+                            &w->node_health) != 0)
+    goto err_oom;
   inv_log_info(w->ctx, "serving node %s", w->node);
   *out = w;
   return 0;
@@ -224,11 +229,16 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->scans_running = inv_scanner_running(w->scn);
   s->scans_pending = inv_scanner_pending(w->scn);
   s->last_applied_ms = w->done.ms;
-  s->lag_ms_p50 = inv_latency_quantile(&w->lag, 0.5);
-  s->lag_ms_p99 = inv_latency_quantile(&w->lag, 0.99);
-  s->lag_ms_max = w->lag.max_us;
+  inv_latency_t recent; /* recorded in us; the figures are in ms */
+  inv_latency_window_get(&w->lag.recent, inv_now_us(), &recent);
+  s->lag_ms_p50 = inv_latency_quantile(&recent, 0.5) / 1000;
+  s->lag_ms_p99 = inv_latency_quantile(&recent, 0.99) / 1000;
+  s->lag_ms_max = recent.max_us / 1000;
   s->redis_round_trips = a->commands + b->commands + c->commands + cs.round_trips;
   s->redis_errors = a->errors + b->errors + c->errors + cs.errors;
+  /* A NOSCRIPT answered with EVAL is a script load, not an error. */
+  s->redis_errors -= s->redis_errors < s->script_loads ? s->redis_errors
+                                                       : s->script_loads;
   s->redis_reconnects =
       a->reconnects + b->reconnects + c->reconnects + cs.reconnects;
 }
@@ -238,8 +248,10 @@ void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk) {
   char last[INV_SID_STRLEN];
   snapshot(w, &s);
   inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role),
-                                  inv_sid_format(w->done, last)};
-  inv_worker_stats_pack(pk, &s, &info);
+                                  inv_sid_format(w->done, last), NULL};
+  inv_worker_stats_pack(pk, &s, &info, 1);
+  inv_pack_str(pk, "node");
+  inv_node_health_pack(pk, w->node, inv_node_health_figures(w->node_health));
 }
 
 int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
@@ -248,8 +260,24 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
   char last[INV_SID_STRLEN];
   snapshot(w, &s);
   inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role),
-                                  inv_sid_format(w->done, last)};
-  return inv_worker_stats_prometheus(out, &s, &info);
+                                  inv_sid_format(w->done, last),
+                                  &w->lag.hist};
+  int rc = inv_worker_stats_prometheus(out, &s, &info);
+  if (rc != 0) return rc;
+  return inv_node_health_prometheus(out, inv_node_health_figures(w->node_health));
+}
+
+int inv_worker_ready(inv_worker_t *w, char *reason, size_t len) {
+  if (!inv_redis_is_connected(w->cmd) || !inv_redis_is_connected(w->sub)) {
+    snprintf(reason, len, "Redis node %s not reachable", w->node);
+    return 0;
+  }
+  if (w->intake != INV__IN_LIVE && w->intake != INV__IN_DRAIN) {
+    snprintf(reason, len, "catching up (not live yet)");
+    return 0;
+  }
+  snprintf(reason, len, "ready: live");
+  return 1;
 }
 
 static void handle_closed_cb(uv_handle_t *h);
@@ -292,6 +320,8 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   uv_close((uv_handle_t *)&w->map_timer, handle_closed_cb);
   uv_close((uv_handle_t *)&w->save_timer, handle_closed_cb);
   uv_close((uv_handle_t *)&w->hb_timer, handle_closed_cb);
+  w->open_handles++;
+  inv_node_health_close(w->node_health, conn_closed_cb, w);
   inv_cluster_close(w->logc, conn_closed_cb, w);
   inv_redis_close(w->shard, conn_closed_cb, w);
   inv_redis_close(w->sub, conn_closed_cb, w);

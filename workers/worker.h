@@ -28,6 +28,10 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
 /* Packs the `stats` map. */
 void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk);
 
+/* For /ready: returns 1 when the worker is connected to its node and caught
+ * up (intake live), else 0; writes a one-line reason into reason[0..len). */
+int inv_worker_ready(inv_worker_t *w, char *reason, size_t len);
+
 /* Appends the /metrics text. Returns 0 or INV_ENOMEM. */
 int inv_worker_render_metrics(inv_buf_t *out, void *worker);
 

@@ -40,6 +40,7 @@
 #include "proto/event.h"
 #include "workers/scanner.h"
 #include "workers/slot_map.h"
+#include "workers/node_health.h"
 #include "workers/stream_id.h"
 #include "workers/unlinker.h"
 #include "workers/worker.h"
@@ -172,7 +173,8 @@ struct inv_worker_s {
 
   /* Figures. */
   inv_worker_stats_t st;
-  inv_latency_t lag;
+  inv_latency_obs_t lag;
+  inv_node_health_t *node_health; /* polls the node (node_health.h) */
   uint64_t last_lag_ms;
   int behind_inflight;
   int hb_inflight;

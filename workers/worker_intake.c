@@ -148,7 +148,7 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
   if (from_log) w->st.catchup_events += p->nevents;
   uint64_t now = inv_wall_ms();
   w->last_lag_ms = now > p->ts_ms ? now - p->ts_ms : 0;
-  inv_latency_record(&w->lag, w->last_lag_ms);
+  inv_latency_observe(&w->lag, inv_now_us(), w->last_lag_ms * 1000);
   if (w->role != INV__ROLE_PRIMARY) {
     /* A standby tracks what it saw and deletes nothing. */
     w->seen = id;

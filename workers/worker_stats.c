@@ -30,11 +30,12 @@ static void pack_str(msgpack_packer *pk, const char *s) {
 }
 
 void inv_worker_stats_pack(msgpack_packer *pk, const inv_worker_stats_t *v,
-                           const inv_worker_stats_info_t *info) {
+                           const inv_worker_stats_info_t *info,
+                           size_t extra_entries) {
   /* The map keys are the stats keys, which may differ from the metric
    * names in desc, so the entries are packed here rather than with
    * inv_stats_pack. */
-  msgpack_pack_map(pk, NSTATS + 4);
+  msgpack_pack_map(pk, NSTATS + 4 + extra_entries);
   for (size_t i = 0; i < NSTATS; i++) {
     uint64_t val;
     memcpy(&val, (const char *)v + desc[i].offset, sizeof(val));
@@ -60,7 +61,16 @@ int inv_worker_stats_prometheus(inv_buf_t *out, const inv_worker_stats_t *v,
                                      "the node's role as the worker sees it",
                                      "role", info->role, 1, 1);
   if (rc != 0) return rc;
-  return inv_stats_prometheus_labelled(out, "inval_worker", "info",
-                                       INV_STAT_GAUGE, "worker version",
-                                       "version", INV_VERSION, 1, 1);
+  rc = inv_stats_prometheus_labelled(out, "inval_worker", "info",
+                                     INV_STAT_GAUGE, "worker version",
+                                     "version", INV_VERSION, 1, 1);
+  if (rc != 0) return rc;
+  if (info->lag != NULL) {
+    rc = inv_stats_prometheus_histogram(
+        out, "inval_worker", "apply_lag_seconds",
+        "time from an event's ts (set by the publisher) to its apply",
+        info->lag);
+    if (rc != 0) return rc;
+  }
+  return inv_stats_prometheus_process(out);
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/latency.h"
 
 #define INV_WORKER_STATS_MAP(XX)                                               \
   XX(uptime_s, uptime_seconds, GAUGE, "seconds since the worker started")      \
@@ -97,11 +98,14 @@
      "have, ignored")                                                          \
   XX(intake_paused, intake_paused, GAUGE,                                      \
      "1 while reading the log is paused by a bound (PROTOCOL.md 4.1)")        \
-  XX(last_applied_ms, last_applied_ms, GAUGE,                                  \
-     "millisecond part of the last applied log id")                            \
-  XX(lag_ms_p50, lag_ms_p50, GAUGE, "median of now - event ts, ms")           \
-  XX(lag_ms_p99, lag_ms_p99, GAUGE, "99th percentile of now - event ts, ms")  \
-  XX(lag_ms_max, lag_ms_max, GAUGE, "largest now - event ts, ms")             \
+  XX(last_applied_ms, last_applied_timestamp_seconds, TIMESTAMP_MS,          \
+     "time part of the last applied log id (ms in stats, s on /metrics)")     \
+  XX(lag_ms_p50, lag_ms_p50, RECENT,                                           \
+     "median of now - event ts over the last 30 s, ms")                       \
+  XX(lag_ms_p99, lag_ms_p99, RECENT,                                           \
+     "99th percentile of now - event ts over the last 30 s, ms")              \
+  XX(lag_ms_max, lag_ms_max, RECENT,                                           \
+     "largest now - event ts over the last 30 s, ms")                         \
   XX(behind, behind, GAUGE,                                                    \
      "log entries after the last applied id (counted up to 1000)")            \
   XX(heartbeats, heartbeats, COUNTER, "heartbeat records written")             \
@@ -113,7 +117,9 @@
   XX(redis_errors, redis_errors, COUNTER,                                      \
      "Redis commands that failed or got an error reply")                       \
   XX(redis_reconnects, redis_reconnects, COUNTER,                              \
-     "Redis connections re-established")
+     "Redis connections re-established")                                       \
+  XX(script_loads, script_loads, COUNTER,                                      \
+     "NOSCRIPT replies answered by sending the script with EVAL")
 
 typedef struct inv_worker_stats_s {
 #define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;
@@ -121,20 +127,26 @@ typedef struct inv_worker_stats_s {
 #undef INV_WORKER_STATS_FIELD
 } inv_worker_stats_t;
 
-/* The strings that go with the numbers. */
+/* The strings and the histogram that go with the numbers. */
 typedef struct inv_worker_stats_info_s {
   const char *worker_id;
   const char *role;
   const char *last_applied_id;
+  const inv_hist_t *lag; /* apply lag since start (/metrics only) */
 } inv_worker_stats_info_t;
 
-/* Packs the whole stats map: every counter plus "version", "worker_id",
- * "role" and "last_applied_id". */
+/* Packs the stats map: a map header with room for extra_entries more
+ * entries, then every counter, "version", "worker_id", "role" and
+ * "last_applied_id". The caller packs exactly extra_entries key/value pairs
+ * afterwards (the "node" map). */
 void inv_worker_stats_pack(msgpack_packer *pk, const inv_worker_stats_t *v,
-                           const inv_worker_stats_info_t *info);
+                           const inv_worker_stats_info_t *info,
+                           size_t extra_entries);
 
-/* Appends the Prometheus text: every counter, inval_worker_role{role=..} 1
- * and inval_worker_info{version=..} 1. Returns 0 or INV_ENOMEM. */
+/* Appends the Prometheus text: every counter but the RECENT percentiles,
+ * inval_worker_role{role=..} 1, inval_worker_info{version=..} 1, the
+ * histogram inval_worker_apply_lag_seconds and the process_* metrics.
+ * Returns 0 or INV_ENOMEM. */
 int inv_worker_stats_prometheus(inv_buf_t *out, const inv_worker_stats_t *v,
                                 const inv_worker_stats_info_t *info);
 

@@ -223,6 +223,8 @@ def stats_md_keys():
     keys = []
     with open(STATS_MD) as f:
         for line in f:
+            if line.startswith("## "):
+                break  # sub-tables (the node map) follow
             m = re.match(r"^\|\s*`([a-z0-9_]+)`\s*\|", line)
             if m:
                 keys.append(m.group(1))

@@ -147,6 +147,58 @@ static void test_clocks(void) {
   CHECK(w / 1000 >= t - 1 && w / 1000 <= t + 1);
 }
 
+/* Bucket edges are inclusive (le), values past the last bound count only
+ * in count (+Inf), and sum is exact. */
+static void test_hist_buckets(void) {
+  static inv_hist_t h;
+  memset(&h, 0, sizeof(h));
+  inv_hist_record(&h, 0);
+  inv_hist_record(&h, 100);     /* le 0.0001 */
+  inv_hist_record(&h, 101);     /* le 0.00025 */
+  inv_hist_record(&h, 1000000); /* le 1 */
+  inv_hist_record(&h, 61000000); /* +Inf only */
+  CHECK_EQ_INT(h.count, 5);
+  CHECK(h.sum_us == 0 + 100 + 101 + 1000000 + 61000000);
+  CHECK_EQ_INT(h.buckets[0], 2);
+  CHECK_EQ_INT(h.buckets[1], 1);
+  CHECK_EQ_INT(h.buckets[12], 1);
+  CHECK(inv_hist_bounds_us[12] == 1000000);
+  uint64_t in_bounds = 0;
+  for (unsigned i = 0; i < INV_HIST_NBOUNDS; i++) {
+    in_bounds += h.buckets[i];
+    if (i > 0) CHECK(inv_hist_bounds_us[i] > inv_hist_bounds_us[i - 1]);
+  }
+  CHECK_EQ_INT(in_bounds, 4);
+}
+
+/* The window forgets samples older than its span and keeps recent ones. */
+static void test_window_slides(void) {
+  static inv_latency_window_t w;
+  inv_latency_t got;
+  const uint64_t slot = INV_LATENCY_SLOT_US;
+  uint64_t t0 = 1000 * slot;
+  memset(&w, 0, sizeof(w));
+  inv_latency_window_get(&w, t0, &got);
+  CHECK_EQ_INT(got.count, 0);
+  for (int i = 0; i < 100; i++) inv_latency_window_record(&w, t0, 7000000);
+  inv_latency_window_record(&w, t0 + 2 * slot, 300);
+  inv_latency_window_get(&w, t0 + 2 * slot, &got);
+  CHECK_EQ_INT(got.count, 101);
+  CHECK_EQ_INT(got.max_us, 7000000);
+  /* One full window after the burst, only the later sample is left. */
+  inv_latency_window_get(&w, t0 + INV_LATENCY_WINDOW_SLOTS * slot, &got);
+  CHECK_EQ_INT(got.count, 1);
+  CHECK_EQ_INT(got.max_us, 300);
+  /* A slot reused a window later starts afresh. */
+  inv_latency_window_record(&w, t0 + INV_LATENCY_WINDOW_SLOTS * slot, 50);
+  inv_latency_window_get(&w, t0 + INV_LATENCY_WINDOW_SLOTS * slot, &got);
+  CHECK_EQ_INT(got.count, 2);
+  CHECK_EQ_INT(inv_latency_quantile(&got, 1.0), 300);
+  /* Long idle: empty. */
+  inv_latency_window_get(&w, t0 + 100 * slot, &got);
+  CHECK_EQ_INT(got.count, 0);
+}
+
 int main(void) {
   RUN(test_empty);
   RUN(test_small_values_exact);
@@ -156,5 +208,7 @@ int main(void) {
   RUN(test_huge_and_reset);
   RUN(test_merge);
   RUN(test_clocks);
+  RUN(test_hist_buckets);
+  RUN(test_window_slides);
   return check_summary();
 }

@@ -1,0 +1,53 @@
+"""The Prometheus rules under deploy/prometheus pass `promtool check rules`,
+and their unit tests (deploy/prometheus/*.test.yml: each alert fires in one
+test and stays silent in another) pass `promtool test rules`."""
+
+import glob
+import os
+import shutil
+import subprocess
+
+import harness
+
+PROM_DIR = os.path.join(harness.REPO_ROOT, "deploy", "prometheus")
+
+
+def promtool(*args):
+    # tests/run.sh installs Debian's prometheus package: a missing promtool
+    # is a broken environment, never a reason to skip.
+    exe = shutil.which("promtool")
+    assert exe, "promtool not found: apt-get install prometheus"
+    res = subprocess.run([exe, *args], capture_output=True, text=True,
+                         timeout=60, cwd=PROM_DIR)
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_rules_check():
+    rules = glob.glob(os.path.join(PROM_DIR, "*-rules.yml"))
+    assert rules
+    rc, out = promtool("check", "rules", *rules)
+    assert rc == 0, out
+
+
+def test_rules_unit_tests():
+    tests = glob.glob(os.path.join(PROM_DIR, "*.test.yml"))
+    assert tests
+    rc, out = promtool("test", "rules", *tests)
+    assert rc == 0 and "SUCCESS" in out, out
+
+
+def test_every_new_alert_fires_and_stays_silent():
+    import yaml
+    with open(os.path.join(PROM_DIR, "inval-rules.test.yml")) as f:
+        spec = yaml.safe_load(f)
+    fires, silent = set(), set()
+    for t in spec["tests"]:
+        for a in t["alert_rule_test"]:
+            (fires if a["exp_alerts"] else silent).add(a["alertname"])
+    with open(os.path.join(PROM_DIR, "inval-rules.yml")) as f:
+        rules = yaml.safe_load(f)
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]
+              if "alert" in r and ("inval_node_" in r["expr"] or
+                                   "inval:node" in r["expr"] or
+                                   "_bucket" in r["expr"])}
+    assert alerts and alerts <= fires and alerts <= silent, alerts

@@ -58,7 +58,7 @@ static void daemon_notify_cb(uv_timer_t *t) {
   inv_daemon_t *d = t->data;
   char status[200] = "";
   if (!d->notified_ready) {
-    if (d->stopping || !d->ready(d->ready_data, status, sizeof(status))) {
+    if (d->stopping || !d->ready(status, sizeof(status), d->ready_data)) {
       if (d->watchdog_ms > 0) sd_notify(0, "WATCHDOG=1");
       return;
     }

@@ -18,9 +18,10 @@ typedef void (*inv_daemon_stop_cb)(void *data);
 int inv_daemon_start(uv_loop_t *loop, inv_daemon_stop_cb stop_cb, void *data,
                      inv_daemon_t **out);
 
-/* Says whether the daemon is ready to serve; when it is not, status may
- * receive a short reason. Returns 1 when ready, 0 when not. */
-typedef int (*inv_daemon_ready_fn)(void *data, char *status, size_t len);
+/* Says whether the daemon is ready to serve, with a one-line status or
+ * reason in status. Returns 1 when ready, 0 when not. The same shape as the
+ * /ready callback of metrics_http.h, so one function can serve both. */
+typedef int (*inv_daemon_ready_fn)(char *status, size_t len, void *data);
 
 /* Tells the service manager when the daemon is ready, with systemd's
  * notify protocol (libsystemd's sd_notify, so $NOTIFY_SOCKET decides where

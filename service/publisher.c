@@ -124,8 +124,9 @@ static int publisher_render_metrics(inv_buf_t *out, void *data) {
   return inv_pub_stats_prometheus(out, &v, &errors, &p->latency.hist);
 }
 
-/* /ready: Redis must be reachable (every primary's connection up), since
- * a publisher that cannot reach it answers every request EUNAVAIL. */
+/* /ready, and READY=1 for the service manager: Redis must be reachable
+ * (every primary's connection up), since a publisher that cannot reach it
+ * answers every request EUNAVAIL. It listens before this is first asked. */
 static int publisher_ready(char *reason, size_t len, void *data) {
   inv_publisher_t *p = data;
   if (p->stopping) {
@@ -203,16 +204,6 @@ void inv_publisher_stop(inv_publisher_t *p) {
   inv_metrics_http_close(p->metrics);
   p->metrics = NULL;
   inv_batcher_drain(p->batcher, publisher_drained, p);
-}
-
-/* Ready for the service manager once it listens (true by the time this is
- * asked) and its Redis connections know the slot map. */
-static int publisher_ready(void *data, char *status, size_t len) {
-  inv_publisher_t *p = data;
-  if (!inv_cluster_ready(p->cluster)) return 0;
-  snprintf(status, len, "listening on port %d, Redis connected",
-           inv_rpc_server_port(p->server));
-  return 1;
 }
 
 int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,

@@ -103,9 +103,11 @@ static void signal_stop(void *data) {
   if (d->worker != NULL) inv_worker_stop(d->worker, worker_stopped, d);
 }
 
-/* Ready for the service manager once its servers listen (true by the time
- * this is asked) and it is connected to its Redis node. */
-static int worker_ready(void *data, char *status, size_t len) {
+/* Ready for the service manager (READY=1) once its servers listen (true by
+ * the time this is asked) and it is connected to its Redis node. /ready asks
+ * more (caught up with the log), but a long catch-up must not make the
+ * service manager think the start failed. */
+static int worker_started(char *status, size_t len, void *data) {
   daemon_t *d = data;
   if (!inv_worker_connected(d->worker)) return 0;
   snprintf(status, len, "connected to %s:%d", d->conf->redis.host,
@@ -140,7 +142,7 @@ static int start(daemon_t *d, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot install signal handlers: %s", inv_strerror(rc));
     return rc;
   }
-  inv_daemon_notify_when_ready(d->daemon, worker_ready, d);
+  inv_daemon_notify_when_ready(d->daemon, worker_started, d);
   inv_log_info("worker", "inval-worker %s started", INV_VERSION);
   return 0;
 }

@@ -267,12 +267,16 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
   return inv_node_health_prometheus(out, inv_node_health_figures(w->node_health));
 }
 
+int inv_worker_connected(const inv_worker_t *w) {
+  return inv_redis_is_connected(w->cmd) && inv_redis_is_connected(w->sub);
+}
+
 int inv_worker_ready(inv_worker_t *w, char *reason, size_t len) {
-  if (!inv_redis_is_connected(w->cmd) || !inv_redis_is_connected(w->sub)) {
+  if (!inv_worker_connected(w)) {
     snprintf(reason, len, "Redis node %s not reachable", w->node);
     return 0;
   }
-  if (w->intake != INV__IN_LIVE && w->intake != INV__IN_DRAIN) {
+  if (w->intake != INV__IN_LIVE) {
     snprintf(reason, len, "catching up (not live yet)");
     return 0;
   }
@@ -327,8 +331,4 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   inv_redis_close(w->sub, conn_closed_cb, w);
   inv_redis_close(w->cmd, conn_closed_cb, w);
   release(w);
-}
-
-int inv_worker_connected(const inv_worker_t *w) {
-  return inv_redis_is_connected(w->cmd) && inv_redis_is_connected(w->sub);
 }

@@ -939,3 +939,20 @@ void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
   uv_close((uv_handle_t *)&c->retry_timer, timer_closed_cb);
   uv_close((uv_handle_t *)&c->deadline_timer, timer_closed_cb);
 }
+
+void inv_cluster_describe_owner(const inv_cluster_t *c, const char *key,
+                                size_t keylen, char *out, size_t outlen) {
+  const node_t *n = NULL;
+  if (c->mode == MODE_STANDALONE)
+    n = c->single;
+  else if (c->slots != NULL)
+    n = c->slots[inv_key_slot(key, keylen)];
+  if (n == NULL) {
+    snprintf(out, outlen, "no node known yet");
+    return;
+  }
+  snprintf(out, outlen, "%s:%d%s", n->host, n->port,
+           n->conn != NULL && inv_redis_is_connected(n->conn)
+               ? ""
+               : " (not connected)");
+}

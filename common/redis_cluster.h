@@ -79,6 +79,13 @@ int inv_cluster_ready(const inv_cluster_t *c);
  * node's, standalone) is up now, else 0: what a readiness check asks. */
 int inv_cluster_reachable(const inv_cluster_t *c);
 
+/* Writes "host:port" of the node that serves key now (its slot's owner, or
+ * the single node of standalone Redis) and whether it is connected, as
+ * "host:port" or "host:port (not connected)", to out; "no node known yet"
+ * when the map is not known. For error messages that name their cause. */
+void inv_cluster_describe_owner(const inv_cluster_t *c, const char *key,
+                                size_t keylen, char *out, size_t outlen);
+
 /* 1 in cluster mode, 0 standalone or not yet known. */
 int inv_cluster_is_cluster(const inv_cluster_t *c);
 

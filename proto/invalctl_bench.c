@@ -54,7 +54,7 @@ typedef struct bench_s {
   uint64_t clients, pipeline, kpe, events, keyspace;
   inv_kind_t kind;
   inv_mode_t mode;
-  int notify, json, have_n;
+  int notify, json, csv, have_n;
   double duration, rate, wait_s;
   const char *key_prefix;
   inv_bench_e2e_opts_t e2e_opts;
@@ -195,12 +195,15 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
     }
     if (strcmp(a, "--notify") == 0) { b->notify = 1; continue; }
     if (strcmp(a, "--json") == 0) { b->json = 1; continue; }
+    if (strcmp(a, "--csv") == 0) { b->csv = 1; continue; }
     if (strcmp(a, "--e2e") == 0) { b->e2e = 1; continue; }
     if (strcmp(a, "--soft") == 0) { b->mode = INV_MODE_SOFT; continue; }
 #undef UINT_OPT
 #undef NEED_VALUE
     return inv__ctl_usage_error("bench", "unknown argument %s", a);
   }
+  if (b->json && b->csv)
+    return inv__ctl_usage_error("bench", "--json and --csv exclude each other");
   if (b->e2e && b->e2e_opts.nseeds == 0)
     return inv__ctl_usage_error("bench", "--e2e needs --redis HOST:PORT (a node "
                                          "of the Redis the workers serve)");
@@ -578,6 +581,33 @@ static void report_json(const bench_t *b, double secs) {
   printf("}\n");
 }
 
+/* One CSV row in redis-benchmark's --csv columns: the test's name, the
+ * rate, then latencies in milliseconds (min is not kept; 0 when empty). */
+static void csv_row(const char *test, double rate, const inv_latency_t *l) {
+  printf("\"%s\",\"%.2f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\"\n",
+         test, rate,
+         l->count > 0 ? (double)l->sum_us / (double)l->count / 1e3 : 0.0,
+         inv_latency_quantile(l, 0.5) / 1e3,
+         inv_latency_quantile(l, 0.95) / 1e3,
+         inv_latency_quantile(l, 0.99) / 1e3, l->max_us / 1e3);
+}
+
+/* The figures as CSV with redis-benchmark's header (less its min column),
+ * so the same spreadsheet or script reads both: one row for the acks
+ * (events/s), one for end to end with --e2e. */
+static void report_csv(const bench_t *b, double secs) {
+  uint64_t done = b->notify ? b->next_event : b->acked_events;
+  char test[64];
+  printf("\"test\",\"rps\",\"avg_latency_ms\",\"p50_latency_ms\","
+         "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n");
+  snprintf(test, sizeof(test), "INVALIDATE %s%s", inv_kind_name(b->kind),
+           b->notify ? " (notify)" : "");
+  csv_row(test, secs > 0 ? (double)done / secs : 0.0, &b->lat);
+  if (b->probe != NULL)
+    csv_row("E2E (send to key gone)", secs > 0 ? (double)done / secs : 0.0,
+            inv__bench_e2e_latency(b->probe));
+}
+
 /* ---- entry point ----------------------------------------------------------- */
 
 static int run(const inv_ctl_opts_t *gopts, int argc, char **argv) {
@@ -658,6 +688,8 @@ static int run(const inv_ctl_opts_t *gopts, int argc, char **argv) {
                                       : 0) / 1e6;
   if (b.json)
     report_json(&b, secs);
+  else if (b.csv)
+    report_csv(&b, secs);
   else
     report_text(&b, secs);
   fflush(stdout);
@@ -689,7 +721,7 @@ const inv_ctl_cmd_t inv__ctl_cmd_bench = {
     "Usage: invalctl [OPTIONS] bench [-H HOST:PORT] [-c CLIENTS] [-n EVENTS]\n"
     "                [-P PIPELINE] [--keys-per-event K] [--kind KIND]\n"
     "                [--notify] [--duration S] [--rate EVENTS_PER_S]\n"
-    "                [--keyspace N] [--key-prefix P] [--soft] [--json]\n"
+    "                [--keyspace N] [--key-prefix P] [--soft] [--json|--csv]\n"
     "                [--e2e --redis HOST:PORT... [--wait S]]\n"
     "\n"
     "Sends invalidations to the publisher as fast as it acks them (or at\n"
@@ -716,6 +748,9 @@ const inv_ctl_cmd_t inv__ctl_cmd_bench = {
     "  --soft              soft mode events\n"
     "  --json              print the figures as one JSON object (latencies\n"
     "                      in microseconds)\n"
+    "  --csv               print the figures as CSV with redis-benchmark's\n"
+    "                      --csv columns (latencies in milliseconds): one\n"
+    "                      row for the acks, one for --e2e\n"
     "  --e2e               end to end: seed one key per event on the Redis\n"
     "                      primaries (<P>e2e:<N>, or <P>e2e:<N>:k for prefix\n"
     "                      and pattern), then measure the time from sending\n"

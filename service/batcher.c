@@ -250,9 +250,11 @@ static void batcher_check_cb(uv_check_t *c) { batcher_close_open(c->data); }
 static void batcher_deadline_cb(uv_timer_t *t) {
   inv_batcher_t *b = t->data;
   uint64_t now = inv_now_us();
-  char msg[96];
-  snprintf(msg, sizeof(msg), "Redis did not confirm the batch within %llu ms",
-           (unsigned long long)b->opts.timeout_ms);
+  char msg[480], node[320];
+  inv_sink_describe(b->sink, node, sizeof(node));
+  snprintf(msg, sizeof(msg),
+           "Redis did not confirm the batch within %llu ms (%s)",
+           (unsigned long long)b->opts.timeout_ms, node);
   while (b->inflight.head != NULL && b->inflight.head->deadline_us <= now) {
     batch_t *x = b->inflight.head;
     list_remove(&b->inflight, x);

@@ -213,10 +213,11 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data) {
   (void)c;
   sink_call_t *call = data;
-  char msg[160];
+  char msg[480], node[320];
   if (err < 0 || reply == NULL) {
-    snprintf(msg, sizeof(msg), "Redis did not confirm the batch: %s",
-             inv_strerror(err < 0 ? err : INV_EIO));
+    inv_sink_describe(call->sink, node, sizeof(node));
+    snprintf(msg, sizeof(msg), "Redis did not confirm the batch: %s (%s)",
+             inv_strerror(err < 0 ? err : INV_EIO), node);
     sink_finish(call, INV_EUNAVAIL, NULL, 0, msg);
     return;
   }
@@ -258,3 +259,10 @@ const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s) {
 }
 
 void inv_sink_free(inv_sink_t *s) { free(s); }
+
+void inv_sink_describe(const inv_sink_t *s, char *out, size_t outlen) {
+  char node[300];
+  inv_cluster_describe_owner(s->cluster, INV_LOG_KEY, sizeof(INV_LOG_KEY) - 1,
+                             node, sizeof(node));
+  snprintf(out, outlen, "the log's node %s", node);
+}

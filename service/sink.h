@@ -72,4 +72,9 @@ const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s);
  * closed_cb). Accepts NULL. */
 void inv_sink_free(inv_sink_t *s);
 
+/* Writes which Redis node the sink writes to now, for the cause of an
+ * EUNAVAIL answer: "the log's node 127.0.0.1:7001" or "... (not
+ * connected)" or "no node known yet". */
+void inv_sink_describe(const inv_sink_t *s, char *out, size_t outlen);
+
 #endif

@@ -17,12 +17,14 @@ import atexit
 import binascii
 import ctypes
 import os
+import re
 import random
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import urllib.request
 import threading
 import time
 
@@ -267,6 +269,18 @@ def register_pid(pid, name, program):
 
 # --------------------------------------------------------------------------
 # Binaries.
+
+def scrape(port):
+    """The text of GET /metrics on 127.0.0.1:port."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics",
+                                timeout=5) as r:
+        return r.read().decode()
+
+
+def metric_names(port):
+    """The names of every sample on 127.0.0.1:port's /metrics."""
+    return set(re.findall(r"^([a-z_:][a-z0-9_:]*)", scrape(port), re.M))
+
 
 def build_dir():
     """The build tree holding the binaries: $INVAL_BUILD_DIR or <repo>/build."""

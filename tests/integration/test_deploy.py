@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import urllib.request
 
 import pytest
 
@@ -116,10 +115,7 @@ def test_shipped_config_passes_check_config(prog, conf):
 
 
 def _metric_names(port):
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics",
-                                timeout=5) as r:
-        text = r.read().decode()
-    return set(re.findall(r"^(inval_[a-z0-9_]+)", text, re.M))
+    return {n for n in harness.metric_names(port) if n.startswith("inval_")}
 
 
 def test_prometheus_rules_use_exported_metrics(standalone, publisher_factory,

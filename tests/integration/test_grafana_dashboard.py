@@ -5,19 +5,10 @@ running daemons export (a histogram's _bucket series included)."""
 import json
 import os
 import re
-import urllib.request
 
 import harness
-from harness import HOST
 
 DASHBOARD = os.path.join(harness.REPO_ROOT, "deploy", "grafana", "inval.json")
-
-
-def exported(port):
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics",
-                                timeout=5) as r:
-        text = r.read().decode()
-    return set(re.findall(r"^([a-z_:][a-z0-9_:]*)", text, re.M))
 
 
 def test_dashboard_queries_use_exported_metrics(standalone, publisher_factory,
@@ -36,6 +27,6 @@ def test_dashboard_queries_use_exported_metrics(standalone, publisher_factory,
     wrk = worker_factory(standalone, metrics=True)
     have = set()
     for port in (pub.metrics_port, wrk.metrics_port):
-        have |= harness.wait_until(lambda p=port: exported(p), 10,
+        have |= harness.wait_until(lambda p=port: harness.metric_names(p), 10,
                                    what="/metrics")
     assert used <= have, f"not exported: {sorted(used - have)}"

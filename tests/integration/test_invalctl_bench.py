@@ -4,6 +4,8 @@ code with the documented exit codes, bad flags are refused before
 connecting, and a small --e2e run with a worker sees every seeded key go
 (and leaves the node's notify-keyspace-events setting as it found it)."""
 
+import csv
+import io
 import json
 import signal
 import subprocess
@@ -112,6 +114,22 @@ def test_refused_events_counted_by_code(standalone, publisher_factory):
     assert logged_targets(standalone) == []
 
 
+def test_csv_reads_like_redis_benchmark(standalone, publisher_factory):
+    """--csv prints redis-benchmark's --csv header (but its min column) and
+    one row for the acks, which Python's csv module reads back."""
+    pub = publisher_factory(standalone)
+    res = bench(pub.port, "-c", "2", "-n", "200", "-P", "4", "--csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["test"] for r in rows] == ["INVALIDATE key"]
+    row = rows[0]
+    assert set(row) == {"test", "rps", "avg_latency_ms", "p50_latency_ms",
+                        "p95_latency_ms", "p99_latency_ms", "max_latency_ms"}
+    assert float(row["rps"]) > 0
+    assert 0 < float(row["p50_latency_ms"]) <= float(row["max_latency_ms"])
+    assert len(logged_targets(standalone)) == 200
+
+
 def test_unreachable_publisher():
     port = harness.free_port()
     res = bench(port, "-c", "2", "-n", "10")
@@ -163,6 +181,7 @@ def test_publisher_killed_mid_run(standalone, publisher_factory):
     (["--redis", "127.0.0.1:1"], "--redis is only used with --e2e"),
     (["--redis", "nope", "--e2e", "-n", "1"], "--redis wants HOST:PORT"),
     (["--bogus"], "unknown argument --bogus"),
+    (["--json", "--csv"], "--json and --csv exclude each other"),
 ])
 def test_bad_flags(args, message):
     # Port 1 is never served: a usage error must come before connecting.

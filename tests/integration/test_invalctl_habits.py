@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import msgpack
-import pytest
 
 import harness
 from harness import HOST

@@ -19,6 +19,8 @@ def test_standalone_down_then_back(standalone, publisher_factory):
         for i in range(3):
             err, res = invalidate(c, [ev("key", f"down:{i}")], timeout=5)
             assert err is not None and err["code"] == "EUNAVAIL", (err, res)
+            # The answer names the cause: which node, and that it is down.
+            assert f"the log's node {standalone.addr}" in err["message"], err
         standalone.start()
         res, _ = ack_with_retry(lambda: connect(pub), [ev("key", "after")], 30)
     entries = {e.decode() for e, _ in

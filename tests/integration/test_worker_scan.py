@@ -21,7 +21,7 @@ import time
 import pytest
 
 import harness
-from workerlib import (Topo, assert_keyset, ev, key_slot, keys_present,
+from workerlib import (Topo, assert_keyset, flushed_topo, ev, key_slot, keys_present,
                        load_keys, node_keys, send_events, settle,
                        start_workers, wait_applied, wait_gone, wstats)
 
@@ -86,16 +86,7 @@ def pinned_layout():
 def loaded(request):
     """The module's Redis (standalone or cluster), flushed and loaded once
     with every test's keys plus filler."""
-    if request.param == "standalone":
-        target = request.getfixturevalue("redis_standalone")
-        if not target.alive():
-            target.start()
-        target.client().flushall()
-    else:
-        target = request.getfixturevalue("redis_cluster")
-        target.wait_ok(60)
-        target.flushall()
-    topo = Topo(target)
+    topo = flushed_topo(request, request.param)
     _, gone, kept = pattern_layout()
     pgone, pkept = pinned_layout()
     filler = [f"fill:{i}" for i in range(FILLER)]

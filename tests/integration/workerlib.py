@@ -21,7 +21,6 @@ condition against a deadline.
 import collections
 import threading
 import time
-import urllib.request
 
 import msgpack
 
@@ -242,9 +241,7 @@ def wait_applied(workers, entry_id, timeout=60):
 def metric(worker, name):
     """The value of one sample of worker's /metrics (it must have been
     started with metrics=True)."""
-    body = urllib.request.urlopen(
-        f"http://{HOST}:{worker.metrics_port}/metrics",
-        timeout=5).read().decode()
+    body = harness.scrape(worker.metrics_port)
     for line in body.splitlines():
         if line.startswith(name + " "):
             return int(float(line.split()[1]))

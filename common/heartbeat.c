@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/errors.h"
+#include "proto/codec_check.h"
 
 static void pack_cstr(msgpack_packer *pk, const char *s) {
   size_t n = strlen(s);
@@ -91,7 +92,14 @@ int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
   msgpack_unpacked u;
   size_t off = 0;
   int rc = INV_EPROTO;
+  char why[128];
   memset(hb, 0, sizeof(*hb));
+  /* msgpack-c sizes an array's storage from its declared count before it
+   * reads the elements, so a five-byte record could ask for gigabytes:
+   * bound the bytes, then check every declared size against them. */
+  if (len > INV_HEARTBEAT_MAX_BYTES ||
+      inv__msgpack_check(data, len, why, sizeof(why)) != 0)
+    return INV_EPROTO;
   msgpack_unpacked_init(&u);
   if (msgpack_unpack_next(&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
       u.data.type != MSGPACK_OBJECT_MAP)

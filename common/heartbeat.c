@@ -81,10 +81,15 @@ static void copy_str(const msgpack_object *v, char *dst, size_t dstlen) {
   dst[n] = '\0';
 }
 
+/* Reads an unsigned number; a float is clamped to [0, UINT64_MAX] first
+ * (NaN reads as 0), since converting one out of range is undefined. */
 static uint64_t get_u64(const msgpack_object *v) {
   if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return v->via.u64;
-  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
-    return v->via.f64 > 0 ? (uint64_t)v->via.f64 : 0;
+  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64) {
+    if (!(v->via.f64 > 0)) return 0;
+    if (v->via.f64 >= 18446744073709551616.0) return UINT64_MAX;
+    return (uint64_t)v->via.f64;
+  }
   return 0;
 }
 

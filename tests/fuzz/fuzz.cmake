@@ -59,3 +59,32 @@ inv_fuzz_target(codec SOURCES ${INV_FUZZ_DIR}/fuzz_codec.c
   LIBS inval_codec
   INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/codec.c ${PROJECT_SOURCE_DIR}/proto/event.c
   ITERATIONS 200000)
+
+# What a worker runs on whatever arrives on the channels and in the log:
+# the payload decoder, then the id and each event's keys and patterns.
+inv_fuzz_target(payload SOURCES ${INV_FUZZ_DIR}/fuzz_payload.c
+  LIBS inval_worker_lib
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/event.c ${PROJECT_SOURCE_DIR}/proto/codec.c
+             ${PROJECT_SOURCE_DIR}/proto/keyname.c ${PROJECT_SOURCE_DIR}/common/glob.c
+             ${PROJECT_SOURCE_DIR}/common/slot.c ${PROJECT_SOURCE_DIR}/workers/stream_id.c)
+
+# The worker's duplicate shortcut: a broadcast's id read from its tail.
+inv_fuzz_target(tail_id SOURCES ${INV_FUZZ_DIR}/fuzz_tail_id.c
+  LIBS inval_codec
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/event.c)
+
+# Stream ids from replies, payloads, heartbeats and the state file.
+inv_fuzz_target(sid SOURCES ${INV_FUZZ_DIR}/fuzz_sid.c
+  LIBS inval_worker_lib
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/workers/stream_id.c)
+
+# Heartbeat records from the hash cache:invalidation:workers.
+inv_fuzz_target(heartbeat SOURCES ${INV_FUZZ_DIR}/fuzz_heartbeat.c
+  LIBS inval_heartbeat
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/heartbeat.c ${PROJECT_SOURCE_DIR}/proto/codec.c)
+
+# The config parser on an arbitrary file body.
+inv_fuzz_target(config SOURCES ${INV_FUZZ_DIR}/fuzz_config.c
+  LIBS inval_base
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/config.c
+  ITERATIONS 50000)

@@ -83,7 +83,11 @@ int inv_addr_parse(const char *text, inv_addr_t *out) {
   if (hostlen == 0 || hostlen >= sizeof(out->host)) return INV_EINVAL;
   for (size_t i = 0; i < hostlen; i++) {
     unsigned char c = (unsigned char)host[i];
-    if (c <= ' ' || c == 0x7f || c == ',' || c == '[' || c == ']')
+    /* Besides separators, '#', '"' and '\\' are refused: no host name
+     * holds them, and a host starting with one would not read back from
+     * the config file that inv_conf_print writes. */
+    if (c <= ' ' || c >= 0x7f || c == ',' || c == '[' || c == ']' ||
+        c == '#' || c == '"' || c == '\\')
       return INV_EINVAL;
   }
   if (*portp == '\0' || strlen(portp) > 5) return INV_EINVAL;
@@ -274,6 +278,8 @@ static int conf_addr_list_add(inv_addr_list_t *list, const char *value,
   for (const char *p = value; *p; p++) {
     if (*p == ',' || isspace((unsigned char)*p)) cap++;
   }
+  /* A value of separators alone would otherwise size a huge array. */
+  if (cap > INV_CONF_ADDR_LIST_MAX) cap = INV_CONF_ADDR_LIST_MAX;
   inv_addr_t *fresh = calloc(cap, sizeof(*fresh));
   char *copy = strdup(value);
   size_t n = 0;
@@ -286,6 +292,10 @@ static int conf_addr_list_add(inv_addr_list_t *list, const char *value,
   char *save = NULL;
   for (char *tok = strtok_r(copy, ", \t\r\n", &save); tok != NULL;
        tok = strtok_r(NULL, ", \t\r\n", &save)) {
+    if (n == cap) {
+      conf_err(msg, msglen, "more than %u addresses", INV_CONF_ADDR_LIST_MAX);
+      goto out;
+    }
     if (inv_addr_parse(tok, &fresh[n]) != 0) {
       conf_err(msg, msglen, "'%s' is not HOST:PORT", tok);
       goto out;
@@ -297,6 +307,10 @@ static int conf_addr_list_add(inv_addr_list_t *list, const char *value,
     goto out;
   }
   size_t keep = replace ? 0 : list->count;
+  if (keep + n > INV_CONF_ADDR_LIST_MAX) {
+    conf_err(msg, msglen, "more than %u addresses", INV_CONF_ADDR_LIST_MAX);
+    goto out;
+  }
   inv_addr_t *items = realloc(replace ? NULL : list->items,
                               (keep + n) * sizeof(*items));
   if (items == NULL) {
@@ -543,16 +557,30 @@ static int conf_apply_line(const inv_conf_row_t *rows, size_t nrows,
   return 0;
 }
 
-int inv_conf_load_string(const inv_conf_row_t *rows, size_t nrows, void *cfg,
-                         const char *name, const char *text, char *err,
-                         size_t errlen) {
+int inv_conf_load_buffer(const inv_conf_row_t *rows, size_t nrows, void *cfg,
+                         const char *name, const char *data, size_t datalen,
+                         char *err, size_t errlen) {
   char msg[CONF_MSG_MAX];
   unsigned lineno = 0;
-  const char *p = text;
-  while (*p != '\0') {
+  const char *p = data, *end = data + datalen;
+  const char *nul;
+  if (datalen > INV_CONF_MAX_BYTES) {
+    conf_err(err, errlen, "%s: is over %u bytes", name, INV_CONF_MAX_BYTES);
+    return INV_EINVAL;
+  }
+  /* Each line is copied into a NUL-terminated string, so a NUL byte would
+   * silently cut it: refuse the input instead, naming the line. */
+  nul = datalen > 0 ? memchr(data, '\0', datalen) : NULL;
+  if (nul != NULL) {
+    unsigned at = 1;
+    for (const char *q = data; q < nul; q++) at += *q == '\n';
+    conf_err(err, errlen, "%s:%u: contains a NUL byte", name, at);
+    return INV_EINVAL;
+  }
+  while (p < end) {
     lineno++;
-    const char *nl = strchr(p, '\n');
-    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
     char *line = malloc(len + 1);
     if (line == NULL) {
       conf_err(err, errlen, "%s:%u: out of memory", name, lineno);
@@ -568,9 +596,16 @@ int inv_conf_load_string(const inv_conf_row_t *rows, size_t nrows, void *cfg,
       return rc;
     }
     p += len;
-    if (*p == '\n') p++;
+    if (p < end) p++; /* the newline */
   }
   return 0;
+}
+
+int inv_conf_load_string(const inv_conf_row_t *rows, size_t nrows, void *cfg,
+                         const char *name, const char *text, char *err,
+                         size_t errlen) {
+  return inv_conf_load_buffer(rows, nrows, cfg, name, text, strlen(text), err,
+                              errlen);
 }
 
 int inv_conf_load_file(const inv_conf_row_t *rows, size_t nrows, void *cfg,
@@ -583,7 +618,14 @@ int inv_conf_load_file(const inv_conf_row_t *rows, size_t nrows, void *cfg,
     conf_err(err, errlen, "%s: %s", path, strerror(errno));
     return INV_EIO;
   }
+  /* The buffer grows with what was read, and reading stops one chunk past
+   * the limit, so a huge file (or a device) costs no more than that. */
   for (;;) {
+    if (len > INV_CONF_MAX_BYTES) {
+      conf_err(err, errlen, "%s: is over %u bytes", path, INV_CONF_MAX_BYTES);
+      rc = INV_EINVAL;
+      goto out;
+    }
     if (cap - len < 4096) {
       size_t ncap = cap ? cap * 2 : 8192;
       char *ntext = realloc(text, ncap);
@@ -604,13 +646,7 @@ int inv_conf_load_file(const inv_conf_row_t *rows, size_t nrows, void *cfg,
     rc = INV_EIO;
     goto out;
   }
-  text[len] = '\0';
-  if (strlen(text) != len) {
-    conf_err(err, errlen, "%s: contains a NUL byte", path);
-    rc = INV_EINVAL;
-    goto out;
-  }
-  rc = inv_conf_load_string(rows, nrows, cfg, path, text, err, errlen);
+  rc = inv_conf_load_buffer(rows, nrows, cfg, path, text, len, err, errlen);
 out:
   free(text);
   fclose(f);
@@ -698,8 +734,11 @@ void inv_conf_print_help(FILE *out, const inv_conf_row_t *rows, size_t nrows) {
  * back as one token otherwise. */
 static void conf_print_token(FILE *out, const char *s) {
   int quote = s[0] == '\0' || s[0] == '"' || s[0] == '#';
+  /* A control character is quoted too: a '\r' at the end of an unquoted
+   * line would be taken for a CRLF line end and dropped. */
   for (const char *p = s; *p && !quote; p++) {
-    if (*p == ' ' || *p == '\t') quote = 1;
+    if (*p == ' ' || *p == '\t' || (unsigned char)*p < 0x20 || *p == 0x7f)
+      quote = 1;
   }
   if (!quote) {
     fputs(s, out);

@@ -78,11 +78,29 @@ int inv_conf_set(const inv_conf_row_t *rows, size_t nrows, void *cfg,
                  const char *name, const char *value, char *err,
                  size_t errlen);
 
-/* Loads a config file. Errors are "PATH:LINE: message". */
+/* Loads a config file through inv_conf_load_buffer. Errors are
+ * "PATH:LINE: message", or "PATH: message" for one that cannot be read or
+ * is over INV_CONF_MAX_BYTES. */
 int inv_conf_load_file(const inv_conf_row_t *rows, size_t nrows, void *cfg,
                        const char *path, char *err, size_t errlen);
 
-/* Loads a config from a string (tests); name is used in error messages. */
+/* The largest config file or buffer accepted: far above any real config,
+ * small enough that a mistaken path (a log, a device) fails at once. */
+#define INV_CONF_MAX_BYTES (1024u * 1024u)
+
+/* The most addresses an INV_CONF_ADDR_LIST holds. */
+#define INV_CONF_ADDR_LIST_MAX 1024u
+
+/* Loads a config from data[0..datalen) (any bytes; no terminator needed):
+ * the parser behind inv_conf_load_file. name is used in error messages.
+ * Input over INV_CONF_MAX_BYTES, or holding a NUL byte, is refused before
+ * any line is applied. Returns 0, INV_EINVAL or INV_ENOMEM with err set to
+ * "NAME:LINE: message"; directives before the bad line stay applied. */
+int inv_conf_load_buffer(const inv_conf_row_t *rows, size_t nrows, void *cfg,
+                         const char *name, const char *data, size_t datalen,
+                         char *err, size_t errlen);
+
+/* inv_conf_load_buffer on a NUL-terminated string (tests). */
 int inv_conf_load_string(const inv_conf_row_t *rows, size_t nrows, void *cfg,
                          const char *name, const char *text, char *err,
                          size_t errlen);

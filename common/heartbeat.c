@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/errors.h"
+#include "proto/codec_check.h"
 
 static void pack_cstr(msgpack_packer *pk, const char *s) {
   size_t n = strlen(s);
@@ -80,10 +81,15 @@ static void copy_str(const msgpack_object *v, char *dst, size_t dstlen) {
   dst[n] = '\0';
 }
 
+/* Reads an unsigned number; a float is clamped to [0, UINT64_MAX] first
+ * (NaN reads as 0), since converting one out of range is undefined. */
 static uint64_t get_u64(const msgpack_object *v) {
   if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return v->via.u64;
-  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
-    return v->via.f64 > 0 ? (uint64_t)v->via.f64 : 0;
+  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64) {
+    if (!(v->via.f64 > 0)) return 0;
+    if (v->via.f64 >= 18446744073709551616.0) return UINT64_MAX;
+    return (uint64_t)v->via.f64;
+  }
   return 0;
 }
 
@@ -91,7 +97,14 @@ int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
   msgpack_unpacked u;
   size_t off = 0;
   int rc = INV_EPROTO;
+  char why[128];
   memset(hb, 0, sizeof(*hb));
+  /* msgpack-c sizes an array's storage from its declared count before it
+   * reads the elements, so a five-byte record could ask for gigabytes:
+   * bound the bytes, then check every declared size against them. */
+  if (len > INV_HEARTBEAT_MAX_BYTES ||
+      inv__msgpack_check(data, len, why, sizeof(why)) != 0)
+    return INV_EPROTO;
   msgpack_unpacked_init(&u);
   if (msgpack_unpack_next(&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
       u.data.type != MSGPACK_OBJECT_MAP)

@@ -45,9 +45,19 @@ void inv_heartbeat_pack(msgpack_packer *pk, const inv_heartbeat_t *hb);
  * hold a partial record; the caller resets it). */
 int inv_heartbeat_encode(const inv_heartbeat_t *hb, inv_buf_t *out);
 
+/* The longest record inv_heartbeat_decode accepts. An encoded record is
+ * under 700 bytes (its strings are bounded by the fields above); the hash is
+ * writable by anything that reaches Redis, so a longer value is refused
+ * before any of it is decoded. */
+#define INV_HEARTBEAT_MAX_BYTES 4096
+
 /* Decodes a record. Unknown keys are ignored; a missing key leaves its field
- * zero or empty; strings longer than their field are truncated. Returns 0,
- * or INV_EPROTO when data is not a msgpack map (hb is then zeroed). */
+ * zero or empty; strings longer than their field are truncated. The bytes
+ * are checked before msgpack-c sees them (proto/codec_check.h), so a
+ * declared count or length that the bytes cannot hold costs no allocation.
+ * Returns 0, or INV_EPROTO (hb is then zeroed) when data is empty, longer
+ * than INV_HEARTBEAT_MAX_BYTES, not exactly one well-formed msgpack object,
+ * or not a map. */
 int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb);
 
 /* Returns 1 when the record is stale at now_ms (now_ms - ts_ms > ttl_ms),

@@ -408,7 +408,9 @@ static int read_method(const msgpack_object *o, inv_msg_t *msg,
   if (o->type != MSGPACK_OBJECT_STR)
     return decode_fail(errstr, "method is not a string (got %s)",
                        inv_msgpack_type_name(o->type));
-  msg->method = o->via.str.ptr;
+  /* msgpack-c leaves ptr NULL for an empty string; callers compare the
+   * name with memcmp, which must not be handed NULL. */
+  msg->method = o->via.str.size > 0 ? o->via.str.ptr : "";
   msg->method_len = o->via.str.size;
   return 0;
 }

@@ -1,7 +1,8 @@
 /*
- * Private to proto/: the msgpack structure check that the framer uses,
- * offered to the decoders so that they never hand msgpack-c an object whose
- * declared sizes do not fit in its bytes.
+ * Internal to the service (not installed): the msgpack structure check
+ * that the framer uses, offered to every decoder of bytes from the network
+ * or from Redis (the payload decoder, common/heartbeat.c) so that they never
+ * hand msgpack-c an object whose declared sizes do not fit in its bytes.
  *
  * msgpack-c allocates an array's or map's element storage from the declared
  * count before it has seen the elements, so a five-byte "array of four

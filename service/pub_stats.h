@@ -90,7 +90,9 @@
   XX(workers_known, workers_known, GAUGE,                                      \
      "worker heartbeat records in cache:invalidation:workers")                 \
   XX(workers_stale, workers_stale, GAUGE,                                      \
-     "worker heartbeat records older than their ttl_ms")
+     "worker heartbeat records older than their ttl_ms")                       \
+  XX(heartbeat_bad_records, heartbeat_bad_records, GAUGE,                      \
+     "values in cache:invalidation:workers that are not heartbeat records")
 
 typedef struct inv_pub_stats_s {
 #define INV_PUB_STATS_FIELD(key, metric, type, help) uint64_t key;

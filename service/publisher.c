@@ -102,6 +102,7 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     size_t stale;
     out->workers_known = inv_workers_view_count(p->workers, &stale);
     out->workers_stale = stale;
+    out->heartbeat_bad_records = inv_workers_view_bad(p->workers);
   }
 }
 

@@ -27,6 +27,7 @@ struct inv_workers_view_s {
   view_token_t *inflight; /* the refresh awaiting its reply, or NULL */
   inv_heartbeat_t *records;
   size_t count;
+  size_t bad; /* values the last read skipped as not heartbeat records */
 };
 
 static int record_cmp(const void *a, const void *b) {
@@ -52,19 +53,29 @@ static void view_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
   if (n > INV_WORKERS_VIEW_MAX) n = INV_WORKERS_VIEW_MAX;
   inv_heartbeat_t *recs = n ? calloc(n, sizeof(*recs)) : NULL;
   if (n && recs == NULL) return;
-  size_t k = 0;
+  size_t k = 0, bad = 0;
   for (size_t i = 0; i < n; i++) {
+    const redisReply *field = reply->element[2 * i];
     const redisReply *val = reply->element[2 * i + 1];
-    if (val->type != REDIS_REPLY_STRING) continue;
-    if (inv_heartbeat_decode(val->str, val->len, &recs[k]) < 0) continue;
+    /* Anything that reaches Redis can write this hash: a value that is not
+     * a record is skipped and counted, never trusted. */
+    if (field->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING ||
+        inv_heartbeat_decode(val->str, val->len, &recs[k]) < 0) {
+      bad++;
+      continue;
+    }
     if (recs[k].id[0] == '\0') {
-      const redisReply *field = reply->element[2 * i];
       size_t fl = field->len < sizeof(recs[k].id) - 1 ? field->len
                                                       : sizeof(recs[k].id) - 1;
       memcpy(recs[k].id, field->str, fl);
     }
     k++;
   }
+  if (bad != v->bad && bad > 0)
+    inv_log_warn("workers", "%zu value%s of %s %s not heartbeat records "
+                 "(skipped)", bad, bad == 1 ? "" : "s", INV_HEARTBEAT_KEY,
+                 bad == 1 ? "is" : "are");
+  v->bad = bad;
   if (k > 1) qsort(recs, k, sizeof(*recs), record_cmp);
   free(v->records);
   v->records = recs;
@@ -108,6 +119,8 @@ size_t inv_workers_view_count(const inv_workers_view_t *v, size_t *stale) {
   if (stale != NULL) *stale = s;
   return v->count;
 }
+
+size_t inv_workers_view_bad(const inv_workers_view_t *v) { return v->bad; }
 
 void inv_workers_view_pack(const inv_workers_view_t *v, msgpack_packer *pk) {
   uint64_t now = inv_wall_ms();

@@ -28,6 +28,10 @@ int inv_workers_view_create(uv_loop_t *loop, inv_cluster_t *cluster,
 /* Records known now, and how many of them are stale at the wall clock. */
 size_t inv_workers_view_count(const inv_workers_view_t *v, size_t *stale);
 
+/* Values of the hash, at the last read, that were not heartbeat records
+ * (inv_heartbeat_decode refused them); they are skipped, not listed. */
+size_t inv_workers_view_bad(const inv_workers_view_t *v);
+
 /* Packs the records as an array of maps: the heartbeat's eight keys plus
  * "stale" (bool). */
 void inv_workers_view_pack(const inv_workers_view_t *v, msgpack_packer *pk);

@@ -26,6 +26,7 @@ static int read_u64(const char *s, size_t len, size_t *i, uint64_t *out) {
 int inv_sid_parse(const char *s, size_t len, inv_sid_t *out) {
   inv_sid_t id = {0, 0};
   size_t i = 0;
+  if (len >= INV_SID_STRLEN) return INV_EINVAL;
   if (read_u64(s, len, &i, &id.ms) != 0) return INV_EINVAL;
   if (i < len) {
     if (s[i] != '-') return INV_EINVAL;

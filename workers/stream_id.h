@@ -16,7 +16,11 @@ typedef struct inv_sid_s {
 /* Longest text form: two 20-digit numbers, '-' and NUL. */
 #define INV_SID_STRLEN 48
 
-/* Parses "ms-seq" or "ms" (seq 0) from s[0..len). Returns 0, or INV_EINVAL
+/* Parses "ms-seq" or "ms" (seq 0) from s[0..len): decimal digits only, each
+ * number within 64 bits. Ids come from Redis replies, payloads, heartbeat
+ * records and the state file, so s is untrusted: text of INV_SID_STRLEN
+ * bytes or more is refused before it is read (no id is that long; leading
+ * zeros could otherwise make any length parse). Returns 0, or INV_EINVAL
  * (out is then unchanged). */
 int inv_sid_parse(const char *s, size_t len, inv_sid_t *out);
 

@@ -18,10 +18,9 @@
  *     the documented shape and survives re-encoding;
  *   - accepted events obey the rules and survive inv_event_pack.
  *
- * Built two ways (tests/fuzz/fuzz.cmake): as a libFuzzer binary with clang
- * and INV_FUZZ=ON, and always, with -DINV_FUZZ_REPLAY, as a replay driver
- * whose main() runs every corpus file and then a fixed sequence of
- * pseudo-random mutations of them (the CTest test fuzz.codec_replay).
+ * Built two ways by inv_fuzz_target (tests/fuzz/fuzz.cmake): as a libFuzzer
+ * binary with clang and INV_FUZZ=ON, and always with replay_main.c (the
+ * CTest test fuzz.codec_replay).
  */
 #include <msgpack.h>
 #include <stdint.h>
@@ -33,27 +32,8 @@
 #include "proto/codec.h"
 #include "proto/codec_check.h"
 #include "proto/event.h"
+#include "tests/fuzz/fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(cond)                                                     \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,   \
-              #cond);                                                         \
-      abort();                                                                \
-    }                                                                         \
-  } while (0)
-
-static uint64_t rng_next(uint64_t *s) {
-  /* xorshift64*: small, deterministic, good enough to pick sizes. */
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
 
 static int sbuf_write(void *data, const char *buf, size_t len) {
   return msgpack_sbuffer_write(data, buf, len);
@@ -229,7 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t len;
     int rc;
     if (fed < slen) {
-      uint64_t r = rng_next(&seed);
+      uint64_t r = fuzz_rng_next(&seed);
       size_t piece = (r & 3) == 0 ? slen - fed : 1 + (size_t)((r >> 8) % 97);
       if (piece > slen - fed) piece = slen - fed;
       rc = inv_framer_feed(&f, stream + fed, piece);
@@ -288,196 +268,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   return 0;
 }
-
-#ifdef INV_FUZZ_REPLAY
-/*
- * The replay driver: runs every file of the corpus directory, then a fixed
- * number of deterministic mutations of them, so that CTest exercises the
- * same invariants on every build without libFuzzer.
- */
-#include <dirent.h>
-#include <sys/stat.h>
-#include <time.h>
-
-#define REPLAY_MAX_INPUT 8192
-
-/* In a sanitizer build, ASan by default fills the first 4 KiB of every
- * allocation and keeps 256 MiB of freed memory in quarantine; msgpack-c
- * allocates an 8 KiB zone per decode, so that filling dominated the run.
- * Neither affects what ASan detects here. This is ASan's documented hook
- * for defaults; options set in ASAN_OPTIONS still win. */
-#if defined(__SANITIZE_ADDRESS__)
-#define REPLAY_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define REPLAY_ASAN 1
-#endif
-#endif
-#ifdef REPLAY_ASAN
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-  return "max_malloc_fill_size=0:quarantine_size_mb=16";
-}
-#endif
-#ifndef INV_FUZZ_CORPUS_DIR
-#define INV_FUZZ_CORPUS_DIR "tests/fuzz/corpus"
-#endif
-
-typedef struct {
-  unsigned char *data;
-  size_t len;
-} input_t;
-
-static int cmp_names(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Loads the regular files of dir in name order. Returns their count, or
- * -1 when dir cannot be read. */
-static int load_corpus(const char *dir, input_t **out) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  char **names = NULL;
-  size_t n = 0, cap = 0;
-  input_t *in;
-
-  if (d == NULL) return -1;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 64;
-      char **nn = realloc(names, cap * sizeof(*names));
-      if (nn == NULL) abort();
-      names = nn;
-    }
-    names[n] = strdup(e->d_name);
-    if (names[n] == NULL) abort();
-    n++;
-  }
-  closedir(d);
-  if (n > 0) qsort(names, n, sizeof(*names), cmp_names);
-  in = calloc(n ? n : 1, sizeof(*in));
-  if (in == NULL) abort();
-  size_t got = 0;
-  for (size_t i = 0; i < n; i++) {
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-    free(names[i]);
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL) continue;
-    in[got].data = malloc(REPLAY_MAX_INPUT);
-    if (in[got].data == NULL) abort();
-    in[got].len = fread(in[got].data, 1, REPLAY_MAX_INPUT, fp);
-    fclose(fp);
-    got++;
-  }
-  free(names);
-  *out = in;
-  return (int)got;
-}
-
-static const unsigned char interesting[] = {
-    0x00, 0x01, 0x7f, 0x80, 0x81, 0x8f, 0x90, 0x91, 0x93, 0x94, 0x9f,
-    0xa0, 0xa4, 0xbf, 0xc0, 0xc1, 0xc2, 0xc4, 0xc5, 0xc6, 0xc7, 0xc9,
-    0xca, 0xcb, 0xce, 0xcf, 0xd3, 0xd4, 0xd8, 0xd9, 0xda, 0xdb, 0xdc,
-    0xdd, 0xde, 0xdf, 0xe0, 0xff};
-
-/* Applies one random edit to buf[0..*len), keeping it within max. */
-static void mutate(unsigned char *buf, size_t *len, size_t max,
-                   const input_t *other, uint64_t *s) {
-  uint64_t r = rng_next(s);
-  size_t n = *len;
-  size_t pos = n ? (size_t)(rng_next(s) % n) : 0;
-
-  switch (r % 9) {
-    case 0: /* flip a bit */
-      if (n) buf[pos] ^= (unsigned char)(1u << ((r >> 8) & 7));
-      break;
-    case 1: /* an interesting header byte */
-      if (n) buf[pos] = interesting[(r >> 8) % sizeof(interesting)];
-      break;
-    case 2: /* insert a byte */
-      if (n < max) {
-        memmove(buf + pos + 1, buf + pos, n - pos);
-        buf[pos] = (unsigned char)(r >> 16);
-        n++;
-      }
-      break;
-    case 3: { /* delete a run */
-      size_t k = 1 + (size_t)((r >> 8) % 8);
-      if (pos + k > n) k = n - pos;
-      memmove(buf + pos, buf + pos + k, n - pos - k);
-      n -= k;
-      break;
-    }
-    case 4: /* truncate */
-      n = pos;
-      break;
-    case 5: /* a big length field: 0xff bytes */
-      for (size_t i = pos; i < n && i < pos + 4; i++) buf[i] = 0xff;
-      break;
-    case 6: { /* duplicate a run elsewhere (pipelining, repeats) */
-      unsigned char tmp[64];
-      size_t k = 1 + (size_t)((r >> 8) % sizeof(tmp));
-      size_t at = (size_t)((r >> 20) % (n + 1));
-      if (n >= max || pos >= n) break;
-      if (k > n - pos) k = n - pos;
-      if (k > max - n) k = max - n;
-      memcpy(tmp, buf + pos, k);
-      memmove(buf + at + k, buf + at, n - at);
-      memcpy(buf + at, tmp, k);
-      n += k;
-      break;
-    }
-    case 7: { /* splice in the tail of another input */
-      size_t from = other->len ? (size_t)((r >> 8) % other->len) : 0;
-      size_t k = other->len - from;
-      if (pos + k > max) k = max - pos;
-      memcpy(buf + pos, other->data + from, k);
-      if (pos + k > n) n = pos + k;
-      break;
-    }
-    default: /* small integer tweak: lengths and counts off by one */
-      if (n) buf[pos] = (unsigned char)(buf[pos] + ((r >> 8) & 1 ? 1 : -1));
-      break;
-  }
-  *len = n;
-}
-
-int main(int argc, char **argv) {
-  const char *dir = argc > 1 ? argv[1] : INV_FUZZ_CORPUS_DIR;
-  long iterations = argc > 2 ? atol(argv[2]) : 200000;
-  input_t *corpus = NULL;
-  unsigned char buf[REPLAY_MAX_INPUT];
-  uint64_t s = 0x5EEDC0DEC0FFEEULL;
-  struct timespec t0, t1;
-  int n;
-
-  n = load_corpus(dir, &corpus);
-  if (n <= 0) {
-    fprintf(stderr, "fuzz_codec_replay: no corpus files in %s\n", dir);
-    free(corpus);
-    return 1;
-  }
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (int i = 0; i < n; i++) LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].len);
-  for (long i = 0; i < iterations; i++) {
-    const input_t *base = &corpus[rng_next(&s) % (uint64_t)n];
-    const input_t *other = &corpus[rng_next(&s) % (uint64_t)n];
-    size_t len = base->len;
-    memcpy(buf, base->data, len);
-    int edits = 1 + (int)(rng_next(&s) % 4);
-    for (int k = 0; k < edits; k++) mutate(buf, &len, sizeof(buf), other, &s);
-    LLVMFuzzerTestOneInput(buf, len);
-  }
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  printf("fuzz_codec_replay: %d corpus files, %ld mutations, %.2f s\n", n,
-         iterations,
-         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-  for (int i = 0; i < n; i++) free(corpus[i].data);
-  free(corpus);
-  return 0;
-}
-#endif

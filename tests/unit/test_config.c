@@ -455,6 +455,97 @@ static void test_load_file(void) {
   inv_conf_free(rows, NROWS, &c);
 }
 
+/* Input is bounded before it is applied: the buffer entry point takes any
+ * bytes, refuses a NUL byte (naming its line) and anything over
+ * INV_CONF_MAX_BYTES, and an address list stops at INV_CONF_ADDR_LIST_MAX
+ * without sizing an array from its separators. */
+static void test_load_bounds(void) {
+  tcfg_t c;
+  fresh(&c);
+  /* No terminator needed: the length bounds the text. */
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf",
+                                    "max-clients 12max-clients 9", 14, err,
+                                    sizeof(err)), 0);
+  CHECK_EQ_INT(c.max_clients, 12);
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf",
+                                    "name a\nname b\0c\n", 16, err,
+                                    sizeof(err)), INV_EINVAL);
+  CHECK_EQ_STR(err, "b.conf:2: contains a NUL byte");
+  CHECK_EQ_STR(c.name, "inval"); /* refused before any line was applied */
+
+  size_t big = INV_CONF_MAX_BYTES + 1;
+  char *text = malloc(big);
+  CHECK(text != NULL);
+  memset(text, '#', big);
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, big, err,
+                                    sizeof(err)), INV_EINVAL);
+  CHECK_EQ_STR(err, "b.conf: is over 1048576 bytes");
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, big - 1,
+                                    err, sizeof(err)), 0); /* one comment */
+
+  /* 1 MiB of commas is no address, and sizes no array from its commas. */
+  memcpy(text, "seed ", 5);
+  memset(text + 5, ',', big - 7);
+  text[big - 2] = '\n';
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, big - 1,
+                                    err, sizeof(err)), INV_EINVAL);
+  CHECK_EQ_STR(err, "b.conf:1: seed: missing value");
+  /* The list holds INV_CONF_ADDR_LIST_MAX addresses and no more. */
+  size_t len = (size_t)sprintf(text, "seed");
+  for (unsigned i = 0; i < INV_CONF_ADDR_LIST_MAX; i++)
+    len += (size_t)sprintf(text + len, " h%u:1", i);
+  text[len++] = '\n';
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, len, err,
+                                    sizeof(err)), 0);
+  CHECK_EQ_INT(c.seeds.count, INV_CONF_ADDR_LIST_MAX);
+  CHECK_EQ_INT(inv_conf_load_string(rows, NROWS, &c, "b.conf", "seed h:2\n",
+                                    err, sizeof(err)), INV_EINVAL);
+  CHECK_EQ_STR(err, "b.conf:1: seed: more than 1024 addresses");
+  CHECK_EQ_INT(c.seeds.count, INV_CONF_ADDR_LIST_MAX);
+  inv_conf_free(rows, NROWS, &c);
+  fresh(&c);
+  len = (size_t)sprintf(text, "seed h:1");
+  for (unsigned i = 0; i < INV_CONF_ADDR_LIST_MAX; i++)
+    len += (size_t)sprintf(text + len, ",h%u:1", i);
+  text[len++] = '\n';
+  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, len, err,
+                                    sizeof(err)), INV_EINVAL);
+  CHECK_EQ_STR(err, "b.conf:1: seed: more than 1024 addresses");
+  CHECK_EQ_INT(c.seeds.count, 0);
+
+  /* A file over the limit is refused while it is read. */
+  memset(text, '#', big);
+  text[big - 1] = '\0';
+  char saved[64];
+  const char *path = write_temp(text);
+  CHECK(path != NULL);
+  snprintf(saved, sizeof(saved), "%s", path);
+  free(text);
+  CHECK_EQ_INT(inv_conf_load_file(rows, NROWS, &c, saved, err, sizeof(err)), 0);
+  FILE *f = fopen(saved, "ab");
+  CHECK(f != NULL);
+  fputs("##", f);
+  fclose(f);
+  CHECK_EQ_INT(inv_conf_load_file(rows, NROWS, &c, saved, err, sizeof(err)),
+               INV_EINVAL);
+  char want[128];
+  snprintf(want, sizeof(want), "%s: is over 1048576 bytes", saved);
+  CHECK_EQ_STR(err, want);
+  unlink(saved);
+  inv_conf_free(rows, NROWS, &c);
+}
+
+/* Hosts that could not be read back from a printed config are refused,
+ * and a string holding a control character is printed quoted. */
+static void test_addr_print_safe(void) {
+  inv_addr_t a;
+  CHECK_EQ_INT(inv_addr_parse("[#x]:1", &a), INV_EINVAL);
+  CHECK_EQ_INT(inv_addr_parse("[\"x]:1", &a), INV_EINVAL);
+  CHECK_EQ_INT(inv_addr_parse("a\\b:1", &a), INV_EINVAL);
+  CHECK_EQ_INT(inv_addr_parse("h\x80:1", &a), INV_EINVAL);
+  CHECK_EQ_INT(inv_addr_parse("[fe80::1]:1", &a), 0);
+}
+
 /* ---- printing ---------------------------------------------------------- */
 
 static char *print_to_string(const tcfg_t *c, int help) {
@@ -847,6 +938,8 @@ int main(void) {
   RUN(test_load_string);
   RUN(test_load_errors);
   RUN(test_load_file);
+  RUN(test_load_bounds);
+  RUN(test_addr_print_safe);
   RUN(test_print_round_trip);
   RUN(test_print_secret);
   RUN(test_print_help);

@@ -35,6 +35,22 @@ static void test_parse_rejects(void) {
   CHECK(id.ms == 12 && id.seq == 3);
 }
 
+/* Untrusted text is bounded before it is read: leading zeros would let an
+ * id of any length parse, so one of INV_SID_STRLEN bytes or more is
+ * refused, while the longest real id (41 bytes) still parses. */
+static void test_parse_length_bound(void) {
+  char buf[1 << 16];
+  inv_sid_t id = {3, 4};
+  memset(buf, '0', sizeof(buf));
+  buf[sizeof(buf) - 2] = '7';
+  CHECK_EQ_INT(inv_sid_parse(buf, sizeof(buf) - 1, &id), INV_EINVAL);
+  CHECK(id.ms == 3 && id.seq == 4);
+  CHECK_EQ_INT(inv_sid_parse(buf, INV_SID_STRLEN, &id), INV_EINVAL);
+  CHECK_EQ_INT(inv_sid_parse(buf, INV_SID_STRLEN - 1, &id), 0);
+  CHECK(id.ms == 0 && id.seq == 0);
+  CHECK_EQ_INT(parse("18446744073709551615-18446744073709551615", &id), 0);
+}
+
 static void test_order_and_format(void) {
   inv_sid_t a = {9, 0}, b = {10, 0}, c = {10, 1};
   char buf[INV_SID_STRLEN];
@@ -60,6 +76,7 @@ static void test_minus_ms(void) {
 int main(void) {
   RUN(test_parse);
   RUN(test_parse_rejects);
+  RUN(test_parse_length_bound);
   RUN(test_order_and_format);
   RUN(test_minus_ms);
   return check_summary();

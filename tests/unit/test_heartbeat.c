@@ -1,0 +1,132 @@
+/* Unit tests for common/heartbeat: the record round trip, and the length
+ * checks that keep a hostile value of cache:invalidation:workers from
+ * costing an allocation its bytes cannot justify. */
+#include "common/heartbeat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "tests/unit/check.h"
+
+static int sbuf_write(void *data, const char *buf, size_t len) {
+  return msgpack_sbuffer_write(data, buf, len);
+}
+
+static int is_zero(const inv_heartbeat_t *hb) {
+  static const inv_heartbeat_t zero;
+  return memcmp(hb, &zero, sizeof(zero)) == 0;
+}
+
+static void test_round_trip(void) {
+  inv_heartbeat_t hb = {"w1", "127.0.0.1:7001", "primary", "17-4", 3, 9,
+                        1732518000999ull, 15000}, back;
+  inv_buf_t buf;
+  memset(&buf, 0, sizeof(buf));
+  CHECK_EQ_INT(inv_heartbeat_encode(&hb, &buf), 0);
+  memset(&back, 0x5a, sizeof(back));
+  CHECK_EQ_INT(inv_heartbeat_decode(buf.data, buf.len, &back), 0);
+  CHECK_EQ_STR(back.id, "w1");
+  CHECK_EQ_STR(back.node, "127.0.0.1:7001");
+  CHECK_EQ_STR(back.role, "primary");
+  CHECK_EQ_STR(back.last_id, "17-4");
+  CHECK(back.lag_ms == 3 && back.behind == 9 && back.ts_ms == 1732518000999ull &&
+        back.ttl_ms == 15000);
+  inv_buf_free(&buf);
+}
+
+/* Declared sizes that the bytes cannot hold are refused before msgpack-c
+ * sees them; the record is zeroed. */
+static void test_huge_headers(void) {
+  static const struct {
+    const char *data;
+    size_t len;
+  } bad[] = {
+      {"\xdd\xff\xff\xff\xff", 5},          /* array32 of 2^32-1 */
+      {"\xdf\xff\xff\xff\xff", 5},          /* map32 */
+      {"\xc6\xff\xff\xff\xff", 5},          /* bin32 of 4 GiB */
+      {"\xdb\xff\xff\xff\xff", 5},          /* str32 */
+      {"\x81\xa2id\xdd\xff\xff\xff\xff", 9}, /* inside a record */
+      {"\x81\xa2id\xc6\x00\x00\x00\x09x", 9}, /* 9 bytes promised, 1 given */
+      {"\xc1", 1},                          /* never valid */
+      {"\x80\x80", 2},                      /* two objects */
+      {"", 0},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    inv_heartbeat_t hb;
+    memset(&hb, 0x5a, sizeof(hb));
+    CHECK_EQ_INT(inv_heartbeat_decode(bad[i].data, bad[i].len, &hb), INV_EPROTO);
+    CHECK(is_zero(&hb));
+  }
+}
+
+static void test_deep_and_long(void) {
+  inv_heartbeat_t hb;
+  size_t n = 100000;
+  char *deep = malloc(n + 5);
+  CHECK(deep != NULL);
+  memcpy(deep, "\x81\xa2id", 4);
+  memset(deep + 4, 0x91, n);
+  deep[n + 4] = (char)0xc0;
+  CHECK_EQ_INT(inv_heartbeat_decode(deep, n + 5, &hb), INV_EPROTO);
+  CHECK(is_zero(&hb));
+  free(deep);
+
+  /* A well-formed record over INV_HEARTBEAT_MAX_BYTES is refused too, and
+   * one just under it is read (strings truncated to their fields). */
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  for (int over = 0; over <= 1; over++) {
+    size_t idlen = INV_HEARTBEAT_MAX_BYTES - 16 + (size_t)over * 17;
+    char *id = malloc(idlen);
+    CHECK(id != NULL);
+    memset(id, 'w', idlen);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, sbuf_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "id", 2);
+    msgpack_pack_str_with_body(&pk, id, idlen);
+    msgpack_pack_str_with_body(&pk, "ts_ms", 5);
+    msgpack_pack_uint64(&pk, 7);
+    CHECK_EQ_INT(sb.size > INV_HEARTBEAT_MAX_BYTES, over);
+    CHECK_EQ_INT(inv_heartbeat_decode(sb.data, sb.size, &hb),
+                 over ? INV_EPROTO : 0);
+    if (!over) {
+      CHECK_EQ_INT(strlen(hb.id), sizeof(hb.id) - 1);
+      CHECK(hb.ts_ms == 7);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    free(id);
+  }
+}
+
+/* Numbers sent as floats are clamped, never converted out of range. */
+static void test_float_numbers(void) {
+  inv_heartbeat_t hb;
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, sbuf_write);
+  msgpack_pack_map(&pk, 4);
+  msgpack_pack_str_with_body(&pk, "ts_ms", 5);
+  msgpack_pack_double(&pk, 1e30);
+  msgpack_pack_str_with_body(&pk, "lag_ms", 6);
+  msgpack_pack_double(&pk, -5.0);
+  msgpack_pack_str_with_body(&pk, "ttl_ms", 6);
+  msgpack_pack_double(&pk, 1500.9);
+  msgpack_pack_str_with_body(&pk, "behind", 6);
+  msgpack_pack_double(&pk, 0.0 / 0.0);
+  CHECK_EQ_INT(inv_heartbeat_decode(sb.data, sb.size, &hb), 0);
+  CHECK(hb.ts_ms == UINT64_MAX && hb.lag_ms == 0 && hb.ttl_ms == 1500 &&
+        hb.behind == 0);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+int main(void) {
+  RUN(test_round_trip);
+  RUN(test_huge_headers);
+  RUN(test_deep_and_long);
+  RUN(test_float_numbers);
+  return check_summary();
+}

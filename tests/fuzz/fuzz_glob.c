@@ -24,11 +24,9 @@
  *   - a matching key starts with the pattern's literal prefix and, when the
  *     pattern is pinned, hashes to its slot.
  *
- * Built two ways (tests/fuzz/glob.cmake): as the libFuzzer binary
- * fuzz_glob with clang and INV_FUZZ=ON, and always, with -DINV_FUZZ_REPLAY,
- * as fuzz_glob_replay, whose main() runs every file of the corpus
- * directory and then a fixed sequence of pseudo-random mutations of them
- * (the CTest test fuzz.glob_replay).
+ * Built two ways by inv_fuzz_target() (tests/fuzz/glob.cmake): as the
+ * libFuzzer binary fuzz_glob with clang and INV_FUZZ=ON, and always as
+ * fuzz_glob_replay (the CTest test fuzz.glob_replay, replay_main.c).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -38,18 +36,8 @@
 #include "common/errors.h"
 #include "common/glob.h"
 #include "common/slot.h"
+#include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/glob_ref.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(cond)                                                     \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,   \
-              #cond);                                                         \
-      abort();                                                                \
-    }                                                                         \
-  } while (0)
 
 /* Bounds the reference's work: its recursion walks the key once per '*'
  * run at worst, which is quadratic, not exponential (skipLongerMatches). */
@@ -119,138 +107,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   free(pat);
   return 0;
 }
-
-#ifdef INV_FUZZ_REPLAY
-/*
- * The replay driver: every file of the corpus directory, then a fixed
- * number of deterministic mutations of them (byte edits that favour the
- * glob metacharacters, inserts, deletes, splices), so that CTest checks the
- * same invariants on every build without libFuzzer.
- */
-#include <dirent.h>
-#include <time.h>
-
-#define REPLAY_MAX 4096
-#define REPLAY_MAX_FILES 4096
-
-static uint64_t rng_next(uint64_t *s) {
-  /* xorshift64*: small and deterministic. */
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-typedef struct {
-  uint8_t data[REPLAY_MAX];
-  size_t len;
-} input_t;
-
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Reads the regular files of dir (name order, at most REPLAY_MAX bytes
- * each, at most REPLAY_MAX_FILES) into a new array. Returns the count, or
- * -1 when dir cannot be read. */
-static int load(const char *dir, input_t **out) {
-  static char *names[REPLAY_MAX_FILES];
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  size_t n = 0, got = 0;
-  if (d == NULL) return -1;
-  while ((e = readdir(d)) != NULL && n < REPLAY_MAX_FILES) {
-    if (e->d_name[0] == '.') continue;
-    names[n] = strdup(e->d_name);
-    FUZZ_ASSERT(names[n] != NULL);
-    n++;
-  }
-  closedir(d);
-  qsort(names, n, sizeof(*names), by_name);
-  *out = calloc(n ? n : 1, sizeof(**out));
-  FUZZ_ASSERT(*out != NULL);
-  for (size_t i = 0; i < n; i++) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-    free(names[i]);
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL) continue;
-    (*out)[got].len = fread((*out)[got].data, 1, REPLAY_MAX, fp);
-    fclose(fp);
-    got++;
-  }
-  return (int)got;
-}
-
-static void mutate(input_t *in, const input_t *other, uint64_t *s) {
-  static const uint8_t meta[] = "*?[]^-\\a\x00\x7f\x80\xff";
-  uint64_t r = rng_next(s);
-  size_t n = in->len, pos = n ? (size_t)(rng_next(s) % n) : 0;
-  switch (r % 6) {
-    case 0: /* a metacharacter or edge byte */
-      if (n > 2) in->data[pos] = meta[(r >> 8) % (sizeof(meta) - 1)];
-      break;
-    case 1: /* insert one */
-      if (n < REPLAY_MAX && pos >= 2) {
-        memmove(in->data + pos + 1, in->data + pos, n - pos);
-        in->data[pos] = meta[(r >> 8) % (sizeof(meta) - 1)];
-        in->len++;
-      }
-      break;
-    case 2: /* delete a run */
-      if (pos >= 2) {
-        size_t k = 1 + (size_t)((r >> 8) % 4);
-        if (k > n - pos) k = n - pos;
-        memmove(in->data + pos, in->data + pos + k, n - pos - k);
-        in->len -= k;
-      }
-      break;
-    case 3: /* move the pattern/key split */
-      if (n >= 2) in->data[0] = (uint8_t)(in->data[0] + (int)((r >> 8) % 5) - 2);
-      break;
-    case 4: /* splice in the tail of another input */
-      if (pos >= 2 && other->len > 2) {
-        size_t from = 2 + (size_t)((r >> 8) % (other->len - 2));
-        size_t k = other->len - from;
-        if (pos + k > REPLAY_MAX) k = REPLAY_MAX - pos;
-        memcpy(in->data + pos, other->data + from, k);
-        if (pos + k > n) in->len = pos + k;
-      }
-      break;
-    default: /* flip a bit */
-      if (n > 2) in->data[pos] ^= (uint8_t)(1u << ((r >> 8) & 7));
-      break;
-  }
-}
-
-int main(int argc, char **argv) {
-  const char *dir = argc > 1 ? argv[1] : "tests/fuzz/corpus/glob";
-  long iterations = argc > 2 ? atol(argv[2]) : 200000;
-  input_t *corpus = NULL, work;
-  uint64_t s = 0x61C0B5EEDULL;
-  struct timespec t0, t1;
-  int n = load(dir, &corpus);
-  if (n <= 0) {
-    fprintf(stderr, "fuzz_glob_replay: no corpus files in %s\n", dir);
-    free(corpus);
-    return 1;
-  }
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (int i = 0; i < n; i++) LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].len);
-  for (long i = 0; i < iterations; i++) {
-    work = corpus[rng_next(&s) % (uint64_t)n];
-    const input_t *other = &corpus[rng_next(&s) % (uint64_t)n];
-    int edits = 1 + (int)(rng_next(&s) % 4);
-    for (int k = 0; k < edits; k++) mutate(&work, other, &s);
-    LLVMFuzzerTestOneInput(work.data, work.len);
-  }
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  printf("fuzz_glob_replay: %d corpus files, %ld mutations, %.2f s\n", n,
-         iterations,
-         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-  free(corpus);
-  return 0;
-}
-#endif

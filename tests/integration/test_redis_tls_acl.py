@@ -179,12 +179,45 @@ def test_pipeline_over_tls_with_readme_acl_users(tls_redis, certs, workdir,
                             "--redis-password-file",
                             password_file(workdir, "inval-publisher"))
     wait_until(lambda: worker_live(w), 20, what="worker live over TLS")
+    # invalctl tail as the read-only ops user, over TLS with a client
+    # certificate; the password from the environment only.
+    tls_flags = ["--redis-cacert", certs("ca.crt"), "--redis-cert",
+                 certs("client.crt"), "--redis-key", certs("client.key")]
+    env = dict(os.environ, INVAL_REDIS_PASSWORD=PW["inval-ops"])
+    tail = subprocess.Popen(
+        [harness.binary("invalctl"), "tail", "-r", node.addr, "--count", "1",
+         "--redis-user", "inval-ops", *tls_flags],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: any(
+            b"inval-ops" in (c.get("name") or b"") or
+            c.get("user") == "inval-ops"
+            for c in admin.client_list()), 10, what="tail connected")
+    except Exception:
+        tail.kill()
+        raise
     err, _ = invalidate(pub, [b"doomed"])
     assert err is None, err
     wait_until(lambda: admin.exists(b"doomed") == 0, 10,
                what="doomed deleted by the worker")
     assert admin.get(b"keeper") == b"v"
     assert admin.xlen(b"cache:invalidation:log") >= 1
+    out, errout = tail.communicate(timeout=10)
+    assert tail.returncode == 0, errout
+    assert "key" in out and "doomed" in out, out
+    # invalctl get through the C read path, same user and TLS.
+    res = subprocess.run([harness.binary("invalctl"), "get", "-r", node.addr,
+                          "--redis-user", "inval-ops", *tls_flags, "keeper"],
+                         env=env, capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    assert "value keeper v" in res.stdout
+    # Without the password it is refused, and says so.
+    res = subprocess.run([harness.binary("invalctl"), "get", "-r", node.addr,
+                          "--redis-user", "inval-ops", *tls_flags, "keeper"],
+                         env=dict(env, INVAL_REDIS_PASSWORD="wrong"),
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode == 3
+    assert 'AUTH as user "inval-ops" failed: WRONGPASS' in res.stderr
     assert "certificate" not in pub.log() and "NOPERM" not in pub.log()
     assert "NOPERM" not in w.log()
     # Nothing was refused along the way.

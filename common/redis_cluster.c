@@ -23,6 +23,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/redis_cluster.h"
+#include "common/tls.h"
 #include "common/slot.h"
 
 #define LOG_CTX "cluster"
@@ -78,8 +79,9 @@ typedef struct cmd_s {
 
 struct inv_cluster_s {
   uv_loop_t *loop;
-  inv_redis_opts_t opts;
+  inv_redis_opts_t opts; /* its password, username and tls are ours */
   char *password;
+  char *username;
 
   node_t **nodes;
   size_t nnodes, nodes_cap;
@@ -269,6 +271,8 @@ static void node_closed_cb(void *data) {
     free(c->nodes);
     free(c->slots);
     free(c->password);
+    free(c->username);
+    inv_tls_ctx_free(c->opts.tls);
     free(c);
     if (cb != NULL)
       cb(cbdata);
@@ -751,6 +755,7 @@ static void deadline_timer_cb(uv_timer_t *h) {
 int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
                        const inv_redis_opts_t *opts, inv_cluster_t **out) {
   inv_cluster_t *c = NULL;
+  inv_tls_ctx_t *tls;
   size_t i;
   int rc = INV_ENOMEM;
 
@@ -763,6 +768,8 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
     c->opts = *opts;
   else
     inv_redis_opts_default(&c->opts);
+  tls = c->opts.tls;
+  c->opts.tls = NULL; /* referenced below, once nothing else can fail */
   if (c->opts.max_pending == 0 || c->opts.connect_timeout_ms == 0) {
     rc = INV_EINVAL;
     goto err;
@@ -773,6 +780,12 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
       goto err;
   }
   c->opts.password = c->password;
+  if (c->opts.username != NULL) {
+    c->username = strdup(c->opts.username);
+    if (c->username == NULL)
+      goto err;
+  }
+  c->opts.username = c->username;
   c->slots = calloc(INV_SLOTS, sizeof(*c->slots));
   if (c->slots == NULL)
     goto err;
@@ -788,6 +801,10 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
       goto err;
     n->seed = 1;
   }
+  /* Every node connection takes its own reference as well; this one keeps
+   * the context for the nodes still to be discovered. */
+  if (tls != NULL)
+    c->opts.tls = inv_tls_ctx_ref(tls);
   uv_timer_init(loop, &c->refresh_timer);
   uv_timer_init(loop, &c->retry_timer);
   uv_timer_init(loop, &c->deadline_timer);
@@ -808,6 +825,8 @@ err:
     free(c->nodes);
     free(c->slots);
     free(c->password);
+    free(c->username);
+    inv_tls_ctx_free(c->opts.tls);
     free(c);
   }
   return rc;

@@ -3,8 +3,9 @@
  *
  * Life of a connection: the conn_timer starts an attempt (first at once,
  * later after a jittered backoff); the host is resolved (numeric addresses
- * skip the resolver), a transport connects, AUTH is sent when a password is
- * set, and only then is INV_REDIS_CONNECTED announced. Any failure drops
+ * skip the resolver), a transport connects (TCP, or TLS with its handshake
+ * done), AUTH is sent when a password is set (AUTH user password for an
+ * ACL user), and only then is INV_REDIS_CONNECTED announced. Any failure drops
  * the transport, fails the pending commands and arms the conn_timer again.
  *
  * Commands are formatted at once into the output buffer and their callbacks
@@ -29,6 +30,7 @@
 #include "common/log.h"
 #include "common/redis_conn.h"
 #include "common/redis_transport.h"
+#include "common/tls.h"
 
 #define LOG_CTX "redis"
 
@@ -74,7 +76,8 @@ struct inv_redis_s {
   char *host;
   int port;
   char *password;
-  inv_redis_opts_t opts; /* opts.password points at password */
+  char *username;
+  inv_redis_opts_t opts; /* opts.password, username and tls are ours */
   inv_redis_event_cb event_cb;
   inv_redis_push_cb push_cb;
   void *data;
@@ -125,6 +128,8 @@ void inv_redis_opts_default(inv_redis_opts_t *o) {
   o->backoff_max_ms = 2000;
   o->max_pending = 100000;
   o->password = NULL;
+  o->username = NULL;
+  o->tls = NULL;
 }
 
 static uint64_t next_rand(inv_redis_t *r) {
@@ -162,6 +167,8 @@ static void maybe_free(inv_redis_t *r) {
   free(r->ring);
   free(r->host);
   free(r->password);
+  free(r->username);
+  inv_tls_ctx_free(r->opts.tls);
   free(r);
   if (cb != NULL)
     cb(data);
@@ -645,7 +652,8 @@ static void auth_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   if (reply->type == REDIS_REPLY_ERROR) {
     /* Logged once per failing streak: a wrong password retries forever. */
     inv_log(r->fail_logged ? INV_LOG_DEBUG : INV_LOG_ERROR, LOG_CTX,
-            "%s:%d: AUTH failed: %.*s", r->host, r->port, (int)reply->len,
+            "%s:%d: AUTH as user \"%s\" failed: %.*s", r->host, r->port,
+            r->username != NULL ? r->username : "default", (int)reply->len,
             reply->str);
     drop(r, "authentication failed");
     return;
@@ -653,17 +661,36 @@ static void auth_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   announce(r);
 }
 
+/* The transport's own reason for a failure (a TLS one), or NULL. */
+static const char *transport_reason(inv_transport_t *t) {
+  return t->vt->errstr != NULL ? t->vt->errstr(t) : NULL;
+}
+
+/* Drops after a TLS failure, logging the reason at error level once per
+ * failing streak: a certificate problem does not mend itself, and the
+ * retries would otherwise hide it at debug level. */
+static void drop_tls(inv_redis_t *r, const char *reason) {
+  inv_log(r->fail_logged ? INV_LOG_DEBUG : INV_LOG_ERROR, LOG_CTX,
+          "TLS to %s:%d: %s", r->host, r->port, reason);
+  drop(r, "TLS failed");
+}
+
 static void on_connect(inv_transport_t *t, int status) {
   inv_redis_t *r = t->data;
-  const char *argv[2];
-  size_t argvlen[2];
+  const char *argv[3];
+  size_t argvlen[3];
   char *cmd = NULL;
-  int len, rc;
+  int len, rc, argc;
 
   if (t != r->tr)
     return;
   if (status < 0) {
     char why[128];
+    const char *reason = transport_reason(t);
+    if (reason != NULL) {
+      drop_tls(r, reason);
+      return;
+    }
     snprintf(why, sizeof(why), "connect failed: %s", uv_strerror(status));
     drop(r, why);
     return;
@@ -678,11 +705,16 @@ static void on_connect(inv_transport_t *t, int status) {
     return;
   }
   r->state = ST_AUTH;
-  argv[0] = "AUTH";
-  argvlen[0] = 4;
-  argv[1] = r->password;
-  argvlen[1] = strlen(r->password);
-  len = redisFormatCommandArgv(&cmd, 2, argv, argvlen);
+  argc = 0;
+  argv[argc] = "AUTH";
+  argvlen[argc++] = 4;
+  if (r->username != NULL) {
+    argv[argc] = r->username;
+    argvlen[argc++] = strlen(r->username);
+  }
+  argv[argc] = r->password;
+  argvlen[argc++] = strlen(r->password);
+  len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
   rc = len < 0 ? INV_ENOMEM : enqueue(r, cmd, (size_t)len, auth_cb, NULL, 1);
   redisFreeCommand(cmd);
   if (rc < 0)
@@ -694,6 +726,10 @@ static void on_error(inv_transport_t *t, int status) {
   char why[128];
   if (t != r->tr)
     return;
+  if (transport_reason(t) != NULL) {
+    drop_tls(r, transport_reason(t));
+    return;
+  }
   if (status == UV_EOF)
     snprintf(why, sizeof(why), "connection closed by the server");
   else
@@ -715,7 +751,11 @@ static void connect_addr(inv_redis_t *r, const struct sockaddr *addr) {
   char why[128];
   int rc;
 
-  rc = inv__transport_tcp_create(r->loop, &transport_cbs, r, &t);
+  if (r->opts.tls != NULL)
+    rc = inv__transport_tls_create(r->loop, r->opts.tls, r->host,
+                                   &transport_cbs, r, &t);
+  else
+    rc = inv__transport_tcp_create(r->loop, &transport_cbs, r, &t);
   if (rc < 0) {
     drop(r, "cannot create a socket");
     return;
@@ -831,7 +871,15 @@ int inv_redis_create(uv_loop_t *loop, const char *host, int port,
     if (r->password == NULL)
       goto err;
   }
+  if (o.username != NULL) {
+    r->username = strdup(o.username);
+    if (r->username == NULL)
+      goto err;
+  }
   o.password = r->password;
+  o.username = r->username;
+  if (o.tls != NULL)
+    o.tls = inv_tls_ctx_ref(o.tls);
   r->opts = o;
   r->loop = loop;
   r->port = port;
@@ -857,6 +905,7 @@ err:
   if (r != NULL) {
     free(r->host);
     free(r->password);
+    free(r->username);
     free(r);
   }
   return INV_ENOMEM;

@@ -8,9 +8,12 @@
  * exponential backoff; each (re)connection is announced through event_cb so
  * the owner can re-send AUTH, SUBSCRIBE, SCRIPT LOAD and the like.
  *
- * The byte transport is a small vtable (inv_transport_t) so that TLS can be
- * added later without touching the protocol code; plain TCP is the only
- * transport today.
+ * The byte transport is a small vtable (inv_transport_t): plain TCP, or TLS
+ * when opts.tls is set. With TLS, the handshake (and the server's
+ * certificate check) is part of connecting: a failure is logged once per
+ * failing streak with OpenSSL's reason ("TLS to 127.0.0.1:6390: certificate
+ * verify failed: unable to get local issuer certificate") and retried like
+ * any failed connect.
  *
  * Callbacks: a command's callback is called exactly once, with the reply or
  * with an error (err < 0, reply NULL): INV_ECLOSED when the connection
@@ -59,6 +62,10 @@ typedef struct inv_redis_opts_s {
   uint64_t backoff_max_ms;     /* default 2000 */
   size_t max_pending;          /* commands awaiting replies; default 100000 */
   const char *password;        /* AUTH on connect when not NULL (copied) */
+  const char *username;        /* with password: AUTH username password, for
+                                * an ACL user (copied); NULL: "default" */
+  struct inv_tls_ctx_s *tls;   /* a TLS client context (common/tls.h): TLS
+                                * when not NULL; a reference is taken */
 } inv_redis_opts_t;
 
 void inv_redis_opts_default(inv_redis_opts_t *o);

@@ -121,7 +121,8 @@ static void tcp_close(inv_transport_t *base) {
   uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
 }
 
-static const inv_transport_vt_t tcp_vt = {tcp_connect, tcp_write, tcp_close};
+static const inv_transport_vt_t tcp_vt = {tcp_connect, tcp_write, tcp_close,
+                                          NULL};
 
 int inv__transport_tcp_create(uv_loop_t *loop, const inv_transport_cbs_t *cbs,
                               void *data, inv_transport_t **out) {

@@ -3,9 +3,8 @@
  *
  * A transport is one connection attempt: it is created, connects once to an
  * already resolved address, carries bytes both ways and is closed. The
- * Redis protocol code in redis_conn.c talks to it only through the vtable,
- * so a TLS transport can be added later by writing another implementation
- * of these four operations; plain TCP (redis_tcp.c) is the only one today.
+ * Redis protocol code in redis_conn.c talks to it only through the vtable:
+ * plain TCP (redis_tcp.c) and TLS over that TCP (redis_tls.c) implement it.
  *
  * Callback rules: connect_cb runs once, unless close() came first. read_cb
  * hands over bytes that are valid only during the call. error_cb reports
@@ -44,6 +43,10 @@ typedef struct inv_transport_vt_s {
   int (*write)(inv_transport_t *t, inv_buf_t *buf);
   /* Starts closing; closed_cb follows from the loop. Call it once. */
   void (*close)(inv_transport_t *t);
+  /* The reason of the last failure beyond what its libuv code says ("TLS:
+   * certificate verify failed: unable to get local issuer certificate"),
+   * or NULL. May be NULL itself. */
+  const char *(*errstr)(inv_transport_t *t);
 } inv_transport_vt_t;
 
 struct inv_transport_s {
@@ -57,5 +60,16 @@ struct inv_transport_s {
  * vt->close(). */
 int inv__transport_tcp_create(uv_loop_t *loop, const inv_transport_cbs_t *cbs,
                               void *data, inv_transport_t **out);
+
+/* Creates a TLS transport: TCP, then a handshake as the client of tls
+ * (a client context, which may be freed before the transport) verifying
+ * host as the context says. connect_cb runs once the handshake is done; a handshake that fails
+ * gives connect_cb UV_EPROTO and errstr() the reason. Returns 0 and *out,
+ * or INV_ENOMEM / INV_EIO / INV_EINVAL. */
+struct inv_tls_ctx_s;
+int inv__transport_tls_create(uv_loop_t *loop, struct inv_tls_ctx_s *tls,
+                              const char *host,
+                              const inv_transport_cbs_t *cbs, void *data,
+                              inv_transport_t **out);
 
 #endif

@@ -1,9 +1,12 @@
 /*
  * TLS on memory BIOs. See tls.h for the contract; this file only adapts
- * OpenSSL's calls to the buffers and codes the rest of inval uses.
+ * OpenSSL's calls to the buffers and codes the rest of inval uses. The
+ * server and the client share every byte-moving function; they differ only
+ * in their contexts and in the side each SSL object starts on.
  */
 #include "common/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,6 +28,10 @@
 
 struct inv_tls_ctx_s {
   SSL_CTX *ssl_ctx;
+  int refs;          /* references beyond the creator's */
+  int client;        /* made by inv_tls_client_ctx_new() */
+  int insecure;      /* client: no verification */
+  char *server_name; /* client: the name to verify, NULL: the host */
 };
 
 struct inv_tls_s {
@@ -79,6 +86,46 @@ static int tls_check_readable(const char *what, const char *path, char *err,
   return 0;
 }
 
+/* Loads a certificate chain and its private key into ssl_ctx and checks
+ * that they match; cert_what and key_what name the directives in errors.
+ * Returns 0 or INV_ECONFIG with err set. */
+static int tls_load_pair(SSL_CTX *ssl_ctx, const char *cert_what,
+                         const char *cert_file, const char *key_what,
+                         const char *key_file, char *err, size_t errlen) {
+  char reason[128];
+
+  if (SSL_CTX_use_certificate_chain_file(ssl_ctx, cert_file) != 1) {
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    snprintf(err, errlen, "%s %s: cannot load certificate: %s",
+             cert_what, cert_file, reason);
+    return INV_ECONFIG;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ssl_ctx, key_file, SSL_FILETYPE_PEM) !=
+      1) {
+    /* OpenSSL checks the key against the certificate while loading it, so
+     * a mismatch surfaces here rather than in SSL_CTX_check_private_key. */
+    unsigned long e = ERR_peek_error();
+    int mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                   (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+                    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    if (mismatch)
+      snprintf(err, errlen, "%s %s does not match %s %s: %s",
+               key_what, key_file, cert_what, cert_file, reason);
+    else
+      snprintf(err, errlen, "%s %s: cannot load private key: %s",
+               key_what, key_file, reason);
+    return INV_ECONFIG;
+  }
+  if (SSL_CTX_check_private_key(ssl_ctx) != 1) {
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    snprintf(err, errlen, "%s %s does not match %s %s: %s",
+             key_what, key_file, cert_what, cert_file, reason);
+    return INV_ECONFIG;
+  }
+  return 0;
+}
+
 int inv_tls_ctx_new(const char *cert_file, const char *key_file,
                     inv_tls_ctx_t **out, char *err, size_t errlen) {
   inv_tls_ctx_t *ctx = NULL;
@@ -128,35 +175,9 @@ int inv_tls_ctx_new(const char *cert_file, const char *key_file,
   SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_default_passwd_cb(ctx->ssl_ctx, tls_no_passphrase_cb);
 
-  if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
-    tls_reason(reason, sizeof(reason), "unknown reason");
-    snprintf(err, errlen, "tls-cert %s: cannot load certificate: %s",
-             cert_file, reason);
+  if ((rc = tls_load_pair(ctx->ssl_ctx, "tls-cert", cert_file, "tls-key",
+                          key_file, err, errlen)) != 0)
     goto err;
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) !=
-      1) {
-    /* OpenSSL checks the key against the certificate while loading it, so
-     * a mismatch surfaces here rather than in SSL_CTX_check_private_key. */
-    unsigned long e = ERR_peek_error();
-    int mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 &&
-                   (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
-                    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
-    tls_reason(reason, sizeof(reason), "unknown reason");
-    if (mismatch)
-      snprintf(err, errlen, "tls-key %s does not match tls-cert %s: %s",
-               key_file, cert_file, reason);
-    else
-      snprintf(err, errlen, "tls-key %s: cannot load private key: %s",
-               key_file, reason);
-    goto err;
-  }
-  if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
-    tls_reason(reason, sizeof(reason), "unknown reason");
-    snprintf(err, errlen, "tls-key %s does not match tls-cert %s: %s",
-             key_file, cert_file, reason);
-    goto err;
-  }
   *out = ctx;
   return 0;
 
@@ -168,7 +189,12 @@ err:
 
 void inv_tls_ctx_free(inv_tls_ctx_t *ctx) {
   if (ctx == NULL) return;
+  if (ctx->refs > 0) {
+    ctx->refs--;
+    return;
+  }
   SSL_CTX_free(ctx->ssl_ctx);
+  free(ctx->server_name);
   free(ctx);
 }
 
@@ -323,3 +349,155 @@ int inv_tls_handshake_done(const inv_tls_t *t) {
 }
 
 const char *inv_tls_errstr(const inv_tls_t *t) { return t->errstr; }
+
+/* ---- the client side -------------------------------------------------- */
+
+int inv_tls_client_ctx_new(const inv_tls_client_conf_t *conf,
+                           inv_tls_ctx_t **out, char *err, size_t errlen) {
+  inv_tls_ctx_t *ctx = NULL;
+  char reason[128];
+  int has_cert, has_key, rc;
+
+  *out = NULL;
+  ERR_clear_error();
+  has_cert = conf->cert_file != NULL && conf->cert_file[0] != '\0';
+  has_key = conf->key_file != NULL && conf->key_file[0] != '\0';
+  if (has_cert != has_key) {
+    snprintf(err, errlen, "a client certificate and its key must both be "
+                          "set, or neither");
+    rc = INV_ECONFIG;
+    goto err;
+  }
+  if ((conf->ca_file != NULL && conf->ca_file[0] != '\0' &&
+       (rc = tls_check_readable("CA file", conf->ca_file, err, errlen)) != 0) ||
+      (has_cert && (rc = tls_check_readable("client certificate",
+                                            conf->cert_file, err, errlen)) != 0) ||
+      (has_key && (rc = tls_check_readable("client key", conf->key_file, err,
+                                           errlen)) != 0))
+    goto err;
+
+  rc = INV_ENOMEM;
+  ctx = calloc(1, sizeof(*ctx));
+  if (ctx == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  ctx->client = 1;
+  ctx->insecure = conf->insecure != 0;
+  if (conf->server_name != NULL && conf->server_name[0] != '\0' &&
+      (ctx->server_name = strdup(conf->server_name)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx->ssl_ctx == NULL) {
+    tls_reason(reason, sizeof(reason), "cannot create the TLS context");
+    snprintf(err, errlen, "TLS: %s", reason);
+    goto err;
+  }
+  rc = INV_ECONFIG;
+  if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1) {
+    tls_reason(reason, sizeof(reason), "cannot require TLS 1.2");
+    snprintf(err, errlen, "TLS: %s", reason);
+    goto err;
+  }
+  SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION);
+  /* The same modes as the server: the engine's writes rely on them. */
+  SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                     SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_default_passwd_cb(ctx->ssl_ctx, tls_no_passphrase_cb);
+  SSL_CTX_set_verify(ctx->ssl_ctx,
+                     ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  {
+    const char *file = conf->ca_file != NULL && conf->ca_file[0] != '\0'
+                           ? conf->ca_file : NULL;
+    const char *dirp = conf->ca_dir != NULL && conf->ca_dir[0] != '\0'
+                           ? conf->ca_dir : NULL;
+    int ok = file != NULL || dirp != NULL
+                 ? SSL_CTX_load_verify_locations(ctx->ssl_ctx, file, dirp)
+                 : SSL_CTX_set_default_verify_paths(ctx->ssl_ctx);
+    if (ok != 1) {
+      tls_reason(reason, sizeof(reason), "unknown reason");
+      snprintf(err, errlen, "CA %s: cannot load CA certificates: %s",
+               file != NULL ? file : dirp != NULL ? dirp : "(system store)",
+               reason);
+      goto err;
+    }
+  }
+  if (has_cert &&
+      (rc = tls_load_pair(ctx->ssl_ctx, "client certificate", conf->cert_file,
+                          "client key", conf->key_file, err, errlen)) != 0)
+    goto err;
+  *out = ctx;
+  return 0;
+
+err:
+  inv_tls_ctx_free(ctx);
+  ERR_clear_error();
+  return rc;
+}
+
+inv_tls_ctx_t *inv_tls_ctx_ref(inv_tls_ctx_t *ctx) {
+  ctx->refs++;
+  return ctx;
+}
+
+/* 1 when host is a numeric IPv4 or IPv6 address. */
+static int tls_is_ip(const char *host) {
+  unsigned char a[16];
+  return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+int inv_tls_client_new(inv_tls_ctx_t *ctx, const char *host, inv_tls_t **out) {
+  const char *name;
+  inv_tls_t *t;
+  int rc;
+
+  *out = NULL;
+  if (!ctx->client) return INV_EINVAL;
+  if ((rc = inv_tls_new(ctx, &t)) != 0) return rc;
+  SSL_set_connect_state(t->ssl);
+  /* The first-byte check is for a server's plaintext clients; a server may
+   * rightly open with an alert, so the client lets OpenSSL judge. */
+  t->got_input = 1;
+  name = ctx->server_name != NULL ? ctx->server_name : host;
+  if (name == NULL || name[0] == '\0') goto done;
+  if (tls_is_ip(name)) {
+    /* SNI carries host names only; an address is checked against the
+     * certificate's IP SANs instead. */
+    if (!ctx->insecure &&
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name) != 1)
+      goto nomem;
+  } else {
+    if (SSL_set_tlsext_host_name(t->ssl, name) != 1) goto nomem;
+    if (!ctx->insecure && SSL_set1_host(t->ssl, name) != 1) goto nomem;
+  }
+done:
+  *out = t;
+  return 0;
+
+nomem:
+  inv_tls_free(t);
+  ERR_clear_error();
+  return INV_ENOMEM;
+}
+
+int inv_tls_start(inv_tls_t *t, inv_buf_t *wire) {
+  int n, e;
+  if (t->failed) return INV_EPROTO;
+  ERR_clear_error();
+  n = SSL_do_handshake(t->ssl);
+  if (n != 1) {
+    e = SSL_get_error(t->ssl, n);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+      return tls_fail(t, e);
+  }
+  return tls_drain(t, wire);
+}
+
+const char *inv_tls_verify_error(const inv_tls_t *t) {
+  long v = SSL_get_verify_result(t->ssl);
+  if (v == X509_V_OK) return NULL;
+  return X509_verify_cert_error_string(v);
+}

@@ -1,5 +1,6 @@
 /*
- * The server side of TLS as a byte engine with no I/O of its own.
+ * TLS as a byte engine with no I/O of its own: the server side (the RPC
+ * listener) and the client side (connections to Redis), on one engine.
  *
  * OpenSSL runs on a pair of memory BIOs: the owner feeds the ciphertext it
  * read from the socket with inv_tls_read() and gets the plaintext back
@@ -87,5 +88,57 @@ int inv_tls_handshake_done(const inv_tls_t *t);
 
 /* The reason of the last INV_EPROTO, for logs ("" when there is none). */
 const char *inv_tls_errstr(const inv_tls_t *t);
+
+/* ---- the client side --------------------------------------------------
+ *
+ * A client connection runs on the same engine: inv_tls_read(),
+ * inv_tls_write(), inv_tls_shutdown() and inv_tls_errstr() behave as above
+ * (the first-byte check is the server's and is skipped), and
+ * inv_tls_start() produces the ClientHello that a client must send first.
+ */
+
+/* What a client context is made of. Strings are only read during
+ * inv_tls_client_ctx_new(). */
+typedef struct inv_tls_client_conf_s {
+  const char *ca_file;     /* PEM CA bundle that verifies the server */
+  const char *ca_dir;      /* c_rehash'ed CA directory; with neither of the
+                            * two, the system's default store is used */
+  const char *cert_file;   /* client certificate (mTLS), with key_file */
+  const char *key_file;
+  const char *server_name; /* SNI and the name verified; NULL: the host
+                            * connected to (a name, or an IP address that
+                            * must be in the certificate's IP SANs) */
+  int insecure;            /* no certificate verification (tests only) */
+} inv_tls_client_conf_t;
+
+/*
+ * Creates a client context: TLS 1.2 or later, the server's certificate
+ * verified against the CAs unless insecure. Returns 0 and *out, or
+ * INV_ECONFIG with err naming the file and OpenSSL's reason
+ * ("tls-ca-cert-file /x.pem: cannot load CA certificates: no certificate or
+ * crl found"), or INV_ENOMEM. The caller owns *out.
+ */
+int inv_tls_client_ctx_new(const inv_tls_client_conf_t *conf,
+                           inv_tls_ctx_t **out, char *err, size_t errlen);
+
+/* Takes one more reference to ctx (each is dropped by inv_tls_ctx_free()),
+ * for an owner that must keep it past the creator's lifetime. Returns ctx.
+ * Not thread-safe: share a context between threads only by creating it
+ * before they start and freeing it after they end. */
+inv_tls_ctx_t *inv_tls_ctx_ref(inv_tls_ctx_t *ctx);
+
+/* Creates the client side of one connection to host (verified as the
+ * context says). Returns 0 and *out, INV_EINVAL when ctx is a server
+ * context, or INV_ENOMEM. The caller owns *out. */
+int inv_tls_client_new(inv_tls_ctx_t *ctx, const char *host, inv_tls_t **out);
+
+/* Appends the ClientHello to wire: call once, right after the TCP
+ * connection is up. Returns 0, INV_EPROTO or INV_ENOMEM. */
+int inv_tls_start(inv_tls_t *t, inv_buf_t *wire);
+
+/* Why the server's certificate was refused ("unable to get local issuer
+ * certificate", "certificate has expired", "hostname mismatch"), or NULL
+ * when it was not (or was not checked yet). */
+const char *inv_tls_verify_error(const inv_tls_t *t);
 
 #endif

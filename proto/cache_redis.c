@@ -12,6 +12,8 @@
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/slot.h"
+#include "common/tls.h"
+#include "proto/redis_sync.h"
 
 #define MAX_NODES 1024
 #define MAX_REDIRECTS 16
@@ -19,24 +21,21 @@
 
 typedef struct node_s {
   inv_addr_t addr;
-  redisContext *c; /* NULL until needed, and after an I/O error */
+  inv_redis_sync_t *c; /* NULL until needed, and after an I/O error */
 } node_t;
 
 struct inv_cache_redis_s {
   int cluster;
   int timeout_ms;
   char *password;
+  char *username;
+  inv_tls_ctx_t *tls; /* a reference, or NULL: plain TCP */
   node_t *nodes;
   size_t nnodes;
   short slots[INV_SLOTS]; /* node index of each slot, -1 unknown */
   uint64_t redirects;     /* MOVED and ASK replies followed */
   char errstr[256];
 };
-
-static struct timeval to_tv(int ms) {
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  return tv;
-}
 
 static void set_err(inv_cache_redis_t *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -64,46 +63,32 @@ static int node_index(inv_cache_redis_t *r, const char *host, int port) {
 }
 
 static void drop_conn(node_t *n) {
-  redisFree(n->c);
+  inv_redis_sync_free(n->c);
   n->c = NULL;
 }
 
-/* Returns the node's connection, connecting (and authenticating) first if
- * needed; NULL with errstr set on failure. */
-static redisContext *conn(inv_cache_redis_t *r, node_t *n) {
+/* Returns the node's connection, connecting (TLS handshake and AUTH
+ * included) first if needed; NULL with errstr set on failure. */
+static inv_redis_sync_t *conn(inv_cache_redis_t *r, node_t *n) {
+  inv_redis_sync_opts_t o = {r->timeout_ms, r->username, r->password, r->tls};
   if (n->c != NULL) return n->c;
-  redisContext *c = redisConnectWithTimeout(n->addr.host, n->addr.port,
-                                            to_tv(r->timeout_ms));
-  if (c == NULL || c->err) {
-    set_err(r, "cannot connect to %s:%d: %s", n->addr.host, n->addr.port,
-            c ? c->errstr : "out of memory");
-    redisFree(c);
-    return NULL;
-  }
-  redisSetTimeout(c, to_tv(r->timeout_ms));
-  if (r->password != NULL) {
-    redisReply *rep = redisCommand(c, "AUTH %s", r->password);
-    int ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
-    if (!ok) set_err(r, "AUTH failed: %s", rep ? rep->str : c->errstr);
-    freeReplyObject(rep);
-    if (!ok) {
-      redisFree(c);
-      return NULL;
-    }
-  }
-  n->c = c;
-  return c;
+  if (inv_redis_sync_connect(n->addr.host, n->addr.port, &o, &n->c, r->errstr,
+                             sizeof(r->errstr)) != 0)
+    n->c = NULL;
+  return n->c;
 }
 
 /* Reads CLUSTER SLOTS from node i into the slot map. Returns 1 when the
  * node is a cluster node (map filled), 0 when cluster support is disabled,
  * -1 on failure. */
 static int load_map(inv_cache_redis_t *r, int i) {
-  redisContext *c = conn(r, &r->nodes[i]);
+  static const char *argv[2] = {"CLUSTER", "SLOTS"};
+  static const size_t lens[2] = {7, 5};
+  inv_redis_sync_t *c = conn(r, &r->nodes[i]);
   if (c == NULL) return -1;
-  redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
-  if (rep == NULL) {
-    set_err(r, "CLUSTER SLOTS: %s", c->errstr);
+  redisReply *rep = NULL;
+  if (inv_redis_sync_command(c, 2, argv, lens, &rep) != 0) {
+    set_err(r, "CLUSTER SLOTS: %s", inv_redis_sync_errstr(c));
     drop_conn(&r->nodes[i]);
     return -1;
   }
@@ -151,6 +136,9 @@ int inv_cache_redis_open(const char *const *seeds, size_t nseeds,
   r->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
   if (opts && opts->password && (r->password = strdup(opts->password)) == NULL)
     goto err;
+  if (opts && opts->username && (r->username = strdup(opts->username)) == NULL)
+    goto err;
+  if (opts && opts->tls) r->tls = inv_tls_ctx_ref(opts->tls);
   rc = INV_EINVAL;
   if (nseeds == 0) {
     set_err(r, "no Redis address given");
@@ -192,6 +180,8 @@ void inv_cache_redis_close(inv_cache_redis_t *r) {
     for (size_t i = 0; i < r->nnodes; i++) drop_conn(&r->nodes[i]);
   free(r->nodes);
   free(r->password);
+  free(r->username);
+  inv_tls_ctx_free(r->tls);
   free(r);
 }
 
@@ -234,22 +224,22 @@ static void pause_ms(long ms) {
  * reply. Returns the reply, or NULL (connection dropped, errstr set). */
 static redisReply *send_on(inv_cache_redis_t *r, node_t *n, int asking,
                            int argc, const char **argv, const size_t *lens) {
-  redisContext *c = conn(r, n);
+  static const char *ask_argv[1] = {"ASKING"};
+  static const size_t ask_len[1] = {6};
+  inv_redis_sync_t *c = conn(r, n);
   if (c == NULL) return NULL;
-  void *rep = NULL;
+  redisReply *rep = NULL;
+  if (asking && inv_redis_sync_append(c, 1, ask_argv, ask_len) != 0) goto io;
+  if (inv_redis_sync_append(c, argc, argv, lens) != 0) goto io;
   if (asking) {
-    if (redisAppendCommand(c, "ASKING") != REDIS_OK) goto io;
-  }
-  if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) goto io;
-  if (asking) {
-    if (redisGetReply(c, &rep) != REDIS_OK) goto io;
+    if (inv_redis_sync_reply(c, -1, &rep) != 1) goto io;
     freeReplyObject(rep);
     rep = NULL;
   }
-  if (redisGetReply(c, &rep) != REDIS_OK) goto io;
+  if (inv_redis_sync_reply(c, -1, &rep) != 1) goto io;
   return rep;
 io:
-  set_err(r, "redis %s:%d: %s", n->addr.host, n->addr.port, c->errstr);
+  set_err(r, "redis %s", inv_redis_sync_errstr(c));
   drop_conn(n);
   return NULL;
 }
@@ -332,13 +322,13 @@ static int pipeline_on(inv_cache_redis_t *r, node_t *nd, int n, const int *argc,
                        const char **const *argv, const size_t *const *lens,
                        redisReply **replies) {
   int kept = 0, stop = 0;
-  redisContext *c = conn(r, nd);
+  inv_redis_sync_t *c = conn(r, nd);
   if (c == NULL) return 0;
   for (int i = 0; i < n; i++)
-    if (redisAppendCommandArgv(c, argc[i], argv[i], lens[i]) != REDIS_OK) goto io;
+    if (inv_redis_sync_append(c, argc[i], argv[i], lens[i]) != 0) goto io;
   for (int i = 0; i < n; i++) {
-    void *rep = NULL;
-    if (redisGetReply(c, &rep) != REDIS_OK) goto io;
+    redisReply *rep = NULL;
+    if (inv_redis_sync_reply(c, -1, &rep) != 1) goto io;
     if (stop || needs_resend(r, rep)) {
       stop = 1;
       freeReplyObject(rep);
@@ -348,7 +338,7 @@ static int pipeline_on(inv_cache_redis_t *r, node_t *nd, int n, const int *argc,
   }
   return kept;
 io:
-  set_err(r, "redis %s:%d: %s", nd->addr.host, nd->addr.port, c->errstr);
+  set_err(r, "redis %s", inv_redis_sync_errstr(c));
   drop_conn(nd);
   return kept;
 }

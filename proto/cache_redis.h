@@ -1,6 +1,7 @@
 /*
  * A small synchronous Redis router for the cache read path (cache.h), on
- * hiredis's blocking API: standalone Redis or a Redis Cluster.
+ * blocking connections (redis_sync.h: plain TCP or TLS, AUTH with an ACL
+ * user): standalone Redis or a Redis Cluster.
  *
  * A cluster is recognised by CLUSTER SLOTS at open; commands then go to
  * the node owning their key's slot, with MOVED (the slot map entry is
@@ -24,9 +25,14 @@
 
 typedef struct inv_cache_redis_s inv_cache_redis_t;
 
+struct inv_tls_ctx_s;
+
 typedef struct inv_cache_redis_opts_s {
   int timeout_ms;       /* connect and command timeout; 0: 2000 */
   const char *password; /* NULL: no AUTH */
+  const char *username; /* ACL user (with password); NULL: "default" */
+  struct inv_tls_ctx_s *tls; /* TLS client context (common/tls.h; a
+                              * reference is taken), or NULL: plain TCP */
 } inv_cache_redis_opts_t;
 
 /* Connects to the first reachable seed ("host:port") and learns whether it

@@ -73,6 +73,37 @@ int inv__ctl_connect_ping(const inv_ctl_opts_t *opts, inv_client_t **out);
  * code: 1 for an error the server sent, 3 for a transport failure. */
 int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc);
 
+/* The Redis connection options of tail, get and bench --e2e (redis-cli's
+ * names behind "redis-", since --tls and --insecure belong to the
+ * publisher connection). The password comes from $INVAL_REDIS_PASSWORD
+ * only, never from the command line, where `ps` shows it. */
+typedef struct inv_ctl_redis_s {
+  const char *user;       /* --redis-user */
+  const char *password;   /* $INVAL_REDIS_PASSWORD */
+  int tls;                /* --redis-tls (implied by the file options) */
+  const char *cacert, *cert, *key, *sni; /* --redis-cacert/-cert/-key/-sni */
+  int insecure;           /* --redis-insecure */
+  struct inv_tls_ctx_s *tls_ctx; /* made by inv__ctl_redis_setup() */
+} inv_ctl_redis_t;
+
+#define INV_CTL_REDIS_USAGE                                                   \
+  "  --redis-user USER      ACL user for Redis (password: $INVAL_REDIS_PASSWORD)\n" \
+  "  --redis-tls            TLS to Redis; --redis-cacert FILE, --redis-cert\n" \
+  "                         FILE --redis-key FILE (client certificate),\n"   \
+  "                         --redis-sni NAME, --redis-insecure (tests only)\n"
+
+/* Takes the Redis option at argv[*i] into ro. Returns 1 when taken (*i
+ * moved past its value), 0 when not one, -1 after a usage error. */
+int inv__ctl_redis_opt(const char *cmd, int argc, char **argv, int *i,
+                       inv_ctl_redis_t *ro);
+
+/* Reads $INVAL_REDIS_PASSWORD and makes the TLS context. Returns 0, or
+ * prints the error and returns an exit code. */
+int inv__ctl_redis_setup(inv_ctl_redis_t *ro);
+
+/* Releases what inv__ctl_redis_setup() made. */
+void inv__ctl_redis_free(inv_ctl_redis_t *ro);
+
 /* Parses a non-negative decimal integer that fits in max. Returns 0 or -1. */
 int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out);
 

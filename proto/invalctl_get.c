@@ -63,12 +63,15 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   char err[256];
   inv_cache_redis_t *r;
   inv_regen_names_t names;
-  int i, exit_code;
+  inv_ctl_redis_t rds = {0};
+  int i, exit_code, taken;
   if (node == NULL || *node == '\0') node = DEFAULT_REDIS;
   for (i = 1; i < argc; i++) {
     if ((strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--redis") == 0) &&
         i + 1 < argc) {
       node = argv[++i];
+    } else if ((taken = inv__ctl_redis_opt("get", argc, argv, &i, &rds)) != 0) {
+      if (taken < 0) return INV_CTL_EXIT_USAGE;
     } else if (key == NULL && (argv[i][0] != '-' || strcmp(argv[i], "--") == 0)) {
       if (strcmp(argv[i], "--") == 0) {
         if (i + 1 >= argc) break;
@@ -88,8 +91,11 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
       return inv__ctl_usage_error("get", "at most %d addresses in -r", MAX_SEEDS);
     seeds[nseeds++] = tok;
   }
-  inv_cache_redis_opts_t ro = {opts->timeout_ms, NULL};
+  if ((exit_code = inv__ctl_redis_setup(&rds)) != 0) return exit_code;
+  inv_cache_redis_opts_t ro = {opts->timeout_ms, rds.password, rds.user,
+                               rds.tls_ctx};
   int rc = inv_cache_redis_open(seeds, nseeds, &ro, &r, err, sizeof(err));
+  inv__ctl_redis_free(&rds); /* the router holds its own reference */
   if (rc == INV_EINVAL) return inv__ctl_usage_error("get", "%s", err);
   if (rc != 0) {
     fprintf(stderr, "error: %s\n", err);
@@ -129,6 +135,7 @@ const inv_ctl_cmd_t inv__ctl_cmd_get = {
     "\n"
     "  -r, --redis HOST:PORT  the Redis node(s) (default " DEFAULT_REDIS
     ", or $INVAL_REDIS)\n"
+    INV_CTL_REDIS_USAGE
     "\n"
     "Exit codes: 0 shown, 1 a key could not be read (not a string), 2 usage,\n"
     "3 cannot connect or the connection was lost.\n",

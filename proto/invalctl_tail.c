@@ -2,21 +2,20 @@
  * invalctl tail: subscribes to cache:invalidation on one Redis node and
  * prints every event of every payload as it arrives:
  *   ID TS KIND MODE TARGET
- * A blocking hiredis connection is enough for a command-line tool; the
- * socket is polled with a short timeout so that SIGINT ends the loop
- * cleanly (hiredis itself retries reads interrupted by a signal).
+ * A blocking connection (proto/redis_sync.h: plain or TLS, AUTH with an
+ * ACL user) is enough for a command-line tool; replies are awaited in
+ * short slices so that SIGINT ends the loop cleanly.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "common/config.h"
 #include "proto/event.h"
 #include "proto/invalctl.h"
+#include "proto/redis_sync.h"
 
 #define DEFAULT_REDIS "127.0.0.1:7000"
 
@@ -57,32 +56,15 @@ static uint64_t print_payload(const char *data, size_t len, uint64_t max) {
 
 /* Waits for the next reply, checking for SIGINT. Returns 1 with *reply,
  * 0 when interrupted, -1 on a connection error (printed). */
-static int next_reply(redisContext *rc, redisReply **reply) {
+static int next_reply(inv_redis_sync_t *rc, redisReply **reply) {
   for (;;) {
-    void *r = NULL;
-    struct pollfd pfd;
-    if (redisGetReplyFromReader(rc, &r) != REDIS_OK) {
-      fprintf(stderr, "error: redis: %s\n", rc->errstr);
+    int r = inv_redis_sync_reply(rc, 250, reply);
+    if (r == 1) return 1;
+    if (r < 0) {
+      fprintf(stderr, "error: redis: %s\n", inv_redis_sync_errstr(rc));
       return -1;
-    }
-    if (r != NULL) {
-      *reply = r;
-      return 1;
     }
     if (interrupted) return 0;
-    pfd.fd = rc->fd;
-    pfd.events = POLLIN;
-    pfd.revents = 0;
-    if (poll(&pfd, 1, 250) < 0) {
-      if (errno == EINTR) continue;
-      fprintf(stderr, "error: poll: %s\n", strerror(errno));
-      return -1;
-    }
-    if (pfd.revents == 0) continue;
-    if (redisBufferRead(rc) != REDIS_OK) {
-      fprintf(stderr, "error: redis: %s\n", rc->errstr);
-      return -1;
-    }
   }
 }
 
@@ -90,16 +72,19 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   const char *node = getenv("INVAL_REDIS");
   inv_addr_t addr;
   uint64_t count = 0, seen = 0;
-  redisContext *rc;
+  inv_redis_sync_t *rc;
   redisReply *reply;
-  struct timeval tv;
   struct sigaction sa;
-  int i, exit_code = INV_CTL_EXIT_OK;
+  inv_ctl_redis_t rds = {0};
+  char err[512];
+  int i, taken, exit_code = INV_CTL_EXIT_OK;
   if (node == NULL || *node == '\0') node = DEFAULT_REDIS;
   for (i = 1; i < argc; i++) {
     if ((strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--redis") == 0) &&
         i + 1 < argc) {
       node = argv[++i];
+    } else if ((taken = inv__ctl_redis_opt("tail", argc, argv, &i, &rds)) != 0) {
+      if (taken < 0) return INV_CTL_EXIT_USAGE;
     } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
       if (inv__ctl_parse_uint(argv[++i], UINT64_MAX, &count) != 0 || count == 0)
         return inv__ctl_usage_error("tail", "--count wants a positive number");
@@ -110,14 +95,18 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   if (inv_addr_parse(node, &addr) != 0)
     return inv__ctl_usage_error("tail", "-r wants HOST:PORT, not \"%s\"", node);
 
-  tv.tv_sec = opts->timeout_ms / 1000;
-  tv.tv_usec = (opts->timeout_ms % 1000) * 1000;
-  rc = redisConnectWithTimeout(addr.host, addr.port, tv);
-  if (rc == NULL || rc->err) {
-    fprintf(stderr, "error: cannot connect to %s:%d: %s\n", addr.host,
-            addr.port, rc != NULL ? rc->errstr : "out of memory");
-    redisFree(rc);
-    return INV_CTL_EXIT_CONNECT;
+  if ((exit_code = inv__ctl_redis_setup(&rds)) != 0) return exit_code;
+  {
+    inv_redis_sync_opts_t so = {opts->timeout_ms, rds.user, rds.password,
+                                rds.tls_ctx};
+    int crc = inv_redis_sync_connect(addr.host, addr.port, &so, &rc, err,
+                                     sizeof err);
+    inv__ctl_redis_free(&rds);
+    if (crc != 0) {
+      fprintf(stderr, "error: cannot connect to %s:%d: %s\n", addr.host,
+              addr.port, err);
+      return INV_CTL_EXIT_CONNECT;
+    }
   }
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -125,19 +114,13 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
-  if (redisAppendCommand(rc, "SUBSCRIBE %s", INV_CHANNEL) != REDIS_OK) {
-    fprintf(stderr, "error: redis: %s\n", rc->errstr);
-    redisFree(rc);
-    return INV_CTL_EXIT_CONNECT;
-  }
   {
-    int done = 0;
-    while (!done) {
-      if (redisBufferWrite(rc, &done) != REDIS_OK) {
-        fprintf(stderr, "error: redis: %s\n", rc->errstr);
-        redisFree(rc);
-        return INV_CTL_EXIT_CONNECT;
-      }
+    const char *argv2[2] = {"SUBSCRIBE", INV_CHANNEL};
+    size_t lens[2] = {9, strlen(INV_CHANNEL)};
+    if (inv_redis_sync_append(rc, 2, argv2, lens) != 0) {
+      fprintf(stderr, "error: out of memory\n");
+      inv_redis_sync_free(rc);
+      return INV_CTL_EXIT_CONNECT;
     }
   }
   while (count == 0 || seen < count) {
@@ -169,7 +152,7 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   if (interrupted)
     fprintf(stderr, "interrupted after %llu events\n",
             (unsigned long long)seen);
-  redisFree(rc);
+  inv_redis_sync_free(rc);
   return exit_code;
 }
 
@@ -188,6 +171,7 @@ const inv_ctl_cmd_t inv__ctl_cmd_tail = {
     ", or $INVAL_REDIS)\n"
     "  --count N              stop after N events (lines), even in the middle\n"
     "                         of a message\n"
+    INV_CTL_REDIS_USAGE
     "\n"
     "Exit codes: 0 stopped (--count reached or Ctrl-C), 1 Redis replied with\n"
     "an error, 2 usage, 3 cannot connect or the connection was lost.\n",

@@ -14,12 +14,13 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "common/redis_conf.h"
 #include "common/rpc_server.h"
 
 typedef struct inv_pub_conf_s {
   inv_server_conf_t server;
   inv_addr_list_t redis;          /* seed nodes */
-  char *redis_password;           /* NULL: no AUTH */
+  inv_redis_conf_t redis_client;  /* user, password, TLS toward Redis */
   uint64_t redis_timeout_ms;      /* a batch unconfirmed this long fails */
   long long max_events;           /* events per request */
   size_t max_key_len;             /* longest event target */

@@ -224,9 +224,11 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
   inv_redis_opts_t ropts;
   inv_redis_opts_default(&ropts);
   ropts.command_timeout_ms = conf->redis_timeout_ms;
-  ropts.password = conf->redis_password;
+  rc = inv_redis_conf_apply(&conf->redis_client, &ropts, err, errlen);
+  if (rc < 0) goto err;
   rc = inv_cluster_create(loop, conf->redis.items, conf->redis.count, &ropts,
                           &p->cluster);
+  inv_redis_conf_release(&ropts); /* the client holds its own copies */
   if (rc < 0) {
     snprintf(err, errlen, "cannot create the Redis client: %s",
              inv_strerror(rc));

@@ -125,7 +125,7 @@ static void init_timer(inv_worker_t *w, uv_timer_t *t, uv_timer_cb cb,
 
 int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
                       inv_worker_t **out, char *err, size_t errlen) {
-  inv_redis_opts_t ro;
+  inv_redis_opts_t ro = {0};
   int rc = INV_ENOMEM;
   inv_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) {
@@ -161,7 +161,9 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
 
   inv_redis_opts_default(&ro);
   ro.command_timeout_ms = conf->redis_timeout_ms;
-  ro.password = conf->redis_password;
+  rc = inv_redis_conf_apply(&conf->redis_client, &ro, err, errlen);
+  if (rc != 0) goto err;
+  rc = INV_ENOMEM;
   if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, cmd_event_cb,
                        NULL, w, &w->cmd) != 0)
     goto err_oom;
@@ -176,6 +178,7 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
     goto err_oom;
   ro.command_timeout_ms = conf->redis_timeout_ms;
   if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->logc) != 0) goto err_oom;
+  inv_redis_conf_release(&ro); /* the connections hold their own copies */
   if (inv_unlinker_create(loop, w->cmd, &w->st, conf->stale_grace_ms,
                           moved_cb, w, &w->unl) != 0)
     goto err_oom;
@@ -198,6 +201,7 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
 err_oom:
   snprintf(err, errlen, "out of memory");
 err:
+  inv_redis_conf_release(&ro);
   /* Nothing has run on the loop yet, so the connections close cleanly;
    * the loop run by the caller on exit releases them. */
   inv_scanner_close(w->scn);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "common/redis_conf.h"
 #include "common/rpc_server.h"
 
 typedef enum { INV_ON_GAP_ALERT = 0, INV_ON_GAP_RESCAN = 1 } inv_on_gap_t;
@@ -20,7 +21,7 @@ typedef enum { INV_ON_GAP_ALERT = 0, INV_ON_GAP_RESCAN = 1 } inv_on_gap_t;
 typedef struct inv_worker_conf_s {
   inv_server_conf_t server;
   inv_addr_t redis;              /* the worker's own node (required) */
-  char *redis_password;          /* NULL: no AUTH */
+  inv_redis_conf_t redis_client; /* user, password, TLS toward Redis */
   uint64_t redis_timeout_ms;     /* command timeout */
   char *state_dir;
   char *worker_id;               /* NULL or "": the node address */

@@ -455,9 +455,15 @@ static inv_redis_t *hb_primary(inv_worker_t *w) {
   inv_redis_opts_t ro;
   inv_redis_opts_default(&ro);
   ro.command_timeout_ms = w->conf->redis_timeout_ms;
-  ro.password = w->conf->redis_password;
-  if (inv_redis_create(w->loop, host, atoi(colon + 1), &ro, NULL, NULL, w,
-                       &w->hb_primary) != 0) {
+  char why[512];
+  if (inv_redis_conf_apply(&w->conf->redis_client, &ro, why, sizeof why) != 0) {
+    inv_log_error(w->ctx, "%s", why);
+    return NULL;
+  }
+  int rc = inv_redis_create(w->loop, host, atoi(colon + 1), &ro, NULL, NULL, w,
+                            &w->hb_primary);
+  inv_redis_conf_release(&ro);
+  if (rc != 0) {
     w->hb_primary = NULL;
     return NULL;
   }

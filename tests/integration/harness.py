@@ -458,9 +458,47 @@ atexit.register(_cleanup_all)
 # --------------------------------------------------------------------------
 # Redis.
 
-def _redis_client(port, timeout=5.0):
+def _redis_client(port, timeout=5.0, tls=None):
+    extra = tls.client_kwargs() if tls is not None else {}
     return redis.Redis(host=HOST, port=port, decode_responses=False,
-                       socket_timeout=timeout, socket_connect_timeout=timeout)
+                       socket_timeout=timeout, socket_connect_timeout=timeout,
+                       **extra)
+
+
+class RedisTls:
+    """The files of a TLS setup for redis-server: a CA, a server certificate
+    and key (for 127.0.0.1 and localhost), and a client certificate and key
+    that the CA signed (for tls-auth-clients yes). Made by the test (see
+    test_redis_tls_acl.py); the harness only passes them on."""
+
+    def __init__(self, ca, cert, key, client_cert=None, client_key=None,
+                 auth_clients="optional"):
+        self.ca, self.cert, self.key = ca, cert, key
+        self.client_cert, self.client_key = client_cert, client_key
+        self.auth_clients = auth_clients
+
+    def server_args(self, port, cluster=False):
+        args = ["--port", "0", "--tls-port", str(port),
+                "--tls-cert-file", self.cert, "--tls-key-file", self.key,
+                "--tls-ca-cert-file", self.ca,
+                "--tls-auth-clients", self.auth_clients,
+                "--tls-replication", "yes"]
+        if cluster:
+            args += ["--tls-cluster", "yes"]
+        return args
+
+    def client_kwargs(self):
+        kw = {"ssl": True, "ssl_ca_certs": self.ca}
+        if self.client_cert:
+            kw.update(ssl_certfile=self.client_cert,
+                      ssl_keyfile=self.client_key)
+        return kw
+
+    def cli_args(self):
+        args = ["--tls", "--cacert", self.ca]
+        if self.client_cert:
+            args += ["--cert", self.client_cert, "--key", self.client_key]
+        return args
 
 
 class RedisServer:
@@ -471,10 +509,12 @@ class RedisServer:
     restart keeps its cluster identity.
     """
 
-    def __init__(self, workdir, port=None, cluster=False, extra_args=()):
+    def __init__(self, workdir, port=None, cluster=False, extra_args=(),
+                 tls=None):
         self.workdir = workdir
         self.port = port or free_port()
         self.cluster = cluster
+        self.tls = tls  # a RedisTls: the port speaks TLS only
         self.extra_args = [str(a) for a in extra_args]
         self.dir = os.path.join(workdir, f"redis-{self.port}")
         self.log_path = os.path.join(self.dir, "redis.log")
@@ -497,6 +537,8 @@ class RedisServer:
                 # Replicas sync at once instead of after the 5 s default
                 # delay for diskless replication.
                 "--repl-diskless-sync-delay", "0"]
+        if self.tls is not None:
+            args += self.tls.server_args(self.port, self.cluster)
         if self.cluster:
             args += ["--cluster-enabled", "yes",
                      "--cluster-config-file", f"nodes-{self.port}.conf",
@@ -521,7 +563,7 @@ class RedisServer:
                 raise HarnessError(
                     f"redis-server on {self.port} exited with "
                     f"{self.proc.returncode()}:\n{tail(self.log_path)}")
-            return _redis_client(self.port, 1.0).ping()
+            return _redis_client(self.port, 1.0, self.tls).ping()
 
         try:
             wait_until(ready, timeout, what=f"redis-server {self.addr}")
@@ -561,7 +603,7 @@ class RedisServer:
     def client(self, timeout=5.0):
         """A redis.Redis to this node (bytes replies, timeouts set)."""
         if self._client is None:
-            self._client = _redis_client(self.port, timeout)
+            self._client = _redis_client(self.port, timeout, self.tls)
         return self._client
 
     def log(self):
@@ -662,12 +704,14 @@ class RedisCluster:
     and node_for_key() ask the running nodes every time.
     """
 
-    def __init__(self, workdir, primaries=3, replicas=1, extra_args=()):
+    def __init__(self, workdir, primaries=3, replicas=1, extra_args=(),
+                 tls=None):
         self.workdir = os.path.join(workdir, "cluster")
         self.nprimaries = primaries
         self.nreplicas = replicas
+        self.tls = tls
         self.nodes = [RedisServer(self.workdir, cluster=True,
-                                  extra_args=extra_args)
+                                  extra_args=extra_args, tls=tls)
                       for _ in range(primaries * (1 + replicas))]
         self._client = None
 
@@ -700,8 +744,9 @@ class RedisCluster:
         deadline = time.monotonic() + timeout
         for n in self.nodes:
             n.start()
-        cmd = [shutil.which("redis-cli") or "redis-cli", "--cluster",
-               "create", *self.seeds, "--cluster-replicas",
+        cmd = [shutil.which("redis-cli") or "redis-cli",
+               *(self.tls.cli_args() if self.tls is not None else []),
+               "--cluster", "create", *self.seeds, "--cluster-replicas",
                str(self.nreplicas), "--cluster-yes"]
         res = subprocess.run(cmd, capture_output=True, text=True,
                              stdin=subprocess.DEVNULL,
@@ -740,9 +785,10 @@ class RedisCluster:
         if self._client is None:
             from redis.cluster import ClusterNode, RedisCluster as RC
             startup = [ClusterNode(HOST, n.port) for n in self.running()]
+            extra = self.tls.client_kwargs() if self.tls is not None else {}
             self._client = RC(startup_nodes=startup, decode_responses=False,
                               socket_timeout=5, socket_connect_timeout=5,
-                              cluster_error_retry_attempts=5)
+                              cluster_error_retry_attempts=5, **extra)
         return self._client
 
     # Health.

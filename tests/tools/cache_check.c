@@ -86,7 +86,7 @@ static void sleep_ms(long ms) {
 static inv_cache_redis_t *open_redis(void) {
   inv_cache_redis_t *r;
   char err[256];
-  inv_cache_redis_opts_t o = {5000, NULL};
+  inv_cache_redis_opts_t o = {.timeout_ms = 5000};
   if (inv_cache_redis_open(seeds, nseeds, &o, &r, err, sizeof(err)) != 0) {
     fprintf(stderr, "cache_check: %s\n", err);
     exit(3);

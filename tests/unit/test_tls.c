@@ -22,7 +22,7 @@
 
 static char dir[64];
 static char cert_path[128], key_path[128], other_key_path[128];
-static char garbage_path[128];
+static char garbage_path[128], other_ca_path[128], other_ca_key[128];
 static inv_tls_ctx_t *ctx; /* loaded from cert_path and key_path */
 
 /* Writes a fresh P-256 key to key_file and, when cert_file is not NULL, a
@@ -340,6 +340,108 @@ static void test_old_protocol_refused(void) {
   pair_free(&p);
 }
 
+/* Runs the client engine against the server engine until neither has
+ * anything to send. Returns the last nonzero code of either side, or 0. */
+static int pump_engines(inv_tls_t *cli, inv_tls_t *srv, inv_buf_t *to_srv,
+                        inv_buf_t *cli_plain, inv_buf_t *srv_plain) {
+  inv_buf_t to_cli = {0};
+  int rc = 0, i;
+  for (i = 0; i < 20 && (to_srv->len > 0 || to_cli.len > 0); i++) {
+    inv_buf_t out = {0};
+    int r = inv_tls_read(srv, to_srv->data, to_srv->len, collect_cb,
+                         srv_plain, &out);
+    if (r != 0) rc = r;
+    inv_buf_free(to_srv);
+    inv_buf_append(&to_cli, out.data, out.len);
+    inv_buf_free(&out);
+    if (to_cli.len > 0) {
+      r = inv_tls_read(cli, to_cli.data, to_cli.len, collect_cb, cli_plain,
+                       to_srv);
+      if (r != 0) rc = r;
+      inv_buf_free(&to_cli);
+    }
+  }
+  inv_buf_free(&to_cli);
+  return rc;
+}
+
+/* The client side: a handshake with the server engine verified against the
+ * server's (self-signed) certificate as CA, data both ways; then a wrong
+ * name, and a CA that does not know the server, each refused with the
+ * certificate check's own reason. */
+static void test_client_engine(void) {
+  inv_tls_client_conf_t conf = {cert_path, NULL, NULL, NULL, NULL, 0};
+  inv_tls_ctx_t *cctx = NULL;
+  inv_tls_t *cli = NULL, *srv = NULL;
+  inv_buf_t wire = {0}, cplain = {0}, splain = {0}, msg = {0};
+  char err[512];
+
+  CHECK_EQ_INT(inv_tls_client_ctx_new(&conf, &cctx, err, sizeof(err)), 0);
+  CHECK_EQ_INT(inv_tls_client_new(ctx, "localhost", &cli), INV_EINVAL);
+
+  CHECK_EQ_INT(inv_tls_client_new(cctx, "localhost", &cli), 0);
+  CHECK_EQ_INT(inv_tls_new(ctx, &srv), 0);
+  CHECK_EQ_INT(inv_tls_start(cli, &wire), 0);
+  CHECK(wire.len > 0 && (unsigned char)wire.data[0] == 0x16);
+  CHECK_EQ_INT(pump_engines(cli, srv, &wire, &cplain, &splain), 0);
+  CHECK(inv_tls_handshake_done(cli));
+  CHECK(inv_tls_verify_error(cli) == NULL);
+  inv_buf_append(&msg, "PING\r\n", 6);
+  CHECK_EQ_INT(inv_tls_write(cli, &msg, &wire), 0);
+  CHECK_EQ_INT((int)msg.len, 0);
+  CHECK_EQ_INT(pump_engines(cli, srv, &wire, &cplain, &splain), 0);
+  CHECK(splain.len == 6 && memcmp(splain.data, "PING\r\n", 6) == 0);
+  inv_buf_append(&msg, "+PONG\r\n", 7);
+  CHECK_EQ_INT(inv_tls_write(srv, &msg, &wire), 0);
+  CHECK_EQ_INT(inv_tls_read(cli, wire.data, wire.len, collect_cb, &cplain,
+                            &msg), 0);
+  CHECK(cplain.len == 7 && memcmp(cplain.data, "+PONG\r\n", 7) == 0);
+  inv_buf_free(&wire);
+  inv_buf_free(&msg);
+  inv_tls_free(cli);
+  inv_tls_free(srv);
+
+  /* The certificate names localhost, not this. */
+  CHECK_EQ_INT(inv_tls_client_new(cctx, "elsewhere.example", &cli), 0);
+  CHECK_EQ_INT(inv_tls_new(ctx, &srv), 0);
+  CHECK_EQ_INT(inv_tls_start(cli, &wire), 0);
+  CHECK_EQ_INT(pump_engines(cli, srv, &wire, &cplain, &splain), INV_EPROTO);
+  CHECK(strstr(inv_tls_errstr(cli), "certificate verify failed") != NULL);
+  CHECK(inv_tls_verify_error(cli) != NULL &&
+        strstr(inv_tls_verify_error(cli), "hostname mismatch") != NULL);
+  inv_tls_free(cli);
+  inv_tls_free(srv);
+  inv_tls_ctx_free(cctx);
+
+  /* A CA that did not sign the server's certificate. */
+  conf.ca_file = other_ca_path;
+  CHECK_EQ_INT(inv_tls_client_ctx_new(&conf, &cctx, err, sizeof(err)), 0);
+  inv_tls_ctx_ref(cctx); /* one more reference: two frees to release */
+  CHECK_EQ_INT(inv_tls_client_new(cctx, "localhost", &cli), 0);
+  inv_tls_ctx_free(cctx);
+  CHECK_EQ_INT(inv_tls_new(ctx, &srv), 0);
+  CHECK_EQ_INT(inv_tls_start(cli, &wire), 0);
+  CHECK_EQ_INT(pump_engines(cli, srv, &wire, &cplain, &splain), INV_EPROTO);
+  CHECK(inv_tls_verify_error(cli) != NULL);
+  inv_tls_free(cli);
+  inv_tls_free(srv);
+  inv_tls_ctx_free(cctx);
+
+  /* Configuration errors name the file. */
+  conf.ca_file = garbage_path;
+  CHECK_EQ_INT(inv_tls_client_ctx_new(&conf, &cctx, err, sizeof(err)),
+               INV_ECONFIG);
+  CHECK(strstr(err, garbage_path) != NULL);
+  conf.ca_file = cert_path;
+  conf.cert_file = cert_path; /* without its key */
+  CHECK_EQ_INT(inv_tls_client_ctx_new(&conf, &cctx, err, sizeof(err)),
+               INV_ECONFIG);
+  CHECK(strstr(err, "both") != NULL);
+  inv_buf_free(&wire);
+  inv_buf_free(&cplain);
+  inv_buf_free(&splain);
+}
+
 int main(void) {
   char err[512];
   FILE *f;
@@ -353,7 +455,10 @@ int main(void) {
   snprintf(key_path, sizeof(key_path), "%s/key.pem", dir);
   snprintf(other_key_path, sizeof(other_key_path), "%s/other.pem", dir);
   snprintf(garbage_path, sizeof(garbage_path), "%s/garbage.pem", dir);
+  snprintf(other_ca_path, sizeof(other_ca_path), "%s/otherca.pem", dir);
+  snprintf(other_ca_key, sizeof(other_ca_key), "%s/otherca.key", dir);
   if (make_key_and_cert(key_path, cert_path) != 0 ||
+      make_key_and_cert(other_ca_key, other_ca_path) != 0 ||
       make_key_and_cert(other_key_path, NULL) != 0) {
     fprintf(stderr, "cannot make a test certificate\n");
     return 1;
@@ -372,12 +477,15 @@ int main(void) {
   RUN(test_plaintext_first_byte);
   RUN(test_handshake_first_byte_waits);
   RUN(test_old_protocol_refused);
+  RUN(test_client_engine);
   inv_tls_ctx_free(ctx);
 
   unlink(cert_path);
   unlink(key_path);
   unlink(other_key_path);
   unlink(garbage_path);
+  unlink(other_ca_path);
+  unlink(other_ca_key);
   rmdir(dir);
   return check_summary();
 }

@@ -1,0 +1,394 @@
+"""TLS and ACL users toward Redis, against a real redis-server with
+--tls-port and certificates made here with the openssl command.
+
+- The whole pipeline over TLS (client certificates required) with the ACL
+  users exactly as README.md's "Redis TLS and ACL users" section gives them:
+  publish, the worker deletes, the C read path (invalctl get) reads, and
+  invalctl tail authenticates; every other key survives.
+- One permission removed from the publisher's rules: the error names it.
+- An application's user, with the README's rules, reads and writes its own
+  keys (and their lock and stale copy) but can neither PUBLISH nor SPUBLISH
+  on the service's channels nor write the service's keys.
+- A wrong CA, an expired and a mismatched server certificate, a wrong ACL
+  password and an unknown user each give a clear error in the log, and the
+  connection recovers once the server side is fixed.
+- A 3+3 cluster with tls-cluster yes: CLUSTER SLOTS names TLS ports and the
+  publisher and workers reach every node over TLS.
+"""
+
+import os
+import re
+import subprocess
+
+import pytest
+import redis
+
+import harness
+from harness import HOST, RedisCluster, RedisServer, RedisTls, RpcClient
+from harness import wait_until
+
+README = os.path.join(harness.REPO_ROOT, "README.md")
+PW = {"inval-publisher": "pub-pw-1f3a", "inval-worker": "wrk-pw-8c2d",
+      "inval-ops": "ops-pw-55e0", "app-orders": "app-pw-91b7"}
+
+
+# ---------------------------------------------------------------------------
+# Certificates.
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True,
+                   capture_output=True, timeout=30)
+
+
+def _ca(d, name):
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
+             cwd=d)
+
+
+def _signed(d, name, ca, san, start=None, end=None):
+    """A key and a certificate signed by ca; start/end (YYMMDDHHMMSSZ) make
+    a validity period in the past through `openssl ca`."""
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}",
+             cwd=d)
+    if start is None:
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName={san}\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt",
+                 "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
+                 "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=d)
+        return
+    os.makedirs(os.path.join(d, "newcerts"), exist_ok=True)
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "serial"), "w") as f:
+        f.write("1000\n")
+    with open(os.path.join(d, "ca.cnf"), "w") as f:
+        f.write(f"[ca]\ndefault_ca=d\n[d]\ndir={d}\ndatabase={d}/index.txt\n"
+                f"new_certs_dir={d}/newcerts\nserial={d}/serial\n"
+                "default_md=sha256\npolicy=p\ncopy_extensions=copy\n"
+                "[p]\ncommonName=supplied\n")
+    _openssl("ca", "-batch", "-config", "ca.cnf", "-cert", f"{ca}.crt",
+             "-keyfile", f"{ca}.key", "-in", f"{name}.csr", "-out",
+             f"{name}.crt", "-startdate", start, "-enddate", end, "-notext",
+             cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs(_module_dir):
+    d = os.path.join(_module_dir, "certs")
+    os.makedirs(d, exist_ok=True)
+    _ca(d, "ca")
+    _ca(d, "otherca")
+    ok_san = "IP:127.0.0.1,DNS:localhost"
+    _signed(d, "server", "ca", ok_san)
+    _signed(d, "client", "ca", "DNS:inval-client")
+    _signed(d, "foreign", "otherca", ok_san)        # the wrong CA
+    _signed(d, "wrongname", "ca", "DNS:elsewhere.example")  # mismatched
+    _signed(d, "expired", "ca", ok_san, start="200101000000Z",
+            end="200102000000Z")
+    return lambda name: os.path.join(d, name)
+
+
+def server_tls(certs, name="server", auth_clients="yes"):
+    return RedisTls(certs("ca.crt"), certs(f"{name}.crt"),
+                    certs(f"{name}.key"), certs("client.crt"),
+                    certs("client.key"), auth_clients)
+
+
+def client_args(certs, **over):
+    """The publisher's and the worker's TLS directives."""
+    d = {"--redis-tls": "yes", "--redis-tls-ca-cert-file": certs("ca.crt"),
+         "--redis-tls-cert-file": certs("client.crt"),
+         "--redis-tls-key-file": certs("client.key")}
+    d.update(over)
+    out = []
+    for k, v in d.items():
+        out += [k, v]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# ACL rules, read from the README so that the documented rules are the
+# tested ones.
+
+def readme_acl(user):
+    with open(README) as f:
+        text = f.read()
+    m = re.search(r"^ACL SETUSER " + re.escape(user) + r" (.*)$", text,
+                  re.M)
+    assert m, f"README.md gives no ACL SETUSER line for {user}"
+    return m.group(1).split()
+
+
+def set_user(node, user, rules=None, password=None):
+    rules = readme_acl(user) if rules is None else rules
+    password = password or PW[user]
+    rules = [r.replace("<password>", password) for r in rules]
+    node.client().execute_command("ACL", "SETUSER", user, "reset", *rules)
+
+
+def password_file(workdir, user, password=None):
+    path = os.path.join(workdir, f"{user}.pw")
+    with open(path, "w") as f:
+        f.write((password or PW[user]) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def invalidate(pub, keys, timeout=10):
+    with RpcClient(HOST, pub.port, timeout=timeout) as c:
+        err, res = c.call("invalidate",
+                          [{"kind": "key", "target": k} for k in keys])
+    return err, res
+
+
+def worker_live(w):
+    with RpcClient(HOST, w.port) as c:
+        err, st = c.call("stats")
+    return err is None and st["connected"] and st["live"]
+
+
+@pytest.fixture
+def tls_redis(workdir, certs):
+    node = RedisServer(workdir, tls=server_tls(certs)).start()
+    yield node
+    node.stop()
+
+
+# ---------------------------------------------------------------------------
+# Tests.
+
+def test_pipeline_over_tls_with_readme_acl_users(tls_redis, certs, workdir,
+                                                 publisher_factory,
+                                                 worker_factory):
+    node = tls_redis
+    for user in ("inval-publisher", "inval-worker", "inval-ops"):
+        set_user(node, user)
+    admin = node.client()
+    admin.set(b"doomed", b"v")
+    admin.set(b"keeper", b"v")
+
+    w = worker_factory(node.addr, *client_args(certs),
+                       "--redis-user", "inval-worker", "--redis-password-file",
+                       password_file(workdir, "inval-worker"))
+    pub = publisher_factory([node.addr], *client_args(certs),
+                            "--redis-user", "inval-publisher",
+                            "--redis-password-file",
+                            password_file(workdir, "inval-publisher"))
+    wait_until(lambda: worker_live(w), 20, what="worker live over TLS")
+    # invalctl tail as the read-only ops user, over TLS with a client
+    # certificate; the password from the environment only.
+    tls_flags = ["--redis-cacert", certs("ca.crt"), "--redis-cert",
+                 certs("client.crt"), "--redis-key", certs("client.key")]
+    env = dict(os.environ, INVAL_REDIS_PASSWORD=PW["inval-ops"])
+    tail = subprocess.Popen(
+        [harness.binary("invalctl"), "tail", "-r", node.addr, "--count", "1",
+         "--redis-user", "inval-ops", *tls_flags],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: any(
+            b"inval-ops" in (c.get("name") or b"") or
+            c.get("user") == "inval-ops"
+            for c in admin.client_list()), 10, what="tail connected")
+    except Exception:
+        tail.kill()
+        raise
+    err, _ = invalidate(pub, [b"doomed"])
+    assert err is None, err
+    wait_until(lambda: admin.exists(b"doomed") == 0, 10,
+               what="doomed deleted by the worker")
+    assert admin.get(b"keeper") == b"v"
+    assert admin.xlen(b"cache:invalidation:log") >= 1
+    out, errout = tail.communicate(timeout=10)
+    assert tail.returncode == 0, errout
+    assert "key" in out and "doomed" in out, out
+    # invalctl get through the C read path, same user and TLS.
+    res = subprocess.run([harness.binary("invalctl"), "get", "-r", node.addr,
+                          "--redis-user", "inval-ops", *tls_flags, "keeper"],
+                         env=env, capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    assert "value keeper v" in res.stdout
+    # Without the password it is refused, and says so.
+    res = subprocess.run([harness.binary("invalctl"), "get", "-r", node.addr,
+                          "--redis-user", "inval-ops", *tls_flags, "keeper"],
+                         env=dict(env, INVAL_REDIS_PASSWORD="wrong"),
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode == 3
+    assert 'AUTH as user "inval-ops" failed: WRONGPASS' in res.stderr
+    assert "certificate" not in pub.log() and "NOPERM" not in pub.log()
+    assert "NOPERM" not in w.log()
+    # Nothing was refused along the way.
+    denied = [e for e in admin.acl_log() if e.get("username") in
+              ("inval-publisher", "inval-worker")]
+    assert denied == []
+    # The password never reaches a log.
+    for d in (pub, w):
+        assert PW["inval-publisher"] not in d.log()
+        assert PW["inval-worker"] not in d.log()
+
+
+def test_one_permission_removed_is_named(tls_redis, certs, workdir,
+                                         publisher_factory):
+    node = tls_redis
+    rules = readme_acl("inval-publisher")
+    set_user(node, "inval-publisher", rules + ["-evalsha"])
+    pub = publisher_factory([node.addr], *client_args(certs),
+                            "--redis-user", "inval-publisher",
+                            "--redis-password", PW["inval-publisher"],
+                            "--redis-timeout", "2s")
+    err, _ = invalidate(pub, [b"k1"])
+    assert err is not None
+    expect = "NOPERM this user has no permissions to run the 'evalsha' command"
+    wait_until(lambda: expect in pub.log(), 10, what=expect)
+    assert node.client().exists(b"cache:invalidation:log") == 0
+    # Given the permission back, the same publisher acks.
+    set_user(node, "inval-publisher", rules)
+    wait_until(lambda: invalidate(pub, [b"k2"])[0] is None, 10,
+               what="ack after the fix")
+    assert node.client().xlen(b"cache:invalidation:log") == 1
+
+
+def test_application_user_is_walled_off(tls_redis):
+    node = tls_redis
+    set_user(node, "app-orders")
+    app = redis.Redis(host=HOST, port=node.port, username="app-orders",
+                      password=PW["app-orders"], **node.tls.client_kwargs())
+    # Its own keys, with their lock and stale copy, read and write.
+    app.set(b"orders:1", b"v")
+    assert app.get(b"orders:1") == b"v"
+    assert app.set(b"{orders:1}:lock", b"tok", nx=True, px=5000)
+    app.set(b"{orders:1}:stale", b"old")
+    assert app.get(b"{orders:1}:stale") == b"old"
+    # The service's channels and keys are out of reach.
+    for cmd in (("PUBLISH", "cache:invalidation", "x"),
+                ("SPUBLISH", "cache:invalidation:shard:{0}", "x"),
+                ("XADD", "cache:invalidation:log", "*", "p", "x"),
+                ("HSET", "cache:invalidation:workers", "w", "x"),
+                ("DEL", "cache:invalidation:log"),
+                ("SET", "other:1", "x")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.execute_command(*cmd)
+    r = node.client()
+    assert r.exists(b"cache:invalidation:log", b"cache:invalidation:workers",
+                    b"other:1") == 0
+    assert r.get(b"orders:1") == b"v"
+
+
+def use_cert(node, certs, name):
+    """Makes the node present another certificate to new connections (the
+    harness's own connection stays up)."""
+    node.client().execute_command("CONFIG", "SET",
+                                  "tls-cert-file", certs(f"{name}.crt"),
+                                  "tls-key-file", certs(f"{name}.key"))
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ("foreign", "certificate verify failed: unable to get local issuer "
+                "certificate"),
+    ("expired", "certificate verify failed: certificate has expired"),
+    ("wrongname", "certificate verify failed: IP address mismatch"),
+])
+def test_bad_server_certificate_then_recovery(workdir, certs, bad, reason,
+                                              publisher_factory):
+    node = RedisServer(workdir, tls=server_tls(certs)).start()
+    try:
+        node.client().set(b"k", b"v")
+        use_cert(node, certs, bad)
+        pub = publisher_factory([node.addr], *client_args(certs),
+                                "--redis-timeout", "2s")
+        expect = f"TLS to {node.addr}: {reason}"
+        wait_until(lambda: expect in pub.log(), 10, what=expect)
+        err, _ = invalidate(pub, [b"k"], timeout=10)
+        assert err is not None
+        assert node.client().exists(b"cache:invalidation:log") == 0
+        # The server gets the right certificate: the next attempt works.
+        use_cert(node, certs, "server")
+        wait_until(lambda: invalidate(pub, [b"k"])[0] is None, 15,
+                   what="ack after the certificate was fixed")
+        assert node.client().xlen(b"cache:invalidation:log") == 1
+        assert node.client().get(b"k") == b"v"  # no worker: untouched
+    finally:
+        node.stop()
+
+
+def test_client_certificate_required(tls_redis, certs, publisher_factory):
+    pub = publisher_factory([tls_redis.addr], "--redis-tls", "yes",
+                            "--redis-tls-ca-cert-file", certs("ca.crt"))
+    wait_until(lambda: f"TLS to {tls_redis.addr}:" in pub.log(), 10,
+               what="the missing client certificate reported")
+    err, _ = invalidate(pub, [b"k"])
+    assert err is not None
+    assert tls_redis.client().exists(b"cache:invalidation:log") == 0
+
+
+@pytest.mark.parametrize("who", ["password", "user"])
+def test_wrong_acl_credentials_then_recovery(tls_redis, certs, workdir, who,
+                                             publisher_factory):
+    node = tls_redis
+    user = "inval-publisher" if who == "password" else "inval-pub-missing"
+    if who == "password":
+        set_user(node, user, password="not-the-one")
+    pub = publisher_factory([node.addr], *client_args(certs),
+                            "--redis-user", user, "--redis-password-file",
+                            password_file(workdir, user, PW["inval-publisher"]))
+    expect = f'AUTH as user "{user}" failed: WRONGPASS'
+    wait_until(lambda: expect in pub.log(), 10, what=expect)
+    assert PW["inval-publisher"] not in pub.log()
+    err, _ = invalidate(pub, [b"k"])
+    assert err is not None
+    assert node.client().exists(b"cache:invalidation:log") == 0
+    # Fixed on the server: the user (with the right password) exists.
+    rules = readme_acl("inval-publisher")
+    set_user(node, "inval-publisher", rules, PW["inval-publisher"])
+    if who == "user":
+        node.client().execute_command(
+            "ACL", "SETUSER", user, "reset",
+            *[r.replace("<password>", PW["inval-publisher"]) for r in rules])
+    wait_until(lambda: invalidate(pub, [b"k"])[0] is None, 15,
+               what="ack after the ACL was fixed")
+    assert node.client().xlen(b"cache:invalidation:log") == 1
+
+
+def test_password_file_checks(workdir, certs, tls_redis):
+    pw = password_file(workdir, "inval-publisher")
+    os.chmod(pw, 0o644)
+    res = subprocess.run([harness.binary("inval-publisher"), "--redis",
+                          tls_redis.addr, "--redis-password-file", pw,
+                          "--redis-password", "x", "--listen",
+                          f"{HOST}:{harness.free_port()}"],
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode != 0
+    assert "redis-password and redis-password-file" in res.stderr
+    res = subprocess.run([harness.binary("inval-publisher"),
+                          "--redis-password-file", pw, "--check-config"],
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    assert PW["inval-publisher"] not in res.stdout
+
+
+def test_cluster_over_tls(workdir, certs, publisher_factory, worker_factory):
+    cl = RedisCluster(workdir, tls=server_tls(certs)).start()
+    try:
+        slots = cl.nodes[0].client().execute_command("CLUSTER", "SLOTS")
+        ports = {int(r[2][1]) for r in slots}
+        assert ports <= set(cl.ports)  # the TLS ports (there is no other)
+        c = cl.client()
+        keys = [f"k{i}".encode() for i in range(12)]
+        for k in keys:
+            c.set(k, b"v")
+        c.set(b"keeper", b"v")
+        workers = [worker_factory(n.addr, *client_args(certs))
+                   for n in cl.primaries()]
+        for w in workers:
+            wait_until(lambda w=w: worker_live(w), 30, what="worker live")
+        pub = publisher_factory(cl.seeds[:1], *client_args(certs))
+        wait_until(lambda: invalidate(pub, keys)[0] is None, 20,
+                   what="ack from the TLS cluster")
+        wait_until(lambda: sum(c.exists(k) for k in keys) == 0, 15,
+                   what="keys deleted on every primary")
+        assert c.get(b"keeper") == b"v"
+    finally:
+        cl.stop()

@@ -58,6 +58,8 @@ typedef struct bench_s {
   double duration, rate, wait_s;
   const char *key_prefix;
   inv_bench_e2e_opts_t e2e_opts;
+  inv_ctl_redis_t redis_opts; /* --redis-user, --redis-tls, ... */
+  int redis_flags;            /* one of those was given */
   int e2e;
   /* State. */
   conn_t *conns;
@@ -193,6 +195,14 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
       b->e2e_opts.seeds[b->e2e_opts.nseeds++] = v;
       continue;
     }
+    {
+      int taken = inv__ctl_redis_opt("bench", argc, argv, &i, &b->redis_opts);
+      if (taken < 0) return INV_CTL_EXIT_USAGE;
+      if (taken > 0) {
+        b->redis_flags = 1;
+        continue;
+      }
+    }
     if (strcmp(a, "--notify") == 0) { b->notify = 1; continue; }
     if (strcmp(a, "--json") == 0) { b->json = 1; continue; }
     if (strcmp(a, "--csv") == 0) { b->csv = 1; continue; }
@@ -207,8 +217,9 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
   if (b->e2e && b->e2e_opts.nseeds == 0)
     return inv__ctl_usage_error("bench", "--e2e needs --redis HOST:PORT (a node "
                                          "of the Redis the workers serve)");
-  if (!b->e2e && b->e2e_opts.nseeds > 0)
-    return inv__ctl_usage_error("bench", "--redis is only used with --e2e");
+  if (!b->e2e && (b->e2e_opts.nseeds > 0 || b->redis_flags))
+    return inv__ctl_usage_error("bench", "--redis%s is only used with --e2e",
+                                b->e2e_opts.nseeds > 0 ? "" : "-* options");
   if (b->e2e && !b->have_n)
     return inv__ctl_usage_error("bench", "--e2e needs -n (the keys to seed)");
   if (b->duration > 0 && !b->have_n) b->events = UINT64_MAX;
@@ -647,6 +658,10 @@ static int run(const inv_ctl_opts_t *gopts, int argc, char **argv) {
     b.e2e_opts.kind = b.kind;
     b.e2e_opts.nkeys = b.events;
     b.e2e_opts.timeout_ms = o.timeout_ms;
+    if ((exit_code = inv__ctl_redis_setup(&b.redis_opts)) != 0) goto done;
+    b.e2e_opts.username = b.redis_opts.user;
+    b.e2e_opts.password = b.redis_opts.password;
+    b.e2e_opts.tls = b.redis_opts.tls_ctx;
     if (inv__bench_e2e_start(&b.e2e_opts, &b.probe, err, sizeof err) != 0) {
       fprintf(stderr, "error: --e2e: %s\n", err);
       exit_code = INV_CTL_EXIT_CONNECT;
@@ -713,6 +728,7 @@ done:
   free(b.batch);
   free(b.targets);
   inv__bench_e2e_free(b.probe);
+  inv__ctl_redis_free(&b.redis_opts);
   return exit_code;
 }
 
@@ -722,7 +738,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_bench = {
     "                [-P PIPELINE] [--keys-per-event K] [--kind KIND]\n"
     "                [--notify] [--duration S] [--rate EVENTS_PER_S]\n"
     "                [--keyspace N] [--key-prefix P] [--soft] [--json|--csv]\n"
-    "                [--e2e --redis HOST:PORT... [--wait S]]\n"
+    "                [--e2e --redis HOST:PORT... [--wait S]\n"
+    "                 [--redis-user USER] [--redis-tls ...]]\n"
     "\n"
     "Sends invalidations to the publisher as fast as it acks them (or at\n"
     "--rate) and prints events/s, requests/s, the ack latency (request\n"
@@ -759,6 +776,9 @@ const inv_ctl_cmd_t inv__ctl_cmd_bench = {
     "                      E and g while the run lasts); workers must run\n"
     "  --redis HOST:PORT   a Redis node (standalone or any cluster node);\n"
     "                      repeat for more seeds\n"
+    INV_CTL_REDIS_USAGE
+    "                         (the ACL user needs what README's \"Redis TLS\n"
+    "                         and ACL users\" gives inval-bench)\n"
     "  --wait S            how long to wait for the last keys (default 10)\n"
     "\n"
     "Ctrl-C stops sending; the replies in flight are still collected and\n"

@@ -23,6 +23,7 @@
 #define INV_BENCH_MAX_SEEDS 16
 
 typedef struct inv_bench_e2e_s inv_bench_e2e_t;
+struct inv_tls_ctx_s;
 
 typedef struct inv_bench_e2e_opts_s {
   const char *seeds[INV_BENCH_MAX_SEEDS]; /* "host:port" of Redis nodes */
@@ -31,6 +32,9 @@ typedef struct inv_bench_e2e_opts_s {
   inv_kind_t kind;        /* the kind of event the load generator sends */
   uint64_t nkeys;         /* one key per event, indexes 0..nkeys-1 */
   int timeout_ms;         /* connect and command timeout */
+  const char *username;   /* with password: AUTH username password */
+  const char *password;   /* NULL: no AUTH */
+  struct inv_tls_ctx_s *tls; /* TLS to every node, or NULL: plain TCP */
 } inv_bench_e2e_opts_t;
 
 /*

@@ -8,19 +8,18 @@
  * without polling for it. The probe
  * seeds its keys with pipelined SETs on the owning primaries first.
  *
- * Blocking hiredis connections are enough here: commands run before the
- * load starts and after it ends, and the subscriber sockets are only read
- * when poll() says they are readable.
+ * Blocking connections (proto/redis_sync.h: plain or TLS, AUTH as an ACL
+ * user) are enough here: commands run before the load starts and after it
+ * ends, and the subscriber sockets are only read when poll() says they
+ * are readable.
  */
-#include <hiredis/hiredis.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "common/config.h"
 #include "common/slot.h"
 #include "proto/invalctl_bench.h"
+#include "proto/redis_sync.h"
 
 #define SEED_BATCH 1000
 #define MAX_PRIMARIES 64
@@ -28,8 +27,8 @@
 typedef struct node_s {
   char host[256];
   int port;
-  redisContext *cmd;  /* commands: CONFIG, SET */
-  redisContext *sub;  /* the keyevent subscription */
+  inv_redis_sync_t *cmd; /* commands: CONFIG, SET */
+  inv_redis_sync_t *sub; /* the keyevent subscription */
   char old_flags[64]; /* notify-keyspace-events before we changed it */
   int flags_changed;
   size_t pending;     /* SETs appended without their replies read */
@@ -49,21 +48,42 @@ struct inv_bench_e2e_s {
   inv_latency_t lat;
 };
 
-static redisContext *connect_node(const char *host, int port, int timeout_ms,
-                                  char *err, size_t errlen) {
-  struct timeval tv;
-  redisContext *c;
-  tv.tv_sec = timeout_ms / 1000;
-  tv.tv_usec = (timeout_ms % 1000) * 1000;
-  c = redisConnectWithTimeout(host, port, tv);
-  if (c == NULL || c->err) {
-    snprintf(err, errlen, "cannot connect to redis %s:%d: %s", host, port,
-             c != NULL ? c->errstr : "out of memory");
-    redisFree(c);
+/* Connects to one node with the probe's credentials and TLS settings.
+ * Returns the connection, or NULL with err ("redis: TLS to HOST:PORT:
+ * certificate verify failed: ...", in redis_sync's words, which name the
+ * node). */
+static inv_redis_sync_t *connect_node(const inv_bench_e2e_t *e,
+                                      const char *host, int port, char *err,
+                                      size_t errlen) {
+  inv_redis_sync_opts_t so = {e->opts.timeout_ms, e->opts.username,
+                              e->opts.password, e->opts.tls};
+  inv_redis_sync_t *c = NULL;
+  char why[400];
+  if (inv_redis_sync_connect(host, port, &so, &c, why, sizeof why) != 0) {
+    snprintf(err, errlen, "redis: %s", why);
     return NULL;
   }
-  redisSetTimeout(c, tv);
   return c;
+}
+
+/* Sends one command of NUL-terminated arguments on c and waits for its
+ * reply. Returns the reply, which may be an error reply when errors_ok,
+ * or NULL with err (an I/O failure, or an error reply otherwise: Redis's
+ * own words, so that a NOPERM names the command the ACL user lacks). */
+static redisReply *command(inv_redis_sync_t *c, const char *host, int port,
+                           int errors_ok, char *err, size_t errlen, int argc,
+                           const char **argv) {
+  redisReply *r = NULL;
+  if (inv_redis_sync_command(c, argc, argv, NULL, &r) != 0) {
+    snprintf(err, errlen, "redis: %s", inv_redis_sync_errstr(c));
+    return NULL;
+  }
+  if (r->type == REDIS_REPLY_ERROR && !errors_ok) {
+    snprintf(err, errlen, "redis %s:%d: %s: %s", host, port, argv[0], r->str);
+    freeReplyObject(r);
+    return NULL;
+  }
+  return r;
 }
 
 /* Adds a primary (once) and returns its index, or -1 when full. */
@@ -78,32 +98,12 @@ static int add_node(inv_bench_e2e_t *e, const char *host, int port) {
   return (int)e->nnodes++;
 }
 
-/* Reads the topology from one seed: CLUSTER SLOTS, or the seed itself when
- * cluster support is disabled. Returns 0 or -1 with err. */
-static int discover(inv_bench_e2e_t *e, const inv_addr_t *seed, char *err,
-                    size_t errlen) {
-  redisContext *c = connect_node(seed->host, seed->port, e->opts.timeout_ms,
-                                 err, errlen);
-  redisReply *r;
+/* Takes CLUSTER SLOTS's answer into the primaries and the slot owners.
+ * Returns 0, or -1 with err when a slot has no owner. */
+static int take_slots(inv_bench_e2e_t *e, const inv_addr_t *seed,
+                      const redisReply *r, char *err, size_t errlen) {
   size_t i;
   unsigned s;
-  if (c == NULL) return -1;
-  r = redisCommand(c, "CLUSTER SLOTS");
-  if (r == NULL) {
-    snprintf(err, errlen, "redis %s:%d: %s", seed->host, seed->port,
-             c->errstr);
-    redisFree(c);
-    return -1;
-  }
-  if (r->type == REDIS_REPLY_ERROR) {
-    /* "cluster support disabled": a standalone server owns every slot. */
-    e->is_cluster = 0;
-    add_node(e, seed->host, seed->port);
-    memset(e->owner, 0, sizeof e->owner);
-    freeReplyObject(r);
-    redisFree(c);
-    return 0;
-  }
   e->is_cluster = 1;
   for (s = 0; s < INV_SLOTS; s++) e->owner[s] = UINT16_MAX;
   for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -121,8 +121,6 @@ static int discover(inv_bench_e2e_t *e, const inv_addr_t *seed, char *err,
     if (idx < 0 || lo < 0 || hi >= INV_SLOTS) continue;
     for (; lo <= hi; lo++) e->owner[lo] = (uint16_t)idx;
   }
-  freeReplyObject(r);
-  redisFree(c);
   for (s = 0; s < INV_SLOTS; s++) {
     if (e->owner[s] == UINT16_MAX) {
       snprintf(err, errlen, "the cluster does not cover slot %u", s);
@@ -132,64 +130,94 @@ static int discover(inv_bench_e2e_t *e, const inv_addr_t *seed, char *err,
   return 0;
 }
 
-/* Runs a command expected to succeed; returns the reply or NULL (err). */
-static redisReply *command(node_t *n, char *err, size_t errlen,
-                           const char *fmt, ...) {
-  va_list ap;
+/* Reads the topology from one seed: CLUSTER SLOTS, or the seed itself when
+ * cluster support is disabled. Any other error reply (a NOPERM for an ACL
+ * user without +cluster|slots) is reported, not taken for a standalone
+ * server. Returns 0 or -1 with err. */
+static int discover(inv_bench_e2e_t *e, const inv_addr_t *seed, char *err,
+                    size_t errlen) {
+  static const char *const slots_argv[] = {"CLUSTER", "SLOTS"};
+  inv_redis_sync_t *c = connect_node(e, seed->host, seed->port, err, errlen);
   redisReply *r;
-  va_start(ap, fmt);
-  r = redisvCommand(n->cmd, fmt, ap);
-  va_end(ap);
-  if (r == NULL) {
-    snprintf(err, errlen, "redis %s:%d: %s", n->host, n->port,
-             n->cmd->errstr);
-    return NULL;
-  }
+  int rc = 0;
+  if (c == NULL) return -1;
+  r = command(c, seed->host, seed->port, 1, err, errlen, 2,
+              (const char **)slots_argv);
+  inv_redis_sync_free(c);
+  if (r == NULL) return -1;
   if (r->type == REDIS_REPLY_ERROR) {
-    snprintf(err, errlen, "redis %s:%d: %s", n->host, n->port, r->str);
-    freeReplyObject(r);
-    return NULL;
+    if (strstr(r->str, "cluster support disabled") != NULL) {
+      /* A standalone server owns every slot. */
+      e->is_cluster = 0;
+      add_node(e, seed->host, seed->port);
+      memset(e->owner, 0, sizeof e->owner);
+    } else {
+      snprintf(err, errlen, "redis %s:%d: CLUSTER SLOTS: %s", seed->host,
+               seed->port, r->str);
+      rc = -1;
+    }
+  } else {
+    rc = take_slots(e, seed, r, err, errlen);
   }
-  return r;
+  freeReplyObject(r);
+  return rc;
+}
+
+/* Reports the error reply r of node n (and frees it). Returns -1. */
+static int error_reply(const node_t *n, const char *what, redisReply *r,
+                       char *err, size_t errlen) {
+  snprintf(err, errlen, "redis %s:%d: %s: %s", n->host, n->port, what,
+           r->str);
+  freeReplyObject(r);
+  return -1;
 }
 
 /* Turns on E (keyevent) and g (generic commands) on the node, keeping the
  * flags it had, and subscribes to the del, unlink and rename_from events. */
 static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err,
                       size_t errlen) {
+  const char *get_argv[] = {"CONFIG", "GET", "notify-keyspace-events"};
+  const char *set_argv[] = {"CONFIG", "SET", "notify-keyspace-events", NULL};
+  const char *sub_argv[] = {"SUBSCRIBE", "__keyevent@0__:del",
+                            "__keyevent@0__:unlink",
+                            "__keyevent@0__:rename_from"};
   redisReply *r;
   char flags[80];
   int i;
-  r = command(n, err, errlen, "CONFIG GET notify-keyspace-events");
+  r = command(n->cmd, n->host, n->port, 0, err, errlen, 3, get_argv);
   if (r == NULL) return -1;
-  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+      r->element[1]->type == REDIS_REPLY_STRING)
     snprintf(n->old_flags, sizeof n->old_flags, "%s", r->element[1]->str);
   freeReplyObject(r);
   snprintf(flags, sizeof flags, "%s%s%s", n->old_flags,
            strchr(n->old_flags, 'E') ? "" : "E",
            strchr(n->old_flags, 'g') || strchr(n->old_flags, 'A') ? "" : "g");
   if (strcmp(flags, n->old_flags) != 0) {
-    r = command(n, err, errlen, "CONFIG SET notify-keyspace-events %s", flags);
+    set_argv[3] = flags;
+    r = command(n->cmd, n->host, n->port, 0, err, errlen, 4, set_argv);
     if (r == NULL) return -1;
     freeReplyObject(r);
     n->flags_changed = 1;
   }
-  n->sub = connect_node(n->host, n->port, e->opts.timeout_ms, err, errlen);
+  n->sub = connect_node(e, n->host, n->port, err, errlen);
   if (n->sub == NULL) return -1;
-  if (redisAppendCommand(n->sub,
-                         "SUBSCRIBE __keyevent@0__:del __keyevent@0__:unlink "
-                         "__keyevent@0__:rename_from") != REDIS_OK) {
+  if (inv_redis_sync_append(n->sub, 4, sub_argv, NULL) != 0) {
     snprintf(err, errlen, "redis %s:%d: out of memory", n->host, n->port);
     return -1;
   }
+  /* One confirmation per channel; an ACL user without the channels gets
+   * a NOPERM here, before any load is sent. */
   for (i = 0; i < 3; i++) {
-    void *reply = NULL;
-    if (redisGetReply(n->sub, &reply) != REDIS_OK) {
-      snprintf(err, errlen, "redis %s:%d: subscribe: %s", n->host, n->port,
-               n->sub->errstr);
+    r = NULL;
+    if (inv_redis_sync_reply(n->sub, -1, &r) != 1) {
+      snprintf(err, errlen, "redis: subscribe: %s",
+               inv_redis_sync_errstr(n->sub));
       return -1;
     }
-    freeReplyObject(reply);
+    if (r->type == REDIS_REPLY_ERROR)
+      return error_reply(n, "SUBSCRIBE", r, err, errlen);
+    freeReplyObject(r);
   }
   return 0;
 }
@@ -197,21 +225,15 @@ static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err,
 /* Reads the replies of the SETs appended to n. */
 static int drain_sets(node_t *n, char *err, size_t errlen) {
   while (n->pending > 0) {
-    void *reply = NULL;
-    redisReply *r;
-    if (redisGetReply(n->cmd, &reply) != REDIS_OK) {
-      snprintf(err, errlen, "redis %s:%d: seeding: %s", n->host, n->port,
-               n->cmd->errstr);
+    redisReply *r = NULL;
+    if (inv_redis_sync_reply(n->cmd, -1, &r) != 1) {
+      snprintf(err, errlen, "redis: seeding: %s",
+               inv_redis_sync_errstr(n->cmd));
       return -1;
     }
-    r = reply;
     n->pending--;
-    if (r->type == REDIS_REPLY_ERROR) {
-      snprintf(err, errlen, "redis %s:%d: seeding: %s", n->host, n->port,
-               r->str);
-      freeReplyObject(r);
-      return -1;
-    }
+    if (r->type == REDIS_REPLY_ERROR)
+      return error_reply(n, "seeding", r, err, errlen);
     freeReplyObject(r);
   }
   return 0;
@@ -242,7 +264,9 @@ static int seed(inv_bench_e2e_t *e, char *err, size_t errlen) {
   for (i = 0; i < e->opts.nkeys; i++) {
     size_t len = seeded_key(e, i, key, sizeof key);
     node_t *n = &e->nodes[e->owner[inv_key_slot(key, len)]];
-    if (redisAppendCommand(n->cmd, "SET %b 1", key, len) != REDIS_OK) {
+    const char *argv[3] = {"SET", key, "1"};
+    const size_t lens[3] = {3, len, 1};
+    if (inv_redis_sync_append(n->cmd, 3, argv, lens) != 0) {
       snprintf(err, errlen, "out of memory while seeding");
       return -1;
     }
@@ -288,7 +312,7 @@ int inv__bench_e2e_start(const inv_bench_e2e_opts_t *opts,
   if (e->nnodes == 0) goto done;
   for (i = 0; i < e->nnodes; i++) {
     node_t *n = &e->nodes[i];
-    n->cmd = connect_node(n->host, n->port, opts->timeout_ms, err, errlen);
+    n->cmd = connect_node(e, n->host, n->port, err, errlen);
     if (n->cmd == NULL || watch_node(e, n, err, errlen) != 0) goto done;
   }
   if (seed(e, err, errlen) != 0) goto done;
@@ -307,14 +331,17 @@ void inv__bench_e2e_free(inv_bench_e2e_t *e) {
   if (e == NULL) return;
   for (i = 0; i < e->nnodes; i++) {
     node_t *n = &e->nodes[i];
-    if (n->flags_changed && n->cmd != NULL && n->cmd->err == 0) {
-      redisReply *r =
-          redisCommand(n->cmd, "CONFIG SET notify-keyspace-events %s",
-                       n->old_flags);
-      freeReplyObject(r);
+    if (n->flags_changed && n->cmd != NULL) {
+      /* A connection that broke gives its error here, and the setting
+       * stays as the probe left it: nothing better can be done. */
+      const char *argv[] = {"CONFIG", "SET", "notify-keyspace-events",
+                            n->old_flags};
+      redisReply *r = NULL;
+      if (inv_redis_sync_command(n->cmd, 4, argv, NULL, &r) == 0)
+        freeReplyObject(r);
     }
-    if (n->cmd != NULL) redisFree(n->cmd);
-    if (n->sub != NULL) redisFree(n->sub);
+    inv_redis_sync_free(n->cmd);
+    inv_redis_sync_free(n->sub);
   }
   free(e->sent_us);
   free(e->gone);
@@ -329,7 +356,7 @@ size_t inv__bench_e2e_pollfds(const inv_bench_e2e_t *e, struct pollfd *pfd,
                               size_t max) {
   size_t i;
   for (i = 0; i < e->nnodes && i < max; i++) {
-    pfd[i].fd = e->nodes[i].sub->fd;
+    pfd[i].fd = inv_redis_sync_fd(e->nodes[i].sub);
     pfd[i].events = POLLIN;
     pfd[i].revents = 0;
   }
@@ -365,28 +392,25 @@ int inv__bench_e2e_read(inv_bench_e2e_t *e, const struct pollfd *pfd,
   for (i = 0; i < n && i < e->nnodes; i++) {
     node_t *nd = &e->nodes[i];
     uint64_t now;
-    void *reply;
+    redisReply *r;
+    int rc;
     if (pfd[i].revents == 0) continue;
-    if (redisBufferRead(nd->sub) != REDIS_OK) {
-      snprintf(err, errlen, "redis %s:%d: subscription lost: %s", nd->host,
-               nd->port, nd->sub->errstr);
+    if (inv_redis_sync_read(nd->sub) < 0) {
+      snprintf(err, errlen, "redis: subscription lost: %s",
+               inv_redis_sync_errstr(nd->sub));
       return -1;
     }
     now = inv_now_us();
-    for (;;) {
-      redisReply *r;
-      reply = NULL;
-      if (redisGetReplyFromReader(nd->sub, &reply) != REDIS_OK) {
-        snprintf(err, errlen, "redis %s:%d: %s", nd->host, nd->port,
-                 nd->sub->errstr);
-        return -1;
-      }
-      if (reply == NULL) break;
-      r = reply;
+    while ((rc = inv_redis_sync_reply(nd->sub, 0, &r)) == 1) {
       if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
           r->element[2]->type == REDIS_REPLY_STRING)
         key_gone(e, r->element[2]->str, r->element[2]->len, now);
       freeReplyObject(r);
+    }
+    if (rc < 0) {
+      snprintf(err, errlen, "redis: subscription lost: %s",
+               inv_redis_sync_errstr(nd->sub));
+      return -1;
     }
   }
   return 0;

@@ -193,6 +193,10 @@ int inv_redis_sync_reply(inv_redis_sync_t *c, int wait_ms, redisReply **reply) {
   }
 }
 
+int inv_redis_sync_fd(const inv_redis_sync_t *c) { return c->fd; }
+
+int inv_redis_sync_read(inv_redis_sync_t *c) { return read_some(c, 0); }
+
 int inv_redis_sync_command(inv_redis_sync_t *c, int argc, const char **argv,
                            const size_t *lens, redisReply **reply) {
   int rc = inv_redis_sync_append(c, argc, argv, lens);

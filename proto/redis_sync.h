@@ -42,8 +42,23 @@ int inv_redis_sync_append(inv_redis_sync_t *c, int argc, const char **argv,
 /* Sends what is queued and waits up to wait_ms (-1: the timeout; the
  * timeout then is an error) for the next reply. Returns 1 with *reply (the
  * caller frees it), 0 when wait_ms passed without one, or INV_EIO /
- * INV_ETIMEDOUT / INV_ENOMEM (see inv_redis_sync_errstr()). */
+ * INV_ETIMEDOUT / INV_ENOMEM (see inv_redis_sync_errstr()). A wait_ms of 0
+ * never reads the socket: it returns a reply that inv_redis_sync_read()
+ * (or an earlier call) already took in, or 0. */
 int inv_redis_sync_reply(inv_redis_sync_t *c, int wait_ms, redisReply **reply);
+
+/* The socket, for poll() by a caller that waits on several connections
+ * (pub/sub readers). Every byte read from it is decrypted into the reply
+ * reader at once, so POLLIN is a true "there is more" test. */
+int inv_redis_sync_fd(const inv_redis_sync_t *c);
+
+/* Reads once what the socket holds, without waiting, into the reply
+ * reader: call it when poll() reports the fd readable, then take the
+ * replies with inv_redis_sync_reply(c, 0, ...) until it returns 0. Reading
+ * once per readiness keeps a busy subscription from starving the caller's
+ * other work. Returns 1 when bytes came, 0 when none, or INV_EIO /
+ * INV_ENOMEM (a closed connection is INV_EIO). */
+int inv_redis_sync_read(inv_redis_sync_t *c);
 
 /* Sends one command and waits for its reply: 0 with *reply, or
  * inv_redis_sync_reply()'s error codes. */

@@ -14,8 +14,13 @@
   connection recovers once the server side is fixed.
 - A 3+3 cluster with tls-cluster yes: CLUSTER SLOTS names TLS ports and the
   publisher and workers reach every node over TLS.
+- invalctl bench --e2e over TLS as the README's inval-bench user sees every
+  seeded key go and restores the notification flags; one rule removed
+  stops it before any load with Redis's NOPERM; a wrong CA and a wrong
+  password are named.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -29,7 +34,8 @@ from harness import wait_until
 
 README = os.path.join(harness.REPO_ROOT, "README.md")
 PW = {"inval-publisher": "pub-pw-1f3a", "inval-worker": "wrk-pw-8c2d",
-      "inval-ops": "ops-pw-55e0", "app-orders": "app-pw-91b7"}
+      "inval-ops": "ops-pw-55e0", "app-orders": "app-pw-91b7",
+      "inval-bench": "bench-pw-6d04"}
 
 
 # ---------------------------------------------------------------------------
@@ -392,3 +398,102 @@ def test_cluster_over_tls(workdir, certs, publisher_factory, worker_factory):
         assert c.get(b"keeper") == b"v"
     finally:
         cl.stop()
+
+
+def bench_e2e(pub, node, certs, user, *args):
+    """invalctl bench --e2e against the TLS node as ACL user user, the
+    password from the environment only."""
+    env = dict(os.environ, INVAL_REDIS_PASSWORD=PW[user])
+    return subprocess.run(
+        [harness.binary("invalctl"), "-H", f"{HOST}:{pub.port}", "bench",
+         "-c", "2", "-n", "50", "-P", "4", "--json", "--e2e", "--redis",
+         node.addr, "--redis-user", user, "--redis-cacert", certs("ca.crt"),
+         "--redis-cert", certs("client.crt"), "--redis-key",
+         certs("client.key"), *args],
+        env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_bench_e2e_over_tls_with_readme_acl_user(tls_redis, certs, workdir,
+                                                 publisher_factory,
+                                                 worker_factory):
+    node = tls_redis
+    for user in ("inval-publisher", "inval-worker", "inval-bench"):
+        set_user(node, user)
+    admin = node.client()
+    admin.config_set("notify-keyspace-events", "Kx")
+    admin.set(b"keeper", b"v")
+    w = worker_factory(node.addr, *client_args(certs),
+                       "--redis-user", "inval-worker", "--redis-password-file",
+                       password_file(workdir, "inval-worker"))
+    pub = publisher_factory([node.addr], *client_args(certs),
+                            "--redis-user", "inval-publisher",
+                            "--redis-password-file",
+                            password_file(workdir, "inval-publisher"))
+    wait_until(lambda: worker_live(w), 20, what="worker live over TLS")
+    res = bench_e2e(pub, node, certs, "inval-bench", "--wait", "30")
+    assert res.returncode == 0, res.stderr
+    fig = json.loads(res.stdout)
+    assert fig["acked_events"] == 50
+    e2e = fig["e2e"]
+    assert e2e["primaries"] == 1 and e2e["cluster"] is False
+    assert e2e["gone"] == 50 and e2e["early"] == 0
+    assert e2e["latency_us"]["count"] == 50
+    # The seeded keys are gone, the rest stays, the flags are restored,
+    # and the bench user was never refused anything.
+    assert admin.keys(b"bench:e2e:*") == []
+    assert admin.get(b"keeper") == b"v"
+    flags = admin.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    assert sorted(flags) == sorted("Kx")
+    assert [e for e in admin.acl_log()
+            if e.get("username") == "inval-bench"] == []
+    assert PW["inval-bench"] not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("removed,command", [
+    ("+config|set", "config|set"),
+    ("&__keyevent@0__:unlink", None),
+    ("+cluster|slots", "cluster|slots"),
+])
+def test_bench_e2e_missing_rule_is_named(tls_redis, certs,
+                                         publisher_factory, removed, command):
+    node = tls_redis
+    set_user(node, "inval-publisher")
+    set_user(node, "inval-bench",
+             [r for r in readme_acl("inval-bench") if r != removed])
+    admin = node.client()
+    admin.set(b"keeper", b"v")
+    pub = publisher_factory([node.addr], *client_args(certs),
+                            "--redis-user", "inval-publisher",
+                            "--redis-password", PW["inval-publisher"])
+    res = bench_e2e(pub, node, certs, "inval-bench")
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    assert "NOPERM" in res.stderr, res.stderr
+    if command is not None:
+        assert command in res.stderr, res.stderr
+    else:
+        assert "channel" in res.stderr, res.stderr
+    # Refused before any load: nothing seeded, logged or reconfigured.
+    assert admin.keys(b"bench:e2e:*") == []
+    assert admin.exists(b"cache:invalidation:log") == 0
+    assert admin.get(b"keeper") == b"v"
+    assert "E" not in admin.config_get(
+        "notify-keyspace-events")["notify-keyspace-events"]
+
+
+def test_bench_e2e_wrong_ca_and_wrong_password(tls_redis, certs,
+                                               publisher_factory):
+    node = tls_redis
+    set_user(node, "inval-bench")
+    pub = publisher_factory([node.addr], *client_args(certs))
+    use_cert(node, certs, "foreign")
+    res = bench_e2e(pub, node, certs, "inval-bench")
+    assert res.returncode == 3
+    assert (f"TLS to {node.addr}: certificate verify failed: unable to get "
+            "local issuer certificate") in res.stderr, res.stderr
+    use_cert(node, certs, "server")
+    set_user(node, "inval-bench", password="not-the-one")
+    res = bench_e2e(pub, node, certs, "inval-bench")
+    assert res.returncode == 3
+    assert 'AUTH as user "inval-bench" failed: WRONGPASS' in res.stderr
+    assert node.client().keys(b"bench:e2e:*") == []
+    assert node.client().exists(b"cache:invalidation:log") == 0

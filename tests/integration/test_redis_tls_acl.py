@@ -18,12 +18,17 @@
   seeded key go and restores the notification flags; one rule removed
   stops it before any load with Redis's NOPERM; a wrong CA and a wrong
   password are named.
+- The Python read path (inval.connect_redis + get_or_fill) as the README's
+  app-orders user over TLS, the password from a file or the environment;
+  a wrong CA, a server name the certificate lacks and a wrong password
+  each raise a clear error and write nothing; bad settings are refused.
 """
 
 import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import redis
@@ -31,6 +36,10 @@ import redis
 import harness
 from harness import HOST, RedisCluster, RedisServer, RedisTls, RpcClient
 from harness import wait_until
+
+sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
+from inval import connect_redis, get_or_fill, lock_key  # noqa: E402
+from inval import read_password  # noqa: E402
 
 README = os.path.join(harness.REPO_ROOT, "README.md")
 PW = {"inval-publisher": "pub-pw-1f3a", "inval-worker": "wrk-pw-8c2d",
@@ -497,3 +506,166 @@ def test_bench_e2e_wrong_ca_and_wrong_password(tls_redis, certs,
     assert 'AUTH as user "inval-bench" failed: WRONGPASS' in res.stderr
     assert node.client().keys(b"bench:e2e:*") == []
     assert node.client().exists(b"cache:invalidation:log") == 0
+
+
+# ---------------------------------------------------------------------------
+# The Python package's read path (inval.connect_redis + get_or_fill).
+
+def py_tls(certs, ca="ca.crt"):
+    return {"ssl_ca_certs": certs(ca), "ssl_certfile": certs("client.crt"),
+            "ssl_keyfile": certs("client.key")}
+
+
+def test_python_read_path_over_tls_as_app_user(tls_redis, certs, workdir,
+                                               monkeypatch):
+    node = tls_redis
+    set_user(node, "app-orders")
+    admin = node.client()
+    admin.set(b"other:1", b"v")
+    calls = []
+
+    def regen():
+        calls.append(1)
+        return b"fresh"
+
+    monkeypatch.delenv("INVAL_REDIS_PASSWORD", raising=False)
+    r = connect_redis(HOST, node.port, username="app-orders",
+                      password_file=password_file(workdir, "app-orders"),
+                      **py_tls(certs))
+    res = get_or_fill(r, "orders:{1}", 60, regen)
+    assert res.source == "filled" and res.value == b"fresh"
+    assert get_or_fill(r, "orders:{1}", 60, regen).source == "hit"
+    assert calls == [1]
+    # What Redis holds: the value with its TTL, no lock left behind, the
+    # other application's key untouched; the user was refused nothing.
+    assert admin.get(b"orders:{1}") == b"fresh"
+    assert 0 < admin.ttl(b"orders:{1}") <= 60
+    assert admin.exists(lock_key(b"orders:{1}")) == 0
+    assert admin.get(b"other:1") == b"v"
+    assert [e for e in admin.acl_log()
+            if e.get("username") == "app-orders"] == []
+    conns = [c for c in admin.client_list() if c.get("user") == "app-orders"]
+    assert conns, "the read path did not authenticate as app-orders"
+    # The password from $INVAL_REDIS_PASSWORD, and a server name that the
+    # certificate holds (DNS:localhost) while connecting to the address.
+    monkeypatch.setenv("INVAL_REDIS_PASSWORD", PW["app-orders"])
+    r2 = connect_redis(HOST, node.port, username="app-orders",
+                       ssl_server_name="localhost", **py_tls(certs))
+    assert get_or_fill(r2, "orders:{1}", 60, regen).source == "hit"
+    assert calls == [1]
+    # A name the certificate does not hold is refused.
+    r3 = connect_redis(HOST, node.port, username="app-orders",
+                       ssl_server_name="elsewhere.example", **py_tls(certs))
+    with pytest.raises(redis.ConnectionError, match="certificate verify "
+                       "failed: Hostname mismatch"):
+        get_or_fill(r3, "orders:{2}", 60, regen)
+    assert admin.exists(b"orders:{2}", lock_key(b"orders:{2}")) == 0
+
+
+def test_python_wrong_ca_and_wrong_password_are_named(tls_redis, certs,
+                                                      workdir, monkeypatch):
+    node = tls_redis
+    set_user(node, "app-orders")
+    admin = node.client()
+    monkeypatch.setenv("INVAL_REDIS_PASSWORD", PW["app-orders"])
+    # The server's certificate is signed by a CA the client does not trust.
+    r = connect_redis(HOST, node.port, username="app-orders",
+                      **py_tls(certs, ca="otherca.crt"))
+    with pytest.raises(redis.ConnectionError) as ei:
+        get_or_fill(r, "orders:{3}", 60, lambda: b"x")
+    # (redis-server sends its CA along: OpenSSL names it self-signed.)
+    assert str(ei.value) == (f"TLS to {HOST}:{node.port}: certificate verify "
+                             "failed: self-signed certificate in certificate "
+                             "chain")
+    # The server presents a certificate of a CA the client does not know.
+    use_cert(node, certs, "foreign")
+    r = connect_redis(HOST, node.port, username="app-orders",
+                      **py_tls(certs))
+    with pytest.raises(redis.ConnectionError) as ei:
+        get_or_fill(r, "orders:{3}", 60, lambda: b"x")
+    assert str(ei.value) == (f"TLS to {HOST}:{node.port}: certificate verify "
+                             "failed: unable to get local issuer certificate")
+    use_cert(node, certs, "server")
+    assert admin.exists(b"orders:{3}", lock_key(b"orders:{3}")) == 0
+    # No verification only when asked for by name (tests only).
+    r = connect_redis(HOST, node.port, username="app-orders",
+                      ssl_insecure=True, **py_tls(certs, ca="otherca.crt"))
+    assert get_or_fill(r, "orders:{3}", 60, lambda: b"x").source == "filled"
+    assert admin.get(b"orders:{3}") == b"x"
+    # A wrong password.
+    monkeypatch.setenv("INVAL_REDIS_PASSWORD", "not-the-one")
+    r = connect_redis(HOST, node.port, username="app-orders",
+                      **py_tls(certs))
+    with pytest.raises(redis.RedisError, match="WRONGPASS"):
+        get_or_fill(r, "orders:{4}", 60, lambda: b"x")
+    assert admin.exists(b"orders:{4}", lock_key(b"orders:{4}")) == 0
+    assert admin.get(b"orders:{3}") == b"x"
+
+
+def test_python_bad_settings_are_refused(certs, workdir, monkeypatch):
+    monkeypatch.delenv("INVAL_REDIS_PASSWORD", raising=False)
+    pw = password_file(workdir, "app-orders")
+    cases = [
+        (dict(username="app-orders"), "needs a password"),
+        (dict(password="x", password_file=pw), "not both"),
+        (dict(password_file=pw + ".missing"), "No such file"),
+        (dict(ssl_ca_certs=certs("nope.crt")), "ssl_ca_certs .*no such file"),
+        (dict(ssl_ca_path=certs("ca.crt")), "ssl_ca_path .*no such dir"),
+        (dict(ssl_keyfile=certs("client.key")), "needs ssl_certfile"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            connect_redis(HOST, 1, **kw)
+    empty = os.path.join(workdir, "empty.pw")
+    open(empty, "w").close()
+    with pytest.raises(ValueError, match="is empty"):
+        read_password(password_file=empty)
+    os.chmod(pw, 0o644)
+    with pytest.warns(UserWarning, match="readable by others"):
+        assert read_password(password_file=pw) == PW["app-orders"]
+    assert read_password(env={"INVAL_REDIS_PASSWORD": "e"}) == "e"
+    assert read_password(env={}) is None
+
+
+def test_python_read_path_on_tls_cluster(workdir, certs, monkeypatch):
+    cl = RedisCluster(workdir, primaries=3, replicas=0,
+                      tls=server_tls(certs)).start()
+    try:
+        for n in cl.nodes:
+            set_user(n, "app-orders")
+        monkeypatch.setenv("INVAL_REDIS_PASSWORD", PW["app-orders"])
+        # The CA as a directory (c_rehash-style link), which redis-py 4.3's
+        # RedisCluster alone would drop on the way to its nodes.
+        cadir = os.path.join(workdir, "cadir")
+        os.makedirs(cadir)
+        h = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in",
+                            certs("ca.crt")], capture_output=True, text=True,
+                           check=True).stdout.strip()
+        os.symlink(certs("ca.crt"), os.path.join(cadir, f"{h}.0"))
+        r = connect_redis(HOST, cl.nodes[0].port, cluster=True,
+                          username="app-orders", ssl_ca_path=cadir,
+                          ssl_certfile=certs("client.crt"),
+                          ssl_keyfile=certs("client.key"))
+        keys = [f"orders:{{{i}}}" for i in range(6)]
+        for k in keys:
+            assert get_or_fill(r, k, 60, lambda: b"v").source == "filled"
+        c = cl.client()
+        owners = {c.keyslot(k) for k in keys}
+        assert len(owners) > 1
+        assert [c.get(k) for k in keys] == [b"v"] * 6
+        assert sum(c.exists(lock_key(k)) for k in keys) == 0
+        assert get_or_fill(r, keys[0], 60, lambda: b"w").source == "hit"
+        # Hostname checking reaches the nodes too: a name the nodes'
+        # certificates lack is refused.
+        # Discovery connects at once, and the reason is raised.
+        with pytest.raises(redis.ConnectionError, match=(
+                f"TLS to {HOST}:{cl.nodes[0].port}: certificate verify "
+                "failed: Hostname mismatch")):
+            connect_redis(HOST, cl.nodes[0].port, cluster=True,
+                          username="app-orders", ssl_ca_path=cadir,
+                          ssl_server_name="elsewhere.example",
+                          ssl_certfile=certs("client.crt"),
+                          ssl_keyfile=certs("client.key"))
+        assert [c.get(k) for k in keys] == [b"v"] * 6
+    finally:
+        cl.stop()

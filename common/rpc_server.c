@@ -378,6 +378,12 @@ static void session_close_hard(session_t *sess) {
   hs_end(sess);
   sess->state = SESS_CLOSED;
   sess->reading = 0;
+  /* Nothing reads or writes through TLS once closed, and its state and
+   * buffers are most of a session's memory: they go now rather than when
+   * the handles are closed, which for a flood of connections accepted in
+   * one loop iteration would be only after all of them. */
+  inv_tls_free(sess->tls);
+  sess->tls = NULL;
   uv_close((uv_handle_t *)&sess->tcp, session_close_cb);
   uv_close((uv_handle_t *)&sess->timer, session_close_cb);
 }

@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 
 import pytest
@@ -18,6 +19,10 @@ import pytest
 import harness
 from harness import HOST, RpcClient
 from pubtest import LOG_KEY, decode, ev
+from test_publisher_config import sanitized_build
+
+sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
+import inval  # noqa: E402
 
 
 def openssl(*args):
@@ -137,8 +142,17 @@ def test_mtls_refuses_other_ca_and_names_tenants(standalone, publisher_factory,
         assert err["code"] == "EAUTH"
         assert ops.call("hello", {"proto": 1, "client": "t"})[0] is None
         assert ops.call("invalidate", [ev("key", "ops:1")])[0] is None
-    assert logged_targets(standalone) == ["shop:1", "ops:1"]
-    assert "handshake" in pub.log() or "certificate" in pub.log()
+    # The Python client's certificate options do the same, in hello.
+    with inval.Client(HOST, pub.port, tls=True, tls_verify=False,
+                      tls_cert_file=pki["shop"][0],
+                      tls_key_file=pki["shop"][1]) as c:
+        c.invalidate([{"kind": "prefix", "target": "shop:p"}])
+        try:
+            c.invalidate([{"kind": "prefix", "target": "sho"}])
+            raise AssertionError("a prefix outside shop: was accepted")
+        except inval.InvalError as e:
+            assert e.code == "EPERM" and not e.retryable
+    assert logged_targets(standalone) == ["shop:1", "ops:1", "shop:p"]
 
 
 def test_tls_client_ca_needs_tls(standalone, workdir, pki):
@@ -299,8 +313,11 @@ def test_stalled_handshakes_are_bounded(standalone, publisher_factory,
     assert served_during == 8
     assert st["tls_handshakes"] <= 100 + 1
     assert st["tls_handshakes_shed"] >= 2000 - 100 - 50
-    assert peak - base < 40 * 1024
-    assert after - base < 10 * 1024
+    if not sanitized_build():
+        # ASan's allocator keeps freed memory in quarantine, so resident
+        # sizes say nothing there; the bounds above still hold.
+        assert peak - base < 40 * 1024
+        assert after - base < 10 * 1024
     assert "tls-handshakes-max" in pub.log()
     assert logged_targets(standalone) == [f"real:{i}" for i in
                                           range(249, 2000, 250)]

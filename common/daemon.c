@@ -25,6 +25,9 @@
 struct inv_daemon_s {
   uv_signal_t sigint;
   uv_signal_t sigterm;
+  uv_signal_t sighup;
+  inv_daemon_reload_cb reload_cb;
+  void *reload_data;
   uv_timer_t notify_timer; /* readiness polls, then watchdog pings */
   inv_daemon_stop_cb stop_cb;
   void *data;
@@ -50,6 +53,30 @@ static void daemon_signal_cb(uv_signal_t *h, int signum) {
   inv_log_info("daemon", "%s: stopping", strsignal(signum));
   sd_notify(0, "STOPPING=1");
   d->stop_cb(d->data);
+}
+
+/* SIGHUP: the reload, framed for the service manager. */
+static void daemon_sighup_cb(uv_signal_t *h, int signum) {
+  inv_daemon_t *d = h->data;
+  (void)signum;
+  if (d->stopping) return;
+  if (d->reload_cb == NULL) {
+    inv_log_info("daemon", "SIGHUP: nothing to reload");
+    return;
+  }
+  inv_log_info("daemon", "SIGHUP: reloading");
+  /* MONOTONIC_USEC lets systemd's Type=notify-reload match this reload to
+   * its own SIGHUP. */
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)(uv_hrtime() / 1000));
+  d->reload_cb(d->reload_data);
+  if (d->notified_ready) sd_notify(0, "READY=1");
+}
+
+void inv_daemon_on_reload(inv_daemon_t *d, inv_daemon_reload_cb cb,
+                          void *data) {
+  d->reload_cb = cb;
+  d->reload_data = data;
 }
 
 /* Asks for readiness until it is given (then sends READY=1), and sends the
@@ -109,17 +136,21 @@ int inv_daemon_start(uv_loop_t *loop, inv_daemon_stop_cb stop_cb, void *data,
    * these are not, so no error path leaves a half-open handle behind. */
   uv_signal_init(loop, &d->sigint);
   uv_signal_init(loop, &d->sigterm);
+  uv_signal_init(loop, &d->sighup);
   uv_timer_init(loop, &d->notify_timer);
   d->sigint.data = d;
   d->sigterm.data = d;
+  d->sighup.data = d;
   d->notify_timer.data = d;
-  d->handles = 3;
+  d->handles = 4;
   uv_signal_start(&d->sigint, daemon_signal_cb, SIGINT);
   uv_signal_start(&d->sigterm, daemon_signal_cb, SIGTERM);
+  uv_signal_start(&d->sighup, daemon_sighup_cb, SIGHUP);
   /* Watching for signals is no reason to keep the loop alive: once the
    * daemon's own handles are closed the loop ends by itself. */
   uv_unref((uv_handle_t *)&d->sigint);
   uv_unref((uv_handle_t *)&d->sigterm);
+  uv_unref((uv_handle_t *)&d->sighup);
   uv_unref((uv_handle_t *)&d->notify_timer);
   *out = d;
   return 0;
@@ -129,6 +160,7 @@ void inv_daemon_close(inv_daemon_t *d) {
   if (d == NULL) return;
   uv_close((uv_handle_t *)&d->sigint, daemon_close_cb);
   uv_close((uv_handle_t *)&d->sigterm, daemon_close_cb);
+  uv_close((uv_handle_t *)&d->sighup, daemon_close_cb);
   uv_close((uv_handle_t *)&d->notify_timer, daemon_close_cb);
 }
 

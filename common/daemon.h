@@ -1,7 +1,9 @@
 /*
  * What every inval daemon does around its loop: SIGINT and SIGTERM start a
  * graceful stop (once; a second signal while stopping exits at once with
- * status 1), SIGPIPE is ignored, and the configured log level is applied.
+ * status 1), SIGHUP asks for a reload (see inv_daemon_on_reload(); without
+ * one it is logged and ignored, never fatal), SIGPIPE is ignored, and the
+ * configured log level is applied.
  */
 #ifndef INV_DAEMON_H
 #define INV_DAEMON_H
@@ -33,6 +35,16 @@ typedef int (*inv_daemon_ready_fn)(char *status, size_t len, void *data);
  * after inv_daemon_start(). */
 void inv_daemon_notify_when_ready(inv_daemon_t *d, inv_daemon_ready_fn ready,
                                   void *data);
+
+/* Runs on the loop at every SIGHUP (not while stopping). The service
+ * manager is told RELOADING=1 before and READY=1 after, whatever the
+ * outcome: a reload that fails keeps the old settings, so the daemon is
+ * still ready. */
+typedef void (*inv_daemon_reload_cb)(void *data);
+
+/* Sets the reload callback (NULL: SIGHUP is only logged). */
+void inv_daemon_on_reload(inv_daemon_t *d, inv_daemon_reload_cb cb,
+                          void *data);
 
 /* Closes the signal handles (the loop can then end). Accepts NULL. */
 void inv_daemon_close(inv_daemon_t *d);

@@ -22,6 +22,7 @@
   XX(EBUSY, 6, "shed by backpressure; retry later")                            \
   XX(EAUTH, 7, "authentication required or token rejected")                    \
   XX(ESHUTDOWN, 8, "server is shutting down; retry elsewhere")                 \
+  XX(EPERM, 9, "the credential may not touch that key or namespace")          \
   XX(ENOMEM, 20, "out of memory")                                              \
   XX(EIO, 21, "input/output error")                                            \
   XX(ETIMEDOUT, 22, "timed out")                                               \

@@ -25,6 +25,7 @@
  */
 #include "common/rpc_server.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,15 @@
  * idle timeout, when that is shorter), so half-open handshakes cannot hold
  * sessions. */
 #define INV__RPC_HANDSHAKE_MS 10000
+/* TLS handshakes in flight by default; each holds OpenSSL's state and
+ * buffers (tens of KB) until it ends. */
+#define INV__RPC_HANDSHAKES_MAX 512
+/* After a burst of at least this many handshakes in flight, the memory
+ * they held is handed back to the system once none is left (glibc keeps
+ * freed heap otherwise, and a flood's peak would stay the resident size). */
+#define INV__RPC_TRIM_AFTER 64
+/* Client certificate identities read at hello. */
+#define INV__RPC_MAX_CERT_IDS 8
 /* Plaintext on the TLS port is logged at most once per this many ms, so a
  * flood of such connections cannot flood the log. */
 #define INV__RPC_PLAINTEXT_LOG_MS 1000
@@ -83,6 +93,7 @@ struct inv__rpc_session_s {
   inv_rpc_server_t *server; /* NULL once the handles are closed */
   session_t *prev, *next;   /* the server's sessions */
   session_t *kick_prev, *kick_next;
+  session_t *hs_prev, *hs_next; /* the server's handshakes, oldest first */
   inv_framer_t framer;
   inv_tls_t *tls;           /* NULL for plain TCP */
   inv_buf_t out, wire, inflight;
@@ -101,7 +112,9 @@ struct inv__rpc_session_s {
   unsigned counted : 1;     /* counted in stats.clients */
   unsigned tls_failed : 1;
   unsigned handshaken : 1;  /* TLS handshake done (or no TLS) */
+  unsigned hs_listed : 1;   /* in the server's handshake list */
   char peer[64];
+  char principal[INV_RPC_PRINCIPAL_MAX]; /* "" until hello says who */
 };
 
 struct inv_rpc_req_s {
@@ -109,6 +122,7 @@ struct inv_rpc_req_s {
   uint32_t msgid;
   int notify;
   int authenticates;     /* a hello with the right token: success auths */
+  char principal[INV_RPC_PRINCIPAL_MAX]; /* whom that hello authenticates */
   inv_buf_t buf;
   msgpack_packer pk;
 };
@@ -128,6 +142,15 @@ struct inv_rpc_server_s {
   size_t auth_len;
   char *log_ctx;
   inv_tls_ctx_t *tls_ctx;
+  inv_rpc_auth_cb auth_cb;
+  void *auth_data;
+  size_t handshakes_max;
+  uint64_t handshake_ms;
+  session_t *hs_head, *hs_tail; /* TLS handshakes, oldest first */
+  size_t hs_live;        /* of those, the ones not closing */
+  size_t hs_peak;        /* most handshakes since the last trim */
+  uint64_t shed_logged_ms;
+  uint64_t shed_unlogged;
   session_t *sessions;
   session_t *kick_head, *kick_tail;
   size_t nrejecting;
@@ -169,6 +192,8 @@ void inv_rpc_server_opts_from_conf(const inv_server_conf_t *conf,
       conf->auth_token != NULL && conf->auth_token[0] != '\0' ? conf->auth_token
                                                               : NULL;
   opts->log_ctx = "listener";
+  opts->tls_handshakes_max = INV__RPC_HANDSHAKES_MAX;
+  opts->tls_handshake_timeout_ms = INV__RPC_HANDSHAKE_MS;
 }
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -258,6 +283,58 @@ static void session_unkick(session_t *sess) {
   sess->kick_queued = 0;
 }
 
+/* ---- TLS handshakes in flight ------------------------------------------ */
+
+static void hs_add(session_t *sess) {
+  inv_rpc_server_t *s = sess->server;
+  sess->hs_listed = 1;
+  sess->hs_next = NULL;
+  sess->hs_prev = s->hs_tail;
+  if (s->hs_tail != NULL)
+    s->hs_tail->hs_next = sess;
+  else
+    s->hs_head = sess;
+  s->hs_tail = sess;
+  s->hs_live++;
+  s->stats.tls_handshakes++;
+  if (s->stats.tls_handshakes > s->hs_peak) s->hs_peak = s->stats.tls_handshakes;
+}
+
+/* The handshake is over, done or closing: it no longer counts as live. A
+ * closing one stays listed until its memory is freed. */
+static void hs_end(session_t *sess) {
+  inv_rpc_server_t *s = sess->server;
+  if (!sess->hs_listed || sess->handshaken || sess->state == SESS_CLOSED)
+    return;
+  s->hs_live--;
+}
+
+static void hs_unlist(session_t *sess) {
+  inv_rpc_server_t *s = sess->server;
+  if (!sess->hs_listed) return;
+  sess->hs_listed = 0;
+  if (sess->hs_prev != NULL)
+    sess->hs_prev->hs_next = sess->hs_next;
+  else
+    s->hs_head = sess->hs_next;
+  if (sess->hs_next != NULL)
+    sess->hs_next->hs_prev = sess->hs_prev;
+  else
+    s->hs_tail = sess->hs_prev;
+  sess->hs_next = sess->hs_prev = NULL;
+  s->stats.tls_handshakes--;
+}
+
+/* Gives the heap a burst of handshakes left behind back to the system, once
+ * the last of them is freed. */
+static void hs_maybe_trim(inv_rpc_server_t *s) {
+  if (s->hs_head != NULL || s->hs_peak < INV__RPC_TRIM_AFTER) return;
+  inv_log_debug(s->log_ctx, "a burst of %zu TLS handshakes is over; "
+                "returning its memory", s->hs_peak);
+  s->hs_peak = 0;
+  malloc_trim(0);
+}
+
 /* ---- session lifetime ------------------------------------------------- */
 
 static void session_free(session_t *sess) {
@@ -281,6 +358,7 @@ static void session_close_cb(uv_handle_t *h) {
 
   if (--sess->handles > 0) return;
   session_unkick(sess);
+  hs_unlist(sess);
   if (sess->prev != NULL)
     sess->prev->next = sess->next;
   else
@@ -290,14 +368,22 @@ static void session_close_cb(uv_handle_t *h) {
   if (sess->rejecting) s->nrejecting--;
   sess->server = NULL;
   session_maybe_free(sess);
+  hs_maybe_trim(s);
   server_check_done(s);
 }
 
 /* Closes the socket now, dropping unsent output. Safe to call repeatedly. */
 static void session_close_hard(session_t *sess) {
   if (sess->state == SESS_CLOSED) return;
+  hs_end(sess);
   sess->state = SESS_CLOSED;
   sess->reading = 0;
+  /* Nothing reads or writes through TLS once closed, and its state and
+   * buffers are most of a session's memory: they go now rather than when
+   * the handles are closed, which for a flood of connections accepted in
+   * one loop iteration would be only after all of them. */
+  inv_tls_free(sess->tls);
+  sess->tls = NULL;
   uv_close((uv_handle_t *)&sess->tcp, session_close_cb);
   uv_close((uv_handle_t *)&sess->timer, session_close_cb);
 }
@@ -345,6 +431,7 @@ static void session_timer_cb(uv_timer_t *t) {
     return;
   }
   if (!sess->handshaken) {
+    s->stats.tls_handshake_timeouts++;
     inv_log_debug(s->log_ctx, "%s: TLS handshake not done in time; closing",
                   sess->peer);
     session_close_hard(sess);
@@ -670,26 +757,61 @@ static inv_rpc_req_t *req_new(session_t *sess, const inv_msg_t *msg) {
   return req;
 }
 
-/* Checks hello's token in constant time. */
-static int hello_token_ok(const inv_rpc_server_t *s, const inv_msg_t *msg) {
+/* Finds hello's token. Returns 1 with *p and *len set, 0 when hello has
+ * no token, -1 when its token is not a string. */
+static int hello_token(const inv_msg_t *msg, const char **p, size_t *len) {
   const msgpack_object *tok;
-  const char *p;
-  size_t len;
 
   if (msg->params.type != MSGPACK_OBJECT_ARRAY || msg->params.via.array.size < 1)
     return 0;
   tok = inv_map_get(&msg->params.via.array.ptr[0], "token");
-  if (tok == NULL) return 0;
+  if (tok == NULL || tok->type == MSGPACK_OBJECT_NIL) return 0;
   if (tok->type == MSGPACK_OBJECT_STR) {
-    p = tok->via.str.ptr;
-    len = tok->via.str.size;
+    *p = tok->via.str.ptr;
+    *len = tok->via.str.size;
   } else if (tok->type == MSGPACK_OBJECT_BIN) {
-    p = tok->via.bin.ptr;
-    len = tok->via.bin.size;
+    *p = tok->via.bin.ptr;
+    *len = tok->via.bin.size;
   } else {
+    return -1;
+  }
+  return 1;
+}
+
+/* Checks hello's token in constant time. */
+static int hello_token_ok(const inv_rpc_server_t *s, const inv_msg_t *msg) {
+  const char *p = NULL;
+  size_t len = 0;
+  if (hello_token(msg, &p, &len) != 1) return 0;
+  return len == s->auth_len && CRYPTO_memcmp(p, s->auth_token, len) == 0;
+}
+
+/* Asks the owner's auth_cb who hello authenticates; 1 with principal set,
+ * 0 with why set. */
+static int hello_auth_cb(session_t *sess, const inv_msg_t *msg,
+                         char *principal, char *why) {
+  inv_rpc_server_t *s = sess->server;
+  char ids[INV__RPC_MAX_CERT_IDS][INV_TLS_ID_MAX];
+  const char *idv[INV__RPC_MAX_CERT_IDS];
+  const char *tok = NULL;
+  size_t toklen = 0, nids = 0;
+  char out[INV_RPC_PRINCIPAL_MAX] = "";
+
+  int has = hello_token(msg, &tok, &toklen);
+  if (has < 0) {
+    snprintf(why, INV_RPC_PRINCIPAL_MAX, "token must be a string");
     return 0;
   }
-  return len == s->auth_len && CRYPTO_memcmp(p, s->auth_token, len) == 0;
+  if (sess->tls != NULL)
+    nids = inv_tls_peer_ids(sess->tls, ids, INV__RPC_MAX_CERT_IDS);
+  for (size_t i = 0; i < nids; i++) idv[i] = ids[i];
+  if (s->auth_cb(s->auth_data, has ? tok : NULL, toklen, idv, nids, out,
+                 sizeof(out)) != 0) {
+    snprintf(why, INV_RPC_PRINCIPAL_MAX, "%s", out[0] ? out : "refused");
+    return 0;
+  }
+  snprintf(principal, INV_RPC_PRINCIPAL_MAX, "%s", out);
+  return 1;
 }
 
 /* Decodes one frame and dispatches it. */
@@ -720,15 +842,18 @@ static void session_dispatch(session_t *sess, const char *frame, size_t len) {
     session_close_hard(sess);
     return;
   }
-  if (s->auth_token != NULL) {
+  if (s->auth_token != NULL || s->auth_cb != NULL) {
     if (method_is(&msg, "hello")) {
       /* The session is authenticated only once the handler accepted the
        * whole hello (see req_finish()), so a hello that fails for any
        * reason leaves the session as it was. */
-      req->authenticates = hello_token_ok(s, &msg);
+      char why[INV_RPC_PRINCIPAL_MAX] = "wrong token";
+      req->authenticates = s->auth_cb != NULL
+                               ? hello_auth_cb(sess, &msg, req->principal, why)
+                               : hello_token_ok(s, &msg);
       if (!req->authenticates) {
-        inv_log_info(s->log_ctx, "%s: hello with a wrong token", sess->peer);
-        inv_rpc_reply_error(req, INV_EAUTH, "wrong token");
+        inv_log_info(s->log_ctx, "%s: hello refused: %s", sess->peer, why);
+        inv_rpc_reply_error(req, INV_EAUTH, "%s", why);
         inv_msg_destroy(&msg);
         return;
       }
@@ -843,6 +968,8 @@ static void session_read_cb(uv_stream_t *stream, ssize_t nread,
       return;
     }
     if (!sess->handshaken && inv_tls_handshake_done(sess->tls)) {
+      hs_end(sess);
+      hs_unlist(sess);
       sess->handshaken = 1;
       session_touch(sess);
     }
@@ -859,6 +986,33 @@ static void session_read_cb(uv_stream_t *stream, ssize_t nread,
 }
 
 /* ---- accepting ---------------------------------------------------------- */
+
+/* Makes room for one more TLS handshake: at the limit, the oldest one still
+ * in flight is closed. A stalled handshake is old by nature, while a real
+ * client's takes a round trip or two, so a flood of stalled ones pushes
+ * out its own and a new client still gets through. */
+static void server_shed_handshake(inv_rpc_server_t *s) {
+  session_t *old = s->hs_head;
+  uint64_t now;
+
+  if (s->hs_live < s->handshakes_max) return;
+  while (old != NULL && old->state == SESS_CLOSED) old = old->hs_next;
+  if (old == NULL) return;
+  s->stats.tls_handshakes_shed++;
+  now = uv_now(s->loop);
+  if (s->shed_logged_ms == 0 ||
+      now - s->shed_logged_ms >= INV__RPC_PLAINTEXT_LOG_MS) {
+    inv_log_warn(s->log_ctx, "%zu TLS handshakes in flight (tls-handshakes-max)"
+                 "; closing the oldest, %s (and %llu more since the last such "
+                 "line)", s->hs_live, old->peer,
+                 (unsigned long long)s->shed_unlogged);
+    s->shed_logged_ms = now > 0 ? now : 1;
+    s->shed_unlogged = 0;
+  } else {
+    s->shed_unlogged++;
+  }
+  session_close_hard(old);
+}
 
 static void server_conn_cb(uv_stream_t *listener, int status) {
   inv_rpc_server_t *s = listener->data;
@@ -927,13 +1081,16 @@ static void server_conn_cb(uv_stream_t *listener, int status) {
   s->stats.clients++;
   inv_log_debug(s->log_ctx, "%s: connected", sess->peer);
   sess->handshaken = sess->tls == NULL;
-  if (sess->handshaken)
+  if (sess->handshaken) {
     session_touch(sess);
-  else
+  } else {
+    server_shed_handshake(s);
+    hs_add(sess);
     session_arm_timer(sess, s->idle_timeout_ms > 0 &&
-                                    s->idle_timeout_ms < INV__RPC_HANDSHAKE_MS
+                                    s->idle_timeout_ms < s->handshake_ms
                                 ? s->idle_timeout_ms
-                                : INV__RPC_HANDSHAKE_MS);
+                                : s->handshake_ms);
+  }
   session_update_reading(sess);
 }
 
@@ -972,6 +1129,18 @@ static void server_check_done(inv_rpc_server_t *s) {
   if (cb != NULL) cb(data);
 }
 
+/* A server context: certificate and key, and the client CA when set. */
+static int server_tls_ctx(const char *cert, const char *key, const char *ca,
+                          inv_tls_ctx_t **out, char *err, size_t errlen) {
+  int rc = inv_tls_ctx_new(cert, key, out, err, errlen);
+  if (rc != 0 || ca == NULL || ca[0] == '\0') return rc;
+  if ((rc = inv_tls_ctx_set_client_ca(*out, ca, err, errlen)) != 0) {
+    inv_tls_ctx_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 static char *dup_or_null(const char *p) {
   return p != NULL ? strdup(p) : NULL;
 }
@@ -1006,6 +1175,13 @@ int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
   s->idle_timeout_ms = opts->idle_timeout_ms;
   s->out_limit = opts->out_limit > 0 ? opts->out_limit
                                      : INV__RPC_DEFAULT_OUT_LIMIT;
+  s->auth_cb = opts->auth_cb;
+  s->auth_data = opts->auth_data;
+  s->handshakes_max = opts->tls_handshakes_max > 0 ? opts->tls_handshakes_max
+                                                   : INV__RPC_HANDSHAKES_MAX;
+  s->handshake_ms = opts->tls_handshake_timeout_ms > 0
+                        ? opts->tls_handshake_timeout_ms
+                        : INV__RPC_HANDSHAKE_MS;
   s->log_ctx = strdup(opts->log_ctx != NULL ? opts->log_ctx : "listener");
   if (s->log_ctx == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -1030,9 +1206,15 @@ int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
     goto err;
   }
   if (tls_cert_set &&
-      (rc = inv_tls_ctx_new(opts->tls_cert, opts->tls_key, &s->tls_ctx, err,
-                            errlen)) != 0)
+      (rc = server_tls_ctx(opts->tls_cert, opts->tls_key, opts->tls_client_ca,
+                           &s->tls_ctx, err, errlen)) != 0)
     goto err;
+  if (!tls_cert_set && opts->tls_client_ca != NULL &&
+      opts->tls_client_ca[0] != '\0') {
+    snprintf(err, errlen, "tls-client-ca is set without tls-cert and tls-key");
+    rc = INV_ECONFIG;
+    goto err;
+  }
 
   if ((rc = inv__listen_open(addr, &fd, &s->port, err, errlen)) != 0)
     goto err;
@@ -1051,9 +1233,12 @@ int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
   s->listening = 1;
 
   inv_addr_format(addr, where, sizeof(where));
-  inv_log_info(s->log_ctx, "listening on %s (port %d%s%s)", where, s->port,
+  inv_log_info(s->log_ctx, "listening on %s (port %d%s%s%s)", where, s->port,
                s->tls_ctx != NULL ? ", TLS" : "",
-               s->auth_token != NULL ? ", auth" : "");
+               opts->tls_client_ca != NULL && opts->tls_client_ca[0] != '\0'
+                   ? ", client certificates"
+                   : "",
+               s->auth_token != NULL || s->auth_cb != NULL ? ", auth" : "");
   *out = s;
   return 0;
 
@@ -1114,12 +1299,58 @@ void inv_rpc_server_close(inv_rpc_server_t *s, uint64_t linger_ms,
   server_check_done(s);
 }
 
+int inv_rpc_server_reload_tls(inv_rpc_server_t *s, const char *cert,
+                              const char *key, const char *client_ca,
+                              char *what, size_t whatlen, char *err,
+                              size_t errlen) {
+  inv_tls_ctx_t *ctx = NULL;
+  char before[200], after[200];
+  int rc;
+
+  if (s->tls_ctx == NULL) {
+    snprintf(err, errlen, "TLS was off at start; turning it on needs a "
+             "restart");
+    return INV_ECONFIG;
+  }
+  if ((rc = server_tls_ctx(cert, key, client_ca, &ctx, err, errlen)) != 0)
+    return rc;
+  inv_tls_ctx_describe(s->tls_ctx, before, sizeof(before));
+  inv_tls_ctx_describe(ctx, after, sizeof(after));
+  if (strcmp(before, after) == 0)
+    snprintf(what, whatlen, "certificate unchanged (%s)", after);
+  else
+    snprintf(what, whatlen, "certificate %s -> %s", before, after);
+  /* Open sessions hold their own reference to the old context. */
+  inv_tls_ctx_free(s->tls_ctx);
+  s->tls_ctx = ctx;
+  return 0;
+}
+
+size_t inv_rpc_server_revoke(inv_rpc_server_t *s,
+                             int (*keep)(void *data, const char *principal),
+                             void *data) {
+  size_t n = 0;
+  for (session_t *sess = s->sessions; sess != NULL; sess = sess->next) {
+    if (!sess->authed || keep(data, sess->principal)) continue;
+    inv_log_info(s->log_ctx, "%s: %s is no longer known; the session must "
+                 "send hello again", sess->peer, sess->principal);
+    sess->authed = 0;
+    sess->principal[0] = '\0';
+    n++;
+  }
+  return n;
+}
+
 /* ---- requests ----------------------------------------------------------- */
 
 int inv_rpc_req_is_notify(const inv_rpc_req_t *req) { return req->notify; }
 
 const char *inv_rpc_req_peer(const inv_rpc_req_t *req) {
   return req->sess->peer;
+}
+
+const char *inv_rpc_req_principal(const inv_rpc_req_t *req) {
+  return req->sess->principal;
 }
 
 msgpack_packer *inv_rpc_reply_begin(inv_rpc_req_t *req) {
@@ -1139,7 +1370,10 @@ msgpack_packer *inv_rpc_reply_begin(inv_rpc_req_t *req) {
 static void req_finish(inv_rpc_req_t *req, int ok) {
   session_t *sess = req->sess;
 
-  if (ok && req->authenticates) sess->authed = 1;
+  if (ok && req->authenticates) {
+    sess->authed = 1;
+    memcpy(sess->principal, req->principal, sizeof(sess->principal));
+  }
 
   if (!req->notify && req->buf.len > 0 &&
       session_queue(sess, req->buf.data, req->buf.len) != 0) {

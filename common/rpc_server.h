@@ -23,6 +23,19 @@
  *     A hello with the right token authenticates the session only when the
  *     handler answers it with success (inv_rpc_reply_end()): a failed hello
  *     (bad params, wrong token) changes nothing on the session;
+ *   - auth_cb (instead of auth_token): the owner decides who a hello
+ *     authenticates, from its token and the client certificate's
+ *     identities, and names the principal (a tenant); the same rules as
+ *     for auth_token apply otherwise. inv_rpc_req_principal() gives every
+ *     later request the name, and inv_rpc_server_revoke() takes it back;
+ *   - TLS handshakes: at most tls_handshakes_max are in flight. One more
+ *     closes the oldest one still in flight (counted in
+ *     tls_handshakes_shed, logged at most once a second), so stalled
+ *     handshakes cannot hold memory without bound and a new client is
+ *     still served while they stall. A handshake not done within
+ *     tls_handshake_timeout_ms (or the idle timeout, when shorter) is
+ *     closed. Once a burst of handshakes is over, the memory they held is
+ *     given back to the system;
  *   - TLS: a first byte that is not a TLS handshake record is plaintext on
  *     the TLS port: the session gets the notification
  *     [2, "error", [{"code": "EPROTO", ...}]] in plaintext and is closed at
@@ -101,6 +114,19 @@ typedef struct inv_server_conf_s {
   {"auth-token", INV_CONF_SECRET, offsetof(type, field.auth_token), 0, 0,    \
    NULL, NULL, "token clients must present in hello (off when unset)"}
 
+/* Decides who a hello authenticates: token (NULL when hello has none) and
+ * the identities of the verified client certificate (see
+ * inv_tls_peer_ids(); none without mTLS). Returns 0 with the principal's
+ * name written to principal (NUL-terminated, at most principal_len bytes
+ * with the NUL), or INV_EAUTH with why written to principal (for the
+ * client; never the token). */
+typedef int (*inv_rpc_auth_cb)(void *data, const char *token, size_t token_len,
+                               const char *const *cert_ids, size_t ncert_ids,
+                               char *principal, size_t principal_len);
+
+/* The longest principal name, with its NUL. */
+#define INV_RPC_PRINCIPAL_MAX 64
+
 typedef struct inv_rpc_server_opts_s {
   inv_codec_limits_t limits;
   size_t max_clients;
@@ -110,6 +136,11 @@ typedef struct inv_rpc_server_opts_s {
   const char *tls_key;
   const char *auth_token;     /* NULL: no authentication */
   const char *log_ctx;        /* log context, e.g. "listener" */
+  const char *tls_client_ca;  /* NULL: no client certificates (no mTLS) */
+  size_t tls_handshakes_max;  /* 0: the default, 512 */
+  uint64_t tls_handshake_timeout_ms; /* 0: the default, 10 s */
+  inv_rpc_auth_cb auth_cb;    /* non-NULL: replaces auth_token */
+  void *auth_data;
 } inv_rpc_server_opts_t;
 
 /* Fills opts from a daemon's server config (limits from max_message_bytes,
@@ -130,6 +161,9 @@ typedef struct inv_rpc_server_stats_s {
   uint64_t protocol_closes;  /* sessions closed for a framing error */
   uint64_t idle_closes;
   uint64_t tls_plaintext_closes; /* plaintext first byte on the TLS port */
+  uint64_t tls_handshakes;       /* gauge: TLS handshakes in flight */
+  uint64_t tls_handshakes_shed;  /* closed by tls_handshakes_max */
+  uint64_t tls_handshake_timeouts; /* closed by the handshake timeout */
   uint64_t bytes_in, bytes_out;
 } inv_rpc_server_stats_t;
 
@@ -162,6 +196,28 @@ void inv_rpc_server_stop_accepting(inv_rpc_server_t *s);
  * dropped. Accepts NULL. */
 void inv_rpc_server_close(inv_rpc_server_t *s, uint64_t linger_ms,
                           void (*closed_cb)(void *data), void *data);
+
+/* Replaces the TLS certificate, key and client CA with freshly loaded
+ * ones (SIGHUP). Sessions open now keep the ones they started with; new
+ * ones get the new. On error nothing changes. Writes what changed to what
+ * ("CN=a sha256 ... -> CN=b sha256 ..." or "unchanged"). Returns 0,
+ * INV_ECONFIG with err set (a bad file; or TLS was off at start and cannot
+ * be turned on now) or INV_ENOMEM. */
+int inv_rpc_server_reload_tls(inv_rpc_server_t *s, const char *cert,
+                              const char *key, const char *client_ca,
+                              char *what, size_t whatlen, char *err,
+                              size_t errlen);
+
+/* Takes the authentication back from every session whose principal keep()
+ * refuses (a tenant removed by a reload): its next request other than
+ * hello and ping gets EAUTH. Returns how many sessions lost it. */
+size_t inv_rpc_server_revoke(inv_rpc_server_t *s,
+                             int (*keep)(void *data, const char *principal),
+                             void *data);
+
+/* The principal the request's session authenticated as (see auth_cb), or
+ * "" when none. */
+const char *inv_rpc_req_principal(const inv_rpc_req_t *req);
 
 /* 1 for a notification (its reply will be discarded). */
 int inv_rpc_req_is_notify(const inv_rpc_req_t *req);

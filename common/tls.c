@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "common/errors.h"
 
@@ -500,4 +501,104 @@ const char *inv_tls_verify_error(const inv_tls_t *t) {
   long v = SSL_get_verify_result(t->ssl);
   if (v == X509_V_OK) return NULL;
   return X509_verify_cert_error_string(v);
+}
+
+/* ---- client certificates and reload (server side) ---------------------- */
+
+int inv_tls_ctx_set_client_ca(inv_tls_ctx_t *ctx, const char *ca_file,
+                              char *err, size_t errlen) {
+  char reason[128];
+  STACK_OF(X509_NAME) *names;
+  int rc;
+
+  ERR_clear_error();
+  if ((rc = tls_check_readable("tls-client-ca", ca_file, err, errlen)) != 0)
+    return rc;
+  if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, ca_file, NULL) != 1) {
+    tls_reason(reason, sizeof(reason), "unknown reason");
+    snprintf(err, errlen, "tls-client-ca %s: cannot load: %s", ca_file,
+             reason);
+    return INV_ECONFIG;
+  }
+  /* The CA names tell a client which of its certificates to present. */
+  names = SSL_load_client_CA_file(ca_file);
+  if (names == NULL) {
+    tls_reason(reason, sizeof(reason), "no certificate in the file");
+    snprintf(err, errlen, "tls-client-ca %s: cannot load: %s", ca_file,
+             reason);
+    return INV_ECONFIG;
+  }
+  SSL_CTX_set_client_CA_list(ctx->ssl_ctx, names);
+  SSL_CTX_set_verify(ctx->ssl_ctx,
+                     SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  ERR_clear_error();
+  return 0;
+}
+
+void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out,
+                          size_t outlen) {
+  X509 *cert = ctx != NULL ? SSL_CTX_get0_certificate(ctx->ssl_ctx) : NULL;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  char subject[200] = "?";
+
+  if (cert == NULL) {
+    snprintf(out, outlen, "no certificate");
+    return;
+  }
+  X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+  X509_digest(cert, EVP_sha256(), md, &mdlen);
+  snprintf(out, outlen, "%s sha256 %02x:%02x:%02x:%02x:%02x:%02x:...",
+           subject, md[0], md[1], md[2], md[3], md[4], md[5]);
+  ERR_clear_error();
+}
+
+/* Appends the len bytes at p to ids when they fit and hold no NUL. */
+static size_t tls_add_id(char (*ids)[INV_TLS_ID_MAX], size_t n, size_t max,
+                         const unsigned char *p, int len) {
+  if (n >= max || p == NULL || len <= 0 || len >= INV_TLS_ID_MAX ||
+      memchr(p, 0, (size_t)len) != NULL)
+    return n;
+  memcpy(ids[n], p, (size_t)len);
+  ids[n][len] = '\0';
+  return n + 1;
+}
+
+size_t inv_tls_peer_ids(const inv_tls_t *t, char (*ids)[INV_TLS_ID_MAX],
+                        size_t max) {
+  X509 *cert;
+  size_t n = 0;
+
+  if (t == NULL || t->ssl == NULL ||
+      (cert = SSL_get0_peer_certificate(t->ssl)) == NULL ||
+      SSL_get_verify_result(t->ssl) != X509_V_OK)
+    return 0;
+  X509_NAME *subject = X509_get_subject_name(cert);
+  BIO *bio = BIO_new(BIO_s_mem());
+  if (bio != NULL) {
+    char *p = NULL;
+    X509_NAME_print_ex(bio, subject, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    long len = BIO_get_mem_data(bio, &p);
+    n = tls_add_id(ids, n, max, (const unsigned char *)p,
+                   len > INT_MAX ? -1 : (int)len);
+    BIO_free(bio);
+  }
+  int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (idx >= 0) {
+    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject,
+                                                                   idx));
+    n = tls_add_id(ids, n, max, ASN1_STRING_get0_data(cn),
+                   ASN1_STRING_length(cn));
+  }
+  GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL,
+                                         NULL);
+  for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+    const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+    if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI)
+      n = tls_add_id(ids, n, max, ASN1_STRING_get0_data(g->d.ia5),
+                     ASN1_STRING_length(g->d.ia5));
+  }
+  GENERAL_NAMES_free(sans);
+  ERR_clear_error();
+  return n;
 }

@@ -141,4 +141,34 @@ int inv_tls_start(inv_tls_t *t, inv_buf_t *wire);
  * when it was not (or was not checked yet). */
 const char *inv_tls_verify_error(const inv_tls_t *t);
 
+/* ---- client certificates and reload (server side) ---------------------- */
+
+/* Longest certificate identity inv_tls_peer_ids() returns; longer ones are
+ * left out rather than cut, since a cut name could equal another. */
+#define INV_TLS_ID_MAX 256
+
+/*
+ * Requires every client to present a certificate that chains to a CA of
+ * the PEM bundle ca_file (mTLS): a client without one, or with one from
+ * another CA, fails its handshake. Returns 0, or INV_ECONFIG with err
+ * naming the file.
+ */
+int inv_tls_ctx_set_client_ca(inv_tls_ctx_t *ctx, const char *ca_file,
+                              char *err, size_t errlen);
+
+/* Describes the context's certificate for logs: its subject and the start
+ * of its SHA-256 fingerprint ("CN=inval sha256 3f:a0:..."). */
+void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out,
+                          size_t outlen);
+
+/*
+ * The identities of the verified client certificate, at most max of them:
+ * its subject in RFC 2253 form ("CN=shop,O=Acme"), its common name, then
+ * its DNS, email and URI subject alternative names, in that order. Names
+ * holding a NUL byte or longer than INV_TLS_ID_MAX - 1 bytes are skipped.
+ * Returns how many were written (0 without a client certificate).
+ */
+size_t inv_tls_peer_ids(const inv_tls_t *t, char (*ids)[INV_TLS_ID_MAX],
+                        size_t max);
+
 #endif

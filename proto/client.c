@@ -648,6 +648,18 @@ static int tls_connect(inv_client_t *c, const char *host,
   } else {
     SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL);
   }
+  /* A client certificate, for a server that asks for one (tls-client-ca),
+   * which may also name this client's tenant. */
+  if (o->tls_cert_file != NULL) {
+    const char *key = o->tls_key_file != NULL ? o->tls_key_file
+                                              : o->tls_cert_file;
+    if (SSL_CTX_use_certificate_chain_file(c->ssl_ctx, o->tls_cert_file) != 1 ||
+        SSL_CTX_use_PrivateKey_file(c->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
+      ssl_reason(why, sizeof why);
+      return set_broken(c, INV_EIO, "cannot load client certificate %s: %s",
+                        o->tls_cert_file, why);
+    }
+  }
   c->ssl = SSL_new(c->ssl_ctx);
   if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) goto ssl_err;
   /* SNI carries host names only (RFC 6066); an address is checked as an

@@ -52,6 +52,8 @@ typedef struct inv_client_opts_s {
   const char *tls_ca_file;     /* PEM CA bundle; NULL: the system's default paths */
   int tls_verify;              /* 1 (default): verify the certificate and the name */
   const char *tls_server_name; /* SNI and name to verify; NULL: the host argument */
+  const char *tls_cert_file;   /* PEM client certificate chain (mTLS); NULL: none */
+  const char *tls_key_file;    /* its private key; NULL: in tls_cert_file */
   size_t max_outstanding;      /* pipelined requests without a reply; 0: 4096 */
   int skip_hello;              /* 1: no hello (a server with auth-token then
                                   serves only ping); server info stays empty */

@@ -98,7 +98,7 @@ int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out) {
 
 /* Codes a server sends on the wire (see common/errors.h): a failure with
  * one of these came from the server, not from the transport. */
-static int is_wire_code(int rc) { return rc < 0 && rc >= INV_ESHUTDOWN; }
+static int is_wire_code(int rc) { return rc < 0 && rc >= INV_EPERM; }
 
 /* Returns 1 when host:port answers a RESP PING the way Redis does ("+PONG"
  * or an error reply such as "-NOAUTH"), within timeout_ms. A MessagePack-RPC

@@ -6,6 +6,7 @@
  */
 #include "service/methods.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/errors.h"
@@ -75,6 +76,54 @@ static void refuse(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
   inv_rpc_reply_error(req, code, "%s", text);
 }
 
+int inv_pub_methods_auth(void *data, const char *token, size_t token_len,
+                         const char *const *cert_ids, size_t ncert_ids,
+                         char *principal, size_t principal_len) {
+  inv_pub_methods_t *m = data;
+  const inv_tenant_t *t = inv_tenants_authenticate(m->tenants, token,
+                                                   token_len, cert_ids,
+                                                   ncert_ids);
+  if (t == NULL) {
+    snprintf(principal, principal_len, "%s",
+             token != NULL   ? "wrong token"
+             : ncert_ids > 0 ? "no tenant for this client certificate"
+                             : "authentication required: hello needs a "
+                               "token");
+    return INV_EAUTH;
+  }
+  snprintf(principal, principal_len, "%s", t->name);
+  return 0;
+}
+
+/* Writes up to 48 bytes of p to out (at least 4 * 48 + 4 bytes) with every
+ * byte outside printable ASCII, the quote and the backslash escaped, so an
+ * error message stays one readable, valid UTF-8 string. */
+static void quote_target(const char *p, size_t len, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0, n = len > 48 ? 48 : len;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out[o++] = (char)c;
+    } else {
+      out[o++] = '\\';
+      out[o++] = 'x';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+    }
+  }
+  if (n < len) {
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o] = '\0';
+}
+
+/* The session's tenant (NULL without tenants). Returns 0, or refuses the
+ * request with EAUTH when the tenant is gone (a reload removed it). */
+static int session_tenant(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
+                          inv_tenant_t **out);
+
 /* invalidate [[event, ...]] */
 static void do_invalidate(inv_pub_methods_t *m, inv_rpc_req_t *req,
                           const inv_msg_t *msg, uint64_t t0) {
@@ -99,7 +148,9 @@ static void do_invalidate(inv_pub_methods_t *m, inv_rpc_req_t *req,
     refuse(m, req, n, INV_ETOOBIG, text);
     return;
   }
-  char errstr[160];
+  inv_tenant_t *tenant;
+  if (session_tenant(m, req, n, &tenant) < 0) return;
+  char errstr[512];
   inv_event_t ev;
   for (size_t i = 0; i < n; i++) {
     if (inv_event_parse(&events->ptr[i], &m->rules, i, &ev, errstr,
@@ -107,10 +158,35 @@ static void do_invalidate(inv_pub_methods_t *m, inv_rpc_req_t *req,
       refuse(m, req, n, INV_EINVAL, errstr);
       return;
     }
+    if (tenant != NULL &&
+        !inv_tenant_allows(tenant, ev.kind, ev.target, ev.target_len)) {
+      char quoted[4 * 48 + 4];
+      quote_target(ev.target, ev.target_len, quoted);
+      snprintf(errstr, sizeof(errstr),
+               "event %zu (%s \"%s\") reaches outside the namespaces of "
+               "tenant %s (%s)", i, inv_kind_name(ev.kind), quoted,
+               tenant->name, tenant->ns_text);
+      tenant->refused += n;
+      refuse(m, req, n, INV_EPERM, errstr);
+      return;
+    }
+  }
+  uint64_t retry_ms = 0;
+  if (tenant != NULL &&
+      inv_tenant_take(tenant, n, inv_now_us(), &retry_ms) < 0) {
+    snprintf(errstr, sizeof(errstr),
+             "tenant %s is over its rate of %.0f events/s; retry after "
+             "%llu ms", tenant->name, tenant->rate,
+             (unsigned long long)retry_ms);
+    tenant->limited += n;
+    refuse(m, req, n, INV_EBUSY, errstr);
+    return;
   }
   msgpack_packer *pk;
   int rc = inv_batcher_begin(m->batcher, req, n, t0, &pk);
   if (rc < 0) {
+    /* The events were not taken: they do not count against the rate. */
+    if (tenant != NULL && tenant->rate > 0) tenant->tokens += (double)n;
     const char *text = rc == INV_EBUSY ? "too many unacked events; retry later"
                        : rc == INV_ESHUTDOWN ? "the publisher is shutting down"
                                              : inv_strerror(rc);
@@ -123,7 +199,19 @@ static void do_invalidate(inv_pub_methods_t *m, inv_rpc_req_t *req,
                     sizeof(errstr));
     inv_event_pack(pk, &ev);
   }
+  if (tenant != NULL) tenant->accepted += n;
   inv_batcher_commit(m->batcher);
+}
+
+static int session_tenant(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
+                          inv_tenant_t **out) {
+  *out = NULL;
+  if (m->tenants == NULL) return 0;
+  *out = inv_tenants_find(m->tenants, inv_rpc_req_principal(req));
+  if (*out != NULL) return 0;
+  refuse(m, req, n, INV_EAUTH,
+         "this session's tenant is no longer known: send hello again");
+  return -1;
 }
 
 static void do_stats(inv_pub_methods_t *m, inv_rpc_req_t *req) {

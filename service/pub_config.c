@@ -10,6 +10,20 @@
 
 const inv_conf_row_t inv_pub_conf_rows[] = {
     INV_SERVER_CONF_ROWS(inv_pub_conf_t, server, "127.0.0.1:7700"),
+    {"tls-client-ca", INV_CONF_STRING, offsetof(inv_pub_conf_t, tls_client_ca),
+     0, 0, NULL, NULL,
+     "PEM CA bundle; when set, clients must present a certificate it signed "
+     "(mTLS)"},
+    {"tls-handshakes-max", INV_CONF_INT,
+     offsetof(inv_pub_conf_t, tls_handshakes_max), 1, 1000000, "512", NULL,
+     "TLS handshakes in flight at most; one more closes the oldest"},
+    {"tls-handshake-timeout", INV_CONF_MS,
+     offsetof(inv_pub_conf_t, tls_handshake_timeout_ms), 100, 600000, "10s",
+     NULL, "a TLS handshake not done within this time is closed"},
+    {"tenants-file", INV_CONF_STRING, offsetof(inv_pub_conf_t, tenants_file),
+     0, 0, NULL, NULL,
+     "tenants: credentials, namespaces and rates (reloaded on SIGHUP); "
+     "replaces auth-token"},
     {"redis", INV_CONF_ADDR_LIST, offsetof(inv_pub_conf_t, redis), 0, 0,
      "127.0.0.1:6379", NULL,
      "a Redis seed node HOST:PORT (repeat for several seeds)"},

@@ -31,6 +31,10 @@ typedef struct inv_pub_conf_s {
   long long max_inflight_batches; /* batches awaiting Redis at once */
   long long max_log_len;          /* XADD MAXLEN ~ */
   int shard_publish;              /* the fast path: SPUBLISH per primary */
+  char *tls_client_ca;            /* NULL: no client certificates */
+  long long tls_handshakes_max;   /* TLS handshakes in flight */
+  uint64_t tls_handshake_timeout_ms;
+  char *tenants_file;             /* NULL: one auth-token (or none) */
 } inv_pub_conf_t;
 
 extern const inv_conf_row_t inv_pub_conf_rows[];

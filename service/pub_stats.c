@@ -83,3 +83,51 @@ int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
   if (rc < 0) return rc;
   return inv_stats_prometheus_process(out);
 }
+
+/* The outcomes of a tenant's events, in the order they are rendered. */
+static const char *const tenant_outcomes[] = {"accepted", "refused",
+                                              "limited"};
+
+static uint64_t tenant_outcome(const inv_tenant_t *t, int i) {
+  return i == 0 ? t->accepted : i == 1 ? t->refused : t->limited;
+}
+
+void inv_pub_stats_pack_tenants(msgpack_packer *pk, inv_tenants_t *ts) {
+  size_t n = inv_tenants_count(ts);
+  msgpack_pack_map(pk, n);
+  for (size_t i = 0; i < n; i++) {
+    const inv_tenant_t *t = inv_tenants_at(ts, i);
+    inv_pack_str(pk, t->name);
+    msgpack_pack_map(pk, 3);
+    for (int k = 0; k < 3; k++) {
+      inv_pack_str(pk, tenant_outcomes[k]);
+      msgpack_pack_uint64(pk, tenant_outcome(t, k));
+    }
+  }
+}
+
+int inv_pub_stats_prometheus_tenants(inv_buf_t *out, inv_tenants_t *ts) {
+  size_t n = inv_tenants_count(ts);
+  if (n == 0) return 0;
+  /* Tenant names are [A-Za-z0-9_.-] (tenants.h), so they need no escaping
+   * as label values. */
+  if (inv_buf_printf(out,
+                     "# HELP " INV_PUB_PROM_PREFIX "_tenant_events_total "
+                     "events per tenant and outcome (accepted, refused with "
+                     "EPERM, limited by the tenant's rate)\n"
+                     "# TYPE " INV_PUB_PROM_PREFIX "_tenant_events_total "
+                     "counter\n") < 0)
+    return INV_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const inv_tenant_t *t = inv_tenants_at(ts, i);
+    for (int k = 0; k < 3; k++) {
+      if (inv_buf_printf(out,
+                         INV_PUB_PROM_PREFIX "_tenant_events_total{tenant=\"%s"
+                         "\",outcome=\"%s\"} %llu\n", t->name,
+                         tenant_outcomes[k],
+                         (unsigned long long)tenant_outcome(t, k)) < 0)
+        return INV_ENOMEM;
+    }
+  }
+  return 0;
+}

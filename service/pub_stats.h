@@ -8,10 +8,11 @@
  * tests/integration/test_publisher_stats.py checks that the key set of
  * `stats` equals that table.
  *
- * Besides these numbers the stats map holds three structured entries:
+ * Besides these numbers the stats map holds four structured entries:
  * "version" (str) and "errors" (map code -> count, every wire error code
- * present), rendered here, and "workers" (service/workers_view.h), which
- * the caller packs as an extra entry.
+ * present), rendered here, "tenants" (inv_pub_stats_pack_tenants()) and
+ * "workers" (service/workers_view.h), which the caller packs as extra
+ * entries.
  */
 #ifndef INV_PUB_STATS_H
 #define INV_PUB_STATS_H
@@ -22,6 +23,7 @@
 #include "common/buf.h"
 #include "common/latency.h"
 #include "common/rpc_server.h"
+#include "service/tenants.h"
 
 #define INV_PUB_STATS_MAP(XX)                                                  \
   XX(uptime_s, uptime_seconds, GAUGE, "seconds since the publisher started")   \
@@ -36,6 +38,12 @@
      "connections closed by the idle timeout")                                 \
   XX(tls_plaintext_closes, tls_plaintext_closes, COUNTER,                      \
      "connections closed for sending plaintext to the TLS port")               \
+  XX(tls_handshakes, tls_handshakes, GAUGE,                                    \
+     "TLS handshakes in flight now")                                           \
+  XX(tls_handshakes_shed, tls_handshakes_shed, COUNTER,                        \
+     "TLS handshakes closed to stay within tls-handshakes-max")                \
+  XX(tls_handshake_timeouts, tls_handshake_timeouts, COUNTER,                  \
+     "TLS handshakes closed by tls-handshake-timeout")                         \
   XX(bytes_in, bytes_in, COUNTER, "bytes read from clients")                   \
   XX(bytes_out, bytes_out, COUNTER, "bytes written to clients")                \
   XX(requests, requests, COUNTER,                                              \
@@ -119,5 +127,14 @@ void inv_pub_stats_pack(msgpack_packer *pk, const inv_pub_stats_t *v,
 int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
                              const inv_pub_errors_t *errors,
                              const inv_hist_t *ack_latency);
+
+/* Packs the per-tenant counters: a map tenant name -> {"accepted": n,
+ * "refused": n, "limited": n} (events), empty without tenants (ts NULL). */
+void inv_pub_stats_pack_tenants(msgpack_packer *pk, inv_tenants_t *ts);
+
+/* Appends inval_publisher_tenant_events_total{tenant="..",outcome=
+ * "accepted|refused|limited"} for every tenant (nothing without tenants).
+ * Returns 0 or INV_ENOMEM. */
+int inv_pub_stats_prometheus_tenants(inv_buf_t *out, inv_tenants_t *ts);
 
 #endif

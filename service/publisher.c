@@ -3,6 +3,11 @@
  * libuv handle: every handle lives in a component that closes and frees
  * itself, and the publisher only waits for the two components that report
  * their end (the cluster client and the rpc server) before it can be freed.
+ *
+ * SIGHUP reloads what can change without dropping a connection: the
+ * tenants file and the server's TLS certificate, key and client CA. Each
+ * part is loaded in full before it replaces the old one, so a bad file
+ * changes nothing (the error is logged and the old settings stay).
  */
 #include "service/publisher.h"
 
@@ -39,6 +44,7 @@ struct inv_publisher_s {
   inv_pub_methods_t methods;
   inv_pub_stats_t stats;   /* counters kept by methods and the batcher */
   inv_latency_obs_t latency; /* ack latency */
+  inv_tenants_t *tenants;  /* NULL without tenants-file */
 
   int stopping;
   int closes_pending;      /* cluster and server close callbacks to come */
@@ -58,6 +64,9 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->protocol_closes = ss->protocol_closes;
     out->idle_closes = ss->idle_closes;
     out->tls_plaintext_closes = ss->tls_plaintext_closes;
+    out->tls_handshakes = ss->tls_handshakes;
+    out->tls_handshakes_shed = ss->tls_handshakes_shed;
+    out->tls_handshake_timeouts = ss->tls_handshake_timeouts;
     out->bytes_in = ss->bytes_in;
     out->bytes_out = ss->bytes_out;
     out->requests = ss->requests;
@@ -111,7 +120,9 @@ static void publisher_pack_stats(msgpack_packer *pk, void *data) {
   inv_pub_stats_t v;
   inv_pub_errors_t errors;
   publisher_snapshot(p, &v, &errors);
-  inv_pub_stats_pack(pk, &v, &errors, 1);
+  inv_pub_stats_pack(pk, &v, &errors, 2);
+  inv_pack_str(pk, "tenants");
+  inv_pub_stats_pack_tenants(pk, p->tenants);
   inv_pack_str(pk, "workers");
   if (p->workers != NULL) inv_workers_view_pack(p->workers, pk);
   else msgpack_pack_array(pk, 0);
@@ -122,7 +133,8 @@ static int publisher_render_metrics(inv_buf_t *out, void *data) {
   inv_pub_stats_t v;
   inv_pub_errors_t errors;
   publisher_snapshot(p, &v, &errors);
-  return inv_pub_stats_prometheus(out, &v, &errors, &p->latency.hist);
+  int rc = inv_pub_stats_prometheus(out, &v, &errors, &p->latency.hist);
+  return rc < 0 ? rc : inv_pub_stats_prometheus_tenants(out, p->tenants);
 }
 
 /* /ready, and READY=1 for the service manager: Redis must be reachable
@@ -144,7 +156,7 @@ static int publisher_ready(char *reason, size_t len, void *data) {
 
 /* One of the two reported closes finished; frees p after a failed start. */
 static void publisher_close_done(inv_publisher_t *p) {
-  if (--p->closes_pending == 0 && p->free_when_closed) free(p);
+  if (--p->closes_pending == 0 && p->free_when_closed) inv_publisher_free(p);
 }
 
 static void publisher_cluster_closed(void *data) {
@@ -195,6 +207,64 @@ static void publisher_drained(void *data) {
 }
 
 static void publisher_signal_stop(void *data) { inv_publisher_stop(data); }
+
+/* A session keeps its tenant across a reload while a tenant of that name
+ * still exists. */
+static int publisher_keep_principal(void *data, const char *principal) {
+  inv_publisher_t *p = data;
+  return inv_tenants_find(p->tenants, principal) != NULL;
+}
+
+static void publisher_reload_tenants(inv_publisher_t *p) {
+  inv_tenants_t *ts = NULL;
+  char err[512], what[400];
+  if (p->conf->tenants_file == NULL) return;
+  if (inv_tenants_load_file(p->conf->tenants_file, &ts, err, sizeof(err)) <
+      0) {
+    inv_log_error("publisher", "reload: %s; keeping the tenants as they were",
+                  err);
+    return;
+  }
+  inv_tenants_carry(ts, p->tenants);
+  inv_tenants_describe_change(p->tenants, ts, what, sizeof(what));
+  inv_tenants_free(p->tenants);
+  p->tenants = ts;
+  p->methods.tenants = ts;
+  size_t revoked = inv_rpc_server_revoke(p->server, publisher_keep_principal,
+                                         p);
+  inv_log_info("publisher", "reload: tenants-file %s: %s; %zu session%s "
+               "signed out", p->conf->tenants_file, what, revoked,
+               revoked == 1 ? "" : "s");
+}
+
+static void publisher_reload_tls(inv_publisher_t *p) {
+  const inv_server_conf_t *sc = &p->conf->server;
+  char err[512], what[600];
+  if (sc->tls_cert == NULL || sc->tls_cert[0] == '\0') return;
+  if (inv_rpc_server_reload_tls(p->server, sc->tls_cert, sc->tls_key,
+                                p->conf->tls_client_ca, what, sizeof(what),
+                                err, sizeof(err)) < 0) {
+    inv_log_error("publisher", "reload: %s; keeping the TLS settings as they "
+                  "were", err);
+    return;
+  }
+  inv_log_info("publisher", "reload: TLS for clients: %s%s%s", what,
+               p->conf->tls_client_ca != NULL ? "; client CA " : "",
+               p->conf->tls_client_ca != NULL ? p->conf->tls_client_ca : "");
+}
+
+/* The hook for TLS toward Redis: when the Redis connections speak TLS,
+ * their client certificate and CA are reloaded here (new connections use
+ * the new ones; open ones keep theirs). Nothing to do until then. */
+static void publisher_reload_redis_tls(inv_publisher_t *p) { (void)p; }
+
+static void publisher_reload(void *data) {
+  inv_publisher_t *p = data;
+  if (p->stopping || p->server == NULL) return;
+  publisher_reload_tenants(p);
+  publisher_reload_tls(p);
+  publisher_reload_redis_tls(p);
+}
 
 void inv_publisher_stop(inv_publisher_t *p) {
   if (p->stopping) return;
@@ -269,6 +339,26 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
   inv_rpc_server_opts_t sopts;
   inv_rpc_server_opts_from_conf(&conf->server, &sopts);
   sopts.log_ctx = "listener";
+  sopts.tls_client_ca = conf->tls_client_ca;
+  sopts.tls_handshakes_max = (size_t)conf->tls_handshakes_max;
+  sopts.tls_handshake_timeout_ms = conf->tls_handshake_timeout_ms;
+  if (conf->tenants_file != NULL) {
+    if (sopts.auth_token != NULL) {
+      snprintf(err, errlen, "auth-token and tenants-file are both set: give "
+               "the token a tenant line instead");
+      rc = INV_ECONFIG;
+      goto err;
+    }
+    rc = inv_tenants_load_file(conf->tenants_file, &p->tenants, err, errlen);
+    if (rc < 0) goto err;
+    char what[400];
+    inv_tenants_describe_change(NULL, p->tenants, what, sizeof(what));
+    inv_log_info("publisher", "tenants-file %s: %s", conf->tenants_file,
+                 what);
+    p->methods.tenants = p->tenants;
+    sopts.auth_cb = inv_pub_methods_auth;
+    sopts.auth_data = &p->methods;
+  }
   rc = inv_rpc_server_start(loop, &conf->server.listen, &sopts,
                             inv_pub_methods_handle, &p->methods, &p->server,
                             err, errlen);
@@ -289,6 +379,7 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
     goto err;
   }
   inv_daemon_notify_when_ready(p->daemon, publisher_ready, p);
+  inv_daemon_on_reload(p->daemon, publisher_reload, p);
   inv_addr_format(&conf->server.listen, addr, sizeof(addr));
   inv_log_info("publisher", "inval-publisher %s listening on %s (port %d)",
                INV_VERSION, addr, inv_rpc_server_port(p->server));
@@ -311,7 +402,11 @@ int inv_publisher_port(const inv_publisher_t *p) {
   return inv_rpc_server_port(p->server);
 }
 
-void inv_publisher_free(inv_publisher_t *p) { free(p); }
+void inv_publisher_free(inv_publisher_t *p) {
+  if (p == NULL) return;
+  inv_tenants_free(p->tenants);
+  free(p);
+}
 
 int inv_publisher_run(const inv_pub_conf_t *conf, char *err, size_t errlen) {
   uv_loop_t loop;

@@ -91,7 +91,9 @@ class Client:
     its reply; connect_timeout: seconds for connect, TLS handshake and
     hello. TLS: tls=True verifies the server against tls_ca_file (or the
     system's CAs) and tls_server_name (default host), unless tls_verify is
-    false; ssl_context replaces all of these with a ready SSLContext.
+    false; tls_cert_file (and tls_key_file, when the key is apart) is the
+    client certificate for a server that requires one (mTLS); ssl_context
+    replaces all of these with a ready SSLContext.
     max_outstanding bounds the requests in flight (at most 4096, the
     server's per-connection limit).
 
@@ -104,6 +106,7 @@ class Client:
                  client_name="inval-python", hello=True, timeout=5.0,
                  connect_timeout=5.0, tls=False, tls_ca_file=None,
                  tls_verify=True, tls_server_name=None, ssl_context=None,
+                 tls_cert_file=None, tls_key_file=None,
                  max_outstanding=1024):
         if not 1 <= max_outstanding <= 4096:
             raise ValueError("max_outstanding must be within 1 ... 4096 "
@@ -122,7 +125,8 @@ class Client:
         self._abandoned = set()
         self._broken = None
         self._sock = self._connect(connect_timeout, tls, tls_ca_file,
-                                   tls_verify, tls_server_name, ssl_context)
+                                   tls_verify, tls_server_name, ssl_context,
+                                   (tls_cert_file, tls_key_file))
         if hello or token is not None:
             try:
                 self._handshake(token, client_name, connect_timeout)
@@ -133,7 +137,7 @@ class Client:
     # ---- connection --------------------------------------------------
 
     def _connect(self, connect_timeout, tls, cafile, verify, server_name,
-                 ctx):
+                 ctx, client_cert=(None, None)):
         where = f"{self.host}:{self.port}"
         try:
             sock = socket.create_connection((self.host, self.port),
@@ -158,6 +162,10 @@ class Client:
             if not verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
+            if client_cert[0] is not None:
+                # For a server with tls-client-ca (mTLS); the certificate
+                # may also name this client's tenant.
+                ctx.load_cert_chain(client_cert[0], client_cert[1])
         try:
             return ctx.wrap_socket(sock,
                                    server_hostname=server_name or self.host)

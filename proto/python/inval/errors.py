@@ -8,6 +8,8 @@ EIO (name resolution, TLS, other socket errors), plus EPROTO for bytes from
 the server that are not a valid reply.
 """
 
+import re
+
 # Codes after which the same request may succeed later (section 6).
 RETRYABLE = frozenset({"EUNAVAIL", "EBUSY", "ESHUTDOWN"})
 
@@ -23,6 +25,13 @@ class InvalError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+    @property
+    def retry_after(self):
+        """Seconds the server asked to wait before retrying (an EBUSY for a
+        tenant over its rate says "retry after N ms"), or None."""
+        m = re.search(r"retry after (\d+) ms", self.message or "")
+        return int(m.group(1)) / 1000.0 if m else None
 
     @property
     def retryable(self):

@@ -31,6 +31,7 @@ typedef struct inv_pub_conf_s {
   long long max_inflight_batches; /* batches awaiting Redis at once */
   long long max_log_len;          /* XADD MAXLEN ~ */
   int shard_publish;              /* the fast path: SPUBLISH per primary */
+  int ack_replicas;               /* enum index: 0 "default", else N + 1 */
 } inv_pub_conf_t;
 
 extern const inv_conf_row_t inv_pub_conf_rows[];

@@ -22,6 +22,10 @@
  * ack_replicas "default" (-1), N is 1 when the log's node has at least one
  * replica as the cluster client last saw it (CLUSTER SLOTS, or INFO
  * replication standalone), else 0; 0 sends the script alone.
+ * Redis runs the WAITs of one connection one after another: while replicas
+ * do not confirm, each blocks for its budget, so the batches pipelined
+ * behind it fail too (and the connection may time out and reconnect). They
+ * are answered EUNAVAIL within redis-timeout all the same, never acked.
  *
  * The fast path (proto/PROTOCOL.md, "Shard channels"): in a cluster the
  * PUBLISH reaches the other nodes over the cluster bus, which costs

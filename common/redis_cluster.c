@@ -627,8 +627,10 @@ static void follow_reply_cb(inv_redis_t *r, redisReply *reply, int err,
 
 /* Sends the follow-up of a pair right after its first command on conn,
  * with the budget argument set to what is left of the deadline less a
- * tenth, so that the node's own answer (say, WAIT's count) comes before the
- * deadline does. Without a deadline the budget is 0 (WAIT: no limit). */
+ * fifth, so that the node's own answer (say, WAIT's count) comes before the
+ * deadline does, and before a caller's own timer of the same length that
+ * started a little earlier (the publisher's batch deadline). Without a
+ * deadline the budget is 0 (WAIT: no limit). */
 static void send_follow_up(inv_cluster_t *c, cmd_t *cmd, inv_redis_t *conn) {
   uint64_t now = uv_now(c->loop), left = 0;
   cmd->await = NULL;
@@ -636,7 +638,7 @@ static void send_follow_up(inv_cluster_t *c, cmd_t *cmd, inv_redis_t *conn) {
   if (cmd->budget_arg >= 0) {
     if (cmd->deadline != 0) {
       left = cmd->deadline > now ? cmd->deadline - now : 0;
-      left -= left / 10;
+      left -= left / 5;
       if (left == 0)
         left = 1; /* 0 would mean no limit at all */
     }

@@ -59,7 +59,7 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
  * whole: a follow-up that went behind a redirected first command reached
  * the wrong node, and its answer is ignored. When budget_arg >= 0,
  * argv2[budget_arg] is replaced at each send by the milliseconds left
- * before the deadline, less a tenth (at least 1; 0 when deadlines are off),
+ * before the deadline, less a fifth (at least 1; 0 when deadlines are off),
  * so that a blocking follow-up answers before the deadline does.
  *
  * cb is called exactly once. On success reply is an array of two elements,

@@ -88,7 +88,7 @@ def test_default_waits_for_the_replica(replicated, publisher_factory):
 
 def test_more_replicas_than_exist(replicated, publisher_factory):
     primary, _ = replicated
-    pub = publisher_factory(primary.addr, "--redis-timeout", "500ms",
+    pub = publisher_factory(primary.addr, "--redis-timeout", "1s",
                             "--ack-replicas", "2")
     assert stats(pub)["ack_replicas"] == 2
     with connect(pub) as c:

@@ -49,6 +49,8 @@ typedef struct node_s {
   inv_redis_t *conn; /* created when first needed; NULL when closed */
   int seed;
   int primary;       /* owns slots in the current map */
+  int replicas;      /* its replicas in the last CLUSTER SLOTS (failed ones
+                      * are not listed), or connected_slaves standalone */
   unsigned first_slot; /* while primary: the lowest slot it owns */
   uint64_t conn_since; /* loop ms when conn was created */
 } node_t;
@@ -58,7 +60,7 @@ typedef struct cmd_s {
   struct cmd_s *all_prev, *all_next;   /* on the all list until answered */
   struct cmd_s *wait_prev, *wait_next; /* on the wait list when in_wait */
   int in_wait;
-  int inflight; /* a node connection holds this command */
+  int inflight; /* node connection callbacks that hold this command */
   int answered; /* the user callback has run */
   int has_key;
   unsigned slot;
@@ -75,6 +77,18 @@ typedef struct cmd_s {
   int asking;        /* the next send is ASKING + command */
   node_t *avoid;     /* keyless: the node that just failed it */
   node_t *sent_to;   /* where the in-flight send went */
+  /* A pair (inv_cluster_pair_argv): the follow-up command goes right after
+   * the first on the same connection. first is a copy of the first reply
+   * once it was final; await is the connection whose follow-up reply
+   * completes the pair, NULL while no send of the pair is at that point. */
+  int argc2;
+  const char **argv2;
+  size_t *argvlen2;
+  int budget_arg; /* argv2 index set to the budget at send time; -1 none */
+  char budget[24];
+  redisReply *first;
+  inv_redis_t *follow_conn; /* where this send's follow-up went, if sent */
+  inv_redis_t *await;
 } cmd_t;
 
 struct inv_cluster_s {
@@ -190,6 +204,13 @@ static void arm_deadline(inv_cluster_t *c) {
                  0);
 }
 
+static void reply_free(redisReply *r);
+
+static void cmd_free(cmd_t *cmd) {
+  reply_free(cmd->first);
+  free(cmd);
+}
+
 /* Answers the user (once) and frees cmd unless a node still holds it. */
 static void finish(inv_cluster_t *c, cmd_t *cmd, redisReply *reply, int err) {
   int was_head = c->all_head == cmd;
@@ -207,7 +228,7 @@ static void finish(inv_cluster_t *c, cmd_t *cmd, redisReply *reply, int err) {
     arm_deadline(c);
   cmd->cb(c, reply, err, cmd->data);
   if (!held)
-    free(cmd);
+    cmd_free(cmd);
 }
 
 /* Puts cmd back on the wait list after a transient failure, with backoff. */
@@ -370,6 +391,9 @@ static long parse_slots(inv_cluster_t *c, node_t *from, const redisReply *reply,
     n = add_node(c, host, (int)m->element[1]->integer);
     if (n == NULL)
       return INV_ENOMEM;
+    /* The elements after the primary are its replicas; Redis leaves out
+     * those it marked as failed. */
+    n->replicas = (int)(e->elements - 3);
     for (s = lo; s <= hi; s++) {
       if (table[s] == NULL)
         covered++;
@@ -409,6 +433,31 @@ static void apply_map(inv_cluster_t *c, node_t *from, node_t **table,
   }
 }
 
+/* Reads connected_slaves from an INFO replication answer. */
+static void replication_cb(inv_redis_t *r, redisReply *reply, int err,
+                           void *data) {
+  node_t *n = data;
+  const char *p;
+  (void)r;
+  if (err < 0 || reply->type != REDIS_REPLY_STRING || reply->str == NULL)
+    return;
+  p = strstr(reply->str, "connected_slaves:");
+  if (p != NULL)
+    n->replicas = atoi(p + 17);
+}
+
+/* Standalone: asks the node how many replicas are connected to it, which
+ * CLUSTER SLOTS tells in a cluster. Called when the node is found and on
+ * every refresh period, so a replica that comes or goes is seen within one
+ * period. */
+static void probe_replicas(inv_cluster_t *c) {
+  static const char *argv[] = {"INFO", "replication"};
+  static const size_t argvlen[] = {4, 11};
+  if (c->single != NULL && node_ready(c->single))
+    (void)inv_redis_command_argv(c->single->conn, 2, argv, argvlen,
+                                 replication_cb, c->single);
+}
+
 static void become_standalone(inv_cluster_t *c, node_t *n) {
   size_t i;
   c->mode = MODE_STANDALONE;
@@ -418,6 +467,7 @@ static void become_standalone(inv_cluster_t *c, node_t *n) {
   for (i = 0; i < c->nnodes; i++)
     if (c->nodes[i] != n)
       node_close_conn(c->nodes[i]);
+  probe_replicas(c);
 }
 
 static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
@@ -481,6 +531,8 @@ static void do_refresh(inv_cluster_t *c) {
   if (c->refreshing &&
       uv_now(c->loop) - c->last_refresh < 2 * REFRESH_PERIOD_MS)
     return;
+  if (c->mode == MODE_STANDALONE)
+    probe_replicas(c);
   if (c->mode == MODE_STANDALONE || c->nnodes == 0)
     return;
   for (i = 0; i < c->nnodes; i++) {
@@ -570,6 +622,39 @@ static void asking_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
 
 static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
                           void *data);
+static void follow_reply_cb(inv_redis_t *r, redisReply *reply, int err,
+                            void *data);
+
+/* Sends the follow-up of a pair right after its first command on conn,
+ * with the budget argument set to what is left of the deadline less a
+ * fifth, so that the node's own answer (say, WAIT's count) comes before the
+ * deadline does, and before a caller's own timer of the same length that
+ * started a little earlier (the publisher's batch deadline). Without a
+ * deadline the budget is 0 (WAIT: no limit). */
+static void send_follow_up(inv_cluster_t *c, cmd_t *cmd, inv_redis_t *conn) {
+  uint64_t now = uv_now(c->loop), left = 0;
+  cmd->await = NULL;
+  cmd->follow_conn = NULL;
+  if (cmd->budget_arg >= 0) {
+    if (cmd->deadline != 0) {
+      left = cmd->deadline > now ? cmd->deadline - now : 0;
+      left -= left / 5;
+      if (left == 0)
+        left = 1; /* 0 would mean no limit at all */
+    }
+    snprintf(cmd->budget, sizeof(cmd->budget), "%llu",
+             (unsigned long long)left);
+    cmd->argv2[cmd->budget_arg] = cmd->budget;
+    cmd->argvlen2[cmd->budget_arg] = strlen(cmd->budget);
+  }
+  /* Capacity was checked, so only ENOMEM fails here; the first reply then
+   * finds no follow-up and the pair fails with INV_EUNAVAIL. */
+  if (inv_redis_command_argv(conn, cmd->argc2, cmd->argv2, cmd->argvlen2,
+                             follow_reply_cb, cmd) == 0) {
+    cmd->inflight++;
+    cmd->follow_conn = conn;
+  }
+}
 
 /* Sends cmd to its node. Returns 1 when sent, 0 when it has to wait (the
  * caller queues it); never calls the user callback. */
@@ -593,6 +678,10 @@ static int try_send(inv_cluster_t *c, cmd_t *cmd) {
       request_refresh(c);
     return 0;
   }
+  /* Both commands of a pair go, or neither. */
+  if (cmd->argc2 > 0 &&
+      inv_redis_pending(conn) + 2 + (size_t)cmd->asking > c->opts.max_pending)
+    return 0;
   if (cmd->asking) {
     /* ASKING must be followed by this very command: if the connection
      * could take ASKING but not the command, the next command on it would
@@ -605,7 +694,9 @@ static int try_send(inv_cluster_t *c, cmd_t *cmd) {
   if (inv_redis_command_argv(conn, cmd->argc, cmd->argv, cmd->argvlen,
                              node_reply_cb, cmd) != 0)
     return 0; /* EBUSY or ENOMEM: the caller queues it for a retry */
-  cmd->inflight = 1;
+  cmd->inflight++;
+  if (cmd->argc2 > 0)
+    send_follow_up(c, cmd, conn);
   cmd->sent_to = n;
   cmd->asking = 0;
   cmd->target = NULL;
@@ -663,16 +754,116 @@ static int follow_redirect(inv_cluster_t *c, cmd_t *cmd, node_t *from,
   return 1;
 }
 
+/* Returns a deep copy of reply, or NULL on ENOMEM. */
+static redisReply *reply_copy(const redisReply *reply) {
+  redisReply *out = calloc(1, sizeof(*out));
+  size_t i;
+  if (out == NULL)
+    return NULL;
+  out->type = reply->type;
+  out->integer = reply->integer;
+  if (reply->str != NULL) {
+    out->str = malloc(reply->len + 1);
+    if (out->str == NULL)
+      goto err;
+    memcpy(out->str, reply->str, reply->len);
+    out->str[reply->len] = '\0';
+    out->len = reply->len;
+  }
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
+    out->element = calloc(reply->elements, sizeof(*out->element));
+    if (out->element == NULL)
+      goto err;
+    out->elements = reply->elements;
+    for (i = 0; i < reply->elements; i++)
+      if ((out->element[i] = reply_copy(reply->element[i])) == NULL)
+        goto err;
+  }
+  return out;
+err:
+  reply_free(out);
+  return NULL;
+}
+
+/* Frees what reply_copy made. Accepts NULL. */
+static void reply_free(redisReply *r) {
+  size_t i;
+  if (r == NULL)
+    return;
+  for (i = 0; i < r->elements; i++)
+    reply_free(r->element[i]);
+  free(r->element);
+  free(r->str);
+  free(r);
+}
+
+/* The first command of a pair has its final reply: keep it until the
+ * follow-up sent behind it on the same connection answers. */
+static void pair_first_done(inv_cluster_t *c, cmd_t *cmd, inv_redis_t *r,
+                            const redisReply *reply) {
+  if (cmd->follow_conn != r) {
+    finish(c, cmd, NULL, INV_EUNAVAIL);
+    return;
+  }
+  cmd->first = reply_copy(reply);
+  if (cmd->first == NULL) {
+    finish(c, cmd, NULL, INV_ENOMEM);
+    return;
+  }
+  cmd->await = r;
+}
+
+/* The follow-up's reply. Only the follow-up sent behind the first reply
+ * just kept completes the pair: one sent behind a first command that was
+ * redirected, refused with TRYAGAIN or lost went to the wrong node or ran
+ * too early, so its reply is dropped (the pair has been or will be sent
+ * again as a whole). Replies on one connection come in order, so a stale
+ * follow-up on the connection of the current send arrives before the
+ * current first reply, while await is still NULL. */
+static void follow_reply_cb(inv_redis_t *r, redisReply *reply, int err,
+                            void *data) {
+  cmd_t *cmd = data;
+  inv_cluster_t *c = cmd->c;
+  redisReply pair, *both[2];
+
+  cmd->inflight--;
+  if (cmd->answered) {
+    if (cmd->inflight == 0)
+      cmd_free(cmd);
+    return;
+  }
+  if (cmd->await != r)
+    return;
+  cmd->await = NULL;
+  if (c->closing) {
+    finish(c, cmd, NULL, INV_ECLOSED);
+    return;
+  }
+  if (err < 0) {
+    /* The first command ran; sending it again would repeat it. */
+    finish(c, cmd, NULL, INV_EUNAVAIL);
+    return;
+  }
+  memset(&pair, 0, sizeof(pair));
+  pair.type = REDIS_REPLY_ARRAY;
+  pair.elements = 2;
+  both[0] = cmd->first;
+  both[1] = reply;
+  pair.element = both;
+  finish(c, cmd, &pair, 0);
+}
+
 static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
                           void *data) {
   cmd_t *cmd = data;
   inv_cluster_t *c = cmd->c;
   node_t *from = cmd->sent_to;
-  (void)r;
 
-  cmd->inflight = 0;
+  cmd->inflight--;
   if (cmd->answered) {
-    free(cmd); /* a zombie: its user was answered at the deadline */
+    /* A zombie: its user was answered at the deadline. */
+    if (cmd->inflight == 0)
+      cmd_free(cmd);
     return;
   }
   if (c->closing) {
@@ -704,6 +895,10 @@ static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
         request_refresh(c);
       return;
     }
+  }
+  if (cmd->argc2 > 0) {
+    pair_first_done(c, cmd, r, reply);
+    return;
   }
   finish(c, cmd, reply, 0);
 }
@@ -832,14 +1027,40 @@ err:
   return rc;
 }
 
-int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
-                             int argc, const char **argv,
-                             const size_t *argvlen, inv_cluster_reply_cb cb,
-                             void *data) {
-  cmd_t *cmd;
-  size_t total = 0, off;
-  char *bytes;
+/* Copies argv into the block at *bytes (argvlen[] and argv[] at *vec);
+ * advances both. */
+static void copy_args(int argc, const char **argv, const size_t *argvlen,
+                      const char ***out_argv, size_t **out_len, char **vec,
+                      char **bytes) {
   int i;
+  *out_len = (size_t *)*vec;
+  *out_argv = (const char **)(*out_len + argc);
+  *vec = (char *)(*out_argv + argc);
+  for (i = 0; i < argc; i++) {
+    size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+    memcpy(*bytes, argv[i], len);
+    (*out_argv)[i] = *bytes;
+    (*out_len)[i] = len;
+    *bytes += len;
+  }
+}
+
+static size_t args_size(int argc, const char **argv, const size_t *argvlen) {
+  size_t total = (size_t)argc * (sizeof(size_t) + sizeof(char *));
+  int i;
+  for (i = 0; i < argc; i++)
+    total += argvlen ? argvlen[i] : strlen(argv[i]);
+  return total;
+}
+
+/* Issues a command, or a pair when argc2 > 0 (see the header). */
+static int issue(inv_cluster_t *c, const char *key, size_t keylen, int argc,
+                 const char **argv, const size_t *argvlen, int argc2,
+                 const char **argv2, const size_t *argvlen2, int budget_arg,
+                 inv_cluster_reply_cb cb, void *data) {
+  cmd_t *cmd;
+  char *vec, *bytes;
+  size_t vecs;
 
   if (c == NULL || argc < 1 || argv == NULL || cb == NULL)
     return INV_EINVAL;
@@ -847,25 +1068,25 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
     return INV_ESHUTDOWN;
   if (c->outstanding >= c->opts.max_pending)
     return INV_EBUSY;
-  for (i = 0; i < argc; i++)
-    total += argvlen ? argvlen[i] : strlen(argv[i]);
-  /* One block: the command, then argvlen[], argv[] and the bytes. */
-  cmd = malloc(sizeof(*cmd) + (size_t)argc * (sizeof(size_t) + sizeof(char *)) +
-               total);
+  /* One block: the command, then argvlen[] and argv[] of each command (the
+   * pointer arrays first, so they stay aligned), then the bytes. */
+  vecs = (size_t)(argc + argc2) * (sizeof(size_t) + sizeof(char *));
+  cmd = malloc(sizeof(*cmd) + args_size(argc, argv, argvlen) +
+               (argc2 > 0 ? args_size(argc2, argv2, argvlen2) : 0));
   if (cmd == NULL)
     return INV_ENOMEM;
   memset(cmd, 0, sizeof(*cmd));
   cmd->c = c;
+  vec = (char *)(cmd + 1);
+  bytes = vec + vecs;
   cmd->argc = argc;
-  cmd->argvlen = (size_t *)(cmd + 1);
-  cmd->argv = (const char **)(cmd->argvlen + argc);
-  bytes = (char *)(cmd->argv + argc);
-  for (i = 0, off = 0; i < argc; i++) {
-    size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
-    memcpy(bytes + off, argv[i], len);
-    cmd->argv[i] = bytes + off;
-    cmd->argvlen[i] = len;
-    off += len;
+  copy_args(argc, argv, argvlen, &cmd->argv, &cmd->argvlen, &vec, &bytes);
+  cmd->budget_arg = -1;
+  if (argc2 > 0) {
+    cmd->argc2 = argc2;
+    copy_args(argc2, argv2, argvlen2, &cmd->argv2, &cmd->argvlen2, &vec,
+              &bytes);
+    cmd->budget_arg = budget_arg;
   }
   cmd->cb = cb;
   cmd->data = data;
@@ -886,6 +1107,25 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
     arm_deadline(c);
   send_or_wait(c, cmd);
   return 0;
+}
+
+int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
+                             int argc, const char **argv,
+                             const size_t *argvlen, inv_cluster_reply_cb cb,
+                             void *data) {
+  return issue(c, key, keylen, argc, argv, argvlen, 0, NULL, NULL, -1, cb,
+               data);
+}
+
+int inv_cluster_pair_argv(inv_cluster_t *c, const char *key, size_t keylen,
+                          int argc, const char **argv, const size_t *argvlen,
+                          int argc2, const char **argv2,
+                          const size_t *argvlen2, int budget_arg,
+                          inv_cluster_reply_cb cb, void *data) {
+  if (key == NULL || argc2 < 1 || argv2 == NULL || budget_arg >= argc2)
+    return INV_EINVAL;
+  return issue(c, key, keylen, argc, argv, argvlen, argc2, argv2, argvlen2,
+               budget_arg < 0 ? -1 : budget_arg, cb, data);
 }
 
 size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
@@ -957,6 +1197,18 @@ void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
   uv_close((uv_handle_t *)&c->refresh_timer, timer_closed_cb);
   uv_close((uv_handle_t *)&c->retry_timer, timer_closed_cb);
   uv_close((uv_handle_t *)&c->deadline_timer, timer_closed_cb);
+}
+
+int inv_cluster_replicas(const inv_cluster_t *c, const char *key,
+                         size_t keylen) {
+  const node_t *n = NULL;
+  if (c == NULL)
+    return -1;
+  if (c->mode == MODE_STANDALONE)
+    n = c->single;
+  else if (c->mode == MODE_CLUSTER)
+    n = c->slots[inv_key_slot(key, keylen)];
+  return n != NULL ? n->replicas : -1;
 }
 
 void inv_cluster_describe_owner(const inv_cluster_t *c, const char *key,

@@ -51,6 +51,39 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
                              const size_t *argvlen, inv_cluster_reply_cb cb,
                              void *data);
 
+/*
+ * Sends a pair: the command argv routed by key, then argv2 (keyless, such
+ * as WAIT) right behind it on the same node connection, so that argv2 acts
+ * on what argv did. Redirects, TRYAGAIN and lost connections are handled
+ * for the first command as above, and the pair is always sent again as a
+ * whole: a follow-up that went behind a redirected first command reached
+ * the wrong node, and its answer is ignored. When budget_arg >= 0,
+ * argv2[budget_arg] is replaced at each send by the milliseconds left
+ * before the deadline, less a fifth (at least 1; 0 when deadlines are off),
+ * so that a blocking follow-up answers before the deadline does.
+ *
+ * cb is called exactly once. On success reply is an array of two elements,
+ * the first command's reply and the follow-up's (either may be an error
+ * reply). err is INV_EUNAVAIL also when the first command ran but the
+ * follow-up got no answer (the connection dropped between them): the pair
+ * is not sent again then, since that would run the first command twice.
+ * Returns 0, or INV_EINVAL (no key, no follow-up, budget_arg out of range),
+ * INV_EBUSY, INV_ENOMEM or INV_ESHUTDOWN; on error cb is not called.
+ */
+int inv_cluster_pair_argv(inv_cluster_t *c, const char *key, size_t keylen,
+                          int argc, const char **argv, const size_t *argvlen,
+                          int argc2, const char **argv2,
+                          const size_t *argvlen2, int budget_arg,
+                          inv_cluster_reply_cb cb, void *data);
+
+/* The number of replicas of the node serving key, as last seen: in a
+ * cluster the replicas CLUSTER SLOTS lists for its slot (Redis leaves out
+ * those it marked as failed), refreshed with the slot map (every 5 s and
+ * on every topology change); standalone, connected_slaves of INFO
+ * replication, asked every 5 s. -1 while unknown. */
+int inv_cluster_replicas(const inv_cluster_t *c, const char *key,
+                         size_t keylen);
+
 /* Called for each primary by inv_cluster_each_primary(): first_slot is the
  * lowest slot it owns in the current map and conn its connection, which
  * is up. conn is borrowed for the call; commands sent on it directly are

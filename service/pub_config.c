@@ -8,6 +8,11 @@
 
 #include <string.h>
 
+/* ack-replicas takes "default" or a count; the count is an enum name so
+ * that the word and the numbers share one row (index = count + 1). */
+static const char *const ack_replicas_names[] = {
+    "default", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", NULL};
+
 const inv_conf_row_t inv_pub_conf_rows[] = {
     INV_SERVER_CONF_ROWS(inv_pub_conf_t, server, "127.0.0.1:7700"),
     {"tls-client-ca", INV_CONF_STRING, offsetof(inv_pub_conf_t, tls_client_ca),
@@ -57,6 +62,10 @@ const inv_conf_row_t inv_pub_conf_rows[] = {
      0, 0, "yes", NULL,
      "in a cluster, also send each logged batch to every other primary's "
      "shard channel (SPUBLISH), so workers need not wait for the cluster bus"},
+    {"ack-replicas", INV_CONF_ENUM, offsetof(inv_pub_conf_t, ack_replicas), 0,
+     0, "default", ack_replicas_names,
+     "ack a batch only once this many replicas of the log's node have it "
+     "(WAIT); default: 1 when that node has a replica, else 0"},
 };
 
 const size_t inv_pub_conf_nrows =

@@ -35,6 +35,7 @@ typedef struct inv_pub_conf_s {
   long long tls_handshakes_max;   /* TLS handshakes in flight */
   uint64_t tls_handshake_timeout_ms;
   char *tenants_file;             /* NULL: one auth-token (or none) */
+  int ack_replicas;               /* enum index: 0 "default", else N + 1 */
 } inv_pub_conf_t;
 
 extern const inv_conf_row_t inv_pub_conf_rows[];

@@ -100,7 +100,11 @@
   XX(workers_stale, workers_stale, GAUGE,                                      \
      "worker heartbeat records older than their ttl_ms")                       \
   XX(heartbeat_bad_records, heartbeat_bad_records, GAUGE,                      \
-     "values in cache:invalidation:workers that are not heartbeat records")
+     "values in cache:invalidation:workers that are not heartbeat records")   \
+  XX(wait_failed, wait_failed, COUNTER,                                        \
+     "batches logged but answered EUNAVAIL: WAIT counted too few replicas")    \
+  XX(ack_replicas, ack_replicas, GAUGE,                                        \
+     "replicas an ack waits for now (ack-replicas, or what default means)")
 
 typedef struct inv_pub_stats_s {
 #define INV_PUB_STATS_FIELD(key, metric, type, help) uint64_t key;

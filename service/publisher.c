@@ -88,6 +88,8 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->shard_sent = ks->shard_sent;
     out->shard_failed = ks->shard_failed;
     out->shard_skipped = ks->shard_skipped;
+    out->wait_failed = ks->wait_failed;
+    out->ack_replicas = (uint64_t)inv_sink_ack_replicas(p->sink);
     /* Each NOSCRIPT reply (expected once per node after its start or a
      * SCRIPT FLUSH) was answered with EVAL: it is a script load, not an
      * error, although the cluster client counted it as an error reply. */
@@ -305,7 +307,7 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
     goto err;
   }
   rc = inv_sink_create(p->cluster, conf->max_log_len, conf->shard_publish,
-                       &p->sink);
+                       conf->ack_replicas - 1, &p->sink);
   if (rc < 0) {
     snprintf(err, errlen, "out of memory");
     goto err;

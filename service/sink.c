@@ -37,6 +37,7 @@ struct inv_sink_s {
   int shard_publish;
   unsigned log_slot; /* the log key's slot: its owner needs no copy */
   int shard_warned;  /* a refused copy was logged; cleared by a success */
+  int ack_replicas;  /* configured; -1 = the default */
   inv_sink_stats_t stats;
 };
 
@@ -46,15 +47,17 @@ typedef struct sink_call_s {
   const char *payload;
   size_t len;
   int tried_eval;
+  int replicas; /* WAIT for this many after the script; 0: no WAIT */
   inv_sink_done_cb cb;
   void *data;
 } sink_call_t;
 
 int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
-                    int shard_publish, inv_sink_t **out) {
+                    int shard_publish, int ack_replicas, inv_sink_t **out) {
   inv_sink_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return INV_ENOMEM;
   s->cluster = cluster;
+  s->ack_replicas = ack_replicas < 0 ? -1 : ack_replicas;
   s->shard_publish = shard_publish;
   s->log_slot = inv_key_slot(INV_LOG_KEY, sizeof(INV_LOG_KEY) - 1);
   unsigned char md[SHA_DIGEST_LENGTH];
@@ -66,11 +69,23 @@ int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
   return 0;
 }
 
+int inv_sink_ack_replicas(const inv_sink_t *s) {
+  if (s->ack_replicas >= 0) return s->ack_replicas;
+  /* Unknown (topology not loaded yet) counts as none: the first batches
+   * of a fresh publisher are then not held back by a guess. */
+  return inv_cluster_replicas(s->cluster, INV_LOG_KEY,
+                              sizeof(INV_LOG_KEY) - 1) > 0
+             ? 1
+             : 0;
+}
+
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data);
 
-/* Issues EVALSHA (or EVAL once the node said NOSCRIPT). Returns 0 or the
- * cluster client's error. */
+/* Issues EVALSHA (or EVAL once the node said NOSCRIPT), followed by WAIT
+ * when the call waits for replicas. WAIT's timeout is filled in by the
+ * cluster client at each send: what is left of redis-timeout. Returns 0
+ * or the cluster client's error. */
 static int sink_issue(sink_call_t *call) {
   inv_sink_t *s = call->sink;
   const char *argv[7];
@@ -89,9 +104,17 @@ static int sink_issue(sink_call_t *call) {
   argv[6] = INV_CHANNEL;
   for (int i = 0; i < 7; i++) argvlen[i] = strlen(argv[i]);
   argvlen[5] = call->len;
-  return inv_cluster_command_argv(s->cluster, INV_LOG_KEY,
-                                  sizeof(INV_LOG_KEY) - 1, 7, argv, argvlen,
-                                  sink_reply_cb, call);
+  if (call->replicas == 0)
+    return inv_cluster_command_argv(s->cluster, INV_LOG_KEY,
+                                    sizeof(INV_LOG_KEY) - 1, 7, argv, argvlen,
+                                    sink_reply_cb, call);
+  char nrep[16];
+  snprintf(nrep, sizeof(nrep), "%d", call->replicas);
+  const char *wargv[3] = {"WAIT", nrep, "0"};
+  size_t wargvlen[3] = {4, strlen(nrep), 1};
+  return inv_cluster_pair_argv(s->cluster, INV_LOG_KEY,
+                               sizeof(INV_LOG_KEY) - 1, 7, argv, argvlen, 3,
+                               wargv, wargvlen, 2, sink_reply_cb, call);
 }
 
 int inv_sink_send(inv_sink_t *s, const char *payload, size_t len,
@@ -102,6 +125,7 @@ int inv_sink_send(inv_sink_t *s, const char *payload, size_t len,
   call->sink = s;
   call->payload = payload;
   call->len = len;
+  call->replicas = inv_sink_ack_replicas(s);
   call->cb = cb;
   call->data = data;
   int rc = sink_issue(call);
@@ -209,11 +233,41 @@ static void shard_publish(inv_sink_t *s, const char *payload, size_t len,
   free(buf);
 }
 
+/* Checks WAIT's answer to a pair. Returns 0 when at least call->replicas
+ * replicas confirmed, else -1 with msg set (and wait_failed counted). */
+static int sink_check_wait(sink_call_t *call, const redisReply *wait_reply,
+                           char *msg, size_t msglen) {
+  char node[320];
+  if (wait_reply->type == REDIS_REPLY_INTEGER && wait_reply->integer >= call->replicas)
+    return 0;
+  call->sink->stats.wait_failed++;
+  inv_sink_describe(call->sink, node, sizeof(node));
+  if (wait_reply->type == REDIS_REPLY_INTEGER)
+    snprintf(msg, msglen,
+             "the batch is logged but not replicated in time: %lld of %d "
+             "replicas confirmed (%s)", wait_reply->integer, call->replicas, node);
+  else
+    snprintf(msg, msglen, "WAIT failed: %.*s (%s)",
+             (int)(wait_reply->len > 120 ? 120 : wait_reply->len),
+             wait_reply->str != NULL ? wait_reply->str : "", node);
+  return -1;
+}
+
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data) {
   (void)c;
   sink_call_t *call = data;
   char msg[480], node[320];
+  const redisReply *wait_reply = NULL;
+  if (call->replicas > 0 && err == 0 && reply != NULL) {
+    /* A pair: the script's reply, then WAIT's. */
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+      sink_finish(call, INV_EREDIS, NULL, 0, "unexpected reply to WAIT");
+      return;
+    }
+    wait_reply = reply->element[1];
+    reply = reply->element[0];
+  }
   if (err < 0 || reply == NULL) {
     inv_sink_describe(call->sink, node, sizeof(node));
     snprintf(msg, sizeof(msg), "Redis did not confirm the batch: %s (%s)",
@@ -247,6 +301,12 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
              reply->type);
     inv_log_error("sink", "%s", msg);
     sink_finish(call, INV_EREDIS, NULL, 0, msg);
+    return;
+  }
+  if (wait_reply != NULL && sink_check_wait(call, wait_reply, msg, sizeof(msg)) != 0) {
+    /* No fast-path copy either: workers will find the entry in the log,
+     * as they would any entry whose copy was lost. */
+    sink_finish(call, INV_EUNAVAIL, NULL, 0, msg);
     return;
   }
   shard_publish(call->sink, call->payload, call->len, reply->element[0],

@@ -13,6 +13,20 @@
  * FLUSH) is answered once with EVAL of the full script, which also caches
  * it on that node.
  *
+ * Replicated acks: with ack_replicas N > 0 in force, the script is followed
+ * on the same connection by WAIT N <budget> (one pair through the cluster
+ * client, inv_cluster_pair_argv), and the batch succeeds only when WAIT
+ * counted at least N replicas. Fewer is INV_EUNAVAIL naming the node and
+ * "k of N replicas confirmed": the entry is in the log then, so workers may
+ * still apply it (clients retry; invalidations are idempotent). With
+ * ack_replicas "default" (-1), N is 1 when the log's node has at least one
+ * replica as the cluster client last saw it (CLUSTER SLOTS, or INFO
+ * replication standalone), else 0; 0 sends the script alone.
+ * Redis runs the WAITs of one connection one after another: while replicas
+ * do not confirm, each blocks for its budget, so the batches pipelined
+ * behind it fail too (and the connection may time out and reconnect). They
+ * are answered EUNAVAIL within redis-timeout all the same, never acked.
+ *
  * The fast path (proto/PROTOCOL.md, "Shard channels"): in a cluster the
  * PUBLISH reaches the other nodes over the cluster bus, which costs
  * milliseconds. So once the script confirmed, the sink also sends the
@@ -43,6 +57,7 @@ typedef void (*inv_sink_done_cb)(void *data, int err, const char *id,
 
 typedef struct inv_sink_stats_s {
   uint64_t script_loads;  /* NOSCRIPT answered with EVAL */
+  uint64_t wait_failed;   /* WAIT counted fewer replicas than required */
   uint64_t shard_sent;    /* fast-path SPUBLISHes sent */
   uint64_t shard_failed;  /* ... answered with an error or dropped */
   uint64_t shard_skipped; /* ... not sent: the primary's connection was down
@@ -51,9 +66,14 @@ typedef struct inv_sink_stats_s {
 
 /* Creates a sink sending through cluster (borrowed; it must outlive the
  * sink's pending sends). max_log_len is the MAXLEN ~ bound; shard_publish
- * turns the fast path on. Returns 0 and *out, or INV_ENOMEM. */
+ * turns the fast path on; ack_replicas is the replicas an ack waits for,
+ * or -1 for the default (see above). Returns 0 and *out, or INV_ENOMEM. */
 int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
-                    int shard_publish, inv_sink_t **out);
+                    int shard_publish, int ack_replicas, inv_sink_t **out);
+
+/* The replicas the next batch waits for: the configured number, or what
+ * the default means for the log's node now. */
+int inv_sink_ack_replicas(const inv_sink_t *s);
 
 /*
  * Sends one batch. payload is the msgpack map {"v", "ts", "events"} packed

@@ -34,10 +34,15 @@ SCENARIOS = {1: "s1_throughput", 2: "s2_latency", 3: "s3_pattern",
 
 
 class Ctx:
-    def __init__(self, scale, runs, root):
+    def __init__(self, scale, runs, root, ack_replicas=None):
         self.scale = scale
         self.runs = runs
         self.root = root
+        self.ack_replicas = ack_replicas
+        # Flags every publisher of scenarios 1 and 2 gets (their figures
+        # depend on how many replicas an ack waits for).
+        self.pub_args = ([] if ack_replicas is None
+                         else ["--ack-replicas", ack_replicas])
 
     def workdir(self, name):
         path = os.path.join(self.root, name)
@@ -148,6 +153,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--shared", default="",
                     help="a note on what else ran on the machine")
+    ap.add_argument("--ack-replicas", default=None,
+                    help="the publisher's --ack-replicas in scenarios 1 and "
+                    "2 (default: the publisher's default)")
     ap.add_argument("--no-report", action="store_true",
                     help="print results, leave BENCHMARKS.md alone")
     args = ap.parse_args()
@@ -158,7 +166,7 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     root = tempfile.mkdtemp(prefix="inval-bench-",
                             dir=os.environ.get("INVAL_TEST_RUNDIR"))
-    ctx = Ctx(args.scale, args.runs, root)
+    ctx = Ctx(args.scale, args.runs, root, args.ack_replicas)
     failed = []
     for sid in wanted:
         mod = importlib.import_module(SCENARIOS[sid])
@@ -174,6 +182,9 @@ def main():
         r.update(when=datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%d %H:%M UTC"), machine=machine(), scale=args.scale,
             runs=args.runs, shared=args.shared)
+        if ctx.ack_replicas is not None and sid in (1, 2):
+            r["shared"] = (f"publisher --ack-replicas {ctx.ack_replicas}. " +
+                           r["shared"]).strip()
         print(json.dumps(r, indent=1))
         if not args.no_report:
             with open(os.path.join(RESULTS, f"s{sid}.json"), "w") as f:

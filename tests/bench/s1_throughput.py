@@ -39,7 +39,8 @@ def run(ctx):
     size = payload_size()
     payload = "x" * size
     inval, base, p99s = [], [], []
-    with Env(ctx.workdir("s1"), workers=False) as env:
+    with Env(ctx.workdir("s1"), workers=False,
+             publisher_args=ctx.pub_args) as env:
         node = env.topo.owner_of("cache:invalidation:log")
         env.bench("-c", 50, "-n", 20000, "-P", 16)  # warm-up
         for i in range(ctx.runs):

@@ -89,14 +89,16 @@ def shard_counters(env):
 def run(ctx):
     rate = 10000
     n = max(20000, int(100000 * ctx.scale))
-    with Env(ctx.workdir("s2")) as env:
+    with Env(ctx.workdir("s2"), publisher_args=ctx.pub_args) as env:
         p50, p99, mx, ack, argv = measure(ctx, env, n, rate, "cluster")
         taken, passed = shard_counters(env)
         by_node = split_by_node(env, n, rate)
         floor, probe_argv = bus_floor(env)
     with Env(ctx.workdir("s2-bus"),
-             publisher_args=["--shard-publish", "no"]) as env:
+             publisher_args=["--shard-publish", "no"] + ctx.pub_args) as env:
         b50, b99, _, back, _ = measure(ctx, env, n, rate, "bus only")
+    # The standalone server has no replica: it keeps the publisher's
+    # default (no WAIT), since an ack-replicas above 0 could never be met.
     with Env(ctx.workdir("s2-standalone"), cluster=False) as env:
         s50, s99, _, sack, _ = measure(ctx, env, n, rate, "standalone")
     m50, m99 = median(p50), median(p99)

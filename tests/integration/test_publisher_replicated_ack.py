@@ -1,0 +1,191 @@
+"""Replicated acks: with ack-replicas N (default: 1 when the log's node has
+a replica) the publisher acks a batch only once WAIT counted N replicas.
+A stopped replica turns acks into EUNAVAIL within redis-timeout, never a
+false ack; ack-replicas 0 keeps acking. The double fault on a cluster (the
+log's replica stopped, then its primary killed and the replica promoted
+with TAKEOVER) loses no acked invalidation."""
+
+import signal
+import time
+
+import pytest
+
+import harness
+from harness import RedisServer
+from pubtest import ack_with_retry, connect, ev, invalidate, stats
+from workerlib import (LOG_KEY, Topo, key_events, key_slot, keys_present,
+                       load_keys, poll, start_workers, wait_gone, worker_of)
+
+
+@pytest.fixture
+def replicated(workdir):
+    """A standalone primary with one replica, in sync."""
+    primary = RedisServer(workdir).start()
+    replica = RedisServer(workdir, extra_args=(
+        "--replicaof", harness.HOST, primary.port)).start()
+    try:
+        poll(lambda: replica.info("replication").get("master_link_status")
+             == "up" and primary.client().execute_command("WAIT", 1, 100)
+             >= 1, 20, "the replica in sync")
+        yield primary, replica
+    finally:
+        if replica.alive():
+            resume(replica)
+        replica.stop()
+        primary.stop()
+
+
+def pause(node):
+    """SIGSTOP a redis-server: it keeps its connections but answers
+    nothing, like a hung host."""
+    node.proc.signal(signal.SIGSTOP)
+
+
+def resume(node):
+    node.proc.signal(signal.SIGCONT)
+
+
+def log_ids(node):
+    return {e.decode() for e, _ in node.client().xrange(LOG_KEY)}
+
+
+def test_default_waits_for_the_replica(replicated, publisher_factory):
+    primary, replica = replicated
+    pub = publisher_factory(primary.addr, "--redis-timeout", "1s")
+    poll(lambda: stats(pub)["ack_replicas"] == 1, 10,
+         "the default meaning 1 replica")
+    with connect(pub) as c:
+        err, res = invalidate(c, [ev("key", "before")], timeout=5)
+        assert err is None, err
+        # WAIT confirmed it, so the replica holds the entry already.
+        assert res["id"] in log_ids(replica)
+
+        pause(replica)
+        try:
+            for i in range(3):
+                t0 = time.monotonic()
+                err, res = invalidate(c, [ev("key", f"stopped:{i}")],
+                                      timeout=5)
+                assert err is not None and err["code"] == "EUNAVAIL", res
+                assert "0 of 1 replicas confirmed" in err["message"], err
+                assert primary.addr in err["message"], err
+                assert time.monotonic() - t0 < 2.5
+            with pytest.raises(TimeoutError):
+                c.read_message(timeout=1.0)  # no late ack
+        finally:
+            resume(replica)
+    res, _ = ack_with_retry(lambda: connect(pub), [ev("key", "after")], 20)
+    assert res["id"] in log_ids(replica)
+    st = stats(pub)
+    assert st["wait_failed"] >= 3
+    assert st["ack_replicas"] == 1
+    # The refused batches are in the log all the same (EUNAVAIL may have
+    # been logged), and what was acked before and after survives.
+    ids = log_ids(primary)
+    assert len(ids) >= 5
+    assert {res["id"]} <= ids
+
+
+def test_more_replicas_than_exist(replicated, publisher_factory):
+    primary, _ = replicated
+    pub = publisher_factory(primary.addr, "--redis-timeout", "1s",
+                            "--ack-replicas", "2")
+    assert stats(pub)["ack_replicas"] == 2
+    with connect(pub) as c:
+        msgs = []
+        for i in range(4):
+            err, res = invalidate(c, [ev("key", f"k{i}")], timeout=5)
+            assert err is not None and err["code"] == "EUNAVAIL", res
+            msgs.append(err["message"])
+    # The first batch meets NOSCRIPT, and its WAIT then blocks the budget
+    # away before the EVAL: later ones report WAIT's count.
+    assert any("1 of 2 replicas confirmed" in m for m in msgs), msgs
+    assert stats(pub)["wait_failed"] >= 1
+
+
+def test_zero_acks_while_the_replica_is_stopped(replicated,
+                                                publisher_factory):
+    primary, replica = replicated
+    pub = publisher_factory(primary.addr, "--redis-timeout", "1s",
+                            "--ack-replicas", "0")
+    pause(replica)
+    try:
+        with connect(pub) as c:
+            for i in range(5):
+                err, res = invalidate(c, [ev("key", f"k{i}")], timeout=5)
+                assert err is None, err
+                assert res["id"] in log_ids(primary)
+    finally:
+        resume(replica)
+    st = stats(pub)
+    assert st["ack_replicas"] == 0 and st["wait_failed"] == 0
+
+
+def test_default_without_a_replica_is_zero(standalone, publisher_factory):
+    pub = publisher_factory(standalone.addr, "--redis-timeout", "1s")
+    with connect(pub) as c:
+        err, res = invalidate(c, [ev("key", "k")], timeout=5)
+    assert err is None, err
+    st = stats(pub)
+    assert st["ack_replicas"] == 0 and st["wait_failed"] == 0
+
+
+def test_double_fault(fresh_cluster, worker_factory, publisher_factory):
+    """SIGSTOP the log primary's replica: events for that primary's keys
+    are not acked. Kill the primary, resume the replica, promote it with
+    CLUSTER FAILOVER TAKEOVER: every acked entry is in its log and every
+    acked key is gone, while the keys never invalidated survive."""
+    cluster = fresh_cluster
+    topo = Topo(cluster)
+    victim = topo.log_node()
+    heir = cluster.replica_of(victim)
+    assert heir is not None
+    owners = topo.owners()
+    mine = [k for k in (f"df:{i}" for i in range(3000))
+            if owners[key_slot(k)].port == victim.port]
+    acked_keys, refused_keys, kept = mine[:40], mine[40:60], mine[60:160]
+    load_keys(topo, mine)
+    for p in topo.primaries():
+        assert p.client().execute_command("WAIT", 1, 5000) >= 1
+
+    workers = start_workers(topo, worker_factory, "--role-poll", "200ms")
+    pub = publisher_factory(topo.seeds, "--redis-timeout", "1s",
+                            "--ack-replicas", "1")
+    # The victim's worker is down: it must not be what deletes the acked
+    # keys, the heir's worker must find them in the promoted log.
+    victim_worker = worker_of(workers, victim)
+    victim_worker.signal(signal.SIGSTOP)
+    acked_ids = []
+    try:
+        with connect(pub) as c:
+            for i in range(0, len(acked_keys), 10):
+                err, res = invalidate(c, key_events(acked_keys[i:i + 10]),
+                                      timeout=5)
+                assert err is None, err
+                acked_ids.append(res["id"])
+            pause(heir)
+            try:
+                for i in range(0, len(refused_keys), 10):
+                    err, res = invalidate(
+                        c, key_events(refused_keys[i:i + 10]), timeout=5)
+                    assert err is not None and err["code"] == "EUNAVAIL", res
+                with pytest.raises(TimeoutError):
+                    c.read_message(timeout=0.5)  # no late ack
+                victim.kill()
+            finally:
+                resume(heir)
+        heir.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+        poll(lambda: heir.role() == "master", 20, "the heir promoted")
+        poll(lambda: topo.log_node().port == heir.port, 30,
+             "the heir serving the log's slot")
+    finally:
+        victim_worker.signal(signal.SIGCONT)
+    # No acked invalidation is missing from the promoted log ...
+    missing = set(acked_ids) - log_ids(heir)
+    assert not missing, missing
+    # ... every acked key is gone once the heir's worker applied it ...
+    wait_gone(topo, "df:*", set(acked_keys), 60, "acked keys removed")
+    # ... and what no event named survives.
+    present = keys_present(topo, "df:*")
+    assert set(kept) <= present, sorted(set(kept) - present)[:8]
+    assert stats(pub)["wait_failed"] >= 1

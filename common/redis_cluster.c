@@ -1227,3 +1227,12 @@ void inv_cluster_describe_owner(const inv_cluster_t *c, const char *key,
                ? ""
                : " (not connected)");
 }
+
+void inv_cluster_set_tls(inv_cluster_t *c, inv_tls_ctx_t *ctx) {
+  size_t i;
+  inv_tls_ctx_t *old = c->opts.tls;
+  c->opts.tls = inv_tls_ctx_ref(ctx);
+  inv_tls_ctx_free(old);
+  for (i = 0; i < c->nnodes; i++)
+    if (c->nodes[i]->conn != NULL) inv_redis_set_tls(c->nodes[i]->conn, ctx);
+}

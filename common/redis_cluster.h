@@ -112,6 +112,11 @@ int inv_cluster_ready(const inv_cluster_t *c);
  * node's, standalone) is up now, else 0: what a readiness check asks. */
 int inv_cluster_reachable(const inv_cluster_t *c);
 
+/* Makes every node's next connection attempts use TLS context ctx (see
+ * inv_redis_set_tls()), nodes found later included. c must have been
+ * created with TLS. */
+void inv_cluster_set_tls(inv_cluster_t *c, struct inv_tls_ctx_s *ctx);
+
 /* Writes "host:port" of the node that serves key now (its slot's owner, or
  * the single node of standalone Redis) and whether it is connected, as
  * "host:port" or "host:port (not connected)", to out; "no node known yet"

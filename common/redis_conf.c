@@ -70,6 +70,17 @@ int inv_redis_read_password_file(const char *path, char **out, int *warn,
 
 static int is_set(const char *s) { return s != NULL && s[0] != '\0'; }
 
+int inv_redis_conf_tls(const inv_redis_conf_t *conf, inv_tls_ctx_t **out,
+                       char *err, size_t errlen) {
+  inv_tls_client_conf_t tc = {conf->tls_ca_file,    conf->tls_ca_dir,
+                              conf->tls_cert_file,  conf->tls_key_file,
+                              conf->tls_server_name, conf->tls_insecure};
+  char why[400];
+  int rc = inv_tls_client_ctx_new(&tc, out, why, sizeof(why));
+  if (rc != 0) snprintf(err, errlen, "redis-tls: %s", why);
+  return rc;
+}
+
 int inv_redis_conf_apply(const inv_redis_conf_t *conf, inv_redis_opts_t *o,
                          char *err, size_t errlen) {
   char *password = NULL;
@@ -98,13 +109,8 @@ int inv_redis_conf_apply(const inv_redis_conf_t *conf, inv_redis_opts_t *o,
     return INV_ECONFIG;
   }
   if (conf->tls) {
-    inv_tls_client_conf_t tc = {conf->tls_ca_file,    conf->tls_ca_dir,
-                                conf->tls_cert_file,  conf->tls_key_file,
-                                conf->tls_server_name, conf->tls_insecure};
-    char why[400];
-    rc = inv_tls_client_ctx_new(&tc, &tls, why, sizeof(why));
+    rc = inv_redis_conf_tls(conf, &tls, err, errlen);
     if (rc != 0) {
-      snprintf(err, errlen, "redis-tls: %s", why);
       free(password);
       return rc;
     }

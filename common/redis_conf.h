@@ -72,6 +72,16 @@ typedef struct inv_redis_conf_s {
 int inv_redis_conf_apply(const inv_redis_conf_t *conf, inv_redis_opts_t *o,
                          char *err, size_t errlen);
 
+/*
+ * Creates the TLS client context that conf describes (redis-tls yes),
+ * reading its CA, certificate and key files now. inv_redis_conf_apply()
+ * uses it at start, and a reload (SIGHUP) to pick up rotated files.
+ * Returns 0 and *out (the caller owns one reference), or INV_ECONFIG /
+ * INV_ENOMEM with err naming the directive and the file.
+ */
+int inv_redis_conf_tls(const inv_redis_conf_t *conf, struct inv_tls_ctx_s **out,
+                       char *err, size_t errlen);
+
 /* Releases what inv_redis_conf_apply() put in o and clears those fields. */
 void inv_redis_conf_release(inv_redis_opts_t *o);
 

@@ -103,6 +103,7 @@ struct inv_redis_s {
   int ever_connected;
   int announced;         /* CONNECTED was announced for this transport */
   int fail_logged;       /* a failed attempt was logged at warn level */
+  char last_fail[160];   /* the reason logged last in this failing streak */
 
   /* Subscribe mode: counts of subscriptions, kept from confirmations. */
   int subscribed;
@@ -117,6 +118,19 @@ struct inv_redis_s {
 };
 
 static void conn_timer_cb(uv_timer_t *h);
+/* 1 when a failure for reason should be logged at warn or error level:
+ * the first of a failing streak, or one whose reason differs from the one
+ * logged last (a streak that began with a dropped connection and goes on
+ * with certificate errors must show those). Repeats go to debug level, since
+ * a wrong password or certificate retries forever. */
+static int fail_worth_logging(inv_redis_t *r, const char *reason) {
+  if (r->fail_logged && strncmp(r->last_fail, reason,
+                                sizeof(r->last_fail) - 1) == 0)
+    return 0;
+  snprintf(r->last_fail, sizeof(r->last_fail), "%s", reason);
+  return 1;
+}
+
 static void drop(inv_redis_t *r, const char *why);
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -617,7 +631,7 @@ static void drop(inv_redis_t *r, const char *why) {
       uv_is_active((uv_handle_t *)&r->conn_timer))
     return; /* a callback closed r, or already arranged the next attempt */
   delay = backoff_delay(r);
-  if (was_announced || !r->fail_logged) {
+  if (fail_worth_logging(r, why) || was_announced) {
     inv_log_warn(LOG_CTX, "%s:%d: %s; reconnecting in %llu ms", r->host,
                  r->port, why, (unsigned long long)delay);
     r->fail_logged = 1;
@@ -651,10 +665,10 @@ static void auth_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     return; /* the connection is already being dropped */
   if (reply->type == REDIS_REPLY_ERROR) {
     /* Logged once per failing streak: a wrong password retries forever. */
-    inv_log(r->fail_logged ? INV_LOG_DEBUG : INV_LOG_ERROR, LOG_CTX,
-            "%s:%d: AUTH as user \"%s\" failed: %.*s", r->host, r->port,
-            r->username != NULL ? r->username : "default", (int)reply->len,
-            reply->str);
+    inv_log(fail_worth_logging(r, "AUTH") ? INV_LOG_ERROR : INV_LOG_DEBUG,
+            LOG_CTX, "%s:%d: AUTH as user \"%s\" failed: %.*s", r->host,
+            r->port, r->username != NULL ? r->username : "default",
+            (int)reply->len, reply->str);
     drop(r, "authentication failed");
     return;
   }
@@ -670,8 +684,8 @@ static const char *transport_reason(inv_transport_t *t) {
  * failing streak: a certificate problem does not mend itself, and the
  * retries would otherwise hide it at debug level. */
 static void drop_tls(inv_redis_t *r, const char *reason) {
-  inv_log(r->fail_logged ? INV_LOG_DEBUG : INV_LOG_ERROR, LOG_CTX,
-          "TLS to %s:%d: %s", r->host, r->port, reason);
+  inv_log(fail_worth_logging(r, reason) ? INV_LOG_ERROR : INV_LOG_DEBUG,
+          LOG_CTX, "TLS to %s:%d: %s", r->host, r->port, reason);
   drop(r, "TLS failed");
 }
 
@@ -909,6 +923,12 @@ err:
     free(r);
   }
   return INV_ENOMEM;
+}
+
+void inv_redis_set_tls(inv_redis_t *r, inv_tls_ctx_t *ctx) {
+  inv_tls_ctx_t *old = r->opts.tls;
+  r->opts.tls = inv_tls_ctx_ref(ctx);
+  inv_tls_ctx_free(old);
 }
 
 int inv_redis_is_connected(const inv_redis_t *r) {

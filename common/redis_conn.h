@@ -110,6 +110,12 @@ int inv_redis_command(inv_redis_t *r, inv_redis_reply_cb cb, void *data,
 int inv_redis_subscribe(inv_redis_t *r, const char *channel,
                         inv_redis_reply_cb cb, void *data);
 
+/* Makes the next connection attempts use TLS context ctx (a new reference
+ * is taken and the old one dropped); the current connection, if any, keeps
+ * the session it has. For a reload of rotated certificates. r must have
+ * been created with TLS. */
+void inv_redis_set_tls(inv_redis_t *r, struct inv_tls_ctx_s *ctx);
+
 int inv_redis_is_connected(const inv_redis_t *r);
 const char *inv_redis_host(const inv_redis_t *r);
 int inv_redis_port(const inv_redis_t *r);

@@ -21,7 +21,9 @@
 #include "common/log.h"
 #include "common/metrics_http.h"
 #include "common/redis_cluster.h"
+#include "common/redis_conf.h"
 #include "common/rpc_server.h"
+#include "common/tls.h"
 #include "service/batcher.h"
 #include "service/methods.h"
 #include "service/pub_stats.h"
@@ -255,10 +257,25 @@ static void publisher_reload_tls(inv_publisher_t *p) {
                p->conf->tls_client_ca != NULL ? p->conf->tls_client_ca : "");
 }
 
-/* The hook for TLS toward Redis: when the Redis connections speak TLS,
- * their client certificate and CA are reloaded here (new connections use
- * the new ones; open ones keep theirs). Nothing to do until then. */
-static void publisher_reload_redis_tls(inv_publisher_t *p) { (void)p; }
+/* TLS toward Redis: the CA, client certificate and key are read again
+ * from their files; new connections use them, open ones keep theirs (a
+ * rotated certificate is thus picked up at the next reconnect, never by
+ * dropping a working connection). A file that does not load keeps the old
+ * settings. */
+static void publisher_reload_redis_tls(inv_publisher_t *p) {
+  inv_tls_ctx_t *ctx = NULL;
+  char err[512];
+  if (!p->conf->redis_client.tls) return;
+  if (inv_redis_conf_tls(&p->conf->redis_client, &ctx, err, sizeof(err)) != 0) {
+    inv_log_error("publisher", "reload: %s; keeping the TLS settings toward "
+                  "Redis as they were", err);
+    return;
+  }
+  inv_cluster_set_tls(p->cluster, ctx);
+  inv_tls_ctx_free(ctx);
+  inv_log_info("publisher", "reload: TLS toward Redis: certificates read "
+               "again; new connections use them");
+}
 
 static void publisher_reload(void *data) {
   inv_publisher_t *p = data;

@@ -115,6 +115,25 @@ static int worker_started(char *status, size_t len, void *data) {
   return 1;
 }
 
+/* SIGHUP: what a worker can reload without dropping a connection is its
+ * TLS toward Redis (rotated certificates). */
+static void reload(void *data) {
+  daemon_t *d = data;
+  char err[512];
+  if (d->stopping || d->worker == NULL) return;
+  if (!d->conf->redis_client.tls) {
+    inv_log_info("worker", "reload: nothing to reload (no TLS toward Redis)");
+    return;
+  }
+  if (inv_worker_reload_redis_tls(d->worker, err, sizeof(err)) != 0) {
+    inv_log_error("worker", "reload: %s; keeping the TLS settings toward "
+                  "Redis as they were", err);
+    return;
+  }
+  inv_log_info("worker", "reload: TLS toward Redis: certificates read again; "
+               "new connections use them");
+}
+
 static int start(daemon_t *d, char *err, size_t errlen) {
   int rc;
   const inv_worker_conf_t *conf = d->conf;
@@ -143,6 +162,7 @@ static int start(daemon_t *d, char *err, size_t errlen) {
     return rc;
   }
   inv_daemon_notify_when_ready(d->daemon, worker_started, d);
+  inv_daemon_on_reload(d->daemon, reload, d);
   inv_log_info("worker", "inval-worker %s started", INV_VERSION);
   return 0;
 }

@@ -8,6 +8,8 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/redis_conf.h"
+#include "common/tls.h"
 #include "proto/codec.h"
 #include "workers/state_file.h"
 #include "workers/worker_int.h"
@@ -269,6 +271,25 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
   int rc = inv_worker_stats_prometheus(out, &s, &info);
   if (rc != 0) return rc;
   return inv_node_health_prometheus(out, inv_node_health_figures(w->node_health));
+}
+
+int inv_worker_reload_redis_tls(inv_worker_t *w, char *err, size_t errlen) {
+  inv_tls_ctx_t *ctx = NULL;
+  inv_redis_t *conns[4];
+  size_t i;
+  int rc;
+  if (!w->conf->redis_client.tls) return 0;
+  rc = inv_redis_conf_tls(&w->conf->redis_client, &ctx, err, errlen);
+  if (rc != 0) return rc;
+  conns[0] = w->cmd;
+  conns[1] = w->sub;
+  conns[2] = w->shard;
+  conns[3] = w->hb_primary;
+  for (i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
+    if (conns[i] != NULL) inv_redis_set_tls(conns[i], ctx);
+  if (w->logc != NULL) inv_cluster_set_tls(w->logc, ctx);
+  inv_tls_ctx_free(ctx);
+  return 0;
 }
 
 int inv_worker_connected(const inv_worker_t *w) {

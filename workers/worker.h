@@ -37,6 +37,12 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker);
 
 /* Graceful stop: cancels scans, saves the state file, closes every
  * connection and timer and frees w; done_cb (may be NULL) runs then. */
+/* Reads the TLS files toward Redis again (SIGHUP) and makes every
+ * connection's next attempt use them; open connections keep their
+ * session. Returns 0 (also when the worker does not speak TLS to Redis), or
+ * INV_ECONFIG / INV_ENOMEM with err set, the old settings kept. */
+int inv_worker_reload_redis_tls(inv_worker_t *w, char *err, size_t errlen);
+
 /* 1 when both of the worker's connections to its node are up. */
 int inv_worker_connected(const inv_worker_t *w);
 

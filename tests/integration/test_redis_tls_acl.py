@@ -27,6 +27,8 @@
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -669,3 +671,45 @@ def test_python_read_path_on_tls_cluster(workdir, certs, monkeypatch):
         assert [c.get(k) for k in keys] == [b"v"] * 6
     finally:
         cl.stop()
+
+
+def test_sighup_reloads_tls_toward_redis(tls_redis, certs, workdir,
+                                         publisher_factory, worker_factory):
+    """Redis moves to a certificate from a new CA. The daemons' trust file
+    is updated in place; until SIGHUP their reconnects fail verification,
+    after it they verify with the new CA, with no restart."""
+    node = tls_redis
+    trust = os.path.join(workdir, "trust.pem")
+    shutil.copy(certs("ca.crt"), trust)
+    args = client_args(certs, **{"--redis-tls-ca-cert-file": trust})
+    admin = node.client()
+    admin.set(b"rot:1", b"v")
+    admin.set(b"rot:2", b"v")
+    admin.set(b"rot:keep", b"v")
+    w = worker_factory(node.addr, *args, "--redis-timeout", "2s")
+    pub = publisher_factory([node.addr], *args, "--redis-timeout", "2s")
+    wait_until(lambda: worker_live(w), 20, what="worker live over TLS")
+    assert invalidate(pub, [b"rot:1"])[0] is None
+    wait_until(lambda: admin.exists(b"rot:1") == 0, 10, what="rot:1 gone")
+
+    # Rotation on the server: new connections get a certificate that the
+    # daemons' current trust does not verify; drop their connections.
+    use_cert(node, certs, "foreign")
+    with open(certs("otherca.crt"), "rb") as src, open(trust, "wb") as dst:
+        dst.write(src.read())
+    for kind in ("normal", "pubsub"):
+        admin.execute_command("CLIENT", "KILL", "TYPE", kind, "SKIPME", "yes")
+    expect = "certificate verify failed"
+    wait_until(lambda: expect in pub.log() and expect in w.log(), 15,
+               what="reconnects refused with the old trust")
+
+    pub.signal(signal.SIGHUP)
+    w.signal(signal.SIGHUP)
+    wait_until(lambda: "reload: TLS toward Redis" in pub.log() and
+               "reload: TLS toward Redis" in w.log(), 10, what="reloads")
+    wait_until(lambda: invalidate(pub, [b"rot:2"])[0] is None, 20,
+               what="an ack after the reload")
+    wait_until(lambda: admin.exists(b"rot:2") == 0, 20,
+               what="rot:2 deleted by the worker over the new trust")
+    assert admin.get(b"rot:keep") == b"v"
+    assert pub.alive() and w.alive()

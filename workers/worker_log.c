@@ -456,6 +456,7 @@ static inv_redis_t *hb_primary(inv_worker_t *w) {
   inv_redis_opts_t ro;
   inv_redis_opts_default(&ro);
   ro.command_timeout_ms = w->conf->redis_timeout_ms;
+  ro.name = "heartbeat to primary";
   char why[512];
   if (inv_redis_conf_apply(&w->conf->redis_client, &ro, why, sizeof why) != 0) {
     inv_log_error(w->ctx, "%s", why);

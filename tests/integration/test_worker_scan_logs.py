@@ -1,4 +1,5 @@
-"""A worker logs each scan run's start and end at info, on a standalone
+"""A worker names each Redis connection in its log lines, and logs each
+scan run's start and end at info, on a standalone
 Redis with the real publisher: a prefix event over 3000 keys logs the pass
 with its pattern, then the keys listed, matched and removed and the
 duration; the 1000 keys under the prefix are gone and the 2000 others
@@ -51,3 +52,16 @@ def test_scan_pass_logged_with_figures(standalone, worker_factory,
     starts = w.log().count("scan pass started")
     passes = wstats(w)["scan_passes"]
     assert passes >= 10 and 1 <= starts <= passes // 5, (starts, passes)
+
+
+def test_each_connection_names_its_role(standalone, worker_factory):
+    w = worker_factory(standalone)
+    poll(lambda: wstats(w)["live"] == 1, 20, "the worker live")
+    addr = standalone.addr
+    poll(lambda: f"connected to {addr} (log)" in w.log(), 10, "the log line")
+    lines = [ln for ln in w.log().splitlines() if "connected to " in ln]
+    roles = sorted(ln.rsplit("(", 1)[1].rstrip(")") for ln in lines
+                   if f"connected to {addr} (" in ln)
+    assert roles == ["commands", "log", "shard channel", "subscriber"], lines
+    # No bare "connected to host:port" line is left to guess at.
+    assert not any(ln.endswith(f"connected to {addr}") for ln in lines), lines

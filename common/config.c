@@ -538,10 +538,21 @@ static int conf_apply_line(const inv_conf_row_t *rows, size_t nrows,
       return INV_EINVAL;
     }
     if (t == 0) break;
-    if (nvalues > 0 && row->type != INV_CONF_ADDR_LIST) {
-      conf_err(msg, msglen, "%s: takes one value (quote it if it has spaces)",
-               row->name);
-      return INV_EINVAL;
+    /* The count is checked before the value: "redis-timeout 5 s" is two
+     * values, not a five-millisecond timeout that is below the minimum. */
+    if (nvalues == 0 && row->type != INV_CONF_ADDR_LIST) {
+      char *extra, *rest = cur;
+      t = conf_next_token(&rest, &extra, why, sizeof(why));
+      if (t < 0) {
+        conf_err(msg, msglen, "%s: %s", row->name, why);
+        return INV_EINVAL;
+      }
+      if (t > 0) {
+        conf_err(msg, msglen, "%s: takes one value, got '%s' and '%s' (write "
+                 "a unit without a space, and quote a value with spaces)",
+                 row->name, value, extra);
+        return INV_EINVAL;
+      }
     }
     int rc = conf_set_row(row, cfg, value, 0, why, sizeof(why));
     if (rc != 0) {
@@ -711,6 +722,53 @@ static void conf_metavar(const inv_conf_row_t *row, char *out, size_t outlen) {
   snprintf(out, outlen, "VALUE");
 }
 
+/* Formats a size (type INV_CONF_SIZE: bytes, in the largest of g, m, k
+ * that divides it) or a duration (INV_CONF_MS: in the largest of m, s, ms
+ * that divides it) as the config file and --check-config write it. --help
+ * shows defaults through this function too, so both say the same thing. */
+static void conf_format_number(inv_conf_type_t type, uint64_t v, char *out,
+                               size_t outlen) {
+  static const struct {
+    uint64_t mult;
+    const char *unit;
+  } sizes[] = {{1024ull * 1024 * 1024, "g"}, {1024 * 1024, "m"}, {1024, "k"},
+               {1, ""}},
+    durations[] = {{60000, "m"}, {1000, "s"}, {1, "ms"}};
+  int is_size = type == INV_CONF_SIZE;
+  size_t n = is_size ? 4 : 3;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t m = is_size ? sizes[i].mult : durations[i].mult;
+    if (m == 1 || (v != 0 && v % m == 0)) {
+      snprintf(out, outlen, "%" PRIu64 "%s", v / m,
+               is_size ? sizes[i].unit : durations[i].unit);
+      return;
+    }
+  }
+}
+
+/* The default of a row as --help shows it: a size or a duration in the
+ * canonical form of conf_format_number, anything else as written. */
+static const char *conf_default_text(const inv_conf_row_t *row, char *buf,
+                                     size_t buflen) {
+  inv_conf_row_t unbounded = *row;
+  char why[CONF_MSG_MAX];
+  unbounded.min = unbounded.max = 0;
+  if (row->type == INV_CONF_MS) {
+    uint64_t v;
+    if (conf_parse_ms(&unbounded, row->def, &v, why, sizeof(why)) == 0) {
+      conf_format_number(row->type, v, buf, buflen);
+      return buf;
+    }
+  } else if (row->type == INV_CONF_SIZE) {
+    size_t v;
+    if (conf_parse_size(&unbounded, row->def, &v, why, sizeof(why)) == 0) {
+      conf_format_number(row->type, v, buf, buflen);
+      return buf;
+    }
+  }
+  return row->def;
+}
+
 void inv_conf_print_help(FILE *out, const inv_conf_row_t *rows, size_t nrows) {
   char meta[128];
   int width = 0;
@@ -724,7 +782,9 @@ void inv_conf_print_help(FILE *out, const inv_conf_row_t *rows, size_t nrows) {
     conf_metavar(&rows[i], meta, sizeof(meta));
     snprintf(flag, sizeof(flag), "--%s %s", rows[i].name, meta);
     fprintf(out, "  %-*s  %s", width, flag, rows[i].help ? rows[i].help : "");
-    if (rows[i].def != NULL) fprintf(out, " (default: %s)", rows[i].def);
+    if (rows[i].def != NULL)
+      fprintf(out, " (default: %s)",
+              conf_default_text(&rows[i], meta, sizeof(meta)));
     if (rows[i].type == INV_CONF_ADDR_LIST) fprintf(out, " (repeatable)");
     fputc('\n', out);
   }
@@ -768,32 +828,15 @@ void inv_conf_print(FILE *out, const inv_conf_row_t *rows, size_t nrows,
       case INV_CONF_SIZE: {
         size_t v;
         memcpy(&v, field, sizeof(v));
-        const char *unit = "";
-        if (v != 0 && v % (1024u * 1024u * 1024u) == 0) {
-          v /= 1024u * 1024u * 1024u;
-          unit = "g";
-        } else if (v != 0 && v % (1024u * 1024u) == 0) {
-          v /= 1024u * 1024u;
-          unit = "m";
-        } else if (v != 0 && v % 1024u == 0) {
-          v /= 1024u;
-          unit = "k";
-        }
-        fprintf(out, "%s %zu%s\n", row->name, v, unit);
+        conf_format_number(row->type, v, text, sizeof(text));
+        fprintf(out, "%s %s\n", row->name, text);
         break;
       }
       case INV_CONF_MS: {
         uint64_t v;
         memcpy(&v, field, sizeof(v));
-        const char *unit = "ms";
-        if (v != 0 && v % 60000 == 0) {
-          v /= 60000;
-          unit = "m";
-        } else if (v != 0 && v % 1000 == 0) {
-          v /= 1000;
-          unit = "s";
-        }
-        fprintf(out, "%s %" PRIu64 "%s\n", row->name, v, unit);
+        conf_format_number(row->type, v, text, sizeof(text));
+        fprintf(out, "%s %s\n", row->name, text);
         break;
       }
       case INV_CONF_BOOL: {

@@ -24,8 +24,29 @@ static void pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v) {
   msgpack_pack_uint64(pk, v);
 }
 
+static void pack_health(msgpack_packer *pk, const inv_heartbeat_health_t *h) {
+  uint32_t n = 1;
+#define HB_COUNT(key) n++;
+  INV_HEARTBEAT_HEALTH_MAP(HB_COUNT)
+#undef HB_COUNT
+  msgpack_pack_map(pk, n);
+#define HB_PACK(key) pack_kv_u64(pk, #key, h->key);
+  INV_HEARTBEAT_HEALTH_MAP(HB_PACK)
+#undef HB_PACK
+  pack_cstr(pk, "mem_fragmentation_ratio");
+  msgpack_pack_double(pk, h->fragmentation);
+}
+
+uint32_t inv_heartbeat_entries(const inv_heartbeat_t *hb) {
+  return 8u + (hb->instance[0] != '\0') + (hb->has_health != 0);
+}
+
 void inv_heartbeat_pack(msgpack_packer *pk, const inv_heartbeat_t *hb) {
-  msgpack_pack_map(pk, 8);
+  msgpack_pack_map(pk, inv_heartbeat_entries(hb));
+  inv_heartbeat_pack_entries(pk, hb);
+}
+
+void inv_heartbeat_pack_entries(msgpack_packer *pk, const inv_heartbeat_t *hb) {
   pack_kv_str(pk, "id", hb->id);
   pack_kv_str(pk, "node", hb->node);
   pack_kv_str(pk, "role", hb->role);
@@ -34,6 +55,11 @@ void inv_heartbeat_pack(msgpack_packer *pk, const inv_heartbeat_t *hb) {
   pack_kv_u64(pk, "behind", hb->behind);
   pack_kv_u64(pk, "ts_ms", hb->ts_ms);
   pack_kv_u64(pk, "ttl_ms", hb->ttl_ms);
+  if (hb->instance[0] != '\0') pack_kv_str(pk, "instance", hb->instance);
+  if (hb->has_health) {
+    pack_cstr(pk, "health");
+    pack_health(pk, &hb->health);
+  }
 }
 
 /* The write callback that remembers an allocation failure, so encode can
@@ -93,6 +119,31 @@ static uint64_t get_u64(const msgpack_object *v) {
   return 0;
 }
 
+/* Reads a ratio: a finite number clamped to [0, INV_HEARTBEAT_FRAG_MAX], so
+ * that what is decoded encodes and compares back as itself. */
+static double get_ratio(const msgpack_object *v) {
+  double d;
+  if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+    d = v->via.f64;
+  else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+    d = (double)v->via.u64;
+  else
+    return 0.0;
+  if (!(d > 0)) return 0.0; /* negative, zero or NaN */
+  return d > INV_HEARTBEAT_FRAG_MAX ? INV_HEARTBEAT_FRAG_MAX : d;
+}
+
+static void decode_health(const msgpack_object *m, inv_heartbeat_health_t *h) {
+  for (uint32_t i = 0; i < m->via.map.size; i++) {
+    const msgpack_object *k = &m->via.map.ptr[i].key;
+    const msgpack_object *v = &m->via.map.ptr[i].val;
+#define HB_GET(key) if (key_is(k, #key)) h->key = get_u64(v); else
+    INV_HEARTBEAT_HEALTH_MAP(HB_GET)
+#undef HB_GET
+    if (key_is(k, "mem_fragmentation_ratio")) h->fragmentation = get_ratio(v);
+  }
+}
+
 int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
   msgpack_unpacked u;
   size_t off = 0;
@@ -120,6 +171,12 @@ int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
     else if (key_is(k, "behind")) hb->behind = get_u64(v);
     else if (key_is(k, "ts_ms")) hb->ts_ms = get_u64(v);
     else if (key_is(k, "ttl_ms")) hb->ttl_ms = get_u64(v);
+    else if (key_is(k, "instance"))
+      copy_str(v, hb->instance, sizeof(hb->instance));
+    else if (key_is(k, "health") && v->type == MSGPACK_OBJECT_MAP) {
+      hb->has_health = 1;
+      decode_health(v, &hb->health);
+    }
   }
   rc = 0;
 out:

@@ -93,7 +93,8 @@ typedef struct cmd_s {
 
 struct inv_cluster_s {
   uv_loop_t *loop;
-  inv_redis_opts_t opts; /* its password, username and tls are ours */
+  inv_redis_opts_t opts; /* its password, username, tls and name are ours */
+  char name[49];         /* its connections' role in log lines */
   char *password;
   char *username;
 
@@ -963,6 +964,9 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
     c->opts = *opts;
   else
     inv_redis_opts_default(&c->opts);
+  snprintf(c->name, sizeof(c->name), "%s",
+           c->opts.name != NULL ? c->opts.name : "cluster");
+  c->opts.name = c->name;
   tls = c->opts.tls;
   c->opts.tls = NULL; /* referenced below, once nothing else can fail */
   if (c->opts.max_pending == 0 || c->opts.connect_timeout_ms == 0) {

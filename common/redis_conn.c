@@ -75,6 +75,9 @@ struct inv_redis_s {
   uv_loop_t *loop;
   char *host;
   int port;
+  /* "host:port" or "host:port (name)": how log lines name the connection,
+   * so that a process's several connections to one node tell apart. */
+  char who[320];
   char *password;
   char *username;
   inv_redis_opts_t opts; /* opts.password, username and tls are ours */
@@ -144,6 +147,7 @@ void inv_redis_opts_default(inv_redis_opts_t *o) {
   o->password = NULL;
   o->username = NULL;
   o->tls = NULL;
+  o->name = NULL;
 }
 
 static uint64_t next_rand(inv_redis_t *r) {
@@ -290,7 +294,7 @@ static void flush(inv_redis_t *r) {
   r->out_cmds = 0;
   rc = r->tr->vt->write(r->tr, &r->out);
   if (rc < 0) {
-    inv_log_warn(LOG_CTX, "%s:%d: write failed: %s", r->host, r->port,
+    inv_log_warn(LOG_CTX, "%s: write failed: %s", r->who,
                  uv_strerror(rc));
     drop(r, "write failed");
   }
@@ -531,8 +535,8 @@ static void dispatch_reply(inv_redis_t *r, redisReply *reply) {
     return;
   }
   if (front == NULL) {
-    inv_log_warn(LOG_CTX, "%s:%d: unexpected reply with no command pending; "
-                 "reconnecting", r->host, r->port);
+    inv_log_warn(LOG_CTX, "%s: unexpected reply with no command pending; "
+                 "reconnecting", r->who);
     drop(r, "unexpected reply");
     return;
   }
@@ -572,7 +576,7 @@ static void on_read(inv_transport_t *t, const char *buf, size_t len) {
   for (;;) {
     reply = NULL;
     if (redisReaderGetReply(rd, &reply) != REDIS_OK) {
-      inv_log_error(LOG_CTX, "%s:%d: protocol error: %s", r->host, r->port,
+      inv_log_error(LOG_CTX, "%s: protocol error: %s", r->who,
                     rd->errstr);
       drop(r, "protocol error");
       break;
@@ -632,12 +636,12 @@ static void drop(inv_redis_t *r, const char *why) {
     return; /* a callback closed r, or already arranged the next attempt */
   delay = backoff_delay(r);
   if (fail_worth_logging(r, why) || was_announced) {
-    inv_log_warn(LOG_CTX, "%s:%d: %s; reconnecting in %llu ms", r->host,
-                 r->port, why, (unsigned long long)delay);
+    inv_log_warn(LOG_CTX, "%s: %s; reconnecting in %llu ms", r->who, why,
+                 (unsigned long long)delay);
     r->fail_logged = 1;
   } else {
-    inv_log_debug(LOG_CTX, "%s:%d: %s; reconnecting in %llu ms", r->host,
-                  r->port, why, (unsigned long long)delay);
+    inv_log_debug(LOG_CTX, "%s: %s; reconnecting in %llu ms", r->who, why,
+                  (unsigned long long)delay);
   }
   schedule_attempt(r, delay);
   if (was_announced && r->event_cb != NULL)
@@ -654,7 +658,7 @@ static void announce(inv_redis_t *r) {
   if (r->ever_connected)
     r->stats.reconnects++;
   r->ever_connected = 1;
-  inv_log_info(LOG_CTX, "connected to %s:%d", r->host, r->port);
+  inv_log_info(LOG_CTX, "connected to %s", r->who);
   if (r->event_cb != NULL)
     r->event_cb(r, INV_REDIS_CONNECTED, r->data);
 }
@@ -664,11 +668,12 @@ static void auth_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   if (err != 0)
     return; /* the connection is already being dropped */
   if (reply->type == REDIS_REPLY_ERROR) {
-    /* Logged once per failing streak: a wrong password retries forever. */
+    /* Logged once per failing streak (fail_worth_logging): a wrong
+     * password retries forever. */
     inv_log(fail_worth_logging(r, "AUTH") ? INV_LOG_ERROR : INV_LOG_DEBUG,
-            LOG_CTX, "%s:%d: AUTH as user \"%s\" failed: %.*s", r->host,
-            r->port, r->username != NULL ? r->username : "default",
-            (int)reply->len, reply->str);
+            LOG_CTX, "%s: AUTH as user \"%s\" failed: %.*s", r->who,
+            r->username != NULL ? r->username : "default", (int)reply->len,
+            reply->str);
     drop(r, "authentication failed");
     return;
   }
@@ -685,7 +690,7 @@ static const char *transport_reason(inv_transport_t *t) {
  * retries would otherwise hide it at debug level. */
 static void drop_tls(inv_redis_t *r, const char *reason) {
   inv_log(fail_worth_logging(r, reason) ? INV_LOG_ERROR : INV_LOG_DEBUG,
-          LOG_CTX, "TLS to %s:%d: %s", r->host, r->port, reason);
+          LOG_CTX, "TLS to %s: %s", r->who, reason);
   drop(r, "TLS failed");
 }
 
@@ -880,6 +885,11 @@ int inv_redis_create(uv_loop_t *loop, const char *host, int port,
   r->host = strdup(host);
   if (r->host == NULL)
     goto err;
+  if (o.name != NULL && o.name[0] != '\0')
+    snprintf(r->who, sizeof(r->who), "%.255s:%d (%.48s)", host, port, o.name);
+  else
+    snprintf(r->who, sizeof(r->who), "%.255s:%d", host, port);
+  o.name = NULL; /* not kept: who holds it */
   if (o.password != NULL) {
     r->password = strdup(o.password);
     if (r->password == NULL)

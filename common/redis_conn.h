@@ -66,6 +66,9 @@ typedef struct inv_redis_opts_s {
                                 * an ACL user (copied); NULL: "default" */
   struct inv_tls_ctx_s *tls;   /* a TLS client context (common/tls.h): TLS
                                 * when not NULL; a reference is taken */
+  const char *name;            /* the connection's role in log lines, e.g.
+                                * "worker subscriber" (copied, at most 48
+                                * bytes kept); NULL: the address alone */
 } inv_redis_opts_t;
 
 void inv_redis_opts_default(inv_redis_opts_t *o);

@@ -107,4 +107,12 @@ void inv_pack_response_error(msgpack_packer *pk, uint32_t msgid,
                              const char *code, const char *message);
 void inv_pack_str(msgpack_packer *pk, const char *s); /* NUL-terminated */
 
+/* Returns the length of the valid UTF-8 sequence starting at p (len > 0
+ * bytes at hand), or 0 when the bytes there are not valid UTF-8. Overlong
+ * forms and surrogates are invalid. */
+size_t inv_utf8_seq(const unsigned char *p, size_t len);
+
+/* Returns 1 when s[0..len) is valid UTF-8 (an empty string is), else 0. */
+int inv_utf8_valid(const char *s, size_t len);
+
 #endif

@@ -251,8 +251,16 @@ void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev) {
   inv_pack_str(pk, "kind");
   inv_pack_str(pk, inv_kind_name(ev->kind));
   inv_pack_str(pk, "target");
-  msgpack_pack_str(pk, ev->target_len);
-  if (ev->target_len > 0) msgpack_pack_str_body(pk, ev->target, ev->target_len);
+  /* A target that is not UTF-8 travels as bin: standard decoders turn a
+   * str into text and would fail on it, or replace its bytes. */
+  if (inv_utf8_valid(ev->target, ev->target_len)) {
+    msgpack_pack_str(pk, ev->target_len);
+    if (ev->target_len > 0)
+      msgpack_pack_str_body(pk, ev->target, ev->target_len);
+  } else {
+    msgpack_pack_bin(pk, ev->target_len);
+    msgpack_pack_bin_body(pk, ev->target, ev->target_len);
+  }
   inv_pack_str(pk, "mode");
   inv_pack_str(pk, inv_mode_name(ev->mode));
 }

@@ -67,7 +67,8 @@ int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
                     size_t errlen);
 
 /* Packs one event as a map of kind, target and mode. The target is packed
- * as str whatever its bytes (receivers accept str or bin for targets). */
+ * as str when it is valid UTF-8 and as bin otherwise, so that standard
+ * decoders read it (receivers accept str or bin for targets). */
 void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
 
 /* A decoded payload. events points to an array owned by the payload. */

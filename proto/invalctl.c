@@ -25,7 +25,8 @@
 
 static const inv_ctl_cmd_t *const commands[] = {
     &inv__ctl_cmd_invalidate, &inv__ctl_cmd_stats, &inv__ctl_cmd_ping,
-    &inv__ctl_cmd_tail, &inv__ctl_cmd_get, &inv__ctl_cmd_bench, NULL};
+    &inv__ctl_cmd_tail, &inv__ctl_cmd_get, &inv__ctl_cmd_bench,
+    &inv__ctl_cmd_check, NULL};
 
 static void print_usage(FILE *out) {
   size_t i;
@@ -61,7 +62,8 @@ static void print_usage(FILE *out) {
           "  1  the server replied with an error (printed as \"error: CODE: message\")\n"
           "  2  usage error\n"
           "  3  cannot connect to the server, or the connection failed or timed out\n"
-          "  4  invalidate --wait: acked, but not applied by every worker in time\n",
+          "  4  invalidate --wait: acked, but not applied by every worker in time\n"
+          "  5  check: a worker is stale or missing, or a node is unhealthy\n",
           "help", "help COMMAND: describe a command");
 }
 

@@ -25,7 +25,8 @@ enum {
   INV_CTL_EXIT_SERVER = 1,
   INV_CTL_EXIT_USAGE = 2,
   INV_CTL_EXIT_CONNECT = 3,
-  INV_CTL_EXIT_WAIT = 4  /* invalidate --wait: acked, not applied in time */
+  INV_CTL_EXIT_WAIT = 4, /* invalidate --wait: acked, not applied in time */
+  INV_CTL_EXIT_CHECK = 5 /* check: a worker or a node is unwell */
 };
 
 /* The global options, given before or after the command (up to "--"). */
@@ -54,6 +55,7 @@ extern const inv_ctl_cmd_t inv__ctl_cmd_ping;
 extern const inv_ctl_cmd_t inv__ctl_cmd_tail;
 extern const inv_ctl_cmd_t inv__ctl_cmd_get;
 extern const inv_ctl_cmd_t inv__ctl_cmd_bench;
+extern const inv_ctl_cmd_t inv__ctl_cmd_check;
 
 /* Prints "error: MESSAGE" and a pointer to help on stderr; returns
  * INV_CTL_EXIT_USAGE. */

@@ -10,37 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proto/codec.h"
 #include "proto/invalctl.h"
-
-/* Returns the length of the valid UTF-8 sequence starting at p (at most
- * len bytes), or 0 when the bytes there are not valid UTF-8. Overlong
- * forms and surrogates are invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t len) {
-  size_t n, i;
-  uint32_t cp;
-  if (p[0] < 0x80) return 1;
-  if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-    n = 2;
-    cp = p[0] & 0x1f;
-  } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-    n = 3;
-    cp = p[0] & 0x0f;
-  } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-    n = 4;
-    cp = p[0] & 0x07;
-  } else {
-    return 0;
-  }
-  if (len < n) return 0;
-  for (i = 1; i < n; i++) {
-    if ((p[i] & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (p[i] & 0x3f);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return n;
-}
 
 static void json_string(FILE *out, const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
@@ -65,7 +36,7 @@ static void json_string(FILE *out, const char *s, size_t len) {
     } else if (ch < 0x20 || ch == 0x7f) {
       fprintf(out, "\\u%04x", ch);
       i++;
-    } else if ((n = utf8_seq(p + i, len - i)) > 0) {
+    } else if ((n = inv_utf8_seq(p + i, len - i)) > 0) {
       fwrite(p + i, 1, n, out);
       i += n;
     } else {

@@ -7,7 +7,9 @@
  * then each nested map (such as "errors", by code) as a titled group; then
  * the "workers" section (heartbeat records), one line per worker with stale
  * or missing ones flagged; and the "node" section of a worker (its Redis
- * node's health), or a "nodes" array of such maps, one line per node.
+ * node's health), or a "nodes" array of such maps, one line per node; from
+ * the publisher, whose records carry each worker's node summary
+ * ("health"), one line per node of those.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -241,8 +243,10 @@ static double rec_f64(const msgpack_object *rec, const char *key) {
   return 0.0;
 }
 
-/* Prints one node-health record (a worker's "node" map) as one line. */
-static void print_node(FILE *out, const msgpack_object *rec) {
+/* Prints one node-health record (a worker's "node" map, or the "health"
+ * map of a heartbeat) as one line, named by the addr_key entry of named. */
+static void print_node(FILE *out, const msgpack_object *rec,
+                       const msgpack_object *named, const char *addr_key) {
   int has_up;
   uint64_t up = rec_u64(rec, "up", &has_up);
   uint64_t used = rec_u64(rec, "used_memory", NULL);
@@ -251,7 +255,7 @@ static void print_node(FILE *out, const msgpack_object *rec) {
                       : rec_u64(rec, "cluster_state_ok", NULL) ? "ok"
                                                                : "fail";
   fputs("  ", out);
-  rec_str(out, rec, "addr", 22);
+  rec_str(out, named, addr_key, 22);
   fprintf(out, " %-5s %10" PRIu64 " %12" PRIu64 " %12" PRIu64, state,
           rec_u64(rec, "slots_fail", NULL), used, max);
   if (max > 0)
@@ -268,16 +272,44 @@ static void print_node(FILE *out, const msgpack_object *rec) {
 
 /* Prints the node section: one map ("node", a worker's own node) or an
  * array of them ("nodes"). */
-static void print_nodes(FILE *out, const msgpack_object *o) {
-  uint32_t n = o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.size : 1;
+static void print_nodes_header(FILE *out, uint32_t n) {
   fprintf(out, "nodes (%u):\n", n);
   fprintf(out, "  %-22s %-5s %10s %12s %12s %6s %6s %10s %12s %12s %8s\n",
           "NODE", "STATE", "SLOTS_FAIL", "USED_BYTES", "MAX_BYTES", "USED%",
           "FRAG", "EVICTED", "HITS", "MISSES", "CLIENTS");
+}
+
+static void print_nodes(FILE *out, const msgpack_object *o) {
+  uint32_t n = o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.size : 1;
+  print_nodes_header(out, n);
   for (uint32_t i = 0; i < n; i++) {
     const msgpack_object *rec =
         o->type == MSGPACK_OBJECT_ARRAY ? &o->via.array.ptr[i] : o;
-    if (rec->type == MSGPACK_OBJECT_MAP) print_node(out, rec);
+    if (rec->type == MSGPACK_OBJECT_MAP) print_node(out, rec, rec, "addr");
+  }
+}
+
+/* The node summary a heartbeat record carries ("health"), or NULL. */
+static const msgpack_object *worker_health(const msgpack_object *rec) {
+  const msgpack_object *h;
+  if (rec->type != MSGPACK_OBJECT_MAP) return NULL;
+  h = inv_map_get(rec, "health");
+  return h != NULL && h->type == MSGPACK_OBJECT_MAP ? h : NULL;
+}
+
+/* Prints the nodes the publisher knows from the workers' heartbeats (the
+ * array of records): one line per worker that sent its node's figures. */
+static void print_worker_nodes(FILE *out, const msgpack_object *w) {
+  uint32_t i, n = 0;
+  if (w->type != MSGPACK_OBJECT_ARRAY) return;
+  for (i = 0; i < w->via.array.size; i++)
+    n += worker_health(&w->via.array.ptr[i]) != NULL;
+  if (n == 0) return;
+  print_nodes_header(out, n);
+  for (i = 0; i < w->via.array.size; i++) {
+    const msgpack_object *rec = &w->via.array.ptr[i];
+    const msgpack_object *h = worker_health(rec);
+    if (h != NULL) print_node(out, h, rec, "node");
   }
 }
 
@@ -314,6 +346,7 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     nodes = inv_map_get(o, "node");
     if (nodes == NULL) nodes = inv_map_get(o, "nodes");
     if (nodes != NULL && !is_scalar(nodes)) print_nodes(stdout, nodes);
+    else if (workers != NULL) print_worker_nodes(stdout, workers);
   }
   inv_client_result_free(res);
   inv_client_close(c);
@@ -327,10 +360,10 @@ const inv_ctl_cmd_t inv__ctl_cmd_stats = {
     "Prints the server's stats map: counters one per line with aligned\n"
     "values, nested maps (errors by code, ...) as groups, and, when the\n"
     "server reports worker heartbeats, one line per worker with STALE or\n"
-    "MISSING flagged, and, from a worker, its Redis node's health on one\n"
-    "line (state, failed slots, memory, fragmentation, evictions, hits,\n"
-    "misses, clients). Works against the publisher and a worker's admin\n"
-    "port.\n"
+    "MISSING flagged, and the Redis nodes' health, one line per node\n"
+    "(state, failed slots, memory, fragmentation, evictions, hits, misses,\n"
+    "clients): from the publisher, as each worker's heartbeat reports its\n"
+    "node; from a worker's admin port, its own node.\n"
     "\n"
     "  --json   the same map as JSON, exact and machine readable (strings\n"
     "           that are not UTF-8 are escaped byte by byte as \\u00XX)\n",

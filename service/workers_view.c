@@ -127,23 +127,8 @@ void inv_workers_view_pack(const inv_workers_view_t *v, msgpack_packer *pk) {
   msgpack_pack_array(pk, v->count);
   for (size_t i = 0; i < v->count; i++) {
     const inv_heartbeat_t *hb = &v->records[i];
-    msgpack_pack_map(pk, 9);
-    inv_pack_str(pk, "id");
-    inv_pack_str(pk, hb->id);
-    inv_pack_str(pk, "node");
-    inv_pack_str(pk, hb->node);
-    inv_pack_str(pk, "role");
-    inv_pack_str(pk, hb->role);
-    inv_pack_str(pk, "last_id");
-    inv_pack_str(pk, hb->last_id);
-    inv_pack_str(pk, "lag_ms");
-    msgpack_pack_uint64(pk, hb->lag_ms);
-    inv_pack_str(pk, "behind");
-    msgpack_pack_uint64(pk, hb->behind);
-    inv_pack_str(pk, "ts_ms");
-    msgpack_pack_uint64(pk, hb->ts_ms);
-    inv_pack_str(pk, "ttl_ms");
-    msgpack_pack_uint64(pk, hb->ttl_ms);
+    msgpack_pack_map(pk, inv_heartbeat_entries(hb) + 1);
+    inv_heartbeat_pack_entries(pk, hb);
     inv_pack_str(pk, "stale");
     if (inv_heartbeat_is_stale(hb, now)) msgpack_pack_true(pk);
     else msgpack_pack_false(pk);

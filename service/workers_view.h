@@ -32,8 +32,9 @@ size_t inv_workers_view_count(const inv_workers_view_t *v, size_t *stale);
  * (inv_heartbeat_decode refused them); they are skipped, not listed. */
 size_t inv_workers_view_bad(const inv_workers_view_t *v);
 
-/* Packs the records as an array of maps: the heartbeat's eight keys plus
- * "stale" (bool). */
+/* Packs the records as an array of maps: the heartbeat's keys (the eight,
+ * and "instance" and the node's "health" summary when the worker sent
+ * them) plus "stale" (bool). */
 void inv_workers_view_pack(const inv_workers_view_t *v, msgpack_packer *pk);
 
 /* Stops refreshing and frees v once its timer is closed; a refresh still

@@ -19,12 +19,14 @@
  */
 #include "workers/scanner.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/errors.h"
 #include "common/glob.h"
+#include "common/latency.h"
 #include "common/log.h"
 #include "proto/event.h"
 #include "proto/keyname.h"
@@ -114,6 +116,10 @@ typedef struct run_s {
   size_t inflight;       /* keys handed to the unlinker, not yet done */
   key_t_ *keys;          /* matched keys of the last page, not yet pushed */
   size_t nkeys, kidx;
+  /* For the log lines of its start and end (run_log_start/_end). */
+  uint64_t started_us;
+  uint64_t scanned, matched, failed;
+  int logged;            /* its start was logged, so its end is */
 } run_t;
 
 typedef struct list_s {
@@ -141,7 +147,17 @@ struct inv_scanner_s {
   int retry_armed;
   uv_idle_t kick;  /* starts a pass once this loop pass's submits are in */
   int open_handles;
+  /* Scan log lines are rate-limited: a flood of small passes must not
+   * flood the log. */
+  uint64_t log_next_us;   /* no start line before this */
+  uint64_t log_skipped;   /* runs not logged since the last start line */
 };
+
+/* A start line at most every SCAN_LOG_EVERY_US; a run that took at least
+ * SCAN_LOG_SLOW_US logs its end in any case. */
+#define SCAN_LOG_EVERY_US 1000000u
+#define SCAN_LOG_SLOW_US 1000000u
+#define SCAN_LOG_PATTERNS 3
 
 static void list_push(list_t *l, run_t *j) {
   j->next = NULL;
@@ -264,8 +280,57 @@ static void arm_retry(inv_scanner_t *s) {
  * catch-up page) share it. */
 static void kick_soon(inv_scanner_t *s);
 
+/* Writes the first SCAN_LOG_PATTERNS patterns of j into out. */
+static void run_patterns(const run_t *j, char *out, size_t outlen) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < j->npats && i < SCAN_LOG_PATTERNS && n < outlen; i++)
+    n += (size_t)snprintf(out + n, outlen - n, "%s'%.*s'", i ? ", " : "",
+                          (int)(j->pats[i]->patlen > 64 ? 64 : j->pats[i]->patlen),
+                          j->pats[i]->pat);
+  if (j->npats > SCAN_LOG_PATTERNS && n < outlen)
+    snprintf(out + n, outlen - n, ", ... (%zu in all)", j->npats);
+}
+
+static const char *run_kind(const run_t *j) {
+  return j->shared ? "scan pass" : "pinned scan";
+}
+
+static void run_log_start(run_t *j) {
+  inv_scanner_t *s = j->s;
+  char pats[300];
+  j->started_us = inv_now_us();
+  if (j->started_us < s->log_next_us) {
+    s->log_skipped++;
+    return;
+  }
+  run_patterns(j, pats, sizeof(pats));
+  if (j->pinned)
+    inv_log_info("scanner", "%s of slot %u started: %s", run_kind(j), j->slot,
+                 pats);
+  else
+    inv_log_info("scanner", "%s started: %zu pattern%s: %s%s", run_kind(j),
+                 j->npats, j->npats == 1 ? "" : "s", pats,
+                 s->log_skipped ? " (earlier runs not logged, see scans_done)"
+                                : "");
+  s->log_skipped = 0;
+  s->log_next_us = j->started_us + SCAN_LOG_EVERY_US;
+  j->logged = 1;
+}
+
+static void run_log_end(const run_t *j) {
+  uint64_t took = inv_now_us() - j->started_us;
+  if (!j->logged && took < SCAN_LOG_SLOW_US) return;
+  inv_log_info("scanner", "%s done: %zu pattern%s, %" PRIu64 " keys scanned, "
+               "%" PRIu64 " matched, %" PRIu64 " removed, %" PRIu64 " failed, "
+               "%.3f s", run_kind(j), j->npats, j->npats == 1 ? "" : "s",
+               j->scanned, j->matched, j->matched - j->failed, j->failed,
+               (double)took / 1e6);
+}
+
 static void complete(run_t *j) {
   inv_scanner_t *s = j->s;
+  run_log_end(j);
   list_remove(&s->running, j);
   if (j == s->pass) s->pass = NULL;
   pat_t **pats = j->pats;
@@ -284,7 +349,7 @@ static void complete(run_t *j) {
 static void key_done_cb(void *owner, uint64_t tag, int err) {
   run_t *j = owner;
   (void)tag;
-  (void)err;
+  if (err != 0) j->failed++;
   j->inflight--;
   if (j->state == JOB_CANCELLED) {
     zombie_check(j);
@@ -473,6 +538,7 @@ static int take_keys(run_t *j, const redisReply *arr) {
   free_keys(j);
   if (arr->elements == 0) return 0;
   s->stats->keys_scanned += arr->elements;
+  j->scanned += arr->elements;
   size_t cap = pow2_above(arr->elements);
   page_set_t values = {calloc(cap, sizeof(span_t)), cap - 1};
   j->keys = calloc(arr->elements, sizeof(*j->keys));
@@ -507,6 +573,7 @@ static int take_keys(run_t *j, const redisReply *arr) {
     j->nkeys++;
   }
   s->stats->keys_matched += j->nkeys;
+  j->matched += j->nkeys;
   rc = 0;
 out:
   free(values.slots);
@@ -678,6 +745,7 @@ err:
 
 static void start_run(inv_scanner_t *s, run_t *j) {
   j->state = JOB_RUNNING;
+  run_log_start(j);
   list_push(&s->running, j);
   if (j->pinned && s->map->cluster) {
     j->phase = PHASE_COUNT;

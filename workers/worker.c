@@ -61,7 +61,7 @@ static void cmd_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
   (void)r;
   if (w->closing) return;
   if (ev == INV_REDIS_CONNECTED) {
-    inv_log_info(w->ctx, "connected to %s", w->node);
+    inv_log_info(w->ctx, "commands connection to %s up", w->node);
     w->standalone_node = 0; /* the node may have restarted in cluster mode */
     inv_unlinker_set_any_slot(w->unl, 0); /* until the map says otherwise */
     inv_unlinker_flush(w->unl);
@@ -166,19 +166,25 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
   rc = inv_redis_conf_apply(&conf->redis_client, &ro, err, errlen);
   if (rc != 0) goto err;
   rc = INV_ENOMEM;
+  /* Each connection names its role: the log lines of four connections to
+   * one node tell apart. */
+  ro.name = "commands";
   if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, cmd_event_cb,
                        NULL, w, &w->cmd) != 0)
     goto err_oom;
   /* The subscriber may wait long for messages: no command timeout. */
   ro.command_timeout_ms = 0;
+  ro.name = "subscriber";
   if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, sub_event_cb,
                        sub_push_cb, w, &w->sub) != 0)
     goto err_oom;
+  ro.name = "shard channel";
   if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro,
                        inv__worker_shard_event, inv__worker_shard_push, w,
                        &w->shard) != 0)
     goto err_oom;
   ro.command_timeout_ms = conf->redis_timeout_ms;
+  ro.name = "log";
   if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->logc) != 0) goto err_oom;
   inv_redis_conf_release(&ro); /* the connections hold their own copies */
   if (inv_unlinker_create(loop, w->cmd, &w->st, conf->stale_grace_ms,

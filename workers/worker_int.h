@@ -89,6 +89,12 @@ struct inv_worker_s {
    * over this connection, kept while it is one (else NULL). */
   inv_redis_t *hb_primary;
   char hb_primary_addr[300];
+  /* Who this process is in its heartbeat ("host/pid/random hex", made on
+   * the first heartbeat), and whether the record under our id was read
+   * before our first write (a second worker for the same id is warned
+   * about, worker_log.c). */
+  char instance[64];
+  int hb_checked;
   inv_unlinker_t *unl;
   inv_scanner_t *scn;
 

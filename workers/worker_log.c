@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/errors.h"
 #include "common/heartbeat.h"
@@ -455,6 +456,7 @@ static inv_redis_t *hb_primary(inv_worker_t *w) {
   inv_redis_opts_t ro;
   inv_redis_opts_default(&ro);
   ro.command_timeout_ms = w->conf->redis_timeout_ms;
+  ro.name = "heartbeat to primary";
   char why[512];
   if (inv_redis_conf_apply(&w->conf->redis_client, &ro, why, sizeof why) != 0) {
     inv_log_error(w->ctx, "%s", why);
@@ -471,6 +473,88 @@ static inv_redis_t *hb_primary(inv_worker_t *w) {
   return w->hb_primary;
 }
 
+/* Makes the instance string: host, pid and 64 random bits, so that two
+ * processes, and two starts of one, never share it. */
+static void make_instance(inv_worker_t *w) {
+  char host[32] = "";
+  unsigned char rnd[8] = {0};
+  char hex[17];
+  if (gethostname(host, sizeof(host)) != 0) host[0] = '\0';
+  host[sizeof(host) - 1] = '\0';
+  /* Without entropy the clock still tells two starts apart. */
+  if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
+    uint64_t t = inv_now_us() ^ inv_wall_ms();
+    memcpy(rnd, &t, sizeof(rnd));
+  }
+  for (size_t i = 0; i < sizeof(rnd); i++)
+    snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+  snprintf(w->instance, sizeof(w->instance), "%s/%ld/%s", host,
+           (long)getpid(), hex);
+}
+
+/* Sends one command of the heartbeat, over direct when set, else through
+ * the log client. Returns 0 or a negative code (no callback then). */
+static int hb_send(inv_worker_t *w, inv_redis_t *direct, int argc,
+                   const char **argv, const size_t *lens,
+                   inv_cluster_reply_cb cb, inv_redis_reply_cb direct_cb) {
+  if (direct != NULL)
+    return inv_redis_command_argv(direct, argc, argv, lens, direct_cb, w);
+  return inv_cluster_command_argv(w->logc, INV_HEARTBEAT_KEY,
+                                  strlen(INV_HEARTBEAT_KEY), argc, argv, lens,
+                                  cb, w);
+}
+
+/* The answer to the HGET of our own record before the first heartbeat: a
+ * fresh record of another process means a second worker serves (or
+ * served a moment ago) the same id. Both would apply every event, which is
+ * harmless, but their heartbeats overwrite each other and hide one, so it
+ * is said loudly; this worker goes on. */
+static void hb_check_result(inv_worker_t *w, redisReply *reply, int err) {
+  inv_heartbeat_t hb;
+  w->hb_inflight = 0;
+  w->hb_checked = 1;
+  if (w->closing) return;
+  if (err == 0 && reply->type == REDIS_REPLY_STRING &&
+      inv_heartbeat_decode(reply->str, reply->len, &hb) == 0 &&
+      !inv_heartbeat_is_stale(&hb, inv_wall_ms()) &&
+      strcmp(hb.instance, w->instance) != 0) {
+    uint64_t now = inv_wall_ms();
+    w->st.duplicate_workers++;
+    inv_log_warn(w->ctx, "another worker (%s) wrote a heartbeat as %s for "
+                 "node %s %.1f s ago: if it still runs, two workers serve "
+                 "one node and their heartbeats overwrite each other; give "
+                 "each worker its own --worker-id or stop one",
+                 hb.instance[0] ? hb.instance : "an older version", w->id,
+                 hb.node, now > hb.ts_ms ? (double)(now - hb.ts_ms) / 1000.0 : 0.0);
+  }
+  inv__worker_heartbeat(w);
+}
+
+static void hb_check_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  (void)c;
+  hb_check_result(data, reply, err);
+}
+
+static void hb_check_direct_cb(inv_redis_t *r, redisReply *reply, int err,
+                               void *data) {
+  (void)r;
+  hb_check_result(data, reply, err);
+}
+
+/* Fills hb's health summary from the node poller's last figures. */
+static void hb_health(inv_worker_t *w, inv_heartbeat_t *hb) {
+  const inv_node_figures_t *f = inv_node_health_figures(w->node_health);
+  if (f == NULL || f->polls == 0) return; /* nothing polled yet */
+  hb->has_health = 1;
+#define HB_COPY(key) hb->health.key = f->key;
+  INV_HEARTBEAT_HEALTH_MAP(HB_COPY)
+#undef HB_COPY
+  hb->health.fragmentation = f->fragmentation;
+  if (!(hb->health.fragmentation >= 0)) hb->health.fragmentation = 0;
+  if (hb->health.fragmentation > INV_HEARTBEAT_FRAG_MAX)
+    hb->health.fragmentation = INV_HEARTBEAT_FRAG_MAX;
+}
+
 void inv__worker_heartbeat(inv_worker_t *w) {
   inv_heartbeat_t hb;
   inv_buf_t buf = {0};
@@ -478,6 +562,14 @@ void inv__worker_heartbeat(inv_worker_t *w) {
   if (w->hb_inflight ||
       (direct != NULL ? !inv_redis_is_connected(direct) : !inv_cluster_ready(w->logc)))
     return;
+  if (w->instance[0] == '\0') make_instance(w);
+  if (!w->hb_checked) {
+    const char *argv[3] = {"HGET", INV_HEARTBEAT_KEY, w->id};
+    size_t lens[3] = {4, strlen(INV_HEARTBEAT_KEY), strlen(w->id)};
+    if (hb_send(w, direct, 3, argv, lens, hb_check_cb, hb_check_direct_cb) == 0)
+      w->hb_inflight = 1;
+    return;
+  }
   memset(&hb, 0, sizeof(hb));
   snprintf(hb.id, sizeof(hb.id), "%.255s", w->id);
   snprintf(hb.node, sizeof(hb.node), "%.255s", w->node);
@@ -487,15 +579,13 @@ void inv__worker_heartbeat(inv_worker_t *w) {
   hb.behind = w->st.behind;
   hb.ts_ms = inv_wall_ms();
   hb.ttl_ms = w->conf->heartbeat_ttl_ms;
+  snprintf(hb.instance, sizeof(hb.instance), "%s", w->instance);
+  hb_health(w, &hb);
   if (inv_heartbeat_encode(&hb, &buf) == 0) {
     const char *argv[4] = {"HSET", INV_HEARTBEAT_KEY, w->id, buf.data};
     size_t lens[4] = {4, strlen(INV_HEARTBEAT_KEY), strlen(w->id), buf.len};
-    int rc = direct != NULL
-                 ? inv_redis_command_argv(direct, 4, argv, lens, hb_direct_cb, w)
-                 : inv_cluster_command_argv(w->logc, INV_HEARTBEAT_KEY,
-                                            strlen(INV_HEARTBEAT_KEY), 4, argv,
-                                            lens, hb_cb, w);
-    if (rc == 0) w->hb_inflight = 1;
+    if (hb_send(w, direct, 4, argv, lens, hb_cb, hb_direct_cb) == 0)
+      w->hb_inflight = 1;
   }
   inv_buf_free(&buf);
 }

@@ -109,6 +109,8 @@
   XX(behind, behind, GAUGE,                                                    \
      "log entries after the last applied id (counted up to 1000)")            \
   XX(heartbeats, heartbeats, COUNTER, "heartbeat records written")             \
+  XX(duplicate_workers, duplicate_workers, COUNTER,                            \
+     "fresh heartbeats of another process found under our id at start")       \
   XX(state_saves, state_saves, COUNTER, "state file writes")                   \
   XX(slot_map_refreshes, slot_map_refreshes, COUNTER,                          \
      "slot map and role refreshes of the node")                                \

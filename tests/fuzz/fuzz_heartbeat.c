@@ -7,6 +7,8 @@
  *   - the decoder answers 0 or INV_EPROTO; on INV_EPROTO the record is all
  *     zero; input over INV_HEARTBEAT_MAX_BYTES is always refused;
  *   - a decoded record's strings are NUL-terminated inside their fields;
+ *   - the optional fields stay in bounds: the instance is NUL-terminated,
+ *     the fragmentation ratio finite and in [0, INV_HEARTBEAT_FRAG_MAX];
  *   - re-encoding a decoded record and decoding it again gives the same
  *     record (strings compared as C strings), and the encoding fits in
  *     INV_HEARTBEAT_MAX_BYTES;
@@ -25,6 +27,10 @@ static void check_strings(const inv_heartbeat_t *hb) {
   FUZZ_ASSERT(memchr(hb->node, '\0', sizeof(hb->node)) != NULL);
   FUZZ_ASSERT(memchr(hb->role, '\0', sizeof(hb->role)) != NULL);
   FUZZ_ASSERT(memchr(hb->last_id, '\0', sizeof(hb->last_id)) != NULL);
+  FUZZ_ASSERT(memchr(hb->instance, '\0', sizeof(hb->instance)) != NULL);
+  FUZZ_ASSERT(hb->has_health == 0 || hb->has_health == 1);
+  FUZZ_ASSERT(hb->health.fragmentation >= 0 &&
+              hb->health.fragmentation <= INV_HEARTBEAT_FRAG_MAX);
 }
 
 static void check_same(const inv_heartbeat_t *a, const inv_heartbeat_t *b) {
@@ -33,6 +39,9 @@ static void check_same(const inv_heartbeat_t *a, const inv_heartbeat_t *b) {
   FUZZ_ASSERT(strcmp(a->last_id, b->last_id) == 0);
   FUZZ_ASSERT(a->lag_ms == b->lag_ms && a->behind == b->behind);
   FUZZ_ASSERT(a->ts_ms == b->ts_ms && a->ttl_ms == b->ttl_ms);
+  FUZZ_ASSERT(strcmp(a->instance, b->instance) == 0);
+  FUZZ_ASSERT(a->has_health == b->has_health);
+  FUZZ_ASSERT(memcmp(&a->health, &b->health, sizeof(a->health)) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -24,10 +24,14 @@ def ev(kind, target, mode=None):
 
 
 def expect_event(e):
-    """The event as the publisher relays it: str target, explicit mode."""
+    """The event as the publisher relays it: a str target when its bytes are
+    UTF-8, else bin (bytes), and an explicit mode."""
     t = e["target"]
     if isinstance(t, bytes):
-        t = t.decode("utf-8", "surrogateescape")
+        try:
+            t = t.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     return {"kind": e["kind"], "target": t, "mode": e.get("mode", "hard")}
 
 

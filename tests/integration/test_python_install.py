@@ -1,6 +1,7 @@
 """Packaging of the Python package (proto/python): the Lua scripts it ships
 are proto/scripts/*.lua (through a link), and `pip install` works offline
-(no index, Debian's setuptools) into a fresh virtual environment, where the
+(no index, Debian's setuptools), with Debian's pip and with the newest other pip
+found, into a fresh virtual environment, where the
 installed package finds its scripts and runs the read path against Redis."""
 
 import glob
@@ -8,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 import harness
 
@@ -44,7 +47,32 @@ print("ok", inval.__file__)
 """
 
 
-def test_pip_install_offline_into_venv(workdir, standalone):
+def _pip_version(py):
+    p = subprocess.run([py, "-m", "pip", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        return None
+    return tuple(int(x) for x in p.stdout.split()[1].split(".")[:2])
+
+
+def _pips():
+    """The interpreters whose pip installs the package: Debian's (python3-pip,
+    the test's own interpreter) and the newest pip of the pyenv versions on
+    this machine (pip 24 here; no index is reachable to fetch a newer one),
+    so that the package is known to install with more than Debian's pip."""
+    pips = [os.path.realpath(sys.executable)]
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    others = [(v, exe) for exe in glob.glob(
+                  os.path.join(root, "versions", "*", "bin", "python3"))
+              for v in [_pip_version(exe)] if v is not None]
+    if others:
+        pips.append(os.path.realpath(max(others)[1]))
+    return pips
+
+
+@pytest.mark.parametrize("installer", _pips())
+def test_pip_install_offline_into_venv(workdir, standalone, installer):
+    assert _pip_version(installer) >= (22, 3), "pip --python needs 22.3"
     # Install from a copy, so the in-tree build leaves nothing behind in
     # the checkout and parallel runs cannot collide.
     src = os.path.join(workdir, "src")
@@ -54,7 +82,7 @@ def test_pip_install_offline_into_venv(workdir, standalone):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip",
                     "--system-site-packages", venv], check=True, timeout=120)
     py = os.path.join(venv, "bin", "python")
-    p = subprocess.run([sys.executable, "-m", "pip", "--python", py,
+    p = subprocess.run([installer, "-m", "pip", "--python", py,
                         "install", "--no-index", "--disable-pip-version-check",
                         src], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -316,7 +316,7 @@ def test_bad_server_certificate_then_recovery(workdir, certs, bad, reason,
         use_cert(node, certs, bad)
         pub = publisher_factory([node.addr], *client_args(certs),
                                 "--redis-timeout", "2s")
-        expect = f"TLS to {node.addr}: {reason}"
+        expect = f"TLS to {node.addr} (cluster): {reason}"
         wait_until(lambda: expect in pub.log(), 10, what=expect)
         err, _ = invalidate(pub, [b"k"], timeout=10)
         assert err is not None
@@ -334,7 +334,7 @@ def test_bad_server_certificate_then_recovery(workdir, certs, bad, reason,
 def test_client_certificate_required(tls_redis, certs, publisher_factory):
     pub = publisher_factory([tls_redis.addr], "--redis-tls", "yes",
                             "--redis-tls-ca-cert-file", certs("ca.crt"))
-    wait_until(lambda: f"TLS to {tls_redis.addr}:" in pub.log(), 10,
+    wait_until(lambda: f"TLS to {tls_redis.addr} (cluster):" in pub.log(), 10,
                what="the missing client certificate reported")
     err, _ = invalidate(pub, [b"k"])
     assert err is not None

@@ -269,7 +269,8 @@ def test_heartbeat_and_state(standalone, worker_factory):
     rec = wait_until(lambda: (lambda h: h if h and h["last_id"] == eid
                               else None)(hb()), 10, what="heartbeat")
     assert set(rec) == {"id", "node", "role", "last_id", "lag_ms", "behind",
-                        "ts_ms", "ttl_ms"}
+                        "ts_ms", "ttl_ms", "instance", "health"}
+    assert rec["health"]["up"] == 1 and rec["health"]["used_memory"] > 0
     assert rec["role"] == "primary" and rec["node"] == standalone.addr
     assert rec["ttl_ms"] == 5000
     assert abs(rec["ts_ms"] - time.time() * 1000) < 5000

@@ -527,7 +527,10 @@ def invalctl_worker_lines(text):
             continue
         if not in_section:
             continue
-        if not line.startswith("  ") or line.strip().startswith("ID "):
+        if not line.startswith("  "):
+            in_section = False  # the next section (nodes) begins
+            continue
+        if line.strip().startswith("ID "):
             continue
         parts = line.split()
         if parts:

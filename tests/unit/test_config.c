@@ -382,7 +382,15 @@ static void test_load_errors(void) {
       {"name \"a\"b\n",
        "test.conf:1: name: a closing quote must be followed by a space"},
       {"name a b\n",
-       "test.conf:1: name: takes one value (quote it if it has spaces)"},
+       "test.conf:1: name: takes one value, got 'a' and 'b' (write a unit "
+       "without a space, and quote a value with spaces)"},
+      /* The count comes before the range: not "5ms is below the minimum". */
+      {"timeout 5 s\n",
+       "test.conf:1: timeout: takes one value, got '5' and 's' (write a unit "
+       "without a space, and quote a value with spaces)"},
+      {"max-frame 64 k\n",
+       "test.conf:1: max-frame: takes one value, got '64' and 'k' (write a "
+       "unit without a space, and quote a value with spaces)"},
       {"\n\n\n\ntimeout\n", "test.conf:5: timeout: missing value"},
       {"timeout # only a comment\n", "test.conf:1: timeout: missing value"},
       {"allow-flush maybe\n",
@@ -616,6 +624,50 @@ static void test_print_secret(void) {
   CHECK(strstr(text, "s3cr3t-value") == NULL);
   free(text);
   inv_conf_free(rows, NROWS, &c);
+}
+
+/* --help and the printed config write a size or a duration the same way,
+ * whatever the spelling of the row's default. */
+typedef struct fmt_cfg_s {
+  uint64_t idle, tiny, odd;
+  size_t buf, exact;
+} fmt_cfg_t;
+
+static void test_one_format(void) {
+  static const inv_conf_row_t frows[] = {
+      {"idle-timeout", INV_CONF_MS, offsetof(fmt_cfg_t, idle), 0, 0, "300s",
+       NULL, "Idle."},
+      {"tiny", INV_CONF_MS, offsetof(fmt_cfg_t, tiny), 0, 0, "1500", NULL,
+       "Tiny."},
+      {"odd", INV_CONF_MS, offsetof(fmt_cfg_t, odd), 0, 0, "0", NULL, "Odd."},
+      {"buf", INV_CONF_SIZE, offsetof(fmt_cfg_t, buf), 0, 0, "65536", NULL,
+       "Buf."},
+      {"exact", INV_CONF_SIZE, offsetof(fmt_cfg_t, exact), 0, 0, "1000", NULL,
+       "Exact."},
+  };
+  static const char *const want[] = {"5m", "1500ms", "0ms", "64k", "1000"};
+  size_t n = sizeof(frows) / sizeof(frows[0]);
+  fmt_cfg_t c;
+  char err[256], *help = NULL, *conf = NULL;
+  size_t hlen = 0, clen = 0;
+  memset(&c, 0, sizeof(c));
+  CHECK_EQ_INT(inv_conf_defaults(frows, n, &c, err, sizeof(err)), 0);
+  FILE *h = open_memstream(&help, &hlen), *f = open_memstream(&conf, &clen);
+  CHECK(h != NULL && f != NULL);
+  inv_conf_print_help(h, frows, n);
+  inv_conf_print(f, frows, n, &c);
+  fclose(h);
+  fclose(f);
+  for (size_t i = 0; i < n; i++) {
+    char line[64], def[64];
+    snprintf(line, sizeof(line), "%s %s\n", frows[i].name, want[i]);
+    snprintf(def, sizeof(def), "(default: %s)\n", want[i]);
+    CHECK(strstr(conf, line) != NULL);
+    CHECK(strstr(help, def) != NULL);
+  }
+  CHECK(strstr(help, "300s") == NULL && strstr(help, "65536") == NULL);
+  free(help);
+  free(conf);
 }
 
 static void test_print_help(void) {
@@ -946,6 +998,7 @@ int main(void) {
   RUN(test_cli_basic);
   RUN(test_cli_errors);
   RUN(test_cli_config_file);
+  RUN(test_one_format);
   RUN(test_cli_help_version);
   RUN(test_log);
   return check_summary();

@@ -871,6 +871,42 @@ static void test_payload_roundtrip(void) {
   obj_free(&o);
 }
 
+/* A target travels as str when it is UTF-8 and as bin otherwise, with its
+ * bytes unchanged either way. */
+static void test_pack_target_type(void) {
+  static const struct {
+    const char *bytes;
+    size_t len;
+    int utf8;
+  } cases[] = {
+      {"user:42", 7, 1},          {"", 0, 1},
+      {"caf\xc3\xa9", 5, 1},       {"\xf0\x9f\x98\x80", 4, 1},
+      {"k\xff\xfe", 3, 0},         {"\xc3", 1, 0},        /* cut short */
+      {"\xc0\xaf", 2, 0},          /* overlong '/' */
+      {"\xed\xa0\x80", 3, 0},      /* a surrogate */
+      {"a\0b", 3, 1},             /* NUL is UTF-8 */
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    obj_t o;
+    inv_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = INV_KIND_KEY;
+    ev.target = cases[i].bytes;
+    ev.target_len = cases[i].len;
+    CHECK_EQ_INT(inv_utf8_valid(cases[i].bytes, cases[i].len), cases[i].utf8);
+    obj_begin(&o);
+    inv_event_pack(&o.pk, &ev);
+    const msgpack_object *m = obj_end(&o);
+    CHECK(m != NULL);
+    const msgpack_object *t = inv_map_get(m, "target");
+    CHECK(t != NULL);
+    CHECK_EQ_INT(t->type, cases[i].utf8 ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_BIN);
+    CHECK(t->via.str.size == cases[i].len &&
+          memcmp(t->via.str.ptr, cases[i].bytes, cases[i].len) == 0);
+    obj_free(&o);
+  }
+}
+
 int main(void) {
   RUN(test_valid_events);
   RUN(test_kind_errors);
@@ -889,5 +925,6 @@ int main(void) {
   RUN(test_payload_prev);
   RUN(test_shard_channel);
   RUN(test_payload_tail_id);
+  RUN(test_pack_target_type);
   return check_summary();
 }

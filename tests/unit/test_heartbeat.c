@@ -20,9 +20,17 @@ static int is_zero(const inv_heartbeat_t *hb) {
 }
 
 static void test_round_trip(void) {
-  inv_heartbeat_t hb = {"w1", "127.0.0.1:7001", "primary", "17-4", 3, 9,
-                        1732518000999ull, 15000}, back;
+  inv_heartbeat_t hb, back;
   inv_buf_t buf;
+  memset(&hb, 0, sizeof(hb));
+  strcpy(hb.id, "w1");
+  strcpy(hb.node, "127.0.0.1:7001");
+  strcpy(hb.role, "primary");
+  strcpy(hb.last_id, "17-4");
+  hb.lag_ms = 3;
+  hb.behind = 9;
+  hb.ts_ms = 1732518000999ull;
+  hb.ttl_ms = 15000;
   memset(&buf, 0, sizeof(buf));
   CHECK_EQ_INT(inv_heartbeat_encode(&hb, &buf), 0);
   memset(&back, 0x5a, sizeof(back));
@@ -33,7 +41,75 @@ static void test_round_trip(void) {
   CHECK_EQ_STR(back.last_id, "17-4");
   CHECK(back.lag_ms == 3 && back.behind == 9 && back.ts_ms == 1732518000999ull &&
         back.ttl_ms == 15000);
+  /* A record without the optional keys (as older workers write it) has
+   * eight entries and decodes with them empty. */
+  CHECK_EQ_INT((unsigned char)buf.data[0], 0x88);
+  CHECK_EQ_STR(back.instance, "");
+  CHECK_EQ_INT(back.has_health, 0);
   inv_buf_free(&buf);
+}
+
+/* The optional instance and health summary travel and come back. */
+static void test_round_trip_health(void) {
+  inv_heartbeat_t hb, back;
+  inv_buf_t buf;
+  memset(&hb, 0, sizeof(hb));
+  strcpy(hb.id, "w2");
+  strcpy(hb.instance, "box/4242/9f86d081884c7d65");
+  hb.has_health = 1;
+  hb.health.up = 1;
+  hb.health.cluster_state_ok = 1;
+  hb.health.slots_fail = 3;
+  hb.health.used_memory = 1u << 20;
+  hb.health.maxmemory = 1u << 30;
+  hb.health.evicted_keys = 5;
+  hb.health.keyspace_hits = 70;
+  hb.health.keyspace_misses = 30;
+  hb.health.connected_clients = 12;
+  hb.health.fragmentation = 1.25;
+  memset(&buf, 0, sizeof(buf));
+  CHECK_EQ_INT(inv_heartbeat_encode(&hb, &buf), 0);
+  CHECK_EQ_INT((unsigned char)buf.data[0], 0x8a);
+  CHECK(buf.len < 1000);
+  CHECK_EQ_INT(inv_heartbeat_decode(buf.data, buf.len, &back), 0);
+  CHECK_EQ_STR(back.instance, "box/4242/9f86d081884c7d65");
+  CHECK_EQ_INT(back.has_health, 1);
+  CHECK(memcmp(&back.health, &hb.health, sizeof(hb.health)) == 0);
+  inv_buf_free(&buf);
+}
+
+/* A "health" that is not a map is ignored; a ratio that is not a finite
+ * positive number reads as 0 and a huge one is clamped. */
+static void test_health_hostile(void) {
+  inv_heartbeat_t hb;
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, sbuf_write);
+  msgpack_pack_map(&pk, 2);
+  msgpack_pack_str_with_body(&pk, "id", 2);
+  msgpack_pack_str_with_body(&pk, "w", 1);
+  msgpack_pack_str_with_body(&pk, "health", 6);
+  msgpack_pack_array(&pk, 1);
+  msgpack_pack_uint64(&pk, 1);
+  CHECK_EQ_INT(inv_heartbeat_decode(sb.data, sb.size, &hb), 0);
+  CHECK_EQ_STR(hb.id, "w");
+  CHECK_EQ_INT(hb.has_health, 0);
+  for (int i = 0; i < 2; i++) {
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "health", 6);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "mem_fragmentation_ratio", 23);
+    msgpack_pack_double(&pk, i == 0 ? 0.0 / 0.0 : 1e300);
+    msgpack_pack_str_with_body(&pk, "slots_fail", 10);
+    msgpack_pack_uint64(&pk, 7);
+    CHECK_EQ_INT(inv_heartbeat_decode(sb.data, sb.size, &hb), 0);
+    CHECK_EQ_INT(hb.has_health, 1);
+    CHECK(hb.health.slots_fail == 7);
+    CHECK(hb.health.fragmentation == (i == 0 ? 0.0 : INV_HEARTBEAT_FRAG_MAX));
+  }
+  msgpack_sbuffer_destroy(&sb);
 }
 
 /* Declared sizes that the bytes cannot hold are refused before msgpack-c
@@ -125,6 +201,8 @@ static void test_float_numbers(void) {
 
 int main(void) {
   RUN(test_round_trip);
+  RUN(test_round_trip_health);
+  RUN(test_health_hostile);
   RUN(test_huge_headers);
   RUN(test_deep_and_long);
   RUN(test_float_numbers);

@@ -255,6 +255,30 @@ def test_every_error_path_over_tls(standalone, publisher_factory, workdir,
     assert [t for t in targets if t.startswith("watch:")] == \
         [f"watch:{i}" for i in range(len(served))]
     assert "blog:1" not in targets and "shop:x" not in targets
+    # ESHUTDOWN: SIGTERM while a request waits on a paused Redis. An open TLS
+    # session's new events are refused with ESHUTDOWN (an unauthenticated
+    # one still gets EAUTH first), ping is still answered, the waiting
+    # request gets its answer, and the publisher exits 0.
+    holder, late, anon = tls_client(pub), tls_client(pub), tls_client(pub)
+    for c in (holder, late):
+        assert c.call("hello", {"proto": 1, "client": "s",
+                                "token": "watch-secret"})[0] is None
+    standalone.client().execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+    holder.request(90, "invalidate", [[ev("key", "watch:held")]])
+    time.sleep(0.1)
+    pub.signal(signal.SIGTERM)
+    err, _ = late.call("invalidate", [ev("key", "watch:late")])
+    assert err is not None and err["code"] == "ESHUTDOWN", err
+    assert late.call("ping") == (None, "PONG")
+    err, _ = anon.call("invalidate", [ev("key", "watch:anon")])
+    assert err is not None and err["code"] == "EAUTH", err
+    err, res = holder.wait_response(90, timeout=10)
+    assert (err is None) or err["code"] == "EUNAVAIL", err
+    for c in (holder, late, anon):
+        c.close()
+    assert pub.wait(10) == 0
+    pub.stopped = True
+    assert "watch:late" not in logged_targets(standalone)
 
 
 def rss_kb(pid):

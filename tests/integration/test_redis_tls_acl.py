@@ -206,10 +206,12 @@ def test_pipeline_over_tls_with_readme_acl_users(tls_redis, certs, workdir,
          "--redis-user", "inval-ops", *tls_flags],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: any(
-            b"inval-ops" in (c.get("name") or b"") or
-            c.get("user") == "inval-ops"
-            for c in admin.client_list()), 10, what="tail connected")
+        # Subscribed, not only connected: the worker is the one other
+        # subscriber of the broadcast, and a message published before
+        # tail's SUBSCRIBE would never reach it.
+        wait_until(lambda: dict(admin.pubsub_numsub("cache:invalidation"))
+                   .get(b"cache:invalidation", 0) >= 2, 10,
+                   what="tail subscribed")
     except Exception:
         tail.kill()
         raise

@@ -67,8 +67,13 @@ def test_default_waits_for_the_replica(replicated, publisher_factory):
                 err, res = invalidate(c, [ev("key", f"stopped:{i}")],
                                       timeout=5)
                 assert err is not None and err["code"] == "EUNAVAIL", res
-                assert "0 of 1 replicas confirmed" in err["message"], err
-                assert primary.addr in err["message"], err
+                # WAIT's own answer names the count; on a slow build the
+                # batch deadline may fire first, which names the node too.
+                # Either way it is no ack.
+                msg = err["message"]
+                assert ("0 of 1 replicas confirmed" in msg or
+                        "did not take or confirm the batch" in msg), err
+                assert primary.addr in msg, err
                 assert time.monotonic() - t0 < 2.5
             with pytest.raises(TimeoutError):
                 c.read_message(timeout=1.0)  # no late ack

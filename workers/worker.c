@@ -16,18 +16,113 @@
 
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
 
+void inv__worker_owed_settle(inv_worker_t *w) {
+  char a[INV_SID_STRLEN];
+  if (w->replay_limited && inv_sid_cmp(w->done, w->replay_upto) >= 0) {
+    w->replay_limited = 0;
+    inv_log_info(w->ctx, "owed replay of gained slots done (up to %s)",
+                 inv_sid_format(w->replay_upto, a));
+  }
+  if (w->takeover_owed && inv_sid_cmp(w->done, w->takeover_upto) >= 0) {
+    w->takeover_owed = 0;
+    inv_log_info(w->ctx, "owed takeover replay done (up to %s)",
+                 inv_sid_format(w->takeover_upto, a));
+  }
+}
+
+/* The state to persist now. While a promotion waits for the heartbeats the
+ * takeover is not recorded yet, so the file keeps saying "replica": a
+ * restart then takes over again. Before the first role is known, the role
+ * and slots read at start-up are kept. */
+static void build_state(const inv_worker_t *w, inv_state_t *st) {
+  memset(st, 0, sizeof(*st));
+  st->pos = w->done;
+  int role = w->role == INV__ROLE_UNKNOWN ? w->boot_role : w->role;
+  if (role == INV__ROLE_PRIMARY && w->takeover_pending) role = INV__ROLE_REPLICA;
+  st->role = role == INV__ROLE_PRIMARY   ? INV_STATE_PRIMARY
+             : role == INV__ROLE_REPLICA ? INV_STATE_REPLICA
+                                         : INV_STATE_ROLE_NONE;
+  if (st->role == INV_STATE_REPLICA)
+    snprintf(st->master, sizeof(st->master), "%s", w->master_addr);
+  if (st->role == INV_STATE_PRIMARY && w->known_slots_valid) {
+    st->has_slots = 1;
+    memcpy(st->slots, w->known_slots, sizeof(st->slots));
+  }
+  if (w->takeover_owed) {
+    inv_state_owed_t *o = &st->owed[st->nowed++];
+    o->from = w->takeover_from;
+    o->upto = w->takeover_upto;
+    o->all = 1;
+  }
+  if (w->replay_limited) {
+    inv_state_owed_t *o = &st->owed[st->nowed++];
+    o->from = w->replay_from;
+    o->upto = w->replay_upto;
+    memcpy(o->slots, w->replay_slots, sizeof(o->slots));
+  }
+}
+
 void inv__worker_save_state(inv_worker_t *w) {
   char err[256];
-  if (!w->have_position ||
-      (w->saved_valid && inv_sid_cmp(w->done, w->saved) == 0))
-    return;
-  if (inv_state_save(w->state_path, w->done, err, sizeof(err)) != 0) {
+  inv_state_t st;
+  if (!w->have_position) return;
+  inv__worker_owed_settle(w);
+  build_state(w, &st);
+  if (w->saved_valid && memcmp(&st, w->saved_state, sizeof(st)) == 0) return;
+  if (inv_state_write(w->state_path, &st, err, sizeof(err)) != 0) {
     inv_log_error(w->ctx, "cannot save state: %s", err);
     return;
   }
+  *w->saved_state = st;
   w->saved = w->done;
   w->saved_valid = 1;
   w->st.state_saves++;
+}
+
+/* Takes in what the state file says beyond the position: the role and
+ * slots it was saved with, and the replays still owed. A record that
+ * cannot be read (rc INV_EPROTO) costs a takeover-style replay of every
+ * slot from the position minus takeover-window: the worker cannot tell
+ * what it owed, so it re-runs what any ownership change could need. */
+static void load_owed(inv_worker_t *w, const inv_state_t *st, int rc,
+                      const char *why) {
+  char a[INV_SID_STRLEN], b[INV_SID_STRLEN];
+  if (rc == INV_EPROTO) {
+    inv_sid_t start = inv_sid_minus_ms(st->pos, w->conf->takeover_window_ms);
+    inv_log_error(w->ctx, "%s: replaying every slot from %s, the takeover "
+                  "window before the saved position", why,
+                  inv_sid_format(start, a));
+    w->seen = w->done = start;
+    w->takeover_owed = 1;
+    w->takeover_from = start;
+    w->takeover_upto = st->pos;
+    return;
+  }
+  w->boot_role = st->role == INV_STATE_PRIMARY   ? INV__ROLE_PRIMARY
+                 : st->role == INV_STATE_REPLICA ? INV__ROLE_REPLICA
+                                                 : INV__ROLE_UNKNOWN;
+  if (st->role == INV_STATE_REPLICA && strcmp(st->master, "-") != 0)
+    snprintf(w->master_addr, sizeof(w->master_addr), "%s", st->master);
+  if (st->has_slots) {
+    w->known_slots_valid = 1;
+    memcpy(w->known_slots, st->slots, sizeof(w->known_slots));
+  }
+  for (int i = 0; i < st->nowed; i++) {
+    const inv_state_owed_t *o = &st->owed[i];
+    if (o->all) {
+      w->takeover_owed = 1;
+      w->takeover_from = o->from;
+      w->takeover_upto = o->upto;
+    } else {
+      w->replay_limited = 1;
+      w->replay_from = o->from;
+      w->replay_upto = o->upto;
+      memcpy(w->replay_slots, o->slots, sizeof(w->replay_slots));
+    }
+    inv_log_info(w->ctx, "state: owed replay of %s in (%s, %s]",
+                 o->all ? "every slot (takeover)" : "gained slots",
+                 inv_sid_format(o->from, a), inv_sid_format(o->upto, b));
+  }
 }
 
 static void role_timer_cb(uv_timer_t *t) {
@@ -147,15 +242,19 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
     rc = INV_EINVAL;
     goto err;
   }
-  rc = inv_state_load(w->state_path, &w->seen, err, errlen);
-  if (rc < 0) goto err;
-  if (rc == 1) {
+  rc = INV_ENOMEM;
+  w->saved_state = calloc(1, sizeof(*w->saved_state));
+  if (w->saved_state == NULL) goto err_oom;
+  rc = inv_state_read(w->state_path, w->saved_state, err, errlen);
+  if (rc == INV_EIO || rc == INV_EINVAL) goto err;
+  if (rc == 1 || rc == INV_EPROTO) {
     char a[INV_SID_STRLEN];
     w->have_position = 1;
-    w->done = w->saved = w->seen;
+    w->seen = w->done = w->saved = w->saved_state->pos;
     w->saved_valid = 1;
     inv_log_info(w->ctx, "state %s: last applied %s", w->state_path,
                  inv_sid_format(w->seen, a));
+    load_owed(w, w->saved_state, rc, err);
   }
   rc = INV_ENOMEM;
   w->ring = calloc(INV__RING_CAP, sizeof(*w->ring));
@@ -218,6 +317,7 @@ err:
   inv_redis_close(w->shard, NULL, NULL);
   inv_redis_close(w->sub, NULL, NULL);
   inv_redis_close(w->cmd, NULL, NULL);
+  free(w->saved_state);
   free(w->ring);
   free(w);
   return rc;
@@ -241,6 +341,12 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->scans_running = inv_scanner_running(w->scn);
   s->scans_pending = inv_scanner_pending(w->scn);
   s->last_applied_ms = w->done.ms;
+  inv__worker_owed_settle(w);
+  s->replay_owed = (uint64_t)(w->replay_limited + w->takeover_owed);
+  /* A takeover re-runs every slot the node owns. */
+  s->replay_owed_slots = w->takeover_owed ? w->map.nowned
+                         : w->replay_limited ? inv_state_slot_count(w->replay_slots)
+                                             : 0;
   inv_latency_t recent; /* recorded in us; the figures are in ms */
   inv_latency_window_get(&w->lag.recent, inv_now_us(), &recent);
   s->lag_ms_p50 = inv_latency_quantile(&recent, 0.5) / 1000;
@@ -321,6 +427,7 @@ static void release(inv_worker_t *w) {
   if (--w->open_handles > 0) return;
   void (*cb)(void *) = w->stop_cb;
   void *data = w->stop_data;
+  free(w->saved_state);
   free(w->ring);
   free(w);
   if (cb) cb(data);

@@ -129,6 +129,24 @@ struct inv_worker_s {
   int replay_limited;
   inv_sid_t replay_upto;
   uint8_t replay_slots[INV_SLOTS / 8];
+  inv_sid_t replay_from; /* where that replay started (reported only) */
+
+  /* Owed replays (worker.c, PROTOCOL.md 11). What an ownership change
+   * still requires must survive a kill -9: a limited replay for gained
+   * slots (replay_* above, while replay_limited) and a takeover after a
+   * promotion (takeover_owed: entries up to takeover_upto re-run for every
+   * slot) are written to the state file with the position, at once when
+   * they start, and leave it only when done passes their upto. The file
+   * also records the role and the slots owned, so that a worker restarted
+   * after a promotion or a slot gain it never saw still replays. */
+  int takeover_owed;
+  inv_sid_t takeover_upto;
+  int boot_role;         /* the role the state file recorded (until the
+                            first role is known) */
+  int known_slots_valid; /* known_slots: slots owned as a primary the last
+                            time the map was taken (or the state file's) */
+  uint8_t known_slots[INV_SLOTS / 8];
+  struct inv_state_s *saved_state; /* what the state file holds now */
 
   /* Completion ring. */
   inv__ring_entry_t *ring;
@@ -265,7 +283,13 @@ void inv__worker_refresh_behind(inv_worker_t *w);
 void inv__worker_verify_live(inv_worker_t *w);
 
 /* Lifecycle (worker.c). */
+/* Saves the position with the role, the slots and the owed replays when
+ * any of them changed. Owed replays that done has passed are dropped
+ * first. Blocking (a few KiB, fsync): called every state-save-interval and
+ * at once when an owed replay is recorded. */
 void inv__worker_save_state(inv_worker_t *w);
+/* Drops owed replays that done has passed. */
+void inv__worker_owed_settle(inv_worker_t *w);
 const char *inv__worker_role_name(int role);
 
 #endif

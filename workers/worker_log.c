@@ -345,6 +345,18 @@ static int old_position(inv_worker_t *w, const redisReply *reply, inv_sid_t *pos
   return found;
 }
 
+/* Rewinds to start for a takeover and records it as owed up to where the
+ * worker was, saving at once: until then the state file says "replica"
+ * (or holds an earlier takeover), and after it a kill -9 at any moment
+ * still leaves the replay to do. */
+static void owe_takeover(inv_worker_t *w, inv_sid_t start, const char *why) {
+  if (!w->takeover_owed || inv_sid_cmp(w->done, w->takeover_upto) > 0)
+    w->takeover_upto = w->done;
+  w->takeover_owed = 1;
+  inv__worker_rewind(w, start, 1, why);
+  inv__worker_save_state(w);
+}
+
 /* Ends the wait of a promotion: replays from the takeover window before
  * from. */
 static void takeover_start(inv_worker_t *w, inv_sid_t from, const char *why) {
@@ -353,7 +365,7 @@ static void takeover_start(inv_worker_t *w, inv_sid_t from, const char *why) {
   w->takeover_pending = 0;
   w->takeover_from = start;
   inv_log_info(w->ctx, "promoted: taking over from %s", inv_sid_format(start, a));
-  inv__worker_rewind(w, start, 1, why);
+  owe_takeover(w, start, why);
 }
 
 static void takeover_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
@@ -388,7 +400,7 @@ static void takeover_cb(inv_cluster_t *c, redisReply *reply, int err, void *data
   inv_log_warn(w->ctx, "the old primary's worker was behind our replay: "
                "replaying from %s", inv_sid_format(start, a));
   w->takeover_from = start;
-  inv__worker_rewind(w, start, 1, "promotion (old worker behind)");
+  owe_takeover(w, start, "promotion (old worker behind)");
 }
 
 void inv__worker_takeover(inv_worker_t *w) {

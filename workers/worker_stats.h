@@ -121,7 +121,11 @@
   XX(redis_reconnects, redis_reconnects, COUNTER,                              \
      "Redis connections re-established")                                       \
   XX(script_loads, script_loads, COUNTER,                                      \
-     "NOSCRIPT replies answered by sending the script with EVAL")
+     "NOSCRIPT replies answered by sending the script with EVAL")             \
+  XX(replay_owed, replay_owed, GAUGE,                                          \
+     "replays an ownership change still requires (slots gained, takeover)")  \
+  XX(replay_owed_slots, replay_owed_slots, GAUGE,                              \
+     "hash slots those replays cover (every owned slot for a takeover)")
 
 typedef struct inv_worker_stats_s {
 #define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;

@@ -18,9 +18,26 @@ const char *inv__worker_role_name(int role) {
 }
 
 static void role_changed(inv_worker_t *w, int old, int now) {
-  inv_log_info(w->ctx, "node role: %s -> %s", inv__worker_role_name(old),
-               inv__worker_role_name(now));
+  /* A worker that starts on a primary whose state file says "replica" was
+   * down, or had not saved since, when its node was promoted: it owes the
+   * takeover all the same. */
+  int promoted = now == INV__ROLE_PRIMARY &&
+                 (old == INV__ROLE_REPLICA ||
+                  (old == INV__ROLE_UNKNOWN && w->boot_role == INV__ROLE_REPLICA));
+  inv_log_info(w->ctx, "node role: %s -> %s%s", inv__worker_role_name(old),
+               inv__worker_role_name(now),
+               promoted && old == INV__ROLE_UNKNOWN
+                   ? " (the state file says replica: promoted meanwhile)"
+                   : "");
   w->role = now;
+  w->boot_role = INV__ROLE_UNKNOWN;
+  if (now != INV__ROLE_PRIMARY || promoted) {
+    /* A replica owes nothing (its new primary's worker replays), and a
+     * promotion's takeover covers every slot. */
+    w->known_slots_valid = 0;
+    w->replay_limited = 0;
+    if (now != INV__ROLE_PRIMARY) w->takeover_owed = 0;
+  }
   w->st.is_primary = now == INV__ROLE_PRIMARY;
   w->map_known = 0;
   inv__worker_shard_update(w); /* none until the new map is known */
@@ -31,7 +48,7 @@ static void role_changed(inv_worker_t *w, int old, int now) {
     /* Demoted: the new primary's worker replays past our position. */
     inv__worker_stand_down(w);
   }
-  if (old == INV__ROLE_REPLICA && now == INV__ROLE_PRIMARY) {
+  if (promoted) {
     w->takeover_pending = 1;
     w->takeover_since_us = inv_now_us();
     inv__worker_takeover(w);
@@ -86,8 +103,12 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
     w->map_dirty = 0;
     return; /* the periodic refresh tries again */
   }
-  int had = w->map_known && w->map_role == INV__ROLE_PRIMARY;
-  inv_slot_map_t old = w->map;
+  /* The slots owned before: the last map taken as a primary, or the state
+   * file's (a gain while the worker was down, or before it saw it). */
+  int had = w->known_slots_valid && w->role == INV__ROLE_PRIMARY;
+  inv_slot_map_t old;
+  memset(&old, 0, sizeof(old));
+  memcpy(old.owned, w->known_slots, sizeof(old.owned));
   w->map = m->map;
   inv_unlinker_set_any_slot(w->unl, !w->map.cluster);
   w->map_known = 1;
@@ -95,9 +116,20 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
   w->st.owned_slots = w->map.nowned;
   w->st.importing_slots = w->map.nimporting;
   inv__worker_shard_update(w);
-  unsigned gained = had && w->role == INV__ROLE_PRIMARY
-                        ? inv_slot_map_gained(&old, &w->map)
-                        : 0;
+  unsigned gained = had && w->map.cluster ? inv_slot_map_gained(&old, &w->map)
+                                          : 0;
+  if (w->role == INV__ROLE_PRIMARY && w->map.cluster) {
+    /* An owed replay drops the slots the node no longer owns: their keys
+     * are another node's now. */
+    if (w->replay_limited)
+      for (size_t i = 0; i < sizeof(w->replay_slots); i++)
+        w->replay_slots[i] &= w->map.owned[i];
+    w->known_slots_valid = 1;
+    memcpy(w->known_slots, w->map.owned, sizeof(w->known_slots));
+  } else if (w->role != INV__ROLE_UNKNOWN) {
+    /* Before the first ROLE reply the state file's slots stay. */
+    w->known_slots_valid = 0;
+  }
   if (w->map_dirty) {
     w->map_dirty = 0;
     inv__worker_refresh_map(w);
@@ -120,11 +152,15 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
     /* Keys that came with the slots may have missed their events on the
      * old owner (deleted there before they moved, here before they
      * arrived): replay the takeover window for those slots only. */
-    inv__worker_rewind(w, inv_sid_minus_ms(w->done, w->conf->takeover_window_ms),
-                       0, why);
+    inv_sid_t from = inv_sid_minus_ms(w->done, w->conf->takeover_window_ms);
+    inv__worker_rewind(w, from, 0, why);
     w->replay_limited = 1;
+    w->replay_from = from;
     w->replay_upto = upto;
     memcpy(w->replay_slots, slots, sizeof(slots));
+    /* The replay is owed from now on: on disk before any save could put a
+     * position past its entries (a kill -9 would lose it otherwise). */
+    inv__worker_save_state(w);
     return;
   }
   inv__worker_maybe_start(w);

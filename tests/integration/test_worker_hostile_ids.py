@@ -56,8 +56,10 @@ def state_file(w):
 
 
 def saved_position(w):
+    """The position: the state file's first line (ownership records
+    follow it)."""
     with open(state_file(w)) as f:
-        return f.read().strip()
+        return f.readline().strip()
 
 
 def log_end(topo):

@@ -1,6 +1,8 @@
 /* Unit tests for workers/state_file: the path, a save/load round trip,
- * a missing file, a file that is not an id, and a failed save that leaves
- * the old file intact. */
+ * a missing file, a file that is not an id, a failed save that leaves
+ * the old file intact, and the ownership records (role, slots, owed
+ * replays): their round trip, an old file without them, merging, and a
+ * corrupt record. */
 #include "workers/state_file.h"
 
 #include <stdio.h>
@@ -76,6 +78,104 @@ static void test_failed_save_keeps_old(void) {
   chmod(sub, 0755);
 }
 
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f == NULL) return;
+  fputs(text, f);
+  fclose(f);
+}
+
+static int bit(const uint8_t *bits, unsigned s) { return (bits[s >> 3] >> (s & 7)) & 1; }
+
+static void test_owed_round_trip(void) {
+  char path[128], err[256];
+  inv_state_t st, back;
+  snprintf(path, sizeof(path), "%s/worker-owed.state", dir);
+  memset(&st, 0, sizeof(st));
+  st.pos = (inv_sid_t){1796003616646ull, 3};
+  st.role = INV_STATE_PRIMARY;
+  st.has_slots = 1;
+  for (unsigned s = 0; s <= 5460; s++) st.slots[s >> 3] |= (uint8_t)(1u << (s & 7));
+  st.slots[16383 >> 3] |= 0x80;
+  st.nowed = 2;
+  st.owed[0] = (inv_state_owed_t){{1796003586646ull, 3}, {1796003616646ull, 3}, 1, {0}};
+  st.owed[1].from = (inv_sid_t){10, 0};
+  st.owed[1].upto = (inv_sid_t){20, 5};
+  st.owed[1].slots[100 >> 3] |= (uint8_t)(1u << (100 & 7));
+  st.owed[1].slots[101 >> 3] |= (uint8_t)(1u << (101 & 7));
+  st.owed[1].slots[7000 >> 3] |= (uint8_t)(1u << (7000 & 7));
+  CHECK_EQ_INT(inv_state_write(path, &st, err, sizeof(err)), 0);
+  CHECK_EQ_INT(inv_state_read(path, &back, err, sizeof(err)), 1);
+  CHECK(memcmp(&st, &back, sizeof(st)) == 0);
+  CHECK_EQ_INT((int)inv_state_slot_count(back.slots), 5462);
+  CHECK_EQ_INT((int)inv_state_slot_count(back.owed[1].slots), 3);
+  /* The position alone is what inv_state_load gives. */
+  inv_sid_t id;
+  CHECK_EQ_INT(inv_state_load(path, &id, err, sizeof(err)), 1);
+  CHECK(inv_sid_cmp(id, st.pos) == 0);
+  /* A replica with its primary, nothing owed. */
+  memset(&st, 0, sizeof(st));
+  st.pos = (inv_sid_t){7, 7};
+  st.role = INV_STATE_REPLICA;
+  snprintf(st.master, sizeof(st.master), "127.0.0.1:7001");
+  CHECK_EQ_INT(inv_state_write(path, &st, err, sizeof(err)), 0);
+  CHECK_EQ_INT(inv_state_read(path, &back, err, sizeof(err)), 1);
+  CHECK(memcmp(&st, &back, sizeof(st)) == 0);
+}
+
+static void test_old_file_and_merge(void) {
+  char path[128], err[256];
+  inv_state_t st;
+  snprintf(path, sizeof(path), "%s/worker-old.state", dir);
+  write_text(path, "1796003616646-3\n"); /* written before the records */
+  CHECK_EQ_INT(inv_state_read(path, &st, err, sizeof(err)), 1);
+  CHECK(st.pos.ms == 1796003616646ull && st.pos.seq == 3);
+  CHECK(st.role == INV_STATE_ROLE_NONE && !st.has_slots && st.nowed == 0);
+  /* Two records of one kind merge: earliest from, latest upto, union. */
+  write_text(path, "50-0\nrole primary\nslots -\nowed 10-0 60-0 5-6\n"
+                   "owed 5-0 40-0 9\nowed 30-0 70-0 all\n");
+  CHECK_EQ_INT(inv_state_read(path, &st, err, sizeof(err)), 1);
+  CHECK(st.has_slots && inv_state_slot_count(st.slots) == 0);
+  CHECK_EQ_INT(st.nowed, 2);
+  CHECK(!st.owed[0].all && st.owed[0].from.ms == 5 && st.owed[0].upto.ms == 60);
+  CHECK(bit(st.owed[0].slots, 5) && bit(st.owed[0].slots, 6) &&
+        bit(st.owed[0].slots, 9) && !bit(st.owed[0].slots, 7));
+  CHECK(st.owed[1].all && st.owed[1].from.ms == 30 && st.owed[1].upto.ms == 70);
+}
+
+static void test_corrupt_record(void) {
+  static const char *const bad[] = {
+      "50-0\nowed 10-0 60-0\n",          /* no slot set */
+      "50-0\nowed 10-0 60-0 16384\n",    /* slot out of range */
+      "50-0\nowed 10-0 60-0 9-3\n",      /* backwards range */
+      "50-0\nowed x 60-0 all\n",         /* not an id */
+      "50-0\nslots 1,,2\n",
+      "50-0\nrole leader\n",
+      "50-0\nrole primary extra\n",
+      "50-0\nsomething else\n",
+  };
+  char path[128], err[256];
+  inv_state_t st;
+  snprintf(path, sizeof(path), "%s/worker-corrupt.state", dir);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    write_text(path, bad[i]);
+    CHECK_EQ_INT(inv_state_read(path, &st, err, sizeof(err)), INV_EPROTO);
+    CHECK(strstr(err, "line 2") != NULL);
+    CHECK(st.pos.ms == 50 && st.nowed == 0 && st.role == INV_STATE_ROLE_NONE);
+  }
+  /* Too large to be a state file: refused before it is parsed. */
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f == NULL) return;
+  fputs("50-0\n", f);
+  for (unsigned i = 0; i < INV_STATE_MAX_BYTES; i += 8) fputs("slots 1\n", f);
+  fclose(f);
+  CHECK_EQ_INT(inv_state_read(path, &st, err, sizeof(err)), INV_EIO);
+  CHECK(strstr(err, "larger") != NULL);
+}
+
 int main(void) {
   snprintf(dir, sizeof(dir), "/tmp/inv-state-test-XXXXXX");
   if (mkdtemp(dir) == NULL) {
@@ -86,6 +186,9 @@ int main(void) {
   RUN(test_round_trip);
   RUN(test_bad_file);
   RUN(test_failed_save_keeps_old);
+  RUN(test_owed_round_trip);
+  RUN(test_old_file_and_merge);
+  RUN(test_corrupt_record);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

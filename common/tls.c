@@ -127,10 +127,47 @@ static int tls_load_pair(SSL_CTX *ssl_ctx, const char *cert_what,
   return 0;
 }
 
+/* Creates a context for method (server or client) with what both sides
+ * share: TLS 1.2 or later, no renegotiation, no passphrase prompt, and the
+ * write modes the engine relies on (partial writes let inv_tls_write()
+ * consume record by record; a moving buffer is allowed because our
+ * plaintext buffer may be reallocated between a refused write and its
+ * retry; idle connections release their buffers). Returns 0 and *out, or
+ * INV_ENOMEM / INV_ECONFIG with err set. */
+static int tls_ctx_create(const SSL_METHOD *method, inv_tls_ctx_t **out,
+                          char *err, size_t errlen) {
+  char reason[128];
+  inv_tls_ctx_t *ctx = calloc(1, sizeof(*ctx));
+  *out = NULL;
+  if (ctx == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return INV_ENOMEM;
+  }
+  ctx->ssl_ctx = SSL_CTX_new(method);
+  if (ctx->ssl_ctx == NULL) {
+    tls_reason(reason, sizeof(reason), "cannot create the TLS context");
+    snprintf(err, errlen, "TLS: %s", reason);
+    free(ctx);
+    return INV_ENOMEM;
+  }
+  if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1) {
+    tls_reason(reason, sizeof(reason), "cannot require TLS 1.2");
+    snprintf(err, errlen, "TLS: %s", reason);
+    inv_tls_ctx_free(ctx);
+    return INV_ECONFIG;
+  }
+  SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                     SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_default_passwd_cb(ctx->ssl_ctx, tls_no_passphrase_cb);
+  *out = ctx;
+  return 0;
+}
+
 int inv_tls_ctx_new(const char *cert_file, const char *key_file,
                     inv_tls_ctx_t **out, char *err, size_t errlen) {
   inv_tls_ctx_t *ctx = NULL;
-  char reason[128];
   int rc;
 
   *out = NULL;
@@ -145,36 +182,12 @@ int inv_tls_ctx_new(const char *cert_file, const char *key_file,
       (rc = tls_check_readable("tls-key", key_file, err, errlen)) != 0)
     goto err;
 
-  rc = INV_ENOMEM;
-  ctx = calloc(1, sizeof(*ctx));
-  if (ctx == NULL) {
-    snprintf(err, errlen, "out of memory");
+  if ((rc = tls_ctx_create(TLS_server_method(), &ctx, err, errlen)) != 0)
     goto err;
-  }
-  ctx->ssl_ctx = SSL_CTX_new(TLS_server_method());
-  if (ctx->ssl_ctx == NULL) {
-    tls_reason(reason, sizeof(reason), "cannot create the TLS context");
-    snprintf(err, errlen, "TLS: %s", reason);
-    goto err;
-  }
-  rc = INV_ECONFIG;
-  if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1) {
-    tls_reason(reason, sizeof(reason), "cannot require TLS 1.2");
-    snprintf(err, errlen, "TLS: %s", reason);
-    goto err;
-  }
-  SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION |
-                                        SSL_OP_CIPHER_SERVER_PREFERENCE);
-  /* Partial writes let inv_tls_write() consume record by record; a moving
-   * buffer is allowed because our plaintext buffer may be reallocated
-   * between a refused write and its retry. */
-  SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                     SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
   /* No server-side session cache: it would grow with every client. TLS 1.3
    * tickets still allow resumption without state here. */
   SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_default_passwd_cb(ctx->ssl_ctx, tls_no_passphrase_cb);
 
   if ((rc = tls_load_pair(ctx->ssl_ctx, "tls-cert", cert_file, "tls-key",
                           key_file, err, errlen)) != 0)
@@ -377,37 +390,17 @@ int inv_tls_client_ctx_new(const inv_tls_client_conf_t *conf,
                                            errlen)) != 0))
     goto err;
 
-  rc = INV_ENOMEM;
-  ctx = calloc(1, sizeof(*ctx));
-  if (ctx == NULL) {
-    snprintf(err, errlen, "out of memory");
+  if ((rc = tls_ctx_create(TLS_client_method(), &ctx, err, errlen)) != 0)
     goto err;
-  }
   ctx->client = 1;
   ctx->insecure = conf->insecure != 0;
   if (conf->server_name != NULL && conf->server_name[0] != '\0' &&
       (ctx->server_name = strdup(conf->server_name)) == NULL) {
     snprintf(err, errlen, "out of memory");
-    goto err;
-  }
-  ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx->ssl_ctx == NULL) {
-    tls_reason(reason, sizeof(reason), "cannot create the TLS context");
-    snprintf(err, errlen, "TLS: %s", reason);
+    rc = INV_ENOMEM;
     goto err;
   }
   rc = INV_ECONFIG;
-  if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1) {
-    tls_reason(reason, sizeof(reason), "cannot require TLS 1.2");
-    snprintf(err, errlen, "TLS: %s", reason);
-    goto err;
-  }
-  SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION);
-  /* The same modes as the server: the engine's writes rely on them. */
-  SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                     SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_default_passwd_cb(ctx->ssl_ctx, tls_no_passphrase_cb);
   SSL_CTX_set_verify(ctx->ssl_ctx,
                      ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
   {

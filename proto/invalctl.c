@@ -190,6 +190,20 @@ int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc) {
   return is_wire_code(rc) ? INV_CTL_EXIT_SERVER : INV_CTL_EXIT_CONNECT;
 }
 
+int inv__ctl_fetch_stats(const inv_ctl_opts_t *opts, inv_client_t **c,
+                         inv_client_result_t **res) {
+  int rc = inv__ctl_connect(opts, c);
+  if (rc != 0) return rc;
+  rc = inv_client_stats(*c, res);
+  if (rc != 0) {
+    rc = inv__ctl_call_error(opts, *c, rc);
+    inv_client_close(*c);
+    *c = NULL;
+    return rc;
+  }
+  return 0;
+}
+
 void inv__ctl_format_ts(uint64_t ts_ms, char *out, size_t outlen) {
   time_t secs = (time_t)(ts_ms / 1000);
   struct tm tm;

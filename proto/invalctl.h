@@ -71,6 +71,12 @@ int inv__ctl_connect(const inv_ctl_opts_t *opts, inv_client_t **out);
  * with auth-token serves ping before hello. */
 int inv__ctl_connect_ping(const inv_ctl_opts_t *opts, inv_client_t **out);
 
+/* Connects to the server named by opts and asks for its stats. Returns 0
+ * with *c and *res (the caller frees both), or prints the error and returns
+ * the exit code, with nothing left to free. */
+int inv__ctl_fetch_stats(const inv_ctl_opts_t *opts, inv_client_t **c,
+                         inv_client_result_t **res);
+
 /* Prints the error of a failed call on c (code rc) and returns the exit
  * code: 1 for an error the server sent, 3 for a transport failure. */
 int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc);

@@ -324,14 +324,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     else
       return inv__ctl_usage_error("stats", "unexpected argument %s", argv[i]);
   }
-  rc = inv__ctl_connect(opts, &c);
+  rc = inv__ctl_fetch_stats(opts, &c, &res);
   if (rc != 0) return rc;
-  rc = inv_client_stats(c, &res);
-  if (rc != 0) {
-    rc = inv__ctl_call_error(opts, c, rc);
-    inv_client_close(c);
-    return rc;
-  }
   o = inv_client_result_obj(res);
   if (json) {
     inv__ctl_print_json(stdout, o, 2, 0);

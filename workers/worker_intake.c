@@ -248,13 +248,19 @@ int inv__worker_hint(inv_worker_t *w, const char *data, size_t len,
   inv_sid_t id;
   if (w->closing) return 0;
   if (hint_id(w, data, len, source, &id) != 0) return INV_EPROTO;
-  /* Taken in already; or, while a read is under way, no newer than a hint
-   * that arrived before the page in flight was asked for, so the log held
-   * it then if it is real (stream ids only grow). Most of these are the
-   * broadcast twins of shard copies. */
-  if (inv_sid_cmp(id, w->seen) <= 0 ||
-      (w->intake == INV__IN_CATCHUP && inv_sid_cmp(id, w->hint_sent) <= 0)) {
+  /* Taken in already. */
+  if (inv_sid_cmp(id, w->seen) <= 0) {
     w->st.events_skipped++;
+    return 0;
+  }
+  /* While a read is under way, an id no newer than a hint that arrived
+   * before the page in flight was asked for needs no read of its own: the
+   * log held it then if it is real (stream ids only grow). Most of these are
+   * the broadcast twins of shard copies. It is still held, so that the end
+   * of the read judges it like the others (a forged one is rejected). */
+  if (w->intake == INV__IN_CATCHUP && inv_sid_cmp(id, w->hint_sent) <= 0) {
+    w->st.events_skipped++;
+    hold_hint(w, id, source);
     return 0;
   }
   hold_hint(w, id, source);

@@ -121,7 +121,13 @@
   XX(redis_reconnects, redis_reconnects, COUNTER,                              \
      "Redis connections re-established")                                       \
   XX(script_loads, script_loads, COUNTER,                                      \
-     "NOSCRIPT replies answered by sending the script with EVAL")
+     "NOSCRIPT replies answered by sending the script with EVAL")            \
+  XX(unlink_retries, unlink_retries, COUNTER,                                  \
+     "keys sent again after an error reply (e.g. NOPERM), with backoff")       \
+  XX(scan_retries, scan_retries, COUNTER,                                      \
+     "patterns scanned again after their listing or an UNLINK failed")         \
+  XX(apply_retries, apply_retries, COUNTER,                                    \
+     "keys and patterns dispatched again after running out of memory")
 
 typedef struct inv_worker_stats_s {
 #define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;

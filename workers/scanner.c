@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "common/errors.h"
 #include "common/glob.h"
 #include "common/latency.h"
@@ -429,6 +430,7 @@ static void key_done_cb(void *owner, uint64_t tag, int err) {
   run_t *j = owner;
   (void)tag;
   if (err != 0) j->failed++;
+  INV_CHECK(j->inflight > 0);
   j->inflight--;
   if (j->state == JOB_CANCELLED) {
     zombie_check(j);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/check.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/slot.h"
@@ -362,6 +363,7 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   item_t *it = data;
   inv_unlinker_t *u = it->u;
   (void)r;
+  INV_CHECK(u->inflight > 0);
   u->inflight--;
   if (err < 0) {
     /* The connection dropped or timed out: its reconnect flushes again. */

@@ -243,6 +243,8 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
     w->st.events_skipped++;
     return 0;
   }
+  /* Entries come from the log read of a catch-up pass or of hints only. */
+  INV_CHECK(w->intake == INV__IN_CATCHUP);
   uint64_t tag = 0;
   if (w->role == INV__ROLE_PRIMARY && inv_watermark_add(w->wm, id, &tag) != 0) {
     /* Full: intake checks the backpressure before each entry, so this is

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "common/errors.h"
 #include "common/glob.h"
 #include "common/latency.h"
@@ -120,6 +121,7 @@ typedef struct run_s {
   uint64_t started_us;
   uint64_t scanned, matched, failed;
   int logged;            /* its start was logged, so its end is */
+  int error;             /* its listing failed: its patterns run again */
 } run_t;
 
 typedef struct list_s {
@@ -146,6 +148,13 @@ struct inv_scanner_s {
   uv_timer_t retry;
   int retry_armed;
   uv_idle_t kick;  /* starts a pass once this loop pass's submits are in */
+  /* Patterns of runs that failed (a listing error, or an UNLINK that did
+   * not complete), waiting for again_timer to run them again; counted in
+   * nwaiting. again_streak is the number of failed runs in a row (the
+   * backoff grows with it; a run that succeeds resets it). */
+  pat_t *again_head;
+  uv_timer_t again_timer;
+  unsigned again_streak;
   int open_handles;
   /* Scan log lines are rate-limited: a flood of small passes must not
    * flood the log. */
@@ -328,6 +337,71 @@ static void run_log_end(const run_t *j) {
                (double)took / 1e6);
 }
 
+static void again_cb(uv_timer_t *t);
+static void wait_push(inv_scanner_t *s, pat_t *p);
+static run_t *run_new(inv_scanner_t *s, pat_t **pats, size_t npats);
+
+/* Keeps the patterns of a failed run to be run again after a backoff of
+ * 200 ms doubling with each failed run in a row, up to 5 s: their work
+ * was not done, so their tags are not answered (the owner's position
+ * must not pass them). */
+static void run_again(inv_scanner_t *s, pat_t **pats, size_t npats) {
+  for (size_t i = 0; i < npats; i++) {
+    pats[i]->next = s->again_head;
+    s->again_head = pats[i];
+    s->nwaiting++;
+    s->waiting_bytes += pat_bytes(pats[i]);
+  }
+  s->stats->scan_retries += npats;
+  unsigned shift = s->again_streak < 5 ? s->again_streak : 5;
+  uint64_t delay = (uint64_t)200 << shift;
+  if (delay > 5000) delay = 5000;
+  s->again_streak++;
+  if (!uv_is_active((uv_handle_t *)&s->again_timer))
+    uv_timer_start(&s->again_timer, again_cb, delay, 0);
+}
+
+/* Hands the failed patterns back: unpinned ones to the next pass, pinned
+ * ones to runs of their own. A pinned one that cannot get its run (out of
+ * memory) waits for the next round. */
+static void again_cb(uv_timer_t *t) {
+  inv_scanner_t *s = t->data;
+  pat_t *p = s->again_head, *keep = NULL;
+  s->again_head = NULL;
+  while (p != NULL) {
+    pat_t *next = p->next;
+    s->nwaiting--;
+    s->waiting_bytes -= pat_bytes(p);
+    if (!p->pinned) {
+      wait_push(s, p);
+    } else {
+      pat_t **one = malloc(sizeof(*one));
+      if (one != NULL) one[0] = p;
+      run_t *j = one ? run_new(s, one, 1) : NULL;
+      if (j == NULL) {
+        free(one);
+        p->next = keep;
+        keep = p;
+        s->nwaiting++;
+        s->waiting_bytes += pat_bytes(p);
+      } else {
+        j->pinned = 1;
+        j->slot = p->slot;
+        j->state = JOB_PENDING;
+        list_push(&s->pending, j);
+        s->nwaiting++;
+        s->waiting_bytes += pat_bytes(p);
+      }
+    }
+    p = next;
+  }
+  s->again_head = keep;
+  if (keep != NULL) uv_timer_start(&s->again_timer, again_cb, 5000, 0);
+  start_pending(s);
+  kick_soon(s);
+  update_gauges(s);
+}
+
 static void complete(run_t *j) {
   inv_scanner_t *s = j->s;
   run_log_end(j);
@@ -335,11 +409,17 @@ static void complete(run_t *j) {
   if (j == s->pass) s->pass = NULL;
   pat_t **pats = j->pats;
   size_t npats = j->npats;
+  int failed = j->error || j->failed > 0;
   j->pats = NULL;
   j->npats = 0;
   run_free(j);
-  s->stats->scans_done += npats;
-  for (size_t i = 0; i < npats; i++) pat_finish(s, pats[i], 0);
+  if (failed) {
+    run_again(s, pats, npats);
+  } else {
+    s->again_streak = 0;
+    s->stats->scans_done += npats;
+    for (size_t i = 0; i < npats; i++) pat_finish(s, pats[i], 0);
+  }
   free(pats);
   start_pending(s);
   if (s->wait_head != NULL) kick_soon(s);
@@ -350,6 +430,7 @@ static void key_done_cb(void *owner, uint64_t tag, int err) {
   run_t *j = owner;
   (void)tag;
   if (err != 0) j->failed++;
+  INV_CHECK(j->inflight > 0);
   j->inflight--;
   if (j->state == JOB_CANCELLED) {
     zombie_check(j);
@@ -625,8 +706,15 @@ static void pump(run_t *j) {
   while (j->kidx < j->nkeys && j->inflight < limit) {
     key_t_ *k = &j->keys[j->kidx];
     if (inv_unlinker_push(s->u, k->key, k->len, k->op, k->asking, key_done_cb,
-                          j, 0) != 0)
-      break;
+                          j, 0) != 0) {
+      /* Out of memory: a key's completion pumps again; with none in
+       * flight, the retry timer does. */
+      if (j->inflight == 0 && !j->cmd_inflight) {
+        j->stalled = 1;
+        arm_retry(s);
+      }
+      return;
+    }
     free(k->key);
     j->kidx++;
     j->inflight++;
@@ -644,11 +732,11 @@ static void pump(run_t *j) {
 static void log_failure(const run_t *j, const char *what, const char *detail,
                         int detail_len) {
   if (j->npats == 1)
-    inv_log_error("scanner", "%s of '%.*s' failed: %.*s", what,
+    inv_log_error("scanner", "%s of '%.*s' failed: %.*s (it runs again)", what,
                   (int)j->pats[0]->patlen, j->pats[0]->pat, detail_len, detail);
   else
-    inv_log_error("scanner", "%s of a shared pass (%zu patterns) failed: %.*s",
-                  what, j->npats, detail_len, detail);
+    inv_log_error("scanner", "%s of a shared pass (%zu patterns) failed: %.*s "
+                  "(they run again)", what, j->npats, detail_len, detail);
 }
 
 static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
@@ -672,6 +760,7 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
       return;
     }
     log_failure(j, "scan", reply->str, (int)reply->len);
+    j->error = 1;
     j->listed = 1;
     pump(j);
     return;
@@ -682,7 +771,8 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY ||
         reply->element[0]->len >= sizeof(j->cursor)) {
-      inv_log_error("scanner", "unexpected SCAN reply");
+      inv_log_error("scanner", "unexpected SCAN reply: the patterns run again");
+      j->error = 1;
       j->listed = 1;
     } else {
       memcpy(j->cursor, reply->element[0]->str, reply->element[0]->len);
@@ -707,6 +797,7 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   if (rc != 0) {
     log_failure(j, "listing", "out of memory", 13);
     free_keys(j);
+    j->error = 1;
     j->listed = 1;
   }
   pump(j);
@@ -782,6 +873,18 @@ static uint64_t pat_hash(const pat_t *p) {
   return span_hash(p->pat, p->patlen) ^ (uint64_t)p->mode;
 }
 
+/* Adds every tag of p to q, or none. Returns 0 or INV_ENOMEM. */
+static int merge_tags(pat_t *q, const pat_t *p) {
+  size_t before = q->ntags;
+  for (size_t t = 0; t < p->ntags; t++) {
+    if (add_tag(q, p->tags[t]) != 0) {
+      q->ntags = before;
+      return INV_ENOMEM;
+    }
+  }
+  return 0;
+}
+
 /* Takes the waiting FIFO, merging identical patterns (same bytes and mode)
  * into the first one. Returns the distinct patterns and their count, or
  * NULL on ENOMEM (the FIFO is then left as it was). */
@@ -809,15 +912,15 @@ static pat_t **take_waiting(inv_scanner_t *s, size_t *out_n) {
         break;
     }
     pat_t *q = seen[i];
-    if (q != NULL) {
-      /* Identical: its tags join the first one. A tag that cannot be
-       * recorded is answered now as if cancelled, so its entry is never
-       * marked done for work it did not get. */
-      for (size_t t = 0; t < p->ntags; t++) {
-        if (add_tag(q, p->tags[t]) != 0) s->done_cb(s->owner, p->tags[t], INV_ECLOSED);
-      }
+    if (q != NULL && merge_tags(q, p) == 0) {
+      /* Identical: its tags join the first one. */
       s->stats->scans_merged += p->ntags;
       pat_free(p);
+    } else if (q != NULL) {
+      /* Its tags could not join (out of memory): it runs as a pattern of
+       * its own in the pass, at the cost of matching it twice. */
+      p->next = NULL;
+      pats[n++] = p;
     } else {
       seen[i] = p;
       p->next = NULL;
@@ -880,9 +983,10 @@ int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
   s->done_cb = done_cb;
   s->owner = owner;
   uv_timer_init(loop, &s->retry);
+  uv_timer_init(loop, &s->again_timer);
   uv_idle_init(loop, &s->kick);
-  s->retry.data = s->kick.data = s;
-  s->open_handles = 2;
+  s->retry.data = s->again_timer.data = s->kick.data = s;
+  s->open_handles = 3;
   *out = s;
   return 0;
 }
@@ -980,10 +1084,8 @@ static void cancel_list(inv_scanner_t *s, list_t *l) {
   }
 }
 
-void inv_scanner_cancel_all(inv_scanner_t *s) {
-  pat_t *p = s->wait_head;
-  s->wait_head = s->wait_tail = NULL;
-  uv_idle_stop(&s->kick);
+/* Cancels every pattern of the list from p (counted in nwaiting). */
+static void cancel_pats(inv_scanner_t *s, pat_t *p) {
   while (p != NULL) {
     pat_t *next = p->next;
     s->nwaiting--;
@@ -991,6 +1093,16 @@ void inv_scanner_cancel_all(inv_scanner_t *s) {
     pat_finish(s, p, INV_ECLOSED);
     p = next;
   }
+}
+
+void inv_scanner_cancel_all(inv_scanner_t *s) {
+  pat_t *p = s->wait_head, *again = s->again_head;
+  s->wait_head = s->wait_tail = s->again_head = NULL;
+  uv_idle_stop(&s->kick);
+  uv_timer_stop(&s->again_timer);
+  s->again_streak = 0;
+  cancel_pats(s, p);
+  cancel_pats(s, again);
   cancel_list(s, &s->pending);
   cancel_list(s, &s->running);
   update_gauges(s);
@@ -1021,6 +1133,7 @@ static void maybe_free_scanner(inv_scanner_t *s) {
   if (s->closing != 1 || s->zombies > 0) return;
   s->closing = 2;
   uv_close((uv_handle_t *)&s->retry, free_cb);
+  uv_close((uv_handle_t *)&s->again_timer, free_cb);
   uv_close((uv_handle_t *)&s->kick, free_cb);
 }
 
@@ -1028,6 +1141,7 @@ void inv_scanner_close(inv_scanner_t *s) {
   if (s == NULL) return;
   s->closing = 1;
   uv_timer_stop(&s->retry);
+  uv_timer_stop(&s->again_timer);
   uv_idle_stop(&s->kick);
   inv_scanner_cancel_all(s);
   maybe_free_scanner(s);

@@ -38,7 +38,12 @@
  * Completion: done_cb (given at creation) is called once per submitted
  * (owner, tag) when its job finished (err 0: for a pass, when the pass
  * ended and every UNLINK it sent was answered) or was cancelled
- * (INV_ECLOSED).
+ * (INV_ECLOSED); never for a job whose work failed. A run whose listing
+ * failed (an error reply to SCAN or GETKEYSINSLOT, an unexpected reply, out
+ * of memory) or one of whose UNLINKs did not complete runs again, all its
+ * patterns, after a backoff (200 ms doubling with each failed run in a
+ * row, up to 5 s; counted in scan_retries); until then they count as
+ * waiting (inv_scanner_pending).
  */
 #ifndef INV_WORKER_SCANNER_H
 #define INV_WORKER_SCANNER_H

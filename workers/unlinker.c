@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/check.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/slot.h"
@@ -30,6 +31,13 @@
  * always carries at least one key), so that long keys cannot build a huge
  * command. */
 #define BATCH_NAME_BYTES 16384
+
+/* A key answered with an error that is not transient is sent again after
+ * RETRY_FIRST_MS, doubling up to RETRY_MAX_MS; at most one log line every
+ * RETRY_LOG_MS tells of such failures. */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+#define RETRY_LOG_MS 10000
 
 typedef struct item_s {
   struct item_s *next; /* in the FIFO, or the next item of the same command */
@@ -41,7 +49,10 @@ typedef struct item_s {
   int op;    /* inv_unlink_op_t; RAW when the names cannot keep the slot */
   int eval;  /* soft: send EVAL (the script cache lacked it) */
   int split; /* 0, or 1..3: L(K), K, S(K) sent one by one (see unlink_cb) */
-  int solo;  /* never coalesced again: its multi-key command got TRYAGAIN */
+  int solo;  /* never coalesced again: its multi-key command got TRYAGAIN
+                or an error reply */
+  unsigned failures; /* error replies so far (the backoff grows with them) */
+  uint64_t due_ms;   /* while waiting in the later list: when to resend */
   unsigned slot;  /* K's slot, which L(K) and S(K) share */
   size_t nitems;  /* for the first item of a sent command: items it carries */
   size_t len, lock_len, stale_len;
@@ -63,6 +74,15 @@ struct inv_unlinker_s {
   int retry_armed;
   int any_slot;     /* standalone Redis: keys of any slot share commands */
   uv_timer_t retry; /* resends after a LOADING/BUSY/TRYAGAIN reply */
+  /* Keys answered with an error reply, waiting for their resend (the
+   * unsorted list is walked when the timer fires: it is as long as the
+   * owner's bound on keys pending). */
+  item_t *later_head;
+  size_t nlater;
+  uv_timer_t later_timer;
+  uint64_t later_due_ms;   /* when later_timer fires, while active */
+  uint64_t failed_logged_ms; /* the last "failed" log line, loop time */
+  uint64_t failed_unlogged;  /* error replies since then */
   uv_check_t soon_check; /* the deferred flush, after this loop pass's I/O */
   uv_idle_t soon_idle;   /* the same, when the push came outside I/O */
   int open_handles;      /* handles not yet closed; u is freed at 0 */
@@ -81,10 +101,11 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
   u->moved_cb = moved_cb;
   u->moved_data = moved_data;
   uv_timer_init(loop, &u->retry);
+  uv_timer_init(loop, &u->later_timer);
   uv_check_init(loop, &u->soon_check);
   uv_idle_init(loop, &u->soon_idle);
-  u->retry.data = u->soon_check.data = u->soon_idle.data = u;
-  u->open_handles = 3;
+  u->retry.data = u->later_timer.data = u->soon_check.data = u->soon_idle.data = u;
+  u->open_handles = 4;
   *out = u;
   return 0;
 }
@@ -176,12 +197,85 @@ static void requeue_or_close(inv_unlinker_t *u, item_t *it) {
   else enqueue(u, it);
 }
 
+static void later_cb(uv_timer_t *t);
+
+/* Starts (or brings forward) the timer of the later list to due_ms. */
+static void later_arm(inv_unlinker_t *u, uint64_t due_ms) {
+  uint64_t now = uv_now(u->loop);
+  if (uv_is_active((uv_handle_t *)&u->later_timer) && u->later_due_ms <= due_ms)
+    return;
+  u->later_due_ms = due_ms;
+  uv_timer_start(&u->later_timer, later_cb, due_ms > now ? due_ms - now : 0, 0);
+}
+
+/* Moves the keys whose backoff has passed back to the FIFO. */
+static void later_cb(uv_timer_t *t) {
+  inv_unlinker_t *u = t->data;
+  uint64_t now = uv_now(u->loop), next_due = UINT64_MAX;
+  item_t **pp = &u->later_head;
+  while (*pp != NULL) {
+    item_t *it = *pp;
+    if (it->due_ms <= now) {
+      *pp = it->next;
+      u->nlater--;
+      enqueue(u, it);
+    } else {
+      if (it->due_ms < next_due) next_due = it->due_ms;
+      pp = &it->next;
+    }
+  }
+  if (next_due != UINT64_MAX) later_arm(u, next_due);
+  inv_unlinker_flush(u);
+}
+
+/* An error reply that no resend at once would change (NOPERM from an ACL,
+ * a failing script, READONLY before the role poll sees a demotion): the
+ * key is not deleted, so it is not finished (its owner must not count it
+ * done) but sent again, alone, after a backoff. The owner's rewind or
+ * demotion drops it (inv_unlinker_clear). */
+static void requeue_later(inv_unlinker_t *u, item_t *it) {
+  if (u->closing) {
+    finish(it, INV_ECLOSED);
+    return;
+  }
+  unsigned shift = it->failures < 16 ? it->failures : 16;
+  uint64_t delay = (uint64_t)RETRY_FIRST_MS << shift;
+  if (delay > RETRY_MAX_MS) delay = RETRY_MAX_MS;
+  it->failures++;
+  it->solo = 1; /* one denied key must not hold back the others */
+  it->due_ms = uv_now(u->loop) + delay;
+  it->next = u->later_head;
+  u->later_head = it;
+  u->nlater++;
+  u->stats->unlink_retries++;
+  later_arm(u, it->due_ms);
+}
+
+/* Logs an error reply at most once per RETRY_LOG_MS, with the count of
+ * those not logged. */
+static void log_failed(inv_unlinker_t *u, const item_t *it, const redisReply *reply) {
+  uint64_t now = uv_now(u->loop);
+  u->failed_unlogged++;
+  if (u->failed_logged_ms != 0 && now - u->failed_logged_ms < RETRY_LOG_MS) return;
+  inv_log_warn("unlinker", "%s failed: %.*s (%llu error repl%s since the last "
+               "such line; %zu key(s) waiting to be sent again, backoff up to "
+               "%d ms; their log entries stay open until they succeed)",
+               it->op == INV_UNLINK_SOFT && !it->split ? "soft invalidation"
+                                                       : "UNLINK",
+               (int)reply->len, reply->str,
+               (unsigned long long)u->failed_unlogged,
+               u->failed_unlogged == 1 ? "y" : "ies", u->nlater + it->nitems,
+               RETRY_MAX_MS);
+  u->failed_unlogged = 0;
+  u->failed_logged_ms = now ? now : 1;
+}
+
 /* What a reply means for each item of its command. */
 typedef enum {
   SETTLE_REQUEUE,   /* resend: requeue_or_close() */
   SETTLE_SOLO,      /* resend in commands of its own (after TRYAGAIN) */
   SETTLE_ANSWERED,  /* this name is done: next_or_finish() with 0 */
-  SETTLE_FAILED     /* finish with INV_EREDIS */
+  SETTLE_LATER      /* an error reply: resend after a backoff */
 } settle_t;
 
 /* Applies what to every item of the command led by first. The chain is
@@ -202,8 +296,8 @@ static void settle_all(inv_unlinker_t *u, item_t *first, settle_t what) {
       case SETTLE_ANSWERED:
         next_or_finish(u, it, 0);
         break;
-      case SETTLE_FAILED:
-        finish(it, INV_EREDIS);
+      case SETTLE_LATER:
+        requeue_later(u, it);
         break;
     }
     it = next;
@@ -260,11 +354,8 @@ static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *repl
     if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
     settle_all(u, it, SETTLE_ANSWERED);
   } else {
-    inv_log_warn("unlinker", "%s failed: %.*s",
-                 it->op == INV_UNLINK_SOFT && !it->split ? "soft invalidation"
-                                                         : "UNLINK",
-                 (int)reply->len, reply->str);
-    settle_all(u, it, SETTLE_FAILED);
+    log_failed(u, it, reply);
+    settle_all(u, it, SETTLE_LATER);
   }
 }
 
@@ -272,6 +363,7 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   item_t *it = data;
   inv_unlinker_t *u = it->u;
   (void)r;
+  INV_CHECK(u->inflight > 0);
   u->inflight--;
   if (err < 0) {
     /* The connection dropped or timed out: its reconnect flushes again. */
@@ -463,6 +555,8 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
   it->eval = 0;
   it->split = 0;
   it->solo = 0;
+  it->failures = 0;
+  it->due_ms = 0;
   it->slot = inv_key_slot(key, len);
   it->nitems = 0;
   it->len = len;
@@ -484,10 +578,8 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
   return 0;
 }
 
-void inv_unlinker_clear(inv_unlinker_t *u) {
-  item_t *it = u->head;
-  u->head = u->tail = NULL;
-  u->queued = 0;
+/* Finishes every item of the list from it with INV_ECLOSED. */
+static void finish_list(item_t *it) {
   while (it != NULL) {
     item_t *next = it->next;
     finish(it, INV_ECLOSED);
@@ -495,8 +587,18 @@ void inv_unlinker_clear(inv_unlinker_t *u) {
   }
 }
 
+void inv_unlinker_clear(inv_unlinker_t *u) {
+  item_t *it = u->head, *later = u->later_head;
+  u->head = u->tail = u->later_head = NULL;
+  u->queued = u->nlater = 0;
+  uv_timer_stop(&u->later_timer);
+  finish_list(it);
+  finish_list(later);
+}
+
 size_t inv_unlinker_queued(const inv_unlinker_t *u) { return u->queued; }
 size_t inv_unlinker_inflight(const inv_unlinker_t *u) { return u->inflight; }
+size_t inv_unlinker_retrying(const inv_unlinker_t *u) { return u->nlater; }
 
 static void free_cb(uv_handle_t *h) {
   inv_unlinker_t *u = h->data;
@@ -509,6 +611,7 @@ static void maybe_free(inv_unlinker_t *u) {
   if (u->inflight > 0 || u->closing != 1) return;
   u->closing = 2; /* freeing: never twice */
   uv_close((uv_handle_t *)&u->retry, free_cb);
+  uv_close((uv_handle_t *)&u->later_timer, free_cb);
   uv_close((uv_handle_t *)&u->soon_check, free_cb);
   uv_close((uv_handle_t *)&u->soon_idle, free_cb);
 }

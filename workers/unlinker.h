@@ -29,12 +29,16 @@
  *
  * Each key carries (done_cb's) owner and tag; done_cb is called exactly
  * once per pushed key: with 0 when Redis answered (removed, absent, or
- * MOVED/ASK: the key is another node's business), INV_EREDIS for another
- * error reply, or INV_ECLOSED when the key was dropped by
- * inv_unlinker_clear() or at close. A key whose command failed because the
- * connection dropped or timed out, or that got LOADING/BUSY/TRYAGAIN, is
- * queued again and resent (deletes are idempotent), so a node restart loses
- * nothing. A multi-key command answered TRYAGAIN (its slot is migrating
+ * MOVED/ASK: the key is another node's business), or INV_ECLOSED when the
+ * key was dropped by inv_unlinker_clear() or at close; never for a key
+ * whose delete failed. A key answered with another error reply (NOPERM
+ * from an ACL, a failing soft.lua, READONLY) is not deleted, so it is sent
+ * again, alone, after a backoff (100 ms doubling up to 5 s; counted in
+ * unlink_retries and logged at most every 10 s) until it succeeds or is
+ * dropped: its owner's position must not pass it. A key whose command
+ * failed because the connection dropped or timed out, or that got
+ * LOADING/BUSY/TRYAGAIN, is queued again and resent (deletes are
+ * idempotent), so a node restart loses nothing. A multi-key command answered TRYAGAIN (its slot is migrating
  * and its keys are split between the two nodes) is resent key by key, each
  * key in a command of its own; a HARD or SOFT command of one key answered
  * TRYAGAIN (K, L(K), S(K) are split) is resent as three single-key
@@ -101,12 +105,14 @@ void inv_unlinker_set_any_slot(inv_unlinker_t *u, int any);
  * fires, so a node that answers LOADING or CLUSTERDOWN is not flooded. */
 void inv_unlinker_flush(inv_unlinker_t *u);
 
-/* Drops every queued (unsent) key, calling its done_cb with INV_ECLOSED.
- * Keys in flight complete normally. */
+/* Drops every queued (unsent) key and every key waiting for its resend,
+ * calling its done_cb with INV_ECLOSED. Keys in flight complete normally. */
 void inv_unlinker_clear(inv_unlinker_t *u);
 
 size_t inv_unlinker_queued(const inv_unlinker_t *u);
 size_t inv_unlinker_inflight(const inv_unlinker_t *u);
+/* Keys waiting for their resend after an error reply. */
+size_t inv_unlinker_retrying(const inv_unlinker_t *u);
 
 /* Clears the queue, and from now on fails (rather than requeues) keys
  * whose command fails; frees u once nothing is in flight. The connection

@@ -133,7 +133,9 @@ static void role_timer_cb(uv_timer_t *t) {
    * periodic refresh: intake waits for the map. */
   if (!w->map_known && !w->map_inflight && inv_redis_is_connected(w->cmd))
     inv__worker_refresh_map(w);
-  /* Also the retry point of an intake that went idle after a failure. */
+  /* Also the retry point of an intake that went idle after a failure, and
+   * of dispatches that failed. */
+  inv__worker_retry_tick(w);
   inv__worker_maybe_start(w);
 }
 
@@ -257,8 +259,7 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
     load_owed(w, w->saved_state, rc, err);
   }
   rc = INV_ENOMEM;
-  w->ring = calloc(INV__RING_CAP, sizeof(*w->ring));
-  if (w->ring == NULL) goto err_oom;
+  if (inv_watermark_create(INV__RING_CAP, &w->wm) != 0) goto err_oom;
 
   inv_redis_opts_default(&ro);
   ro.command_timeout_ms = conf->redis_timeout_ms;
@@ -318,7 +319,7 @@ err:
   inv_redis_close(w->sub, NULL, NULL);
   inv_redis_close(w->cmd, NULL, NULL);
   free(w->saved_state);
-  free(w->ring);
+  inv_watermark_destroy(w->wm);
   free(w);
   return rc;
 }
@@ -428,7 +429,8 @@ static void release(inv_worker_t *w) {
   void (*cb)(void *) = w->stop_cb;
   void *data = w->stop_data;
   free(w->saved_state);
-  free(w->ring);
+  inv__worker_retry_clear(w);
+  inv_watermark_destroy(w->wm);
   free(w);
   if (cb) cb(data);
 }
@@ -443,7 +445,7 @@ void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   inv_log_info(w->ctx, "stopping: %zu scan jobs cancelled, %zu keys unsent",
                inv_scanner_running(w->scn) + inv_scanner_pending(w->scn),
                inv_unlinker_queued(w->unl));
-  /* Cancelled work stays unfinished in the ring, so done does not pass it:
+  /* Cancelled work stays open in the watermark, so done does not pass it:
    * the next start replays it from the log. */
   inv__worker_go_idle(w);
   w->closing = 1;

@@ -9,7 +9,12 @@
  * watermark: every entry <= done has finished (its UNLINKs answered, its
  * scans complete), and it is what the state file and heartbeats record, so
  * a crash never skips an unfinished entry. Entries between done and seen
- * live in a ring of outstanding-operation counts.
+ * are open in the completion watermark (watermark.h). An entry whose work
+ * could not be handed out (out of memory) stays open, marked failed, and
+ * the work is dispatched again on the next role poll; an UNLINK answered
+ * with an error is resent by the unlinker with a backoff, and a scan whose
+ * listing failed is run again by the scanner, so neither lets the
+ * watermark pass before the work is done.
  *
  * Trust. Positions move only by entries the log returned (XRANGE). A
  * message on the broadcast or on a shard channel is only a hint that the
@@ -43,10 +48,14 @@
 #include "workers/node_health.h"
 #include "workers/stream_id.h"
 #include "workers/unlinker.h"
+#include "workers/watermark.h"
 #include "workers/worker.h"
 #include "workers/worker_stats.h"
 
 #define INV__RING_CAP 65536        /* entries in flight (between done and seen) */
+/* Dispatches that failed (out of memory) and wait for the next role poll;
+ * past this many, the worker replays the log from done instead. */
+#define INV__RETRIES_MAX 10000
 #define INV__HINTS_HELD 64         /* hint ids checked after each read */
 #define INV__REJECT_LOG_MS 10000   /* at most one rejected-hint line this often */
 /* Pattern jobs waiting (for the next shared pass, or a pinned-job slot)
@@ -56,7 +65,8 @@
  * costs the next pass only a hash lookup per key, not a SCAN of its own.
  * 100,000 patterns of the usual few dozen bytes hold about 20 MiB; the byte
  * bound stops long patterns (up to 16 KiB each) before they hold more than
- * 64 MiB. Exact keys have their own bounds (max-pending-keys, the ring). */
+ * 64 MiB. Exact keys have their own bounds (max-pending-keys, the
+ * watermark's capacity). */
 #define INV__PATTERNS_WAITING_MAX 100000
 #define INV__PATTERNS_WAITING_BYTES (64u << 20)
 #define INV__MAP_REFRESH_MS 5000
@@ -66,11 +76,17 @@
 enum { INV__ROLE_UNKNOWN = 0, INV__ROLE_PRIMARY = 1, INV__ROLE_REPLICA = 2 };
 enum { INV__IN_IDLE = 0, INV__IN_CATCHUP, INV__IN_LIVE };
 
-typedef struct inv__ring_entry_s {
-  inv_sid_t id;
-  uint64_t seq;
-  uint32_t outstanding;
-} inv__ring_entry_t;
+/* A key or pattern whose dispatch failed, kept to be dispatched again
+ * for the same entry (tag). */
+typedef struct inv__retry_s {
+  struct inv__retry_s *next;
+  uint64_t tag;
+  int kind;              /* INV_KIND_KEY or INV_KIND_PATTERN */
+  inv_unlink_op_t mode;
+  int limited;
+  size_t len;
+  char target[];
+} inv__retry_t;
 
 struct inv_worker_s {
   uv_loop_t *loop;
@@ -148,11 +164,12 @@ struct inv_worker_s {
   uint8_t known_slots[INV_SLOTS / 8];
   struct inv_state_s *saved_state; /* what the state file holds now */
 
-  /* Completion ring. */
-  inv__ring_entry_t *ring;
-  uint64_t ring_head, ring_tail; /* seqs: [head, tail) are in the ring */
-  uint64_t gen;                  /* bumped by every rewind */
+  /* Completion tracking. */
+  inv_watermark_t *wm;
   uint64_t pending_keys;         /* exact keys handed to the unlinker */
+  inv__retry_t *retry_head, *retry_tail; /* failed dispatches, in order */
+  size_t nretry;
+  int replay_due;  /* a failure could not be kept for a retry: replay */
 
   /* Intake. */
   int in_rewind;         /* callbacks of cancelled work must not resume intake */
@@ -252,6 +269,12 @@ void inv__worker_rewind(inv_worker_t *w, inv_sid_t start, int check_gap,
                         const char *why);
 /* Ends every outstanding entry (demotion: a standby owns nothing). */
 void inv__worker_stand_down(inv_worker_t *w);
+/* Called on every role poll: dispatches again the keys and patterns whose
+ * dispatch failed, or replays the log from done when a failure could not
+ * be kept for a retry. */
+void inv__worker_retry_tick(inv_worker_t *w);
+/* Frees what is kept for retries (at stop). */
+void inv__worker_retry_clear(inv_worker_t *w);
 
 /* Shard channel (worker_shard.c). */
 /* Subscribes to the channel the role and map call for, leaving the old

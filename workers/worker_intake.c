@@ -6,61 +6,53 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "common/errors.h"
 #include "common/glob.h"
 #include "common/log.h"
 #include "common/slot.h"
 #include "workers/worker_int.h"
 
-#define TAG_SEQ_BITS 48
-#define TAG_SEQ_MASK ((UINT64_C(1) << TAG_SEQ_BITS) - 1)
-
-static uint64_t make_tag(const inv_worker_t *w, uint64_t seq) {
-  return (w->gen << TAG_SEQ_BITS) | (seq & TAG_SEQ_MASK);
-}
-
 /* Pattern work does not pause intake while its jobs only wait: they share
  * the next SCAN pass, so exact keys behind them are applied at once. Only
  * the bounds on what waits (count and memory) pause it. */
 int inv__worker_backpressured(const inv_worker_t *w) {
   return w->pending_keys >= (uint64_t)w->conf->max_pending_keys ||
-         w->ring_tail - w->ring_head >= INV__RING_CAP - 1 ||
+         inv_watermark_full(w->wm) ||
          inv_scanner_pending(w->scn) >= INV__PATTERNS_WAITING_MAX ||
          inv_scanner_waiting_bytes(w->scn) >= INV__PATTERNS_WAITING_BYTES;
 }
 
-/* Moves done past every finished entry at the head of the ring. */
-static void advance(inv_worker_t *w) {
-  while (w->ring_head < w->ring_tail) {
-    inv__ring_entry_t *e = &w->ring[w->ring_head % INV__RING_CAP];
-    if (e->outstanding > 0) break;
-    w->done = e->id;
-    w->ring_head++;
-  }
-}
+/* Moves done past every finished entry. */
+static void advance(inv_worker_t *w) { inv_watermark_advance(w->wm, &w->done); }
 
-/* One operation of the entry named by tag finished. Tags of an older
- * generation (before a rewind) are ignored. */
-static void ring_dec(inv_worker_t *w, uint64_t tag) {
-  if ((tag >> TAG_SEQ_BITS) != (w->gen & ((UINT64_C(1) << (64 - TAG_SEQ_BITS)) - 1)))
-    return;
-  uint64_t seq = tag & TAG_SEQ_MASK;
-  if (seq < (w->ring_head & TAG_SEQ_MASK) || seq >= (w->ring_tail & TAG_SEQ_MASK))
-    return;
-  inv__ring_entry_t *e = &w->ring[seq % INV__RING_CAP];
-  if ((e->seq & TAG_SEQ_MASK) != seq || e->outstanding == 0) return;
-  e->outstanding--;
-  advance(w);
+/* What a completion means for its entry. 0: the work is done. INV_ECLOSED:
+ * cancelled (a rewind, or the stop); the entry stays open, so done never
+ * passes it (at the stop the next start replays it; a rewind resets the
+ * watermark). Any other error: the work was not done and cannot be
+ * dispatched again from here (only the unlinker or the scanner knew it):
+ * the entry is marked failed and the log is replayed from done on the
+ * next role poll. The unlinker and the scanner retry their own failures,
+ * so this is a safety net. */
+static void op_settle(inv_worker_t *w, uint64_t tag, int err, const char *what) {
+  if (err == 0) {
+    if (inv_watermark_op_done(w->wm, tag)) advance(w);
+  } else if (err != INV_ECLOSED) {
+    if (inv_watermark_op_failed(w->wm, tag)) {
+      inv_log_error(w->ctx, "%s failed (%s): replaying the log from the last "
+                    "applied entry", what, inv_strerror(err));
+      w->replay_due = 1;
+    }
+  }
 }
 
 /* Completion of an exact key's UNLINK. */
 static void key_done_cb(void *owner, uint64_t tag, int err) {
   inv_worker_t *w = owner;
+  INV_CHECK(w->pending_keys > 0);
   w->pending_keys--;
   w->st.pending_keys = w->pending_keys;
-  /* A cancelled key leaves its entry unfinished, so done never passes it
-   * (at shutdown the next start replays it; a rewind empties the ring). */
-  if (err != INV_ECLOSED) ring_dec(w, tag);
+  op_settle(w, tag, err, "UNLINK");
   if (!w->in_rewind) inv__worker_progress(w);
 }
 
@@ -68,7 +60,7 @@ static void key_done_cb(void *owner, uint64_t tag, int err) {
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err) {
   inv_worker_t *w = owner;
-  if (err != INV_ECLOSED) ring_dec(w, tag);
+  op_settle(w, tag, err, "pattern scan");
   if (!w->in_rewind) inv__worker_progress(w);
 }
 
@@ -78,7 +70,7 @@ static int in_replay_slots(const inv_worker_t *w, unsigned slot) {
 
 /* Dispatches one pattern (a prefix already turned into a pattern). limited
  * means only keys of the replay slots are wanted. Returns 1 when a scan job
- * was submitted for tag. */
+ * was submitted for tag, 0 when there is nothing to do, or INV_ENOMEM. */
 static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
                          inv_unlink_op_t mode, int limited, uint64_t tag) {
   unsigned slot = 0;
@@ -104,14 +96,13 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
     if (limited && !in_replay_slots(w, slot)) return 0;
     pinned = 1;
   }
-  if (inv_scanner_submit(w->scn, pat, len, mode, pinned, slot, tag) != 0) {
-    inv_log_error(w->ctx, "out of memory: pattern '%.*s' not applied", (int)len, pat);
-    return 0;
-  }
+  if (inv_scanner_submit(w->scn, pat, len, mode, pinned, slot, tag) != 0)
+    return INV_ENOMEM;
   return 1;
 }
 
-/* Dispatches one exact key. Returns 1 when an UNLINK was queued for tag. */
+/* Dispatches one exact key. Returns 1 when an UNLINK was queued for tag,
+ * 0 when there is nothing to do, or INV_ENOMEM. */
 static int apply_key(inv_worker_t *w, const char *key, size_t len,
                      inv_unlink_op_t mode, int limited, uint64_t tag) {
   int asking = 0;
@@ -129,19 +120,135 @@ static int apply_key(inv_worker_t *w, const char *key, size_t len,
       asking = 1;
     }
   }
-  if (inv_unlinker_push(w->unl, key, len, mode, asking, key_done_cb, w, tag) != 0) {
-    inv_log_error(w->ctx, "out of memory: key not unlinked");
-    return 0;
-  }
+  if (inv_unlinker_push(w->unl, key, len, mode, asking, key_done_cb, w, tag) != 0)
+    return INV_ENOMEM;
   w->pending_keys++;
   w->st.pending_keys = w->pending_keys;
   return 1;
+}
+
+/* Dispatches one event's target of kind (a prefix is turned into a
+ * pattern here). Returns 1, 0 or INV_ENOMEM as apply_key does. */
+static int dispatch(inv_worker_t *w, int kind, const char *target, size_t len,
+                    inv_unlink_op_t mode, int limited, uint64_t tag) {
+  if (kind == INV_KIND_KEY) return apply_key(w, target, len, mode, limited, tag);
+  if (kind == INV_KIND_PATTERN)
+    return apply_pattern(w, target, len, mode, limited, tag);
+  char *pat = malloc(2 * len + 1);
+  if (pat == NULL) return INV_ENOMEM;
+  size_t n = inv_glob_from_prefix(target, len, pat);
+  int rc = apply_pattern(w, pat, n, mode, limited, tag);
+  free(pat);
+  return rc;
+}
+
+static void retry_append(inv_worker_t *w, inv__retry_t *r) {
+  r->next = NULL;
+  if (w->retry_tail) w->retry_tail->next = r;
+  else w->retry_head = r;
+  w->retry_tail = r;
+  w->nretry++;
+}
+
+/* Keeps a failed dispatch for inv__worker_retry_tick. When it cannot be
+ * kept (the bound, or memory), the entry stays failed and the log is
+ * replayed from done instead: its work is never skipped. */
+static void keep_retry(inv_worker_t *w, int kind, const char *target,
+                       size_t len, inv_unlink_op_t mode, int limited,
+                       uint64_t tag) {
+  inv__retry_t *r = NULL;
+  if (w->nretry < INV__RETRIES_MAX) r = malloc(sizeof(*r) + len);
+  if (r == NULL) {
+    w->replay_due = 1;
+    return;
+  }
+  r->tag = tag;
+  r->kind = kind;
+  r->mode = mode;
+  r->limited = limited;
+  r->len = len;
+  memcpy(r->target, target, len);
+  retry_append(w, r);
+}
+
+/* Dispatches one event as an operation of the entry tag names: counted
+ * before it is handed out; when it fails, the entry is marked failed (it
+ * stays open) and the event is kept to be dispatched again. */
+static void issue(inv_worker_t *w, int kind, const char *target, size_t len,
+                  inv_unlink_op_t mode, int limited, uint64_t tag) {
+  if (!inv_watermark_op_begin(w->wm, tag)) return;
+  int rc = dispatch(w, kind, target, len, mode, limited, tag);
+  if (rc == 1) return;
+  if (rc == 0) {
+    inv_watermark_op_done(w->wm, tag);
+    return;
+  }
+  inv_watermark_op_failed(w->wm, tag);
+  if (w->nretry == 0 && !w->replay_due)
+    inv_log_error(w->ctx, "out of memory: %s '%.*s' not applied yet; its log "
+                  "entry stays open and it is dispatched again on the next "
+                  "role poll", kind == INV_KIND_KEY ? "key" : "pattern",
+                  (int)(len > 200 ? 200 : len), target);
+  keep_retry(w, kind, target, len, mode, limited, tag);
+}
+
+void inv__worker_retry_clear(inv_worker_t *w) {
+  inv__retry_t *r = w->retry_head;
+  while (r != NULL) {
+    inv__retry_t *next = r->next;
+    free(r);
+    r = next;
+  }
+  w->retry_head = w->retry_tail = NULL;
+  w->nretry = 0;
+  w->replay_due = 0;
+}
+
+void inv__worker_retry_tick(inv_worker_t *w) {
+  if (w->closing) return;
+  if (w->replay_due) {
+    /* Some failed work was not kept: the log holds it. */
+    inv__worker_rewind(w, w->done, 0, "work that could not be handed out "
+                       "is dispatched again");
+    return;
+  }
+  inv__retry_t *r = w->retry_head;
+  w->retry_head = w->retry_tail = NULL;
+  w->nretry = 0;
+  while (r != NULL) {
+    inv__retry_t *next = r->next;
+    /* A tag reset away by a rewind is stale: the replay dispatches it. */
+    if (inv_watermark_op_retry(w->wm, r->tag)) {
+      w->st.apply_retries++;
+      int rc = dispatch(w, r->kind, r->target, r->len, r->mode, r->limited,
+                        r->tag);
+      if (rc == INV_ENOMEM) {
+        inv_watermark_op_failed(w->wm, r->tag);
+        retry_append(w, r);
+        r = next;
+        continue;
+      }
+      if (rc == 0) inv_watermark_op_done(w->wm, r->tag);
+    }
+    free(r);
+    r = next;
+  }
+  advance(w);
+  inv__worker_progress(w);
 }
 
 int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
                       int from_log) {
   if (inv_sid_cmp(id, w->seen) <= 0) {
     w->st.events_skipped++;
+    return 0;
+  }
+  /* Entries come from the log read of a catch-up pass or of hints only. */
+  INV_CHECK(w->intake == INV__IN_CATCHUP);
+  uint64_t tag = 0;
+  if (w->role == INV__ROLE_PRIMARY && inv_watermark_add(w->wm, id, &tag) != 0) {
+    /* Full: intake checks the backpressure before each entry, so this is
+     * not reached; should it be, seen stays and the entry is read again. */
     return 0;
   }
   w->st.events_received += p->nevents;
@@ -152,7 +259,7 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
   if (w->role != INV__ROLE_PRIMARY) {
     /* A standby tracks what it saw and deletes nothing. */
     w->seen = id;
-    if (w->ring_head == w->ring_tail) w->done = id;
+    if (inv_watermark_empty(w->wm)) w->done = id;
     return 1;
   }
   int only_patterns = !inv_sid_is_zero(w->patterns_only_upto) &&
@@ -161,12 +268,7 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
    * SCAN by slot would cost the same. */
   int limited = w->replay_limited && w->map.cluster &&
                 inv_sid_cmp(id, w->replay_upto) <= 0;
-  uint64_t seq = w->ring_tail++;
-  inv__ring_entry_t *e = &w->ring[seq % INV__RING_CAP];
-  e->id = id;
-  e->seq = seq;
-  e->outstanding = 1; /* held until every event is dispatched */
-  uint64_t tag = make_tag(w, seq);
+  /* The entry holds one operation until every event is dispatched. */
   for (size_t i = 0; i < p->nevents; i++) {
     const inv_event_t *ev = &p->events[i];
     if (only_patterns && ev->kind == INV_KIND_KEY) continue;
@@ -174,27 +276,12 @@ int inv__worker_apply(inv_worker_t *w, inv_sid_t id, inv_payload_t *p,
     /* Hard: the value, its lock and its stale copy go; soft: the value
      * becomes the stale copy and the lock goes (proto/keyname.h). */
     inv_unlink_op_t mode = ev->mode == INV_MODE_SOFT ? INV_UNLINK_SOFT : INV_UNLINK_HARD;
-    if (ev->kind == INV_KIND_KEY) {
-      e->outstanding +=
-          (uint32_t)apply_key(w, ev->target, ev->target_len, mode, limited, tag);
-    } else if (ev->kind == INV_KIND_PATTERN) {
-      e->outstanding += (uint32_t)apply_pattern(w, ev->target, ev->target_len,
-                                                mode, limited, tag);
-    } else {
-      char *pat = malloc(2 * ev->target_len + 1);
-      if (pat == NULL) {
-        inv_log_error(w->ctx, "out of memory: prefix not applied");
-        continue;
-      }
-      size_t n = inv_glob_from_prefix(ev->target, ev->target_len, pat);
-      e->outstanding += (uint32_t)apply_pattern(w, pat, n, mode, limited, tag);
-      free(pat);
-    }
+    issue(w, ev->kind, ev->target, ev->target_len, mode, limited, tag);
   }
   w->seen = id;
   /* Release the hold; progress is not resumed from here, so that reading
    * a page never recurses through apply. */
-  e->outstanding--;
+  inv_watermark_op_done(w->wm, tag);
   advance(w);
   return 1;
 }
@@ -337,14 +424,15 @@ void inv__worker_maybe_start(inv_worker_t *w) {
   inv__worker_begin_catchup(w, 1);
 }
 
-/* Cancels every scan and queued UNLINK and empties the ring. */
+/* Cancels every scan, queued UNLINK and kept retry, and resets the
+ * watermark (completions of the dropped work are stale from now on). */
 static void drop_work(inv_worker_t *w) {
   w->in_rewind = 1;
   inv_scanner_cancel_all(w->scn);
   inv_unlinker_clear(w->unl);
   w->in_rewind = 0;
-  w->gen++;
-  w->ring_head = w->ring_tail = 0;
+  inv__worker_retry_clear(w);
+  inv_watermark_reset(w->wm);
 }
 
 void inv__worker_rewind(inv_worker_t *w, inv_sid_t start, int check_gap,

@@ -125,7 +125,13 @@
   XX(replay_owed, replay_owed, GAUGE,                                          \
      "replays an ownership change still requires (slots gained, takeover)")  \
   XX(replay_owed_slots, replay_owed_slots, GAUGE,                              \
-     "hash slots those replays cover (every owned slot for a takeover)")
+     "hash slots those replays cover (every owned slot for a takeover)")   \
+  XX(unlink_retries, unlink_retries, COUNTER,                                  \
+     "keys sent again after an error reply (e.g. NOPERM), with backoff")       \
+  XX(scan_retries, scan_retries, COUNTER,                                      \
+     "patterns scanned again after their listing or an UNLINK failed")         \
+  XX(apply_retries, apply_retries, COUNTER,                                    \
+     "keys and patterns dispatched again after running out of memory")
 
 typedef struct inv_worker_stats_s {
 #define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;

@@ -267,6 +267,8 @@ def test_every_error_path_over_tls(standalone, publisher_factory, workdir,
     holder.request(90, "invalidate", [[ev("key", "watch:held")]])
     time.sleep(0.1)
     pub.signal(signal.SIGTERM)
+    harness.wait_until(lambda: not harness.port_accepts(pub.port), 5,
+                       what="the publisher stopped accepting")
     err, _ = late.call("invalidate", [ev("key", "watch:late")])
     assert err is not None and err["code"] == "ESHUTDOWN", err
     assert late.call("ping") == (None, "PONG")

@@ -13,7 +13,7 @@ keeps invalidating, and the hostile fields themselves are left in Redis
 
 import msgpack
 
-from harness import HOST, RpcClient
+from pubtest import stats
 from workerlib import HB_KEY, ev, invalctl_stats, invalctl_worker_lines, poll, \
     send_events, wait_applied, worker_ready
 
@@ -40,13 +40,6 @@ HOSTILE = {
 }
 
 
-def pub_stats(pub):
-    with RpcClient(HOST, pub.port) as c:
-        err, st = c.call("stats")
-    assert err is None, err
-    return st
-
-
 def test_hostile_records_are_skipped_and_counted(standalone, worker_factory,
                                                  publisher_factory):
     r = standalone.client()
@@ -54,13 +47,13 @@ def test_hostile_records_are_skipped_and_counted(standalone, worker_factory,
     poll(lambda: worker_ready(worker, standalone), 20, "worker live")
     pub = publisher_factory(standalone)
     st = poll(lambda: (lambda s: s if s["workers_known"] == 1 else None)(
-        pub_stats(pub)), 20, "the worker listed by the publisher")
+        stats(pub)), 20, "the worker listed by the publisher")
     assert st["heartbeat_bad_records"] == 0, st
 
     r.hset(HB_KEY, mapping=HOSTILE)
 
     def counted():
-        s = pub_stats(pub)
+        s = stats(pub)
         return s if s["heartbeat_bad_records"] == len(HOSTILE) else None
     st = poll(counted, 20, "every hostile record counted")
     # The real worker, and only it, is listed; it is fresh.
@@ -90,7 +83,7 @@ def test_hostile_records_are_skipped_and_counted(standalone, worker_factory,
     # Once they are removed the count goes back to zero.
     r.hdel(HB_KEY, *HOSTILE)
     st = poll(lambda: (lambda s: s if s["heartbeat_bad_records"] == 0
-                       else None)(pub_stats(pub)), 20, "the count cleared")
+                       else None)(stats(pub)), 20, "the count cleared")
     assert st["workers_known"] == 1, st
     # Said once in the log when the number changed, not once a second.
     log = pub.log()

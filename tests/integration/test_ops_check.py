@@ -20,18 +20,12 @@ import time
 
 import msgpack
 
-from harness import HOST, RpcClient, invalctl
+from harness import HOST, invalctl
+from pubtest import stats
 from workerlib import invalctl_stats, poll, wstats
 
 HB_KEY = "cache:invalidation:workers"
 CHECK_EXIT = 5
-
-
-def pub_stats(pub):
-    with RpcClient(HOST, pub.port) as c:
-        err, st = c.call("stats")
-    assert err is None, err
-    return st
 
 
 def check(pub, *args):
@@ -56,7 +50,7 @@ HEALTHY = {"up": 1, "cluster_state_ok": 1, "slots_fail": 0,
 
 def wait_worker_health(pub, node, n=1):
     def seen():
-        recs = [r for r in pub_stats(pub)["workers"]
+        recs = [r for r in stats(pub)["workers"]
                 if r["node"] == node and "health" in r]
         return recs if len(recs) >= n else None
     return poll(seen, 20, f"a heartbeat of {node} with node figures")
@@ -99,7 +93,7 @@ def test_node_lines_and_check(standalone, worker_factory, publisher_factory):
     }
     for what, value in cases.items():
         cli.hset(HB_KEY, f"forged-{what}", value)
-        poll(lambda: len(pub_stats(pub)["workers"]) == 2, 10,
+        poll(lambda: len(stats(pub)["workers"]) == 2, 10,
              f"the publisher sees the {what} record")
         r = check(pub)
         assert r.returncode == CHECK_EXIT, (what, r.stdout, r.stderr)
@@ -109,7 +103,7 @@ def test_node_lines_and_check(standalone, worker_factory, publisher_factory):
         assert standalone.addr not in r.stdout, r.stdout
         assert "FAIL: 1 problem " in r.stdout, r.stdout
         cli.hdel(HB_KEY, f"forged-{what}")
-        poll(lambda: len(pub_stats(pub)["workers"]) == 1, 10,
+        poll(lambda: len(stats(pub)["workers"]) == 1, 10,
              f"the {what} record gone from the publisher's view")
 
     r = check(pub, "--primaries", "2")
@@ -128,7 +122,7 @@ def test_node_lines_and_check(standalone, worker_factory, publisher_factory):
     old = msgpack.unpackb(raw, raw=False)
     old["ts_ms"] -= old["ttl_ms"] + 1000
     cli.hset(HB_KEY, standalone.addr, msgpack.packb(old))
-    poll(lambda: pub_stats(pub)["workers_stale"] == 1, 10, "a stale worker")
+    poll(lambda: stats(pub)["workers_stale"] == 1, 10, "a stale worker")
     r = check(pub)
     assert r.returncode == CHECK_EXIT, r.stdout
     assert r.stdout.startswith(f"STALE worker {standalone.addr}"), r.stdout

@@ -15,19 +15,12 @@ test 8), on the 6-node cluster.
 import json
 import time
 
-from harness import HOST, RpcClient
+from pubtest import stats
 from workerlib import (Topo, ev, invalctl_stats, invalctl_worker_lines, poll,
                        role_name, send_events, sid, start_workers,
                        wait_applied)
 
 TTL_MS = 1500
-
-
-def pub_stats(pub):
-    with RpcClient(HOST, pub.port) as c:
-        err, st = c.call("stats")
-    assert err is None, err
-    return st
 
 
 def test_six_workers_listed_then_one_stale(cluster, worker_factory,
@@ -37,7 +30,7 @@ def test_six_workers_listed_then_one_stale(cluster, worker_factory,
     r = invalctl_stats(pub.port)
     assert r.returncode == 0, r.stderr
     assert "workers (0):" in r.stdout and "MISSING" in r.stdout, r.stdout
-    assert pub_stats(pub)["workers_known"] == 0
+    assert stats(pub)["workers_known"] == 0
 
     workers = start_workers(topo, worker_factory, "--heartbeat-interval",
                             "200ms", "--heartbeat-ttl", f"{TTL_MS}ms")
@@ -62,7 +55,7 @@ def test_six_workers_listed_then_one_stale(cluster, worker_factory,
     wait_applied(workers, last)
 
     def caught_up():
-        st = pub_stats(pub)
+        st = stats(pub)
         recs = st["workers"]
         return st if len(recs) == 6 and all(
             sid(x["last_id"]) >= sid(last) for x in recs) else None
@@ -81,7 +74,7 @@ def test_six_workers_listed_then_one_stale(cluster, worker_factory,
     killed = time.monotonic()
 
     def flagged():
-        st = pub_stats(pub)
+        st = stats(pub)
         by_node = {x["node"]: x for x in st["workers"]}
         return st if by_node[victim.node]["stale"] else None
     st = poll(flagged, 30, "the killed worker flagged stale")

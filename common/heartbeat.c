@@ -38,7 +38,8 @@ static void pack_health(msgpack_packer *pk, const inv_heartbeat_health_t *h) {
 }
 
 uint32_t inv_heartbeat_entries(const inv_heartbeat_t *hb) {
-  return 8u + (hb->instance[0] != '\0') + (hb->has_health != 0);
+  return 8u + (hb->instance[0] != '\0') + (hb->has_health != 0) +
+         (hb->nshards > 0);
 }
 
 void inv_heartbeat_pack(msgpack_packer *pk, const inv_heartbeat_t *hb) {
@@ -59,6 +60,15 @@ void inv_heartbeat_pack_entries(msgpack_packer *pk, const inv_heartbeat_t *hb) {
   if (hb->has_health) {
     pack_cstr(pk, "health");
     pack_health(pk, &hb->health);
+  }
+  if (hb->nshards > 0) {
+    pack_cstr(pk, "shards");
+    msgpack_pack_array(pk, (uint32_t)hb->nshards);
+    for (size_t i = 0; i < hb->nshards; i++) {
+      msgpack_pack_array(pk, 2);
+      msgpack_pack_unsigned_int(pk, hb->shards[i].shard);
+      pack_cstr(pk, hb->shards[i].acked);
+    }
   }
 }
 
@@ -133,6 +143,24 @@ static double get_ratio(const msgpack_object *v) {
   return d > INV_HEARTBEAT_FRAG_MAX ? INV_HEARTBEAT_FRAG_MAX : d;
 }
 
+/* Reads "shards": pairs [shard < 64, id str] are kept, anything else is
+ * skipped (the record is untrusted). */
+static void decode_shards(const msgpack_object *a, inv_heartbeat_t *hb) {
+  for (uint32_t i = 0; i < a->via.array.size; i++) {
+    const msgpack_object *e = &a->via.array.ptr[i];
+    if (hb->nshards == INV_HEARTBEAT_SHARDS_MAX) return;
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+        e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        e->via.array.ptr[0].via.u64 >= INV_HEARTBEAT_SHARDS_MAX ||
+        e->via.array.ptr[1].type != MSGPACK_OBJECT_STR)
+      continue;
+    hb->shards[hb->nshards].shard = (unsigned)e->via.array.ptr[0].via.u64;
+    copy_str(&e->via.array.ptr[1], hb->shards[hb->nshards].acked,
+             sizeof(hb->shards[0].acked));
+    hb->nshards++;
+  }
+}
+
 static void decode_health(const msgpack_object *m, inv_heartbeat_health_t *h) {
   for (uint32_t i = 0; i < m->via.map.size; i++) {
     const msgpack_object *k = &m->via.map.ptr[i].key;
@@ -173,6 +201,8 @@ int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
     else if (key_is(k, "ttl_ms")) hb->ttl_ms = get_u64(v);
     else if (key_is(k, "instance"))
       copy_str(v, hb->instance, sizeof(hb->instance));
+    else if (key_is(k, "shards") && v->type == MSGPACK_OBJECT_ARRAY)
+      decode_shards(v, hb);
     else if (key_is(k, "health") && v->type == MSGPACK_OBJECT_MAP) {
       hb->has_health = 1;
       decode_health(v, &hb->health);

@@ -14,6 +14,8 @@
  *   "ts_ms"   uint wall clock (ms since epoch) when written
  *   "ttl_ms"  uint how long the record stays fresh
  * and, optionally (a record without them still decodes):
+ *   "shards"   array  [[shard uint, "acked id" str], ...]: the log shards
+ *                   it consumes and the last id it acknowledged in each
  *   "instance" str  who wrote it: "host/pid/random hex", different for each
  *                   start of a worker, so that a second worker writing the
  *                   same id can be told apart (at most 63 bytes kept)
@@ -52,6 +54,8 @@ typedef struct inv_heartbeat_health_s {
 } inv_heartbeat_health_t;
 
 #define INV_HEARTBEAT_FRAG_MAX 1e6
+/* Shard positions a record carries: one per log shard at most. */
+#define INV_HEARTBEAT_SHARDS_MAX 64
 
 typedef struct inv_heartbeat_s {
   char id[256];
@@ -63,6 +67,14 @@ typedef struct inv_heartbeat_s {
   uint64_t ts_ms;
   uint64_t ttl_ms;
   char instance[64]; /* "" when the record has none */
+  /* The log shards the worker consumes, each with the last id it
+   * acknowledged ("shards": [[shard, "id"], ...]; at most
+   * INV_HEARTBEAT_SHARDS_MAX, entries of another shape are skipped). */
+  size_t nshards;
+  struct {
+    unsigned shard;
+    char acked[48];
+  } shards[INV_HEARTBEAT_SHARDS_MAX];
   int has_health;    /* 1 when health holds figures */
   inv_heartbeat_health_t health;
 } inv_heartbeat_t;

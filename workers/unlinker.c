@@ -67,6 +67,8 @@ struct inv_unlinker_s {
   char grace[24]; /* soft.lua's ARGV[1] */
   inv_unlink_moved_cb moved_cb;
   void *moved_data;
+  inv_unlink_redirect_fn redirect_fn; /* NULL: a redirected key is done */
+  void *redirect_data;
   item_t *head, *tail; /* unsent keys, FIFO */
   size_t queued;
   size_t inflight; /* commands awaiting replies */
@@ -275,8 +277,27 @@ typedef enum {
   SETTLE_REQUEUE,   /* resend: requeue_or_close() */
   SETTLE_SOLO,      /* resend in commands of its own (after TRYAGAIN) */
   SETTLE_ANSWERED,  /* this name is done: next_or_finish() with 0 */
-  SETTLE_LATER      /* an error reply: resend after a backoff */
+  SETTLE_LATER,     /* an error reply: resend after a backoff */
+  SETTLE_ELSEWHERE  /* MOVED or ASK: handed to the redirect hook */
 } settle_t;
+
+/* Hands a key that lives on another node to the redirect hook, which
+ * calls its done_cb from now on; without a hook the key is done. Its
+ * value, lock and stale copy go together, even when only some of them
+ * were reached here (deletes are idempotent). */
+static void hand_elsewhere(inv_unlinker_t *u, item_t *it) {
+  if (u->redirect_fn == NULL || u->closing) {
+    finish(it, u->closing ? INV_ECLOSED : 0);
+    return;
+  }
+  inv_unlink_done_cb cb = it->done_cb;
+  void *owner = it->owner;
+  uint64_t tag = it->tag;
+  int op = it->split ? INV_UNLINK_HARD : it->op;
+  u->redirect_fn(u->redirect_data, it->key, it->len, (inv_unlink_op_t)op, cb,
+                 owner, tag);
+  free(it);
+}
 
 /* Applies what to every item of the command led by first. The chain is
  * read before each item is handled, because requeueing rewrites next and a
@@ -298,6 +319,9 @@ static void settle_all(inv_unlinker_t *u, item_t *first, settle_t what) {
         break;
       case SETTLE_LATER:
         requeue_later(u, it);
+        break;
+      case SETTLE_ELSEWHERE:
+        hand_elsewhere(u, it);
         break;
     }
     it = next;
@@ -348,11 +372,12 @@ static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *repl
     requeue_or_close(u, it);
   } else if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
     /* The keys (one command's keys share a slot) live, or now live, on
-     * another node, whose worker deletes them. MOVED also means our slot
-     * map is stale. Counted per key, as when each key had its command. */
+     * another node: the redirect hook deletes them there. MOVED also means
+     * our slot map is stale. Counted per key, as when each key had its
+     * command. */
     u->stats->unlink_redirects += it->nitems;
     if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
-    settle_all(u, it, SETTLE_ANSWERED);
+    settle_all(u, it, SETTLE_ELSEWHERE);
   } else {
     log_failed(u, it, reply);
     settle_all(u, it, SETTLE_LATER);
@@ -499,6 +524,12 @@ static item_t *take(inv_unlinker_t *u, size_t n) {
   u->queued -= n;
   first->nitems = n;
   return first;
+}
+
+void inv_unlinker_set_redirect(inv_unlinker_t *u, inv_unlink_redirect_fn fn,
+                               void *data) {
+  u->redirect_fn = fn;
+  u->redirect_data = data;
 }
 
 void inv_unlinker_set_any_slot(inv_unlinker_t *u, int any) {

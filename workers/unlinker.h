@@ -43,8 +43,10 @@
  * key in a command of its own; a HARD or SOFT command of one key answered
  * TRYAGAIN (K, L(K), S(K) are split) is resent as three single-key
  * UNLINKs, one after the other. MOVED or ASK for a multi-key command
- * concerns all of its keys (they share a slot): each is the other node's
- * business. unlinks_sent counts commands, not keys.
+ * concerns all of its keys (they share a slot): each is handed to the
+ * redirect hook (inv_unlinker_set_redirect), which deletes it where it
+ * lives now; without a hook it counts as done. unlinks_sent counts
+ * commands, not keys.
  */
 #ifndef INV_WORKER_UNLINKER_H
 #define INV_WORKER_UNLINKER_H
@@ -93,6 +95,18 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
 int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
                       inv_unlink_op_t op, int asking,
                       inv_unlink_done_cb done_cb, void *owner, uint64_t tag);
+
+/* Called for a key the node answered MOVED or ASK for, with its op (a
+ * split soft key comes as HARD), its done_cb, owner and tag: from then on
+ * the hook owns the key and must call done_cb exactly once. */
+typedef void (*inv_unlink_redirect_fn)(void *data, const char *key, size_t len,
+                                       inv_unlink_op_t op,
+                                       inv_unlink_done_cb done_cb, void *owner,
+                                       uint64_t tag);
+
+/* Sets the redirect hook (NULL: a redirected key is done). */
+void inv_unlinker_set_redirect(inv_unlinker_t *u, inv_unlink_redirect_fn fn,
+                               void *data);
 
 /* any = 1 for standalone Redis, where no command is bound to one slot:
  * consecutive hard keys of any slots then share a multi-key UNLINK. Should

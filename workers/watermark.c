@@ -9,7 +9,7 @@
 #include "workers/watermark.h"
 
 #define SEQ_MASK ((UINT64_C(1) << INV_WATERMARK_SEQ_BITS) - 1)
-#define GEN_MASK ((UINT64_C(1) << (64 - INV_WATERMARK_SEQ_BITS)) - 1)
+#define GEN_MASK ((UINT64_C(1) << (INV_WATERMARK_TAG_BITS - INV_WATERMARK_SEQ_BITS)) - 1)
 
 typedef struct entry_s {
   inv_sid_t id;

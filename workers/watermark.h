@@ -11,8 +11,8 @@
  * re-issued (inv_watermark_op_retry) and complete.
  *
  * Operations are named by a tag (inv_watermark_add returns it): the
- * watermark's generation in the top 16 bits and the entry's sequence
- * number in the low 48. inv_watermark_reset (a rewind) bumps the
+ * watermark's generation in bits 48-57 and the entry's sequence number in
+ * the low 48 (the top 6 bits are always 0). inv_watermark_reset (a rewind) bumps the
  * generation, so completions of work dispatched before it are told apart
  * and ignored. Sequence numbers keep counting across resets and wrap
  * modulo 2^48; a tag is matched against the entries open now, so wrapping
@@ -35,6 +35,10 @@
 #include "workers/stream_id.h"
 
 #define INV_WATERMARK_SEQ_BITS 48
+/* Tags use only the low INV_WATERMARK_TAG_BITS bits (a 10-bit generation
+ * above the sequence number), so that a caller may keep its own bits in
+ * the top ones (the intake names the shard there). */
+#define INV_WATERMARK_TAG_BITS 58
 
 typedef struct inv_watermark_s inv_watermark_t;
 

@@ -9,8 +9,6 @@
 
 #include "common/errors.h"
 
-static const char *const on_gap_names[] = {"alert", "rescan", NULL};
-
 const inv_conf_row_t inv_worker_conf_rows[] = {
     INV_SERVER_CONF_ROWS(inv_worker_conf_t, server, NULL),
     {"redis", INV_CONF_ADDR, offsetof(inv_worker_conf_t, redis), 0, 0, NULL,
@@ -18,15 +16,8 @@ const inv_conf_row_t inv_worker_conf_rows[] = {
     INV_REDIS_CONF_ROWS(inv_worker_conf_t, redis_client),
     {"redis-timeout", INV_CONF_MS, offsetof(inv_worker_conf_t, redis_timeout_ms),
      10, 600000, "5s", NULL, "a Redis command unanswered this long fails"},
-    {"state-dir", INV_CONF_STRING, offsetof(inv_worker_conf_t, state_dir), 0,
-     0, ".", NULL, "directory of the state file worker-<id>.state"},
     {"worker-id", INV_CONF_STRING, offsetof(inv_worker_conf_t, worker_id), 0,
-     0, NULL, NULL, "name in heartbeats and the state file (default: the node address)"},
-    {"on-gap", INV_CONF_ENUM, offsetof(inv_worker_conf_t, on_gap), 0, 0,
-     "alert", on_gap_names,
-     "when the log was trimmed past our position: alert, or rescan prefix/pattern events"},
-    {"from-start", INV_CONF_BOOL, offsetof(inv_worker_conf_t, from_start), 0,
-     0, "no", NULL, "a worker without state reads the whole log (else starts at its end)"},
+     0, NULL, NULL, "name in heartbeats (default: the node address)"},
     {"scan-count", INV_CONF_INT, offsetof(inv_worker_conf_t, scan_count), 1,
      1000000, "1000", NULL, "SCAN COUNT for prefix and pattern jobs"},
     {"max-scans", INV_CONF_INT, offsetof(inv_worker_conf_t, max_scans), 1,
@@ -34,15 +25,9 @@ const inv_conf_row_t inv_worker_conf_rows[] = {
     {"scan-inflight", INV_CONF_INT, offsetof(inv_worker_conf_t, scan_inflight),
      1, 1000000, "1000", NULL, "UNLINKs in flight per scan job"},
     {"catchup-page", INV_CONF_INT, offsetof(inv_worker_conf_t, catchup_page),
-     1, 1000000, "1000", NULL, "log entries per XRANGE during catch-up"},
-    {"takeover-window", INV_CONF_MS,
-     offsetof(inv_worker_conf_t, takeover_window_ms), 0, 86400000, "30s", NULL,
-     "on promotion or slot gain, replay this much log before the old position"},
+     1, 1000000, "1000", NULL, "log entries per XREADGROUP (and the first bound on entries in flight per shard)"},
     {"role-poll", INV_CONF_MS, offsetof(inv_worker_conf_t, role_poll_ms), 10,
      60000, "500ms", NULL, "how often ROLE is asked"},
-    {"state-save-interval", INV_CONF_MS,
-     offsetof(inv_worker_conf_t, state_save_interval_ms), 1, 3600000, "1s",
-     NULL, "the state file is written at most this often"},
     {"heartbeat-interval", INV_CONF_MS,
      offsetof(inv_worker_conf_t, heartbeat_interval_ms), 10, 3600000, "1s",
      NULL, "how often the heartbeat record is written"},

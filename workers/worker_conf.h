@@ -16,24 +16,17 @@
 #include "common/redis_conf.h"
 #include "common/rpc_server.h"
 
-typedef enum { INV_ON_GAP_ALERT = 0, INV_ON_GAP_RESCAN = 1 } inv_on_gap_t;
-
 typedef struct inv_worker_conf_s {
   inv_server_conf_t server;
   inv_addr_t redis;              /* the worker's own node (required) */
   inv_redis_conf_t redis_client; /* user, password, TLS toward Redis */
   uint64_t redis_timeout_ms;     /* command timeout */
-  char *state_dir;
   char *worker_id;               /* NULL or "": the node address */
-  int on_gap;                    /* inv_on_gap_t */
-  int from_start;                /* fresh worker reads the whole log */
   long long scan_count;          /* SCAN COUNT */
   long long max_scans;           /* concurrent scan jobs */
   long long scan_inflight;       /* UNLINKs in flight per scan job */
-  long long catchup_page;        /* XRANGE COUNT */
-  uint64_t takeover_window_ms;
+  long long catchup_page;        /* XREADGROUP COUNT */
   uint64_t role_poll_ms;
-  uint64_t state_save_interval_ms;
   uint64_t heartbeat_interval_ms;
   uint64_t heartbeat_ttl_ms;
   long long max_pending_keys;

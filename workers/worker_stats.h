@@ -31,21 +31,29 @@
   XX(connected, connected, GAUGE,                                              \
      "1 while both the command and the subscriber connection are up")          \
   XX(subscribed, subscribed, GAUGE,                                            \
-     "1 while subscribed to cache:invalidation")                               \
-  XX(shard_subscribed, shard_subscribed, GAUGE,                                \
-     "1 while listening on the node's shard channel (the fast path)")         \
-  XX(shard_taken, shard_taken, COUNTER,                                        \
-     "shard-channel copies that asked for a log read before their broadcast") \
-  XX(shard_passed, shard_passed, COUNTER,                                      \
-     "shard-channel copies of entries already read or being read")            \
+     "1 while the hint connection is up (SSUBSCRIBE to the shards' channels)") \
+  XX(shards, shards, GAUGE,                                                    \
+     "log shards consumed: those whose stream lives on this primary")         \
+  XX(shards_live, shards_live, GAUGE,                                          \
+     "consumed shards read to their end")                                     \
+  XX(hints, hints, COUNTER,                                                    \
+     "hint messages heard on the shards' channels (each asks for a read)")    \
+  XX(log_reads, log_reads, COUNTER, "XREADGROUP commands sent")                \
+  XX(entries_acked, entries_acked, COUNTER,                                    \
+     "log entries acknowledged (XACK) once their work was done")              \
+  XX(remote_unlinks, remote_unlinks, COUNTER,                                  \
+     "keys deleted on another node (a shard's range split across primaries, " \
+     "or a slot that moved)")                                                  \
+  XX(groups_created, groups_created, COUNTER,                                  \
+     "consumer groups the worker had to create (a stream without its group)") \
+  XX(intake_transitions, intake_transitions, COUNTER,                          \
+     "shard state changes (workers/intake.h)")                                 \
   XX(live, live, GAUGE,                                                        \
-     "1 once catch-up is done and live messages are applied")                  \
+     "1 once every consumed shard was read to its end")                  \
   XX(events_received, events_received, COUNTER,                                \
-     "events read from the log and taken in (skipped duplicates excluded)")     \
+     "events read from the log shards")     \
   XX(events_applied, events_applied, COUNTER,                                  \
      "events dispatched while the node was a primary")                         \
-  XX(events_skipped, events_skipped, COUNTER,                                  \
-     "log entries skipped because their id was already applied")              \
   XX(events_refused, events_refused, COUNTER,                                  \
      "malformed patterns, and flushes refused without allow-flush")           \
   XX(decode_errors, decode_errors, COUNTER,                                    \
@@ -83,19 +91,11 @@
      "patterns merged into an identical pending scan job")                     \
   XX(slot_scans, slot_scans, COUNTER,                                          \
      "hash-tag-pinned patterns handled with GETKEYSINSLOT")                   \
-  XX(catchup_events, catchup_events, COUNTER,                                  \
-     "events read from the log during catch-up")                               \
-  XX(catchups, catchups, COUNTER, "catch-up passes over the log")              \
   XX(replays, replays, COUNTER,                                                \
-     "log replays after promotion, slot gain or a rescan")                     \
-  XX(live_lost, live_lost, COUNTER,                                            \
-     "log entries that never arrived on the channel (each causes a replay)")  \
+     "shards read again from their pending entries after failed work")                     \
   XX(gaps, gaps, COUNTER,                                                      \
-     "times the log had been trimmed past the last applied id, or did not "   \
-     "reach it")                                                               \
-  XX(hints_rejected, hints_rejected, COUNTER,                                  \
-     "channel messages and heartbeat positions whose id the log does not "    \
-     "have, ignored")                                                          \
+     "log entries trimmed away before they were applied (pending entries "    \
+     "without content)")                                                               \
   XX(intake_paused, intake_paused, GAUGE,                                      \
      "1 while reading the log is paused by a bound (PROTOCOL.md 4.1)")        \
   XX(last_applied_ms, last_applied_timestamp_seconds, TIMESTAMP_MS,          \
@@ -107,11 +107,10 @@
   XX(lag_ms_max, lag_ms_max, RECENT,                                           \
      "largest now - event ts over the last 30 s, ms")                         \
   XX(behind, behind, GAUGE,                                                    \
-     "log entries after the last applied id (counted up to 1000)")            \
+     "log entries read and not yet acknowledged, over every shard")            \
   XX(heartbeats, heartbeats, COUNTER, "heartbeat records written")             \
   XX(duplicate_workers, duplicate_workers, COUNTER,                            \
      "fresh heartbeats of another process found under our id at start")       \
-  XX(state_saves, state_saves, COUNTER, "state file writes")                   \
   XX(slot_map_refreshes, slot_map_refreshes, COUNTER,                          \
      "slot map and role refreshes of the node")                                \
   XX(redis_round_trips, redis_round_trips, COUNTER,                            \
@@ -122,16 +121,10 @@
      "Redis connections re-established")                                       \
   XX(script_loads, script_loads, COUNTER,                                      \
      "NOSCRIPT replies answered by sending the script with EVAL")             \
-  XX(replay_owed, replay_owed, GAUGE,                                          \
-     "replays an ownership change still requires (slots gained, takeover)")  \
-  XX(replay_owed_slots, replay_owed_slots, GAUGE,                              \
-     "hash slots those replays cover (every owned slot for a takeover)")   \
   XX(unlink_retries, unlink_retries, COUNTER,                                  \
      "keys sent again after an error reply (e.g. NOPERM), with backoff")       \
   XX(scan_retries, scan_retries, COUNTER,                                      \
-     "patterns scanned again after their listing or an UNLINK failed")         \
-  XX(apply_retries, apply_retries, COUNTER,                                    \
-     "keys and patterns dispatched again after running out of memory")
+     "patterns scanned again after their listing or an UNLINK failed")
 
 typedef struct inv_worker_stats_s {
 #define INV_WORKER_STATS_FIELD(key, metric, type, help) uint64_t key;

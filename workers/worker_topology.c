@@ -1,7 +1,10 @@
 /*
  * The node's role (ROLE, polled every role-poll) and its slot map
  * (CLUSTER MYID + CLUSTER SLOTS + CLUSTER NODES, pipelined in one round
- * trip), both asked of the worker's own node only.
+ * trip), both asked of the worker's own node only. From them follow the
+ * shards the worker consumes: those whose stream's slot (the first of the
+ * shard's range) the node owns as a primary, and on standalone Redis
+ * shard 0. These are facts for the intake, which attaches and detaches.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,42 +20,34 @@ const char *inv__worker_role_name(int role) {
                                      : "unknown";
 }
 
-static void role_changed(inv_worker_t *w, int old, int now) {
-  /* A worker that starts on a primary whose state file says "replica" was
-   * down, or had not saved since, when its node was promoted: it owes the
-   * takeover all the same. */
-  int promoted = now == INV__ROLE_PRIMARY &&
-                 (old == INV__ROLE_REPLICA ||
-                  (old == INV__ROLE_UNKNOWN && w->boot_role == INV__ROLE_REPLICA));
-  inv_log_info(w->ctx, "node role: %s -> %s%s", inv__worker_role_name(old),
-               inv__worker_role_name(now),
-               promoted && old == INV__ROLE_UNKNOWN
-                   ? " (the state file says replica: promoted meanwhile)"
-                   : "");
-  w->role = now;
-  w->boot_role = INV__ROLE_UNKNOWN;
-  if (now != INV__ROLE_PRIMARY || promoted) {
-    /* A replica owes nothing (its new primary's worker replays), and a
-     * promotion's takeover covers every slot. */
-    w->known_slots_valid = 0;
-    w->replay_limited = 0;
-    if (now != INV__ROLE_PRIMARY) w->takeover_owed = 0;
+void inv__worker_update_shards(inv_worker_t *w) {
+  uint8_t wanted[INV_LOG_SHARDS / 8];
+  memset(wanted, 0, sizeof(wanted));
+  if (!w->closing && w->role == INV__ROLE_PRIMARY && w->map_known &&
+      inv_redis_is_connected(w->cmd)) {
+    if (!w->map.cluster) {
+      wanted[0] = 1; /* standalone Redis: one shard holds every event */
+    } else {
+      for (unsigned s = 0; s < INV_LOG_SHARDS; s++)
+        if (inv_slot_map_owns(&w->map, inv_log_shard_home_slot(s)))
+          wanted[s / 8] |= (uint8_t)(1u << (s % 8));
+    }
   }
+  inv_intake_set_wanted(w->intake, wanted);
+  w->st.shards = inv_intake_attached(w->intake);
+}
+
+/* A new role: nothing is guessed. A promoted node's worker consumes the
+ * shards its node now holds from their consumer groups, which the node
+ * replicated; a demoted one stops, leaving what it had not acknowledged
+ * pending for the new primary's worker. */
+static void role_changed(inv_worker_t *w, int old, int now) {
+  inv_log_info(w->ctx, "node role: %s -> %s", inv__worker_role_name(old),
+               inv__worker_role_name(now));
+  w->role = now;
   w->st.is_primary = now == INV__ROLE_PRIMARY;
   w->map_known = 0;
-  inv__worker_shard_update(w); /* none until the new map is known */
-  inv__worker_go_idle(w);
-  w->takeover_pending = 0;
-  w->takeover_recheck = 0;
-  if (old == INV__ROLE_PRIMARY) {
-    /* Demoted: the new primary's worker replays past our position. */
-    inv__worker_stand_down(w);
-  }
-  if (promoted) {
-    w->takeover_pending = 1;
-    w->takeover_since_us = inv_now_us();
-    inv__worker_takeover(w);
-  }
+  inv__worker_update_shards(w);
   inv__worker_refresh_map(w);
 }
 
@@ -103,67 +98,16 @@ static void map_done(inv_worker_t *w, map_req_t *m) {
     w->map_dirty = 0;
     return; /* the periodic refresh tries again */
   }
-  /* The slots owned before: the last map taken as a primary, or the state
-   * file's (a gain while the worker was down, or before it saw it). */
-  int had = w->known_slots_valid && w->role == INV__ROLE_PRIMARY;
-  inv_slot_map_t old;
-  memset(&old, 0, sizeof(old));
-  memcpy(old.owned, w->known_slots, sizeof(old.owned));
   w->map = m->map;
   inv_unlinker_set_any_slot(w->unl, !w->map.cluster);
   w->map_known = 1;
-  w->map_role = w->role;
   w->st.owned_slots = w->map.nowned;
   w->st.importing_slots = w->map.nimporting;
-  inv__worker_shard_update(w);
-  unsigned gained = had && w->map.cluster ? inv_slot_map_gained(&old, &w->map)
-                                          : 0;
-  if (w->role == INV__ROLE_PRIMARY && w->map.cluster) {
-    /* An owed replay drops the slots the node no longer owns: their keys
-     * are another node's now. */
-    if (w->replay_limited)
-      for (size_t i = 0; i < sizeof(w->replay_slots); i++)
-        w->replay_slots[i] &= w->map.owned[i];
-    w->known_slots_valid = 1;
-    memcpy(w->known_slots, w->map.owned, sizeof(w->known_slots));
-  } else if (w->role != INV__ROLE_UNKNOWN) {
-    /* Before the first ROLE reply the state file's slots stay. */
-    w->known_slots_valid = 0;
-  }
+  inv__worker_update_shards(w);
   if (w->map_dirty) {
     w->map_dirty = 0;
     inv__worker_refresh_map(w);
   }
-  if (gained > 0) {
-    char why[64];
-    uint8_t slots[INV_SLOTS / 8];
-    /* Entries up to done finished for the slots owned before; later ones
-     * (done, seen] are cancelled by the rewind and must be re-run whole,
-     * so only entries <= done are limited to the gained slots. */
-    inv_sid_t upto = w->done;
-    for (size_t i = 0; i < sizeof(slots); i++)
-      slots[i] = (uint8_t)(w->map.owned[i] & ~old.owned[i]);
-    if (w->replay_limited && inv_sid_cmp(w->seen, w->replay_upto) <= 0) {
-      /* A replay for earlier gains is still running: cover both. */
-      for (size_t i = 0; i < sizeof(slots); i++) slots[i] |= w->replay_slots[i];
-      if (inv_sid_cmp(w->replay_upto, upto) > 0) upto = w->replay_upto;
-    }
-    snprintf(why, sizeof(why), "%u slots gained", gained);
-    /* Keys that came with the slots may have missed their events on the
-     * old owner (deleted there before they moved, here before they
-     * arrived): replay the takeover window for those slots only. */
-    inv_sid_t from = inv_sid_minus_ms(w->done, w->conf->takeover_window_ms);
-    inv__worker_rewind(w, from, 0, why);
-    w->replay_limited = 1;
-    w->replay_from = from;
-    w->replay_upto = upto;
-    memcpy(w->replay_slots, slots, sizeof(slots));
-    /* The replay is owed from now on: on disk before any save could put a
-     * position past its entries (a kill -9 would lose it otherwise). */
-    inv__worker_save_state(w);
-    return;
-  }
-  inv__worker_maybe_start(w);
 }
 
 static void map_unref(map_req_t *m) {

@@ -1,8 +1,8 @@
-# The worker's parsing and persistence pieces (workers/stream_id.c,
-# workers/slot_map.c, workers/state_file.c) and the completion watermark
-# (workers/watermark.c): no Redis needed. The worker as
+# The worker's pure pieces (workers/stream_id.c, workers/slot_map.c), the
+# completion watermark (workers/watermark.c) and the intake state machine
+# (workers/intake.c, driven by scripted facts): no Redis needed. The worker as
 # a whole is tested against real Redis by tests/integration/test_worker_*.py.
-foreach(t test_stream_id test_slot_map test_state_file test_watermark)
+foreach(t test_stream_id test_slot_map test_watermark test_intake)
   inv_unit_test(${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/${t}.c
                 LIBS inval_worker_lib)
 endforeach()

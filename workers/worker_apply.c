@@ -1,0 +1,241 @@
+/*
+ * Applying a log entry: each event goes to the unlinker (an exact key the
+ * node owns or imports), to another node through the cluster client (an
+ * exact key of a slot the node does not own: a shard's range split across
+ * primaries, or a slot that moved), or to the scanner (prefixes and
+ * patterns). Every piece of work is an operation of its entry in the
+ * intake's watermark, so the entry is acknowledged only once all of it
+ * completed; work that failed leaves the entry open and makes the intake
+ * read the shard's pending entries again (intake.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/check.h"
+#include "common/errors.h"
+#include "common/glob.h"
+#include "common/log.h"
+#include "common/slot.h"
+#include "proto/keyname.h"
+#include "workers/worker_int.h"
+
+/* Pattern work does not pause intake while its jobs only wait: they share
+ * the next SCAN pass, so exact keys behind them are applied at once. Only
+ * the bounds on what waits (count and memory) pause it. */
+int inv__worker_backpressured(const inv_worker_t *w) {
+  return w->pending_keys >= (uint64_t)w->conf->max_pending_keys ||
+         inv_scanner_pending(w->scn) >= INV__PATTERNS_WAITING_MAX ||
+         inv_scanner_waiting_bytes(w->scn) >= INV__PATTERNS_WAITING_BYTES;
+}
+
+/* What a completion means for its entry. 0: done. INV_ECLOSED: cancelled
+ * (the stop, or the shard left): the entry stays pending in Redis for the
+ * next reader. Anything else: the work was not done; the entry stays open
+ * and the intake reads the shard's pending entries again. */
+static void op_settle(inv_worker_t *w, uint64_t tag, int err, const char *what) {
+  if (err == 0) {
+    inv_intake_op_done(w->intake, tag);
+  } else if (err != INV_ECLOSED && inv_intake_op_failed(w->intake, tag)) {
+    inv_log_error(w->ctx, "%s failed (%s): its log entry stays pending and "
+                  "is applied again", what, inv_strerror(err));
+  }
+}
+
+/* Reading may go on once the bounds have room again. */
+static void progress(inv_worker_t *w) {
+  if (w->closing) return;
+  if (inv__worker_backpressured(w)) {
+    w->st.intake_paused = 1;
+    return;
+  }
+  w->st.intake_paused = 0;
+  inv_intake_resume(w->intake);
+}
+
+static void key_done_cb(void *owner, uint64_t tag, int err) {
+  inv_worker_t *w = owner;
+  INV_CHECK(w->pending_keys > 0);
+  w->pending_keys--;
+  w->st.pending_keys = w->pending_keys;
+  op_settle(w, tag, err, "UNLINK");
+  progress(w);
+}
+
+void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err) {
+  inv_worker_t *w = owner;
+  op_settle(w, tag, err, "pattern scan");
+  progress(w);
+}
+
+/* One key being deleted on another node. */
+typedef struct remote_s {
+  inv_unlink_done_cb done_cb;
+  void *owner;
+  uint64_t tag;
+} remote_t;
+
+static void remote_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  remote_t *r = data;
+  (void)c;
+  int rc = 0;
+  if (err < 0) rc = err;
+  else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) rc = INV_EREDIS;
+  r->done_cb(r->owner, r->tag, rc);
+  free(r);
+}
+
+void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
+                                  inv_unlink_op_t op, inv_unlink_done_cb done_cb,
+                                  void *owner, uint64_t tag) {
+  inv_worker_t *w = data;
+  inv_regen_names_t names = {0};
+  const char *argv[4] = {"UNLINK", key, NULL, NULL};
+  size_t lens[4] = {6, len, 0, 0};
+  int argc = 2;
+  remote_t *r = malloc(sizeof(*r));
+  /* The value, its lock and its stale copy share the key's slot: one
+   * command. A soft invalidation is applied as a hard one here (the stale
+   * copy goes too), which is the safe side of it. */
+  if (r != NULL && op != INV_UNLINK_RAW) {
+    if (inv_regen_names(key, len, &names) != 0) {
+      free(r);
+      r = NULL;
+    } else if (names.keeps_slot) {
+      argv[2] = names.lock;
+      lens[2] = names.lock_len;
+      argv[3] = names.stale;
+      lens[3] = names.stale_len;
+      argc = 4;
+    }
+  }
+  if (r == NULL) {
+    done_cb(owner, tag, INV_ENOMEM);
+    return;
+  }
+  r->done_cb = done_cb;
+  r->owner = owner;
+  r->tag = tag;
+  int rc = inv_cluster_command_argv(w->cluster, key, len, argc, argv, lens,
+                                    remote_cb, r);
+  inv_regen_names_free(&names);
+  if (rc != 0) {
+    free(r);
+    done_cb(owner, tag, rc);
+    return;
+  }
+  w->st.remote_unlinks++;
+}
+
+/* Dispatches one pattern (a prefix already turned into a pattern).
+ * Returns 1 when a scan job was submitted for tag, 0 when there is nothing
+ * to do, or INV_ENOMEM. */
+static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
+                         inv_unlink_op_t mode, uint64_t tag) {
+  unsigned slot = 0;
+  int pinned = 0;
+  if (inv_glob_check(pat, len) != 0) {
+    /* The publisher refuses these always; one written to the log by other
+     * means is passed over the same way. */
+    w->st.events_refused++;
+    inv_log_warn(w->ctx, "refused pattern '%.*s': it is malformed (a '[' "
+                 "without its ']', or a trailing lone '\\')", (int)len, pat);
+    return 0;
+  }
+  if (inv_glob_matches_everything(pat, len) && !w->conf->allow_flush) {
+    w->st.events_refused++;
+    inv_log_warn(w->ctx, "refused pattern '%.*s': it matches every key "
+                 "(allow-flush is off)", (int)len, pat);
+    return 0;
+  }
+  if (w->map.cluster && inv_glob_pinned_slot(pat, len, &slot)) {
+    /* Only the slot's owner (or importer) has such keys. */
+    if (!inv_slot_map_owns(&w->map, slot) && !inv_slot_map_imports(&w->map, slot)) {
+      inv_log_warn(w->ctx, "pinned pattern '%.*s' names slot %u, which this "
+                   "node does not hold: its shard's range is split across "
+                   "primaries; the slot's keys are left to a later event",
+                   (int)(len > 200 ? 200 : len), pat, slot);
+      return 0;
+    }
+    pinned = 1;
+  }
+  if (inv_scanner_submit(w->scn, pat, len, mode, pinned, slot, tag) != 0)
+    return INV_ENOMEM;
+  return 1;
+}
+
+/* Dispatches one exact key. Returns 1 when its delete was handed out for
+ * tag, 0 when there is nothing to do, or INV_ENOMEM. */
+static int apply_key(inv_worker_t *w, const char *key, size_t len,
+                     inv_unlink_op_t mode, uint64_t tag) {
+  int asking = 0;
+  /* The publisher refuses these; an entry written to the log by other
+   * means must not delete the service's own keys either. */
+  if (inv_key_reserved(key, len)) {
+    w->st.reserved_skipped++;
+    return 0;
+  }
+  if (w->map.cluster) {
+    unsigned slot = inv_key_slot(key, len);
+    if (!inv_slot_map_owns(&w->map, slot)) {
+      if (!inv_slot_map_imports(&w->map, slot)) {
+        /* This shard's entry names a key that lives elsewhere: it is ours
+         * to delete all the same, wherever it is. */
+        w->pending_keys++;
+        w->st.pending_keys = w->pending_keys;
+        inv__worker_unlink_elsewhere(w, key, len, mode, key_done_cb, w, tag);
+        return 1;
+      }
+      asking = 1;
+    }
+  }
+  if (inv_unlinker_push(w->unl, key, len, mode, asking, key_done_cb, w, tag) != 0)
+    return INV_ENOMEM;
+  w->pending_keys++;
+  w->st.pending_keys = w->pending_keys;
+  return 1;
+}
+
+/* Dispatches one event's target of kind (a prefix is turned into a
+ * pattern here). Returns 1, 0 or INV_ENOMEM as apply_key does. */
+static int dispatch(inv_worker_t *w, int kind, const char *target, size_t len,
+                    inv_unlink_op_t mode, uint64_t tag) {
+  if (kind == INV_KIND_KEY) return apply_key(w, target, len, mode, tag);
+  if (kind == INV_KIND_PATTERN) return apply_pattern(w, target, len, mode, tag);
+  char *pat = malloc(2 * len + 1);
+  if (pat == NULL) return INV_ENOMEM;
+  size_t n = inv_glob_from_prefix(target, len, pat);
+  int rc = apply_pattern(w, pat, n, mode, tag);
+  free(pat);
+  return rc;
+}
+
+void inv__worker_apply(inv_worker_t *w, uint64_t tag, inv_payload_t *p) {
+  uint64_t now = inv_wall_ms();
+  w->st.events_received += p->nevents;
+  w->last_lag_ms = now > p->ts_ms ? now - p->ts_ms : 0;
+  inv_latency_observe(&w->lag, inv_now_us(), w->last_lag_ms * 1000);
+  for (size_t i = 0; i < p->nevents; i++) {
+    const inv_event_t *ev = &p->events[i];
+    /* Hard: the value, its lock and its stale copy go; soft: the value
+     * becomes the stale copy and the lock goes (proto/keyname.h). */
+    inv_unlink_op_t mode =
+        ev->mode == INV_MODE_SOFT ? INV_UNLINK_SOFT : INV_UNLINK_HARD;
+    if (!inv_intake_op_begin(w->intake, tag)) break;
+    w->st.events_applied++;
+    int rc = dispatch(w, ev->kind, ev->target, ev->target_len, mode, tag);
+    if (rc == 1) continue;
+    if (rc == 0) {
+      inv_intake_op_done(w->intake, tag);
+      continue;
+    }
+    /* Out of memory: the entry stays open and failed, and the intake reads
+     * it again from the shard's pending entries on its next tick. */
+    inv_log_error(w->ctx, "out of memory: %s '%.*s' not applied yet; its "
+                  "entry is read again", ev->kind == INV_KIND_KEY ? "key" : "pattern",
+                  (int)(ev->target_len > 200 ? 200 : ev->target_len), ev->target);
+    inv_intake_op_failed(w->intake, tag);
+  }
+  /* Release the entry's hold. */
+  inv_intake_op_done(w->intake, tag);
+}

@@ -25,6 +25,7 @@
 #include "common/slot.h"
 #include "proto/codec.h"
 #include "proto/codec_check.h"
+#include "proto/log_shard.h"
 
 /* How many bytes of a client-supplied string an error message quotes. */
 #define QUOTE_MAX 32
@@ -306,10 +307,46 @@ static int read_id(const msgpack_object *v, const char *name, char out[48],
   return 0;
 }
 
+/* Reads the broadcast's optional "ids": [[shard uint < INV_LOG_SHARDS, id
+ * str], ...], at most one per shard, into p->ids. Returns 0, INV_EPROTO
+ * with errstr, or INV_ENOMEM. */
+static int read_ids(const msgpack_object *v, inv_payload_t *p, char *errstr,
+                    size_t errlen) {
+  char name[32];
+  if (v == NULL || v->type == MSGPACK_OBJECT_NIL) return 0;
+  if (v->type != MSGPACK_OBJECT_ARRAY)
+    return payload_fail(errstr, errlen, "payload ids is not an array (got %s)",
+                        inv_msgpack_type_name(v->type));
+  if (v->via.array.size > INV_LOG_SHARDS)
+    return payload_fail(errstr, errlen, "payload ids has %u entries, over %d",
+                        v->via.array.size, INV_LOG_SHARDS);
+  if (v->via.array.size == 0) return 0;
+  p->ids = calloc(v->via.array.size, sizeof(*p->ids));
+  if (p->ids == NULL) return INV_ENOMEM;
+  for (uint32_t k = 0; k < v->via.array.size; k++) {
+    const msgpack_object *e = &v->via.array.ptr[k];
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+        e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        e->via.array.ptr[0].via.u64 >= INV_LOG_SHARDS)
+      return payload_fail(errstr, errlen,
+                          "payload ids[%u] is not [shard, id] with a shard "
+                          "below %d", k, INV_LOG_SHARDS);
+    p->ids[k].shard = (unsigned)e->via.array.ptr[0].via.u64;
+    snprintf(name, sizeof(name), "ids[%u]", k);
+    int rc = read_id(&e->via.array.ptr[1], name, p->ids[k].id, errstr, errlen);
+    if (rc == 0 && p->ids[k].id[0] == '\0')
+      rc = payload_fail(errstr, errlen, "payload %s has no id", name);
+    if (rc != 0) return rc;
+    p->nids = (size_t)k + 1;
+  }
+  return 0;
+}
+
 int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                        char *errstr, size_t errlen) {
-  static const char *const fields[] = {"v", "id", "ts", "events", "prev"};
-  const msgpack_object *val[5] = {NULL, NULL, NULL, NULL, NULL};
+  static const char *const fields[] = {"v", "id", "ts", "events", "prev",
+                                       "ids"};
+  const msgpack_object *val[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
   const msgpack_object *root;
   char why[100];
   size_t off = 0;
@@ -337,7 +374,7 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   for (uint32_t k = 0; k < root->via.map.size; k++) {
     const msgpack_object *key = &root->via.map.ptr[k].key;
     if (key->type != MSGPACK_OBJECT_STR) continue;
-    i = lookup(key, fields, 5);
+    i = lookup(key, fields, 6);
     if (i < 0) continue; /* newer fields are ignored, see the top */
     if (val[i] != NULL)
       return payload_fail(errstr, errlen, "payload has a duplicate \"%s\"",
@@ -348,20 +385,21 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   if (val[0] == NULL)
     return payload_fail(errstr, errlen, "payload has no \"v\" field");
   if (val[0]->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-      val[0]->via.u64 != INV_PROTO_VERSION) {
+      val[0]->via.u64 != INV_PAYLOAD_VERSION) {
     if (val[0]->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
       return payload_fail(errstr, errlen,
                           "payload version %llu is not supported (expected "
                           "%d)", (unsigned long long)val[0]->via.u64,
-                          INV_PROTO_VERSION);
+                          INV_PAYLOAD_VERSION);
     return payload_fail(errstr, errlen,
                         "payload version is not an unsigned integer (got %s)",
                         inv_msgpack_type_name(val[0]->type));
   }
-  p->version = INV_PROTO_VERSION;
+  p->version = INV_PAYLOAD_VERSION;
 
   rc = read_id(val[1], "id", p->id, errstr, errlen);
   if (rc == 0) rc = read_id(val[4], "prev", p->prev, errstr, errlen);
+  if (rc == 0) rc = read_ids(val[5], p, errstr, errlen);
   if (rc != 0) return rc;
 
   if (val[2] == NULL)
@@ -395,6 +433,9 @@ void inv_payload_destroy(inv_payload_t *p) {
   free(p->events);
   p->events = NULL;
   p->nevents = 0;
+  free(p->ids);
+  p->ids = NULL;
+  p->nids = 0;
   msgpack_unpacked_destroy(&p->unpacked);
   msgpack_unpacked_init(&p->unpacked);
 }

@@ -1,12 +1,12 @@
 /*
- * Invalidation events and the broadcast payload.
+ * Invalidation events and the log and broadcast payloads.
  *
  * An event is {"kind": "key"|"prefix"|"pattern", "target": str|bin,
- * "mode": "hard"|"soft"}. The payload published on cache:invalidation is
- * {"v": 1, "id": <log id str>, "ts": <ms>, "events": [event, ...]}; the log
- * entry stores the same map without "id" (the entry's own id is the id).
- * The copy sent on a shard's fast-path channel also has "prev": the id of
- * the log entry before it. See proto/PROTOCOL.md.
+ * "mode": "hard"|"soft"}. A log shard entry (proto/log_shard.h) stores
+ * {"v": 2, "ts": <ms>, "events": [event, ...]} in its field "p": the
+ * batch's events routed to that shard. The payload published on
+ * cache:invalidation is {"v": 2, "ts", "events": [every event of the
+ * batch], "ids": [[shard, "<entry id>"], ...]}. See proto/PROTOCOL.md.
  */
 #ifndef INV_EVENT_H
 #define INV_EVENT_H
@@ -71,20 +71,30 @@ int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
  * decoders read it (receivers accept str or bin for targets). */
 void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
 
-/* A decoded payload. events points to an array owned by the payload. */
+/* One [shard, id] of a broadcast's "ids". */
+typedef struct inv_payload_id_s {
+  unsigned shard; /* below INV_LOG_SHARDS */
+  char id[48];
+} inv_payload_id_t;
+
+/* A decoded payload. events and ids point to arrays owned by the payload. */
 typedef struct inv_payload_s {
-  int version;
+  int version;    /* INV_PAYLOAD_VERSION: other versions are refused */
   char id[48];     /* "" when the payload carries no id (log entries) */
   char prev[48];   /* "" unless a fast-path copy: the previous entry's id */
   uint64_t ts_ms;
   inv_event_t *events;
   size_t nevents;
+  inv_payload_id_t *ids; /* a broadcast's "ids" (at most INV_LOG_SHARDS) */
+  size_t nids;
   msgpack_unpacked unpacked; /* owns the targets */
 } inv_payload_t;
 
-/* Decodes a published payload or a log entry's payload. Events are checked
- * for shape only (kind, target, mode), not against publisher rules. Returns
- * 0, INV_EPROTO with errstr, or INV_ENOMEM. inv_payload_destroy() must be
+/* Decodes a published payload or a log entry's payload. "v" must be
+ * INV_PAYLOAD_VERSION ("payload version 1 is not supported (expected 2)"
+ * otherwise). Events are checked for shape only (kind, target, mode), not
+ * against publisher rules. Returns 0, INV_EPROTO with errstr, or
+ * INV_ENOMEM. inv_payload_destroy() must be
  * called in every case. */
 int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                        char *errstr, size_t errlen);

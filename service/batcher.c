@@ -1,9 +1,8 @@
 /*
  * The batcher. Batches move OPEN -> READY (closed, FIFO) -> INFLIGHT (sent)
  * -> answered and freed. A batch that times out while INFLIGHT is answered
- * with EUNAVAIL at once and "abandoned": it leaves the batcher's lists and
- * is freed by its sink callback, because the sink still borrows its
- * payload.
+ * with EUNAVAIL at once and freed, its sink call detached: the sink keeps
+ * its own copies of what it writes and frees them with the last answer.
  *
  * Batches close in order and are sent in order, so every INFLIGHT batch
  * closed before every READY one: the oldest deadline is the head of the
@@ -20,6 +19,7 @@
 #include "common/log.h"
 #include "proto/codec.h"
 #include "proto/event.h"
+#include "proto/log_shard.h"
 
 typedef enum { BATCH_OPEN, BATCH_READY, BATCH_INFLIGHT } batch_state_t;
 
@@ -35,13 +35,14 @@ typedef struct batch_s {
   struct batch_s *prev, *next; /* in the READY or INFLIGHT list */
   inv_batcher_t *b;
   batch_state_t state;
-  int abandoned;               /* answered after a timeout; sink still owns it */
+  inv_sink_call_t *call;       /* while INFLIGHT */
   uint64_t deadline_us;        /* set when the batch closes */
   size_t nevents;
   batch_req_t *reqs;           /* owned */
   size_t nreqs, capreqs;
   inv_buf_t events;            /* the packed events, back to back */
-  inv_buf_t payload;           /* the log payload, built when sent */
+  inv_sink_event_t *ev;        /* per event: bytes in events, shard */
+  size_t capev;
 } batch_t;
 
 typedef struct batch_list_s {
@@ -64,6 +65,7 @@ struct inv_batcher_s {
 
   msgpack_packer pk;         /* writes into open->events during begin/commit */
   batch_req_t staged;        /* the request between begin and commit */
+  size_t staged_added;       /* its events added so far */
 
   int draining;
   void (*drain_cb)(void *data);
@@ -97,8 +99,8 @@ static void list_remove(batch_list_t *l, batch_t *x) {
 static void batch_free(batch_t *x) {
   if (x == NULL) return;
   free(x->reqs);
+  free(x->ev);
   inv_buf_free(&x->events);
-  inv_buf_free(&x->payload);
   free(x);
 }
 
@@ -122,19 +124,28 @@ static void batcher_release(inv_batcher_t *b, size_t n) {
     uv_timer_start(&b->drain_timer, batcher_drain_timer_cb, 0, 0);
 }
 
-/* Answers every request of x with an ack carrying id. */
-static void batch_ack(inv_batcher_t *b, batch_t *x, const char *id,
-                      size_t idlen) {
+/* Answers every request of x with an ack: {"id": the largest entry id,
+ * "accepted": n, "ids": [[shard, id], ...]}. */
+static void batch_ack(inv_batcher_t *b, batch_t *x, const inv_sink_id_t *ids,
+                      size_t nids, size_t largest) {
   uint64_t now = inv_now_us();
   for (size_t i = 0; i < x->nreqs; i++) {
     batch_req_t *r = &x->reqs[i];
     msgpack_packer *pk = inv_rpc_reply_begin(r->req);
-    msgpack_pack_map(pk, 2);
+    msgpack_pack_map(pk, 3);
     inv_pack_str(pk, "id");
-    msgpack_pack_str(pk, idlen);
-    msgpack_pack_str_body(pk, id, idlen);
+    msgpack_pack_str(pk, ids[largest].idlen);
+    msgpack_pack_str_body(pk, ids[largest].id, ids[largest].idlen);
     inv_pack_str(pk, "accepted");
     msgpack_pack_uint64(pk, r->nevents);
+    inv_pack_str(pk, "ids");
+    msgpack_pack_array(pk, nids);
+    for (size_t k = 0; k < nids; k++) {
+      msgpack_pack_array(pk, 2);
+      msgpack_pack_unsigned_int(pk, ids[k].shard);
+      msgpack_pack_str(pk, ids[k].idlen);
+      msgpack_pack_str_body(pk, ids[k].id, ids[k].idlen);
+    }
     inv_rpc_reply_end(r->req);
     inv_latency_observe(b->latency, now, now - r->t0_us);
   }
@@ -157,23 +168,14 @@ static void batch_fail(inv_batcher_t *b, batch_t *x, int err,
   x->nreqs = 0;
 }
 
-static void batch_sink_cb(void *data, int err, const char *id, size_t idlen,
-                          const char *msg) {
+static void batch_sink_cb(void *data, int err, const inv_sink_id_t *ids,
+                          size_t nids, size_t largest, const char *msg) {
   batch_t *x = data;
-  if (x->abandoned) {
-    if (err == 0)
-      inv_log_warn("batcher",
-                   "Redis confirmed entry %.*s after its batch timed out; "
-                   "its clients were told EUNAVAIL and may resend",
-                   (int)idlen, id);
-    batch_free(x);
-    return;
-  }
   inv_batcher_t *b = x->b;
   list_remove(&b->inflight, x);
   size_t n = x->nevents;
   if (err == 0) {
-    batch_ack(b, x, id, idlen);
+    batch_ack(b, x, ids, nids, largest);
   } else {
     inv_log_warn("batcher", "batch of %zu events failed: %s", n, msg);
     batch_fail(b, x, INV_EUNAVAIL, msg);
@@ -184,24 +186,6 @@ static void batch_sink_cb(void *data, int err, const char *id, size_t idlen,
   batcher_release(b, n);
 }
 
-/* Builds x's log payload {"v": 1, "ts": ms, "events": [...]}. Returns 0
- * or INV_ENOMEM. */
-static int batch_build_payload(batch_t *x) {
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &x->payload, inv_buf_msgpack_write);
-  msgpack_pack_map(&pk, 3);
-  inv_pack_str(&pk, "v");
-  msgpack_pack_int(&pk, INV_PROTO_VERSION);
-  inv_pack_str(&pk, "ts");
-  msgpack_pack_uint64(&pk, inv_wall_ms());
-  inv_pack_str(&pk, "events");
-  msgpack_pack_array(&pk, x->nevents);
-  if (inv_buf_append(&x->payload, x->events.data, x->events.len) < 0)
-    return INV_ENOMEM;
-  inv_buf_free(&x->events);
-  return 0;
-}
-
 /* Sends READY batches while in-flight slots are free. A batch the sink
  * cannot take is failed at once. */
 static void batcher_pump(inv_batcher_t *b) {
@@ -209,10 +193,9 @@ static void batcher_pump(inv_batcher_t *b) {
          b->inflight.count < b->opts.max_inflight_batches) {
     batch_t *x = b->ready.head;
     list_remove(&b->ready, x);
-    int rc = batch_build_payload(x);
-    if (rc == 0)
-      rc = inv_sink_send(b->sink, x->payload.data, x->payload.len,
-                         batch_sink_cb, x);
+    int rc = inv_sink_send(b->sink, x->events.data, x->events.len, x->ev,
+                           x->nevents, inv_wall_ms(), batch_sink_cb, x,
+                           &x->call);
     if (rc < 0) {
       size_t n = x->nevents;
       batch_fail(b, x, rc == INV_ESHUTDOWN ? INV_ESHUTDOWN : INV_EUNAVAIL,
@@ -251,19 +234,23 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   inv_batcher_t *b = t->data;
   uint64_t now = inv_now_us();
   char msg[480], node[320];
-  inv_sink_describe(b->sink, node, sizeof(node));
-  snprintf(msg, sizeof(msg),
-           "Redis did not confirm the batch within %llu ms (%s)",
-           (unsigned long long)b->opts.timeout_ms, node);
   while (b->inflight.head != NULL && b->inflight.head->deadline_us <= now) {
     batch_t *x = b->inflight.head;
     list_remove(&b->inflight, x);
     size_t n = x->nevents;
+    inv_sink_call_describe(x->call, node, sizeof(node));
+    snprintf(msg, sizeof(msg),
+             "Redis did not confirm the batch within %llu ms (%s)",
+             (unsigned long long)b->opts.timeout_ms, node);
     inv_log_warn("batcher", "batch of %zu events timed out in flight", n);
     batch_fail(b, x, INV_EUNAVAIL, msg);
-    x->abandoned = 1;
+    inv_sink_call_detach(x->call);
+    batch_free(x);
     batcher_release(b, n);
   }
+  snprintf(msg, sizeof(msg),
+           "Redis did not confirm the batch within %llu ms (it waited for "
+           "a free in-flight slot)", (unsigned long long)b->opts.timeout_ms);
   while (b->ready.head != NULL && b->ready.head->deadline_us <= now) {
     batch_t *x = b->ready.head;
     list_remove(&b->ready, x);
@@ -319,7 +306,7 @@ void inv_batcher_set_server(inv_batcher_t *b, inv_rpc_server_t *server) {
 }
 
 int inv_batcher_begin(inv_batcher_t *b, inv_rpc_req_t *req, size_t nevents,
-                      uint64_t t0_us, msgpack_packer **pk) {
+                      uint64_t t0_us) {
   if (b->draining) return INV_ESHUTDOWN;
   if (b->pending > 0 && b->pending + nevents > b->opts.max_pending_events)
     return INV_EBUSY;
@@ -341,13 +328,31 @@ int inv_batcher_begin(inv_batcher_t *b, inv_rpc_req_t *req, size_t nevents,
     x->reqs = r;
     x->capreqs = cap;
   }
+  if (x->nevents + nevents > x->capev) {
+    /* Room for every event now, so that inv_batcher_add cannot fail. */
+    size_t cap = x->capev ? 2 * x->capev : 64;
+    while (cap < x->nevents + nevents) cap *= 2;
+    inv_sink_event_t *ev = realloc(x->ev, cap * sizeof(*ev));
+    if (ev == NULL) return INV_ENOMEM;
+    x->ev = ev;
+    x->capev = cap;
+  }
   b->staged.req = req;
   b->staged.nevents = nevents;
   b->staged.t0_us = t0_us;
   b->staged.notify = inv_rpc_req_is_notify(req);
+  b->staged_added = 0;
   msgpack_packer_init(&b->pk, &x->events, inv_buf_msgpack_write);
-  *pk = &b->pk;
   return 0;
+}
+
+void inv_batcher_add(inv_batcher_t *b, const inv_event_t *ev) {
+  batch_t *x = b->open;
+  inv_sink_event_t *e = &x->ev[x->nevents + b->staged_added++];
+  e->off = x->events.len;
+  inv_event_pack(&b->pk, ev);
+  e->len = x->events.len - e->off;
+  e->shard = inv_log_event_shard(ev);
 }
 
 void inv_batcher_commit(inv_batcher_t *b) {
@@ -417,8 +422,8 @@ static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l,
     list_remove(l, x);
     batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
     b->pending -= x->nevents;
-    if (abandon) x->abandoned = 1;
-    else batch_free(x);
+    if (abandon) inv_sink_call_detach(x->call);
+    batch_free(x);
   }
 }
 

@@ -34,6 +34,7 @@
 
 #include "common/latency.h"
 #include "common/rpc_server.h"
+#include "proto/event.h"
 #include "service/pub_stats.h"
 #include "service/sink.h"
 
@@ -63,16 +64,19 @@ int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
 void inv_batcher_set_server(inv_batcher_t *b, inv_rpc_server_t *server);
 
 /*
- * Starts adding a request of nevents (>= 1) already validated events.
- * Returns 0 and *pk, a packer into the open batch: the caller packs exactly
- * nevents events with inv_event_pack() and then calls
+ * Starts adding a request of nevents (>= 1) already validated events: the
+ * caller then adds exactly nevents events with inv_batcher_add() and calls
  * inv_batcher_commit(), with no other batcher call in between. On error
  * nothing was added and the caller answers req itself: INV_EBUSY (pending
- * bound would be passed), INV_ESHUTDOWN (draining) or INV_ENOMEM. t0_us is the
- * request's arrival (inv_now_us()) for the latency figures.
+ * bound would be passed), INV_ESHUTDOWN (draining) or INV_ENOMEM. t0_us is
+ * the request's arrival (inv_now_us()) for the latency figures.
  */
 int inv_batcher_begin(inv_batcher_t *b, inv_rpc_req_t *req, size_t nevents,
-                      uint64_t t0_us, msgpack_packer **pk);
+                      uint64_t t0_us);
+
+/* Adds one event of the request begun last (packed and routed to its log
+ * shard now; room for it was made by inv_batcher_begin). */
+void inv_batcher_add(inv_batcher_t *b, const inv_event_t *ev);
 
 /* Completes the request begun last; from now on the batcher answers it. */
 void inv_batcher_commit(inv_batcher_t *b);

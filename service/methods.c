@@ -182,8 +182,7 @@ static void do_invalidate(inv_pub_methods_t *m, inv_rpc_req_t *req,
     refuse(m, req, n, INV_EBUSY, errstr);
     return;
   }
-  msgpack_packer *pk;
-  int rc = inv_batcher_begin(m->batcher, req, n, t0, &pk);
+  int rc = inv_batcher_begin(m->batcher, req, n, t0);
   if (rc < 0) {
     /* The events were not taken: they do not count against the rate. */
     if (tenant != NULL && tenant->rate > 0) tenant->tokens += (double)n;
@@ -197,7 +196,7 @@ static void do_invalidate(inv_pub_methods_t *m, inv_rpc_req_t *req,
     /* Already validated above, so this parse cannot fail. */
     inv_event_parse(&events->ptr[i], &m->rules, i, &ev, errstr,
                     sizeof(errstr));
-    inv_event_pack(pk, &ev);
+    inv_batcher_add(m->batcher, &ev);
   }
   if (tenant != NULL) tenant->accepted += n;
   inv_batcher_commit(m->batcher);

@@ -56,16 +56,13 @@ const inv_conf_row_t inv_pub_conf_rows[] = {
      offsetof(inv_pub_conf_t, max_inflight_batches), 1, 100000, "64", NULL,
      "most batches awaiting Redis confirmation at once"},
     {"max-log-len", INV_CONF_INT, offsetof(inv_pub_conf_t, max_log_len), 1,
-     1000000000000LL, "1000000",
-     NULL, "approximate length cap of cache:invalidation:log (XADD MAXLEN ~)"},
-    {"shard-publish", INV_CONF_BOOL, offsetof(inv_pub_conf_t, shard_publish),
-     0, 0, "yes", NULL,
-     "in a cluster, also send each logged batch to every other primary's "
-     "shard channel (SPUBLISH), so workers need not wait for the cluster bus"},
+     1000000000000LL, "100000",
+     NULL, "approximate length cap of each log shard stream, "
+     "cache:invalidation:log:{<tag>} (XADD MAXLEN ~)"},
     {"ack-replicas", INV_CONF_ENUM, offsetof(inv_pub_conf_t, ack_replicas), 0,
      0, "default", ack_replicas_names,
-     "ack a batch only once this many replicas of the log's node have it "
-     "(WAIT); default: 1 when that node has a replica, else 0"},
+     "ack a batch only once this many replicas of each log shard's node "
+     "have its entry (WAIT); default: 1 when that node has a replica, else 0"},
 };
 
 const size_t inv_pub_conf_nrows =

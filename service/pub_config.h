@@ -29,8 +29,7 @@ typedef struct inv_pub_conf_s {
   long long batch_delay_us;       /* ... or after this long */
   long long max_pending_events;   /* backpressure bound on unacked events */
   long long max_inflight_batches; /* batches awaiting Redis at once */
-  long long max_log_len;          /* XADD MAXLEN ~ */
-  int shard_publish;              /* the fast path: SPUBLISH per primary */
+  long long max_log_len;          /* XADD MAXLEN ~ of each log shard */
   char *tls_client_ca;            /* NULL: no client certificates */
   long long tls_handshakes_max;   /* TLS handshakes in flight */
   uint64_t tls_handshake_timeout_ms;

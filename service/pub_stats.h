@@ -75,12 +75,12 @@
      "MOVED and ASK redirects followed")                                       \
   XX(script_loads, script_loads, COUNTER,                                      \
      "NOSCRIPT replies answered by sending the script with EVAL")              \
-  XX(shard_sent, shard_sent, COUNTER,                                          \
-     "fast-path copies sent to other primaries' shard channels (SPUBLISH)")    \
-  XX(shard_failed, shard_failed, COUNTER,                                      \
-     "fast-path copies answered with an error or lost with their connection") \
-  XX(shard_skipped, shard_skipped, COUNTER,                                    \
-     "fast-path copies not sent: the primary's connection was down or full")   \
+  XX(shard_writes, shard_writes, COUNTER,                                      \
+     "log shard script calls sent (EVALSHA, and EVAL after NOSCRIPT)")         \
+  XX(log_entries, log_entries, COUNTER,                                        \
+     "log shard entries of sent batches (one per shard a batch touches)")     \
+  XX(broadcast_failed, broadcast_failed, COUNTER,                              \
+     "broadcasts on cache:invalidation not sent or refused (acks unaffected)") \
   XX(pending_events, pending_events, GAUGE,                                    \
      "events accepted and not yet answered")                                   \
   XX(inflight_batches, inflight_batches, GAUGE,                                \

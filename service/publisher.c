@@ -87,11 +87,11 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
   if (p->sink != NULL) {
     const inv_sink_stats_t *ks = inv_sink_stats(p->sink);
     out->script_loads = ks->script_loads;
-    out->shard_sent = ks->shard_sent;
-    out->shard_failed = ks->shard_failed;
-    out->shard_skipped = ks->shard_skipped;
+    out->shard_writes = ks->shard_writes;
+    out->log_entries = ks->log_entries;
+    out->broadcast_failed = ks->broadcast_failed;
     out->wait_failed = ks->wait_failed;
-    out->ack_replicas = (uint64_t)inv_sink_ack_replicas(p->sink);
+    out->ack_replicas = (uint64_t)inv_sink_ack_replicas(p->sink, 0);
     /* Each NOSCRIPT reply (expected once per node after its start or a
      * SCRIPT FLUSH) was answered with EVAL: it is a script load, not an
      * error, although the cluster client counted it as an error reply. */
@@ -323,8 +323,8 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
              inv_strerror(rc));
     goto err;
   }
-  rc = inv_sink_create(p->cluster, conf->max_log_len, conf->shard_publish,
-                       conf->ack_replicas - 1, &p->sink);
+  rc = inv_sink_create(p->cluster, conf->max_log_len, conf->ack_replicas - 1,
+                       &p->sink);
   if (rc < 0) {
     snprintf(err, errlen, "out of memory");
     goto err;

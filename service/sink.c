@@ -1,7 +1,9 @@
 /*
- * The Redis sink. One Lua script does the log append and the broadcast, so
- * a subscriber never sees an id that is not in the log and the log never
- * holds an entry that was not broadcast.
+ * The Redis sink. A batch is split by shard into one log entry per shard it
+ * touches; each entry is written by one script call that creates the
+ * stream's consumer group before the first entry, appends the entry and
+ * publishes its id as a hint on the shard's channel, atomically on the
+ * node that owns the shard.
  */
 #include "service/sink.h"
 
@@ -11,55 +13,72 @@
 #include <string.h>
 
 #include "common/errors.h"
+#include "common/latency.h"
 #include "common/log.h"
 #include "common/slot.h"
 #include "proto/event.h"
 
-/* KEYS[1] = log key; ARGV[1] = MAXLEN, ARGV[2] = log payload (fixmap 3),
- * ARGV[3] = channel. "\132" is 0x84 (fixmap 4) and "\162id" is the fixstr
- * "id"; cmsgpack.pack(id) packs the id as a msgpack str. Returns the new
- * entry's id and the id of the entry before it ("0-0" for none), which the
- * fast-path copies carry as "prev". */
+/* KEYS[1] = shard stream; ARGV[1] = MAXLEN, ARGV[2] = entry payload,
+ * ARGV[3] = the shard's hint channel. Returns the new entry's id. */
 static const char sink_script[] =
-    "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+    "  redis.call('XGROUP', 'CREATE', KEYS[1], '" INV_LOG_GROUP
+    "', '0', 'MKSTREAM')\n"
+    "end\n"
     "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', "
     "'p', ARGV[2])\n"
-    "redis.call('PUBLISH', ARGV[3], '\\132' .. string.sub(ARGV[2], 2) .. "
-    "'\\162id' .. cmsgpack.pack(id))\n"
-    "local prev = '0-0'\n"
-    "if last[1] then prev = last[1][1] end\n"
-    "return {id, prev}\n";
+    "redis.call('SPUBLISH', ARGV[3], id)\n"
+    "return id\n";
+
+/* A payload head: fixmap, "v": 2, "ts": uint64, "events": array header. */
+#define SINK_HEAD_MAX 32
+/* Longest entry id kept: two 20-digit numbers and '-'. */
+#define SINK_ID_MAX 48
 
 struct inv_sink_s {
   inv_cluster_t *cluster;
   char sha[41];
   char maxlen[24];
-  int shard_publish;
-  unsigned log_slot; /* the log key's slot: its owner needs no copy */
-  int shard_warned;  /* a refused copy was logged; cleared by a success */
-  int ack_replicas;  /* configured; -1 = the default */
+  int ack_replicas; /* configured; -1 = the default */
+  uint64_t broadcast_logged_us; /* last broadcast failure logged */
+  uint64_t broadcast_unlogged;  /* failures since then */
   inv_sink_stats_t stats;
 };
 
-/* One send in progress. */
-typedef struct sink_call_s {
-  inv_sink_t *sink;
-  const char *payload;
-  size_t len;
+
+/* One shard entry of a batch being written. */
+typedef struct sink_write_s {
+  inv_sink_call_t *call;
+  int done;
+  unsigned shard;
   int tried_eval;
   int replicas; /* WAIT for this many after the script; 0: no WAIT */
-  inv_sink_done_cb cb;
+  size_t off, len; /* the payload in call->buf */
+  char key[INV_LOG_NAME_MAX];
+  char channel[INV_LOG_NAME_MAX];
+  char id[SINK_ID_MAX];
+  size_t idlen;
+} sink_write_t;
+
+/* One batch in progress. It lives until its last write answered, even when
+ * the batch was answered (failed) before that. */
+struct inv_sink_call_s {
+  inv_sink_t *sink;
+  inv_sink_done_cb cb; /* NULL once the batch was answered */
   void *data;
-} sink_call_t;
+  char *buf;           /* the entries' payloads, then the broadcast's head
+                          and events at bcast_off */
+  size_t bcast_off, bcast_len;
+  size_t nwrites, outstanding;
+  sink_write_t writes[]; /* ascending shard order */
+};
 
 int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
-                    int shard_publish, int ack_replicas, inv_sink_t **out) {
+                    int ack_replicas, inv_sink_t **out) {
   inv_sink_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return INV_ENOMEM;
   s->cluster = cluster;
   s->ack_replicas = ack_replicas < 0 ? -1 : ack_replicas;
-  s->shard_publish = shard_publish;
-  s->log_slot = inv_key_slot(INV_LOG_KEY, sizeof(INV_LOG_KEY) - 1);
   unsigned char md[SHA_DIGEST_LENGTH];
   SHA1((const unsigned char *)sink_script, strlen(sink_script), md);
   for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
@@ -69,183 +88,321 @@ int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
   return 0;
 }
 
-int inv_sink_ack_replicas(const inv_sink_t *s) {
+int inv_sink_ack_replicas(const inv_sink_t *s, unsigned shard) {
   if (s->ack_replicas >= 0) return s->ack_replicas;
+  char key[INV_LOG_NAME_MAX];
+  size_t n = inv_log_shard_key(shard, key);
   /* Unknown (topology not loaded yet) counts as none: the first batches
    * of a fresh publisher are then not held back by a guess. */
-  return inv_cluster_replicas(s->cluster, INV_LOG_KEY,
-                              sizeof(INV_LOG_KEY) - 1) > 0
-             ? 1
-             : 0;
+  return inv_cluster_replicas(s->cluster, key, n) > 0 ? 1 : 0;
+}
+
+/* Writes a payload head for nevents events at out; returns its length
+ * (at most SINK_HEAD_MAX). map_size is 3 for an entry, 4 for the
+ * broadcast (whose "ids" follow the events). */
+static size_t pack_head(char *out, unsigned map_size, uint64_t ts_ms,
+                        size_t nevents) {
+  unsigned char *u = (unsigned char *)out;
+  size_t n = 0;
+  u[n++] = (unsigned char)(0x80 | map_size);
+  memcpy(u + n, "\xa1v\x02", 3); /* "v": INV_PAYLOAD_VERSION */
+  n += 3;
+  memcpy(u + n, "\xa2ts\xcf", 4);
+  n += 4;
+  for (int i = 7; i >= 0; i--) u[n++] = (unsigned char)(ts_ms >> (8 * i));
+  memcpy(u + n, "\xa6" "events", 7);
+  n += 7;
+  if (nevents < 16) {
+    u[n++] = (unsigned char)(0x90 | nevents);
+  } else if (nevents < 65536) {
+    u[n++] = 0xdc;
+    u[n++] = (unsigned char)(nevents >> 8);
+    u[n++] = (unsigned char)nevents;
+  } else {
+    u[n++] = 0xdd;
+    for (int i = 3; i >= 0; i--) u[n++] = (unsigned char)(nevents >> (8 * i));
+  }
+  return n;
 }
 
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data);
 
-/* Issues EVALSHA (or EVAL once the node said NOSCRIPT), followed by WAIT
- * when the call waits for replicas. WAIT's timeout is filled in by the
+/* Issues w's EVALSHA (or EVAL once its node said NOSCRIPT), followed by
+ * WAIT when it waits for replicas. WAIT's timeout is filled in by the
  * cluster client at each send: what is left of redis-timeout. Returns 0
  * or the cluster client's error. */
-static int sink_issue(sink_call_t *call) {
-  inv_sink_t *s = call->sink;
+static int sink_issue(sink_write_t *w) {
+  inv_sink_t *s = w->call->sink;
   const char *argv[7];
   size_t argvlen[7];
-  if (call->tried_eval) {
-    argv[0] = "EVAL";
-    argv[1] = sink_script;
-  } else {
-    argv[0] = "EVALSHA";
-    argv[1] = s->sha;
-  }
+  argv[0] = w->tried_eval ? "EVAL" : "EVALSHA";
+  argv[1] = w->tried_eval ? sink_script : s->sha;
   argv[2] = "1";
-  argv[3] = INV_LOG_KEY;
+  argv[3] = w->key;
   argv[4] = s->maxlen;
-  argv[5] = call->payload;
-  argv[6] = INV_CHANNEL;
-  for (int i = 0; i < 7; i++) argvlen[i] = strlen(argv[i]);
-  argvlen[5] = call->len;
-  if (call->replicas == 0)
-    return inv_cluster_command_argv(s->cluster, INV_LOG_KEY,
-                                    sizeof(INV_LOG_KEY) - 1, 7, argv, argvlen,
-                                    sink_reply_cb, call);
+  argv[5] = w->call->buf + w->off;
+  argv[6] = w->channel;
+  for (int i = 0; i < 7; i++)
+    if (i != 5) argvlen[i] = strlen(argv[i]);
+  argvlen[5] = w->len;
+  s->stats.shard_writes++;
+  if (w->replicas == 0)
+    return inv_cluster_command_argv(s->cluster, w->key, argvlen[3], 7, argv,
+                                    argvlen, sink_reply_cb, w);
   char nrep[16];
-  snprintf(nrep, sizeof(nrep), "%d", call->replicas);
+  snprintf(nrep, sizeof(nrep), "%d", w->replicas);
   const char *wargv[3] = {"WAIT", nrep, "0"};
   size_t wargvlen[3] = {4, strlen(nrep), 1};
-  return inv_cluster_pair_argv(s->cluster, INV_LOG_KEY,
-                               sizeof(INV_LOG_KEY) - 1, 7, argv, argvlen, 3,
-                               wargv, wargvlen, 2, sink_reply_cb, call);
+  return inv_cluster_pair_argv(s->cluster, w->key, argvlen[3], 7, argv,
+                               argvlen, 3, wargv, wargvlen, 2, sink_reply_cb,
+                               w);
 }
 
-int inv_sink_send(inv_sink_t *s, const char *payload, size_t len,
-                  inv_sink_done_cb cb, void *data) {
-  if (len < 1 || (unsigned char)payload[0] != 0x83) return INV_EINVAL;
-  sink_call_t *call = calloc(1, sizeof(*call));
-  if (call == NULL) return INV_ENOMEM;
+/* Routes every event: fills per-shard event counts and bytes. Returns 0,
+ * or INV_EINVAL for an event outside the buffer. */
+static int sink_route(const inv_sink_event_t *ev, size_t nevents,
+                      size_t events_len, int standalone,
+                      size_t count[INV_LOG_SHARDS],
+                      size_t bytes[INV_LOG_SHARDS]) {
+  for (size_t i = 0; i < nevents; i++) {
+    if (ev[i].off > events_len || ev[i].len > events_len - ev[i].off ||
+        ev[i].shard >= INV_LOG_SHARDS)
+      return INV_EINVAL;
+    int shard = standalone ? 0 : ev[i].shard;
+    unsigned lo = shard < 0 ? 0 : (unsigned)shard;
+    unsigned hi = shard < 0 ? INV_LOG_SHARDS : lo + 1;
+    for (unsigned k = lo; k < hi; k++) {
+      count[k]++;
+      bytes[k] += ev[i].len;
+    }
+  }
+  return 0;
+}
+
+int inv_sink_send(inv_sink_t *s, const char *events, size_t events_len,
+                  const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
+                  inv_sink_done_cb cb, void *data,
+                  inv_sink_call_t **out) {
+  size_t count[INV_LOG_SHARDS] = {0}, bytes[INV_LOG_SHARDS] = {0};
+  size_t nwrites = 0, total = SINK_HEAD_MAX + events_len;
+  int standalone = !inv_cluster_is_cluster(s->cluster);
+  if (nevents == 0) return INV_EINVAL;
+  int rc = sink_route(ev, nevents, events_len, standalone, count, bytes);
+  if (rc < 0) return rc;
+  for (unsigned k = 0; k < INV_LOG_SHARDS; k++)
+    if (count[k] > 0) {
+      nwrites++;
+      total += SINK_HEAD_MAX + bytes[k];
+    }
+  inv_sink_call_t *call = calloc(1, sizeof(*call) + nwrites * sizeof(sink_write_t));
+  if (call != NULL) call->buf = malloc(total);
+  if (call == NULL || call->buf == NULL) {
+    if (call != NULL) free(call);
+    return INV_ENOMEM;
+  }
   call->sink = s;
-  call->payload = payload;
-  call->len = len;
-  call->replicas = inv_sink_ack_replicas(s);
   call->cb = cb;
   call->data = data;
-  int rc = sink_issue(call);
-  if (rc < 0) free(call);
-  return rc;
+  call->nwrites = nwrites;
+  /* Lay out each entry's payload: its head, then its events appended in
+   * batch order below. */
+  size_t at = 0, fill[INV_LOG_SHARDS];
+  for (unsigned k = 0, w = 0; k < INV_LOG_SHARDS; k++) {
+    if (count[k] == 0) continue;
+    sink_write_t *wr = &call->writes[w++];
+    wr->call = call;
+    wr->shard = k;
+    wr->off = at;
+    at += pack_head(call->buf + at, 3, ts_ms, count[k]);
+    fill[k] = at;
+    at += bytes[k];
+    wr->len = at - wr->off;
+    inv_log_shard_key(k, wr->key);
+    inv_log_shard_channel(k, wr->channel);
+    wr->replicas = inv_sink_ack_replicas(s, k);
+  }
+  for (size_t i = 0; i < nevents; i++) {
+    int shard = standalone ? 0 : ev[i].shard;
+    unsigned lo = shard < 0 ? 0 : (unsigned)shard;
+    unsigned hi = shard < 0 ? INV_LOG_SHARDS : lo + 1;
+    for (unsigned k = lo; k < hi; k++) {
+      memcpy(call->buf + fill[k], events + ev[i].off, ev[i].len);
+      fill[k] += ev[i].len;
+    }
+  }
+  /* The broadcast's head and every event; its "ids" are added once known. */
+  call->bcast_off = at;
+  at += pack_head(call->buf + at, 4, ts_ms, nevents);
+  memcpy(call->buf + at, events, events_len);
+  call->bcast_len = at + events_len - call->bcast_off;
+
+  /* Every write goes out now, so that the cluster client pipelines them
+   * per node in this loop iteration. A write the client refuses fails the
+   * batch; those already issued are answered later and free the call. */
+  for (size_t w = 0; w < nwrites; w++) {
+    call->outstanding++;
+    rc = sink_issue(&call->writes[w]);
+    if (rc < 0) {
+      /* The writes already issued may still land (delivery is at least
+       * once); their answers free the call. */
+      call->cb = NULL;
+      if (--call->outstanding == 0) {
+        free(call->buf);
+        free(call);
+      }
+      return rc;
+    }
+  }
+  s->stats.log_entries += nwrites;
+  *out = call;
+  return 0;
 }
 
-/* Finishes call with its outcome and frees it. */
-static void sink_finish(sink_call_t *call, int err, const char *id,
-                        size_t idlen, const char *msg) {
-  call->cb(call->data, err, id, idlen, msg);
+/* Parses a stream id "ms-seq"; returns 0, or -1 when id is not one. */
+static int sink_id_parse(const char *id, size_t len, uint64_t *ms,
+                         uint64_t *seq) {
+  uint64_t v[2] = {0, 0};
+  int part = 0;
+  size_t digits = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (id[i] == '-' && part == 0 && digits > 0) {
+      part = 1;
+      digits = 0;
+    } else if (id[i] >= '0' && id[i] <= '9' && digits < 19) {
+      v[part] = v[part] * 10 + (uint64_t)(id[i] - '0');
+      digits++;
+    } else {
+      return -1;
+    }
+  }
+  if (digits == 0) return -1;
+  *ms = v[0];
+  *seq = v[1];
+  return 0;
+}
+
+/* Appends the ids ([[shard, id], ...]) to the broadcast of call and sends
+ * it with PUBLISH, not awaited. */
+static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
+                              void *data);
+
+static void sink_broadcast(inv_sink_call_t *call) {
+  inv_sink_t *s = call->sink;
+  size_t n = call->bcast_len;
+  char *b = malloc(n + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
+  if (b == NULL) {
+    sink_broadcast_cb(s->cluster, NULL, INV_ENOMEM, s);
+    return;
+  }
+  memcpy(b, call->buf + call->bcast_off, n);
+  unsigned char *u = (unsigned char *)b;
+  if (call->nwrites < 16) {
+    u[n++] = (unsigned char)(0x90 | call->nwrites);
+  } else {
+    u[n++] = 0xdc;
+    u[n++] = (unsigned char)(call->nwrites >> 8);
+    u[n++] = (unsigned char)call->nwrites;
+  }
+  for (size_t i = 0; i < call->nwrites; i++) {
+    const sink_write_t *w = &call->writes[i];
+    u[n++] = 0x92;
+    u[n++] = (unsigned char)w->shard; /* positive fixint: below 128 */
+    if (w->idlen < 32) {
+      u[n++] = (unsigned char)(0xa0 | w->idlen);
+    } else {
+      u[n++] = 0xd9;
+      u[n++] = (unsigned char)w->idlen;
+    }
+    memcpy(b + n, w->id, w->idlen);
+    n += w->idlen;
+  }
+  const char *argv[3] = {"PUBLISH", INV_CHANNEL, b};
+  size_t argvlen[3] = {7, sizeof(INV_CHANNEL) - 1, n};
+  int rc = inv_cluster_command_argv(s->cluster, NULL, 0, 3, argv, argvlen,
+                                    sink_broadcast_cb, s);
+  free(b); /* the cluster client copied argv */
+  if (rc < 0) sink_broadcast_cb(s->cluster, NULL, rc, s);
+}
+
+static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
+                              void *data) {
+  (void)c;
+  inv_sink_t *s = data;
+  if (err == 0 && reply != NULL && reply->type != REDIS_REPLY_ERROR) return;
+  s->stats.broadcast_failed++;
+  /* Every batch would say the same while Redis refuses (an ACL) or is
+   * away: one line per 10 s, with the count of those not logged. */
+  uint64_t now = inv_now_us();
+  if (s->broadcast_logged_us != 0 && now - s->broadcast_logged_us < 10000000) {
+    s->broadcast_unlogged++;
+    return;
+  }
+  char why[160];
+  if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+    snprintf(why, sizeof(why), "%.*s",
+             (int)(reply->len > 120 ? 120 : reply->len), reply->str);
+  else
+    snprintf(why, sizeof(why), "%s", inv_strerror(err < 0 ? err : INV_EIO));
+  inv_log_warn("sink", "broadcast on " INV_CHANNEL " failed: %s (%llu more "
+               "since the last report; the log entries are written)", why,
+               (unsigned long long)s->broadcast_unlogged);
+  s->broadcast_logged_us = now;
+  s->broadcast_unlogged = 0;
+}
+
+/* Answers call's batch: with every id when all writes succeeded. */
+static void sink_answer_ok(inv_sink_call_t *call) {
+  inv_sink_id_t ids[INV_LOG_SHARDS];
+  size_t largest = 0;
+  uint64_t best_ms = 0, best_seq = 0;
+  for (size_t i = 0; i < call->nwrites; i++) {
+    uint64_t ms = 0, seq = 0;
+    ids[i].shard = call->writes[i].shard;
+    ids[i].id = call->writes[i].id;
+    ids[i].idlen = call->writes[i].idlen;
+    sink_id_parse(ids[i].id, ids[i].idlen, &ms, &seq);
+    if (i == 0 || ms > best_ms || (ms == best_ms && seq > best_seq)) {
+      largest = i;
+      best_ms = ms;
+      best_seq = seq;
+    }
+  }
+  sink_broadcast(call);
+  call->cb(call->data, 0, ids, call->nwrites, largest, NULL);
+  call->cb = NULL;
+}
+
+/* Ends write w: err is 0 when its entry (and WAIT) succeeded, else the
+ * batch fails with err and msg unless it was answered already. Frees the
+ * call after its last write. */
+static void sink_write_done(sink_write_t *w, int err, const char *msg) {
+  inv_sink_call_t *call = w->call;
+  w->done = 1;
+  if (err != 0 && call->cb != NULL) {
+    call->cb(call->data, err, NULL, 0, 0, msg);
+    call->cb = NULL;
+  }
+  if (--call->outstanding > 0) return;
+  if (call->cb != NULL) sink_answer_ok(call);
+  free(call->buf);
   free(call);
 }
 
-/* ---- the fast path ----------------------------------------------------- */
-
-/* One fast-path copy being handed to the primaries. */
-typedef struct shard_copy_s {
-  inv_sink_t *sink;
-  const char *data;
-  size_t len;
-} shard_copy_t;
-
-/* Appends s[0..n) packed as a msgpack str (n < 256) at out; returns the
- * bytes written. */
-static size_t pack_short_str(char *out, const char *s, size_t n) {
-  size_t head = 1;
-  if (n < 32) {
-    out[0] = (char)(0xa0 | n);
-  } else {
-    out[0] = (char)0xd9;
-    out[1] = (char)n;
-    head = 2;
-  }
-  memcpy(out + head, s, n);
-  return head + n;
-}
-
-static void shard_reply_cb(inv_redis_t *r, redisReply *reply, int err,
-                           void *data) {
-  inv_sink_t *s = data;
-  int ask;
-  unsigned slot;
-  char host[256];
-  int port;
-  if (err == 0 && reply->type != REDIS_REPLY_ERROR) {
-    s->shard_warned = 0;
-    return;
-  }
-  s->stats.shard_failed++;
-  if (err < 0) return; /* the connection went: its reconnect is logged */
-  if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
-    /* The primary no longer owns the channel's slot: our map is stale,
-     * and the next copies would miss too until it is refreshed. */
-    inv_cluster_refresh(s->cluster);
-  } else if (!s->shard_warned) {
-    /* Refused (NOPERM from an ACL, say): said once until a copy goes
-     * through again, since every batch would repeat it. */
-    inv_log_warn("sink", "fast-path copy to %s:%d refused: %.*s (entries "
-                 "still arrive through the broadcast)", inv_redis_host(r),
-                 inv_redis_port(r), (int)(reply->len > 120 ? 120 : reply->len),
-                 reply->str);
-    s->shard_warned = 1;
-  }
-}
-
-static void shard_send_one(inv_redis_t *conn, unsigned first_slot,
-                           void *data) {
-  shard_copy_t *copy = data;
-  char channel[INV_SHARD_CHANNEL_MAX];
-  inv_shard_channel(first_slot, channel);
-  const char *argv[3] = {"SPUBLISH", channel, copy->data};
-  size_t argvlen[3] = {8, strlen(channel), copy->len};
-  if (inv_redis_command_argv(conn, 3, argv, argvlen, shard_reply_cb,
-                             copy->sink) == 0)
-    copy->sink->stats.shard_sent++;
-  else
-    copy->sink->stats.shard_skipped++;
-}
-
-/* Sends the published map of a confirmed entry, plus "prev", to the other
- * primaries' shard channels: the log payload's fixmap 3 becomes a fixmap
- * of 5 with "id" and "prev" appended. */
-static void shard_publish(inv_sink_t *s, const char *payload, size_t len,
-                          const redisReply *id, const redisReply *prev) {
-  if (!s->shard_publish || !inv_cluster_is_cluster(s->cluster) ||
-      id->len >= 256 || prev->len >= 256)
-    return;
-  char *buf = malloc(len + id->len + prev->len + 16);
-  if (buf == NULL) {
-    s->stats.shard_skipped++;
-    return;
-  }
-  size_t n = 0;
-  buf[n++] = (char)0x85;
-  memcpy(buf + n, payload + 1, len - 1);
-  n += len - 1;
-  n += pack_short_str(buf + n, "id", 2);
-  n += pack_short_str(buf + n, id->str, id->len);
-  n += pack_short_str(buf + n, "prev", 4);
-  n += pack_short_str(buf + n, prev->str, prev->len);
-  shard_copy_t copy = {s, buf, n};
-  s->stats.shard_skipped +=
-      inv_cluster_each_primary(s->cluster, s->log_slot, shard_send_one, &copy);
-  free(buf);
-}
-
-/* Checks WAIT's answer to a pair. Returns 0 when at least call->replicas
+/* Checks WAIT's answer to a pair. Returns 0 when at least w->replicas
  * replicas confirmed, else -1 with msg set (and wait_failed counted). */
-static int sink_check_wait(sink_call_t *call, const redisReply *wait_reply,
+static int sink_check_wait(sink_write_t *w, const redisReply *wait_reply,
                            char *msg, size_t msglen) {
   char node[320];
-  if (wait_reply->type == REDIS_REPLY_INTEGER && wait_reply->integer >= call->replicas)
+  if (wait_reply->type == REDIS_REPLY_INTEGER &&
+      wait_reply->integer >= w->replicas)
     return 0;
-  call->sink->stats.wait_failed++;
-  inv_sink_describe(call->sink, node, sizeof(node));
+  w->call->sink->stats.wait_failed++;
+  inv_sink_describe(w->call->sink, w->shard, node, sizeof(node));
   if (wait_reply->type == REDIS_REPLY_INTEGER)
     snprintf(msg, msglen,
              "the batch is logged but not replicated in time: %lld of %d "
-             "replicas confirmed (%s)", wait_reply->integer, call->replicas, node);
+             "replicas confirmed (%s)", wait_reply->integer, w->replicas, node);
   else
     snprintf(msg, msglen, "WAIT failed: %.*s (%s)",
              (int)(wait_reply->len > 120 ? 120 : wait_reply->len),
@@ -256,62 +413,62 @@ static int sink_check_wait(sink_call_t *call, const redisReply *wait_reply,
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data) {
   (void)c;
-  sink_call_t *call = data;
+  sink_write_t *w = data;
+  inv_sink_t *s = w->call->sink;
   char msg[480], node[320];
   const redisReply *wait_reply = NULL;
-  if (call->replicas > 0 && err == 0 && reply != NULL) {
+  if (w->replicas > 0 && err == 0 && reply != NULL) {
     /* A pair: the script's reply, then WAIT's. */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
-      sink_finish(call, INV_EREDIS, NULL, 0, "unexpected reply to WAIT");
+      sink_write_done(w, INV_EREDIS, "unexpected reply to WAIT");
       return;
     }
     wait_reply = reply->element[1];
     reply = reply->element[0];
   }
   if (err < 0 || reply == NULL) {
-    inv_sink_describe(call->sink, node, sizeof(node));
+    inv_sink_describe(s, w->shard, node, sizeof(node));
     snprintf(msg, sizeof(msg), "Redis did not confirm the batch: %s (%s)",
              inv_strerror(err < 0 ? err : INV_EIO), node);
-    sink_finish(call, INV_EUNAVAIL, NULL, 0, msg);
+    sink_write_done(w, INV_EUNAVAIL, msg);
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
-    if (!call->tried_eval && reply->len >= 8 &&
+    if (!w->tried_eval && reply->len >= 8 &&
         memcmp(reply->str, "NOSCRIPT", 8) == 0) {
-      call->tried_eval = 1;
-      call->sink->stats.script_loads++;
-      int rc = sink_issue(call);
+      w->tried_eval = 1;
+      s->stats.script_loads++;
+      int rc = sink_issue(w);
       if (rc == 0) return;
       snprintf(msg, sizeof(msg), "cannot resend the script: %s",
                inv_strerror(rc));
-      sink_finish(call, INV_EUNAVAIL, NULL, 0, msg);
+      sink_write_done(w, INV_EUNAVAIL, msg);
       return;
     }
-    snprintf(msg, sizeof(msg), "Redis refused the batch: %.*s",
-             (int)(reply->len > 120 ? 120 : reply->len), reply->str);
+    inv_sink_describe(s, w->shard, node, sizeof(node));
+    snprintf(msg, sizeof(msg), "Redis refused the batch: %.*s (%s)",
+             (int)(reply->len > 120 ? 120 : reply->len), reply->str, node);
     inv_log_warn("sink", "%s", msg);
-    sink_finish(call, INV_EREDIS, NULL, 0, msg);
+    sink_write_done(w, INV_EREDIS, msg);
     return;
   }
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-      reply->element[0]->type != REDIS_REPLY_STRING ||
-      reply->element[0]->len == 0 ||
-      reply->element[1]->type != REDIS_REPLY_STRING) {
+  if (reply->type != REDIS_REPLY_STRING || reply->len == 0 ||
+      reply->len >= SINK_ID_MAX) {
     snprintf(msg, sizeof(msg), "unexpected reply (type %d) from the script",
              reply->type);
     inv_log_error("sink", "%s", msg);
-    sink_finish(call, INV_EREDIS, NULL, 0, msg);
+    sink_write_done(w, INV_EREDIS, msg);
     return;
   }
-  if (wait_reply != NULL && sink_check_wait(call, wait_reply, msg, sizeof(msg)) != 0) {
-    /* No fast-path copy either: workers will find the entry in the log,
-     * as they would any entry whose copy was lost. */
-    sink_finish(call, INV_EUNAVAIL, NULL, 0, msg);
+  memcpy(w->id, reply->str, reply->len);
+  w->idlen = reply->len;
+  w->id[w->idlen] = '\0';
+  if (wait_reply != NULL &&
+      sink_check_wait(w, wait_reply, msg, sizeof(msg)) != 0) {
+    sink_write_done(w, INV_EUNAVAIL, msg);
     return;
   }
-  shard_publish(call->sink, call->payload, call->len, reply->element[0],
-                reply->element[1]);
-  sink_finish(call, 0, reply->element[0]->str, reply->element[0]->len, NULL);
+  sink_write_done(w, 0, NULL);
 }
 
 const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s) {
@@ -320,9 +477,22 @@ const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s) {
 
 void inv_sink_free(inv_sink_t *s) { free(s); }
 
-void inv_sink_describe(const inv_sink_t *s, char *out, size_t outlen) {
-  char node[300];
-  inv_cluster_describe_owner(s->cluster, INV_LOG_KEY, sizeof(INV_LOG_KEY) - 1,
-                             node, sizeof(node));
-  snprintf(out, outlen, "the log's node %s", node);
+void inv_sink_call_describe(const inv_sink_call_t *call, char *out,
+                            size_t outlen) {
+  for (size_t i = 0; i < call->nwrites; i++)
+    if (!call->writes[i].done) {
+      inv_sink_describe(call->sink, call->writes[i].shard, out, outlen);
+      return;
+    }
+  snprintf(out, outlen, "every log shard answered");
+}
+
+void inv_sink_call_detach(inv_sink_call_t *call) { call->cb = NULL; }
+
+void inv_sink_describe(const inv_sink_t *s, unsigned shard, char *out,
+                       size_t outlen) {
+  char key[INV_LOG_NAME_MAX], node[300];
+  size_t n = inv_log_shard_key(shard, key);
+  inv_cluster_describe_owner(s->cluster, key, n, node, sizeof(node));
+  snprintf(out, outlen, "log shard %u on %s", shard, node);
 }

@@ -1,89 +1,124 @@
 /*
- * The Redis sink: hands one batch payload to Redis with a single script
- * call on the node owning cache:invalidation:log, which appends the log
- * entry and publishes the broadcast atomically, and reports the entry id.
+ * The Redis sink: writes one batch to the sharded log (proto/log_shard.h)
+ * and then broadcasts it.
  *
- * The script (see sink.c) runs
- *   XADD cache:invalidation:log MAXLEN ~ <max-log-len> * p <payload>
- *   PUBLISH cache:invalidation <payload + "id": <entry id>>
- * and returns the id. The published map is built inside the script from
- * the log payload: its first byte (fixmap of 3) becomes a fixmap of 4 and
- * the pair "id": <id> is appended, so the events travel to Redis once.
- * Calls use EVALSHA; a NOSCRIPT reply (a fresh node, a failover, SCRIPT
- * FLUSH) is answered once with EVAL of the full script, which also caches
- * it on that node.
+ * Each event of a batch is routed to a shard: in a cluster to
+ * inv_log_event_shard() (one shard, or every shard for an unpinned prefix
+ * or pattern), on a standalone server to shard 0. The batch becomes one
+ * log entry per shard it touches, holding only that shard's events in
+ * batch order, {"v": 2, "ts", "events"}, written by one script call routed
+ * by the shard's stream key:
+ *   if the stream does not exist: XGROUP CREATE <stream> inval 0 MKSTREAM
+ *   XADD <stream> MAXLEN ~ <max-log-len> * p <payload>
+ *   SPUBLISH <shard channel> <entry id>
+ * The group is created with the stream, so no entry is ever written before
+ * the cursor that will read it. Calls use EVALSHA; a NOSCRIPT reply (a
+ * fresh node, a failover, SCRIPT FLUSH) is answered once with EVAL of the
+ * full script, which also caches it on that node.
  *
- * Replicated acks: with ack_replicas N > 0 in force, the script is followed
- * on the same connection by WAIT N <budget> (one pair through the cluster
- * client, inv_cluster_pair_argv), and the batch succeeds only when WAIT
- * counted at least N replicas. Fewer is INV_EUNAVAIL naming the node and
- * "k of N replicas confirmed": the entry is in the log then, so workers may
- * still apply it (clients retry; invalidations are idempotent). With
- * ack_replicas "default" (-1), N is 1 when the log's node has at least one
- * replica as the cluster client last saw it (CLUSTER SLOTS, or INFO
- * replication standalone), else 0; 0 sends the script alone.
- * Redis runs the WAITs of one connection one after another: while replicas
- * do not confirm, each blocks for its budget, so the batches pipelined
- * behind it fail too (and the connection may time out and reconnect). They
- * are answered EUNAVAIL within redis-timeout all the same, never acked.
+ * Every shard write of a batch is issued in the same call, so the cluster
+ * client pipelines them per node within one loop iteration.
  *
- * The fast path (proto/PROTOCOL.md, "Shard channels"): in a cluster the
- * PUBLISH reaches the other nodes over the cluster bus, which costs
- * milliseconds. So once the script confirmed, the sink also sends the
- * published map plus "prev" (the id of the entry before it, returned by the
- * script) with SPUBLISH to the shard channel of every other primary whose
- * connection is up. These copies are best effort and never delay or fail
- * the batch: the bus copy and the log remain the guarantee, and workers
- * take a copy only when its "prev" is the last entry they took in.
+ * Replicated acks: with ack_replicas N > 0 in force for a shard, its
+ * script is followed on the same connection by WAIT N <budget> (one pair,
+ * inv_cluster_pair_argv), and that write succeeds only when WAIT counted
+ * at least N replicas. With ack_replicas "default" (-1), N is 1 when the
+ * node of the shard's stream has at least one replica as the cluster
+ * client last saw it, else 0 (the script alone).
+ *
+ * Outcome: the batch succeeds only when every shard write succeeded. The
+ * first failure answers the batch at once with INV_EUNAVAIL (unreachable,
+ * not confirmed in time, too few replicas) or INV_EREDIS (an error reply),
+ * naming the shard and its node; entries already written stay (delivery is
+ * at least once). On success the sink sends one PUBLISH cache:invalidation
+ * of the broadcast {"v": 2, "ts", "events": [every event], "ids": [[shard,
+ * id], ...]} before answering; it is not awaited, and a failure only counts
+ * in broadcast_failed (logged at most once per 10 s).
+ *
+ * Memory: the sink copies what it needs from the batch in inv_sink_send(),
+ * so the caller's buffers may go as soon as it returns; a send's own memory
+ * is freed when its last shard write answered (the cluster client answers
+ * every command by its deadline), whether or not the batch was answered
+ * before that.
  */
 #ifndef INV_SINK_H
 #define INV_SINK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/redis_cluster.h"
+#include "proto/log_shard.h"
 
 typedef struct inv_sink_s inv_sink_t;
+/* One batch being written, until its callback ran or it was detached. */
+typedef struct inv_sink_call_s inv_sink_call_t;
+
+/* One event of a batch: its packed bytes events[off..off+len) and its
+ * cluster route, inv_log_event_shard() (-1: every shard). */
+typedef struct inv_sink_event_s {
+  size_t off, len;
+  int shard;
+} inv_sink_event_t;
+
+/* One entry a batch wrote: its shard and id[0..idlen). */
+typedef struct inv_sink_id_s {
+  unsigned shard;
+  const char *id;
+  size_t idlen;
+} inv_sink_id_t;
 
 /*
- * Called exactly once per inv_sink_send(). On success err is 0 and
- * id[0..idlen) is the log entry id. On failure err is INV_EUNAVAIL (Redis
- * unreachable, or no confirmation before the cluster client's deadline) or
- * INV_EREDIS (Redis answered with an error), and msg says why. id and msg
- * are valid only during the call.
+ * Called exactly once per inv_sink_send(). On success err is 0 and ids
+ * holds the batch's nids entries in ascending shard order, largest the
+ * index of the largest id by (ms, seq). On failure err is INV_EUNAVAIL or
+ * INV_EREDIS, ids is NULL and msg says why. ids and msg are valid only
+ * during the call.
  */
-typedef void (*inv_sink_done_cb)(void *data, int err, const char *id,
-                                 size_t idlen, const char *msg);
+typedef void (*inv_sink_done_cb)(void *data, int err, const inv_sink_id_t *ids,
+                                 size_t nids, size_t largest, const char *msg);
 
 typedef struct inv_sink_stats_s {
-  uint64_t script_loads;  /* NOSCRIPT answered with EVAL */
-  uint64_t wait_failed;   /* WAIT counted fewer replicas than required */
-  uint64_t shard_sent;    /* fast-path SPUBLISHes sent */
-  uint64_t shard_failed;  /* ... answered with an error or dropped */
-  uint64_t shard_skipped; /* ... not sent: the primary's connection was down
-                             or its queue full */
+  uint64_t script_loads;     /* NOSCRIPT answered with EVAL */
+  uint64_t wait_failed;      /* WAIT counted fewer replicas than required */
+  uint64_t shard_writes;     /* script calls issued (EVAL retries included) */
+  uint64_t log_entries;      /* shard entries of sent batches */
+  uint64_t broadcast_failed; /* broadcasts not sent or refused */
 } inv_sink_stats_t;
 
 /* Creates a sink sending through cluster (borrowed; it must outlive the
- * sink's pending sends). max_log_len is the MAXLEN ~ bound; shard_publish
- * turns the fast path on; ack_replicas is the replicas an ack waits for,
- * or -1 for the default (see above). Returns 0 and *out, or INV_ENOMEM. */
+ * sink's pending sends). max_log_len is the MAXLEN ~ bound of each shard
+ * stream; ack_replicas is the replicas an ack waits for, or -1 for the
+ * default (see above). Returns 0 and *out, or INV_ENOMEM. */
 int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
-                    int shard_publish, int ack_replicas, inv_sink_t **out);
+                    int ack_replicas, inv_sink_t **out);
 
-/* The replicas the next batch waits for: the configured number, or what
- * the default means for the log's node now. */
-int inv_sink_ack_replicas(const inv_sink_t *s);
+/* The replicas the next write to shard waits for: the configured number,
+ * or what the default means for that shard's node now. */
+int inv_sink_ack_replicas(const inv_sink_t *s, unsigned shard);
 
 /*
- * Sends one batch. payload is the msgpack map {"v", "ts", "events"} packed
- * as a fixmap of exactly 3 entries (first byte 0x83); it is borrowed and
- * must stay valid until cb runs. Returns 0, or INV_EINVAL (payload does not
- * start with a fixmap of 3), INV_ENOMEM or INV_ESHUTDOWN (the cluster
- * client is closing); on error cb is never called.
+ * Sends one batch of nevents (>= 1) events, packed back to back in events
+ * and described by ev, stamped ts_ms. Nothing is borrowed past the call.
+ * Returns 0 and *call (valid until cb ran or inv_sink_call_detach()), or
+ * INV_EINVAL (no events, or an event out of events' bounds), INV_ENOMEM or
+ * INV_ESHUTDOWN (the cluster client is closing); on error cb is never
+ * called (the shard writes issued before the refused one may still land:
+ * delivery is at least once).
  */
-int inv_sink_send(inv_sink_t *s, const char *payload, size_t len,
-                  inv_sink_done_cb cb, void *data);
+int inv_sink_send(inv_sink_t *s, const char *events, size_t events_len,
+                  const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
+                  inv_sink_done_cb cb, void *data, inv_sink_call_t **call);
+
+/* Writes what call still waits for, for a timeout's message: "log shard 3
+ * on 127.0.0.1:7001 (not connected)" for its first unanswered write. */
+void inv_sink_call_describe(const inv_sink_call_t *call, char *out,
+                            size_t outlen);
+
+/* Gives up a call whose batch was answered otherwise (a timeout, a
+ * shutdown): its callback will not run, and its memory goes with its last
+ * write's answer. call is invalid afterwards. */
+void inv_sink_call_detach(inv_sink_call_t *call);
 
 const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s);
 
@@ -92,9 +127,10 @@ const inv_sink_stats_t *inv_sink_stats(const inv_sink_t *s);
  * closed_cb). Accepts NULL. */
 void inv_sink_free(inv_sink_t *s);
 
-/* Writes which Redis node the sink writes to now, for the cause of an
- * EUNAVAIL answer: "the log's node 127.0.0.1:7001" or "... (not
- * connected)" or "no node known yet". */
-void inv_sink_describe(const inv_sink_t *s, char *out, size_t outlen);
+/* Writes which Redis node holds shard's stream now, for the cause of an
+ * EUNAVAIL answer: "log shard 3 on 127.0.0.1:7001", "... (not connected)"
+ * or "... no node known yet". */
+void inv_sink_describe(const inv_sink_t *s, unsigned shard, char *out,
+                       size_t outlen);
 
 #endif

@@ -11,6 +11,7 @@
 #include "common/slot.h"
 #include "proto/codec.h"
 #include "proto/event.h"
+#include "proto/log_shard.h"
 #include "tests/unit/check.h"
 
 /* One test object: built by packing, then unpacked for the parser. */
@@ -515,7 +516,7 @@ static void pack_payload_head(msgpack_packer *pk, size_t nfields,
                               const char *id, uint64_t ts) {
   msgpack_pack_map(pk, nfields);
   pstr(pk, "v");
-  msgpack_pack_int(pk, 1);
+  msgpack_pack_int(pk, INV_PAYLOAD_VERSION);
   if (id != NULL) {
     pstr(pk, "id");
     pstr(pk, id);
@@ -549,7 +550,7 @@ static void test_payload_ok(void) {
   pack_ev(&o.pk, "pattern", "*", "hard");
   CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
   CHECK_EQ_STR(err, "");
-  CHECK_EQ_INT(p.version, 1);
+  CHECK_EQ_INT(p.version, INV_PAYLOAD_VERSION);
   CHECK_EQ_STR(p.id, "1700000000000-7");
   CHECK(p.ts_ms == 1700000000123ULL);
   CHECK_EQ_INT(p.nevents, 3);
@@ -588,7 +589,7 @@ static void test_payload_ok(void) {
   msgpack_pack_int(&o.pk, 99);
   msgpack_pack_nil(&o.pk);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 1);
+  msgpack_pack_int(&o.pk, INV_PAYLOAD_VERSION);
   CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
   CHECK_EQ_STR(p.id, "");
   CHECK(p.ts_ms == 5);
@@ -628,12 +629,12 @@ static void test_payload_errors(void) {
   obj_begin(&o);
   msgpack_pack_map(&o.pk, 3);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 2);
+  msgpack_pack_int(&o.pk, 1);
   pstr(&o.pk, "ts");
   msgpack_pack_int(&o.pk, 1);
   pstr(&o.pk, "events");
   msgpack_pack_array(&o.pk, 0);
-  expect_payload_err(&o, "payload version 2 is not supported (expected 1)");
+  expect_payload_err(&o, "payload version 1 is not supported (expected 2)");
   obj_free(&o);
 
   obj_begin(&o);
@@ -655,7 +656,7 @@ static void test_payload_errors(void) {
   obj_begin(&o);
   msgpack_pack_map(&o.pk, 2);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 1);
+  msgpack_pack_int(&o.pk, INV_PAYLOAD_VERSION);
   pstr(&o.pk, "events");
   msgpack_pack_array(&o.pk, 0);
   expect_payload_err(&o, "payload has no \"ts\" field");
@@ -664,7 +665,7 @@ static void test_payload_errors(void) {
   obj_begin(&o);
   msgpack_pack_map(&o.pk, 3);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 1);
+  msgpack_pack_int(&o.pk, INV_PAYLOAD_VERSION);
   pstr(&o.pk, "ts");
   msgpack_pack_int(&o.pk, -1);
   pstr(&o.pk, "events");
@@ -711,7 +712,7 @@ static void test_payload_errors(void) {
   obj_begin(&o);
   msgpack_pack_map(&o.pk, 4);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 1);
+  msgpack_pack_int(&o.pk, INV_PAYLOAD_VERSION);
   pstr(&o.pk, "id");
   msgpack_pack_int(&o.pk, 17);
   pstr(&o.pk, "ts");
@@ -724,9 +725,9 @@ static void test_payload_errors(void) {
   obj_begin(&o);
   msgpack_pack_map(&o.pk, 2);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 1);
+  msgpack_pack_int(&o.pk, INV_PAYLOAD_VERSION);
   pstr(&o.pk, "v");
-  msgpack_pack_int(&o.pk, 1);
+  msgpack_pack_int(&o.pk, INV_PAYLOAD_VERSION);
   expect_payload_err(&o, "payload has a duplicate \"v\"");
   obj_free(&o);
 
@@ -907,6 +908,75 @@ static void test_pack_target_type(void) {
   }
 }
 
+/* The broadcast's "ids": [[shard, id], ...] is read into p.ids; a shard out
+ * of range, a wrong shape or more entries than shards is refused. */
+static void test_payload_ids(void) {
+  obj_t o;
+  inv_payload_t p;
+  char err[256];
+
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 4, NULL, 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "ids");
+  msgpack_pack_array(&o.pk, 2);
+  msgpack_pack_array(&o.pk, 2);
+  msgpack_pack_int(&o.pk, 0);
+  pstr(&o.pk, "5-1");
+  msgpack_pack_array(&o.pk, 2);
+  msgpack_pack_int(&o.pk, 63);
+  pstr(&o.pk, "6-0");
+  CHECK_EQ_INT(decode_obj(&o, &p, err, sizeof(err)), 0);
+  CHECK_EQ_INT(p.nids, 2);
+  if (p.nids == 2) {
+    CHECK_EQ_INT(p.ids[0].shard, 0);
+    CHECK_EQ_STR(p.ids[0].id, "5-1");
+    CHECK_EQ_INT(p.ids[1].shard, 63);
+    CHECK_EQ_STR(p.ids[1].id, "6-0");
+  }
+  inv_payload_destroy(&p);
+  CHECK(p.ids == NULL && p.nids == 0);
+  obj_free(&o);
+
+  static const struct {
+    int shard; /* -1: a string instead of [shard, id] */
+    const char *id;
+    const char *msg;
+  } bad[] = {
+      {64, "1-0", "payload ids[0] is not [shard, id] with a shard below 64"},
+      {-1, "1-0", "payload ids[0] is not [shard, id] with a shard below 64"},
+      {3, "", "payload ids[0] has no id"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    obj_begin(&o);
+    pack_payload_head(&o.pk, 4, NULL, 9);
+    pstr(&o.pk, "events");
+    msgpack_pack_array(&o.pk, 0);
+    pstr(&o.pk, "ids");
+    msgpack_pack_array(&o.pk, 1);
+    if (bad[i].shard < 0) {
+      pstr(&o.pk, bad[i].id);
+    } else {
+      msgpack_pack_array(&o.pk, 2);
+      msgpack_pack_int(&o.pk, bad[i].shard);
+      pstr(&o.pk, bad[i].id);
+    }
+    expect_payload_err(&o, bad[i].msg);
+    obj_free(&o);
+  }
+
+  obj_begin(&o);
+  pack_payload_head(&o.pk, 4, NULL, 9);
+  pstr(&o.pk, "events");
+  msgpack_pack_array(&o.pk, 0);
+  pstr(&o.pk, "ids");
+  msgpack_pack_array(&o.pk, 65);
+  for (int i = 0; i < 65; i++) msgpack_pack_nil(&o.pk);
+  expect_payload_err(&o, "payload ids has 65 entries, over 64");
+  obj_free(&o);
+}
+
 int main(void) {
   RUN(test_valid_events);
   RUN(test_kind_errors);
@@ -923,6 +993,7 @@ int main(void) {
   RUN(test_payload_errors);
   RUN(test_payload_roundtrip);
   RUN(test_payload_prev);
+  RUN(test_payload_ids);
   RUN(test_shard_channel);
   RUN(test_payload_tail_id);
   RUN(test_pack_target_type);

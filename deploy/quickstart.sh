@@ -267,12 +267,10 @@ start_publisher() {
 start_workers() {
   local i=0 p
   for p in $(node_ports); do
-    mkdir -p "$LOCAL/worker-$p"
     start_daemon "worker-$p" $((WORKER_BASE + i)) \
       $((WORKER_METRICS_BASE + i)) "$WORKER" \
       --redis "$HOST:$p" --listen "$HOST:$((WORKER_BASE + i))" \
-      --metrics-listen "$HOST:$((WORKER_METRICS_BASE + i))" \
-      --state-dir "$LOCAL/worker-$p"
+      --metrics-listen "$HOST:$((WORKER_METRICS_BASE + i))"
     i=$((i + 1))
   done
 }

@@ -213,26 +213,23 @@ def publisher_factory(workdir, request):
 @pytest.fixture
 def worker_factory(workdir, request):
     """worker_factory(node_addr, *extra_args, name=None, port=None,
-    state_dir=None, metrics=False, env=None, ready_timeout=20,
-    valgrind=None) -> Daemon.
+    metrics=False, env=None, ready_timeout=20, valgrind=None) -> Daemon.
 
     Starts inval-worker for one Redis node (a "host:port" or RedisServer)
-    with --listen on a free port (.port) and --state-dir defaulting to
-    workdir/worker-<node port> (the same for a restart, so state survives),
-    --metrics-listen on a free port when metrics is true (.metrics_port),
-    then extra_args; waits until the admin port accepts."""
+    with --listen on a free port (.port), --metrics-listen on a free port
+    when metrics is true (.metrics_port), then extra_args; waits until the
+    admin port accepts. A worker keeps no state of its own: its position
+    in each log shard lives in the shard's consumer group."""
     started = []
     counts = {}
 
-    def factory(node_addr, *extra_args, name=None, port=None, state_dir=None,
+    def factory(node_addr, *extra_args, name=None, port=None,
                 metrics=False, env=None, ready_timeout=20, valgrind=None):
         node = seed_list(node_addr)[0]
         node_port = node.rpartition(":")[2]
         port = port or harness.free_port()
-        state_dir = state_dir or os.path.join(workdir, f"worker-{node_port}")
-        os.makedirs(state_dir, exist_ok=True)
         argv = [harness.binary("inval-worker"), "--redis", node, "--listen",
-                f"{HOST}:{port}", "--state-dir", state_dir]
+                f"{HOST}:{port}"]
         metrics_port = None
         if metrics:
             metrics_port = harness.free_port()
@@ -246,7 +243,6 @@ def worker_factory(workdir, request):
         d = Daemon(argv, workdir, name, ready_port=port, env=env,
                    ready_timeout=ready_timeout, valgrind=valgrind)
         d.metrics_port = metrics_port
-        d.state_dir = state_dir
         d.node = node
         started.append(d)
         _track(request, d)

@@ -27,8 +27,10 @@ import msgpack
 import harness
 from harness import HOST, HarnessError, RpcClient, key_slot, wait_until
 
-LOG_KEY = "cache:invalidation:log"
 CHANNEL = "cache:invalidation"
+SHARDS = 64
+SHARD_SLOTS = 16384 // SHARDS
+GROUP = "inval"
 HB_KEY = "cache:invalidation:workers"
 RETRY_CODES = ("EUNAVAIL", "EBUSY", "ESHUTDOWN")
 NUM_SLOTS = 16384
@@ -59,6 +61,32 @@ def tag_for_each_slot():
             missing -= 1
         i += 1
     return tags
+
+
+_HOME_TAGS = {}
+
+
+def shard_key(shard):
+    """The stream key of a log shard: "cache:invalidation:log:{<tag>}",
+    <tag> the smallest non-negative integer whose digits hash to the first
+    slot of the shard's range (proto/log_shard.h)."""
+    if not _HOME_TAGS:
+        homes = {s * SHARD_SLOTS for s in range(SHARDS)}
+        i = 0
+        while len(_HOME_TAGS) < SHARDS:
+            slot = key_slot(str(i))
+            if slot in homes and slot not in _HOME_TAGS:
+                _HOME_TAGS[slot] = str(i)
+            i += 1
+    return "cache:invalidation:log:{%s}" % _HOME_TAGS[shard * SHARD_SLOTS]
+
+
+def shard_keys():
+    return [shard_key(s) for s in range(SHARDS)]
+
+
+def shard_of_key(key):
+    return key_slot(key) // SHARD_SLOTS
 
 
 def poll(predicate, timeout, what, interval=0.1):
@@ -122,22 +150,45 @@ class Topo:
     def owner_of(self, key):
         return self.owners()[key_slot(key)]
 
-    def log_node(self):
-        return self.owner_of(LOG_KEY)
+    def shard_node(self, shard):
+        """The primary that holds shard's stream."""
+        return self.owners()[shard * SHARD_SLOTS]
 
     def quiet_primary(self):
-        """(src, dst): a primary that owns neither the log's slot nor the
-        heartbeats' (moving its slots or stopping it leaves inval's own
-        keys in place) and another primary. Cluster only."""
+        """(src, dst): a primary that does not own the heartbeats' slot
+        (moving its slots or stopping it leaves them in place) and another
+        primary. Cluster only."""
         owners = self.owners()
-        fixed = {key_slot(LOG_KEY), key_slot(HB_KEY)}
         prims = self.primaries()
-        src = next(p for p in prims
-                   if not any(owners[s].port == p.port for s in fixed))
+        hb = owners[key_slot(HB_KEY)].port
+        src = next(p for p in prims if p.port != hb)
         return src, next(p for p in prims if p.port != src.port)
 
-    def log_client(self):
-        return self.log_node().client()
+    def shard_state(self):
+        """{shard: (entries logged, entries delivered to the group and
+        acknowledged)} for every shard stream that exists, read from the
+        primary that holds it: (last-generated-id, last-delivered-id,
+        pending)."""
+        out = {}
+        owners = self.owners()
+        for s in range(SHARDS):
+            key = shard_key(s)
+            node = owners[key_slot(key)] if self.is_cluster else self.target
+            c = node.client()
+            if not c.exists(key):
+                continue
+            last = c.xinfo_stream(key)["last-generated-id"]
+            groups = {g["name"]: g for g in c.xinfo_groups(key)}
+            g = groups.get(b"inval") or groups.get("inval")
+            out[s] = (sid(last), sid(g["last-delivered-id"]) if g else (0, 0),
+                      g["pending"] if g else -1)
+        return out
+
+    def drained(self):
+        """True when every shard's group has been delivered every entry and
+        has none pending: every logged invalidation was applied."""
+        return all(last == delivered and pending == 0
+                   for last, delivered, pending in self.shard_state().values())
 
     def client(self):
         """A redis-py client of the standalone server or the cluster."""
@@ -227,15 +278,11 @@ def settle(workers, timeout=60):
     poll(idle, timeout, "workers idle")
 
 
-def wait_applied(workers, entry_id, timeout=60):
-    """Waits until every running worker's last_applied_id is >= entry_id
-    (so every entry up to it has finished on every node)."""
-    want = sid(entry_id)
-
-    def caught_up():
-        return all(sid(wstats(w)["last_applied_id"]) >= want
-                   for w in workers if w.alive())
-    poll(caught_up, timeout, f"every worker applied {entry_id}")
+def wait_drained(topo, timeout=60):
+    """Waits until every log shard's consumer group has every entry
+    delivered and acknowledged (Redis's own account: nothing logged is
+    left unapplied)."""
+    poll(topo.drained, timeout, "every log shard drained", interval=0.05)
 
 
 def metric(worker, name):

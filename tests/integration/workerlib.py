@@ -23,6 +23,7 @@ import threading
 import time
 
 import msgpack
+import redis
 
 import harness
 from harness import HOST, HarnessError, RpcClient, key_slot, wait_until
@@ -276,6 +277,55 @@ def settle(workers, timeout=60):
                 return False
         return True
     poll(idle, timeout, "workers idle")
+
+
+def _node_shards(addr):
+    """{shard: (last-generated-id, last-delivered-id, pending)} of the shard
+    streams held by the node at addr ("host:port"), asked of that node
+    only (a stream of a slot it does not own answers MOVED: skipped)."""
+    host, _, port = addr.rpartition(":")
+    c = redis.Redis(host=host, port=int(port), socket_timeout=5)
+    try:
+        pipe = c.pipeline(transaction=False)
+        for k in shard_keys():
+            pipe.xinfo_stream(k)
+            pipe.xinfo_groups(k)
+        replies = pipe.execute(raise_on_error=False)
+    finally:
+        c.close()
+    out = {}
+    for s in range(SHARDS):
+        info, groups = replies[2 * s], replies[2 * s + 1]
+        if isinstance(info, Exception) or isinstance(groups, Exception):
+            continue
+        g = next((g for g in groups if g["name"] in (b"inval", "inval")), None)
+        out[s] = (sid(info["last-generated-id"]),
+                  sid(g["last-delivered-id"]) if g else (0, 0),
+                  g["pending"] if g else -1)
+    return out
+
+
+def wait_applied(workers, entry_id=None, timeout=60):
+    """Waits until the log shards on every running worker's node are
+    drained (every entry delivered to the group "inval" and acknowledged,
+    as Redis itself counts them) and, when entry_id is given (an ack's
+    "id", the largest of its batch's entry ids), until some shard has
+    delivered an entry at or after it."""
+    want = sid(entry_id) if entry_id is not None else None
+
+    def applied():
+        top = (0, 0)
+        for w in workers:
+            if not w.alive():
+                continue
+            for last, delivered, pending in _node_shards(w.node).values():
+                if last != delivered or pending != 0:
+                    return False
+                top = max(top, delivered)
+        return want is None or top >= want
+    poll(applied, timeout, f"every worker's shards drained"
+         f"{'' if entry_id is None else ' past ' + str(entry_id)}",
+         interval=0.05)
 
 
 def wait_drained(topo, timeout=60):

@@ -15,7 +15,7 @@ import pytest
 
 import harness
 from harness import HOST, RpcClient, wait_until
-from workerlib import CHANNEL, LOG_KEY, Topo
+from workerlib import Topo, shard_key, shard_of_key, sid
 
 STATS_MD = os.path.join(harness.REPO_ROOT, "workers", "STATS.md")
 
@@ -108,7 +108,10 @@ def test_exact_keys(backend, worker_factory, publisher_factory):
     wait_gone(backend, named)
     settle(workers)
     assert existing(backend, kept) == set(kept)
-    total = sum(worker_stats(w)["keys_unlinked"] for w in workers)
+    # Each key was deleted once: on the node of its log shard, or (a shard
+    # whose range two primaries share) on its own node through the cluster.
+    total = sum(worker_stats(w)["keys_unlinked"] + worker_stats(w)["remote_unlinks"]
+                for w in workers)
     assert total == len(named)
     for w in workers:
         st = worker_stats(w)
@@ -147,28 +150,42 @@ def test_match_everything_refused(backend, worker_factory):
     fill(backend, keys)
     publish_raw(backend, [ev("pattern", "*"), ev("prefix", "")])
     primaries = [w for w in workers if worker_stats(w)["role"] == "primary"]
-    wait_until(lambda: all(worker_stats(w)["events_refused"] == 2
+    # Each primary refuses both events once per shard it holds.
+    wait_until(lambda: all(worker_stats(w)["events_refused"] ==
+                           2 * worker_stats(w)["shards"]
                            for w in primaries), 10, what="refusals")
+    assert all(worker_stats(w)["shards"] >= 1 for w in primaries)
     assert existing(backend, keys) == set(keys)
 
 
 def publish_raw(backend, events):
-    """What the publisher's script does, by hand: XADD the entry and PUBLISH
-    it with its id, in one MULTI on the log's node. The id is chosen here so
-    that both commands can be queued together."""
-    r = backend.log_node().client()
-    ts = int(time.time() * 1000)
-    last = r.xinfo_stream(LOG_KEY)["last-generated-id"] if r.exists(LOG_KEY) \
-        else b"0-0"
-    lms, lseq = (int(x) for x in last.decode().split("-"))
-    eid = f"{ts}-0" if ts > lms else f"{lms}-{lseq + 1}"
-    body = {"v": 1, "ts": ts,
-            "events": [dict(e, mode="hard") for e in events]}
-    pipe = r.pipeline(transaction=True)
-    pipe.xadd(LOG_KEY, {"p": msgpack.packb(body)}, id=eid)
-    pipe.publish(CHANNEL, msgpack.packb(dict(body, id=eid)))
-    pipe.execute()
-    return eid
+    """What the publisher's script does, by hand, as a client written in
+    another language would (proto/PROTOCOL.md 10): each key's event goes
+    to the shard of its slot (shard 0 on standalone Redis); per shard, the
+    group is made with the stream, the entry is added and its id is sent
+    on the shard's hint channel. Returns {shard: entry id}."""
+    by_shard = {}
+    for e in events:
+        if not backend.is_cluster:
+            shards = [0]
+        elif e["kind"] == "key":
+            shards = [shard_of_key(e["target"])]
+        else:
+            shards = range(64)  # unpinned here: every shard
+        for shard in shards:
+            by_shard.setdefault(shard, []).append(dict(e, mode="hard"))
+    ids = {}
+    for shard, evs in by_shard.items():
+        key = shard_key(shard)
+        channel = key.replace(":log:", ":shard:")
+        r = backend.owner_of(key).client()
+        if not r.exists(key):
+            r.xgroup_create(key, "inval", id="0", mkstream=True)
+        body = {"v": 2, "ts": int(time.time() * 1000), "events": evs}
+        eid = r.xadd(key, {"p": msgpack.packb(body)}).decode()
+        r.execute_command("SPUBLISH", channel, eid)
+        ids[shard] = eid
+    return ids
 
 
 def test_raw_publish_path(backend, worker_factory):
@@ -176,22 +193,30 @@ def test_raw_publish_path(backend, worker_factory):
     keys = [f"raw:{i}" for i in range(200)]
     kept = [f"raw:{i}" for i in range(200, 300)]
     fill(backend, keys + kept)
-    eid = publish_raw(backend, [ev("key", k) for k in keys[:100]])
-    publish_raw(backend, [ev("key", k) for k in keys[100:]])
+    ids = publish_raw(backend, [ev("key", k) for k in keys[:100]])
+    ids2 = publish_raw(backend, [ev("key", k) for k in keys[100:]])
     wait_gone(backend, keys)
     settle(workers)
     assert existing(backend, kept) == set(kept)
-    # Every worker, standbys included, takes in both entries: live, or from
-    # the log when the cluster bus dropped a PUBLISH while one of its links
-    # reconnected (found within a heartbeat interval, counted as live_lost).
+    # Each event reached one worker, the one of the node holding its
+    # shard; standbys take in nothing.
+    def received():
+        return sum(worker_stats(w)["events_received"] for w in workers)
+    wait_until(lambda: received() >= 200, 30, what="both entries taken in")
+    assert received() == 200
     for w in workers:
-        wait_until(lambda w=w: worker_stats(w)["events_received"] >= 200, 30,
-                   what=f"{w.name} took in both entries")
         st = worker_stats(w)
-        assert st["events_received"] == 200, (w.name, st)
-        ms, seq = (int(x) for x in st["last_applied_id"].split("-"))
-        ems, eseq = (int(x) for x in eid.split("-"))
-        assert (ms, seq) > (ems, eseq)
+        if st["role"] != "primary":
+            assert st["events_received"] == 0, (w.name, st)
+    # Redis holds the cursor: every entry delivered and acknowledged.
+    for shard, eid in {**ids, **ids2}.items():
+        key = shard_key(shard)
+        r = backend.owner_of(key).client()
+        wait_until(lambda r=r, key=key: r.xinfo_groups(key)[0]["pending"] == 0,
+                   10, what=f"{key} acknowledged")
+        g = r.xinfo_groups(key)[0]
+        assert g["last-delivered-id"].decode() == max(
+            (ids.get(shard, "0-0"), ids2.get(shard, "0-0")), key=sid), g
 
 
 def test_pinned_pattern_owner_only(cluster, worker_factory,
@@ -254,12 +279,11 @@ def test_stats_key_set(standalone, worker_factory):
     assert 'inval_worker_role{role="primary"} 1' in body
 
 
-def test_heartbeat_and_state(standalone, worker_factory):
-    w = worker_factory(standalone, "--heartbeat-interval", "100ms",
-                       "--state-save-interval", "100ms")
+def test_heartbeat(standalone, worker_factory):
+    w = worker_factory(standalone, "--heartbeat-interval", "100ms")
     wait_until(lambda: worker_stats(w)["live"], 20, what="worker live")
     backend = Topo(standalone)
-    eid = publish_raw(backend, [ev("key", "x")])
+    eid = publish_raw(backend, [ev("key", "x")])[0]
     r = standalone.client()
 
     def hb():
@@ -269,15 +293,11 @@ def test_heartbeat_and_state(standalone, worker_factory):
     rec = wait_until(lambda: (lambda h: h if h and h["last_id"] == eid
                               else None)(hb()), 10, what="heartbeat")
     assert set(rec) == {"id", "node", "role", "last_id", "lag_ms", "behind",
-                        "ts_ms", "ttl_ms", "instance", "health"}
+                        "ts_ms", "ttl_ms", "instance", "health", "shards"}
+    # Standalone Redis: one shard, acknowledged up to the entry.
+    assert rec["shards"] == [[0, eid]]
     assert rec["health"]["up"] == 1 and rec["health"]["used_memory"] > 0
     assert rec["role"] == "primary" and rec["node"] == standalone.addr
     assert rec["ttl_ms"] == 5000
     assert abs(rec["ts_ms"] - time.time() * 1000) < 5000
     assert w.stop() == 0
-    state = os.path.join(w.state_dir,
-                         "worker-" + standalone.addr.replace(":", "_") + ".state")
-    with open(state) as f:
-        # The position, then the role (a standalone node has no slot map
-        # to record, and nothing is owed).
-        assert f.read().splitlines() == [eid, "role primary"]

@@ -68,21 +68,31 @@ void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err) {
   progress(w);
 }
 
-/* One key being deleted on another node. */
+/* One key being deleted on another node: its names go as single-key
+ * UNLINKs, so that none is ever refused with TRYAGAIN while its slot
+ * migrates (the cluster client follows MOVED and ASK for each). */
 typedef struct remote_s {
   inv_unlink_done_cb done_cb;
   void *owner;
   uint64_t tag;
+  int pending; /* names whose UNLINK is unanswered */
+  int err;     /* the first failure, or 0 */
 } remote_t;
+
+static void remote_release(remote_t *r) {
+  if (--r->pending > 0) return;
+  r->done_cb(r->owner, r->tag, r->err);
+  free(r);
+}
 
 static void remote_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   remote_t *r = data;
   (void)c;
-  int rc = 0;
-  if (err < 0) rc = err;
-  else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) rc = INV_EREDIS;
-  r->done_cb(r->owner, r->tag, rc);
-  free(r);
+  if (r->err == 0) {
+    if (err < 0) r->err = err;
+    else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) r->err = INV_EREDIS;
+  }
+  remote_release(r);
 }
 
 void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
@@ -90,41 +100,48 @@ void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
                                   void *owner, uint64_t tag) {
   inv_worker_t *w = data;
   inv_regen_names_t names = {0};
-  const char *argv[4] = {"UNLINK", key, NULL, NULL};
-  size_t lens[4] = {6, len, 0, 0};
-  int argc = 2;
-  remote_t *r = malloc(sizeof(*r));
-  /* The value, its lock and its stale copy share the key's slot: one
-   * command. A soft invalidation is applied as a hard one here (the stale
-   * copy goes too), which is the safe side of it. */
-  if (r != NULL && op != INV_UNLINK_RAW) {
+  const char *name[3] = {key, NULL, NULL};
+  size_t lens[3] = {len, 0, 0};
+  int n = 1;
+  /* A soft invalidation is applied as a hard one here (the stale copy goes
+   * too), which is the safe side of it. */
+  if (op != INV_UNLINK_RAW) {
     if (inv_regen_names(key, len, &names) != 0) {
-      free(r);
-      r = NULL;
-    } else if (names.keeps_slot) {
-      argv[2] = names.lock;
-      lens[2] = names.lock_len;
-      argv[3] = names.stale;
-      lens[3] = names.stale_len;
-      argc = 4;
+      done_cb(owner, tag, INV_ENOMEM);
+      return;
+    }
+    if (names.keeps_slot) {
+      name[1] = names.lock;
+      lens[1] = names.lock_len;
+      name[2] = names.stale;
+      lens[2] = names.stale_len;
+      n = 3;
     }
   }
+  remote_t *r = calloc(1, sizeof(*r));
   if (r == NULL) {
+    inv_regen_names_free(&names);
     done_cb(owner, tag, INV_ENOMEM);
     return;
   }
   r->done_cb = done_cb;
   r->owner = owner;
   r->tag = tag;
-  int rc = inv_cluster_command_argv(w->cluster, key, len, argc, argv, lens,
-                                    remote_cb, r);
-  inv_regen_names_free(&names);
-  if (rc != 0) {
-    free(r);
-    done_cb(owner, tag, rc);
-    return;
+  r->pending = 1; /* held while sending */
+  for (int i = 0; i < n; i++) {
+    const char *argv[2] = {"UNLINK", name[i]};
+    size_t argvlen[2] = {6, lens[i]};
+    r->pending++;
+    int rc = inv_cluster_command_argv(w->cluster, name[i], lens[i], 2, argv,
+                                      argvlen, remote_cb, r);
+    if (rc != 0) {
+      r->pending--;
+      if (r->err == 0) r->err = rc;
+    }
   }
+  inv_regen_names_free(&names);
   w->st.remote_unlinks++;
+  remote_release(r); /* the hold */
 }
 
 /* Dispatches one pattern (a prefix already turned into a pattern).

@@ -1,8 +1,12 @@
 /*
- * The intake's I/O on the worker's own node (intake.h): SSUBSCRIBE to a
- * shard's hint channel, XREADGROUP of its stream, XACK of finished
- * entries, and XGROUP CREATE when a stream has lost its group. Replies are
- * reported to the intake as facts; this file never decides what to read.
+ * The intake's I/O (intake.h): SSUBSCRIBE to a shard's hint channel on the
+ * worker's own node; XREADGROUP of the shard's stream, XACK of finished
+ * entries, and XGROUP CREATE when a stream has lost its group, through the
+ * cluster client, routed by the stream key: in the normal case that is the
+ * own node (the worker consumes the shards whose stream its node holds),
+ * and while the stream's slot migrates the client follows ASK to wherever
+ * the stream is. Replies are reported to the intake as facts; this file
+ * never decides what to read.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,10 +159,10 @@ static int take_entry(inv_worker_t *w, req_t *q, const redisReply *e,
   return 1;
 }
 
-static void group_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+static void group_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   req_t *q = data;
   inv_worker_t *w = q->w;
-  (void)r;
+  (void)c;
   inv_read_outcome_t out = INV_READ_FAILED;
   if (err == 0 && reply->type != REDIS_REPLY_ERROR) {
     char key[INV_LOG_NAME_MAX];
@@ -187,17 +191,18 @@ static void create_group(inv_worker_t *w, req_t *q) {
   size_t n = inv_log_shard_key(q->shard, key);
   const char *argv[5] = {"XGROUP", "CREATE", key, INV_LOG_GROUP, "0"};
   size_t lens[5] = {6, 6, n, sizeof(INV_LOG_GROUP) - 1, 1};
-  if (inv_redis_command_argv(w->cmd, 5, argv, lens, group_cb, q) != 0) {
+  if (inv_cluster_command_argv(w->cluster, key, n, 5, argv, lens, group_cb,
+                               q) != 0) {
     inv_intake_read_done(w->intake, q->shard, q->gen, INV_READ_FAILED, 0,
                          (inv_sid_t){0, 0});
     free(q);
   }
 }
 
-static void read_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+static void read_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   req_t *q = data;
   inv_worker_t *w = q->w;
-  (void)r;
+  (void)c;
   inv_sid_t last = {0, 0}, id;
   size_t n = 0;
   inv_read_outcome_t out = INV_READ_OK;
@@ -252,10 +257,9 @@ static int op_read(void *ctx, unsigned shard, uint64_t gen, int pending,
   size_t lens[9];
   for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
   lens[7] = n;
-  if (!inv_redis_is_connected(w->cmd)) return INV_ECLOSED;
   req_t *q = new_req(w, shard, gen);
   if (q == NULL) return INV_ENOMEM;
-  int rc = inv_redis_command_argv(w->cmd, 9, argv, lens, read_cb, q);
+  int rc = inv_cluster_command_argv(w->cluster, key, n, 9, argv, lens, read_cb, q);
   if (rc != 0) {
     free(q);
     return rc;
@@ -266,9 +270,9 @@ static int op_read(void *ctx, unsigned shard, uint64_t gen, int pending,
 
 /* ---- acknowledgements --------------------------------------------------- */
 
-static void ack_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+static void ack_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   inv_worker_t *w = data;
-  (void)r;
+  (void)c;
   if (err == 0 && reply->type == REDIS_REPLY_INTEGER)
     w->st.entries_acked += (uint64_t)reply->integer;
 }
@@ -299,7 +303,8 @@ static void op_ack(void *ctx, unsigned shard, const inv_sid_t *ids, size_t n) {
     argv[3 + i] = inv_sid_format(ids[i], text + i * INV_SID_STRLEN);
     lens[3 + i] = strlen(argv[3 + i]);
   }
-  inv_redis_command_argv(w->cmd, (int)(n + 3), argv, lens, ack_cb, w);
+  inv_cluster_command_argv(w->cluster, key, klen, (int)(n + 3), argv, lens,
+                           ack_cb, w);
   free(text);
   free(argv);
   free(lens);

@@ -290,13 +290,15 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
 static void sink_broadcast(inv_sink_call_t *call) {
   inv_sink_t *s = call->sink;
   size_t n = call->bcast_len;
-  char *b = malloc(n + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
+  char *b = malloc(n + 4 + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
   if (b == NULL) {
     sink_broadcast_cb(s->cluster, NULL, INV_ENOMEM, s);
     return;
   }
   memcpy(b, call->buf + call->bcast_off, n);
   unsigned char *u = (unsigned char *)b;
+  memcpy(b + n, "\xa3" "ids", 4);
+  n += 4;
   if (call->nwrites < 16) {
     u[n++] = (unsigned char)(0x90 | call->nwrites);
   } else {

@@ -24,7 +24,7 @@ def test_standalone_down_then_back(standalone, publisher_factory):
         standalone.start()
         res, _ = ack_with_retry(lambda: connect(pub), [ev("key", "after")], 30)
     entries = {e.decode() for e, _ in
-               standalone.client().xrange("cache:invalidation:log")}
+               standalone.client().xrange(LOG_KEY)}
     assert res["id"] in entries
     st = stats(pub)
     assert st["redis_reconnects"] >= 1

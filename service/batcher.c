@@ -4,6 +4,12 @@
  * with EUNAVAIL at once and freed, its sink call detached: the sink keeps
  * its own copies of what it writes and frees them with the last answer.
  *
+ * While INFLIGHT, each request is answered as soon as the log shards its
+ * events went to have answered: acked when all of them succeeded, failed
+ * at the first failure. A batch that mixes requests for a healthy node and
+ * for a failed one thus delays only the latter (the blast radius of a node
+ * is the requests that touch its shards).
+ *
  * Batches close in order and are sent in order, so every INFLIGHT batch
  * closed before every READY one: the oldest deadline is the head of the
  * INFLIGHT list, or else the head of the READY list. One timer serves all
@@ -11,6 +17,7 @@
  */
 #include "service/batcher.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +36,9 @@ typedef struct batch_req_s {
   size_t nevents;
   uint64_t t0_us;
   int notify;
+  int answered;
+  uint64_t mask;    /* the shards its events went to, once sent */
+  unsigned waiting; /* of those, shards that have not answered yet */
 } batch_req_t;
 
 typedef struct batch_s {
@@ -36,6 +46,9 @@ typedef struct batch_s {
   inv_batcher_t *b;
   batch_state_t state;
   inv_sink_call_t *call;       /* while INFLIGHT */
+  int failed;                  /* a shard write failed */
+  uint64_t written;            /* shards whose entry is confirmed */
+  char ids[INV_LOG_SHARDS][48]; /* their entry ids */
   uint64_t deadline_us;        /* set when the batch closes */
   size_t nevents;
   batch_req_t *reqs;           /* owned */
@@ -124,66 +137,119 @@ static void batcher_release(inv_batcher_t *b, size_t n) {
     uv_timer_start(&b->drain_timer, batcher_drain_timer_cb, 0, 0);
 }
 
-/* Answers every request of x with an ack: {"id": the largest entry id,
- * "accepted": n, "ids": [[shard, id], ...]}. */
-static void batch_ack(inv_batcher_t *b, batch_t *x, const inv_sink_id_t *ids,
-                      size_t nids, size_t largest) {
-  uint64_t now = inv_now_us();
-  for (size_t i = 0; i < x->nreqs; i++) {
-    batch_req_t *r = &x->reqs[i];
-    msgpack_packer *pk = inv_rpc_reply_begin(r->req);
-    msgpack_pack_map(pk, 3);
-    inv_pack_str(pk, "id");
-    msgpack_pack_str(pk, ids[largest].idlen);
-    msgpack_pack_str_body(pk, ids[largest].id, ids[largest].idlen);
-    inv_pack_str(pk, "accepted");
-    msgpack_pack_uint64(pk, r->nevents);
-    inv_pack_str(pk, "ids");
-    msgpack_pack_array(pk, nids);
-    for (size_t k = 0; k < nids; k++) {
-      msgpack_pack_array(pk, 2);
-      msgpack_pack_unsigned_int(pk, ids[k].shard);
-      msgpack_pack_str(pk, ids[k].idlen);
-      msgpack_pack_str_body(pk, ids[k].id, ids[k].idlen);
-    }
-    inv_rpc_reply_end(r->req);
-    inv_latency_observe(b->latency, now, now - r->t0_us);
-  }
-  b->stats->events_acked += x->nevents;
-  b->stats->batches++;
-  b->stats->batch_events_total += x->nevents;
-  x->nreqs = 0;
+/* Returns 1 when stream id a is after b, by (ms, seq). Both come from
+ * Redis replies of at most 47 bytes. */
+static int id_after(const char *a, const char *b) {
+  unsigned long long ams = 0, aseq = 0, bms = 0, bseq = 0;
+  sscanf(a, "%llu-%llu", &ams, &aseq);
+  sscanf(b, "%llu-%llu", &bms, &bseq);
+  return ams > bms || (ams == bms && aseq > bseq);
 }
 
-/* Answers every request of x with err (an INV_E* code) and msg. */
+/* Acks request r of x: {"id": the largest of its entries' ids, "accepted":
+ * n, "ids": [[shard, id], ...] of the shards its events went to}. */
+static void batch_req_ack(inv_batcher_t *b, batch_t *x, batch_req_t *r) {
+  unsigned n = 0, largest = 0;
+  for (unsigned k = 0; k < INV_LOG_SHARDS; k++)
+    if (r->mask >> k & 1) {
+      if (n == 0 || id_after(x->ids[k], x->ids[largest])) largest = k;
+      n++;
+    }
+  msgpack_packer *pk = inv_rpc_reply_begin(r->req);
+  msgpack_pack_map(pk, 3);
+  inv_pack_str(pk, "id");
+  inv_pack_str(pk, x->ids[largest]);
+  inv_pack_str(pk, "accepted");
+  msgpack_pack_uint64(pk, r->nevents);
+  inv_pack_str(pk, "ids");
+  msgpack_pack_array(pk, n);
+  for (unsigned k = 0; k < INV_LOG_SHARDS; k++)
+    if (r->mask >> k & 1) {
+      msgpack_pack_array(pk, 2);
+      msgpack_pack_unsigned_int(pk, k);
+      inv_pack_str(pk, x->ids[k]);
+    }
+  inv_rpc_reply_end(r->req);
+  uint64_t now = inv_now_us();
+  inv_latency_observe(b->latency, now, now - r->t0_us);
+  b->stats->events_acked += r->nevents;
+  r->answered = 1;
+}
+
+/* Fails request r with err (an INV_E* code) and msg. */
+static void batch_req_fail(inv_batcher_t *b, batch_req_t *r, int err,
+                           const char *msg) {
+  if (r->notify) b->stats->notifications_failed++;
+  inv_rpc_reply_error(r->req, err, "%s", msg);
+  b->stats->events_rejected += r->nevents;
+  r->answered = 1;
+}
+
+/* Answers every request of x not answered yet with err and msg, counts the
+ * batch failed and releases its pending events. */
 static void batch_fail(inv_batcher_t *b, batch_t *x, int err,
                        const char *msg) {
-  for (size_t i = 0; i < x->nreqs; i++) {
-    batch_req_t *r = &x->reqs[i];
-    if (r->notify) b->stats->notifications_failed++;
-    inv_rpc_reply_error(r->req, err, "%s", msg);
-  }
-  b->stats->events_rejected += x->nevents;
+  size_t n = 0;
+  for (size_t i = 0; i < x->nreqs; i++)
+    if (!x->reqs[i].answered) {
+      n += x->reqs[i].nevents;
+      batch_req_fail(b, &x->reqs[i], err, msg);
+    }
   b->stats->batches_failed++;
-  x->nreqs = 0;
+  b->pending -= n;
 }
 
-static void batch_sink_cb(void *data, int err, const inv_sink_id_t *ids,
-                          size_t nids, size_t largest, const char *msg) {
+static void batch_sink_cb(void *data, unsigned shard, int err, const char *id,
+                          size_t idlen, const char *msg, int last) {
   batch_t *x = data;
   inv_batcher_t *b = x->b;
-  list_remove(&b->inflight, x);
-  size_t n = x->nevents;
+  uint64_t bit = (uint64_t)1 << shard;
+  size_t released = 0;
   if (err == 0) {
-    batch_ack(b, x, ids, nids, largest);
+    snprintf(x->ids[shard], sizeof(x->ids[shard]), "%.*s", (int)idlen, id);
+    x->written |= bit;
+  } else if (!x->failed) {
+    x->failed = 1;
+    inv_log_warn("batcher", "batch of %zu events: %s", x->nevents, msg);
+  }
+  for (size_t i = 0; i < x->nreqs; i++) {
+    batch_req_t *r = &x->reqs[i];
+    if (r->answered || !(r->mask & bit)) continue;
+    if (err != 0) {
+      batch_req_fail(b, r, INV_EUNAVAIL, msg);
+      released += r->nevents;
+    } else if (--r->waiting == 0) {
+      batch_req_ack(b, x, r);
+      released += r->nevents;
+    }
+  }
+  if (!last) {
+    if (released > 0) batcher_release(b, released);
+    return;
+  }
+  list_remove(&b->inflight, x);
+  if (x->failed) {
+    b->stats->batches_failed++;
   } else {
-    inv_log_warn("batcher", "batch of %zu events failed: %s", n, msg);
-    batch_fail(b, x, INV_EUNAVAIL, msg);
+    b->stats->batches++;
+    b->stats->batch_events_total += x->nevents;
   }
   batch_free(x);
   batcher_pump(b);
   batcher_arm_deadline(b);
-  batcher_release(b, n);
+  if (released > 0) batcher_release(b, released);
+}
+
+/* Sets each request's shard mask before x is sent. */
+static void batch_route(inv_batcher_t *b, batch_t *x) {
+  size_t e = 0;
+  for (size_t i = 0; i < x->nreqs; i++) {
+    batch_req_t *r = &x->reqs[i];
+    r->mask = 0;
+    for (size_t k = 0; k < r->nevents; k++, e++)
+      r->mask |= inv_sink_route_mask(b->sink, x->ev[e].shard);
+    r->waiting = (unsigned)__builtin_popcountll(r->mask);
+  }
 }
 
 /* Sends READY batches while in-flight slots are free. A batch the sink
@@ -193,15 +259,15 @@ static void batcher_pump(inv_batcher_t *b) {
          b->inflight.count < b->opts.max_inflight_batches) {
     batch_t *x = b->ready.head;
     list_remove(&b->ready, x);
+    batch_route(b, x);
     int rc = inv_sink_send(b->sink, x->events.data, x->events.len, x->ev,
                            x->nevents, inv_wall_ms(), batch_sink_cb, x,
                            &x->call);
     if (rc < 0) {
-      size_t n = x->nevents;
       batch_fail(b, x, rc == INV_ESHUTDOWN ? INV_ESHUTDOWN : INV_EUNAVAIL,
                  inv_strerror(rc));
       batch_free(x);
-      batcher_release(b, n);
+      batcher_release(b, 0);
       continue;
     }
     x->state = BATCH_INFLIGHT;
@@ -237,16 +303,16 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   while (b->inflight.head != NULL && b->inflight.head->deadline_us <= now) {
     batch_t *x = b->inflight.head;
     list_remove(&b->inflight, x);
-    size_t n = x->nevents;
     inv_sink_call_describe(x->call, node, sizeof(node));
     snprintf(msg, sizeof(msg),
              "Redis did not confirm the batch within %llu ms (%s)",
              (unsigned long long)b->opts.timeout_ms, node);
-    inv_log_warn("batcher", "batch of %zu events timed out in flight", n);
+    inv_log_warn("batcher", "batch of %zu events timed out in flight",
+                 x->nevents);
     batch_fail(b, x, INV_EUNAVAIL, msg);
     inv_sink_call_detach(x->call);
     batch_free(x);
-    batcher_release(b, n);
+    batcher_release(b, 0);
   }
   snprintf(msg, sizeof(msg),
            "Redis did not confirm the batch within %llu ms (it waited for "
@@ -254,11 +320,11 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   while (b->ready.head != NULL && b->ready.head->deadline_us <= now) {
     batch_t *x = b->ready.head;
     list_remove(&b->ready, x);
-    size_t n = x->nevents;
-    inv_log_warn("batcher", "batch of %zu events timed out before sending", n);
+    inv_log_warn("batcher", "batch of %zu events timed out before sending",
+                 x->nevents);
     batch_fail(b, x, INV_EUNAVAIL, msg);
     batch_free(x);
-    batcher_release(b, n);
+    batcher_release(b, 0);
   }
   batcher_pump(b);
   batcher_arm_deadline(b);
@@ -421,7 +487,6 @@ static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l,
     batch_t *x = l->head;
     list_remove(l, x);
     batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
-    b->pending -= x->nevents;
     if (abandon) inv_sink_call_detach(x->call);
     batch_free(x);
   }
@@ -433,7 +498,6 @@ void inv_batcher_close(inv_batcher_t *b) {
     batch_t *x = b->open;
     b->open = NULL;
     batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
-    b->pending -= x->nevents;
     batch_free(x);
   }
   batcher_fail_list(b, &b->ready, 0);

@@ -30,6 +30,9 @@ static const char sink_script[] =
     "redis.call('SPUBLISH', ARGV[3], id)\n"
     "return id\n";
 
+/* Route masks have one bit per shard. */
+_Static_assert(INV_LOG_SHARDS == 64, "a uint64_t mask holds every shard");
+
 /* A payload head: fixmap, "v": 2, "ts": uint64, "events": array header. */
 #define SINK_HEAD_MAX 32
 /* Longest entry id kept: two 20-digit numbers and '-'. */
@@ -70,6 +73,7 @@ struct inv_sink_call_s {
                           and events at bcast_off */
   size_t bcast_off, bcast_len;
   size_t nwrites, outstanding;
+  int failed;          /* a write failed: no broadcast */
   sink_write_t writes[]; /* ascending shard order */
 };
 
@@ -86,6 +90,11 @@ int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
   snprintf(s->maxlen, sizeof(s->maxlen), "%lld", max_log_len);
   *out = s;
   return 0;
+}
+
+uint64_t inv_sink_route_mask(const inv_sink_t *s, int shard) {
+  if (!inv_cluster_is_cluster(s->cluster)) return 1;
+  return shard < 0 ? UINT64_MAX : (uint64_t)1 << shard;
 }
 
 int inv_sink_ack_replicas(const inv_sink_t *s, unsigned shard) {
@@ -259,29 +268,6 @@ int inv_sink_send(inv_sink_t *s, const char *events, size_t events_len,
   return 0;
 }
 
-/* Parses a stream id "ms-seq"; returns 0, or -1 when id is not one. */
-static int sink_id_parse(const char *id, size_t len, uint64_t *ms,
-                         uint64_t *seq) {
-  uint64_t v[2] = {0, 0};
-  int part = 0;
-  size_t digits = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (id[i] == '-' && part == 0 && digits > 0) {
-      part = 1;
-      digits = 0;
-    } else if (id[i] >= '0' && id[i] <= '9' && digits < 19) {
-      v[part] = v[part] * 10 + (uint64_t)(id[i] - '0');
-      digits++;
-    } else {
-      return -1;
-    }
-  }
-  if (digits == 0) return -1;
-  *ms = v[0];
-  *seq = v[1];
-  return 0;
-}
-
 /* Appends the ids ([[shard, id], ...]) to the broadcast of call and sends
  * it with PUBLISH, not awaited. */
 static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
@@ -290,13 +276,15 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
 static void sink_broadcast(inv_sink_call_t *call) {
   inv_sink_t *s = call->sink;
   size_t n = call->bcast_len;
-  char *b = malloc(n + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
+  char *b = malloc(n + 4 + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
   if (b == NULL) {
     sink_broadcast_cb(s->cluster, NULL, INV_ENOMEM, s);
     return;
   }
   memcpy(b, call->buf + call->bcast_off, n);
   unsigned char *u = (unsigned char *)b;
+  memcpy(b + n, "\xa3" "ids", 4);
+  n += 4;
   if (call->nwrites < 16) {
     u[n++] = (unsigned char)(0x90 | call->nwrites);
   } else {
@@ -351,40 +339,19 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
   s->broadcast_unlogged = 0;
 }
 
-/* Answers call's batch: with every id when all writes succeeded. */
-static void sink_answer_ok(inv_sink_call_t *call) {
-  inv_sink_id_t ids[INV_LOG_SHARDS];
-  size_t largest = 0;
-  uint64_t best_ms = 0, best_seq = 0;
-  for (size_t i = 0; i < call->nwrites; i++) {
-    uint64_t ms = 0, seq = 0;
-    ids[i].shard = call->writes[i].shard;
-    ids[i].id = call->writes[i].id;
-    ids[i].idlen = call->writes[i].idlen;
-    sink_id_parse(ids[i].id, ids[i].idlen, &ms, &seq);
-    if (i == 0 || ms > best_ms || (ms == best_ms && seq > best_seq)) {
-      largest = i;
-      best_ms = ms;
-      best_seq = seq;
-    }
-  }
-  sink_broadcast(call);
-  call->cb(call->data, 0, ids, call->nwrites, largest, NULL);
-  call->cb = NULL;
-}
-
-/* Ends write w: err is 0 when its entry (and WAIT) succeeded, else the
- * batch fails with err and msg unless it was answered already. Frees the
- * call after its last write. */
+/* Ends write w: err is 0 when its entry (and WAIT) succeeded. Reports it,
+ * broadcasts the batch after its last successful write, and frees the call
+ * after its last write. */
 static void sink_write_done(sink_write_t *w, int err, const char *msg) {
   inv_sink_call_t *call = w->call;
   w->done = 1;
-  if (err != 0 && call->cb != NULL) {
-    call->cb(call->data, err, NULL, 0, 0, msg);
-    call->cb = NULL;
-  }
-  if (--call->outstanding > 0) return;
-  if (call->cb != NULL) sink_answer_ok(call);
+  if (err != 0) call->failed = 1;
+  int last = --call->outstanding == 0;
+  if (last && !call->failed && call->cb != NULL) sink_broadcast(call);
+  if (call->cb != NULL)
+    call->cb(call->data, w->shard, err, err == 0 ? w->id : NULL,
+             err == 0 ? w->idlen : 0, msg, last);
+  if (!last) return;
   free(call->buf);
   free(call);
 }

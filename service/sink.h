@@ -26,11 +26,12 @@
  * node of the shard's stream has at least one replica as the cluster
  * client last saw it, else 0 (the script alone).
  *
- * Outcome: the batch succeeds only when every shard write succeeded. The
- * first failure answers the batch at once with INV_EUNAVAIL (unreachable,
- * not confirmed in time, too few replicas) or INV_EREDIS (an error reply),
- * naming the shard and its node; entries already written stay (delivery is
- * at least once). On success the sink sends one PUBLISH cache:invalidation
+ * Outcome: each shard write is reported as it ends (so that the caller can
+ * answer a request as soon as the shards it touched answered), failures
+ * with INV_EUNAVAIL (unreachable, not confirmed in time, too few replicas)
+ * or INV_EREDIS (an error reply), naming the shard and its node; entries
+ * already written stay (delivery is at least once). When every write of
+ * the batch succeeded the sink sends one PUBLISH cache:invalidation
  * of the broadcast {"v": 2, "ts", "events": [every event], "ids": [[shard,
  * id], ...]} before answering; it is not awaited, and a failure only counts
  * in broadcast_failed (logged at most once per 10 s).
@@ -61,22 +62,18 @@ typedef struct inv_sink_event_s {
   int shard;
 } inv_sink_event_t;
 
-/* One entry a batch wrote: its shard and id[0..idlen). */
-typedef struct inv_sink_id_s {
-  unsigned shard;
-  const char *id;
-  size_t idlen;
-} inv_sink_id_t;
-
 /*
- * Called exactly once per inv_sink_send(). On success err is 0 and ids
- * holds the batch's nids entries in ascending shard order, largest the
- * index of the largest id by (ms, seq). On failure err is INV_EUNAVAIL or
- * INV_EREDIS, ids is NULL and msg says why. ids and msg are valid only
- * during the call.
+ * Called once per shard write of an inv_sink_send() (unless the call was
+ * detached), as each one ends, in any order: on success err is 0 and
+ * id[0..idlen) is the entry's id; on failure err is INV_EUNAVAIL or
+ * INV_EREDIS and msg says why, naming the shard and its node. last is 1 on
+ * the final call (the broadcast, if every write succeeded, was sent just
+ * before it); the sink does not touch data after it. id and msg are valid
+ * only during the call.
  */
-typedef void (*inv_sink_done_cb)(void *data, int err, const inv_sink_id_t *ids,
-                                 size_t nids, size_t largest, const char *msg);
+typedef void (*inv_sink_done_cb)(void *data, unsigned shard, int err,
+                                 const char *id, size_t idlen,
+                                 const char *msg, int last);
 
 typedef struct inv_sink_stats_s {
   uint64_t script_loads;     /* NOSCRIPT answered with EVAL */
@@ -85,6 +82,11 @@ typedef struct inv_sink_stats_s {
   uint64_t log_entries;      /* shard entries of sent batches */
   uint64_t broadcast_failed; /* broadcasts not sent or refused */
 } inv_sink_stats_t;
+
+/* The shards an event routed shard (inv_log_event_shard: -1 for every
+ * shard) is written to now, as a bit mask (bit k: shard k): every event
+ * goes to shard 0 of a standalone server. */
+uint64_t inv_sink_route_mask(const inv_sink_t *s, int shard);
 
 /* Creates a sink sending through cluster (borrowed; it must outlive the
  * sink's pending sends). max_log_len is the MAXLEN ~ bound of each shard

@@ -1,8 +1,9 @@
 """Helpers shared by the inval-publisher integration tests
 (test_publisher*.py): a backend fixture that runs a test against standalone
 Redis and against the 6-node cluster, and small readers for what Redis holds
-(the log, the broadcast)."""
+(the 64 log shard streams, the broadcast)."""
 
+import functools
 import time
 
 import msgpack
@@ -11,8 +12,70 @@ import pytest
 import harness
 from harness import HOST, RpcClient
 
-LOG_KEY = "cache:invalidation:log"
 CHANNEL = "cache:invalidation"
+SHARDS = 64
+SHARD_SLOTS = harness.NUM_SLOTS // SHARDS
+
+
+@functools.lru_cache(maxsize=None)
+def _slot_tags():
+    """slot -> the smallest decimal number whose slot it is (inv_slot_tag),
+    for the 64 shards' home slots."""
+    want = {i * SHARD_SLOTS for i in range(SHARDS)}
+    tags = {}
+    n = 0
+    while want:
+        s = harness.key_slot(str(n))
+        if s in want:
+            tags[s] = n
+            want.discard(s)
+        n += 1
+    return tags
+
+
+def shard_key(shard):
+    """The stream of log shard shard: cache:invalidation:log:{<tag>}."""
+    return f"cache:invalidation:log:{{{_slot_tags()[shard * SHARD_SLOTS]}}}"
+
+
+def shard_channel(shard):
+    """The hint channel of log shard shard."""
+    return f"cache:invalidation:shard:{{{_slot_tags()[shard * SHARD_SLOTS]}}}"
+
+
+def shard_of_key(key):
+    """The shard an exact key is logged in (in a cluster)."""
+    return harness.key_slot(key) // SHARD_SLOTS
+
+
+def route(e):
+    """The shard of an event in a cluster (inv_log_event_shard), or None for
+    every shard: exact keys and prefixes with a complete hash tag by slot,
+    patterns that start with a literal "{tag}" by the tag's slot."""
+    t = e["target"]
+    if isinstance(t, str):
+        t = t.encode()
+    if e["kind"] == "key":
+        return shard_of_key(t)
+    start = t.find(b"{")
+    end = t.find(b"}", start + 1) if start >= 0 else -1
+    if start < 0 or end <= start + 1:
+        return None
+    if e["kind"] == "prefix":
+        return shard_of_key(t)
+    if start == 0 and not any(c in t[:end] for c in b"*?[\\"):
+        return shard_of_key(t)
+    return None
+
+
+def id_order(eid):
+    """A stream id "ms-seq" (str) as a sortable pair."""
+    ms, _, seq = eid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+# The first shard's stream: standalone, every entry is there.
+LOG_KEY = shard_key(0)
 
 
 def ev(kind, target, mode=None):
@@ -61,35 +124,92 @@ class Backend:
     def nodes(self):
         return self.target.running() if self.is_cluster else [self.target]
 
-    def log_node(self):
-        """The node that owns the log key (the whole server standalone)."""
+    def shard_for(self, key):
+        """The shard an exact key's events are logged in on this backend."""
+        return shard_of_key(key) if self.is_cluster else 0
+
+    def expected_entries(self, events):
+        """{shard: [event as relayed]} for one batch of events."""
+        out = {}
+        for e in events:
+            shard = route(e) if self.is_cluster else 0
+            for k in range(SHARDS) if shard is None else [shard]:
+                out.setdefault(k, []).append(expect_event(e))
+        return out
+
+    def shard_node(self, shard):
+        """The node that holds log shard shard (the server standalone)."""
         if self.is_cluster:
-            return self.target.node_for_key(LOG_KEY)
+            return self.target.node_for_key(shard_key(shard))
         return self.target
 
-    def other_node(self):
-        """A node that does not own the log key (standalone: the server)."""
+    def log_node(self, shard=0):
+        """The node of log shard shard (0 by default, where every entry of
+        a standalone server is)."""
+        return self.shard_node(shard)
+
+    def other_node(self, shard=0):
+        """A primary that does not hold log shard shard (standalone: the
+        server)."""
         if not self.is_cluster:
             return self.target
-        owner = self.log_node()
+        owner = self.shard_node(shard)
         for n in self.target.running():
             if n.port != owner.port and n.role() == "master":
                 return n
         raise harness.HarnessError("no second primary")
 
-    def log_entries(self):
-        """[(id str, decoded payload)] of the whole log, oldest first."""
-        r = self.log_node().client()
+    def shard_entries(self):
+        """[(shard, id str, decoded payload)] of every log shard, by shard,
+        then oldest first."""
         out = []
-        for eid, fields in r.xrange(LOG_KEY, "-", "+"):
-            out.append((eid.decode(), decode(fields[b"p"])))
+        for shard in range(SHARDS):
+            r = self.shard_node(shard).client()
+            for eid, fields in r.xrange(shard_key(shard), "-", "+"):
+                out.append((shard, eid.decode(), decode(fields[b"p"])))
         return out
 
-    def pause_log_node(self, ms, mode="WRITE"):
-        self.log_node().client().execute_command("CLIENT", "PAUSE", ms, mode)
+    def log_entries(self):
+        """[(id str, decoded payload)] of every shard entry, oldest first
+        (an unpinned prefix or pattern is in all 64 shards' entries of a
+        cluster; use batches() to see each batch once)."""
+        rows = self.shard_entries()
+        rows.sort(key=lambda r: (id_order(r[1]), r[0]))
+        return [(eid, p) for _, eid, p in rows]
 
-    def unpause_log_node(self):
-        self.log_node().client().execute_command("CLIENT", "UNPAUSE")
+    def entries_of(self, ack):
+        """{shard: payload} of the entries an ack's "ids" name; asserts that
+        each is in its shard's stream."""
+        out = {}
+        for shard, eid in ack["ids"]:
+            rows = self.shard_node(shard).client().xrange(
+                shard_key(shard), eid, eid)
+            assert len(rows) == 1, (shard, eid)
+            out[shard] = decode(rows[0][1][b"p"])
+        return out
+
+    def events(self):
+        """Every logged event once: the shard entries' events, where the
+        copies of an event fanned out to every shard of a cluster count
+        once per batch (same ts, same event)."""
+        seen = set()
+        out = []
+        for _, eid, p in sorted(self.shard_entries(),
+                                key=lambda r: (id_order(r[1]), r[0])):
+            for i, e in enumerate(p["events"]):
+                fan = (p["ts"], e["kind"], repr(e["target"]), e["mode"])
+                if e["kind"] != "key" and fan in seen:
+                    continue
+                seen.add(fan)
+                out.append(e)
+        return out
+
+    def pause_log_node(self, ms, mode="WRITE", shard=0):
+        self.shard_node(shard).client().execute_command("CLIENT", "PAUSE", ms,
+                                                        mode)
+
+    def unpause_log_node(self, shard=0):
+        self.shard_node(shard).client().execute_command("CLIENT", "UNPAUSE")
 
 
 @pytest.fixture(params=["standalone", "cluster"])

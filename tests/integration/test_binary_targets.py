@@ -10,10 +10,12 @@ key and the UTF-8 key, and a neighbour key that no event names survives.
 
 import msgpack
 
+import pubtest
 from harness import HOST, RpcClient, rpc_ok
 from workerlib import poll, wstats
 
-LOG_KEY = "cache:invalidation:log"
+# Standalone, every log entry is in shard 0's stream.
+LOG_KEY = pubtest.LOG_KEY
 CHANNEL = "cache:invalidation"
 BIN_KEY = b"bin:\xff\xfe\x80key"
 TEXT_KEY = "text:caf\u00e9"

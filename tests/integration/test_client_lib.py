@@ -14,9 +14,11 @@ import msgpack
 import pytest
 
 import harness
+import pubtest
 from harness import HOST
 
-LOG_KEY = b"cache:invalidation:log"
+# Standalone, every log entry is in shard 0's stream.
+LOG_KEY = pubtest.LOG_KEY.encode()
 
 
 def check(*args, timeout=180):

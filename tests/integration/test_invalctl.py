@@ -15,9 +15,11 @@ import msgpack
 import pytest
 
 import harness
+import pubtest
 from harness import HOST
 
-LOG_KEY = b"cache:invalidation:log"
+# Standalone, every log entry is in shard 0's stream.
+LOG_KEY = pubtest.LOG_KEY.encode()
 CHANNEL = b"cache:invalidation"
 ACK_RE = re.compile(r"^acked (\d+) events, id (\d+-\d+)")
 

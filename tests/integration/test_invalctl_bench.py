@@ -15,10 +15,12 @@ import msgpack
 import pytest
 
 import harness
+import pubtest
 import workerlib
 from harness import HOST
 
-LOG_KEY = b"cache:invalidation:log"
+# Standalone, every log entry is in shard 0's stream.
+LOG_KEY = pubtest.LOG_KEY.encode()
 
 
 def bench(port, *args, timeout=60):

@@ -11,9 +11,11 @@ import time
 import msgpack
 
 import harness
+import pubtest
 from harness import HOST
 
-LOG_KEY = b"cache:invalidation:log"
+# Standalone, every log entry is in shard 0's stream.
+LOG_KEY = pubtest.LOG_KEY.encode()
 WORKERS_KEY = "cache:invalidation:workers"
 
 

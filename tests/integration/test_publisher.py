@@ -11,8 +11,9 @@ import pytest
 
 import harness
 from harness import HOST, RpcClient
-from pubtest import (Subscriber, backend, connect, ev, expect_event,  # noqa: F401
-                     invalidate, stats)
+from pubtest import (LOG_KEY, Subscriber, backend, connect,  # noqa: F401
+                     decode, ev, expect_event, id_order, invalidate,
+                     shard_key, stats)
 
 
 def test_hello_ping_stats(backend, publisher_factory):
@@ -43,6 +44,7 @@ def test_invalidate_logged_and_broadcast(backend, publisher_factory):
     if backend.is_cluster:
         owner = backend.log_node()
         subs.append(Subscriber(backend.target.replica_of(owner)))
+    before = len(backend.shard_entries())
     requests = [
         [ev("key", "user:1")],
         [ev("key", "user:2", "soft"), ev("prefix", "session:"),
@@ -56,26 +58,31 @@ def test_invalidate_logged_and_broadcast(backend, publisher_factory):
             err, res = invalidate(c, events)
             assert err is None, err
             assert res["accepted"] == len(events)
-            acks.append(res["id"])
-    want = {}
-    for events, eid in zip(requests, acks):
-        want.setdefault(eid, []).extend(expect_event(e) for e in events)
+            acks.append(res)
+    for events, ack in zip(requests, acks):
+        # One entry per shard the request touched, ids in shard order, and
+        # "id" the largest of them.
+        want = backend.expected_entries(events)
+        assert [s for s, _ in ack["ids"]] == sorted(want)
+        assert ack["id"] == max((i for _, i in ack["ids"]), key=id_order)
+        entries = backend.entries_of(ack)
+        for shard, payload in entries.items():
+            assert set(payload) == {"v", "ts", "events"}
+            assert payload["v"] == 2
+            assert payload["events"] == want[shard]
 
     for sub in subs:
-        got = sub.collect(len(want))
-        assert [p["id"] for p in got] == sorted(want, key=acks.index)
-        for p in got:
-            assert p["v"] == 1
+        got = sub.collect(len(acks))
+        assert [p["ids"] for p in got] == [a["ids"] for a in acks]
+        for p, events in zip(got, requests):
+            assert p["v"] == 2 and set(p) == {"v", "ts", "events", "ids"}
             assert abs(p["ts"] - time.time() * 1000) < 60000
-            assert p["events"] == want[p["id"]]
+            assert p["events"] == [expect_event(e) for e in events]
         assert sub.quiet(0.5), "more broadcasts than acked batches"
         sub.close()
-
-    log = backend.log_entries()
-    assert [eid for eid, _ in log] == sorted(want, key=acks.index)
-    for eid, payload in log:
-        assert set(payload) == {"v", "ts", "events"}
-        assert payload["events"] == want[eid]
+    # Nothing but the acked entries was written.
+    assert len(backend.shard_entries()) - before == \
+        sum(len(a["ids"]) for a in acks)
 
 
 def test_pipelined_requests_share_batches(backend, publisher_factory):
@@ -91,21 +98,28 @@ def test_pipelined_requests_share_batches(backend, publisher_factory):
         for i in range(n):
             err, res = c.wait_response(i + 1, timeout=15)
             assert err is None, err
-            results[i] = res["id"]
-    ids = set(results.values())
-    assert len(ids) < n, "pipelined requests were not batched"
-    log = dict(backend.log_entries())
-    assert set(log) == ids
-    for i, eid in results.items():
-        assert {"kind": "key", "target": f"k:{i}", "mode": "hard"} in \
-            log[eid]["events"]
-    got = sub.collect(len(ids))
-    assert {p["id"] for p in got} == ids
+            results[i] = res
+    # One broadcast per batch; a request's ack names the entries of its
+    # batch that hold its events.
+    got = sub.collect(n, timeout=3)
+    batches = [{tuple(x) for x in p["ids"]} for p in got]
+    assert len(batches) < n, "pipelined requests were not batched"
     assert sum(len(p["events"]) for p in got) == n
+    for i, res in results.items():
+        mine = {tuple(x) for x in res["ids"]}
+        assert len(mine) == 1 and any(mine <= b for b in batches)
+        shard, eid = res["ids"][0]
+        assert shard == backend.shard_for(f"k:{i}")
+        rows = backend.shard_node(shard).client().xrange(
+            shard_key(shard), eid, eid)
+        assert {"kind": "key", "target": f"k:{i}", "mode": "hard"} in \
+            decode(rows[0][1][b"p"])["events"]
+    assert len(backend.shard_entries()) == sum(len(b) for b in batches)
     st = stats(pub)
     assert st["events_acked"] == n
-    assert st["batches"] == len(ids)
+    assert st["batches"] == len(batches)
     assert st["batch_events_total"] == n
+    assert st["log_entries"] == sum(len(b) for b in batches)
     sub.close()
 
 
@@ -127,7 +141,7 @@ def test_batch_limits_respected(standalone, publisher_factory):
             ids.append(res["id"])
     r = standalone.client()
     entries = {e.decode(): msgpack.unpackb(f[b"p"], raw=False)
-               for e, f in r.xrange("cache:invalidation:log")}
+               for e, f in r.xrange(LOG_KEY)}
     for i, eid in enumerate(ids):
         targets = [e["target"] for e in entries[eid]["events"]]
         assert [f"r{i}:{j}" for j in range(sizes[i])] == \
@@ -149,8 +163,7 @@ def test_notifications_fire_and_forget(backend, publisher_factory):
         assert c.call("ping") == (None, "PONG")
 
     def logged():
-        targets = [e["target"] for _, p in backend.log_entries()
-                   for e in p["events"]]
+        targets = [e["target"] for e in backend.events()]
         return sorted(targets) == ["note:1", "note:p:"]
 
     harness.wait_until(logged, 10, what="notified events in the log")
@@ -168,7 +181,7 @@ def test_ack_only_after_redis_confirmed(backend, publisher_factory):
     pub = publisher_factory(backend.seeds)
     with connect(pub) as c:
         assert invalidate(c, [ev("key", "warmup")])[0] is None
-        backend.pause_log_node(2000)
+        backend.pause_log_node(2000, shard=backend.shard_for("paused:1"))
         t0 = time.monotonic()
         c.request(77, "invalidate", [[ev("key", "paused:1")]])
         with pytest.raises(TimeoutError):
@@ -177,10 +190,10 @@ def test_ack_only_after_redis_confirmed(backend, publisher_factory):
         elapsed = time.monotonic() - t0
         assert err is None, err
         assert elapsed >= 1.8, f"acked after {elapsed:.2f}s, inside the pause"
-        log = dict(backend.log_entries())
-        assert res["id"] in log
-        assert log[res["id"]]["events"] == [
-            {"kind": "key", "target": "paused:1", "mode": "hard"}]
+        assert list(backend.entries_of(res).values()) == [{
+            "v": 2, "ts": backend.entries_of(res)[res["ids"][0][0]]["ts"],
+            "events": [{"kind": "key", "target": "paused:1",
+                        "mode": "hard"}]}]
 
 
 def test_unconfirmed_batch_gets_eunavail(backend, publisher_factory):
@@ -194,12 +207,16 @@ def test_unconfirmed_batch_gets_eunavail(backend, publisher_factory):
     pub = publisher_factory(backend.seeds, "--redis-timeout", "500ms")
     with connect(pub) as c:
         assert invalidate(c, [ev("key", "warmup")])[0] is None
-        backend.pause_log_node(2000)
+        backend.pause_log_node(2000, shard=backend.shard_for("timeout:1"))
         t0 = time.monotonic()
         err, res = invalidate(c, [ev("key", "timeout:1")], timeout=5)
         elapsed = time.monotonic() - t0
         assert err is not None and err["code"] == "EUNAVAIL", (err, res)
         assert 0.4 <= elapsed < 1.9, elapsed
+        # The message names the shard and the node it waited for.
+        shard = backend.shard_for("timeout:1")
+        node = backend.shard_node(shard)
+        assert f"log shard {shard} on {node.addr}" in err["message"], err
         # No late ack on this connection.
         with pytest.raises(TimeoutError):
             c.read_message(timeout=2.0)
@@ -270,7 +287,7 @@ def test_sigterm_answers_pending_requests(standalone, publisher_factory):
     assert err is None, err
     assert pub.wait(10) == 0
     pub.stopped = True
-    entries = standalone.client().xrange("cache:invalidation:log")
+    entries = standalone.client().xrange(LOG_KEY)
     assert res["id"].encode() in [e for e, _ in entries]
     c.close()
     assert "every accepted request is answered" in pub.log()

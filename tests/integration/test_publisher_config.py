@@ -32,7 +32,7 @@ def test_help():
                  "--redis-timeout", "--max-events", "--max-key-len",
                  "--allow-flush", "--batch-max-events", "--batch-delay-us",
                  "--max-pending-events", "--max-inflight-batches",
-                 "--max-log-len", "--shard-publish", "--max-clients",
+                 "--max-log-len", "--max-clients",
                  "--idle-timeout",
                  "--max-message-bytes", "--check-config", "--version"):
         assert flag in res.stdout, flag

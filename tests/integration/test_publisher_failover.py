@@ -7,7 +7,7 @@ import threading
 import time
 
 import harness
-from pubtest import (Backend, Subscriber, ack_with_retry, connect, ev,
+from pubtest import (LOG_KEY, Backend, Subscriber, ack_with_retry, connect, ev,
                      invalidate, stats)
 
 
@@ -20,11 +20,11 @@ def test_standalone_down_then_back(standalone, publisher_factory):
             err, res = invalidate(c, [ev("key", f"down:{i}")], timeout=5)
             assert err is not None and err["code"] == "EUNAVAIL", (err, res)
             # The answer names the cause: which node, and that it is down.
-            assert f"the log's node {standalone.addr}" in err["message"], err
+            assert f"log shard 0 on {standalone.addr}" in err["message"], err
         standalone.start()
         res, _ = ack_with_retry(lambda: connect(pub), [ev("key", "after")], 30)
     entries = {e.decode() for e, _ in
-               standalone.client().xrange("cache:invalidation:log")}
+               standalone.client().xrange(LOG_KEY)}
     assert res["id"] in entries
     st = stats(pub)
     assert st["redis_reconnects"] >= 1

@@ -351,8 +351,10 @@ void inv_intake_tick(inv_intake_t *in, int poll_live) {
       continue;
     }
     s->read_failed = 0;
-    if (s->state == INV_SHARD_LIVE && !s->empty &&
-        (poll_live || !s->subscribed))
+    /* A shard with no stream yet is read too: while its slot migrates,
+     * the stream may be made on the importing node, whose hints this
+     * worker does not hear. */
+    if (s->state == INV_SHARD_LIVE && (poll_live || (!s->subscribed && !s->empty)))
       set_state(in, i, INV_SHARD_NEW, poll_live ? "periodic read" : "unsubscribed");
     pump(in, i);
   }

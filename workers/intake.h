@@ -150,7 +150,9 @@ int inv_intake_op_failed(inv_intake_t *in, uint64_t tag);
 /* The periodic tick: replays shards with failed work, subscribes shards
  * whose SSUBSCRIBE could not be sent, resends reads that failed, and reads
  * LIVE shards that have no subscription. With poll_live, every LIVE shard
- * is read (a safety net against a hint lost by a bug). */
+ * is read, those without a stream included (a safety net: a hint is not
+ * heard when the stream is written on another node, as while its slot
+ * migrates). */
 void inv_intake_tick(inv_intake_t *in, int poll_live);
 
 /* The worker's bounds freed room: sends the reads that were due. */

@@ -192,9 +192,10 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->lag_ms_max = recent.max_us / 1000;
   s->redis_round_trips = a->commands + b->commands + cs.round_trips;
   s->redis_errors = a->errors + b->errors + cs.errors;
-  /* A NOSCRIPT answered with EVAL is a script load, not an error. */
-  s->redis_errors -= s->redis_errors < s->script_loads ? s->redis_errors
-                                                       : s->script_loads;
+  /* A NOSCRIPT answered with EVAL is a script load, and a NOGROUP from a
+   * shard with no stream an empty read: neither is an error. */
+  uint64_t expected = s->script_loads + s->empty_reads;
+  s->redis_errors -= s->redis_errors < expected ? s->redis_errors : expected;
   s->redis_reconnects = a->reconnects + b->reconnects + cs.reconnects;
 }
 

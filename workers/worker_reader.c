@@ -175,23 +175,61 @@ static void group_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   } else if (err == 0 && starts(reply, "BUSYGROUP")) {
     out = INV_READ_RETRY; /* created meanwhile by the publisher */
   } else if (err == 0 && strstr(reply->str, "requires the key to exist")) {
-    out = INV_READ_EMPTY; /* nothing was ever logged in this shard */
+    out = INV_READ_EMPTY; /* deleted meanwhile */
   }
   if (!w->closing)
     inv_intake_read_done(w->intake, q->shard, q->gen, out, 0, (inv_sid_t){0, 0});
   free(q);
 }
 
-/* The stream answered NOGROUP: it does not exist, or it lost its group.
- * XGROUP CREATE without MKSTREAM tells the two apart (the publisher makes
- * the stream and its group together, so an absent stream is an empty
- * shard). */
+/* The stream answered NOGROUP and exists: it lost its group (or another
+ * client made it without one). */
 static void create_group(inv_worker_t *w, req_t *q) {
   char key[INV_LOG_NAME_MAX];
   size_t n = inv_log_shard_key(q->shard, key);
   const char *argv[5] = {"XGROUP", "CREATE", key, INV_LOG_GROUP, "0"};
   size_t lens[5] = {6, 6, n, sizeof(INV_LOG_GROUP) - 1, 1};
   if (inv_cluster_command_argv(w->cluster, key, n, 5, argv, lens, group_cb,
+                               q) != 0) {
+    inv_intake_read_done(w->intake, q->shard, q->gen, INV_READ_FAILED, 0,
+                         (inv_sid_t){0, 0});
+    free(q);
+  }
+}
+
+static void exists_cb(inv_cluster_t *c, redisReply *reply, int err,
+                      void *data) {
+  req_t *q = data;
+  inv_worker_t *w = q->w;
+  (void)c;
+  if (w->closing) {
+    free(q);
+    return;
+  }
+  if (err == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+    create_group(w, q);
+    return;
+  }
+  inv_intake_read_done(w->intake, q->shard, q->gen,
+                       err == 0 && reply->type == REDIS_REPLY_INTEGER
+                           ? INV_READ_EMPTY
+                           : INV_READ_FAILED,
+                       0, (inv_sid_t){0, 0});
+  free(q);
+}
+
+/* NOGROUP: the stream does not exist (the usual case: nothing was ever
+ * logged in this shard; the publisher makes the stream and its group
+ * together) or it lost its group. EXISTS tells the two apart. The NOGROUP
+ * reply is expected, so it is counted in empty_reads rather than as a
+ * Redis error. */
+static void check_exists(inv_worker_t *w, req_t *q) {
+  char key[INV_LOG_NAME_MAX];
+  size_t n = inv_log_shard_key(q->shard, key);
+  const char *argv[2] = {"EXISTS", key};
+  size_t lens[2] = {6, n};
+  w->st.empty_reads++;
+  if (inv_cluster_command_argv(w->cluster, key, n, 2, argv, lens, exists_cb,
                                q) != 0) {
     inv_intake_read_done(w->intake, q->shard, q->gen, INV_READ_FAILED, 0,
                          (inv_sid_t){0, 0});
@@ -214,7 +252,7 @@ static void read_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     out = INV_READ_FAILED;
   } else if (reply->type == REDIS_REPLY_ERROR) {
     if (starts(reply, "NOGROUP")) {
-      create_group(w, q);
+      check_exists(w, q);
       return;
     }
     if (starts(reply, "MOVED") || starts(reply, "ASK")) {

@@ -39,6 +39,9 @@
   XX(hints, hints, COUNTER,                                                    \
      "hint messages heard on the shards' channels (each asks for a read)")    \
   XX(log_reads, log_reads, COUNTER, "XREADGROUP commands sent")                \
+  XX(empty_reads, empty_reads, COUNTER,                                        \
+     "reads of a shard that has no stream yet (answered NOGROUP, not an "     \
+     "error)")                                                                 \
   XX(entries_acked, entries_acked, COUNTER,                                    \
      "log entries acknowledged (XACK) once their work was done")              \
   XX(remote_unlinks, remote_unlinks, COUNTER,                                  \

@@ -282,20 +282,23 @@ def settle(workers, timeout=60):
 def _node_shards(addr):
     """{shard: (last-generated-id, last-delivered-id, pending)} of the shard
     streams held by the node at addr ("host:port"), asked of that node
-    only (a stream of a slot it does not own answers MOVED: skipped)."""
+    only (a stream of a slot it does not own answers MOVED: skipped; ASKING
+    makes a node that imports a stream's slot answer for the stream)."""
     host, _, port = addr.rpartition(":")
     c = redis.Redis(host=host, port=int(port), socket_timeout=5)
     try:
         pipe = c.pipeline(transaction=False)
         for k in shard_keys():
+            pipe.execute_command("ASKING")
             pipe.xinfo_stream(k)
+            pipe.execute_command("ASKING")
             pipe.xinfo_groups(k)
         replies = pipe.execute(raise_on_error=False)
     finally:
         c.close()
     out = {}
     for s in range(SHARDS):
-        info, groups = replies[2 * s], replies[2 * s + 1]
+        info, groups = replies[4 * s + 1], replies[4 * s + 3]
         if isinstance(info, Exception) or isinstance(groups, Exception):
             continue
         g = next((g for g in groups if g["name"] in (b"inval", "inval")), None)

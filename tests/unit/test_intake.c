@@ -250,9 +250,19 @@ static void test_empty_shard_and_failures(void) {
   inv_intake_read_done(in, 7, rec.read_gen, INV_READ_EMPTY, 0, zero);
   CHECK_EQ_INT(inv_intake_state(in, 7), INV_SHARD_LIVE);
   int reads = rec.reads;
-  /* The periodic read passes over a shard with no stream. */
-  inv_intake_tick(in, 1);
+  /* A shard with no stream is read by the periodic read only, not by the
+   * read of unsubscribed shards on every tick. */
+  inv_intake_hints_down(in);
+  inv_intake_tick(in, 0);
   CHECK_EQ_INT(rec.reads, reads);
+  inv_intake_tick(in, 1);
+  CHECK_EQ_INT(rec.reads, reads + 1);
+  inv_intake_read_done(in, 7, rec.read_gen, INV_READ_EMPTY, 0, zero);
+  inv_intake_hints_up(in);
+  inv_intake_subscribed(in, 7, 1);
+  CHECK_EQ_INT(inv_intake_state(in, 7), INV_SHARD_NEW); /* subscribed again */
+  inv_intake_read_done(in, 7, rec.read_gen, INV_READ_EMPTY, 0, zero);
+  reads = rec.reads;
   inv_intake_hint(in, 7);
   CHECK_EQ_INT(rec.reads, reads + 1);
   /* A failed read is sent again by the tick, not at once. */

@@ -4,8 +4,9 @@ The worker runs as the README's inval-worker ACL user, narrowed so that it
 may not touch the keys named "no:*" (their UNLINK gets NOPERM) while it may
 delete "ok:*". An entry naming no:1 is followed by one naming ok:1. The
 later entry's work is done at once (ok:1 goes), but while no:1 is denied the
-worker must neither delete it nor record a position at or past its entry
-(stats, heartbeat and state file); it must keep trying (unlink_retries).
+worker must neither delete it nor acknowledge its entry (the entry stays
+pending in the shard's consumer group, and stats and heartbeat stay before
+it); it must keep trying (unlink_retries).
 Once the ACL allows the key, no:1 goes and the position reaches the last
 entry. Keys that were never named survive throughout.
 """
@@ -13,8 +14,8 @@ entry. Keys that were never named survive throughout.
 import os
 import re
 
-from workerlib import (Topo, heartbeats, key_events, poll, send_events, sid,
-                       wait_applied, wstats)
+from workerlib import (Topo, heartbeats, key_events, poll, send_events,
+                       shard_key, sid, wait_applied, wstats)
 
 PASSWORD = "retry-test-password"
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -38,14 +39,10 @@ def set_worker_user(node, keys):
                                   *worker_rules(keys))
 
 
-def state_position(worker):
-    """The position in the worker's state file ("0-0" when none yet)."""
-    for name in os.listdir(worker.state_dir):
-        with open(os.path.join(worker.state_dir, name)) as f:
-            m = re.search(r"\d+-\d+", f.read())
-            if m:
-                return m.group(0)
-    return "0-0"
+def pending_ids(node):
+    """The ids pending in shard 0's consumer group (standalone Redis)."""
+    rows = node.client().xpending_range(shard_key(0), "inval", "-", "+", 100)
+    return [r["message_id"].decode() for r in rows]
 
 
 def test_denied_unlink_holds_position_until_allowed(standalone, workdir,
@@ -65,7 +62,7 @@ def test_denied_unlink_holds_position_until_allowed(standalone, workdir,
 
     w = worker_factory(node, "--redis-user", "inval-worker",
                        "--redis-password-file", pw, "--heartbeat-interval",
-                       "100ms", "--state-save-interval", "50ms")
+                       "100ms")
     poll(lambda: wstats(w)["live"], 30, "worker live")
     pub = publisher_factory(node.addr)
 
@@ -81,7 +78,7 @@ def test_denied_unlink_holds_position_until_allowed(standalone, workdir,
     assert sid(st["last_applied_id"]) < sid(denied_id), st
     hb = heartbeats(topo)[w.node]
     assert sid(hb["last_id"]) < sid(denied_id), hb
-    assert sid(state_position(w)) < sid(denied_id)
+    assert denied_id in pending_ids(node)
     assert r.exists("no:1") == 1
     assert r.mget("no:2", "ok:2") == [b"kept", b"kept"]
 
@@ -89,8 +86,7 @@ def test_denied_unlink_holds_position_until_allowed(standalone, workdir,
     set_worker_user(node, ["~*"])
     poll(lambda: not r.exists("no:1"), 20, "no:1 removed once allowed")
     wait_applied([w], last_id, timeout=20)
-    poll(lambda: sid(state_position(w)) >= sid(last_id), 10,
-         "state file past the last entry")
+    poll(lambda: pending_ids(node) == [], 10, "nothing pending in the group")
     poll(lambda: sid(heartbeats(topo)[w.node]["last_id"]) >= sid(last_id), 10,
          "heartbeat past the last entry")
     st = wstats(w)

@@ -68,11 +68,12 @@ def test_each_connection_names_its_role(standalone, worker_factory):
     w = worker_factory(standalone)
     poll(lambda: wstats(w)["live"] == 1, 20, "the worker live")
     addr = standalone.addr
-    poll(lambda: f"connected to {addr} (log)" in w.log(), 10, "the log line")
+    poll(lambda: f"connected to {addr} (cluster)" in w.log(), 10,
+         "the cluster client's line")
     lines = [ln for ln in w.log().splitlines()
              if "[redis] connected to " in ln]
     roles = sorted(ln.rsplit("(", 1)[1].rstrip(")") for ln in lines
                    if f"connected to {addr} (" in ln)
-    assert roles == ["commands", "log", "shard channel", "subscriber"], lines
+    assert roles == ["cluster", "commands", "hints"], lines
     # No bare "connected to host:port" line is left to guess at.
     assert not any(ln.endswith(f"connected to {addr}") for ln in lines), lines

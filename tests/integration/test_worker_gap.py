@@ -1,152 +1,118 @@
-"""Gaps in the log and where a worker starts (issue 3, test 7).
+"""Gaps: log entries that left a shard's stream before they were applied.
 
-Standalone Redis, one worker, events sent through a real publisher.
+Standalone Redis (one shard), one worker, events sent through a real
+publisher. A worker learns of lost entries from Redis itself:
 
-- Entries removed past a stopped worker's position (XDEL of the entries
-  after it, or XTRIM MAXLEN 0) are a gap: on restart it is counted in
-  `stats` and /metrics and logged as an error. The entries still in the log
-  after the position are applied; the lost ones are lost (their keys stay).
-- --on-gap rescan re-runs the prefix and pattern events still in the log,
-  even those applied before the stop (keys written since that match them
-  go), never their exact keys, and says exact keys may be stale. With the
-  default (alert) nothing is re-run.
-- A worker without state starts at the log's end (older entries are not
-  applied); with --from-start it applies the whole log.
+- entries trimmed (XTRIM, or the publisher's MAXLEN) before the group was
+  delivered them: the stream's first entry is past the group's
+  last-delivered id and the group's lag exceeds the stream's length;
+- entries deleted (XDEL) past the last-delivered id (max-deleted-entry-id);
+- entries delivered but not acknowledged (a worker died with them) that
+  were trimmed since: they come back from the pending list without content.
+
+Each is counted in `gaps` (and /metrics) and logged as an error naming the
+shard; the worker goes on with what the stream still holds. Keys named only
+by lost entries stay; everything after is applied.
 """
 
-import pytest
-
-from workerlib import (LOG_KEY, Topo, assert_keyset, ev, key_events,
-                       keys_present, load_keys, metric, poll, send_events,
-                       settle, sid, wait_applied, wait_gone, worker_ready,
-                       wstats)
-
-FAST = ("--state-save-interval", "100ms")
+from workerlib import (Topo, assert_keyset, ev, key_events, keys_present,
+                       load_keys, metric, poll, send_events, shard_key,
+                       wait_applied, wait_gone, worker_ready, wstats)
 
 
-def start(topo, worker_factory, *extra):
-    w = worker_factory(topo.target, *FAST, *extra, metrics=True)
+def start(topo, worker_factory):
+    w = worker_factory(topo.target, metrics=True)
     poll(lambda: worker_ready(w, topo.target), 30, "worker live")
     return w
 
 
-def stop_at(w, entry_id):
-    """Waits until w applied entry_id, then stops it (state saved)."""
-    wait_applied([w], entry_id)
+def stopped_worker_with_backlog(topo, worker_factory, pub):
+    """A worker that applied a first entry and was stopped; then entries
+    naming lost:* were logged. Returns the stream key."""
+    w = start(topo, worker_factory)
+    wait_applied([w], send_events(pub, key_events(["warm"])))
     assert w.stop() == 0
+    send_events(pub, key_events([f"lost:{i}" for i in range(100)]))
+    send_events(pub, [ev("prefix", "lostp:")])
+    return shard_key(0)
 
 
-@pytest.mark.parametrize("mode", ["alert", "rescan"])
-def test_xdel_gap(standalone, worker_factory, publisher_factory, mode):
-    topo = Topo(standalone)
-    pub = publisher_factory(topo.seeds)
-    w = start(topo, worker_factory, "--on-gap", mode)
-    # Applied before the stop: a prefix, a pattern and an exact key.
-    e0 = send_events(pub, [ev("prefix", "old:"), ev("pattern", "oldp:*:x"),
-                           ev("key", "oldk")])
-    stop_at(w, e0)
-    assert "GAP" not in w.log()
-
-    # Written after e0 was applied: only a re-run of e0 removes old:*.
-    old = [f"old:{i}" for i in range(500)] + \
-        [f"oldp:{i}:x" for i in range(300)]
-    old_kept = [f"oldp:{i}:y" for i in range(300)] + ["oldk", "olde"]
-    lost = [f"lost:{i}" for i in range(100)] + \
-        [f"lostp:{i}" for i in range(100)]
-    after = [f"after:{i}" for i in range(100)] + \
-        [f"afterp:{i}" for i in range(100)]
-    load_keys(topo, old + old_kept + lost + after)
-    e1 = send_events(pub, key_events(lost[:100]) + [ev("prefix", "lostp:")])
-    e2 = send_events(pub, key_events(after[:100]) + [ev("prefix", "afterp:")])
-    r = standalone.client()
-    between = [eid for eid, _ in r.xrange(LOG_KEY, min=e0, max=e2)
-               if eid.decode() not in (e0, e2)]
-    assert between and sid(e1) == max(sid(e) for e in between)
-    assert r.xdel(LOG_KEY, *between) == len(between)
-
-    w = start(topo, worker_factory, "--on-gap", mode)
-    wait_gone(topo, "after*", set(after), 30, "entries after the gap applied")
-    settle([w])
-    st = wstats(w)
-    assert st["gaps"] == 1, st
-    assert metric(w, "inval_worker_gaps_total") == 1
-    log = w.log()
-    assert "ERROR" in log and "GAP" in log, w.log_tail(20)
-    # The lost entries are lost; the exact key of e0 is never re-run.
-    kept = set(lost) | set(old_kept)
-    if mode == "rescan":
-        wait_gone(topo, "old*", set(old), 30, "e0's patterns re-run")
-        assert "exact keys named in lost entries may be stale" in log
-        assert st["replays"] == 1, st
-    else:
-        kept |= set(old)
-        assert "rescan" not in log
-        assert st["replays"] == 0, st
-    assert_keyset({k for k in keys_present(topo, "*")
-                   if not k.startswith("cache:")}, kept,
-                  f"keys after the gap ({mode})")
-    assert sid(st["last_applied_id"]) >= sid(e2)
-
-
-def test_trimmed_empty(standalone, worker_factory, publisher_factory):
-    """XTRIM MAXLEN 0 past the position leaves an empty log: still a gap;
-    events published after the restart are applied."""
-    topo = Topo(standalone)
-    pub = publisher_factory(topo.seeds)
+def check_gap_then_recovery(topo, worker_factory, pub, what):
+    after = [f"after:{i}" for i in range(100)]
     w = start(topo, worker_factory)
-    e0 = send_events(pub, [ev("key", "t0")])
-    stop_at(w, e0)
-    lost = [f"tl:{i}" for i in range(200)]
-    later = [f"tn:{i}" for i in range(200)]
-    load_keys(topo, lost + later)
-    send_events(pub, key_events(lost))
-    r = standalone.client()
-    assert r.xtrim(LOG_KEY, maxlen=0, approximate=False) >= 1
-    assert r.xlen(LOG_KEY) == 0
-
-    w = start(topo, worker_factory)
-    poll(lambda: wstats(w)["gaps"] == 1, 20, "gap counted")
+    poll(lambda: wstats(w)["gaps"] == 1, 10, f"the gap counted ({what})")
     assert metric(w, "inval_worker_gaps_total") == 1
-    assert "GAP" in w.log()
-    last = send_events(pub, key_events(later))
-    wait_gone(topo, "t*", set(later), 30, "events after the restart applied")
+    assert "GAP: " + shard_key(0) in w.log(), w.log_tail(20)
+    last = send_events(pub, key_events(after) + [ev("prefix", "afterp:")])
+    wait_gone(topo, "after*", set(after) | {f"afterp:{i}" for i in range(50)},
+              20, "entries after the gap applied")
     wait_applied([w], last)
-    settle([w])
-    assert_keyset(keys_present(topo, "t*"), set(lost), "lost keys stay")
+    # Only what the lost entries named is left.
+    assert_keyset({k for k in keys_present(topo, "*")
+                   if not k.startswith("cache:invalidation")},
+                  {f"lost:{i}" for i in range(100)} |
+                  {f"lostp:{i}" for i in range(50)} | {"kept"},
+                  f"keys after a gap ({what})")
     assert wstats(w)["gaps"] == 1
 
 
-def test_fresh_worker_start_position(standalone, worker_factory,
-                                     publisher_factory, workdir):
+def load(topo):
+    load_keys(topo, [f"lost:{i}" for i in range(100)] +
+              [f"lostp:{i}" for i in range(50)] +
+              [f"after:{i}" for i in range(100)] +
+              [f"afterp:{i}" for i in range(50)] + ["kept"])
+
+
+def test_trimmed_before_delivery(standalone, worker_factory,
+                                 publisher_factory):
     topo = Topo(standalone)
     pub = publisher_factory(topo.seeds)
-    early = [f"fe:{i}" for i in range(300)]
-    late = [f"fl:{i}" for i in range(300)]
-    load_keys(topo, early + late)
-    e_early = send_events(pub, key_events(early) + [ev("prefix", "fp:")])
-    load_keys(topo, [f"fp:{i}" for i in range(100)])
+    key = stopped_worker_with_backlog(topo, worker_factory, pub)
+    r = standalone.client()
+    assert r.xtrim(key, maxlen=0, approximate=False) >= 2
+    load(topo)
+    check_gap_then_recovery(topo, worker_factory, pub, "XTRIM")
 
-    # No state: start at the log's end; the early entry is not applied.
+
+def test_deleted_before_delivery(standalone, worker_factory,
+                                 publisher_factory):
+    topo = Topo(standalone)
+    pub = publisher_factory(topo.seeds)
+    key = stopped_worker_with_backlog(topo, worker_factory, pub)
+    r = standalone.client()
+    undelivered = [eid for eid, _ in r.xrange(key)][-2:]
+    assert r.xdel(key, *undelivered) == 2
+    load(topo)
+    check_gap_then_recovery(topo, worker_factory, pub, "XDEL")
+
+
+def test_pending_entries_trimmed(standalone, worker_factory,
+                                 publisher_factory):
+    topo = Topo(standalone)
+    pub = publisher_factory(topo.seeds)
+    key = stopped_worker_with_backlog(topo, worker_factory, pub)
+    r = standalone.client()
+    # A worker read the backlog and died before acknowledging it: the
+    # entries are pending for the consumer every worker reads as.
+    got = r.xreadgroup("inval", "worker", {key: ">"})
+    assert len(got[0][1]) == 2
+    assert r.xtrim(key, maxlen=0, approximate=False) >= 2
+    load(topo)
     w = start(topo, worker_factory)
-    st = wstats(w)
-    assert st["catchup_events"] == 0, st
-    assert sid(st["last_applied_id"]) == sid(e_early)
-    e_late = send_events(pub, key_events(late))
-    wait_gone(topo, "fl:*", set(late), 30, "live events applied")
-    wait_applied([w], e_late)
-    assert_keyset(keys_present(topo, "f[ep]:*"),
-                  set(early) | {f"fp:{i}" for i in range(100)},
-                  "older entries not applied")
+    poll(lambda: wstats(w)["gaps"] == 2, 10, "both trimmed entries counted")
+    assert w.log().count("was trimmed before it was applied") == 2
+    # Acknowledged, so they no longer block the shard.
+    poll(lambda: r.xpending(key, "inval")["pending"] == 0, 10,
+         "nothing pending")
     assert w.stop() == 0
+    check_gap_then_recovery_pending(topo, worker_factory, pub)
 
-    # --from-start, no state (another state dir): the whole log.
-    w2 = worker_factory(standalone, *FAST, "--from-start",
-                        state_dir=f"{workdir}/from-start")
-    wait_gone(topo, "f*", set(early) | {f"fp:{i}" for i in range(100)}, 30,
-              "the whole log applied")
-    wait_applied([w2], e_late)
-    settle([w2])
-    st = wstats(w2)
-    assert st["catchup_events"] == len(early) + 1 + len(late), st
-    assert st["gaps"] == 0, st
-    assert "from-start" in w2.log()
+
+def check_gap_then_recovery_pending(topo, worker_factory, pub):
+    w = start(topo, worker_factory)
+    after = [f"after:{i}" for i in range(100)]
+    last = send_events(pub, key_events(after))
+    wait_gone(topo, "after:*", set(after), 20, "entries after the gap applied")
+    wait_applied([w], last)
+    assert wstats(w)["gaps"] == 0  # nothing new was lost
+    assert {f"lost:{i}" for i in range(100)} <= keys_present(topo, "lost:*")

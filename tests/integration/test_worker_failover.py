@@ -6,19 +6,19 @@ small paced batches; once a fifth of them are acked, one primary is killed
 with SIGKILL. The stream keeps going through the failover (retrying on
 EUNAVAIL, EBUSY and dropped connections) until after its replica has been
 promoted, and a last set of events is sent only once the promotion is done.
-The promoted replica's worker must take over, and every invalidated key must
-be gone from the primaries (the victim's slots are checked on the new
-primary), while every key that was not named survives.
+The promoted replica's worker must resume the victim's log shards from
+their consumer groups (replicated state: nothing is guessed), and every
+invalidated key must be gone from the primaries (the victim's slots are
+checked on the new primary), while every key that was not named survives.
 
-The victim is a primary that owns neither the log key nor the heartbeat
-key: losing the log's own primary can lose acked log entries that had not
-reached its replica yet (Redis replication is asynchronous), which is a
-publisher-side durability question, not the worker's takeover.
+The victim holds log shards like every primary; acks wait for a replica
+(ack-replicas defaults to 1), so no acked entry is lost with it. It does not
+hold the heartbeats (only so that the monitoring figures stay readable).
 """
 
 import time
 
-from workerlib import (HB_KEY, LOG_KEY, Streamer, Topo, assert_keyset,
+from workerlib import (HB_KEY, Streamer, Topo, assert_keyset,
                        chunks, key_events, key_slot, keys_present, load_keys,
                        node_keys, poll, send_events, settle, start_workers,
                        wait_applied, wait_gone, worker_of, wstats)
@@ -29,8 +29,8 @@ def test_primary_killed_while_streaming(fresh_cluster, worker_factory,
     cluster = fresh_cluster
     topo = Topo(cluster)
     owners = topo.owners()
-    special = {owners[key_slot(LOG_KEY)].port, owners[key_slot(HB_KEY)].port}
-    victim = next(p for p in topo.primaries() if p.port not in special)
+    victim = next(p for p in topo.primaries()
+                  if p.port != owners[key_slot(HB_KEY)].port)
     heir = cluster.replica_of(victim)
     assert heir is not None
 
@@ -46,8 +46,7 @@ def test_primary_killed_while_streaming(fresh_cluster, worker_factory,
     assert len(victim_keys & set(named)) > 1000
 
     workers = start_workers(topo, worker_factory, "--role-poll", "200ms",
-                            "--heartbeat-interval", "200ms",
-                            "--state-save-interval", "200ms")
+                            "--heartbeat-interval", "200ms")
     pub = publisher_factory(topo.seeds)
     heir_worker = worker_of(workers, heir)
     assert wstats(heir_worker)["role"] == "replica"
@@ -85,10 +84,10 @@ def test_primary_killed_while_streaming(fresh_cluster, worker_factory,
                   "keys on the promoted node")
 
     st = wstats(heir_worker)
-    assert st["replays"] >= 1, st
     assert st["keys_unlinked"] > 0, st
     assert st["owned_slots"] > 0, st
-    assert "promoted: taking over" in heir_worker.log(), \
+    assert st["shards"] > 0 and st["gaps"] == 0, st
+    assert "node role: replica -> primary" in heir_worker.log(), \
         heir_worker.log_tail(30)
     print(f"cluster failed over and healthy {healthy_s:.1f} s after the "
           f"kill, heir's worker acting {acting_s:.1f} s after it, every "

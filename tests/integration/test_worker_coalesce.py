@@ -163,7 +163,7 @@ def test_tryagain_falls_back_to_single_keys(fresh_cluster, worker_factory,
 
     last = send_events(pub, [ev("key", k) for k in named], chunk=len(named))
     wait_gone(topo, f"{{{tag}}}*", set(doomed), 60, "named names removed")
-    wait_applied(workers, last)
+    wait_applied(workers, last, asking=True)
     settle(workers)
 
     assert_keyset(keys_present(topo, f"{{{tag}}}*"), set(survivors),

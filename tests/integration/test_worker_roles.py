@@ -1,38 +1,36 @@
-"""Roles, slot maps and where a worker sends its commands (issue 3), on a
-private 3+3 cluster with one worker per node.
+"""Roles, slot maps and where a worker sends its commands, on a private 3+3
+cluster with one worker per node.
 
-1. Own node only: after CONFIG RESETSTAT, exact keys and a prefix are
-   invalidated; every UNLINK a primary executed came from its own worker
-   (the node's UNLINK count equals that worker's unlinks_sent), replicas ran
-   no SCAN, and their workers sent nothing.
-2. Periodic slot-map refresh: a slot moves with no event in flight (so no
-   MOVED reply prompts a refresh); both workers' owned_slots follow within
-   the refresh period.
-3. Takeover past the old worker's position: a primary's worker is frozen
-   (SIGSTOP), events for that primary's keys are acked (the standby tracks
-   them, deleting nothing), then the replica is promoted by CLUSTER
-   FAILOVER, once the events are older than the takeover window. Its worker
-   notices within about a second (ROLE polling), reads the frozen worker's
-   last heartbeat position, replays the log from the takeover window before
-   it, and removes the keys. Unfrozen, the old
-   worker notices its demotion and stops acting.
+1. Own node first: after CONFIG RESETSTAT, exact keys and a prefix are
+   invalidated; each primary ran the UNLINKs of its own worker, plus the
+   few single-key ones other workers sent for keys of a shard range split
+   between two primaries; replicas ran no SCAN and their workers sent
+   nothing.
+2. Periodic slot-map refresh: a slot (not a log shard's home) moves with no
+   event in flight; both workers' owned_slots follow within the refresh
+   period.
+3. Promotion with the old worker frozen: a primary's worker is frozen
+   (SIGSTOP), events for keys of that primary's own shards are acked (the
+   standby consumes nothing and deletes nothing), then the replica is
+   promoted by CLUSTER FAILOVER FORCE. Its worker notices within about a
+   second (ROLE polling) and resumes the shards from their consumer groups,
+   which the replica holds: the keys go, with no window guessed. Unfrozen,
+   the old worker notices its demotion and stops acting.
 4. A graceful fail-back with both workers running: each follows its node's
    new role within about a second, and only the new primary's worker acts.
 5. (Second test.) The primary that holds the heartbeats dies after its own
-   worker: the promoted replica's worker still finds the dead worker's last
-   position and replays from there.
+   worker did: the promoted replica's worker applies the entries its
+   predecessor never read, with the heartbeats gone with the primary.
 """
 
 import signal
 import time
 
-from workerlib import (HB_KEY, LOG_KEY, SlotMover, Topo, assert_keyset,
+from workerlib import (HB_KEY, SHARD_SLOTS, SlotMover, Topo, assert_keyset,
                        command_calls, ev, key_events, key_slot, keys_present,
-                       load_keys, poll, send_events, send_past_window, settle,
-                       sid, start_workers, tag_for_each_slot, wait_applied,
-                       wait_gone, worker_of, wstats)
-
-WINDOW_MS = 1000
+                       load_keys, poll, send_events, settle, start_workers,
+                       tag_for_each_slot, wait_applied, wait_gone, worker_of,
+                       wstats)
 
 
 def owned(w):
@@ -43,8 +41,7 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
                                             publisher_factory):
     cluster = fresh_cluster
     topo = Topo(cluster)
-    workers = start_workers(topo, worker_factory, "--takeover-window",
-                            f"{WINDOW_MS}ms", "--role-poll", "500ms")
+    workers = start_workers(topo, worker_factory, "--role-poll", "500ms")
     pub = publisher_factory(topo.seeds)
     for n in topo.nodes():
         n.client().config_resetstat()
@@ -59,12 +56,15 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
     wait_applied(workers, last)
     settle(workers)
     assert_keyset(keys_present(topo, "on*"), set(kept), "on: keys")
+    # Single-key UNLINKs of names (value, lock, stale copy) that other
+    # workers deleted here: at most three per key they sent elsewhere.
+    remote = sum(wstats(w)["remote_unlinks"] for w in workers)
     for n in topo.nodes():
         st = wstats(worker_of(workers, n))
         if n.role() == "master":
             assert st["unlinks_sent"] > 0, st
-            assert command_calls(n, "unlink") == st["unlinks_sent"], \
-                (n.addr, st)
+            assert st["unlinks_sent"] <= command_calls(n, "unlink") <= \
+                st["unlinks_sent"] + 3 * remote, (n.addr, st, remote)
         else:
             assert command_calls(n, "scan") == 0, n.addr
             assert st["unlinks_sent"] == 0 and st["keys_scanned"] == 0, st
@@ -72,13 +72,12 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
 
     # 2. A slot moves with nothing in flight: the periodic refresh sees it.
     owners = topo.owners()
-    fixed = {key_slot(LOG_KEY), key_slot(HB_KEY)}
     victim, other = topo.quiet_primary()
     wv, wo = worker_of(workers, victim), worker_of(workers, other)
     before_v, before_o = owned(wv), owned(wo)
     refreshes = wstats(wv)["slot_map_refreshes"]
     slot = next(s for s in range(len(owners)) if owners[s].port == other.port
-                and s not in fixed)
+                and s % SHARD_SLOTS != 0 and s != key_slot(HB_KEY))
     t0 = time.monotonic()
     SlotMover(cluster, other, victim).move(slot)
     poll(lambda: owned(wv) == before_v + 1 and owned(wo) == before_o - 1,
@@ -87,24 +86,25 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
     assert wstats(wv)["slot_map_refreshes"] > refreshes
     cluster.wait_ok(60)
 
-    # 3. Takeover past a frozen worker's position.
+    # 3. Promotion with the old worker frozen.
     heir = cluster.replica_of(victim)
     wh = worker_of(workers, heir)
     tags = tag_for_each_slot()
-    mine = [s for s, o in enumerate(topo.owners()) if o.port == victim.port]
+    owners = topo.owners()
+    # Slots of the victim whose log shard the victim holds too.
+    mine = [s for s, o in enumerate(owners) if o.port == victim.port and
+            owners[s - s % SHARD_SLOTS].port == victim.port]
     tk = [f"tk:{{{tags[s]}}}:{i}" for s in mine[:300] for i in range(3)]
     tk_kept = [f"tk:{{{tags[s]}}}:x" for s in mine[:300]]
     load_keys(topo, tk + tk_kept)
     assert victim.client().execute_command("WAIT", 1, 5000) >= 1
-    frozen_at = wstats(wv)["last_applied_id"]
     wv.signal(signal.SIGSTOP)
     try:
-        # Beyond the window of the heir's own position at the promotion:
-        # only the frozen worker's reported position reaches them.
-        send_past_window(pub, wh, key_events(tk), WINDOW_MS, "tk-tick")
+        send_events(pub, key_events(tk), chunk=100)
         # Nobody acted: the frozen worker cannot, the standby must not.
         assert_keyset(keys_present(topo, "tk:*"), set(tk) | set(tk_kept),
                       "tk: keys before the failover")
+        assert wstats(wh)["shards"] == 0
         heir.client().execute_command("CLUSTER", "FAILOVER", "FORCE")
         poll(lambda: heir.role() == "master", 30, "heir promoted",
              interval=0.02)
@@ -122,18 +122,9 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
     cluster.wait_ok(60)
     assert detect_s < 3.0, detect_s
     assert demote_s < 3.0, demote_s
-
-    # The heir replayed from the frozen worker's last heartbeat position
-    # (at or before where it froze: a heartbeat may be a beat behind) minus
-    # the takeover window.
-    log = wh.log().splitlines()
-    told = next(line for line in log if f"{victim.addr}'s worker" in line)
-    old_pos = told.split("last applied ")[1].split()[0]
-    assert sid(old_pos) <= sid(frozen_at), told
-    start = next(line for line in log
-                 if "replaying the log from" in line and "promotion" in line)
-    replay_from = start.split("replaying the log from ")[1].split()[0]
-    assert sid(replay_from)[0] <= sid(old_pos)[0] - WINDOW_MS, start
+    st = wstats(wh)
+    assert st["shards"] > 0 and st["events_received"] >= len(tk), st
+    assert wstats(wv)["shards"] == 0
 
     # The demoted worker acts no more; the heir handles the slots now.
     sent = wstats(wv)["unlinks_sent"]
@@ -174,29 +165,28 @@ def test_own_node_slot_refresh_and_takeover(fresh_cluster, worker_factory,
           f"{back_s * 1000:.0f} ms after the roles changed")
 
 
-def test_takeover_when_heartbeats_lived_on_the_dead_primary(
-        fresh_cluster, worker_factory, publisher_factory):
-    """The primary holding the heartbeats dies after its own worker did.
-    Its replica's worker is promoted while the heartbeat key is unreachable
-    or moving: it must still reach back to the dead worker's last reported
-    position (replayed from the replica's copy of the heartbeats), since
-    the events it missed are older than the takeover window."""
+def test_promotion_after_the_old_worker_died(fresh_cluster, worker_factory,
+                                            publisher_factory):
+    """The primary holding the heartbeats dies after its own worker did:
+    the entries logged meanwhile were never read. Its replica's worker,
+    promoted, reads them from the consumer groups the replica holds."""
     cluster = fresh_cluster
     topo = Topo(cluster)
     victim = topo.owner_of(HB_KEY)
-    assert victim.port != topo.owner_of(LOG_KEY).port
     heir = cluster.replica_of(victim)
-    workers = start_workers(topo, worker_factory, "--takeover-window",
-                            f"{WINDOW_MS}ms", "--heartbeat-interval", "200ms")
+    workers = start_workers(topo, worker_factory, "--heartbeat-interval",
+                            "200ms")
     pub = publisher_factory(topo.seeds)
     wv, wh = worker_of(workers, victim), worker_of(workers, heir)
     tags = tag_for_each_slot()
-    mine = [s for s, o in enumerate(topo.owners()) if o.port == victim.port]
+    owners = topo.owners()
+    mine = [s for s, o in enumerate(owners) if o.port == victim.port and
+            owners[s - s % SHARD_SLOTS].port == victim.port]
     tk = [f"hk:{{{tags[s]}}}:{i}" for s in mine[:300] for i in range(3)]
     kept = [f"hk:{{{tags[s]}}}:x" for s in mine[:300]]
     load_keys(topo, tk + kept)
     wv.kill()
-    last = send_past_window(pub, wh, key_events(tk), WINDOW_MS, "hk-tick")
+    send_events(pub, key_events(tk), chunk=100)
     for p in topo.primaries():  # keys, log and heartbeats on the replicas
         assert p.client().execute_command("WAIT", 1, 5000) >= 1
     assert_keyset(keys_present(topo, "hk:*"), set(tk) | set(kept),
@@ -206,10 +196,8 @@ def test_takeover_when_heartbeats_lived_on_the_dead_primary(
     poll(lambda: wstats(wh)["role"] == "primary", 20, "heir's worker acting")
     wait_gone(topo, "hk:*", set(tk), 60, "keys removed by the heir")
     survivors = [w for w in workers if w is not wv]
-    wait_applied(survivors, last)
+    wait_applied(survivors)
     settle(survivors)
     assert_keyset(keys_present(topo, "hk:*"), set(kept), "hk: survivors")
-    log = wh.log()
-    assert f"old primary {victim.addr}'s worker" in log, wh.log_tail(30)
-    path = "re-read" if "could not read the heartbeats" in log else "direct"
-    print(f"heartbeats read at promotion: {path}")
+    st = wstats(wh)
+    assert st["events_received"] >= len(tk) and st["gaps"] == 0, st

@@ -279,26 +279,32 @@ def settle(workers, timeout=60):
     poll(idle, timeout, "workers idle")
 
 
-def _node_shards(addr):
+def _node_shards(addr, asking=False):
     """{shard: (last-generated-id, last-delivered-id, pending)} of the shard
     streams held by the node at addr ("host:port"), asked of that node
-    only (a stream of a slot it does not own answers MOVED: skipped; ASKING
-    makes a node that imports a stream's slot answer for the stream)."""
+    only (a stream of a slot it does not own answers MOVED: skipped). With
+    asking, ASKING goes before each command, so that a node importing a
+    stream's slot answers for the stream (a test counting ASKING calls
+    leaves it off)."""
     host, _, port = addr.rpartition(":")
     c = redis.Redis(host=host, port=int(port), socket_timeout=5)
     try:
         pipe = c.pipeline(transaction=False)
         for k in shard_keys():
-            pipe.execute_command("ASKING")
+            if asking:
+                pipe.execute_command("ASKING")
             pipe.xinfo_stream(k)
-            pipe.execute_command("ASKING")
+            if asking:
+                pipe.execute_command("ASKING")
             pipe.xinfo_groups(k)
         replies = pipe.execute(raise_on_error=False)
     finally:
         c.close()
+    if asking:
+        replies = [r for i, r in enumerate(replies) if i % 2 == 1]
     out = {}
     for s in range(SHARDS):
-        info, groups = replies[4 * s + 1], replies[4 * s + 3]
+        info, groups = replies[2 * s], replies[2 * s + 1]
         if isinstance(info, Exception) or isinstance(groups, Exception):
             continue
         g = next((g for g in groups if g["name"] in (b"inval", "inval")), None)
@@ -308,7 +314,7 @@ def _node_shards(addr):
     return out
 
 
-def wait_applied(workers, entry_id=None, timeout=60):
+def wait_applied(workers, entry_id=None, timeout=60, asking=False):
     """Waits until the log shards on every running worker's node are
     drained (every entry delivered to the group "inval" and acknowledged,
     as Redis itself counts them) and, when entry_id is given (an ack's
@@ -321,7 +327,8 @@ def wait_applied(workers, entry_id=None, timeout=60):
         for w in workers:
             if not w.alive():
                 continue
-            for last, delivered, pending in _node_shards(w.node).values():
+            for last, delivered, pending in _node_shards(w.node,
+                                                         asking).values():
                 if last != delivered or pending != 0:
                     return False
                 top = max(top, delivered)

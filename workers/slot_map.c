@@ -36,9 +36,11 @@ static long parse_num(const char *s, size_t len) {
   return v;
 }
 
-/* Marks the importing slots listed on the "myself" line of CLUSTER NODES:
- * tokens of the form "[slot-<-nodeid]". */
-static void parse_importing(uint8_t *bits, const char *nodes, size_t len) {
+/* Marks the importing and migrating slots listed on the "myself" line of
+ * CLUSTER NODES: tokens of the form "[slot-<-nodeid]" and
+ * "[slot->-nodeid]". */
+static void parse_moving(uint8_t *importing, uint8_t *migrating,
+                         const char *nodes, size_t len) {
   const char *p = nodes, *end = nodes + len;
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -69,11 +71,15 @@ static void parse_importing(uint8_t *bits, const char *nodes, size_t len) {
         size_t tl = (size_t)(sp - q);
         if (tl > 4 && q[0] == '[' && q[tl - 1] == ']') {
           const char *arrow = NULL;
-          for (const char *a = q + 1; a + 3 <= q + tl; a++)
-            if (memcmp(a, "-<-", 3) == 0) {
+          uint8_t *bits = NULL;
+          for (const char *a = q + 1; a + 3 <= q + tl; a++) {
+            if (memcmp(a, "-<-", 3) == 0) bits = importing;
+            else if (memcmp(a, "->-", 3) == 0) bits = migrating;
+            if (bits != NULL) {
               arrow = a;
               break;
             }
+          }
           if (arrow != NULL) {
             long slot = parse_num(q + 1, (size_t)(arrow - q - 1));
             if (slot >= 0 && slot < INV_SLOTS) set_bit(bits, (unsigned)slot);
@@ -111,7 +117,8 @@ int inv_slot_map_from_cluster(inv_slot_map_t *m, const char *myid,
       continue;
     for (long long s = lo; s <= hi; s++) set_bit(n.owned, (unsigned)s);
   }
-  if (nodes != NULL) parse_importing(n.importing, nodes, nodeslen);
+  if (nodes != NULL)
+    parse_moving(n.importing, n.migrating, nodes, nodeslen);
   n.nowned = count_bits(n.owned);
   n.nimporting = count_bits(n.importing);
   *m = n;

@@ -1,9 +1,10 @@
 /*
- * The hash slots the worker's own node owns and imports, as bitmaps.
+ * The hash slots the worker's own node owns, imports and migrates away, as
+ * bitmaps.
  *
  * Ownership comes from CLUSTER SLOTS (a range is ours when its primary's
- * node id equals CLUSTER MYID); importing slots come from the "myself" line
- * of CLUSTER NODES ("[slot-<-from-id]"). A standalone node owns every slot.
+ * node id equals CLUSTER MYID); importing and migrating slots come from the
+ * "myself" line of CLUSTER NODES ("[slot-<-from-id]", "[slot->-to-id]"). A standalone node owns every slot.
  * This module only parses replies; worker_topology.c asks for them.
  */
 #ifndef INV_WORKER_SLOT_MAP_H
@@ -21,6 +22,7 @@ typedef struct inv_slot_map_s {
   unsigned nimporting;
   uint8_t owned[INV_SLOTS / 8];
   uint8_t importing[INV_SLOTS / 8];
+  uint8_t migrating[INV_SLOTS / 8]; /* owned slots moving to another node */
 } inv_slot_map_t;
 
 /* Makes m the map of a standalone node (every slot owned). */
@@ -39,6 +41,10 @@ static inline int inv_slot_map_owns(const inv_slot_map_t *m, unsigned slot) {
 
 static inline int inv_slot_map_imports(const inv_slot_map_t *m, unsigned slot) {
   return (m->importing[slot >> 3] >> (slot & 7)) & 1;
+}
+
+static inline int inv_slot_map_migrates(const inv_slot_map_t *m, unsigned slot) {
+  return (m->migrating[slot >> 3] >> (slot & 7)) & 1;
 }
 
 /* The number of slots owned in now but not in old. */

@@ -34,8 +34,18 @@ static void map_timer_cb(uv_timer_t *t) {
   if (inv_redis_is_connected(w->cmd)) inv__worker_refresh_map(w);
 }
 
+static void no_op(inv_redis_t *conn, unsigned first_slot, void *data) {
+  (void)conn;
+  (void)first_slot;
+  (void)data;
+}
+
 static void hb_timer_cb(uv_timer_t *t) {
   inv_worker_t *w = t->data;
+  /* Keeps a connection to every primary open (the cluster client opens
+   * one on this call where there is none), so that a sweep of a pinned
+   * pattern finds them up. */
+  inv_cluster_each_primary(w->cluster, 0, no_op, NULL);
   w->st.behind = inv_intake_open_entries(w->intake);
   inv__worker_heartbeat(w);
 }

@@ -166,14 +166,17 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
     return 0;
   }
   if (w->map.cluster && inv_glob_pinned_slot(pat, len, &slot)) {
-    /* Only the slot's owner (or importer) has such keys. */
-    if (!inv_slot_map_owns(&w->map, slot) && !inv_slot_map_imports(&w->map, slot)) {
-      inv_log_warn(w->ctx, "pinned pattern '%.*s' names slot %u, which this "
-                   "node does not hold: its shard's range is split across "
-                   "primaries; the slot's keys are left to a later event",
-                   (int)(len > 200 ? 200 : len), pat, slot);
-      return 0;
+    /* Only the slot's owner, and a node importing it, have such keys. This
+     * worker answers for all of them: its node's with the scanner, the
+     * others' with a sweep (an operation of its own), when the slot is not
+     * ours or is migrating away. */
+    if (!inv_slot_map_owns(&w->map, slot) || inv_slot_map_migrates(&w->map, slot)) {
+      if (inv_intake_op_begin(w->intake, tag) &&
+          inv__worker_sweep(w, pat, len, mode, slot, tag) != 1)
+        inv_intake_op_failed(w->intake, tag);
     }
+    if (!inv_slot_map_owns(&w->map, slot) && !inv_slot_map_imports(&w->map, slot))
+      return 0;
     pinned = 1;
   }
   if (inv_scanner_submit(w->scn, pat, len, mode, pinned, slot, tag) != 0)

@@ -8,6 +8,7 @@
  *                       XGROUP CREATE; reports replies to the intake
  *   worker_apply.c      an entry's events to the unlinker, the scanner or
  *                       another node; completions to the intake
+ *   worker_sweep.c      a pinned pattern's slot on the other primaries
  *   worker_heartbeat.c  the heartbeat record (monitoring only)
  *   intake.c            the state machine (owns every shard's state)
  *
@@ -135,6 +136,14 @@ void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
                                   inv_unlink_op_t op, inv_unlink_done_cb done_cb,
                                   void *owner, uint64_t tag);
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
+
+/* Sweep (worker_sweep.c): the keys of slot that pattern reaches on the
+ * primaries other than the own node (the slot's owner when that is not
+ * us, and any node that may import it), deleted through the cluster
+ * client. One operation of the entry tag names, completed through
+ * inv__worker_scan_done_cb. Returns 1, or INV_ENOMEM (nothing started). */
+int inv__worker_sweep(inv_worker_t *w, const char *pat, size_t len,
+                      inv_unlink_op_t mode, unsigned slot, uint64_t tag);
 
 /* Heartbeat (worker_heartbeat.c). */
 void inv__worker_heartbeat(inv_worker_t *w);

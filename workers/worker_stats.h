@@ -92,6 +92,9 @@
      "listed keys a pattern matched but left: the service's own keys")        \
   XX(scans_merged, scans_merged, COUNTER,                                      \
      "patterns merged into an identical pending scan job")                     \
+  XX(slot_sweeps, slot_sweeps, COUNTER,                                        \
+     "pinned patterns run on other primaries (the slot is not ours, or "      \
+     "migrates)")                                                              \
   XX(slot_scans, slot_scans, COUNTER,                                          \
      "hash-tag-pinned patterns handled with GETKEYSINSLOT")                   \
   XX(replays, replays, COUNTER,                                                \

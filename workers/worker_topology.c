@@ -166,6 +166,7 @@ static void nodes_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
       empty.type = REDIS_REPLY_ARRAY;
       if (inv_slot_map_from_cluster(&imp, "", 0, &empty, reply->str, reply->len) == 0) {
         memcpy(m->map.importing, imp.importing, sizeof(imp.importing));
+        memcpy(m->map.migrating, imp.migrating, sizeof(imp.migrating));
         m->map.nimporting = imp.nimporting;
       }
     } else {

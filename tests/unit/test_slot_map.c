@@ -75,6 +75,9 @@ static void test_owned_and_importing(void) {
   CHECK_EQ_INT(m.nimporting, 2);
   CHECK(inv_slot_map_imports(&m, 200) && inv_slot_map_imports(&m, 16383));
   CHECK(!inv_slot_map_imports(&m, 50) && !inv_slot_map_imports(&m, 7));
+  /* Migrating: the myself line's [slot->-id] only. */
+  CHECK(inv_slot_map_migrates(&m, 50));
+  CHECK(!inv_slot_map_migrates(&m, 7) && !inv_slot_map_migrates(&m, 200));
 }
 
 static void test_no_nodes_text(void) {

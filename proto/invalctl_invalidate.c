@@ -419,7 +419,7 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   }
   if (s.exit_code == 0) {
     if (s.requests > 1)
-      printf("acked %llu events, id %s (%llu requests; the last id)\n",
+      printf("acked %llu events, id %s (%llu requests; the newest id)\n",
              (unsigned long long)s.acked, s.last_id,
              (unsigned long long)s.requests);
     else

@@ -186,9 +186,10 @@ def test_stats_workers_section(standalone, publisher_factory):
     now = int(time.time() * 1000)
     rec = {"id": "127.0.0.1:7000", "node": "127.0.0.1:7000", "role": "primary",
            "last_id": "1-0", "lag_ms": 3, "behind": 0, "ts_ms": now,
-           "ttl_ms": 60000}
+           "ttl_ms": 60000, "shards": [[0, "1-0"], [5, "0-0"], [9, "1-0"]]}
     old = dict(rec, id="127.0.0.1:7001", node="127.0.0.1:7001",
                role="replica", ts_ms=now - 120000, ttl_ms=3000)
+    del old["shards"]
     cli = standalone.client()
     cli.hset("cache:invalidation:workers", rec["id"], msgpack.packb(rec))
     cli.hset("cache:invalidation:workers", old["id"], msgpack.packb(old))
@@ -204,9 +205,16 @@ def test_stats_workers_section(standalone, publisher_factory):
     stale = [x for x in lines if x.strip().startswith("127.0.0.1:7001")]
     assert len(fresh) == 1 and "primary" in fresh[0] and "ok" in fresh[0]
     assert len(stale) == 1 and "STALE" in stale[0] and "replica" in stale[0]
+    # The SHARDS column counts the shards a worker consumes.
+    assert fresh[0].split()[3] == "3" and stale[0].split()[3] == "0"
     assert "1 of 2 workers stale or missing" in r.stdout
     st = json.loads(run(pub.port, "stats", "--json").stdout)
     assert len(st["workers"]) == 2
+    by_id = {w["id"]: w for w in st["workers"]}
+    assert by_id["127.0.0.1:7000"]["shards"] == [[0, "1-0"], [5, "0-0"],
+                                                 [9, "1-0"]]
+    # A record without shards is listed with none.
+    assert by_id["127.0.0.1:7001"]["shards"] == []
 
 
 def test_stats_json_escapes_binary_strings(standalone, publisher_factory):

@@ -33,6 +33,7 @@
 #include "common/buf.h"
 #include "common/errors.h"
 #include "proto/codec.h"
+#include "proto/log_shard.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define CLIENT_DEFAULT_MAX_OUTSTANDING 4096
@@ -184,6 +185,9 @@ static int read_entry_id(const msgpack_object *o, char out[48]) {
   out[n] = '\0';
   return 1;
 }
+
+_Static_assert(INV_CLIENT_ACK_IDS_MAX == INV_LOG_SHARDS,
+               "an ack names at most one entry per log shard");
 
 /* Reads an ack's optional "ids": [[shard < INV_LOG_SHARDS, id str], ...]
  * into ack. Returns 1, or 0 when ids is there but has another shape (the

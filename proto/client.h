@@ -40,7 +40,6 @@
 #include <stdint.h>
 
 #include "proto/event.h"
-#include "proto/log_shard.h"
 
 typedef struct inv_client_s inv_client_t;
 
@@ -73,6 +72,11 @@ typedef struct inv_client_server_s {
   size_t max_events;        /* 0 when unknown */
 } inv_client_server_t;
 
+/* The most entries an ack names: one per log shard (INV_LOG_SHARDS in
+ * proto/log_shard.h, which client.c checks; the number is part of the
+ * protocol). */
+#define INV_CLIENT_ACK_IDS_MAX 64
+
 /* The result of an invalidate request: {"id", "accepted", "ids"}
  * (PROTOCOL.md section 5). */
 typedef struct inv_client_ack_s {
@@ -82,7 +86,7 @@ typedef struct inv_client_ack_s {
    * as the server listed them (ascending shards); nids is 0 when the server
    * sent no "ids". Each id names an entry of its shard's stream only. */
   size_t nids;
-  inv_payload_id_t ids[INV_LOG_SHARDS];
+  inv_payload_id_t ids[INV_CLIENT_ACK_IDS_MAX];
 } inv_client_ack_t;
 
 /* A result the caller owns (stats, generic calls). */

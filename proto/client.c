@@ -33,6 +33,7 @@
 #include "common/buf.h"
 #include "common/errors.h"
 #include "proto/codec.h"
+#include "proto/log_shard.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define CLIENT_DEFAULT_MAX_OUTSTANDING 4096
@@ -165,14 +166,60 @@ static int parse_error_obj(const msgpack_object *e, char *name, size_t namelen,
   return err != 0 ? err : INV_EPROTO;
 }
 
-/* Fills ack from an invalidate result {"id": str, "accepted": n}. Returns 1
- * when result has that shape. */
+/* Reads a string object of 1 to 47 bytes without a NUL into out[48].
+ * Returns 1, or 0 when o is not one. */
+static int read_entry_id(const msgpack_object *o, char out[48]) {
+  const char *p;
+  size_t n;
+  if (o->type == MSGPACK_OBJECT_STR) {
+    p = o->via.str.ptr;
+    n = o->via.str.size;
+  } else if (o->type == MSGPACK_OBJECT_BIN) {
+    p = o->via.bin.ptr;
+    n = o->via.bin.size;
+  } else {
+    return 0;
+  }
+  if (n == 0 || n >= 48 || memchr(p, '\0', n) != NULL) return 0;
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return 1;
+}
+
+_Static_assert(INV_CLIENT_ACK_IDS_MAX == INV_LOG_SHARDS,
+               "an ack names at most one entry per log shard");
+
+/* Reads an ack's optional "ids": [[shard < INV_LOG_SHARDS, id str], ...]
+ * into ack. Returns 1, or 0 when ids is there but has another shape (the
+ * server's answer is then not an ack we understand). */
+static int parse_ack_ids(const msgpack_object *ids, inv_client_ack_t *ack) {
+  ack->nids = 0;
+  if (ids == NULL || ids->type == MSGPACK_OBJECT_NIL) return 1;
+  if (ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size > INV_LOG_SHARDS)
+    return 0;
+  for (uint32_t i = 0; i < ids->via.array.size; i++) {
+    const msgpack_object *e = &ids->via.array.ptr[i];
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+        e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        e->via.array.ptr[0].via.u64 >= INV_LOG_SHARDS ||
+        !read_entry_id(&e->via.array.ptr[1], ack->ids[i].id))
+      return 0;
+    ack->ids[i].shard = (unsigned)e->via.array.ptr[0].via.u64;
+    ack->nids = (size_t)i + 1;
+  }
+  return 1;
+}
+
+/* Fills ack from an invalidate result {"id": str, "accepted": n, "ids":
+ * [[shard, id], ...]} ("ids" optional). Returns 1 when result has that
+ * shape. */
 static int parse_ack(const msgpack_object *result, inv_client_ack_t *ack) {
   const msgpack_object *id = inv_map_get(result, "id");
   const msgpack_object *n = inv_map_get(result, "accepted");
   if (id == NULL || n == NULL || n->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
       (id->type != MSGPACK_OBJECT_STR && id->type != MSGPACK_OBJECT_BIN))
     return 0;
+  if (!parse_ack_ids(inv_map_get(result, "ids"), ack)) return 0;
   copy_obj_str(id, ack->id, sizeof ack->id);
   ack->accepted = n->via.u64;
   return 1;
@@ -909,7 +956,7 @@ int inv_client_invalidate(inv_client_t *c, const inv_event_t *events, size_t n,
     if (!parse_ack(&msg.result, ack)) {
       inv_msg_destroy(&msg);
       free(frame);
-      return set_err(c, INV_EPROTO, "invalidate result is not {id, accepted}");
+      return set_err(c, INV_EPROTO, "invalidate result is not {id, accepted, ids}");
     }
   }
   inv_msg_destroy(&msg);

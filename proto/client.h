@@ -72,10 +72,21 @@ typedef struct inv_client_server_s {
   size_t max_events;        /* 0 when unknown */
 } inv_client_server_t;
 
-/* The result of an invalidate request. */
+/* The most entries an ack names: one per log shard (INV_LOG_SHARDS in
+ * proto/log_shard.h, which client.c checks; the number is part of the
+ * protocol). */
+#define INV_CLIENT_ACK_IDS_MAX 64
+
+/* The result of an invalidate request: {"id", "accepted", "ids"}
+ * (PROTOCOL.md section 5). */
 typedef struct inv_client_ack_s {
-  char id[48];       /* the log entry id */
+  char id[48];       /* the largest of ids[].id, compared as (ms, seq) */
   uint64_t accepted; /* events accepted */
+  /* The log shard entries that hold the request's events, one per shard,
+   * as the server listed them (ascending shards); nids is 0 when the server
+   * sent no "ids". Each id names an entry of its shard's stream only. */
+  size_t nids;
+  inv_payload_id_t ids[INV_CLIENT_ACK_IDS_MAX];
 } inv_client_ack_t;
 
 /* A result the caller owns (stats, generic calls). */
@@ -157,7 +168,7 @@ typedef struct inv_client_reply_s {
   char errstr[256];       /* the server's message, "" for success */
   msgpack_object result;  /* nil on error; points into the client */
   int has_ack;            /* 1 when result is an invalidate ack ... */
-  inv_client_ack_t ack;   /* ... and then its id and count */
+  inv_client_ack_t ack;   /* ... and then its ids and count */
 } inv_client_reply_t;
 
 /*

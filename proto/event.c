@@ -278,9 +278,9 @@ static int payload_fail(char *errstr, size_t errlen, const char *fmt, ...) {
   return INV_EPROTO;
 }
 
-/* Reads the optional string field name (a log id: "id" or "prev") into
- * out (sizeof out == 48); a missing or nil field leaves out empty. Returns 0
- * or INV_EPROTO with errstr. */
+/* Reads the log entry id v (named name in messages) into out (sizeof out ==
+ * 48); a missing or nil value leaves out empty. Returns 0 or INV_EPROTO
+ * with errstr. */
 static int read_id(const msgpack_object *v, const char *name, char out[48],
                    char *errstr, size_t errlen) {
   const char *s;
@@ -344,9 +344,8 @@ static int read_ids(const msgpack_object *v, inv_payload_t *p, char *errstr,
 
 int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                        char *errstr, size_t errlen) {
-  static const char *const fields[] = {"v", "id", "ts", "events", "prev",
-                                       "ids"};
-  const msgpack_object *val[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+  static const char *const fields[] = {"v", "ts", "events", "ids"};
+  const msgpack_object *val[4] = {NULL, NULL, NULL, NULL};
   const msgpack_object *root;
   char why[100];
   size_t off = 0;
@@ -374,7 +373,7 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   for (uint32_t k = 0; k < root->via.map.size; k++) {
     const msgpack_object *key = &root->via.map.ptr[k].key;
     if (key->type != MSGPACK_OBJECT_STR) continue;
-    i = lookup(key, fields, 6);
+    i = lookup(key, fields, 4);
     if (i < 0) continue; /* newer fields are ignored, see the top */
     if (val[i] != NULL)
       return payload_fail(errstr, errlen, "payload has a duplicate \"%s\"",
@@ -397,30 +396,28 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   }
   p->version = INV_PAYLOAD_VERSION;
 
-  rc = read_id(val[1], "id", p->id, errstr, errlen);
-  if (rc == 0) rc = read_id(val[4], "prev", p->prev, errstr, errlen);
-  if (rc == 0) rc = read_ids(val[5], p, errstr, errlen);
+  rc = read_ids(val[3], p, errstr, errlen);
   if (rc != 0) return rc;
 
-  if (val[2] == NULL)
+  if (val[1] == NULL)
     return payload_fail(errstr, errlen, "payload has no \"ts\" field");
-  if (val[2]->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+  if (val[1]->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
     return payload_fail(errstr, errlen,
                         "payload ts is not an unsigned integer (got %s)",
-                        inv_msgpack_type_name(val[2]->type));
-  p->ts_ms = val[2]->via.u64;
+                        inv_msgpack_type_name(val[1]->type));
+  p->ts_ms = val[1]->via.u64;
 
-  if (val[3] == NULL)
+  if (val[2] == NULL)
     return payload_fail(errstr, errlen, "payload has no \"events\" field");
-  if (val[3]->type != MSGPACK_OBJECT_ARRAY)
+  if (val[2]->type != MSGPACK_OBJECT_ARRAY)
     return payload_fail(errstr, errlen, "payload events is not an array (got %s)",
-                        inv_msgpack_type_name(val[3]->type));
-  if (val[3]->via.array.size > 0) {
-    p->events = calloc(val[3]->via.array.size, sizeof(*p->events));
+                        inv_msgpack_type_name(val[2]->type));
+  if (val[2]->via.array.size > 0) {
+    p->events = calloc(val[2]->via.array.size, sizeof(*p->events));
     if (p->events == NULL) return INV_ENOMEM;
   }
-  for (uint32_t k = 0; k < val[3]->via.array.size; k++) {
-    if (event_read(&val[3]->via.array.ptr[k], k, 0, &p->events[k], errstr,
+  for (uint32_t k = 0; k < val[2]->via.array.size; k++) {
+    if (event_read(&val[2]->via.array.ptr[k], k, 0, &p->events[k], errstr,
                    errlen) != 0)
       return INV_EPROTO;
     p->nevents = (size_t)k + 1;
@@ -438,27 +435,4 @@ void inv_payload_destroy(inv_payload_t *p) {
   p->nids = 0;
   msgpack_unpacked_destroy(&p->unpacked);
   msgpack_unpacked_init(&p->unpacked);
-}
-
-int inv_payload_tail_id(const char *data, size_t len, char out[48]) {
-  const unsigned char *u = (const unsigned char *)data;
-  if (len < 1 || (u[0] & 0xf0) != 0x80) return -1; /* not a fixmap */
-  for (size_t n = 1; n < 48 && n + 5 <= len; n++) {
-    size_t head = n < 32 ? 1 : 2; /* fixstr, or str8 with a length byte */
-    size_t at = len - n - head;   /* where the id's str header starts */
-    if (at < 4) break;
-    if (n < 32 ? u[at] != (0xa0 | n) : (u[at] != 0xd9 || u[at + 1] != n))
-      continue;
-    if (memcmp(data + at - 3, "\xa2id", 3) != 0) continue;
-    if (memchr(data + len - n, '\0', n) != NULL) return -1;
-    memcpy(out, data + len - n, n);
-    out[n] = '\0';
-    return 0;
-  }
-  return -1;
-}
-
-void inv_shard_channel(unsigned slot, char out[INV_SHARD_CHANNEL_MAX]) {
-  snprintf(out, INV_SHARD_CHANNEL_MAX, INV_SHARD_CHANNEL_PREFIX "{%u}",
-           (unsigned)inv_slot_tag(slot));
 }

@@ -20,16 +20,10 @@
  * (followed by ':') of every key and channel the service keeps in Redis.
  * No event may ever delete a key of it (see inv_key_reserved). */
 #define INV_NAMESPACE "cache:invalidation"
-#define INV_LOG_KEY INV_NAMESPACE ":log"
 #define INV_CHANNEL INV_NAMESPACE
-/* Sharded fast-path channels: INV_SHARD_CHANNEL_PREFIX "{<tag>}", in the
- * slot the tag names (common/slot.h, inv_slot_tag). */
+/* The log shards' hint channels are INV_SHARD_CHANNEL_PREFIX "{<tag>}"
+ * (proto/log_shard.h, inv_log_shard_channel). */
 #define INV_SHARD_CHANNEL_PREFIX INV_NAMESPACE ":shard:"
-#define INV_SHARD_CHANNEL_MAX 48
-
-/* Writes the fast-path channel of the shard whose lowest slot is slot:
- * "cache:invalidation:shard:{<tag of slot>}", NUL-terminated. */
-void inv_shard_channel(unsigned slot, char out[INV_SHARD_CHANNEL_MAX]);
 
 typedef enum { INV_KIND_KEY = 0, INV_KIND_PREFIX = 1, INV_KIND_PATTERN = 2 } inv_kind_t;
 typedef enum { INV_MODE_HARD = 0, INV_MODE_SOFT = 1 } inv_mode_t;
@@ -80,8 +74,6 @@ typedef struct inv_payload_id_s {
 /* A decoded payload. events and ids point to arrays owned by the payload. */
 typedef struct inv_payload_s {
   int version;    /* INV_PAYLOAD_VERSION: other versions are refused */
-  char id[48];     /* "" when the payload carries no id (log entries) */
-  char prev[48];   /* "" unless a fast-path copy: the previous entry's id */
   uint64_t ts_ms;
   inv_event_t *events;
   size_t nevents;
@@ -99,13 +91,5 @@ typedef struct inv_payload_s {
 int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
                        char *errstr, size_t errlen);
 void inv_payload_destroy(inv_payload_t *p); /* accepts NULL */
-
-/* Reads the id of a broadcast payload without decoding it, from its last
- * bytes: a map whose last pair is "id": <str of 1 to 47 bytes>, which is
- * how the log script appends it. Returns 0 with out set (NUL-terminated),
- * or -1 when the bytes do not end that way (a fast-path copy, a log
- * entry, another producer's layout): decode those in full. The answer is
- * a hint for skipping duplicates, not a validation of the payload. */
-int inv_payload_tail_id(const char *data, size_t len, char out[48]);
 
 #endif

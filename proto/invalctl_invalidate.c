@@ -15,6 +15,7 @@
 #include "common/errors.h"
 #include "proto/codec.h"
 #include "proto/invalctl.h"
+#include "proto/log_shard.h"
 
 #define DEFAULT_MAX_EVENTS 1000
 #define DEFAULT_MAX_BYTES (1024 * 1024)
@@ -42,6 +43,9 @@ typedef struct sender_s {
   int progress;          /* stderr is a terminal: show a progress line */
   double t0, progress_at;
   char last_id[48];
+  /* Per log shard, the newest entry id the acks named ("" for a shard no
+   * ack named): what --wait waits for. */
+  char shard_ids[INV_LOG_SHARDS][48];
   int exit_code; /* first failure's exit code; 0 while all is well */
 } sender_t;
 
@@ -98,6 +102,11 @@ static void collect(sender_t *s) {
   s->acked += r.ack.accepted;
   if (s->last_id[0] == '\0' || id_after(r.ack.id, s->last_id))
     snprintf(s->last_id, sizeof s->last_id, "%s", r.ack.id);
+  for (size_t k = 0; k < r.ack.nids; k++) {
+    char *have = s->shard_ids[r.ack.ids[k].shard];
+    if (have[0] == '\0' || id_after(r.ack.ids[k].id, have))
+      snprintf(have, sizeof s->shard_ids[0], "%s", r.ack.ids[k].id);
+  }
   show_progress(s, 0);
 }
 
@@ -175,45 +184,99 @@ static void rec_text(const msgpack_object *rec, const char *key, char *out,
     snprintf(out, outlen, "-");
 }
 
-/* Checks the workers of one stats reply against id. Returns the number of
- * primaries' workers seen; *behind counts those whose last_id is before id
- * and lagging lists them ("ID (node NODE, at LAST_ID)"). */
-static unsigned check_workers(const msgpack_object *stats, const char *id,
-                              unsigned *behind, inv_buf_t *lagging) {
-  const msgpack_object *w = inv_map_get(stats, "workers");
-  unsigned i, primaries = 0;
-  *behind = 0;
-  inv_buf_reset(lagging);
-  if (w == NULL || w->type != MSGPACK_OBJECT_ARRAY) return 0;
-  for (i = 0; i < w->via.array.size; i++) {
-    const msgpack_object *rec = &w->via.array.ptr[i];
-    char role[16], wid[128], node[128], last[48], line[400];
-    if (rec->type != MSGPACK_OBJECT_MAP) continue;
-    rec_text(rec, "role", role, sizeof role);
-    if (strcmp(role, "primary") != 0) continue;
-    primaries++;
-    rec_text(rec, "last_id", last, sizeof last);
-    if (strcmp(last, id) == 0 || id_after(last, id)) continue;
-    rec_text(rec, "id", wid, sizeof wid);
-    rec_text(rec, "node", node, sizeof node);
-    snprintf(line, sizeof line, "%s%s (node %s, at %s)",
-             *behind > 0 ? ", " : "", wid, node, last);
-    (void)inv_buf_append(lagging, line, strlen(line));
-    (*behind)++;
+/* Returns 1 when the fresh heartbeat record rec is a primary's and lists
+ * shard ("shards": [[shard, "acked id"], ...]); its acked id goes to
+ * acked. */
+static int rec_shard(const msgpack_object *rec, unsigned shard, char *acked,
+                     size_t ackedlen) {
+  const msgpack_object *stale = inv_map_get(rec, "stale");
+  const msgpack_object *sh = inv_map_get(rec, "shards");
+  char role[16];
+  rec_text(rec, "role", role, sizeof role);
+  if (strcmp(role, "primary") != 0) return 0;
+  if (stale != NULL && stale->type == MSGPACK_OBJECT_BOOLEAN &&
+      stale->via.boolean)
+    return 0;
+  if (sh == NULL || sh->type != MSGPACK_OBJECT_ARRAY) return 0;
+  for (uint32_t k = 0; k < sh->via.array.size; k++) {
+    const msgpack_object *e = &sh->via.array.ptr[k];
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+        e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        e->via.array.ptr[0].via.u64 != shard ||
+        e->via.array.ptr[1].type != MSGPACK_OBJECT_STR)
+      continue;
+    snprintf(acked, ackedlen, "%.*s", (int)e->via.array.ptr[1].via.str.size,
+             e->via.array.ptr[1].via.str.ptr);
+    return 1;
   }
-  (void)inv_buf_append(lagging, "", 1); /* NUL-terminated */
-  return primaries;
+  return 0;
 }
 
-/* --wait: polls the publisher's stats until every primary's worker reports
- * a last_id at or after id, for at most timeout_ms. Returns the exit code:
- * 0, INV_CTL_EXIT_WAIT (not applied in time, the workers named) or the
+/* Checks one stats reply's workers against the shards the acks named. A
+ * shard is applied when a fresh primary's worker lists it with an acked id
+ * at or after the ack's id for it (PROTOCOL.md section 12). Returns the
+ * number of shards not applied yet, listed in lagging ("shard S (worker W
+ * at ID)" or "shard S (no fresh primary's worker consumes it)"); *workers
+ * counts the distinct workers that confirmed a shard. */
+static unsigned check_shards(const sender_t *s, const msgpack_object *stats,
+                             unsigned *workers, inv_buf_t *lagging) {
+  const msgpack_object *w = inv_map_get(stats, "workers");
+  uint32_t nw = (w != NULL && w->type == MSGPACK_OBJECT_ARRAY)
+                    ? w->via.array.size : 0;
+  unsigned shard, behind = 0;
+  unsigned char *used = nw > 0 ? calloc(nw, 1) : NULL;
+  *workers = 0;
+  inv_buf_reset(lagging);
+  for (shard = 0; shard < INV_LOG_SHARDS; shard++) {
+    const char *want = s->shard_ids[shard];
+    char acked[48], line[400] = "";
+    uint32_t i, done = 0;
+    if (want[0] == '\0') continue;
+    for (i = 0; i < nw && !done; i++) {
+      const msgpack_object *rec = &w->via.array.ptr[i];
+      char wid[128];
+      if (rec->type != MSGPACK_OBJECT_MAP ||
+          !rec_shard(rec, shard, acked, sizeof acked))
+        continue;
+      if (strcmp(acked, want) == 0 || id_after(acked, want)) {
+        done = 1;
+        if (used != NULL && !used[i]) {
+          used[i] = 1;
+          (*workers)++;
+        }
+        continue;
+      }
+      rec_text(rec, "id", wid, sizeof wid);
+      snprintf(line, sizeof line, "%sshard %u (worker %s at %s)",
+               behind > 0 ? ", " : "", shard, wid, acked);
+    }
+    if (done) continue;
+    if (line[0] == '\0')
+      snprintf(line, sizeof line, "%sshard %u (no fresh primary's worker "
+               "consumes it)", behind > 0 ? ", " : "", shard);
+    (void)inv_buf_append(lagging, line, strlen(line));
+    behind++;
+  }
+  (void)inv_buf_append(lagging, "", 1); /* NUL-terminated */
+  free(used);
+  return behind;
+}
+
+/* --wait: polls the publisher's stats until every shard the acks named is
+ * applied (check_shards), for at most timeout_ms. Returns the exit code:
+ * 0, INV_CTL_EXIT_WAIT (not applied in time, the shards named) or the
  * code of a failed stats call. */
-static int wait_applied(sender_t *s, const char *id, int timeout_ms) {
+static int wait_applied(sender_t *s, int timeout_ms) {
   double deadline = now_s() + timeout_ms / 1000.0;
   inv_buf_t lagging = {0};
-  unsigned primaries = 0, behind = 0;
+  unsigned shards = 0, workers = 0, behind = 0, i;
   int rc;
+  for (i = 0; i < INV_LOG_SHARDS; i++) shards += s->shard_ids[i][0] != '\0';
+  if (shards == 0) {
+    fprintf(stderr, "error: the acks named no log shard entry to wait for "
+            "(a publisher that sends no \"ids\")\n");
+    return INV_CTL_EXIT_WAIT;
+  }
   for (;;) {
     inv_client_result_t *res = NULL;
     rc = inv_client_stats(s->c, &res);
@@ -221,23 +284,17 @@ static int wait_applied(sender_t *s, const char *id, int timeout_ms) {
       rc = inv__ctl_call_error(s->opts, s->c, rc);
       break;
     }
-    primaries = check_workers(inv_client_result_obj(res), id, &behind,
-                              &lagging);
+    behind = check_shards(s, inv_client_result_obj(res), &workers, &lagging);
     inv_client_result_free(res);
-    if (primaries > 0 && behind == 0) {
-      printf("applied by all %u primary workers\n", primaries);
+    if (behind == 0) {
+      printf("applied in all %u shards by %u primary worker%s\n", shards,
+             workers, workers == 1 ? "" : "s");
       rc = INV_CTL_EXIT_OK;
       break;
     }
     if (now_s() >= deadline) {
-      if (primaries == 0)
-        fprintf(stderr, "error: not applied within %d ms: the publisher "
-                "knows no primary's worker (are the workers running?)\n",
-                timeout_ms);
-      else
-        fprintf(stderr, "error: not applied within %d ms by %u of %u "
-                "primary workers: %s\n", timeout_ms, behind, primaries,
-                lagging.data);
+      fprintf(stderr, "error: not applied within %d ms in %u of %u shards: "
+              "%s\n", timeout_ms, behind, shards, lagging.data);
       rc = INV_CTL_EXIT_WAIT;
       break;
     }
@@ -245,6 +302,17 @@ static int wait_applied(sender_t *s, const char *id, int timeout_ms) {
   }
   inv_buf_free(&lagging);
   return rc;
+}
+
+/* Prints the entries the acks named: "ids SHARD:ID ...", ascending shards
+ * (the newest entry per shard when several requests were sent). */
+static void print_ids(const sender_t *s) {
+  unsigned shard;
+  fputs("ids", stdout);
+  for (shard = 0; shard < INV_LOG_SHARDS; shard++)
+    if (s->shard_ids[shard][0] != '\0')
+      printf(" %u:%s", shard, s->shard_ids[shard]);
+  fputc('\n', stdout);
 }
 
 static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
@@ -351,12 +419,13 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   }
   if (s.exit_code == 0) {
     if (s.requests > 1)
-      printf("acked %llu events, id %s (%llu requests; the last id)\n",
+      printf("acked %llu events, id %s (%llu requests; the newest id)\n",
              (unsigned long long)s.acked, s.last_id,
              (unsigned long long)s.requests);
     else
       printf("acked %llu events, id %s\n", (unsigned long long)s.acked,
              s.last_id);
+    print_ids(&s);
     if (use_stdin) {
       double dt = now_s() - s.t0;
       fprintf(stderr, "%llu events in %llu requests in %.3f s: %.0f events/s\n",
@@ -364,7 +433,7 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
               dt > 0 ? (double)s.acked / dt : 0.0);
     }
     fflush(stdout);
-    if (wait) s.exit_code = wait_applied(&s, s.last_id, opts->timeout_ms);
+    if (wait) s.exit_code = wait_applied(&s, opts->timeout_ms);
   } else if (s.acked > 0) {
     fprintf(stderr, "note: %llu events were acked before the failure\n",
             (unsigned long long)s.acked);
@@ -383,7 +452,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_invalidate = {
     "                [--prefix P]... [--pattern P]... [KEY...] [-]\n"
     "\n"
     "Sends invalidation events and waits until the publisher acked them\n"
-    "(logged in cache:invalidation:log and broadcast on cache:invalidation).\n"
+    "(logged in the log shard streams cache:invalidation:log:{<tag>} and\n"
+    "broadcast on cache:invalidation).\n"
     "\n"
     "  KEY...         exact keys; many keys go in one request\n"
     "  --prefix P     every key starting with P\n"
@@ -400,15 +470,18 @@ const inv_ctl_cmd_t inv__ctl_cmd_invalidate = {
     "                 stderr (with a progress line when it is a terminal)\n"
     "  --soft         soft mode (keep a stale copy for regeneration)\n"
     "  --window N     requests in flight at once (default 32)\n"
-    "  --wait         after the ack, wait until every primary's worker has\n"
-    "                 applied the entry (its last_id in the publisher's\n"
-    "                 stats reached the acked id), for at most --timeout ms;\n"
-    "                 prints \"applied by all N primary workers\"\n"
+    "  --wait         after the ack, wait until, for every shard entry of\n"
+    "                 the acks, a fresh primary's worker in the publisher's\n"
+    "                 stats has acknowledged that shard at or after the\n"
+    "                 entry's id, for at most --timeout ms; prints\n"
+    "                 \"applied in all N shards by M primary workers\"\n"
     "  --             the arguments after it are keys, even \"-x\"\n"
     "\n"
-    "Prints \"acked N events, id ID\" (ID of the log entry; with several\n"
-    "requests, the last one). Exit codes: 0 acked (and applied, with --wait),\n"
-    "1 the server refused (\"error: EINVAL: event 0: target is empty\"),\n"
-    "2 usage, 3 connection, 4 acked but not applied by every primary's\n"
-    "worker within --timeout (the message names those not there yet).\n",
+    "Prints \"acked N events, id ID\" (ID the newest entry id of the acks),\n"
+    "then \"ids SHARD:ID ...\": the log shard entries that hold the events,\n"
+    "one per shard (with several requests, each shard's newest). Exit codes:\n"
+    "0 acked (and applied, with --wait), 1 the server refused (\"error:\n"
+    "EINVAL: event 0: target is empty\"), 2 usage, 3 connection, 4 acked but\n"
+    "not applied in every shard within --timeout (the message names the\n"
+    "shards not there yet and the worker of each).\n",
     run};

@@ -181,6 +181,13 @@ static int print_worker(FILE *out, const msgpack_object *rec,
   fputc(' ', out);
   rec_str(out, rec, "role", 8);
   fputc(' ', out);
+  {
+    const msgpack_object *sh = inv_map_get(rec, "shards");
+    if (sh != NULL && sh->type == MSGPACK_OBJECT_ARRAY)
+      fprintf(out, "%6u ", sh->via.array.size);
+    else
+      fprintf(out, "%6s ", "-");
+  }
   rec_str(out, rec, "last_id", 20);
   fprintf(out, " %8" PRIu64 " %8" PRIu64, rec_u64(rec, "lag_ms", NULL),
           rec_u64(rec, "behind", NULL));
@@ -212,8 +219,8 @@ static void print_workers(FILE *out, const msgpack_object *w) {
           out);
     return;
   }
-  fprintf(out, "  %-22s %-22s %-8s %-20s %8s %8s  %s\n", "ID", "NODE", "ROLE",
-          "LAST_ID", "LAG_MS", "BEHIND", "HEARTBEAT");
+  fprintf(out, "  %-22s %-22s %-8s %6s %-20s %8s %8s  %s\n", "ID", "NODE",
+          "ROLE", "SHARDS", "LAST_ID", "LAG_MS", "BEHIND", "HEARTBEAT");
   for (i = 0; i < n; i++) {
     const msgpack_object *rec, *id = NULL;
     if (w->type == MSGPACK_OBJECT_ARRAY) {
@@ -353,8 +360,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_stats = {
     "\n"
     "Prints the server's stats map: counters one per line with aligned\n"
     "values, nested maps (errors by code, ...) as groups, and, when the\n"
-    "server reports worker heartbeats, one line per worker with STALE or\n"
-    "MISSING flagged, and the Redis nodes' health, one line per node\n"
+    "server reports worker heartbeats, one line per worker (SHARDS: the\n"
+    "number of log shards it consumes) with STALE or MISSING flagged, and the Redis nodes' health, one line per node\n"
     "(state, failed slots, memory, fragmentation, evictions, hits, misses,\n"
     "clients): from the publisher, as each worker's heartbeat reports its\n"
     "node; from a worker's admin port, its own node.\n"

@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "proto/event.h"
 #include "proto/invalctl.h"
+#include "proto/log_shard.h"
 #include "proto/redis_sync.h"
 
 #define DEFAULT_REDIS "127.0.0.1:7000"
@@ -26,12 +27,29 @@ static void on_signal(int sig) {
   interrupted = 1;
 }
 
+/* Writes where ev of broadcast p was logged: "SHARD:ID" of its entry, or
+ * "*" for an event logged in every shard (an unpinned prefix or pattern
+ * in a cluster) or one whose entry the broadcast does not name. With a
+ * single entry every event is in it (a standalone server logs all events
+ * in shard 0). */
+static void event_entry(const inv_payload_t *p, const inv_event_t *ev,
+                        char *out, size_t outlen) {
+  int shard = p->nids == 1 ? (int)p->ids[0].shard : inv_log_event_shard(ev);
+  for (size_t k = 0; shard >= 0 && k < p->nids; k++) {
+    if (p->ids[k].shard == (unsigned)shard) {
+      snprintf(out, outlen, "%u:%s", p->ids[k].shard, p->ids[k].id);
+      return;
+    }
+  }
+  snprintf(out, outlen, "*");
+}
+
 /* Prints the events of one payload, at most max of them; a payload we
  * cannot decode gets a warning line instead. Returns the events printed
  * (an undecodable payload counts as one line). */
 static uint64_t print_payload(const char *data, size_t len, uint64_t max) {
   inv_payload_t p;
-  char why[128], ts[40];
+  char why[128], ts[40], entry[64];
   size_t i;
   memset(&p, 0, sizeof p);
   if (inv_payload_decode(data, len, &p, why, sizeof why) != 0) {
@@ -43,12 +61,13 @@ static uint64_t print_payload(const char *data, size_t len, uint64_t max) {
   inv__ctl_format_ts(p.ts_ms, ts, sizeof ts);
   for (i = 0; i < p.nevents && i < max; i++) {
     const inv_event_t *ev = &p.events[i];
-    printf("%s %s %s %s ", p.id[0] != '\0' ? p.id : "-", ts,
-           inv_kind_name(ev->kind), inv_mode_name(ev->mode));
+    event_entry(&p, ev, entry, sizeof entry);
+    printf("%s %s %s %s ", entry, ts, inv_kind_name(ev->kind),
+           inv_mode_name(ev->mode));
     inv__ctl_print_escaped(stdout, ev->target, ev->target_len);
     fputc('\n', stdout);
   }
-  if (p.nevents == 0) printf("%s %s (no events)\n", p.id, ts);
+  if (p.nevents == 0) printf("- %s (no events)\n", ts);
   fflush(stdout);
   inv_payload_destroy(&p);
   return i;
@@ -160,12 +179,18 @@ const inv_ctl_cmd_t inv__ctl_cmd_tail = {
     "tail", "print the events broadcast on cache:invalidation, live",
     "Usage: invalctl [OPTIONS] tail [-r HOST:PORT] [--count N]\n"
     "\n"
-    "Subscribes to cache:invalidation on one Redis node (classic PUBLISH\n"
-    "reaches every node of a cluster) and prints one line per event:\n"
-    "  ID TS KIND MODE TARGET\n"
-    "ID is the log entry id, TS the publish time (UTC), TARGET escaped\n"
-    "(\\xNN) where a byte is not printable. A payload that cannot be decoded\n"
-    "prints a \"warning: undecodable payload\" line instead. Ctrl-C stops.\n"
+    "Subscribes to the broadcast cache:invalidation on one Redis node\n"
+    "(classic PUBLISH reaches every node of a cluster) and prints one line\n"
+    "per event:\n"
+    "  ENTRY TS KIND MODE TARGET\n"
+    "ENTRY is the log shard entry that holds the event, SHARD:ID (from the\n"
+    "broadcast's \"ids\"), or * for an event logged in every shard (a prefix\n"
+    "or pattern not pinned to one slot, in a cluster); TS the publish time\n"
+    "(UTC); TARGET escaped (\\xNN) where a byte is not printable. A payload\n"
+    "that cannot be decoded (another version, another producer's bytes)\n"
+    "prints a \"warning: undecodable payload\" line instead. The broadcast is\n"
+    "at most once: a consumer that must not miss an event reads the shard\n"
+    "streams (proto/PROTOCOL.md section 11). Ctrl-C stops.\n"
     "\n"
     "  -r, --redis HOST:PORT  the Redis node (default " DEFAULT_REDIS
     ", or $INVAL_REDIS)\n"

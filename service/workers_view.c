@@ -127,8 +127,15 @@ void inv_workers_view_pack(const inv_workers_view_t *v, msgpack_packer *pk) {
   msgpack_pack_array(pk, v->count);
   for (size_t i = 0; i < v->count; i++) {
     const inv_heartbeat_t *hb = &v->records[i];
-    msgpack_pack_map(pk, inv_heartbeat_entries(hb) + 1);
+    /* "shards" is always listed, [] for a worker that consumes none (a
+     * replica's), so that a reader tells "no shard" from an old record. */
+    int no_shards = hb->nshards == 0;
+    msgpack_pack_map(pk, inv_heartbeat_entries(hb) + 1 + (uint32_t)no_shards);
     inv_heartbeat_pack_entries(pk, hb);
+    if (no_shards) {
+      inv_pack_str(pk, "shards");
+      msgpack_pack_array(pk, 0);
+    }
     inv_pack_str(pk, "stale");
     if (inv_heartbeat_is_stale(hb, now)) msgpack_pack_true(pk);
     else msgpack_pack_false(pk);

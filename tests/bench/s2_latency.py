@@ -3,12 +3,10 @@
 invalctl bench --e2e seeds one key per event, sends key events at a paced
 10k events/s through the publisher, and times each key from the moment its
 request was buffered to the moment its primary announced the UNLINK
-(keyevent notification): publisher batching, the log script, the delivery
-to the worker (first-hand on the log's node, through the shard-channel
-fast path or the cluster bus elsewhere), the worker and the UNLINK are all
-inside the figure. The same load is also run with the fast path off
-(--shard-publish no, delivery over the cluster bus only: the design before
-it) and on standalone Redis.
+(keyevent notification): publisher batching, the per-shard log script,
+the hint (SPUBLISH of the entry id on the shard's node), the worker's
+XREADGROUP of the entry, the worker and the UNLINK are all inside the
+figure. The same load is also run on standalone Redis.
 """
 
 import json
@@ -41,9 +39,9 @@ def measure(ctx, env, n, rate, what):
 
 def split_by_node(env, n, rate):
     """One run per primary with every key on that primary (a hash tag it
-    owns): the primary that owns the log gets the broadcast first-hand,
-    the others through the cluster bus. Returns {label: (p50, p99)}."""
-    log_node = env.topo.owner_of("cache:invalidation:log")
+    owns), so every entry is logged in a shard on that primary and applied
+    by its worker: the primaries should not differ. Returns {label: (p50,
+    p99)}."""
     out = {}
     for node in env.topo.primaries():
         tag = benchlib.tag_on(env, node)
@@ -51,8 +49,7 @@ def split_by_node(env, n, rate):
                            "--e2e", "--redis", env.seeds[0],
                            "--key-prefix", f"{{{tag}}}:s2:")
         lat = fig["e2e"]["latency_us"]
-        label = ("the log's node" if node.port == log_node.port
-                 else f"another primary ({len(out)})")
+        label = f"primary {len(out)} ({node.addr})"
         out[label] = (lat["p50"], lat["p99"])
         log(f"s2 keys on {node.addr} ({label}): p50 {lat['p50']} us, "
             f"p99 {lat['p99']} us")
@@ -61,14 +58,13 @@ def split_by_node(env, n, rate):
 
 def bus_floor(env):
     """Raw Redis PUBLISH -> subscriber latency at 3,000 messages/s, from
-    the log's primary to another primary (across the cluster bus) and on
-    the same primary: the floor under inval's figures."""
+    one primary to another (across the cluster bus) and on the same
+    primary: the floor under inval's figures."""
     prim = env.topo.primaries()
-    log_node = env.topo.owner_of("cache:invalidation:log")
-    other = [n for n in prim if n.port != log_node.port][0]
+    src, other = prim[0], prim[1]
     out = {}
-    for label, sub in (("same node", log_node), ("via bus", other)):
-        argv = [PYTHON, os.path.join(HERE, "pubsub_probe.py"), log_node.port,
+    for label, sub in (("same node", src), ("via bus", other)):
+        argv = [PYTHON, os.path.join(HERE, "pubsub_probe.py"), src.port,
                 sub.port, 3000, 6000]
         res, _ = benchlib.run(argv, timeout=120)
         out[label] = json.loads(res.stdout)
@@ -77,13 +73,13 @@ def bus_floor(env):
 
 
 def shard_counters(env):
-    """Copies taken and passed over by all workers."""
-    taken = passed = 0
+    """Hints received and shard entries acknowledged by all workers."""
+    hints = acked = 0
     for w in env.workers:
         st = benchlib.workerlib.wstats(w)
-        taken += st["shard_taken"]
-        passed += st["shard_passed"]
-    return taken, passed
+        hints += st["hints"]
+        acked += st["entries_acked"]
+    return hints, acked
 
 
 def run(ctx):
@@ -91,12 +87,9 @@ def run(ctx):
     n = max(20000, int(100000 * ctx.scale))
     with Env(ctx.workdir("s2"), publisher_args=ctx.pub_args) as env:
         p50, p99, mx, ack, argv = measure(ctx, env, n, rate, "cluster")
-        taken, passed = shard_counters(env)
+        hints, entries = shard_counters(env)
         by_node = split_by_node(env, n, rate)
         floor, probe_argv = bus_floor(env)
-    with Env(ctx.workdir("s2-bus"),
-             publisher_args=["--shard-publish", "no"] + ctx.pub_args) as env:
-        b50, b99, _, back, _ = measure(ctx, env, n, rate, "bus only")
     # The standalone server has no replica: it keeps the publisher's
     # default (no WAIT), since an ack-replicas above 0 could never be met.
     with Env(ctx.workdir("s2-standalone"), cluster=False) as env:
@@ -111,11 +104,6 @@ def run(ctx):
             {"figure": "e2e p99", "inval": f"{m99 / 1000:.2f} ms",
              "baseline": "", "ratio": None, "target": "<= 2 ms",
              "met": m99 <= 2000},
-            {"figure": "e2e p50 / p99 without the fast path (cluster bus "
-                       "only, --shard-publish no)",
-             "inval": f"{median(b50) / 1000:.2f} / {median(b99) / 1000:.2f} "
-                      "ms", "baseline": "", "ratio": None, "target": "",
-             "met": None},
             {"figure": "e2e max (median of runs)",
              "inval": f"{median(mx) / 1000:.1f} ms", "baseline": "",
              "ratio": None, "target": "", "met": None},
@@ -138,12 +126,9 @@ def run(ctx):
                      benchlib.cmdline(probe_argv)],
         "notes": [f"{n:,} events per run at {rate:,}/s. Cluster per run: "
                   f"p50 {p50} us, p99 {p99} us, ack p50 {ack} us. "
-                  f"Fast path off per run: p50 {b50} us, p99 {b99} us, ack "
-                  f"p50 {back} us. "
                   f"Standalone per run: p50 {s50} us, p99 {s99} us, ack p50 "
-                  f"{sack} us. Workers took {taken:,} entries from their "
-                  f"shard channels and passed over {passed:,} copies (the "
-                  "broadcast came first, or intake was busy). No baseline: "
+                  f"{sack} us. Workers received {hints:,} hints and "
+                  f"acknowledged {entries:,} shard entries. No baseline: "
                   "there is no alternative that deletes on every node from "
                   "one send."],
     }

@@ -68,11 +68,6 @@ inv_fuzz_target(payload SOURCES ${INV_FUZZ_DIR}/fuzz_payload.c
              ${PROJECT_SOURCE_DIR}/proto/keyname.c ${PROJECT_SOURCE_DIR}/common/glob.c
              ${PROJECT_SOURCE_DIR}/common/slot.c ${PROJECT_SOURCE_DIR}/workers/stream_id.c)
 
-# The worker's duplicate shortcut: a broadcast's id read from its tail.
-inv_fuzz_target(tail_id SOURCES ${INV_FUZZ_DIR}/fuzz_tail_id.c
-  LIBS inval_codec
-  INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/event.c)
-
 # Stream ids from replies, payloads, heartbeats and the state file.
 inv_fuzz_target(sid SOURCES ${INV_FUZZ_DIR}/fuzz_sid.c
   LIBS inval_worker_lib

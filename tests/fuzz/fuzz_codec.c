@@ -32,6 +32,7 @@
 #include "proto/codec.h"
 #include "proto/codec_check.h"
 #include "proto/event.h"
+#include "proto/log_shard.h"
 #include "tests/fuzz/fuzz.h"
 
 
@@ -166,8 +167,8 @@ static void check_frame(const char *frame, size_t len,
     rc = inv_payload_decode(frame, len, &p, perr, sizeof(perr));
     FUZZ_ASSERT(rc == 0 || rc == INV_EPROTO || rc == INV_ENOMEM);
     if (rc == 0) {
-      FUZZ_ASSERT(p.version == INV_PROTO_VERSION);
-      FUZZ_ASSERT(strlen(p.id) < sizeof(p.id));
+      FUZZ_ASSERT(p.version == INV_PAYLOAD_VERSION);
+      FUZZ_ASSERT(p.nids <= INV_LOG_SHARDS);
       for (size_t i = 0; i < p.nevents; i++) {
         FUZZ_ASSERT(p.events[i].kind <= INV_KIND_PATTERN);
         FUZZ_ASSERT(p.events[i].mode <= INV_MODE_SOFT);

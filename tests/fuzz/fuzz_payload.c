@@ -1,15 +1,17 @@
 /*
  * Fuzz target for what a worker runs on whatever arrives on the channels
  * and in the log: inv_payload_decode on arbitrary bytes, then, for a
- * payload that decodes, what the worker does next with it: the id parsed as
- * a stream id, and every event turned into the keys and patterns it
+ * payload that decodes, what the worker does next with it: a broadcast's
+ * entry ids parsed as stream ids, and every event turned into the keys and patterns it
  * deletes (slots, lock and stale names, the prefix and cover patterns).
  *
  * Invariants:
  *   - decoding yields 0, INV_EPROTO with a reason, or INV_ENOMEM, and
  *     inv_payload_destroy is safe in every case;
- *   - a decoded payload has version INV_PROTO_VERSION, NUL-free ids of at
- *     most 47 bytes, known kinds and modes, and targets inside the input;
+ *   - a decoded payload has version INV_PAYLOAD_VERSION, at most
+ *     INV_LOG_SHARDS ids, each of a shard below INV_LOG_SHARDS and a
+ *     non-empty NUL-free id of at most 47 bytes, known kinds and modes, and
+ *     targets inside the input;
  *   - a key's lock and stale copy hash to the key's slot, or there are none;
  *   - a prefix's SCAN pattern matches the prefix and its extensions, and
  *     when it is pinned to one slot, those keys hash to that slot;
@@ -25,6 +27,7 @@
 #include "common/slot.h"
 #include "proto/event.h"
 #include "proto/keyname.h"
+#include "proto/log_shard.h"
 #include "tests/fuzz/fuzz.h"
 #include "workers/stream_id.h"
 
@@ -111,9 +114,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == 0) {
     inv_sid_t id;
     FUZZ_ASSERT(err[0] == '\0');
-    FUZZ_ASSERT(p.version == INV_PROTO_VERSION);
-    FUZZ_ASSERT(strlen(p.id) < sizeof(p.id) && strlen(p.prev) < sizeof(p.prev));
-    (void)inv_sid_parse(p.id, strlen(p.id), &id);
+    FUZZ_ASSERT(p.version == INV_PAYLOAD_VERSION);
+    FUZZ_ASSERT(p.nids <= INV_LOG_SHARDS && (p.nids == 0 || p.ids != NULL));
+    for (size_t i = 0; i < p.nids; i++) {
+      FUZZ_ASSERT(p.ids[i].shard < INV_LOG_SHARDS);
+      FUZZ_ASSERT(p.ids[i].id[0] != '\0' &&
+                  strlen(p.ids[i].id) < sizeof(p.ids[i].id));
+      (void)inv_sid_parse(p.ids[i].id, strlen(p.ids[i].id), &id);
+    }
     FUZZ_ASSERT(p.nevents == 0 || p.events != NULL);
     for (size_t i = 0; i < p.nevents; i++) {
       const inv_event_t *ev = &p.events[i];

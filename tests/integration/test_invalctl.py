@@ -18,10 +18,8 @@ import harness
 import pubtest
 from harness import HOST
 
-# Standalone, every log entry is in shard 0's stream.
-LOG_KEY = pubtest.LOG_KEY.encode()
 CHANNEL = b"cache:invalidation"
-ACK_RE = re.compile(r"^acked (\d+) events, id (\d+-\d+)")
+ACK_RE = re.compile(r"^acked (\d+) events, id (\d+-\d+)[^\n]*\nids((?: \d+:\d+-\d+)+)\n")
 
 
 def run(port, *args, timeout=60, input=None, tls_args=()):
@@ -30,41 +28,35 @@ def run(port, *args, timeout=60, input=None, tls_args=()):
                             timeout=timeout, input=input)
 
 
+def ack_of(stdout):
+    """The ack invalctl printed, as the protocol's map: {"accepted", "id",
+    "ids": [[shard, id], ...]} (its "ids SHARD:ID ..." line)."""
+    m = ACK_RE.match(stdout)
+    assert m, stdout
+    ids = [[int(a), b] for a, b in
+           (x.split(":") for x in m.group(3).split())]
+    return {"accepted": int(m.group(1)), "id": m.group(2), "ids": ids}
+
+
 def decode(payload):
     return msgpack.unpackb(payload, raw=False, strict_map_key=False,
                            unicode_errors="surrogateescape")
 
 
-class Backend:
-    """Standalone Redis or the cluster, as these tests need them."""
-
-    def __init__(self, kind, target):
-        self.kind = kind
-        self.target = target
-
-    @property
-    def seeds(self):
-        return self.target.seeds if self.kind == "cluster" else [self.target.addr]
-
-    def client(self):
-        return self.target.client()
+class Backend(pubtest.Backend):
+    """pubtest's backend, plus one node to SUBSCRIBE on."""
 
     def any_node_client(self):
         """A plain client of one node, for SUBSCRIBE (classic PUBLISH
         reaches every node of a cluster)."""
-        if self.kind == "cluster":
+        if self.is_cluster:
             return self.target.primaries()[-1].client()
         return self.target.client()
 
     def any_node_addr(self):
-        if self.kind == "cluster":
+        if self.is_cluster:
             return self.target.primaries()[-1].addr
         return self.target.addr
-
-    def log_entries(self):
-        """[(id str, payload dict)] of the whole log."""
-        rows = self.client().xrange(LOG_KEY, "-", "+")
-        return [(i.decode(), decode(f[b"p"])) for i, f in rows]
 
 
 @pytest.fixture(params=["standalone", "cluster"])
@@ -91,32 +83,34 @@ def received(ps, count, timeout=10):
 
 
 def test_invalidate_keys_prefix_pattern_soft(backend, publisher_factory):
+    """invalctl prints the ack's shard entries; each holds exactly the
+    events routed to its shard, and the broadcast names the same entries."""
     pub = publisher_factory(backend.seeds)
     ps = subscribe(backend)
+    sent = [pubtest.ev("key", "user:1"), pubtest.ev("key", "user:2"),
+            pubtest.ev("prefix", "sess:"), pubtest.ev("pattern", "cart:*:items")]
     r = run(pub.port, "invalidate", "user:1", "user:2", "--prefix", "sess:",
             "--pattern", "cart:*:items")
     assert r.returncode == 0, r.stderr
-    m = ACK_RE.match(r.stdout)
-    assert m, r.stdout
-    assert m.group(1) == "4"
-    ack_id = m.group(2)
+    ack = ack_of(r.stdout)
+    assert ack["accepted"] == 4
+    want = backend.expected_entries(sent)
+    assert [s for s, _ in ack["ids"]] == sorted(want)
+    assert ack["id"] == max((i for _, i in ack["ids"]), key=pubtest.id_order)
+    got = backend.entries_of(ack)
+    assert {k: v["events"] for k, v in got.items()} == want
     r = run(pub.port, "invalidate", "--soft", "user:3")
     assert r.returncode == 0, r.stderr
-    soft_id = ACK_RE.match(r.stdout).group(2)
-
-    want = [{"kind": "key", "target": "user:1", "mode": "hard"},
-            {"kind": "key", "target": "user:2", "mode": "hard"},
-            {"kind": "prefix", "target": "sess:", "mode": "hard"},
-            {"kind": "pattern", "target": "cart:*:items", "mode": "hard"}]
-    log = dict(backend.log_entries())
-    assert log[ack_id]["events"] == want
-    assert log[soft_id]["events"] == [
-        {"kind": "key", "target": "user:3", "mode": "soft"}]
+    soft = ack_of(r.stdout)
+    soft_want = [{"kind": "key", "target": "user:3", "mode": "soft"}]
+    assert [s for s, _ in soft["ids"]] == [backend.shard_for("user:3")]
+    assert [p["events"] for p in backend.entries_of(soft).values()] == [
+        soft_want]
 
     msgs = received(ps, 2)
-    assert [(x["id"], x["events"]) for x in msgs] == [
-        (ack_id, want),
-        (soft_id, [{"kind": "key", "target": "user:3", "mode": "soft"}])]
+    assert [(x["ids"], x["events"]) for x in msgs] == [
+        (ack["ids"], [pubtest.expect_event(e) for e in sent]),
+        (soft["ids"], soft_want)]
     ps.close()
 
 
@@ -127,12 +121,20 @@ def test_stdin_25000_keys(backend, publisher_factory):
     r = run(pub.port, "invalidate", "-", input="\n".join(keys) + "\n\n")
     elapsed = time.time() - t0
     assert r.returncode == 0, r.stderr
-    assert ACK_RE.match(r.stdout).group(1) == "25000"
+    ack = ack_of(r.stdout)
+    assert ack["accepted"] == 25000
     assert "events/s" in r.stderr
     seen = []
     for _, p in backend.log_entries():
         seen.extend(e["target"] for e in p["events"])
     assert sorted(seen) == sorted(keys)
+    # Each shard's printed entry is the newest entry of that shard.
+    want = sorted({backend.shard_for(k) for k in keys})
+    assert [s for s, _ in ack["ids"]] == want
+    for shard, eid in ack["ids"]:
+        node = backend.shard_node(shard).client()
+        newest = node.xrevrange(pubtest.shard_key(shard), "+", "-", count=1)
+        assert newest[0][0].decode() == eid
     # The publisher sent more than one request's worth in one process run:
     # the figure is in the test output for the record.
     print(f"{backend.kind}: 25000 keys via stdin in {elapsed:.3f} s; "
@@ -143,10 +145,9 @@ def test_keys_with_spaces_and_dash_separator(standalone, publisher_factory):
     pub = publisher_factory([standalone.addr])
     r = run(pub.port, "invalidate", "--", "-odd", "with space")
     assert r.returncode == 0, r.stderr
-    ack_id = ACK_RE.match(r.stdout).group(2)
-    log = dict(Backend("standalone", standalone).log_entries())
-    assert [e["target"] for e in log[ack_id]["events"]] == ["-odd",
-                                                            "with space"]
+    ack = ack_of(r.stdout)
+    log = Backend("standalone", standalone).entries_of(ack)
+    assert [e["target"] for e in log[0]["events"]] == ["-odd", "with space"]
 
 
 def test_stats_table_and_json(backend, publisher_factory):
@@ -185,9 +186,10 @@ def test_stats_workers_section(standalone, publisher_factory):
     now = int(time.time() * 1000)
     rec = {"id": "127.0.0.1:7000", "node": "127.0.0.1:7000", "role": "primary",
            "last_id": "1-0", "lag_ms": 3, "behind": 0, "ts_ms": now,
-           "ttl_ms": 60000}
+           "ttl_ms": 60000, "shards": [[0, "1-0"], [5, "0-0"], [9, "1-0"]]}
     old = dict(rec, id="127.0.0.1:7001", node="127.0.0.1:7001",
                role="replica", ts_ms=now - 120000, ttl_ms=3000)
+    del old["shards"]
     cli = standalone.client()
     cli.hset("cache:invalidation:workers", rec["id"], msgpack.packb(rec))
     cli.hset("cache:invalidation:workers", old["id"], msgpack.packb(old))
@@ -203,9 +205,16 @@ def test_stats_workers_section(standalone, publisher_factory):
     stale = [x for x in lines if x.strip().startswith("127.0.0.1:7001")]
     assert len(fresh) == 1 and "primary" in fresh[0] and "ok" in fresh[0]
     assert len(stale) == 1 and "STALE" in stale[0] and "replica" in stale[0]
+    # The SHARDS column counts the shards a worker consumes.
+    assert fresh[0].split()[3] == "3" and stale[0].split()[3] == "0"
     assert "1 of 2 workers stale or missing" in r.stdout
     st = json.loads(run(pub.port, "stats", "--json").stdout)
     assert len(st["workers"]) == 2
+    by_id = {w["id"]: w for w in st["workers"]}
+    assert by_id["127.0.0.1:7000"]["shards"] == [[0, "1-0"], [5, "0-0"],
+                                                 [9, "1-0"]]
+    # A record without shards is listed with none.
+    assert by_id["127.0.0.1:7001"]["shards"] == []
 
 
 def test_stats_json_escapes_binary_strings(standalone, publisher_factory):
@@ -272,15 +281,25 @@ def test_tail(backend, publisher_factory):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    id1 = ACK_RE.match(r1.stdout).group(2)
-    id2 = ACK_RE.match(r2.stdout).group(2)
+    ids1 = dict(ack_of(r1.stdout)["ids"])
+    ids2 = dict(ack_of(r2.stdout)["ids"])
+
+    def entry(ids, key):
+        """The ENTRY column of an event: its shard's entry, or * for an
+        event fanned out to every shard of a cluster."""
+        if key is None:
+            return "*" if backend.is_cluster else f"0:{ids[0]}"
+        shard = backend.shard_for(key)
+        return f"{shard}:{ids[shard]}"
     lines = out.splitlines()
     assert len(lines) == 4, out
     fields = [line.split(" ") for line in lines]
     assert all(len(f) == 5 for f in fields), out
     assert [(f[0], f[2], f[3], f[4]) for f in fields] == [
-        (id1, "key", "hard", "t:1"), (id1, "key", "hard", "t\\x20two"),
-        (id1, "prefix", "hard", "tp:"), (id2, "pattern", "soft", "tq:*")]
+        (entry(ids1, "t:1"), "key", "hard", "t:1"),
+        (entry(ids1, "t two"), "key", "hard", "t\\x20two"),
+        (entry(ids1, None), "prefix", "hard", "tp:"),
+        (entry(ids2, None), "pattern", "soft", "tq:*")]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", fields[0][1])
 
 
@@ -444,8 +463,9 @@ def test_tls(standalone, publisher_factory, workdir):
     assert r.returncode == 0, r.stderr
     r = run(pub.port, "invalidate", "tls:1", tls_args=("--tls-ca", cert))
     assert r.returncode == 0, r.stderr
-    ack_id = ACK_RE.match(r.stdout).group(2)
-    assert ack_id in dict(Backend("standalone", standalone).log_entries())
+    ack = ack_of(r.stdout)
+    assert [e["target"] for e in Backend("standalone", standalone).entries_of(
+        ack)[0]["events"]] == ["tls:1"]
     r = harness.invalctl("-H", f"localhost:{pub.port}", "--tls-ca", cert,
                          "stats", "--json")
     assert r.returncode == 0, r.stderr

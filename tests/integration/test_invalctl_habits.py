@@ -172,7 +172,7 @@ def test_invalidate_wait_for_the_workers(standalone, publisher_factory,
     res = ctl("-H", addr, "invalidate", "--wait", "--timeout", "15000",
               "w:gone")
     assert res.returncode == 0, res.stderr
-    assert "applied by all 1 primary workers" in res.stdout
+    assert "applied in all 1 shards by 1 primary worker\n" in res.stdout
     # Applied means gone, at the moment invalctl returns.
     assert r.exists("w:gone") == 0
     assert r.get("w:kept") == b"v"
@@ -181,10 +181,12 @@ def test_invalidate_wait_for_the_workers(standalone, publisher_factory,
 def test_invalidate_wait_names_the_workers_behind(standalone,
                                                   publisher_factory):
     """A primary's worker that never gets there (here a heartbeat record with
-    no worker behind it): exit 4 after --timeout, naming it."""
+    no worker behind it, listing shard 0 at 1-0): exit 4 after --timeout,
+    naming the shard and the worker."""
     rec = {"id": "wk-behind", "node": "127.0.0.1:7000", "role": "primary",
            "last_id": "1-0", "lag_ms": 0, "behind": 0,
-           "ts_ms": int(time.time() * 1000), "ttl_ms": 60000}
+           "ts_ms": int(time.time() * 1000), "ttl_ms": 60000,
+           "shards": [[0, "1-0"]]}
     standalone.client().hset(WORKERS_KEY, rec["id"], msgpack.packb(rec))
     pub = publisher_factory([standalone.addr])
     addr = f"{HOST}:{pub.port}"
@@ -194,6 +196,38 @@ def test_invalidate_wait_names_the_workers_behind(standalone,
     res = ctl("-H", addr, "invalidate", "--wait", "--timeout", "1000", "w:x")
     assert res.returncode == 4, (res.stdout, res.stderr)
     assert res.stdout.startswith("acked 1 events")
-    assert "wk-behind" in res.stderr and "at 1-0" in res.stderr
+    assert "in 1 of 1 shards: shard 0 (worker wk-behind at 1-0)" in res.stderr
     assert time.monotonic() - t0 < 10
     assert log_targets(standalone.client()) == ["w:x"]
+
+
+def test_invalidate_wait_counts_fresh_primaries_only(standalone,
+                                                     publisher_factory):
+    """--wait takes a shard as applied only from a fresh primary's record:
+    a replica's record and a stale primary's record that list the shard far
+    ahead do not count; a fresh primary's record at or after the id does."""
+    now = int(time.time() * 1000)
+    ahead = [[0, "99999999999999-0"]]
+    base = {"node": "127.0.0.1:7000", "last_id": "99999999999999-0",
+            "lag_ms": 0, "behind": 0, "ttl_ms": 60000, "shards": ahead}
+    cli = standalone.client()
+    cli.hset(WORKERS_KEY, "wk-replica", msgpack.packb(
+        dict(base, id="wk-replica", role="replica", ts_ms=now)))
+    cli.hset(WORKERS_KEY, "wk-stale", msgpack.packb(
+        dict(base, id="wk-stale", role="primary", ts_ms=now - 120000)))
+    pub = publisher_factory([standalone.addr])
+    addr = f"{HOST}:{pub.port}"
+    harness.wait_until(lambda: "wk-stale" in ctl("-H", addr, "stats").stdout,
+                       10, what="the records in stats")
+    res = ctl("-H", addr, "invalidate", "--wait", "--timeout", "800", "w:y")
+    assert res.returncode == 4, (res.stdout, res.stderr)
+    assert ("shard 0 (no fresh primary's worker consumes it)"
+            in res.stderr), res.stderr
+    cli.hset(WORKERS_KEY, "wk-fresh", msgpack.packb(
+        dict(base, id="wk-fresh", role="primary", ts_ms=now)))
+    harness.wait_until(lambda: "wk-fresh" in ctl("-H", addr, "stats").stdout,
+                       10, what="the fresh record in stats")
+    res = ctl("-H", addr, "invalidate", "--wait", "--timeout", "5000", "w:z")
+    assert res.returncode == 0, res.stderr
+    assert "applied in all 1 shards by 1 primary worker\n" in res.stdout
+    assert log_targets(cli) == ["w:y", "w:z"]

@@ -142,8 +142,7 @@ def test_second_worker_for_one_node_warns(standalone, worker_factory,
                                           workdir):
     first = worker_factory(standalone, "--heartbeat-interval", "200ms")
     poll(lambda: wstats(first)["heartbeats"] >= 2, 20, "first heartbeats")
-    second = worker_factory(standalone, "--heartbeat-interval", "200ms",
-                            state_dir=f"{workdir}/second")
+    second = worker_factory(standalone, "--heartbeat-interval", "200ms")
     poll(lambda: wstats(second)["duplicate_workers"] == 1, 20,
          "the second worker counting the first")
     poll(lambda: "another worker (" in second.log(), 10, "the warning")
@@ -164,7 +163,6 @@ def test_second_worker_for_one_node_warns(standalone, worker_factory,
     old["ts_ms"] -= old["ttl_ms"] + 1000
     cli.hset("cache:invalidation:workers", standalone.addr,
              msgpack.packb(old))
-    third = worker_factory(standalone, "--heartbeat-interval", "200ms",
-                           state_dir=f"{workdir}/third")
+    third = worker_factory(standalone, "--heartbeat-interval", "200ms")
     poll(lambda: wstats(third)["heartbeats"] >= 1, 20, "third heartbeats")
     assert wstats(third)["duplicate_workers"] == 0

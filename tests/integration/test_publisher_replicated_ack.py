@@ -1,9 +1,10 @@
-"""Replicated acks: with ack-replicas N (default: 1 when the log's node has
-a replica) the publisher acks a batch only once WAIT counted N replicas.
-A stopped replica turns acks into EUNAVAIL within redis-timeout, never a
-false ack; ack-replicas 0 keeps acking. The double fault on a cluster (the
-log's replica stopped, then its primary killed and the replica promoted
-with TAKEOVER) loses no acked invalidation."""
+"""Replicated acks: with ack-replicas N (default: 1 when the shard's node
+has a replica) the publisher acks a batch only once WAIT counted N
+replicas. A stopped replica turns acks into EUNAVAIL within redis-timeout,
+never a false ack; ack-replicas 0 keeps acking. The double fault on a
+cluster (a primary's replica stopped, then the primary, which holds log
+shards, killed and the replica promoted with TAKEOVER) loses no acked
+invalidation."""
 
 import signal
 import time
@@ -13,8 +14,9 @@ import pytest
 import harness
 from harness import RedisServer
 from pubtest import ack_with_retry, connect, ev, invalidate, stats
-from workerlib import (LOG_KEY, Topo, key_events, key_slot, keys_present,
-                       load_keys, poll, start_workers, wait_gone, worker_of)
+from workerlib import (SHARD_SLOTS, Topo, key_events, key_slot, keys_present,
+                       load_keys, poll, shard_key, shard_of_key, start_workers,
+                       wait_gone, worker_of)
 
 
 @pytest.fixture
@@ -45,8 +47,10 @@ def resume(node):
     node.proc.signal(signal.SIGCONT)
 
 
-def log_ids(node):
-    return {e.decode() for e, _ in node.client().xrange(LOG_KEY)}
+def log_ids(node, shard=0):
+    """The entry ids of log shard shard's stream on node (standalone, every
+    entry is in shard 0)."""
+    return {e.decode() for e, _ in node.client().xrange(shard_key(shard))}
 
 
 def test_default_waits_for_the_replica(replicated, publisher_factory):
@@ -137,19 +141,24 @@ def test_default_without_a_replica_is_zero(standalone, publisher_factory):
 
 
 def test_double_fault(fresh_cluster, worker_factory, publisher_factory):
-    """SIGSTOP the log primary's replica: events for that primary's keys
-    are not acked. Kill the primary, resume the replica, promote it with
-    CLUSTER FAILOVER TAKEOVER: every acked entry is in its log and every
-    acked key is gone, while the keys never invalidated survive."""
+    """SIGSTOP the replica of a primary that holds log shards: events for
+    that primary's shards are not acked. Kill the primary, resume the
+    replica, promote it with CLUSTER FAILOVER TAKEOVER: every acked entry is
+    in its shard's stream on the heir and every acked key is gone, while
+    the keys never invalidated survive."""
     cluster = fresh_cluster
     topo = Topo(cluster)
-    victim = topo.log_node()
+    victim = topo.primaries()[0]
     heir = cluster.replica_of(victim)
     assert heir is not None
     owners = topo.owners()
+    # Keys the victim holds whose shard's stream it holds too.
     mine = [k for k in (f"df:{i}" for i in range(3000))
-            if owners[key_slot(k)].port == victim.port]
+            if owners[key_slot(k)].port == victim.port and
+            owners[shard_of_key(k) * SHARD_SLOTS].port == victim.port]
     acked_keys, refused_keys, kept = mine[:40], mine[40:60], mine[60:160]
+    assert len(kept) == 100
+    shards = {shard_of_key(k) for k in mine}
     load_keys(topo, mine)
     for p in topo.primaries():
         assert p.client().execute_command("WAIT", 1, 5000) >= 1
@@ -158,7 +167,7 @@ def test_double_fault(fresh_cluster, worker_factory, publisher_factory):
     pub = publisher_factory(topo.seeds, "--redis-timeout", "1s",
                             "--ack-replicas", "1")
     # The victim's worker is down: it must not be what deletes the acked
-    # keys, the heir's worker must find them in the promoted log.
+    # keys, the heir's worker must find them in the promoted shards.
     victim_worker = worker_of(workers, victim)
     victim_worker.signal(signal.SIGSTOP)
     acked_ids = []
@@ -168,7 +177,8 @@ def test_double_fault(fresh_cluster, worker_factory, publisher_factory):
                 err, res = invalidate(c, key_events(acked_keys[i:i + 10]),
                                       timeout=5)
                 assert err is None, err
-                acked_ids.append(res["id"])
+                assert {s for s, _ in res["ids"]} <= shards, res
+                acked_ids.extend((s, eid) for s, eid in res["ids"])
             pause(heir)
             try:
                 for i in range(0, len(refused_keys), 10):
@@ -182,12 +192,13 @@ def test_double_fault(fresh_cluster, worker_factory, publisher_factory):
                 resume(heir)
         heir.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
         poll(lambda: heir.role() == "master", 20, "the heir promoted")
-        poll(lambda: topo.log_node().port == heir.port, 30,
-             "the heir serving the log's slot")
+        poll(lambda: all(topo.shard_node(s).port == heir.port
+                         for s in shards), 30,
+             "the heir serving the shards' home slots")
     finally:
         victim_worker.signal(signal.SIGCONT)
-    # No acked invalidation is missing from the promoted log ...
-    missing = set(acked_ids) - log_ids(heir)
+    # No acked invalidation is missing from the promoted shards ...
+    missing = [(s, eid) for s, eid in acked_ids if eid not in log_ids(heir, s)]
     assert not missing, missing
     # ... every acked key is gone once the heir's worker applied it ...
     wait_gone(topo, "df:*", set(acked_keys), 60, "acked keys removed")

@@ -139,7 +139,9 @@ def test_workers_section(backend, publisher_factory):
     assert by_id["127.0.0.1:1"]["role"] == "primary"
     assert set(by_id["127.0.0.1:1"]) == {"id", "node", "role", "last_id",
                                          "lag_ms", "behind", "ts_ms",
-                                         "ttl_ms", "stale"}
+                                         "ttl_ms", "stale", "shards"}
+    # A record without shards (an older worker's) is listed with none.
+    assert by_id["127.0.0.1:1"]["shards"] == []
     assert st["workers_known"] == 2 and st["workers_stale"] == 1
     # The view is refreshed in the background, not per stats call.
     rt = [stats(pub)["redis_round_trips"] for _ in range(20)]

@@ -38,12 +38,15 @@ import redis
 import harness
 from harness import HOST, RedisCluster, RedisServer, RedisTls, RpcClient
 from harness import wait_until
+from pubtest import shard_channel, shard_key
 
 sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
 from inval import connect_redis, get_or_fill, lock_key  # noqa: E402
 from inval import read_password  # noqa: E402
 
 README = os.path.join(harness.REPO_ROOT, "README.md")
+# A standalone server logs every event in shard 0.
+LOG0 = shard_key(0).encode()
 PW = {"inval-publisher": "pub-pw-1f3a", "inval-worker": "wrk-pw-8c2d",
       "inval-ops": "ops-pw-55e0", "app-orders": "app-pw-91b7",
       "inval-bench": "bench-pw-6d04"}
@@ -206,11 +209,11 @@ def test_pipeline_over_tls_with_readme_acl_users(tls_redis, certs, workdir,
          "--redis-user", "inval-ops", *tls_flags],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Subscribed, not only connected: the worker is the one other
-        # subscriber of the broadcast, and a message published before
-        # tail's SUBSCRIBE would never reach it.
+        # Subscribed, not only connected: the broadcast's one subscriber
+        # is tail (workers read the shard streams), and a message published
+        # before tail's SUBSCRIBE would never reach it.
         wait_until(lambda: dict(admin.pubsub_numsub("cache:invalidation"))
-                   .get(b"cache:invalidation", 0) >= 2, 10,
+                   .get(b"cache:invalidation", 0) >= 1, 10,
                    what="tail subscribed")
     except Exception:
         tail.kill()
@@ -220,7 +223,17 @@ def test_pipeline_over_tls_with_readme_acl_users(tls_redis, certs, workdir,
     wait_until(lambda: admin.exists(b"doomed") == 0, 10,
                what="doomed deleted by the worker")
     assert admin.get(b"keeper") == b"v"
-    assert admin.xlen(b"cache:invalidation:log") >= 1
+    assert admin.xlen(LOG0) >= 1
+    # The worker consumed shard 0 with the README's rules: hints on the
+    # shard channel, the entry read and acknowledged in group "inval".
+    calls = admin.info("commandstats")
+    for cmd in ("xreadgroup", "xack", "ssubscribe"):
+        assert calls.get(f"cmdstat_{cmd}", {}).get("calls", 0) >= 1, cmd
+    group = {g["name"]: g for g in admin.xinfo_groups(LOG0)}[b"inval"]
+    wait_until(lambda: {g["name"]: g for g in admin.xinfo_groups(LOG0)}[
+        b"inval"]["pending"] == 0, 10, what="the entry acknowledged")
+    assert group["last-delivered-id"] == admin.xinfo_stream(LOG0)[
+        "last-generated-id"]
     out, errout = tail.communicate(timeout=10)
     assert tail.returncode == 0, errout
     assert "key" in out and "doomed" in out, out
@@ -262,12 +275,12 @@ def test_one_permission_removed_is_named(tls_redis, certs, workdir,
     assert err is not None
     expect = "NOPERM this user has no permissions to run the 'evalsha' command"
     wait_until(lambda: expect in pub.log(), 10, what=expect)
-    assert node.client().exists(b"cache:invalidation:log") == 0
+    assert node.client().exists(LOG0) == 0
     # Given the permission back, the same publisher acks.
     set_user(node, "inval-publisher", rules)
     wait_until(lambda: invalidate(pub, [b"k2"])[0] is None, 10,
                what="ack after the fix")
-    assert node.client().xlen(b"cache:invalidation:log") == 1
+    assert node.client().xlen(LOG0) == 1
 
 
 def test_application_user_is_walled_off(tls_redis):
@@ -283,15 +296,17 @@ def test_application_user_is_walled_off(tls_redis):
     assert app.get(b"{orders:1}:stale") == b"old"
     # The service's channels and keys are out of reach.
     for cmd in (("PUBLISH", "cache:invalidation", "x"),
-                ("SPUBLISH", "cache:invalidation:shard:{0}", "x"),
-                ("XADD", "cache:invalidation:log", "*", "p", "x"),
+                ("SPUBLISH", shard_channel(0), "x"),
+                ("XADD", LOG0, "*", "p", "x"),
+                ("XREADGROUP", "GROUP", "inval", "worker", "STREAMS", LOG0,
+                 ">"),
                 ("HSET", "cache:invalidation:workers", "w", "x"),
-                ("DEL", "cache:invalidation:log"),
+                ("DEL", LOG0),
                 ("SET", "other:1", "x")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             app.execute_command(*cmd)
     r = node.client()
-    assert r.exists(b"cache:invalidation:log", b"cache:invalidation:workers",
+    assert r.exists(LOG0, b"cache:invalidation:workers",
                     b"other:1") == 0
     assert r.get(b"orders:1") == b"v"
 
@@ -322,12 +337,12 @@ def test_bad_server_certificate_then_recovery(workdir, certs, bad, reason,
         wait_until(lambda: expect in pub.log(), 10, what=expect)
         err, _ = invalidate(pub, [b"k"], timeout=10)
         assert err is not None
-        assert node.client().exists(b"cache:invalidation:log") == 0
+        assert node.client().exists(LOG0) == 0
         # The server gets the right certificate: the next attempt works.
         use_cert(node, certs, "server")
         wait_until(lambda: invalidate(pub, [b"k"])[0] is None, 15,
                    what="ack after the certificate was fixed")
-        assert node.client().xlen(b"cache:invalidation:log") == 1
+        assert node.client().xlen(LOG0) == 1
         assert node.client().get(b"k") == b"v"  # no worker: untouched
     finally:
         node.stop()
@@ -340,7 +355,7 @@ def test_client_certificate_required(tls_redis, certs, publisher_factory):
                what="the missing client certificate reported")
     err, _ = invalidate(pub, [b"k"])
     assert err is not None
-    assert tls_redis.client().exists(b"cache:invalidation:log") == 0
+    assert tls_redis.client().exists(LOG0) == 0
 
 
 @pytest.mark.parametrize("who", ["password", "user"])
@@ -358,7 +373,7 @@ def test_wrong_acl_credentials_then_recovery(tls_redis, certs, workdir, who,
     assert PW["inval-publisher"] not in pub.log()
     err, _ = invalidate(pub, [b"k"])
     assert err is not None
-    assert node.client().exists(b"cache:invalidation:log") == 0
+    assert node.client().exists(LOG0) == 0
     # Fixed on the server: the user (with the right password) exists.
     rules = readme_acl("inval-publisher")
     set_user(node, "inval-publisher", rules, PW["inval-publisher"])
@@ -368,7 +383,7 @@ def test_wrong_acl_credentials_then_recovery(tls_redis, certs, workdir, who,
             *[r.replace("<password>", PW["inval-publisher"]) for r in rules])
     wait_until(lambda: invalidate(pub, [b"k"])[0] is None, 15,
                what="ack after the ACL was fixed")
-    assert node.client().xlen(b"cache:invalidation:log") == 1
+    assert node.client().xlen(LOG0) == 1
 
 
 def test_password_file_checks(workdir, certs, tls_redis):
@@ -487,7 +502,7 @@ def test_bench_e2e_missing_rule_is_named(tls_redis, certs,
         assert "channel" in res.stderr, res.stderr
     # Refused before any load: nothing seeded, logged or reconfigured.
     assert admin.keys(b"bench:e2e:*") == []
-    assert admin.exists(b"cache:invalidation:log") == 0
+    assert admin.exists(LOG0) == 0
     assert admin.get(b"keeper") == b"v"
     assert "E" not in admin.config_get(
         "notify-keyspace-events")["notify-keyspace-events"]
@@ -509,7 +524,7 @@ def test_bench_e2e_wrong_ca_and_wrong_password(tls_redis, certs,
     assert res.returncode == 3
     assert 'AUTH as user "inval-bench" failed: WRONGPASS' in res.stderr
     assert node.client().keys(b"bench:e2e:*") == []
-    assert node.client().exists(b"cache:invalidation:log") == 0
+    assert node.client().exists(LOG0) == 0
 
 
 # ---------------------------------------------------------------------------

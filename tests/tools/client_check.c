@@ -32,6 +32,23 @@
     goto out;                                                                  \
   } while (0)
 
+/* Returns 1 when ack names at least one shard entry, its shards ascend,
+ * and its id is the newest of its entries' ids (as (ms, seq)). */
+static int ack_ids_ok(const inv_client_ack_t *ack) {
+  unsigned long long ms, seq, best_ms = 0, best_seq = 0, id_ms, id_seq;
+  if (ack->nids == 0 || sscanf(ack->id, "%llu-%llu", &id_ms, &id_seq) != 2)
+    return 0;
+  for (size_t k = 0; k < ack->nids; k++) {
+    if (k > 0 && ack->ids[k].shard <= ack->ids[k - 1].shard) return 0;
+    if (sscanf(ack->ids[k].id, "%llu-%llu", &ms, &seq) != 2) return 0;
+    if (ms > best_ms || (ms == best_ms && seq > best_seq)) {
+      best_ms = ms;
+      best_seq = seq;
+    }
+  }
+  return best_ms == id_ms && best_seq == id_seq;
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -125,6 +142,9 @@ static int mode_pipeline(const char *host, int port, long total, long batch,
         FAIL("next_reply: %s: %s", inv_err_name(rc), inv_client_errstr(c));
       if (r.err != 0) FAIL("error reply: %s: %s", r.errname, r.errstr);
       if (!r.has_ack) FAIL("reply %" PRIu32 " is not an ack", r.msgid);
+      if (!ack_ids_ok(&r.ack))
+        FAIL("ack %" PRIu32 ": id %s is not the newest of its %zu ids",
+             r.msgid, r.ack.id, r.ack.nids);
       if (idset_put(&ids, r.msgid, 0) != 1)
         FAIL("reply for msgid %" PRIu32 " that is not outstanding", r.msgid);
       acked += (long)r.ack.accepted;
@@ -212,7 +232,12 @@ static int mode_errors(const char *host, int port) {
   if (rc != 0 || inv_client_result_obj(res)->type != MSGPACK_OBJECT_MAP)
     FAIL("stats: %s", inv_err_name(rc));
   inv_client_result_free(res);
-  printf(", \"id\": \"%s\"}\n", ack.id);
+  if (!ack_ids_ok(&ack)) FAIL("ack id %s is not the newest of its ids", ack.id);
+  printf(", \"id\": \"%s\", \"ids\": [", ack.id);
+  for (size_t k = 0; k < ack.nids; k++)
+    printf("%s[%u, \"%s\"]", k > 0 ? ", " : "", ack.ids[k].shard,
+           ack.ids[k].id);
+  printf("]}\n");
   ok = 1;
 out:
   inv_client_close(c);

@@ -263,8 +263,12 @@ class Client:
 
     def invalidate(self, events, timeout=None):
         """Sends the events (maps made by key(), prefix(), pattern()) in one
-        request and waits for the ack {"id": log id, "accepted": count}.
-        All or nothing: an invalid event fails the request with EINVAL."""
+        request and waits for the ack {"id": str, "accepted": count, "ids":
+        [[shard, entry id], ...]}: "ids" names the log shard entries that
+        hold the events, one per shard they went to (ascending shards; on a
+        standalone server [[0, id]]), and "id" is the newest of those ids
+        (PROTOCOL.md section 5). All or nothing: an invalid event fails the
+        request with EINVAL."""
         return self.invalidate_async(events).result(timeout)
 
     def invalidate_async(self, events):

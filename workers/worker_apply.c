@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/slot.h"
 #include "proto/keyname.h"
+#include "proto/scripts.h"
 #include "workers/worker_int.h"
 
 /* Pattern work does not pause intake while its jobs only wait: they share
@@ -68,15 +69,23 @@ void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err) {
   progress(w);
 }
 
-/* One key being deleted on another node: its names go as single-key
- * UNLINKs, so that none is ever refused with TRYAGAIN while its slot
- * migrates (the cluster client follows MOVED and ASK for each). */
+/* One key being deleted on another node. A hard delete sends its names
+ * as single-key UNLINKs, so that none is ever refused with TRYAGAIN while
+ * its slot migrates (the cluster client follows MOVED and ASK for each); a
+ * soft one runs soft.lua on the key's node, and falls back to the hard
+ * delete if that fails (its names split by a migration, say): the safe
+ * side of a soft invalidation. */
 typedef struct remote_s {
+  inv_worker_t *w;
   inv_unlink_done_cb done_cb;
   void *owner;
   uint64_t tag;
-  int pending; /* names whose UNLINK is unanswered */
+  int pending; /* commands unanswered, plus the hold while sending */
   int err;     /* the first failure, or 0 */
+  int n;       /* names: the key, and its lock and stale copy if any */
+  const char *name[3];
+  size_t len[3];
+  char buf[]; /* the names' bytes */
 } remote_t;
 
 static void remote_release(remote_t *r) {
@@ -95,53 +104,86 @@ static void remote_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) 
   remote_release(r);
 }
 
+static void remote_hard(remote_t *r) {
+  for (int i = 0; i < r->n; i++) {
+    const char *argv[2] = {"UNLINK", r->name[i]};
+    size_t argvlen[2] = {6, r->len[i]};
+    r->pending++;
+    if (inv_cluster_command_argv(r->w->cluster, r->name[i], r->len[i], 2, argv,
+                                 argvlen, remote_cb, r) != 0) {
+      r->pending--;
+      if (r->err == 0) r->err = INV_ENOMEM;
+    }
+  }
+}
+
+static void soft_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+  remote_t *r = data;
+  (void)c;
+  if (err < 0 || reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    r->w->st.unlink_retries++;
+    remote_hard(r);
+  } else {
+    r->w->st.stale_copies += reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+  }
+  remote_release(r);
+}
+
+static int remote_soft(remote_t *r) {
+  char grace[24];
+  snprintf(grace, sizeof(grace), "%llu",
+           (unsigned long long)r->w->conf->stale_grace_ms);
+  const char *argv[7] = {"EVAL", inv_script_soft.src, "3", r->name[0],
+                         r->name[1], r->name[2], grace};
+  size_t lens[7] = {4, inv_script_soft.len, 1, r->len[0], r->len[1],
+                    r->len[2], strlen(grace)};
+  r->pending++;
+  if (inv_cluster_command_argv(r->w->cluster, r->name[0], r->len[0], 7, argv,
+                               lens, soft_cb, r) == 0)
+    return 0;
+  r->pending--;
+  return INV_ENOMEM;
+}
+
 void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
                                   inv_unlink_op_t op, inv_unlink_done_cb done_cb,
                                   void *owner, uint64_t tag) {
   inv_worker_t *w = data;
   inv_regen_names_t names = {0};
-  const char *name[3] = {key, NULL, NULL};
-  size_t lens[3] = {len, 0, 0};
-  int n = 1;
-  /* A soft invalidation is applied as a hard one here (the stale copy goes
-   * too), which is the safe side of it. */
+  size_t total = len;
   if (op != INV_UNLINK_RAW) {
     if (inv_regen_names(key, len, &names) != 0) {
       done_cb(owner, tag, INV_ENOMEM);
       return;
     }
-    if (names.keeps_slot) {
-      name[1] = names.lock;
-      lens[1] = names.lock_len;
-      name[2] = names.stale;
-      lens[2] = names.stale_len;
-      n = 3;
-    }
+    if (names.keeps_slot) total += names.lock_len + names.stale_len;
   }
-  remote_t *r = calloc(1, sizeof(*r));
+  remote_t *r = calloc(1, sizeof(*r) + total + 1);
   if (r == NULL) {
     inv_regen_names_free(&names);
     done_cb(owner, tag, INV_ENOMEM);
     return;
   }
+  r->w = w;
   r->done_cb = done_cb;
   r->owner = owner;
   r->tag = tag;
-  r->pending = 1; /* held while sending */
-  for (int i = 0; i < n; i++) {
-    const char *argv[2] = {"UNLINK", name[i]};
-    size_t argvlen[2] = {6, lens[i]};
-    r->pending++;
-    int rc = inv_cluster_command_argv(w->cluster, name[i], lens[i], 2, argv,
-                                      argvlen, remote_cb, r);
-    if (rc != 0) {
-      r->pending--;
-      if (r->err == 0) r->err = rc;
-    }
+  r->pending = 1; /* the hold */
+  char *at = r->buf;
+  const char *src[3] = {key, names.lock, names.stale};
+  size_t srclen[3] = {len, names.lock_len, names.stale_len};
+  r->n = op != INV_UNLINK_RAW && names.keeps_slot ? 3 : 1;
+  for (int i = 0; i < r->n; i++) {
+    memcpy(at, src[i], srclen[i]);
+    r->name[i] = at;
+    r->len[i] = srclen[i];
+    at += srclen[i];
   }
   inv_regen_names_free(&names);
   w->st.remote_unlinks++;
-  remote_release(r); /* the hold */
+  if (op != INV_UNLINK_SOFT || r->n != 3 || remote_soft(r) != 0)
+    remote_hard(r);
+  remote_release(r);
 }
 
 /* Dispatches one pattern (a prefix already turned into a pattern).

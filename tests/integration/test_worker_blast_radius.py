@@ -62,8 +62,8 @@ def test_healthy_nodes_keep_acking(partial_cluster, worker_factory,
         with RpcClient(HOST, pub.port, timeout=10) as c:
             i = 0
             while not stop.is_set() and i < len(keys):
-                err, _ = c.call("invalidate", [[{"kind": "key",
-                                                 "target": keys[i]}]])
+                err, _ = c.call("invalidate", [{"kind": "key",
+                                                "target": keys[i]}])
                 if err is None:
                     acked[port].append((time.monotonic(), keys[i]))
                     i += 1

@@ -91,6 +91,7 @@ struct inv_worker_s {
   int map_dirty;         /* refresh again when the current one returns */
   int standalone_node;   /* CLUSTER MYID said cluster support is disabled;
                             cleared on every reconnect of cmd */
+  int orphan_warned;     /* a primary owning no shard's home was logged */
   inv_slot_map_t map;
 
   uint64_t pending_keys; /* exact keys handed to the unlinker or elsewhere */

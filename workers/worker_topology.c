@@ -35,6 +35,19 @@ void inv__worker_update_shards(inv_worker_t *w) {
   }
   inv_intake_set_wanted(w->intake, wanted);
   w->st.shards = inv_intake_attached(w->intake);
+  /* A primary that owns slots but no shard's home slot consumes nothing:
+   * exact keys of its slots are still deleted (by the workers of their
+   * shards, through the cluster), but an unpinned pattern reaches no
+   * worker that scans this node. Said once per such map. */
+  int orphan = w->role == INV__ROLE_PRIMARY && w->map_known &&
+               w->map.cluster && w->map.nowned > 0 && w->st.shards == 0;
+  if (orphan && !w->orphan_warned)
+    inv_log_warn(w->ctx, "this primary owns %u slots but no log shard's home "
+                 "slot (a multiple of %u): no unpinned prefix or pattern "
+                 "reaches this node; move slots in aligned ranges of %u "
+                 "(docs/OPERATIONS.md)", w->map.nowned, INV_LOG_SHARD_SLOTS,
+                 INV_LOG_SHARD_SLOTS);
+  w->orphan_warned = orphan;
 }
 
 /* A new role: nothing is guessed. A promoted node's worker consumes the

@@ -144,10 +144,13 @@ static int take_entry(inv_worker_t *w, req_t *q, const redisReply *e,
         f->element[i + 1]->type == REDIS_REPLY_STRING)
       p = f->element[i + 1];
   inv_payload_t payload;
+  memset(&payload, 0, sizeof(payload));
   int rc = p == NULL ? INV_EPROTO
                      : inv_payload_decode(p->str, p->len, &payload, err, sizeof(err));
   if (p == NULL) snprintf(err, sizeof(err), "no field p");
   if (rc != 0) {
+    /* The decoder may hold memory after a failure too. */
+    inv_payload_destroy(&payload);
     /* Never applied, never retried: the entry would block its shard. */
     w->st.decode_errors++;
     inv_log_error(w->ctx, "log entry %s of shard %u cannot be read: %s; it "

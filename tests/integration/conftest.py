@@ -109,14 +109,20 @@ def standalone(redis_standalone, request):
     return redis_standalone
 
 
-@pytest.fixture(scope="module")
-def redis_cluster(_module_dir):
-    c = RedisCluster(_module_dir)
+def _started_cluster(workdir, extra_args=()):
+    """A started RedisCluster in workdir, stopped again if starting fails."""
+    c = RedisCluster(workdir, extra_args=extra_args)
     try:
         c.start()
     except Exception:
         c.stop()
         raise
+    return c
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(_module_dir):
+    c = _started_cluster(_module_dir)
     yield c
     c.stop()
 
@@ -135,12 +141,19 @@ def cluster(redis_cluster):
 @pytest.fixture
 def fresh_cluster(workdir):
     """A private 3+3 cluster for a test that kills, fails over or reshards."""
-    c = RedisCluster(workdir)
-    try:
-        c.start()
-    except Exception:
-        c.stop()
-        raise
+    c = _started_cluster(workdir)
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def partial_cluster(workdir):
+    """A private 3+3 cluster whose nodes keep serving the slots they own
+    while another node's slots are down (cluster-require-full-coverage no,
+    as deploy/redis.conf sets it: with the default, every node answers
+    CLUSTERDOWN from a failure's detection to the promotion)."""
+    c = _started_cluster(
+        workdir, extra_args=("--cluster-require-full-coverage", "no"))
     yield c
     c.stop()
 

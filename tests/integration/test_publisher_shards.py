@@ -6,8 +6,6 @@ and ack ids, and the blast radius of a killed primary."""
 import threading
 import time
 
-import pytest
-
 import harness
 from pubtest import (SHARDS, Subscriber, backend, connect, decode,  # noqa: F401
                      ev, expect_event, id_order, invalidate, route,
@@ -165,23 +163,6 @@ def _keys_on(cluster, node, n, prefix):
             out.append(k)
         i += 1
     return out
-
-
-@pytest.fixture
-def partial_cluster(workdir):
-    """A private 3+3 cluster whose nodes keep serving the slots they own
-    while another node's slots are down (cluster-require-full-coverage no:
-    with the default, every node answers CLUSTERDOWN from the failure's
-    detection to the promotion, and no shard can be written)."""
-    c = harness.RedisCluster(
-        workdir, extra_args=("--cluster-require-full-coverage", "no"))
-    try:
-        c.start()
-    except Exception:
-        c.stop()
-        raise
-    yield c
-    c.stop()
 
 
 def test_blast_radius_of_a_killed_primary(partial_cluster, publisher_factory):

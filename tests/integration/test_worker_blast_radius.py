@@ -17,7 +17,6 @@ import threading
 import time
 
 from harness import HOST, RpcClient
-from test_publisher_shards import partial_cluster  # noqa: F401 (fixture)
 from workerlib import (SHARD_SLOTS, Topo, assert_keyset, keys_present,
                        load_keys, poll, shard_of_key, start_workers,
                        wait_applied, worker_of)

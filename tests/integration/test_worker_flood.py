@@ -107,9 +107,9 @@ def test_flood_never_blocks_exact_keys(topo, worker_factory,
     wait_gone(topo, "flood:*", set(gone), 10, "flood keys removed")
     print(f"{topo.kind}: exact keys gone after {t_exact:.3f} s, flood done "
           f"after {t_flood:.3f} s ({total} keys)")
-    # The order: the exact keys went while every primary's flood work still
-    # ran or waited.
-    assert all(waiting), (t_exact, t_flood, waiting)
+    # The order: the exact keys went while a primary's flood work still ran
+    # or waited (on a loaded machine the smallest node's pass may be done).
+    assert any(waiting), (t_exact, t_flood, waiting)
 
     assert_keyset(keys_present(topo, "flood*"),
                   {k for k in kept if k.startswith("flood")}, "flood keys")

@@ -37,12 +37,17 @@ def stopped_worker_with_backlog(topo, worker_factory, pub):
     return shard_key(0)
 
 
-def check_gap_then_recovery(topo, worker_factory, pub, what):
+def check_gap_then_recovery(topo, worker_factory, pub, what, gaps=1,
+                            said=None):
+    """Starts a worker, waits until it counted gaps and logged said (by
+    default the GAP line naming shard 0), then checks that what comes next
+    is applied and that only what the lost entries named is left."""
     after = [f"after:{i}" for i in range(100)]
     w = start(topo, worker_factory)
-    poll(lambda: wstats(w)["gaps"] == 1, 10, f"the gap counted ({what})")
-    assert metric(w, "inval_worker_gaps_total") == 1
-    assert "GAP: " + shard_key(0) in w.log(), w.log_tail(20)
+    poll(lambda: wstats(w)["gaps"] == gaps, 10, f"the gap counted ({what})")
+    assert metric(w, "inval_worker_gaps_total") == gaps
+    said = said or "GAP: " + shard_key(0)
+    assert said in w.log(), w.log_tail(20)
     last = send_events(pub, key_events(after) + [ev("prefix", "afterp:")])
     wait_gone(topo, "after*", set(after) | {f"afterp:{i}" for i in range(50)},
               20, "entries after the gap applied")
@@ -53,7 +58,8 @@ def check_gap_then_recovery(topo, worker_factory, pub, what):
                   {f"lost:{i}" for i in range(100)} |
                   {f"lostp:{i}" for i in range(50)} | {"kept"},
                   f"keys after a gap ({what})")
-    assert wstats(w)["gaps"] == 1
+    assert wstats(w)["gaps"] == gaps
+    return w
 
 
 def load(topo):
@@ -98,21 +104,8 @@ def test_pending_entries_trimmed(standalone, worker_factory,
     assert len(got[0][1]) == 2
     assert r.xtrim(key, maxlen=0, approximate=False) >= 2
     load(topo)
-    w = start(topo, worker_factory)
-    poll(lambda: wstats(w)["gaps"] == 2, 10, "both trimmed entries counted")
+    w = check_gap_then_recovery(topo, worker_factory, pub, "pending", gaps=2,
+                                said="was trimmed before it was applied")
     assert w.log().count("was trimmed before it was applied") == 2
     # Acknowledged, so they no longer block the shard.
-    poll(lambda: r.xpending(key, "inval")["pending"] == 0, 10,
-         "nothing pending")
-    assert w.stop() == 0
-    check_gap_then_recovery_pending(topo, worker_factory, pub)
-
-
-def check_gap_then_recovery_pending(topo, worker_factory, pub):
-    w = start(topo, worker_factory)
-    after = [f"after:{i}" for i in range(100)]
-    last = send_events(pub, key_events(after))
-    wait_gone(topo, "after:*", set(after), 20, "entries after the gap applied")
-    wait_applied([w], last)
-    assert wstats(w)["gaps"] == 0  # nothing new was lost
-    assert {f"lost:{i}" for i in range(100)} <= keys_present(topo, "lost:*")
+    assert r.xpending(key, "inval")["pending"] == 0

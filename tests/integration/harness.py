@@ -288,6 +288,16 @@ def build_dir():
                                                              "build")
 
 
+def sanitized_build():
+    """True when the build under test uses ASan (valgrind cannot run it)."""
+    cache = os.path.join(build_dir(), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            return "INV_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
 _BINARY_PATHS = {
     "inval-publisher": "service/inval-publisher",
     "inval-worker": "workers/inval-worker",

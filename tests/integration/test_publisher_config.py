@@ -122,17 +122,7 @@ def test_port_in_use(standalone, workdir):
     assert str(standalone.port) in res.stderr
 
 
-def sanitized_build():
-    """True when the build under test uses ASan (valgrind cannot run it)."""
-    cache = os.path.join(harness.build_dir(), "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            return "INV_SANITIZE:BOOL=ON" in f.read()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(sanitized_build(),
+@pytest.mark.skipif(harness.sanitized_build(),
                     reason="valgrind cannot run an ASan build; ASan checks it")
 def test_valgrind_clean(standalone, publisher_factory):
     """A publisher under valgrind serves requests and stops on SIGTERM with

@@ -301,3 +301,27 @@ def test_heartbeat(standalone, worker_factory):
     assert rec["ttl_ms"] == 5000
     assert abs(rec["ts_ms"] - time.time() * 1000) < 5000
     assert w.stop() == 0
+
+
+@pytest.mark.skipif(harness.sanitized_build(),
+                    reason="valgrind cannot run an ASan build; ASan checks it")
+def test_valgrind_clean(standalone, worker_factory, publisher_factory):
+    """A worker under valgrind attaches its shard, applies exact keys, a
+    prefix and a pinned pattern, and stops on SIGTERM with exit 0 and no
+    leak (the harness makes valgrind exit 99 on any error)."""
+    w = worker_factory(standalone, metrics=True, valgrind=True,
+                       ready_timeout=60)
+    wait_until(lambda: worker_stats(w)["live"], 60, what="worker live")
+    backend = Topo(standalone)
+    pub = publisher_factory(standalone.addr)
+    keys = [f"vg:{i}" for i in range(50)] + [f"vgp:{i}" for i in range(50)] + \
+        [f"{{vgt}}:{i}" for i in range(20)]
+    fill(backend, keys + ["kept"])
+    invalidate(pub, [ev("key", k) for k in keys[:50]] +
+               [ev("prefix", "vgp:"), ev("pattern", "{vgt}:*")])
+    wait_gone(backend, keys, timeout=60)
+    assert existing(backend, ["kept"]) == {"kept"}
+    import urllib.request
+    urllib.request.urlopen(f"http://{HOST}:{w.metrics_port}/metrics",
+                           timeout=20).read()
+    assert w.stop() == 0

@@ -93,6 +93,7 @@ typedef struct cmd_s {
 
 struct inv_cluster_s {
   uv_loop_t *loop;
+  int answer_resent; /* the command being answered was sent more than once */
   inv_redis_opts_t opts; /* its password, username, tls and name are ours */
   char name[49];         /* its connections' role in log lines */
   char *password;
@@ -227,6 +228,7 @@ static void finish(inv_cluster_t *c, cmd_t *cmd, redisReply *reply, int err) {
     c->stats.errors++;
   if (was_head)
     arm_deadline(c);
+  c->answer_resent = cmd->redirects > 0 || cmd->attempts > 0;
   cmd->cb(c, reply, err, cmd->data);
   if (!held)
     cmd_free(cmd);
@@ -1213,6 +1215,17 @@ int inv_cluster_replicas(const inv_cluster_t *c, const char *key,
   else if (c->mode == MODE_CLUSTER)
     n = c->slots[inv_key_slot(key, keylen)];
   return n != NULL ? n->replicas : -1;
+}
+
+int inv_cluster_answer_resent(const inv_cluster_t *c) {
+  return c->answer_resent;
+}
+
+const void *inv_cluster_node_of(const inv_cluster_t *c, const char *key,
+                                size_t keylen) {
+  if (c->mode == MODE_STANDALONE) return c->single;
+  if (c->slots == NULL) return NULL;
+  return c->slots[inv_key_slot(key, keylen)];
 }
 
 void inv_cluster_describe_owner(const inv_cluster_t *c, const char *key,

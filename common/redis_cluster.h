@@ -117,6 +117,19 @@ int inv_cluster_reachable(const inv_cluster_t *c);
  * created with TLS. */
 void inv_cluster_set_tls(inv_cluster_t *c, struct inv_tls_ctx_s *ctx);
 
+/* During a reply callback: 1 when the command being answered was sent
+ * more than once (MOVED or ASK followed, or resent after TRYAGAIN,
+ * CLUSTERDOWN or a lost connection), so it may have run on another
+ * connection than the one it was first queued on; else 0. */
+int inv_cluster_answer_resent(const inv_cluster_t *c);
+
+/* An opaque identity of the node that serves key in the current map
+ * (commands routed to the same identity go out on one connection, in
+ * order), or NULL when no map is known. Valid until the next map
+ * refresh; only for comparing. */
+const void *inv_cluster_node_of(const inv_cluster_t *c, const char *key,
+                                size_t keylen);
+
 /* Writes "host:port" of the node that serves key now (its slot's owner, or
  * the single node of standalone Redis) and whether it is connected, as
  * "host:port" or "host:port (not connected)", to out; "no node known yet"

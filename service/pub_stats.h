@@ -103,6 +103,9 @@
      "values in cache:invalidation:workers that are not heartbeat records")   \
   XX(wait_failed, wait_failed, COUNTER,                                        \
      "batches logged but answered EUNAVAIL: WAIT counted too few replicas")    \
+  XX(wait_confirms, wait_confirms, COUNTER,                                    \
+     "shard entries that needed a WAIT of their own (one WAIT per node "      \
+     "covers the others)")                                                     \
   XX(ack_replicas, ack_replicas, GAUGE,                                        \
      "replicas an ack waits for now (ack-replicas, or what default means)")
 

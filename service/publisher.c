@@ -91,6 +91,7 @@ static void publisher_snapshot(inv_publisher_t *p, inv_pub_stats_t *out,
     out->log_entries = ks->log_entries;
     out->broadcast_failed = ks->broadcast_failed;
     out->wait_failed = ks->wait_failed;
+    out->wait_confirms = ks->wait_confirms;
     out->ack_replicas = (uint64_t)inv_sink_ack_replicas(p->sink, 0);
     /* Each NOSCRIPT reply (expected once per node after its start or a
      * SCRIPT FLUSH) was answered with EVAL: it is a script load, not an

@@ -49,13 +49,31 @@ struct inv_sink_s {
 };
 
 
-/* One shard entry of a batch being written. */
+/* One shard entry of a batch being written.
+ *
+ * Replicated acks wait once per node, not once per entry: WAIT blocks its
+ * connection until the replicas caught up, so one WAIT per entry would
+ * serialize a batch's entries on each node. The writes of a batch that go
+ * to one node (as the cluster client's map says when the batch is sent)
+ * form a group; its last write (the lead) is sent paired with WAIT, the
+ * others plainly before it on the same connection, so the lead's WAIT
+ * covers them all. A member succeeds with its lead. A member whose script
+ * was resent (a redirect, a retry) or answered after its lead ran on
+ * another connection or after that WAIT: it confirms with a WAIT of its
+ * own (PING + WAIT, on the connection the key is routed to). */
 typedef struct sink_write_s {
   inv_sink_call_t *call;
   int done;
   unsigned shard;
   int tried_eval;
-  int replicas; /* WAIT for this many after the script; 0: no WAIT */
+  int replicas; /* replicas to wait for; 0: no WAIT */
+  int paired;   /* the next send carries WAIT (the lead, or confirming) */
+  int confirming; /* the pair is PING + WAIT after the script succeeded */
+  int lead;     /* index of the group's lead in call->writes */
+  int script_ok; /* a member's script succeeded; waiting for its lead */
+  int lead_err;  /* the lead's outcome once known: 0 ok, else the error */
+  int lead_known;
+  char lead_msg[160];
   size_t off, len; /* the payload in call->buf */
   char key[INV_LOG_NAME_MAX];
   char channel[INV_LOG_NAME_MAX];
@@ -137,6 +155,29 @@ static size_t pack_head(char *out, unsigned map_size, uint64_t ts_ms,
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data);
 
+/* Groups the writes of call that wait for replicas by node: the last
+ * write to each node leads its group and carries the WAIT. */
+static void sink_group(inv_sink_call_t *call) {
+  const void *node[INV_LOG_SHARDS];
+  for (size_t i = 0; i < call->nwrites; i++) {
+    sink_write_t *w = &call->writes[i];
+    w->lead = (int)i;
+    node[i] = inv_cluster_node_of(call->sink->cluster, w->key, strlen(w->key));
+  }
+  for (size_t i = call->nwrites; i-- > 0;) {
+    sink_write_t *w = &call->writes[i];
+    if (w->replicas == 0) continue;
+    w->paired = 1; /* unless a later write to its node leads */
+    for (size_t j = i + 1; j < call->nwrites; j++)
+      if (node[j] != NULL && node[j] == node[i] &&
+          call->writes[j].replicas > 0) {
+        w->paired = 0;
+        w->lead = call->writes[j].lead;
+        break;
+      }
+  }
+}
+
 /* Issues w's EVALSHA (or EVAL once its node said NOSCRIPT), followed by
  * WAIT when it waits for replicas. WAIT's timeout is filled in by the
  * cluster client at each send: what is left of redis-timeout. Returns 0
@@ -145,6 +186,17 @@ static int sink_issue(sink_write_t *w) {
   inv_sink_t *s = w->call->sink;
   const char *argv[7];
   size_t argvlen[7];
+  char nrep[16];
+  snprintf(nrep, sizeof(nrep), "%d", w->replicas);
+  const char *wargv[3] = {"WAIT", nrep, "0"};
+  size_t wargvlen[3] = {4, strlen(nrep), 1};
+  if (w->confirming) {
+    const char *pargv[1] = {"PING"};
+    size_t pargvlen[1] = {4};
+    return inv_cluster_pair_argv(s->cluster, w->key, strlen(w->key), 1, pargv,
+                                 pargvlen, 3, wargv, wargvlen, 2,
+                                 sink_reply_cb, w);
+  }
   argv[0] = w->tried_eval ? "EVAL" : "EVALSHA";
   argv[1] = w->tried_eval ? sink_script : s->sha;
   argv[2] = "1";
@@ -156,13 +208,9 @@ static int sink_issue(sink_write_t *w) {
     if (i != 5) argvlen[i] = strlen(argv[i]);
   argvlen[5] = w->len;
   s->stats.shard_writes++;
-  if (w->replicas == 0)
+  if (!w->paired)
     return inv_cluster_command_argv(s->cluster, w->key, argvlen[3], 7, argv,
                                     argvlen, sink_reply_cb, w);
-  char nrep[16];
-  snprintf(nrep, sizeof(nrep), "%d", w->replicas);
-  const char *wargv[3] = {"WAIT", nrep, "0"};
-  size_t wargvlen[3] = {4, strlen(nrep), 1};
   return inv_cluster_pair_argv(s->cluster, w->key, argvlen[3], 7, argv,
                                argvlen, 3, wargv, wargvlen, 2, sink_reply_cb,
                                w);
@@ -231,6 +279,7 @@ int inv_sink_send(inv_sink_t *s, const char *events, size_t events_len,
     inv_log_shard_channel(k, wr->channel);
     wr->replicas = inv_sink_ack_replicas(s, k);
   }
+  sink_group(call);
   for (size_t i = 0; i < nevents; i++) {
     int shard = standalone ? 0 : ev[i].shard;
     unsigned lo = shard < 0 ? 0 : (unsigned)shard;
@@ -342,6 +391,31 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
 /* Ends write w: err is 0 when its entry (and WAIT) succeeded. Reports it,
  * broadcasts the batch after its last successful write, and frees the call
  * after its last write. */
+static void sink_write_done(sink_write_t *w, int err, const char *msg);
+
+/* The lead of a group has its outcome: members whose script succeeded
+ * share it; members not answered yet take it when they are. */
+static void sink_confirm(sink_write_t *w);
+
+static void sink_lead_done(sink_write_t *lead, int covers, int err,
+                           const char *msg) {
+  inv_sink_call_t *call = lead->call;
+  int self = (int)(lead - call->writes);
+  lead->lead_known = 1;
+  lead->lead_err = err;
+  snprintf(lead->lead_msg, sizeof(lead->lead_msg), "%s", msg ? msg : "");
+  /* Members first: the call may be freed by the last done. The lead
+   * itself is still outstanding, so no member's end frees it. */
+  for (size_t i = 0; i < call->nwrites; i++) {
+    sink_write_t *m = &call->writes[i];
+    if (m == lead || m->lead != self || !m->script_ok || m->done) continue;
+    m->script_ok = 0;
+    if (covers) sink_write_done(m, err, err ? lead->lead_msg : NULL);
+    else sink_confirm(m);
+  }
+  sink_write_done(lead, err, msg);
+}
+
 static void sink_write_done(sink_write_t *w, int err, const char *msg) {
   inv_sink_call_t *call = w->call;
   w->done = 1;
@@ -377,17 +451,40 @@ static int sink_check_wait(sink_write_t *w, const redisReply *wait_reply,
   return -1;
 }
 
+/* Sends a member's own PING + WAIT once its script succeeded. */
+static void sink_confirm(sink_write_t *w) {
+  char msg[160];
+  w->paired = 1;
+  w->confirming = 1;
+  w->call->sink->stats.wait_confirms++;
+  int rc = sink_issue(w);
+  if (rc == 0) return;
+  snprintf(msg, sizeof(msg), "cannot send WAIT: %s", inv_strerror(rc));
+  sink_write_done(w, INV_EUNAVAIL, msg);
+}
+
+/* Ends w with err: a lead with its members, anything else alone. */
+static void sink_end(sink_write_t *w, int is_lead, int covers, int err,
+                     const char *msg) {
+  if (is_lead) sink_lead_done(w, covers, err, msg);
+  else sink_write_done(w, err, msg);
+}
+
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
                           void *data) {
-  (void)c;
   sink_write_t *w = data;
   inv_sink_t *s = w->call->sink;
   char msg[480], node[320];
   const redisReply *wait_reply = NULL;
-  if (w->replicas > 0 && err == 0 && reply != NULL) {
-    /* A pair: the script's reply, then WAIT's. */
+  int is_lead = w->paired && !w->confirming &&
+                w->lead == (int)(w - w->call->writes);
+  /* A lead whose pair was resent had its WAIT run on another connection
+   * than its members' scripts: they confirm on their own. */
+  int covers = !inv_cluster_answer_resent(c);
+  if (w->paired && err == 0 && reply != NULL) {
+    /* A pair: the script's (or PING's) reply, then WAIT's. */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
-      sink_write_done(w, INV_EREDIS, "unexpected reply to WAIT");
+      sink_end(w, is_lead, covers, INV_EREDIS, "unexpected reply to WAIT");
       return;
     }
     wait_reply = reply->element[1];
@@ -397,7 +494,14 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
     inv_sink_describe(s, w->shard, node, sizeof(node));
     snprintf(msg, sizeof(msg), "Redis did not confirm the batch: %s (%s)",
              inv_strerror(err < 0 ? err : INV_EIO), node);
-    sink_write_done(w, INV_EUNAVAIL, msg);
+    sink_end(w, is_lead, covers, INV_EUNAVAIL, msg);
+    return;
+  }
+  if (w->confirming) {
+    if (sink_check_wait(w, wait_reply, msg, sizeof(msg)) != 0)
+      sink_write_done(w, INV_EUNAVAIL, msg);
+    else
+      sink_write_done(w, 0, NULL);
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
@@ -409,14 +513,14 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
       if (rc == 0) return;
       snprintf(msg, sizeof(msg), "cannot resend the script: %s",
                inv_strerror(rc));
-      sink_write_done(w, INV_EUNAVAIL, msg);
+      sink_end(w, is_lead, covers, INV_EUNAVAIL, msg);
       return;
     }
     inv_sink_describe(s, w->shard, node, sizeof(node));
     snprintf(msg, sizeof(msg), "Redis refused the batch: %.*s (%s)",
              (int)(reply->len > 120 ? 120 : reply->len), reply->str, node);
     inv_log_warn("sink", "%s", msg);
-    sink_write_done(w, INV_EREDIS, msg);
+    sink_end(w, is_lead, covers, INV_EREDIS, msg);
     return;
   }
   if (reply->type != REDIS_REPLY_STRING || reply->len == 0 ||
@@ -424,15 +528,26 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
     snprintf(msg, sizeof(msg), "unexpected reply (type %d) from the script",
              reply->type);
     inv_log_error("sink", "%s", msg);
-    sink_write_done(w, INV_EREDIS, msg);
+    sink_end(w, is_lead, covers, INV_EREDIS, msg);
     return;
   }
   memcpy(w->id, reply->str, reply->len);
   w->idlen = reply->len;
   w->id[w->idlen] = '\0';
-  if (wait_reply != NULL &&
-      sink_check_wait(w, wait_reply, msg, sizeof(msg)) != 0) {
-    sink_write_done(w, INV_EUNAVAIL, msg);
+  if (wait_reply != NULL) {
+    int rc = sink_check_wait(w, wait_reply, msg, sizeof(msg)) != 0 ? INV_EUNAVAIL : 0;
+    sink_end(w, is_lead, covers, rc, rc ? msg : NULL);
+    return;
+  }
+  if (w->replicas > 0) {
+    /* A member: its lead's WAIT covers it if the script ran on the lead's
+     * connection before that WAIT, that is, sent once, with the EVALSHA
+     * that went out with the batch, and answered before the lead. */
+    const sink_write_t *lead = &w->call->writes[w->lead];
+    if (!covers || w->tried_eval || lead->lead_known)
+      sink_confirm(w);
+    else
+      w->script_ok = 1;
     return;
   }
   sink_write_done(w, 0, NULL);

@@ -78,6 +78,9 @@ typedef void (*inv_sink_done_cb)(void *data, unsigned shard, int err,
 typedef struct inv_sink_stats_s {
   uint64_t script_loads;     /* NOSCRIPT answered with EVAL */
   uint64_t wait_failed;      /* WAIT counted fewer replicas than required */
+  uint64_t wait_confirms;    /* entries that needed a WAIT of their own (a
+                                redirect or a retry moved them off their
+                                node group's connection) */
   uint64_t shard_writes;     /* script calls issued (EVAL retries included) */
   uint64_t log_entries;      /* shard entries of sent batches */
   uint64_t broadcast_failed; /* broadcasts not sent or refused */

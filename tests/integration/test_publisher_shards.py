@@ -77,6 +77,15 @@ def test_routing(backend, publisher_factory):
         assert st.get("eval", 0) == 0
         assert st.get("spublish", 0) == per_node.get(n.port, 0)
         assert st.get("publish", 0) <= len(cases)  # the broadcasts
+    # Replicated acks wait once per node a request's entries went to, not
+    # once per entry (64 entries of an unpinned prefix: 3 WAITs).
+    replicated = stats(pub)["ack_replicas"] > 0
+    for n in primaries(backend):
+        touched = sum(1 for _, shards in cases if any(
+            backend.shard_node(k).port == n.port
+            for k in (shards if backend.is_cluster else [0])))
+        assert cmdstats(n).get("wait", 0) == (touched if replicated else 0), \
+            (n.addr, cmdstats(n).get("wait"), touched)
     st = stats(pub)
     # The warm-up found no script anywhere: one EVAL after each NOSCRIPT.
     assert st["log_entries"] == total + (SHARDS if backend.is_cluster else 1)

@@ -88,6 +88,7 @@ struct inv_batcher_s {
   uv_check_t check;          /* batch_delay_us < 1000 */
   uv_timer_t deadline_timer;
   uv_timer_t drain_timer;    /* defers drain_cb out of inv_batcher_drain */
+  uv_timer_t topology_timer; /* sends again once the sink knows the topology */
   int handles_open;
 };
 
@@ -252,9 +253,20 @@ static void batch_route(inv_batcher_t *b, batch_t *x) {
   }
 }
 
+static void batcher_topology_cb(uv_timer_t *t);
+
 /* Sends READY batches while in-flight slots are free. A batch the sink
- * cannot take is failed at once. */
+ * cannot take is failed at once. Until the sink knows whether Redis is a
+ * cluster (a fresh publisher's first milliseconds), batches wait, READY,
+ * and the pump looks again every 10 ms: routing one then would put every
+ * event in shard 0 (standalone) and an unpinned pattern would reach one
+ * node only. Their deadlines run meanwhile. */
 static void batcher_pump(inv_batcher_t *b) {
+  if (b->ready.head != NULL && !inv_sink_ready(b->sink)) {
+    if (!uv_is_active((uv_handle_t *)&b->topology_timer))
+      uv_timer_start(&b->topology_timer, batcher_topology_cb, 10, 0);
+    return;
+  }
   while (b->ready.head != NULL &&
          b->inflight.count < b->opts.max_inflight_batches) {
     batch_t *x = b->ready.head;
@@ -292,6 +304,8 @@ static void batcher_close_open(inv_batcher_t *b) {
 static void batcher_delay_cb(uv_timer_t *t) {
   batcher_close_open(t->data);
 }
+
+static void batcher_topology_cb(uv_timer_t *t) { batcher_pump(t->data); }
 
 static void batcher_check_cb(uv_check_t *c) { batcher_close_open(c->data); }
 
@@ -360,9 +374,11 @@ int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
   uv_check_init(loop, &b->check);
   uv_timer_init(loop, &b->deadline_timer);
   uv_timer_init(loop, &b->drain_timer);
+  uv_timer_init(loop, &b->topology_timer);
   b->delay_timer.data = b->check.data = b;
   b->deadline_timer.data = b->drain_timer.data = b;
-  b->handles_open = 4;
+  b->topology_timer.data = b;
+  b->handles_open = 5;
   *out = b;
   return 0;
 }
@@ -507,4 +523,5 @@ void inv_batcher_close(inv_batcher_t *b) {
   uv_close((uv_handle_t *)&b->check, batcher_handle_closed);
   uv_close((uv_handle_t *)&b->deadline_timer, batcher_handle_closed);
   uv_close((uv_handle_t *)&b->drain_timer, batcher_handle_closed);
+  uv_close((uv_handle_t *)&b->topology_timer, batcher_handle_closed);
 }

@@ -110,6 +110,8 @@ int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
   return 0;
 }
 
+int inv_sink_ready(const inv_sink_t *s) { return inv_cluster_ready(s->cluster); }
+
 uint64_t inv_sink_route_mask(const inv_sink_t *s, int shard) {
   if (!inv_cluster_is_cluster(s->cluster)) return 1;
   return shard < 0 ? UINT64_MAX : (uint64_t)1 << shard;

@@ -86,6 +86,10 @@ typedef struct inv_sink_stats_s {
   uint64_t broadcast_failed; /* broadcasts not sent or refused */
 } inv_sink_stats_t;
 
+/* 1 once the cluster client knows whether Redis is a cluster (its first
+ * topology answer): events are routed only then. */
+int inv_sink_ready(const inv_sink_t *s);
+
 /* The shards an event routed shard (inv_log_event_shard: -1 for every
  * shard) is written to now, as a bit mask (bit k: shard k): every event
  * goes to shard 0 of a standalone server. */

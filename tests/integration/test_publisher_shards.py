@@ -72,9 +72,9 @@ def test_routing(backend, publisher_factory):
             xlens(backend)[k] - base[k]
     for n in primaries(backend):
         st = cmdstats(n)
-        assert st.get("evalsha", 0) == per_node.get(n.port, 0), n.addr
-        assert st.get("xadd", 0) == per_node.get(n.port, 0), n.addr
-        assert st.get("eval", 0) == 0
+        assert st.get("evalsha", 0) == per_node.get(n.port, 0), (n.addr, st)
+        assert st.get("xadd", 0) == per_node.get(n.port, 0), (n.addr, st)
+        assert st.get("eval", 0) == 0, (n.addr, st)
         assert st.get("spublish", 0) == per_node.get(n.port, 0)
         assert st.get("publish", 0) <= len(cases)  # the broadcasts
     # Replicated acks wait once per node a request's entries went to, not

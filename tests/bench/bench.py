@@ -34,8 +34,12 @@ SCENARIOS = {1: "s1_throughput", 2: "s2_latency", 3: "s3_pattern",
 
 
 class Ctx:
-    def __init__(self, scale, runs, root, ack_replicas=None):
+    def __init__(self, scale, runs, root, ack_replicas=None, before=None):
         self.scale = scale
+        # A build tree of the code before the change (e.g. main's), whose
+        # programs scenarios 1, 2, 9, 10 and 11 run in turn with this
+        # tree's on the same cluster; None: this tree only.
+        self.before = before
         self.runs = runs
         self.root = root
         self.ack_replicas = ack_replicas
@@ -156,6 +160,10 @@ def main():
     ap.add_argument("--ack-replicas", default=None,
                     help="the publisher's --ack-replicas in scenarios 1 and "
                     "2 (default: the publisher's default)")
+    ap.add_argument("--before-build", default=None, metavar="DIR",
+                    help="build tree of the code before the change (e.g. "
+                    "main's): scenarios 1, 2, 9, 10 and 11 run its programs "
+                    "and this tree's alternately on the same cluster")
     ap.add_argument("--no-report", action="store_true",
                     help="print results, leave BENCHMARKS.md alone")
     args = ap.parse_args()
@@ -166,7 +174,9 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     root = tempfile.mkdtemp(prefix="inval-bench-",
                             dir=os.environ.get("INVAL_TEST_RUNDIR"))
-    ctx = Ctx(args.scale, args.runs, root, args.ack_replicas)
+    before = (os.path.abspath(args.before_build) if args.before_build
+              else None)
+    ctx = Ctx(args.scale, args.runs, root, args.ack_replicas, before)
     failed = []
     for sid in wanted:
         mod = importlib.import_module(SCENARIOS[sid])

@@ -30,7 +30,8 @@ README_BEGIN = "<!-- bench-headline: written by tests/bench/run.sh -->"
 README_END = "<!-- /bench-headline -->"
 SCENARIOS = {1: "s1_throughput", 2: "s2_latency", 3: "s3_pattern",
              4: "s4_pinned", 5: "s5_apply", 6: "s6_stampede",
-             7: "s7_memory", 8: "s8_flood"}
+             7: "s7_memory", 8: "s8_flood", 9: "s9_node_cpu",
+             10: "s10_failover", 11: "s11_fanout", 12: "s12_delivery"}
 
 
 class Ctx:

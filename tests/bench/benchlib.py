@@ -34,6 +34,22 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def medians(runs):
+    """The median of each column of runs (equal-length tuples), as a
+    tuple: the figure of several runs of a multi-figure measurement."""
+    return tuple(median(col) for col in zip(*runs))
+
+
+def builds(ctx):
+    """(label, build tree) of the builds a before/after scenario runs in
+    turn: this tree, and the one before the change when run.sh was given
+    --before-build."""
+    out = [("this build", None)]
+    if ctx.before:
+        out.append(("before", ctx.before))
+    return out
+
+
 def cmdline(argv):
     """A shell-quoted command line, with build paths shortened to their
     program name so that BENCHMARKS.md shows what a user would type."""

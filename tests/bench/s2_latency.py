@@ -179,8 +179,9 @@ def run(ctx):
                   f"run for run on one cluster (the publisher and workers "
                   f"restarted for each turn). Per turn and run: {per_turn} "
                   f"Standalone per run: p50 {s50} us, p99 {s99} us, ack p50 "
-                  f"{sack} us. Workers (in the per-primary runs) received {hints:,} hints and "
-                  f"acknowledged {entries:,} shard entries. No baseline: "
+                  f"{sack} us. Workers (in the per-primary runs) received "
+                  f"{hints:,} hints and acknowledged {entries:,} shard "
+                  "entries. No baseline: "
                   "there is no alternative that deletes on every node from "
                   "one send."],
     }

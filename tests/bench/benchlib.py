@@ -328,6 +328,23 @@ def invalidate(env, events, timeout=60):
     return t0, res["id"]
 
 
+def warm_up(env):
+    """Sends one request with an exact key in every log shard (64 in a
+    cluster), so that every shard stream and the workers' heartbeats exist
+    before a scenario counts keys with DBSIZE: a stream created during the
+    measurement would count as a key. Exact keys, not a pattern, so that
+    no worker starts a SCAN that would overlap the measurement."""
+    seen, events, i = set(), [], 0
+    while len(seen) < workerlib.SHARDS:
+        k = f"warm-up:{i}"
+        shard = workerlib.key_slot(k) // workerlib.SHARD_SLOTS
+        if shard not in seen:
+            seen.add(shard)
+            events.append({"kind": "key", "target": k})
+        i += 1
+    invalidate(env, events)
+
+
 def tag_on(env, node):
     """A short hash tag whose slot node owns."""
     owners = env.topo.owners()

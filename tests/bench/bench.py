@@ -44,7 +44,7 @@ class Ctx:
         self.runs = runs
         self.root = root
         self.ack_replicas = ack_replicas
-        # Flags every publisher of scenarios 1 and 2 gets (their figures
+        # Flags every publisher of scenarios 1 and 11 gets (their figures
         # depend on how many replicas an ack waits for).
         self.pub_args = ([] if ack_replicas is None
                          else ["--ack-replicas", ack_replicas])
@@ -160,7 +160,8 @@ def main():
                     help="a note on what else ran on the machine")
     ap.add_argument("--ack-replicas", default=None,
                     help="the publisher's --ack-replicas in scenarios 1 and "
-                    "2 (default: the publisher's default)")
+                    "11 (default: the publisher's default; scenario 2 runs "
+                    "1 and 0)")
     ap.add_argument("--before-build", default=None, metavar="DIR",
                     help="build tree of the code before the change (e.g. "
                     "main's): scenarios 1, 2, 9, 10 and 11 run its programs "
@@ -193,7 +194,7 @@ def main():
         r.update(when=datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%d %H:%M UTC"), machine=machine(), scale=args.scale,
             runs=args.runs, shared=args.shared)
-        if ctx.ack_replicas is not None and sid in (1, 2):
+        if ctx.ack_replicas is not None and sid in (1, 11):
             r["shared"] = (f"publisher --ack-replicas {ctx.ack_replicas}. " +
                            r["shared"]).strip()
         print(json.dumps(r, indent=1))

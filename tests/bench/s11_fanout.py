@@ -64,7 +64,8 @@ def run(ctx):
     count = max(100, int(1000 * ctx.scale))
     builds = benchlib.builds(ctx)
     res = {}
-    with Env(ctx.workdir("s11"), workers=False) as env:
+    with Env(ctx.workdir("s11"), workers=False,
+             publisher_args=ctx.pub_args) as env:
         for i in range(ctx.runs):
             for label, build in builds:
                 if env.build != build:
@@ -105,6 +106,7 @@ def run(ctx):
                       f"{label} {kind}: "
                       f"{[tuple(round(x) for x in r) for r in runs]}"
                       for (label, kind), runs in sorted(res.items())) +
-                  ". The publisher's default ack-replicas (1 with "
-                  "replicas): every shard write is followed by a WAIT."],
+                  ". The publisher's ack-replicas: " +
+                  (ctx.ack_replicas or "its default (1 with replicas)") +
+                  "; above 0, every shard write is followed by a WAIT."],
     }

@@ -99,8 +99,9 @@ def run(ctx):
                    f"{sorted(round(x) for x in before)}" if before else "") +
                   ". The publisher "
                   f"confirmed {st['batches']:,} batches averaging "
-                  f"{st['batch_events_avg']} events: one XADD + PUBLISH "
-                  "round trip carries many events, where the baseline pays "
-                  "a PUBLISH (and its fan-out over the cluster bus to every "
+                  f"{st['batch_events_avg']} events: a batch costs one "
+                  "shard write (and WAIT, with ack-replicas 1) per shard it "
+                  "touches and one PUBLISH, where the baseline pays a "
+                  "PUBLISH (and its fan-out over the cluster bus to every "
                   "other node) per message."],
     }

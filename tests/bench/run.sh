@@ -13,7 +13,8 @@
 #
 # The programs come from $INVAL_BUILD_DIR (default: build/); build them with
 # CMAKE_BUILD_TYPE=RelWithDebInfo or Release. Each scenario starts its own
-# loopback 3+3 Redis Cluster and inval, and stops them when it ends.
+# loopback Redis (a 3+3 cluster; 6+6 in scenario 9, one server in 12) and
+# inval, and stops them when it ends.
 # Results go to tests/bench/results/sN.json and BENCHMARKS.md.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

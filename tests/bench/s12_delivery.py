@@ -73,8 +73,9 @@ def run(ctx):
              "baseline": f"blocking {med('block', 'reader_us'):.0f} / "
                          f"{med('block', 'redis_us'):.0f} us",
              "ratio": None, "target": "", "met": None}],
-        "commands": [benchlib.cmdline(argv).replace(" block ",
-                                                    " hint|block ")],
+        "commands": [benchlib.cmdline(argv).replace(
+            f" {server.port} block ", " PORT hint|block ").replace(
+            HERE + "/", "tests/bench/")],
         "notes": [f"{count:,} entries per run; faster at p50: {faster}. Per "
                   "run: " + "; ".join(
                       f"{mode}: " + ", ".join(
@@ -83,6 +84,8 @@ def run(ctx):
                           f"us/entry, Redis {r['redis_us']:.0f} us/entry]"
                           for r in runs)
                       for mode, runs in res.items()) + ".",
+                  "Redis CPU per entry includes the writer's script call "
+                  "(XADD and SPUBLISH), the same in both. "
                   "A ratio above 1 means hints are faster. The hint path "
                   "has one more trip than a blocking read (the hint, then "
                   "the XREADGROUP round trip), but one connection per node "

@@ -30,16 +30,21 @@ README_BEGIN = "<!-- bench-headline: written by tests/bench/run.sh -->"
 README_END = "<!-- /bench-headline -->"
 SCENARIOS = {1: "s1_throughput", 2: "s2_latency", 3: "s3_pattern",
              4: "s4_pinned", 5: "s5_apply", 6: "s6_stampede",
-             7: "s7_memory", 8: "s8_flood"}
+             7: "s7_memory", 8: "s8_flood", 9: "s9_node_cpu",
+             10: "s10_failover", 11: "s11_fanout", 12: "s12_delivery"}
 
 
 class Ctx:
-    def __init__(self, scale, runs, root, ack_replicas=None):
+    def __init__(self, scale, runs, root, ack_replicas=None, before=None):
         self.scale = scale
+        # A build tree of the code before the change (e.g. main's), whose
+        # programs scenarios 1, 2, 9, 10 and 11 run in turn with this
+        # tree's on the same cluster; None: this tree only.
+        self.before = before
         self.runs = runs
         self.root = root
         self.ack_replicas = ack_replicas
-        # Flags every publisher of scenarios 1 and 2 gets (their figures
+        # Flags every publisher of scenarios 1 and 11 gets (their figures
         # depend on how many replicas an ack waits for).
         self.pub_args = ([] if ack_replicas is None
                          else ["--ack-replicas", ack_replicas])
@@ -155,7 +160,12 @@ def main():
                     help="a note on what else ran on the machine")
     ap.add_argument("--ack-replicas", default=None,
                     help="the publisher's --ack-replicas in scenarios 1 and "
-                    "2 (default: the publisher's default)")
+                    "11 (default: the publisher's default; scenario 2 runs "
+                    "1 and 0)")
+    ap.add_argument("--before-build", default=None, metavar="DIR",
+                    help="build tree of the code before the change (e.g. "
+                    "main's): scenarios 1, 2, 9, 10 and 11 run its programs "
+                    "and this tree's alternately on the same cluster")
     ap.add_argument("--no-report", action="store_true",
                     help="print results, leave BENCHMARKS.md alone")
     args = ap.parse_args()
@@ -166,7 +176,9 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     root = tempfile.mkdtemp(prefix="inval-bench-",
                             dir=os.environ.get("INVAL_TEST_RUNDIR"))
-    ctx = Ctx(args.scale, args.runs, root, args.ack_replicas)
+    before = (os.path.abspath(args.before_build) if args.before_build
+              else None)
+    ctx = Ctx(args.scale, args.runs, root, args.ack_replicas, before)
     failed = []
     for sid in wanted:
         mod = importlib.import_module(SCENARIOS[sid])
@@ -182,7 +194,7 @@ def main():
         r.update(when=datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%d %H:%M UTC"), machine=machine(), scale=args.scale,
             runs=args.runs, shared=args.shared)
-        if ctx.ack_replicas is not None and sid in (1, 2):
+        if ctx.ack_replicas is not None and sid in (1, 11):
             r["shared"] = (f"publisher --ack-replicas {ctx.ack_replicas}. " +
                            r["shared"]).strip()
         print(json.dumps(r, indent=1))

@@ -34,6 +34,22 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def medians(runs):
+    """The median of each column of runs (equal-length tuples), as a
+    tuple: the figure of several runs of a multi-figure measurement."""
+    return tuple(median(col) for col in zip(*runs))
+
+
+def builds(ctx):
+    """(label, build tree) of the builds a before/after scenario runs in
+    turn: this tree, and the one before the change when run.sh was given
+    --before-build."""
+    out = [("this build", None)]
+    if ctx.before:
+        out.append(("before", ctx.before))
+    return out
+
+
 def cmdline(argv):
     """A shell-quoted command line, with build paths shortened to their
     program name so that BENCHMARKS.md shows what a user would type."""
@@ -97,18 +113,43 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def build_binary(build, name):
+    """The path of program name in build tree build (None: the tree under
+    test, $INVAL_BUILD_DIR)."""
+    if build is None:
+        return harness.binary(name)
+    return os.path.join(build, harness._BINARY_PATHS[name])
+
+
+def legacy_worker(build):
+    """True when build's worker is the central log's (it keeps a position
+    file and takes --state-dir); the sharded log's worker has no such
+    option."""
+    res = subprocess.run([build_binary(build, "inval-worker"), "--help"],
+                         capture_output=True, text=True, timeout=30)
+    return "state-dir" in res.stdout + res.stderr
+
+
 class Env:
-    """A Redis deployment plus inval on it. cluster=True: 3+3 nodes."""
+    """A Redis deployment plus inval on it. cluster=True: primaries
+    primaries with one replica each (3+3 by default); redis_args go to every
+    redis-server. build names the build tree of the inval programs (None:
+    $INVAL_BUILD_DIR), so that one cluster can run another build's programs
+    in turn (use_build)."""
 
     def __init__(self, workdir, cluster=True, workers=True,
-                 publisher_args=(), worker_args=()):
+                 publisher_args=(), worker_args=(), primaries=3,
+                 redis_args=(), build=None):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.cluster = cluster
+        self.nprimaries = primaries
         if cluster:
-            self.redis = RedisCluster(workdir)
+            self.redis = RedisCluster(workdir, primaries=primaries,
+                                      extra_args=redis_args)
         else:
-            self.redis = RedisServer(workdir)
+            self.redis = RedisServer(workdir, extra_args=redis_args)
+        self.build = build
         self.topo = workerlib.Topo(self.redis)
         self.publisher = None
         self.workers = []
@@ -117,7 +158,8 @@ class Env:
         self.worker_args = list(worker_args)
 
     def __enter__(self):
-        log(f"starting {'3+3 cluster' if self.cluster else 'standalone'} "
+        n = self.nprimaries
+        log(f"starting {f'{n}+{n} cluster' if self.cluster else 'standalone'} "
             f"Redis in {self.workdir}")
         self.redis.start()
         self.start_publisher()
@@ -134,7 +176,7 @@ class Env:
 
     def start_publisher(self):
         port = harness.free_port()
-        argv = [harness.binary("inval-publisher"), "--listen",
+        argv = [build_binary(self.build, "inval-publisher"), "--listen",
                 f"{HOST}:{port}", "--log-level", "warn"]
         for s in self.seeds:
             argv += ["--redis", s]
@@ -144,13 +186,16 @@ class Env:
         return self.publisher
 
     def start_workers(self):
+        legacy = legacy_worker(self.build)
         for n in self.topo.nodes():
             port = harness.free_port()
-            state = os.path.join(self.workdir, f"worker-{n.port}")
-            os.makedirs(state, exist_ok=True)
-            argv = [harness.binary("inval-worker"), "--redis", n.addr,
-                    "--listen", f"{HOST}:{port}", "--state-dir", state,
-                    "--log-level", "warn"] + self.worker_args
+            argv = [build_binary(self.build, "inval-worker"), "--redis",
+                    n.addr, "--listen", f"{HOST}:{port}", "--log-level",
+                    "warn"] + self.worker_args
+            if legacy:
+                state = os.path.join(self.workdir, f"worker-{n.port}")
+                os.makedirs(state, exist_ok=True)
+                argv += ["--state-dir", state]
             d = Daemon(argv, self.workdir, f"worker-{n.port}",
                        ready_port=port, valgrind=False)
             d.node = n.addr
@@ -166,12 +211,27 @@ class Env:
         prim = {n.addr: n for n in self.topo.primaries()}
         return [(w, prim[w.node]) for w in self.workers if w.node in prim]
 
-    def stop(self):
+    def stop_inval(self):
+        """Stops the publisher and the workers (Redis keeps running)."""
         for d in self.workers + ([self.publisher] if self.publisher else []):
             if d.alive():
                 d.stop()
         self.workers = []
         self.publisher = None
+
+    def use_build(self, build, publisher_args=None):
+        """Replaces the publisher (and the workers, when this Env has them)
+        with those of build tree build (None: the tree under test)."""
+        self.stop_inval()
+        self.build = build
+        if publisher_args is not None:
+            self.publisher_args = list(publisher_args)
+        self.start_publisher()
+        if self.want_workers:
+            self.start_workers()
+
+    def stop(self):
+        self.stop_inval()
         self.redis.stop()
 
     def flush(self):
@@ -266,6 +326,23 @@ def invalidate(env, events, timeout=60):
         t0 = time.monotonic()
         res = harness.rpc_ok(c, "invalidate", events)
     return t0, res["id"]
+
+
+def warm_up(env):
+    """Sends one request with an exact key in every log shard (64 in a
+    cluster), so that every shard stream and the workers' heartbeats exist
+    before a scenario counts keys with DBSIZE: a stream created during the
+    measurement would count as a key. Exact keys, not a pattern, so that
+    no worker starts a SCAN that would overlap the measurement."""
+    seen, events, i = set(), [], 0
+    while len(seen) < workerlib.SHARDS:
+        k = f"warm-up:{i}"
+        shard = workerlib.key_slot(k) // workerlib.SHARD_SLOTS
+        if shard not in seen:
+            seen.add(shard)
+            events.append({"kind": "key", "target": k})
+        i += 1
+    invalidate(env, events)
 
 
 def tag_on(env, node):

@@ -1,16 +1,20 @@
 #!/bin/sh
 # inval's benchmark suite (not part of CI): ./tests/bench/run.sh [OPTIONS] [N...]
 #
-#   N...          scenarios to run (1-8; default all); e.g. `run.sh 3`
+#   N...          scenarios to run (1-12; default all); e.g. `run.sh 3`
 #   --scale F     multiply key and event counts by F (0.05 for a quick run)
 #   --runs R      alternating runs per figure, median reported (default 3)
 #   --shared TXT  a note, printed with the figures, on what else loaded
 #                 the machine
+#   --before-build DIR  the build tree of the code before the change (e.g.
+#                 main's): scenarios 1, 2, 9, 10 and 11 run its programs and
+#                 this tree's alternately on the same cluster
 #   --no-report   print the results only; leave BENCHMARKS.md alone
 #
 # The programs come from $INVAL_BUILD_DIR (default: build/); build them with
 # CMAKE_BUILD_TYPE=RelWithDebInfo or Release. Each scenario starts its own
-# loopback 3+3 Redis Cluster and inval, and stops them when it ends.
+# loopback Redis (a 3+3 cluster; 6+6 in scenario 9, one server in 12) and
+# inval, and stops them when it ends.
 # Results go to tests/bench/results/sN.json and BENCHMARKS.md.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

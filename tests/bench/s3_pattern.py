@@ -123,7 +123,7 @@ def run(ctx):
     with Env(ctx.workdir("s3")) as env:
         # One event first, so that the log key and heartbeats exist before
         # DBSIZE figures are read.
-        benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
+        benchlib.warm_up(env)
         for i in range(ctx.runs):
             dt, used, py_argv = run_redispy(env, keys)
             t_py.append(dt)

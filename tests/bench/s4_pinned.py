@@ -34,7 +34,7 @@ def run(ctx):
     filler = [f"item:{i}" for i in range(total - 200)]
     t_pin, t_scan = [], []
     with Env(ctx.workdir("s4")) as env:
-        benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
+        benchlib.warm_up(env)
         benchlib.load_keys(env, filler)
         prim = env.topo.primaries()
         for i in range(ctx.runs):

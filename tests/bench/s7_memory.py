@@ -36,7 +36,7 @@ def run(ctx):
             users = total // 10
             keys = [f"user:{j}" for j in range(users)]
             keys += [f"item:{j}" for j in range(total - users)]
-            benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
+            benchlib.warm_up(env)
             benchlib.load_keys(env, keys)
             prim = env.topo.primaries()
             pw = env.primary_workers()

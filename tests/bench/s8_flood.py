@@ -148,7 +148,7 @@ def run(ctx):
     total = max(20000, int(200000 * ctx.scale))
     dones, p50s, p99s, maxs, calls_l, notes = [], [], [], [], [], []
     with Env(ctx.workdir("s8"), cluster=False) as env:
-        benchlib.invalidate(env, [{"kind": "key", "target": "warm-up"}])
+        benchlib.warm_up(env)
         for i in range(ctx.runs):
             done, lat, unapplied, calls, sent, st = one_run(env, total)
             dones.append(done if done is not None else float("inf"))

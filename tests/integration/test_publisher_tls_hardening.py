@@ -19,7 +19,6 @@ import pytest
 import harness
 from harness import HOST, RpcClient
 from pubtest import LOG_KEY, decode, ev
-from test_publisher_config import sanitized_build
 
 sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
 import inval  # noqa: E402
@@ -339,7 +338,7 @@ def test_stalled_handshakes_are_bounded(standalone, publisher_factory,
     assert served_during == 8
     assert st["tls_handshakes"] <= 100 + 1
     assert st["tls_handshakes_shed"] >= 2000 - 100 - 50
-    if not sanitized_build():
+    if not harness.sanitized_build():
         # ASan's allocator keeps freed memory in quarantine, so resident
         # sizes say nothing there; the bounds above still hold.
         assert peak - base < 40 * 1024

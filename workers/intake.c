@@ -372,6 +372,15 @@ inv_sid_t inv_intake_acked(const inv_intake_t *in, unsigned shard) {
   return in->shards[shard].acked;
 }
 
+inv_sid_t inv_intake_last_acked(const inv_intake_t *in) {
+  inv_sid_t top = {0, 0};
+  for (unsigned i = 0; i < INV_LOG_SHARDS; i++)
+    if (in->shards[i].state != INV_SHARD_OFF &&
+        inv_sid_cmp(in->shards[i].acked, top) > 0)
+      top = in->shards[i].acked;
+  return top;
+}
+
 size_t inv_intake_attached(const inv_intake_t *in) {
   size_t n = 0;
   for (unsigned i = 0; i < INV_LOG_SHARDS; i++)

@@ -163,6 +163,9 @@ inv_shard_state_t inv_intake_state(const inv_intake_t *in, unsigned shard);
 const char *inv_shard_state_name(inv_shard_state_t s);
 /* The last id acknowledged on shard ("0-0" before any). */
 inv_sid_t inv_intake_acked(const inv_intake_t *in, unsigned shard);
+/* The largest of those over the shards not OFF ("0-0" for none): a
+ * worker's "last applied id" in stats and heartbeats. */
+inv_sid_t inv_intake_last_acked(const inv_intake_t *in);
 size_t inv_intake_attached(const inv_intake_t *in); /* shards not OFF */
 size_t inv_intake_live(const inv_intake_t *in);     /* shards LIVE */
 size_t inv_intake_open_entries(const inv_intake_t *in);

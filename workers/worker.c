@@ -160,18 +160,6 @@ err:
   return rc;
 }
 
-/* The largest id acknowledged over the consumed shards. */
-static inv_sid_t last_acked(const inv_worker_t *w) {
-  inv_sid_t top = {0, 0};
-  for (unsigned i = 0; i < INV_LOG_SHARDS; i++) {
-    inv_sid_t a = inv_intake_acked(w->intake, i);
-    if (inv_intake_state(w->intake, i) != INV_SHARD_OFF &&
-        inv_sid_cmp(a, top) > 0)
-      top = a;
-  }
-  return top;
-}
-
 static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   inv_cluster_stats_t cs;
   const inv_redis_stats_t *a = inv_redis_stats(w->cmd);
@@ -194,7 +182,7 @@ static void snapshot(inv_worker_t *w, inv_worker_stats_t *s) {
   s->pending_keys = w->pending_keys;
   s->scans_running = inv_scanner_running(w->scn);
   s->scans_pending = inv_scanner_pending(w->scn);
-  s->last_applied_ms = last_acked(w).ms;
+  s->last_applied_ms = inv_intake_last_acked(w->intake).ms;
   inv_latency_t recent; /* recorded in us; the figures are in ms */
   inv_latency_window_get(&w->lag.recent, inv_now_us(), &recent);
   s->lag_ms_p50 = inv_latency_quantile(&recent, 0.5) / 1000;
@@ -213,8 +201,9 @@ void inv_worker_pack_stats(inv_worker_t *w, msgpack_packer *pk) {
   inv_worker_stats_t s;
   char last[INV_SID_STRLEN];
   snapshot(w, &s);
-  inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role),
-                                  inv_sid_format(last_acked(w), last), NULL};
+  inv_sid_format(inv_intake_last_acked(w->intake), last);
+  inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role), last,
+                                  NULL};
   inv_worker_stats_pack(pk, &s, &info, 1);
   inv_pack_str(pk, "node");
   inv_node_health_pack(pk, w->node, inv_node_health_figures(w->node_health));
@@ -225,8 +214,8 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
   inv_worker_stats_t s;
   char last[INV_SID_STRLEN];
   snapshot(w, &s);
-  inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role),
-                                  inv_sid_format(last_acked(w), last),
+  inv_sid_format(inv_intake_last_acked(w->intake), last);
+  inv_worker_stats_info_t info = {w->id, inv__worker_role_name(w->role), last,
                                   &w->lag.hist};
   int rc = inv_worker_stats_prometheus(out, &s, &info);
   if (rc != 0) return rc;

@@ -154,17 +154,14 @@ static void hb_health(inv_worker_t *w, inv_heartbeat_t *hb) {
 /* Fills the record's positions: each consumed shard's last acknowledged
  * id, and the largest of them as last_id. */
 static void hb_positions(inv_worker_t *w, inv_heartbeat_t *hb) {
-  inv_sid_t top = {0, 0};
   hb->nshards = 0;
   for (unsigned s = 0; s < INV_LOG_SHARDS; s++) {
     if (inv_intake_state(w->intake, s) == INV_SHARD_OFF) continue;
-    inv_sid_t acked = inv_intake_acked(w->intake, s);
     hb->shards[hb->nshards].shard = s;
-    inv_sid_format(acked, hb->shards[hb->nshards].acked);
+    inv_sid_format(inv_intake_acked(w->intake, s), hb->shards[hb->nshards].acked);
     hb->nshards++;
-    if (inv_sid_cmp(acked, top) > 0) top = acked;
   }
-  inv_sid_format(top, hb->last_id);
+  inv_sid_format(inv_intake_last_acked(w->intake), hb->last_id);
 }
 
 void inv__worker_heartbeat(inv_worker_t *w) {

@@ -130,6 +130,10 @@ static void test_subscribe_then_pending_then_new(void) {
   CHECK(inv_sid_cmp(rec.acked[0], sid(1)) == 0);
   CHECK(inv_sid_cmp(rec.acked[1], sid(2)) == 0);
   CHECK(inv_sid_cmp(inv_intake_acked(in, 3), sid(2)) == 0);
+  CHECK(inv_sid_cmp(inv_intake_last_acked(in), sid(2)) == 0);
+  /* A shard that left no longer counts. */
+  want(in, -1);
+  CHECK(inv_sid_is_zero(inv_intake_last_acked(in)));
   inv_intake_destroy(in);
 }
 

@@ -354,6 +354,14 @@ void inv_intake_tick(inv_intake_t *in, int poll_live) {
     /* A shard with no stream yet is read too: while its slot migrates,
      * the stream may be made on the importing node, whose hints this
      * worker does not hear. */
+    if (s->state == INV_SHARD_LIVE && poll_live && s->count == 0) {
+      /* With nothing open, the periodic read starts from the pending
+       * entries: an entry delivered to another reader that dropped it (an
+       * old owner still reading after a reshard or a promotion, its reads
+       * following MOVED) stays pending, and is applied here. */
+      begin_pending(in, i, "periodic read");
+      continue;
+    }
     if (s->state == INV_SHARD_LIVE && (poll_live || (!s->subscribed && !s->empty)))
       set_state(in, i, INV_SHARD_NEW, poll_live ? "periodic read" : "unsubscribed");
     pump(in, i);

@@ -152,7 +152,7 @@ int inv_intake_op_failed(inv_intake_t *in, uint64_t tag);
  * LIVE shards that have no subscription. With poll_live, every LIVE shard
  * is read, those without a stream included (a safety net: a hint is not
  * heard when the stream is written on another node, as while its slot
- * migrates). */
+ * migrates), from its pending entries when it has none open. */
 void inv_intake_tick(inv_intake_t *in, int poll_live);
 
 /* The worker's bounds freed room: sends the reads that were due. */

@@ -39,7 +39,8 @@ void inv__worker_update_shards(inv_worker_t *w) {
    * exact keys of its slots are still deleted (by the workers of their
    * shards, through the cluster), but an unpinned pattern reaches no
    * worker that scans this node. Said once per such map. */
-  int orphan = w->role == INV__ROLE_PRIMARY && w->map_known &&
+  int orphan = !w->closing && w->role == INV__ROLE_PRIMARY &&
+               w->map_known && inv_redis_is_connected(w->cmd) &&
                w->map.cluster && w->map.nowned > 0 && w->st.shards == 0;
   if (orphan && !w->orphan_warned)
     inv_log_warn(w->ctx, "this primary owns %u slots but no log shard's home "

@@ -261,6 +261,10 @@ static void test_empty_shard_and_failures(void) {
   CHECK_EQ_INT(rec.reads, reads);
   inv_intake_tick(in, 1);
   CHECK_EQ_INT(rec.reads, reads + 1);
+  /* With nothing open, the periodic read starts from the pending entries
+   * (another reader's dropped deliveries). */
+  CHECK_EQ_INT(rec.read_pending, 1);
+  CHECK_EQ_INT(inv_intake_state(in, 7), INV_SHARD_PENDING);
   inv_intake_read_done(in, 7, rec.read_gen, INV_READ_EMPTY, 0, zero);
   inv_intake_hints_up(in);
   inv_intake_subscribed(in, 7, 1);

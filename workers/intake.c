@@ -291,8 +291,15 @@ void inv_intake_read_done(inv_intake_t *in, unsigned shard, uint64_t gen,
     break;
   case INV_READ_EMPTY:
     s->empty = 1;
-    if (s->state == INV_SHARD_PENDING || s->state == INV_SHARD_NEW)
+    /* A hint heard while the read was out means the stream was made after
+     * Redis answered: read again rather than wait for the periodic read. */
+    if (s->again) {
+      s->empty = 0;
+      if (s->state == INV_SHARD_PENDING)
+        set_state(in, shard, INV_SHARD_NEW, "hint during a read of no stream");
+    } else if (s->state == INV_SHARD_PENDING || s->state == INV_SHARD_NEW) {
       set_state(in, shard, INV_SHARD_LIVE, "no stream yet");
+    }
     break;
   case INV_READ_FAILED:
     s->read_failed = 1;

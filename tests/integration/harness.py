@@ -675,6 +675,17 @@ class RedisServer:
     def node_id(self):
         return self.client().execute_command("CLUSTER", "MYID").decode()
 
+    def slot_replicas(self):
+        """CLUSTER SLOTS as {primary port: set of the replica ports listed
+        with its slots}. Redis lists a replica only once it is not failed
+        and has heard of its replication offset (7.0's isReplicaAvailable),
+        which a fresh replica may not have yet."""
+        out = {}
+        for entry in self.client().execute_command("CLUSTER", "SLOTS"):
+            out.setdefault(int(entry[2][1]), set()).update(
+                int(r[1]) for r in entry[3:])
+        return out
+
     def slot_owners(self):
         """CLUSTER SLOTS as a list of NUM_SLOTS primary ports (0: unowned)."""
         owners = [0] * NUM_SLOTS
@@ -882,6 +893,18 @@ class RedisCluster:
                 got = int(n.info("replication").get("connected_slaves", 0))
                 if got < expect:
                     return f"{n.addr}: {got}/{expect} replicas connected"
+        # Clients learn replicas from CLUSTER SLOTS (the publisher's default
+        # ack-replicas among them): every node must list every running one.
+        replicas = {}
+        for port, (role, primary) in roles.items():
+            if role == "slave":
+                replicas.setdefault(primary, set()).add(port)
+        for n in running:
+            listed = n.slot_replicas()
+            for primary, ports in replicas.items():
+                if not ports <= listed.get(primary, set()):
+                    return (f"{n.addr}: CLUSTER SLOTS does not list every "
+                            f"replica of {primary} yet")
         return None
 
     def wait_ok(self, timeout=60):

@@ -289,6 +289,32 @@ static void test_empty_shard_and_failures(void) {
   inv_intake_destroy(in);
 }
 
+/* The stream is made (and its hint heard) while a read that will find no
+ * stream is out: the hint must not be lost to the "no stream yet" answer. */
+static void test_hint_during_empty_read(void) {
+  inv_intake_t *in = make(10, 100);
+  to_live(in);
+  inv_intake_tick(in, 1); /* the periodic read, from the pending entries */
+  CHECK_EQ_INT(inv_intake_state(in, 3), INV_SHARD_PENDING);
+  int reads = rec.reads;
+  inv_intake_hint(in, 3);
+  CHECK_EQ_INT(rec.reads, reads); /* one read at a time */
+  inv_intake_read_done(in, 3, rec.read_gen, INV_READ_EMPTY, 0, zero);
+  CHECK_EQ_INT(inv_intake_state(in, 3), INV_SHARD_NEW);
+  CHECK_EQ_INT(rec.reads, reads + 1);
+  CHECK_EQ_INT(rec.read_pending, 0);
+  /* The same while reading new entries. */
+  inv_intake_hint(in, 3);
+  inv_intake_read_done(in, 3, rec.read_gen, INV_READ_EMPTY, 0, zero);
+  CHECK_EQ_INT(inv_intake_state(in, 3), INV_SHARD_NEW);
+  CHECK_EQ_INT(rec.reads, reads + 2);
+  /* Without a hint, no stream means nothing to read. */
+  inv_intake_read_done(in, 3, rec.read_gen, INV_READ_EMPTY, 0, zero);
+  CHECK_EQ_INT(inv_intake_state(in, 3), INV_SHARD_LIVE);
+  CHECK_EQ_INT(rec.reads, reads + 2);
+  inv_intake_destroy(in);
+}
+
 static void test_no_hint_connection(void) {
   inv_intake_t *in = make(10, 100);
   uint8_t w[INV_LOG_SHARDS / 8] = {0};
@@ -313,6 +339,7 @@ int main(void) {
   test_leave_and_stale_replies();
   test_backpressure_and_room();
   test_empty_shard_and_failures();
+  test_hint_during_empty_read();
   test_no_hint_connection();
   return check_summary();
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 int inv_buf_reserve(inv_buf_t *b, size_t extra) {
   if (extra > SIZE_MAX - b->len - 1) return INV_ENOMEM;

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 #define CONF_MSG_MAX 512
 

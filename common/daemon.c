@@ -15,7 +15,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/listen.h"
 #include "common/log.h"
 

@@ -2,7 +2,7 @@
  * Error names and descriptions, generated from the one table in errors.h so
  * that a new code cannot be added without its name and description.
  */
-#include "common/errors.h"
+#include "inval/errors.h"
 
 #include <string.h>
 

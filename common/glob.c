@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/slot.h"
 
 /* The depth limit of Redis's stringmatchlen_impl(): the rest of the

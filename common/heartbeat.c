@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "proto/codec_check.h"
 
 static void pack_cstr(msgpack_packer *pk, const char *s) {

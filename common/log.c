@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 const char *const inv_log_level_names[] = {"debug", "info", "warn", "error",
                                            NULL};

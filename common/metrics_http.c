@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/listen.h"
 #include "common/log.h"
 

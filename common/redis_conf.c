@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/tls.h"
 

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/redis_conn.h"
 #include "common/redis_transport.h"

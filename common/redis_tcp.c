@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/redis_transport.h"
 
 /* Read buffer size: large enough that a pipeline of small replies arrives

@@ -34,7 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/listen.h"
 #include "common/tls.h"
 

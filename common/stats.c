@@ -12,7 +12,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 /* Reads the uint64_t field at offset in values. */
 static uint64_t stats_value(const void *values, size_t offset) {

@@ -18,7 +18,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 /* Ciphertext moves between the BIOs and our buffers in chunks of one TLS
  * record at most, so the stack copy stays small. */

@@ -1,7 +1,8 @@
 /*
  * The cache read path (see cache.h).
  */
-#include "proto/cache.h"
+#include "inval/cache.h"
+#include "proto/cache_redis.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "proto/keyname.h"
 #include "proto/scripts.h"
 

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "common/config.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/slot.h"
 #include "common/tls.h"
 #include "proto/redis_sync.h"

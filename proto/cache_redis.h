@@ -1,18 +1,8 @@
 /*
- * A small synchronous Redis router for the cache read path (cache.h), on
- * blocking connections (redis_sync.h: plain TCP or TLS, AUTH with an ACL
- * user): standalone Redis or a Redis Cluster.
- *
- * A cluster is recognised by CLUSTER SLOTS at open; commands then go to
- * the node owning their key's slot, with MOVED (the slot map entry is
- * updated and the command resent) and ASK (ASKING + the command, on the
- * named node) followed up to 16 times, and TRYAGAIN / CLUSTERDOWN retried
- * every 50 ms for up to 2 s. A dropped connection is reopened
- * and the map refreshed once per command. Standalone Redis gets every
- * command on its one connection.
- *
- * One router is one set of blocking connections: it is not thread-safe.
- * Give each thread its own.
+ * The raw commands of the cache read path's Redis router (inval/cache.h
+ * has the router itself: open, close and what it reports). Internal: the
+ * read path (proto/cache.c) and invalctl send Redis commands with these,
+ * on blocking connections (redis_sync.h).
  */
 #ifndef INV_CACHE_REDIS_H
 #define INV_CACHE_REDIS_H
@@ -21,33 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inval/cache.h"
 #include "proto/scripts.h"
-
-typedef struct inv_cache_redis_s inv_cache_redis_t;
-
-struct inv_tls_ctx_s;
-
-typedef struct inv_cache_redis_opts_s {
-  int timeout_ms;       /* connect and command timeout; 0: 2000 */
-  const char *password; /* NULL: no AUTH */
-  const char *username; /* ACL user (with password); NULL: "default" */
-  struct inv_tls_ctx_s *tls; /* TLS client context (common/tls.h; a
-                              * reference is taken), or NULL: plain TCP */
-} inv_cache_redis_opts_t;
-
-/* Connects to the first reachable seed ("host:port") and learns whether it
- * is a cluster. opts may be NULL. Returns 0 and *out, or INV_EINVAL (a bad
- * seed), INV_ECONNREFUSED (no seed answered), INV_EREDIS, INV_ENOMEM, each
- * with a message in err. */
-int inv_cache_redis_open(const char *const *seeds, size_t nseeds,
-                         const inv_cache_redis_opts_t *opts,
-                         inv_cache_redis_t **out, char *err, size_t errlen);
-
-/* Closes every connection and frees r. Accepts NULL. */
-void inv_cache_redis_close(inv_cache_redis_t *r);
-
-/* 1 when r talks to a cluster. */
-int inv_cache_redis_is_cluster(const inv_cache_redis_t *r);
 
 /* Sends one command whose keys all hash to the slot of key[0..keylen) and
  * returns its reply in *reply (the caller frees it with freeReplyObject;
@@ -82,11 +47,5 @@ int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
                          int nkeys, const char **keys, const size_t *klens,
                          int nargs, const char **args, const size_t *alens,
                          redisReply **reply);
-
-/* MOVED and ASK replies followed so far. */
-uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r);
-
-/* The last error message (connection or protocol), "" if none. */
-const char *inv_cache_redis_errstr(const inv_cache_redis_t *r);
 
 #endif

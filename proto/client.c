@@ -9,7 +9,8 @@
  * last (c->cur) may point into the framer's buffer, so it is released at
  * the start of every public call, before the buffer can move.
  */
-#include "proto/client.h"
+#include "inval/client.h"
+#include "proto/event.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +32,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "proto/codec.h"
 #include "proto/log_shard.h"
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "proto/codec_check.h"
 
 /* msgpack-c's decoder keeps MSGPACK_EMBED_STACK_SIZE open containers at

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/glob.h"
 #include "common/slot.h"
 #include "proto/codec.h"

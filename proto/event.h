@@ -7,6 +7,10 @@
  * batch's events routed to that shard. The payload published on
  * cache:invalidation is {"v": 2, "ts", "events": [every event of the
  * batch], "ids": [[shard, "<entry id>"], ...]}. See proto/PROTOCOL.md.
+ *
+ * The value types an application uses (inv_event_t, its kinds and modes,
+ * inv_payload_id_t) are public, in inval/event.h; what is here is the
+ * service's own: validation, packing, payloads and key names.
  */
 #ifndef INV_EVENT_H
 #define INV_EVENT_H
@@ -14,6 +18,8 @@
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "inval/event.h"
 
 #define INV_PROTO_VERSION 1
 /* The service's own namespace: the broadcast channel's name, and the prefix
@@ -24,16 +30,6 @@
 /* The log shards' hint channels are INV_SHARD_CHANNEL_PREFIX "{<tag>}"
  * (proto/log_shard.h, inv_log_shard_channel). */
 #define INV_SHARD_CHANNEL_PREFIX INV_NAMESPACE ":shard:"
-
-typedef enum { INV_KIND_KEY = 0, INV_KIND_PREFIX = 1, INV_KIND_PATTERN = 2 } inv_kind_t;
-typedef enum { INV_MODE_HARD = 0, INV_MODE_SOFT = 1 } inv_mode_t;
-
-typedef struct inv_event_s {
-  inv_kind_t kind;
-  inv_mode_t mode;
-  const char *target; /* points into the decoded object; not NUL-terminated */
-  size_t target_len;
-} inv_event_t;
 
 typedef struct inv_event_rules_s {
   size_t max_key_len;  /* a longer target is EINVAL */
@@ -64,12 +60,6 @@ int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
  * as str when it is valid UTF-8 and as bin otherwise, so that standard
  * decoders read it (receivers accept str or bin for targets). */
 void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
-
-/* One [shard, id] of a broadcast's "ids". */
-typedef struct inv_payload_id_s {
-  unsigned shard; /* below INV_LOG_SHARDS */
-  char id[48];
-} inv_payload_id_t;
 
 /* A decoded payload. events and ids point to arrays owned by the payload. */
 typedef struct inv_payload_s {

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 
 #define DEFAULT_HOST "127.0.0.1:7700"
 

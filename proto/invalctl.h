@@ -18,7 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "proto/client.h"
+#include "inval/client.h"
+#include "proto/event.h"
 
 enum {
   INV_CTL_EXIT_OK = 0,

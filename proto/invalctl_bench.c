@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/latency.h"
 #include "proto/invalctl.h"
 #include "proto/invalctl_bench.h"

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/slot.h"
 #include "proto/cache_redis.h"
 #include "proto/invalctl.h"

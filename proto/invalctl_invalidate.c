@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "proto/codec.h"
 #include "proto/invalctl.h"
 #include "proto/log_shard.h"

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/tls.h"
 
 struct inv_redis_sync_s {

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "proto/codec.h"
 #include "proto/event.h"

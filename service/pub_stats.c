@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/stats.h"
 
 #define INV_PUB_PROM_PREFIX "inval_publisher"

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "common/daemon.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/latency.h"
 #include "common/log.h"
 #include "common/metrics_http.h"

@@ -13,7 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/glob.h"
 
 /* Limits that keep a hostile or broken file from costing much. */

@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "common/daemon.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/metrics_http.h"
 #include "common/rpc_server.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common/check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "workers/watermark.h"
 

@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "common/check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/glob.h"
 #include "common/latency.h"
 #include "common/log.h"

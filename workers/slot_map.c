@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 static void set_bit(uint8_t *bits, unsigned slot) {
   bits[slot >> 3] |= (uint8_t)(1u << (slot & 7));

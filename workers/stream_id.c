@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 /* Reads a decimal number from s[*i..len) up to a '-' or the end. Returns 0,
  * or INV_EINVAL on no digits or overflow. */

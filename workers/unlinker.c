@@ -22,7 +22,7 @@
 
 #include "common/buf.h"
 #include "common/check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/slot.h"
 #include "proto/scripts.h"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "common/check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "workers/watermark.h"
 
 #define SEQ_MASK ((UINT64_C(1) << INV_WATERMARK_SEQ_BITS) - 1)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/redis_conf.h"
 #include "common/tls.h"

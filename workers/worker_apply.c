@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common/check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/glob.h"
 #include "common/log.h"
 #include "common/slot.h"

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 
 const inv_conf_row_t inv_worker_conf_rows[] = {
     INV_SERVER_CONF_ROWS(inv_worker_conf_t, server, NULL),

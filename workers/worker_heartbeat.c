@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/heartbeat.h"
 #include "common/log.h"
 #include "workers/worker_int.h"

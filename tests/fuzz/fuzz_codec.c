@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "proto/codec.h"
 #include "proto/codec_check.h"
 #include "proto/event.h"

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "common/config.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "tests/fuzz/fuzz.h"
 
 typedef struct {

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/heartbeat.h"
 #include "tests/fuzz/fuzz.h"
 

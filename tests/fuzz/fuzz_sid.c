@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "tests/fuzz/fuzz.h"
 #include "workers/stream_id.h"
 

@@ -54,9 +54,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/latency.h"
-#include "proto/cache.h"
+#include "inval/cache.h"
+#include "proto/cache_redis.h"
 
 #define MAX_SEEDS 16
 #define MAX_THREADS 1000

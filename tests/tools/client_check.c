@@ -22,8 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/errors.h"
-#include "proto/client.h"
+#include "inval/errors.h"
+#include "inval/client.h"
+#include "proto/event.h"
 
 #define FAIL(...)                                                              \
   do {                                                                         \

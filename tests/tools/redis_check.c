@@ -40,7 +40,7 @@
 #include <string.h>
 
 #include "common/config.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/redis_cluster.h"
 #include "common/redis_conn.h"

@@ -26,7 +26,7 @@
 
 #include "common/config.h"
 #include "common/daemon.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/metrics_http.h"
 #include "common/rpc_server.h"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "tests/unit/check.h"
 

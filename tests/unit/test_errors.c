@@ -1,6 +1,6 @@
 /* Unit tests for common/errors: names, descriptions, reverse lookup and
  * the retryable set, checked against the X-macro table itself. */
-#include "common/errors.h"
+#include "inval/errors.h"
 
 #include <string.h>
 

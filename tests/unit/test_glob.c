@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/latency.h"
 #include "common/slot.h"
 #include "tests/fuzz/glob_ref.h"

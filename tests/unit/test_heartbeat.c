@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "tests/unit/check.h"
 
 static int sbuf_write(void *data, const char *buf, size_t len) {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "workers/intake.h"
 
 /* What the machine asked for, as the fake operations saw it. */

@@ -16,7 +16,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/metrics_http.h"
 #include "tests/unit/check.h"

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "common/rpc_server.h"
 #include "proto/codec.h"

@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "tests/unit/check.h"
 
 #define MYID "07c37dfeb235213a872192d90877d0cd55635b91"

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "tests/unit/check.h"
 
 static int parse(const char *s, inv_sid_t *out) {

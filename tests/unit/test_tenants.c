@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "service/tenants.h"
 
 static inv_tenants_t *parse_ok(const char *text) {

@@ -16,7 +16,7 @@
 #include <openssl/x509.h>
 
 #include "common/buf.h"
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "common/tls.h"
 #include "tests/unit/check.h"
 

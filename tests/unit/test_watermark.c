@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/errors.h"
+#include "inval/errors.h"
 #include "tests/unit/check.h"
 
 static inv_sid_t sid(uint64_t ms) { return (inv_sid_t){ms, 0}; }

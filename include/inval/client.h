@@ -18,7 +18,7 @@
  * drains cannot deadlock a client that writes a long pipeline.
  *
  * Errors: every function returns 0 (or a documented non-negative value) or
- * a negative INV_E* code from common/errors.h. inv_client_errcode() and
+ * a negative INV_E* code from inval/errors.h. inv_client_errcode() and
  * inv_client_errstr() give the code and a message for the last failure:
  * the server's own code (mapped from its name with inv_err_from_name) and
  * message for an error response, or the system's errno text for a
@@ -39,7 +39,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/event.h"
+#include "inval/errors.h"
+#include "inval/event.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct inv_client_s inv_client_t;
 
@@ -209,5 +214,9 @@ size_t inv_client_outstanding(const inv_client_t *c);
  */
 int inv_client_next_reply(inv_client_t *c, int timeout_ms,
                           inv_client_reply_t *r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -30,7 +30,7 @@
  * GET, regenerated and SET with its TTL (INV_CACHE_UNLOCKED).
  *
  * Threads: everything here runs on the caller's thread and blocks on
- * Redis; a router (cache_redis.h) and a stats struct belong to one thread.
+ * Redis; a router (below) and a stats struct belong to one thread.
  */
 #ifndef INV_CACHE_H
 #define INV_CACHE_H
@@ -38,7 +38,61 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/cache_redis.h"
+#include "inval/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the Redis router ------------------------------------------------
+ * A small synchronous Redis router on blocking connections (plain TCP or
+ * TLS, AUTH with an ACL user): standalone Redis or a Redis Cluster.
+ *
+ * A cluster is recognised by CLUSTER SLOTS at open; commands then go to
+ * the node owning their key's slot, with MOVED (the slot map entry is
+ * updated and the command resent) and ASK (ASKING + the command, on the
+ * named node) followed up to 16 times, and TRYAGAIN / CLUSTERDOWN retried
+ * every 50 ms for up to 2 s. A dropped connection is reopened
+ * and the map refreshed once per command. Standalone Redis gets every
+ * command on its one connection.
+ *
+ * One router is one set of blocking connections: it is not thread-safe.
+ * Give each thread its own.
+ */
+typedef struct inv_cache_redis_s inv_cache_redis_t;
+
+struct inv_tls_ctx_s;
+
+typedef struct inv_cache_redis_opts_s {
+  int timeout_ms;       /* connect and command timeout; 0: 2000 */
+  const char *password; /* NULL: no AUTH */
+  const char *username; /* ACL user (with password); NULL: "default" */
+  struct inv_tls_ctx_s *tls; /* NULL: plain TCP. A TLS client context of
+                              * the service's own tools (a reference is
+                              * taken); not made by the public API yet */
+} inv_cache_redis_opts_t;
+
+/* Connects to the first reachable seed ("host:port") and learns whether it
+ * is a cluster. opts may be NULL. Returns 0 and *out, or INV_EINVAL (a bad
+ * seed), INV_ECONNREFUSED (no seed answered), INV_EREDIS, INV_ENOMEM, each
+ * with a message in err. */
+int inv_cache_redis_open(const char *const *seeds, size_t nseeds,
+                         const inv_cache_redis_opts_t *opts,
+                         inv_cache_redis_t **out, char *err, size_t errlen);
+
+/* Closes every connection and frees r. Accepts NULL. */
+void inv_cache_redis_close(inv_cache_redis_t *r);
+
+/* 1 when r talks to a cluster. */
+int inv_cache_redis_is_cluster(const inv_cache_redis_t *r);
+
+/* MOVED and ASK replies followed so far. */
+uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r);
+
+/* The last error message (connection or protocol), "" if none. */
+const char *inv_cache_redis_errstr(const inv_cache_redis_t *r);
+
+/* ---- the read path ---------------------------------------------------- */
 
 /* Produces the value of key from the source of truth. On success stores a
  * malloc'ed buffer in *data (ownership passes to the caller of
@@ -106,5 +160,9 @@ void inv_cache_value_free(inv_cache_value_t *value);
 /* Writes a fresh lock token (128 random bits as 32 lowercase hex digits and
  * a NUL) to out. Returns 0, or INV_EIO when no randomness is available. */
 int inv_cache_token(char out[33]);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* XX(name, number, description). Wire codes first, internal codes after. */
 #define INV_ERRNO_MAP(XX)                                                      \
   XX(EPROTO, 1, "malformed frame or not msgpack-rpc")                          \
@@ -48,5 +52,9 @@ int inv_err_from_name(const char *name, size_t len);
 
 /* Returns 1 for codes a client should retry (EUNAVAIL, EBUSY, ESHUTDOWN). */
 int inv_err_is_retryable(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,7 +12,7 @@
  * runs of '*' are collapsed and the match is iterative or depth-limited. */
 int inv_glob_match(const char *pat, size_t patlen, const char *s, size_t slen);
 
-/* Returns 0 when pat is well-formed, INV_EINVAL (common/errors.h) when it
+/* Returns 0 when pat is well-formed, INV_EINVAL (inval/errors.h) when it
  * is malformed: a '[' class that reaches the end of the pattern without
  * its closing ']' (a "\]" inside a class is a literal ']', and "[a-]" is
  * the range 'a'..']', so neither closes it), or a lone '\' at the end.

@@ -74,7 +74,7 @@
 typedef struct inv_rpc_server_s inv_rpc_server_t;
 typedef struct inv_rpc_req_s inv_rpc_req_t;
 
-/* The highest error number (see common/errors.h) counted per code. */
+/* The highest error number (see inval/errors.h) counted per code. */
 #define INV_RPC_MAX_ERRNO 32
 
 /*

@@ -1,6 +1,6 @@
 /*
  * The C client library: one MessagePack-RPC connection over TCP or TLS,
- * with blocking calls and a pipelined API. See proto/client.h.
+ * with blocking calls and a pipelined API. See inval/client.h.
  *
  * The socket is non-blocking from the start. Writes go to an output buffer
  * that inv_client_flush() drains; reads go into an inv_framer_t, which

@@ -98,7 +98,7 @@ int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out) {
   return 0;
 }
 
-/* Codes a server sends on the wire (see common/errors.h): a failure with
+/* Codes a server sends on the wire (see inval/errors.h): a failure with
  * one of these came from the server, not from the transport. */
 static int is_wire_code(int rc) { return rc < 0 && rc >= INV_EPERM; }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine to a verdict:
 #   1. installs missing packages (as root; otherwise says which are missing),
-#   2. builds build/ (RelWithDebInfo) and build-asan/ (ASan + UBSan),
+#   2. builds build/ (RelWithDebInfo) and build-asan/ (ASan + UBSan), with
+#      warnings as errors (-DINV_WERROR=ON),
 #   3. runs every CTest test (C unit tests and pytest integration tests, which
 #      start their own throwaway Redis servers and clusters on free ports) in
 #      both trees,
@@ -38,6 +39,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# build-essential brings cc, c++ (tests/consumers builds a C++ program) and
+# binutils (nm, readelf).
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
           libmsgpack-dev libssl-dev libsystemd-dev systemd redis-server redis-tools python3-pytest
           python3-redis python3-msgpack python3-pip python3-setuptools
@@ -175,7 +178,7 @@ test_tree() {
 
 # 2-3. The RelWithDebInfo tree.
 phase "build $BUILD/ (RelWithDebInfo)"
-if build_tree "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINV_SANITIZE=OFF; then
+if build_tree "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINV_SANITIZE=OFF -DINV_WERROR=ON; then
   phase_done "build $BUILD/"
   phase "ctest $BUILD/"
   test_tree "$BUILD"
@@ -188,7 +191,7 @@ fi
 # The sanitizer tree.
 if [ "$FAST" -eq 0 ]; then
   phase "build $ASAN_BUILD/ (ASan + UBSan)"
-  if build_tree "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINV_SANITIZE=ON; then
+  if build_tree "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINV_SANITIZE=ON -DINV_WERROR=ON; then
     phase_done "build $ASAN_BUILD/"
     phase "ctest $ASAN_BUILD/"
     # The ownership-crash chaos cases run 20 seeded runs each in the plain

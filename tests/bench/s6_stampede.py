@@ -1,7 +1,7 @@
 """Scenario 6: stampede. 500 concurrent readers read 10 hot keys for 10 s
 while the keys are invalidated through inval every 100 ms (one request of
 10 soft key events through the publisher). A regeneration takes 20 ms.
-Compared: inval's C read path (inv_cache_get_or_fill, proto/cache.h: a
+Compared: inval's C read path (inv_cache_get_or_fill, inval/cache.h: a
 lock per key, the stale copy served meanwhile, a fenced commit) against a
 plain GET / regenerate / SET cache-aside on the same cluster and the same
 invalidations. Figures: regenerations (the load a stampede puts on the

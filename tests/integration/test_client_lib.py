@@ -1,4 +1,4 @@
-"""The C client library (proto/client.h) against a real inval-publisher, on
+"""The C client library (inval/client.h) against a real inval-publisher, on
 standalone Redis and the 6-node cluster, driven by tests/tools/client_check:
 100,000 events pipelined over one connection with many requests
 outstanding (every ack matched to its msgid), the outstanding bound,

@@ -355,8 +355,8 @@ def test_quickstart_up_reuse_down(workdir):
 _CLIENT_PROGRAM = r"""
 #include <stdio.h>
 #include <stdlib.h>
-#include "common/errors.h"
-#include "proto/client.h"
+#include <inval/client.h>
+#include <inval/errors.h>
 
 int main(int argc, char **argv) {
   inv_client_t *c = NULL;
@@ -390,9 +390,9 @@ def test_cmake_install_then_link_the_client(workdir, standalone,
                     prefix], timeout=120)
     assert rc == 0, out
     for path in ["bin/inval-publisher", "bin/inval-worker", "bin/invalctl",
-                 "lib/libinval_client.a", "lib/libinval_codec.a",
-                 "lib/libinval_base.a", "include/inval/proto/client.h",
-                 "include/inval/proto/event.h", "include/inval/common/errors.h",
+                 "lib/libinval_client.a", "lib/libinval_client.so",
+                 "include/inval/client.h", "include/inval/event.h",
+                 "include/inval/errors.h",
                  "share/inval/publisher.conf", "share/inval/worker.conf",
                  "share/inval/redis.conf",
                  "share/inval/prometheus/inval-rules.yml"]:
@@ -426,7 +426,9 @@ def test_cmake_install_then_link_the_client(workdir, standalone,
                     "-o", exe] + flags, timeout=120)
     assert rc == 0, out
     pub = publisher_factory(standalone.addr)
-    rc, out = _run([exe, str(pub.port)], timeout=30)
+    rc, out = _run([exe, str(pub.port)], timeout=30,
+                   env=dict(os.environ,
+                            LD_LIBRARY_PATH=os.path.join(prefix, "lib")))
     # Standalone, the one event is logged in shard 0.
     assert rc == 0 and out.strip() == "acked 1 in 1 shard entry, shard 0", out
     assert standalone.client().xlen(pubtest.shard_key(0)) == 1

@@ -1,4 +1,4 @@
-"""The C read path (proto/cache.h, driven by tests/tools/cache_check) and
+"""The C read path (inval/cache.h, driven by tests/tools/cache_check) and
 the Python one (proto/python/inval/cache.py) on the same keys, on
 standalone Redis and the 6-node cluster: a value committed by one is a hit
 for the other, a lock held by one makes the other serve the stale copy or

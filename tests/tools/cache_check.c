@@ -1,5 +1,5 @@
 /*
- * cache_check: drives the C read path (proto/cache.h) against real Redis
+ * cache_check: drives the C read path (inval/cache.h) against real Redis
  * for tests/integration/test_regen_*.py and benchmark scenario 6. Every
  * mode but hotkeys prints "name value" lines on stdout for the test to
  * parse, then the summed read-path counters as "stat.<name> N" (stampede

@@ -1,5 +1,5 @@
 /*
- * client_check: drives the C client library (proto/client.h) for
+ * client_check: drives the C client library (inval/client.h) for
  * tests/integration/test_client_lib.py. Each mode prints one JSON line of
  * figures on stdout and exits 0 when every check held, 1 otherwise (with
  * the failed check on stderr).

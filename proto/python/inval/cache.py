@@ -39,7 +39,7 @@ import redis
 
 from . import keys, lua
 
-# The defaults of the C read path (proto/cache.h), so that readers in both
+# The defaults of the C read path (inval/cache.h), so that readers in both
 # languages behave alike on the same keys.
 DEFAULT_WAIT_MS = 1000
 DEFAULT_LOCK_TTL_MS = 5000

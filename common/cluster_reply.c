@@ -60,7 +60,8 @@ static int parse_node(const redisReply *n, int replica, inv_cluster_node_t *out,
   }
   if (p == NULL || p->type != REDIS_REPLY_INTEGER || p->integer < minport ||
       p->integer > 65535) {
-    *why = "a node's port is not an integer within 1..65535";
+    *why = replica ? "a node's port is not an integer within 0..65535"
+                   : "a node's port is not an integer within 1..65535";
     return -1;
   }
   if (h->type == REDIS_REPLY_STRING && !is_unknown_endpoint(h->str, h->len)) {

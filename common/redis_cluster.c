@@ -17,9 +17,11 @@
  * Nothing here calls a user callback from inside inv_cluster_command_argv:
  * callbacks run only from timers and node replies.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cluster_reply.h"
 #include "inval/errors.h"
 #include "common/log.h"
 #include "common/redis_cluster.h"
@@ -356,54 +358,42 @@ static int is_error_with(const redisReply *reply, const char *text) {
          strstr(reply->str, text) != NULL;
 }
 
-/* Loads a CLUSTER SLOTS reply into a fresh table. Returns the number of
- * slots covered, or a negative code when the reply is malformed. */
-static long parse_slots(inv_cluster_t *c, node_t *from, const redisReply *reply,
-                        node_t **table) {
-  size_t i;
-  long covered = 0;
-  if (reply->type != REDIS_REPLY_ARRAY)
-    return INV_EPROTO;
-  for (i = 0; i < reply->elements; i++) {
-    const redisReply *e = reply->element[i], *m;
-    char host[256];
-    long long lo, hi, s;
-    node_t *n;
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-        e->element[0]->type != REDIS_REPLY_INTEGER ||
-        e->element[1]->type != REDIS_REPLY_INTEGER ||
-        e->element[2]->type != REDIS_REPLY_ARRAY)
-      return INV_EPROTO;
-    lo = e->element[0]->integer;
-    hi = e->element[1]->integer;
-    m = e->element[2];
-    if (lo < 0 || hi >= INV_SLOTS || lo > hi || m->elements < 2 ||
-        m->element[0]->type != REDIS_REPLY_STRING ||
-        m->element[1]->type != REDIS_REPLY_INTEGER ||
-        m->element[1]->integer <= 0 || m->element[1]->integer > 65535 ||
-        m->element[0]->len >= sizeof(host))
-      return INV_EPROTO;
-    /* An empty or "?" endpoint means "the node you are talking to". */
-    if (m->element[0]->len == 0 ||
-        (m->element[0]->len == 1 && m->element[0]->str[0] == '?'))
-      strcpy(host, from->host);
-    else {
-      memcpy(host, m->element[0]->str, m->element[0]->len);
-      host[m->element[0]->len] = '\0';
-    }
-    n = add_node(c, host, (int)m->element[1]->integer);
-    if (n == NULL)
-      return INV_ENOMEM;
-    /* The elements after the primary are its replicas; Redis leaves out
-     * those it marked as failed. */
-    n->replicas = (int)(e->elements - 3);
-    for (s = lo; s <= hi; s++) {
-      if (table[s] == NULL)
-        covered++;
-      table[s] = n;
-    }
+/* A CLUSTER SLOTS reply being loaded into a fresh table. */
+typedef struct slots_load_s {
+  inv_cluster_t *c;
+  node_t *from;   /* the node that answered */
+  node_t **table; /* INV_SLOTS owners */
+  long covered;   /* slots given an owner */
+} slots_load_t;
+
+/* Takes one range of the reply into the table. Returns 0 or INV_ENOMEM. */
+static int load_range(const inv_cluster_range_t *range, void *data) {
+  slots_load_t *l = data;
+  char host[INV_CLUSTER_HOST_MAX];
+  node_t *n;
+  unsigned s;
+  inv_cluster_node_host(&range->primary, l->from->host, host);
+  n = add_node(l->c, host, range->primary.port);
+  if (n == NULL)
+    return INV_ENOMEM;
+  /* Redis leaves out the replicas it marked as failed. */
+  n->replicas = (int)range->nreplicas;
+  for (s = range->lo; s <= range->hi; s++) {
+    if (l->table[s] == NULL)
+      l->covered++;
+    l->table[s] = n;
   }
-  return covered;
+  return 0;
+}
+
+/* Loads a CLUSTER SLOTS reply into a fresh table. Returns the number of
+ * slots covered, or a negative code (INV_EPROTO with err when the reply is
+ * malformed). */
+static long parse_slots(inv_cluster_t *c, node_t *from, const redisReply *reply,
+                        node_t **table, char *err, size_t errlen) {
+  slots_load_t l = {c, from, table, 0};
+  int rc = inv_cluster_slots_each(reply, load_range, &l, err, errlen);
+  return rc < 0 ? rc : l.covered;
 }
 
 static void apply_map(inv_cluster_t *c, node_t *from, node_t **table,
@@ -477,6 +467,7 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   node_t *from = data, **table;
   inv_cluster_t *c = from->c;
   long covered;
+  char why[200] = "";
   (void)r;
 
   c->refreshing = 0;
@@ -504,16 +495,19 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     request_refresh(c);
     return;
   }
-  covered = parse_slots(c, from, reply, table);
+  covered = parse_slots(c, from, reply, table, why, sizeof(why));
   if (covered > 0) {
     apply_map(c, from, table, covered);
     kick(c);
   } else if (covered == 0) {
     inv_log_warn(LOG_CTX, "%s:%d: no slots are assigned yet", from->host,
                  from->port);
+  } else if (covered == INV_EPROTO) {
+    inv_log_warn(LOG_CTX, "%s:%d: malformed CLUSTER SLOTS reply: %s",
+                 from->host, from->port, why);
   } else {
-    inv_log_warn(LOG_CTX, "%s:%d: malformed CLUSTER SLOTS reply", from->host,
-                 from->port);
+    inv_log_warn(LOG_CTX, "%s:%d: CLUSTER SLOTS reply not loaded: %s",
+                 from->host, from->port, inv_strerror((int)covered));
   }
   free(table);
   if (covered <= 0 || c->refresh_wanted)
@@ -721,34 +715,32 @@ static void send_or_wait(inv_cluster_t *c, cmd_t *cmd) {
  * failed), 0 when reply is not a redirect. */
 static int follow_redirect(inv_cluster_t *c, cmd_t *cmd, node_t *from,
                            const redisReply *reply) {
-  char host[256];
-  unsigned slot;
-  int ask, port;
+  inv_cluster_redirect_t rd;
   node_t *to;
 
-  if (!inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port))
+  if (inv_cluster_redirect_parse(reply, &rd) != 1)
     return 0;
-  if (host[0] == '\0')
-    strcpy(host, from->host);
+  if (rd.host[0] == '\0')
+    snprintf(rd.host, sizeof(rd.host), "%s", from->host);
   c->stats.redirects++;
   if (++cmd->redirects > MAX_REDIRECTS) {
-    inv_log_warn(LOG_CTX, "too many redirects for slot %u", slot);
+    inv_log_warn(LOG_CTX, "too many redirects for slot %u", rd.slot);
     finish(c, cmd, NULL, INV_EUNAVAIL);
     return 1;
   }
-  to = add_node(c, host, port);
+  to = add_node(c, rd.host, rd.port);
   if (to == NULL) {
     requeue(c, cmd);
     return 1;
   }
   cmd->target = to;
-  if (ask) {
+  if (rd.ask) {
     cmd->asking = 1;
   } else {
     /* The slot moved for good: route every command for it there now, and
      * learn what else changed. */
     if (c->mode == MODE_CLUSTER) {
-      c->slots[slot] = to;
+      c->slots[rd.slot] = to;
       to->primary = 1;
     }
     request_refresh(c);

@@ -134,10 +134,4 @@ void inv_redis_reset(inv_redis_t *r);
  * released. Accepts NULL. Safe to call from inside any callback. */
 void inv_redis_close(inv_redis_t *r, inv_redis_closed_cb closed_cb, void *data);
 
-/* Copies the text of an error reply into a NUL-terminated string and tells
- * whether it is a redirect. Returns 1 for "MOVED slot host:port" or
- * "ASK slot host:port" (sets *ask, *slot, host, *port), else 0. */
-int inv_redis_parse_redirect(const redisReply *reply, int *ask, unsigned *slot,
-                             char *host, size_t hostlen, int *port);
-
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cluster_reply.h"
 #include "common/config.h"
 #include "inval/errors.h"
 #include "common/slot.h"
@@ -78,9 +79,27 @@ static inv_redis_sync_t *conn(inv_cache_redis_t *r, node_t *n) {
   return n->c;
 }
 
+/* A CLUSTER SLOTS reply being taken into the slot map. */
+typedef struct map_load_s {
+  inv_cache_redis_t *r;
+  const char *asked; /* the host of the node that answered */
+} map_load_t;
+
+/* Points the range's slots at its primary. A primary that does not fit in
+ * the node table leaves its slots unknown, to be asked again. */
+static int map_range(const inv_cluster_range_t *range, void *data) {
+  map_load_t *l = data;
+  char host[INV_CLUSTER_HOST_MAX];
+  inv_cluster_node_host(&range->primary, l->asked, host);
+  int idx = node_index(l->r, host, range->primary.port);
+  if (idx < 0) return 0;
+  for (unsigned s = range->lo; s <= range->hi; s++) l->r->slots[s] = (short)idx;
+  return 0;
+}
+
 /* Reads CLUSTER SLOTS from node i into the slot map. Returns 1 when the
  * node is a cluster node (map filled), 0 when cluster support is disabled,
- * -1 on failure. */
+ * -1 on failure (a malformed reply leaves the map as it was). */
 static int load_map(inv_cache_redis_t *r, int i) {
   static const char *argv[2] = {"CLUSTER", "SLOTS"};
   static const size_t lens[2] = {7, 5};
@@ -93,26 +112,16 @@ static int load_map(inv_cache_redis_t *r, int i) {
     return -1;
   }
   int rc = -1;
+  char why[200];
+  map_load_t l = {r, r->nodes[i].addr.host};
   if (rep->type == REDIS_REPLY_ERROR) {
     if (strstr(rep->str, "cluster support disabled") != NULL) rc = 0;
     else set_err(r, "CLUSTER SLOTS: %s", rep->str);
-  } else if (rep->type == REDIS_REPLY_ARRAY) {
+  } else if (inv_cluster_slots_each(rep, NULL, NULL, why, sizeof(why)) != 0) {
+    set_err(r, "%s:%d: %s", l.asked, r->nodes[i].addr.port, why);
+  } else {
     for (size_t s = 0; s < INV_SLOTS; s++) r->slots[s] = -1;
-    for (size_t e = 0; e < rep->elements; e++) {
-      redisReply *range = rep->element[e];
-      if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) continue;
-      redisReply *m = range->element[2];
-      if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
-          m->element[0]->type != REDIS_REPLY_STRING)
-        continue;
-      /* An empty host means "the node you asked". */
-      const char *host = m->element[0]->len > 0 ? m->element[0]->str
-                                                 : r->nodes[i].addr.host;
-      int idx = node_index(r, host, (int)m->element[1]->integer);
-      if (idx < 0) continue;
-      long long lo = range->element[0]->integer, hi = range->element[1]->integer;
-      for (long long s = lo; s <= hi && s < INV_SLOTS; s++) r->slots[s] = (short)idx;
-    }
+    (void)inv_cluster_slots_each(rep, map_range, &l, NULL, 0);
     rc = 1;
   }
   freeReplyObject(rep);
@@ -191,25 +200,6 @@ const char *inv_cache_redis_errstr(const inv_cache_redis_t *r) { return r->errst
 
 uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r) { return r->redirects; }
 
-/* Parses "MOVED 3999 host:port" / "ASK ...". Returns 1 with *ask, host and
- * port, else 0. */
-static int parse_redirect(const redisReply *rep, int *ask, char *host,
-                          size_t hostlen, int *port) {
-  const char *s = rep->str;
-  if (strncmp(s, "MOVED ", 6) == 0) *ask = 0;
-  else if (strncmp(s, "ASK ", 4) == 0) *ask = 1;
-  else return 0;
-  const char *addr = strchr(strchr(s, ' ') + 1, ' ');
-  if (addr == NULL) return 0;
-  addr++;
-  const char *colon = strrchr(addr, ':');
-  if (colon == NULL || (size_t)(colon - addr) >= hostlen) return 0;
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = '\0';
-  *port = atoi(colon + 1);
-  return *port > 0;
-}
-
 static int starts(const redisReply *rep, const char *prefix) {
   return rep->type == REDIS_REPLY_ERROR &&
          strncmp(rep->str, prefix, strlen(prefix)) == 0;
@@ -273,15 +263,17 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
       continue;
     }
     if (rep->type == REDIS_REPLY_ERROR && r->cluster) {
-      int ask, port;
-      char host[256];
-      if (parse_redirect(rep, &ask, host, sizeof(host), &port)) {
-        int to = node_index(r, host, port);
+      inv_cluster_redirect_t rd;
+      if (inv_cluster_redirect_parse(rep, &rd) == 1) {
+        /* An empty host is the node that answered. */
+        int to = rd.host[0] != '\0' ? node_index(r, rd.host, rd.port)
+                                     : node_index(r, r->nodes[idx].addr.host,
+                                                  rd.port);
         freeReplyObject(rep);
         if (to < 0) return INV_ENOMEM;
         r->redirects++;
         attempt++;
-        if (ask) {
+        if (rd.ask) {
           asking = 1;
           ask_node = to;
         } else {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cluster_reply.h"
 #include "common/config.h"
 #include "common/slot.h"
 #include "proto/invalctl_bench.h"
@@ -98,28 +99,39 @@ static int add_node(inv_bench_e2e_t *e, const char *host, int port) {
   return (int)e->nnodes++;
 }
 
+/* A CLUSTER SLOTS answer being taken into the primaries and slot owners. */
+typedef struct slots_take_s {
+  inv_bench_e2e_t *e;
+  const inv_addr_t *seed; /* the node that answered */
+} slots_take_t;
+
+/* Gives the range's slots to its primary. A primary past MAX_PRIMARIES
+ * leaves its slots without an owner, which take_slots reports. */
+static int take_range(const inv_cluster_range_t *range, void *data) {
+  slots_take_t *t = data;
+  char host[INV_CLUSTER_HOST_MAX];
+  unsigned s;
+  int idx;
+  inv_cluster_node_host(&range->primary, t->seed->host, host);
+  idx = add_node(t->e, host, range->primary.port);
+  if (idx < 0) return 0;
+  for (s = range->lo; s <= range->hi; s++) t->e->owner[s] = (uint16_t)idx;
+  return 0;
+}
+
 /* Takes CLUSTER SLOTS's answer into the primaries and the slot owners.
- * Returns 0, or -1 with err when a slot has no owner. */
+ * Returns 0, or -1 with err when the answer is malformed or a slot has no
+ * owner. */
 static int take_slots(inv_bench_e2e_t *e, const inv_addr_t *seed,
                       const redisReply *r, char *err, size_t errlen) {
-  size_t i;
+  slots_take_t t = {e, seed};
+  char why[200];
   unsigned s;
   e->is_cluster = 1;
   for (s = 0; s < INV_SLOTS; s++) e->owner[s] = UINT16_MAX;
-  for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-    redisReply *ent = r->element[i], *pri;
-    const char *host;
-    long long lo, hi;
-    int idx;
-    if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 3) continue;
-    pri = ent->element[2];
-    if (pri->type != REDIS_REPLY_ARRAY || pri->elements < 2) continue;
-    lo = ent->element[0]->integer;
-    hi = ent->element[1]->integer;
-    host = pri->element[0]->len > 0 ? pri->element[0]->str : seed->host;
-    idx = add_node(e, host, (int)pri->element[1]->integer);
-    if (idx < 0 || lo < 0 || hi >= INV_SLOTS) continue;
-    for (; lo <= hi; lo++) e->owner[lo] = (uint16_t)idx;
+  if (inv_cluster_slots_each(r, take_range, &t, why, sizeof why) != 0) {
+    snprintf(err, errlen, "redis %s:%d: %s", seed->host, seed->port, why);
+    return -1;
   }
   for (s = 0; s < INV_SLOTS; s++) {
     if (e->owner[s] == UINT16_MAX) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cluster_reply.h"
 #include "inval/errors.h"
 
 static void set_bit(uint8_t *bits, unsigned slot) {
@@ -93,30 +94,34 @@ static void parse_moving(uint8_t *importing, uint8_t *migrating,
   }
 }
 
+/* The node whose ranges are being marked owned. */
+typedef struct owner_s {
+  inv_slot_map_t *map;
+  const char *myid;
+  size_t myidlen;
+} owner_t;
+
+/* Marks a range owned when its primary is our node. Returns 0, or
+ * INV_EPROTO when the reply gives no node ids (Redis before 4). */
+static int own_range(const inv_cluster_range_t *range, void *data) {
+  owner_t *o = data;
+  if (range->primary.id == NULL) return INV_EPROTO;
+  if (range->primary.idlen != o->myidlen ||
+      memcmp(range->primary.id, o->myid, o->myidlen) != 0)
+    return 0;
+  for (unsigned s = range->lo; s <= range->hi; s++) set_bit(o->map->owned, s);
+  return 0;
+}
+
 int inv_slot_map_from_cluster(inv_slot_map_t *m, const char *myid,
                               size_t myidlen, const redisReply *slots,
                               const char *nodes, size_t nodeslen) {
   inv_slot_map_t n;
+  owner_t o = {&n, myid, myidlen};
   memset(&n, 0, sizeof(n));
   n.cluster = 1;
-  if (slots == NULL || slots->type != REDIS_REPLY_ARRAY) return INV_EPROTO;
-  for (size_t i = 0; i < slots->elements; i++) {
-    const redisReply *r = slots->element[i];
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER ||
-        r->element[1]->type != REDIS_REPLY_INTEGER ||
-        r->element[2]->type != REDIS_REPLY_ARRAY)
-      return INV_EPROTO;
-    long long lo = r->element[0]->integer, hi = r->element[1]->integer;
-    const redisReply *primary = r->element[2];
-    if (lo < 0 || hi >= INV_SLOTS || lo > hi) return INV_EPROTO;
-    if (primary->elements < 3 || primary->element[2]->type != REDIS_REPLY_STRING)
-      return INV_EPROTO;
-    if ((size_t)primary->element[2]->len != myidlen ||
-        memcmp(primary->element[2]->str, myid, myidlen) != 0)
-      continue;
-    for (long long s = lo; s <= hi; s++) set_bit(n.owned, (unsigned)s);
-  }
+  if (inv_cluster_slots_each(slots, own_range, &o, NULL, 0) != 0)
+    return INV_EPROTO;
   if (nodes != NULL)
     parse_moving(n.importing, n.migrating, nodes, nodeslen);
   n.nowned = count_bits(n.owned);

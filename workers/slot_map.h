@@ -2,10 +2,11 @@
  * The hash slots the worker's own node owns, imports and migrates away, as
  * bitmaps.
  *
- * Ownership comes from CLUSTER SLOTS (a range is ours when its primary's
- * node id equals CLUSTER MYID); importing and migrating slots come from the
- * "myself" line of CLUSTER NODES ("[slot-<-from-id]", "[slot->-to-id]"). A standalone node owns every slot.
- * This module only parses replies; worker_topology.c asks for them.
+ * Ownership comes from CLUSTER SLOTS, read by common/cluster_reply.h (a
+ * range is ours when its primary's node id equals CLUSTER MYID); importing
+ * and migrating slots come from the "myself" line of CLUSTER NODES
+ * ("[slot-<-from-id]", "[slot->-to-id]"). A standalone node owns every
+ * slot. This module only parses replies; worker_topology.c asks for them.
  */
 #ifndef INV_WORKER_SLOT_MAP_H
 #define INV_WORKER_SLOT_MAP_H
@@ -30,7 +31,8 @@ void inv_slot_map_standalone(inv_slot_map_t *m);
 
 /* Builds a cluster map from the node id, a CLUSTER SLOTS reply and the text
  * of CLUSTER NODES (may be NULL: no importing slots). Returns 0, or
- * INV_EPROTO when the SLOTS reply is malformed (m is then unchanged). */
+ * INV_EPROTO when the SLOTS reply is malformed or gives no node ids (m is
+ * then unchanged). */
 int inv_slot_map_from_cluster(inv_slot_map_t *m, const char *myid,
                               size_t myidlen, const redisReply *slots,
                               const char *nodes, size_t nodeslen);

@@ -22,6 +22,7 @@
 
 #include "common/buf.h"
 #include "common/check.h"
+#include "common/cluster_reply.h"
 #include "inval/errors.h"
 #include "common/log.h"
 #include "common/slot.h"
@@ -337,9 +338,7 @@ static int splittable(const item_t *it) {
 
 /* Settles an error reply to the command led by it. */
 static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *reply) {
-  int ask, port;
-  unsigned slot;
-  char host[256];
+  inv_cluster_redirect_t rd;
   if (it->nitems > 1 &&
       (reply_starts(reply, "TRYAGAIN") || reply_starts(reply, "CROSSSLOT"))) {
     /* TRYAGAIN: the slot is migrating and some of the command's keys are
@@ -370,13 +369,13 @@ static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *repl
     it->eval = 1;
     u->stats->script_loads++;
     requeue_or_close(u, it);
-  } else if (inv_redis_parse_redirect(reply, &ask, &slot, host, sizeof(host), &port)) {
+  } else if (inv_cluster_redirect_parse(reply, &rd) == 1) {
     /* The keys (one command's keys share a slot) live, or now live, on
      * another node: the redirect hook deletes them there. MOVED also means
      * our slot map is stale. Counted per key, as when each key had its
      * command. */
     u->stats->unlink_redirects += it->nitems;
-    if (!ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
+    if (!rd.ask && u->moved_cb && !u->closing) u->moved_cb(u->moved_data);
     settle_all(u, it, SETTLE_ELSEWHERE);
   } else {
     log_failed(u, it, reply);

@@ -159,7 +159,7 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   if (!m->failed && !m->standalone) {
     /* Parsed now: the reply dies with the callback. Importing slots are
      * added by nodes_cb. */
-    if (err < 0 || reply->type != REDIS_REPLY_ARRAY ||
+    if (err < 0 ||
         inv_slot_map_from_cluster(&m->map, m->myid, m->myidlen, reply, NULL, 0) != 0)
       m->failed = 1;
     else

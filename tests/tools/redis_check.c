@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cluster_reply.h"
 #include "common/config.h"
 #include "inval/errors.h"
 #include "common/log.h"
@@ -142,26 +143,24 @@ static void later(uint64_t ms, void (*fn)(void *), void *arg) {
 
 static int scenario_parse(void) {
   redisReply rep;
-  char host[64];
-  unsigned slot = 0;
-  int ask = -1, port = 0;
+  inv_cluster_redirect_t rd;
 
   memset(&rep, 0, sizeof(rep));
   rep.type = REDIS_REPLY_ERROR;
   rep.str = "MOVED 3999 127.0.0.1:6381";
   rep.len = strlen(rep.str);
-  if (!inv_redis_parse_redirect(&rep, &ask, &slot, host, sizeof(host), &port) ||
-      ask != 0 || slot != 3999 || strcmp(host, "127.0.0.1") != 0 || port != 6381)
+  if (inv_cluster_redirect_parse(&rep, &rd) != 1 || rd.ask != 0 ||
+      rd.slot != 3999 || strcmp(rd.host, "127.0.0.1") != 0 || rd.port != 6381)
     fail("MOVED not parsed");
   rep.str = "ASK 16383 ::1:7000";
   rep.len = strlen(rep.str);
-  if (!inv_redis_parse_redirect(&rep, &ask, &slot, host, sizeof(host), &port) ||
-      ask != 1 || slot != 16383 || strcmp(host, "::1") != 0 || port != 7000)
+  if (inv_cluster_redirect_parse(&rep, &rd) != 1 || rd.ask != 1 ||
+      rd.slot != 16383 || strcmp(rd.host, "::1") != 0 || rd.port != 7000)
     fail("ASK with IPv6 not parsed");
   rep.str = "MOVED 12 :7001";
   rep.len = strlen(rep.str);
-  if (!inv_redis_parse_redirect(&rep, &ask, &slot, host, sizeof(host), &port) ||
-      host[0] != '\0' || port != 7001)
+  if (inv_cluster_redirect_parse(&rep, &rd) != 1 || rd.host[0] != '\0' ||
+      rd.port != 7001)
     fail("MOVED with empty host not parsed");
   {
     static const char *bad[] = {"MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h",
@@ -171,19 +170,24 @@ static int scenario_parse(void) {
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
       rep.str = (char *)bad[i];
       rep.len = strlen(rep.str);
-      if (inv_redis_parse_redirect(&rep, &ask, &slot, host, sizeof(host),
-                                   &port))
+      if (inv_cluster_redirect_parse(&rep, &rd) == 1)
         fail("\"%s\" parsed as a redirect", bad[i]);
     }
   }
-  rep.str = "MOVED 1 averyveryverylonghostname:1";
-  rep.len = strlen(rep.str);
-  if (inv_redis_parse_redirect(&rep, &ask, &slot, host, 8, &port))
-    fail("host longer than the buffer accepted");
+  {
+    static char longer[400];
+    memset(longer, 'h', sizeof(longer));
+    memcpy(longer, "MOVED 1 ", 8);
+    memcpy(longer + sizeof(longer) - 3, ":1", 3);
+    rep.str = longer;
+    rep.len = strlen(rep.str);
+    if (inv_cluster_redirect_parse(&rep, &rd) == 1)
+      fail("host longer than the buffer accepted");
+  }
   rep.type = REDIS_REPLY_STATUS;
   rep.str = "MOVED 1 h:2";
   rep.len = strlen(rep.str);
-  if (inv_redis_parse_redirect(&rep, &ask, &slot, host, sizeof(host), &port))
+  if (inv_cluster_redirect_parse(&rep, &rd) == 1)
     fail("status reply parsed as a redirect");
   say("parse=done");
   return 0;

@@ -6,3 +6,8 @@ foreach(t test_stream_id test_slot_map test_watermark test_intake)
   inv_unit_test(${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/${t}.c
                 LIBS inval_worker_lib)
 endforeach()
+# The scanner's close order, against an in-process silent fake server on
+# loopback (workers/scanner.c with a command that is never answered).
+inv_unit_test(test_scanner_close
+              SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_scanner_close.c
+              LIBS inval_worker_lib)

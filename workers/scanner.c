@@ -1100,14 +1100,10 @@ static void cancel_list(inv_scanner_t *s, list_t *l) {
   }
 }
 
-/* Cancels every pattern of list (counted in nwaiting). The list is taken
- * whole first: what done_cb submits meanwhile is not cancelled here. */
+/* Cancels every pattern of list (counted in nwaiting). */
 static void cancel_pats(inv_scanner_t *s, inv_queue_t *list) {
-  inv_queue_t todo;
   pat_t *p;
-  inv_queue_init(&todo);
-  inv_queue_move(list, &todo);
-  while ((p = pat_of(inv_queue_pop(&todo))) != NULL) {
+  while ((p = pat_of(inv_queue_pop(list))) != NULL) {
     waiting_sub(s, p);
     pat_finish(s, p, INV_ECLOSED);
   }
@@ -1130,8 +1126,15 @@ void inv_scanner_cancel_all(inv_scanner_t *s) {
   uv_idle_stop(&s->kick);
   uv_timer_stop(&s->again_timer);
   s->again_streak = 0;
-  cancel_pats(s, &s->waiting);
-  cancel_pats(s, &s->again);
+  /* Both lists are taken whole before any done_cb runs: what a done_cb
+   * submits meanwhile is not cancelled here. */
+  inv_queue_t waiting, again;
+  inv_queue_init(&waiting);
+  inv_queue_init(&again);
+  inv_queue_move(&s->waiting, &waiting);
+  inv_queue_move(&s->again, &again);
+  cancel_pats(s, &waiting);
+  cancel_pats(s, &again);
   cancel_list(s, &s->pending);
   cancel_list(s, &s->running);
   update_gauges(s);

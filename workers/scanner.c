@@ -42,6 +42,7 @@
  * cost when very many are pending. */
 #define PINNED_MERGE_LOOKBACK 64
 
+/* A run's state only moves forward, in this order (run_set_state). */
 enum { JOB_PENDING, JOB_RUNNING, JOB_CANCELLED };
 enum { PHASE_SCAN, PHASE_COUNT, PHASE_GETKEYS };
 enum { OP_NONE = 0, OP_RAW, OP_SOFT, OP_HARD }; /* ranks: the strongest wins */
@@ -183,6 +184,11 @@ static void list_remove(list_t *l, run_t *j) {
   INV_CHECK(inv_queue_linked(&j->node) && l->n > 0);
   inv_queue_remove(&j->node);
   l->n--;
+}
+
+static void run_set_state(run_t *j, int to) {
+  INV_CHECK(to > j->state);
+  j->state = to;
 }
 
 static run_t *run_of(inv_queue_t *q) {
@@ -854,7 +860,7 @@ err:
 }
 
 static void start_run(inv_scanner_t *s, run_t *j) {
-  j->state = JOB_RUNNING;
+  run_set_state(j, JOB_RUNNING);
   run_log_start(j);
   list_push(&s->running, j);
   if (j->pinned && s->map->cluster) {
@@ -1092,7 +1098,7 @@ static void cancel_list(inv_scanner_t *s, list_t *l) {
     j->npats = 0;
     index_free(&j->idx);
     free_keys(j);
-    j->state = JOB_CANCELLED;
+    run_set_state(j, JOB_CANCELLED);
     s->zombies++;
     zombie_check(j);
     for (size_t i = 0; i < npats; i++) pat_finish(s, pats[i], INV_ECLOSED);

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "inval/errors.h"
 #include "common/listen.h"
 #include "common/log.h"
+#include "common/queue.h"
 
 #define INV__HTTP_MAX_REQUEST 8192
 #define INV__HTTP_TIMEOUT_MS 5000
@@ -27,7 +29,7 @@ struct http_conn_s {
   uv_write_t write_req;
   uv_shutdown_t shutdown_req;
   inv_metrics_http_t *m;
-  http_conn_t *prev, *next;
+  inv_queue_t node; /* on the server's connections until freed */
   inv_buf_t resp;
   size_t len;
   int handles; /* tcp and timer, not yet closed */
@@ -43,27 +45,25 @@ struct inv_metrics_http_s {
   void *data;
   inv_metrics_ready_cb ready_cb;
   void *ready_data;
-  http_conn_t *conns;
-  size_t nconns;
+  inv_queue_t conns; /* http_conn_t.node */
+  size_t nconns;     /* connections on conns */
   int listener_open;
   int closing;
   int port;
 };
 
 static void http_maybe_free(inv_metrics_http_t *m) {
-  if (m->closing && !m->listener_open && m->conns == NULL) free(m);
+  if (m->closing && !m->listener_open && inv_queue_empty(&m->conns)) free(m);
 }
 
 static void conn_close_cb(uv_handle_t *h) {
   http_conn_t *c = h->data;
   inv_metrics_http_t *m = c->m;
 
+  INV_CHECK(c->handles > 0);
   if (--c->handles > 0) return;
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    m->conns = c->next;
-  if (c->next != NULL) c->next->prev = c->prev;
+  INV_CHECK(m->nconns > 0);
+  inv_queue_remove(&c->node);
   m->nconns--;
   inv_buf_free(&c->resp);
   free(c);
@@ -274,9 +274,7 @@ static void http_conn_cb(uv_stream_t *listener, int status) {
   c->write_req.data = c;
   c->shutdown_req.data = c;
   c->handles = 2;
-  c->next = m->conns;
-  if (m->conns != NULL) m->conns->prev = c;
-  m->conns = c;
+  inv_queue_insert_tail(&m->conns, &c->node);
   m->nconns++;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
@@ -309,6 +307,7 @@ int inv_metrics_http_start(uv_loop_t *loop, const inv_addr_t *addr,
     snprintf(err, errlen, "out of memory");
     return INV_ENOMEM;
   }
+  inv_queue_init(&m->conns);
   if ((rc = inv__listen_open(addr, &fd, &m->port, err, errlen)) != 0) {
     free(m);
     return rc;
@@ -344,8 +343,10 @@ static void listener_close_cb(uv_handle_t *h) {
 }
 
 void inv_metrics_http_close(inv_metrics_http_t *m) {
+  inv_queue_t *q, *n;
   if (m == NULL || m->closing) return;
   m->closing = 1;
   uv_close((uv_handle_t *)&m->listener, listener_close_cb);
-  for (http_conn_t *c = m->conns; c != NULL; c = c->next) conn_close(c);
+  INV_QUEUE_FOREACH(q, n, &m->conns)
+    conn_close(INV_QUEUE_DATA(q, http_conn_t, node));
 }

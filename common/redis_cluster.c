@@ -21,9 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "common/cluster_reply.h"
 #include "inval/errors.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "common/redis_cluster.h"
 #include "common/tls.h"
 #include "common/slot.h"
@@ -59,9 +61,8 @@ typedef struct node_s {
 
 typedef struct cmd_s {
   inv_cluster_t *c;
-  struct cmd_s *all_prev, *all_next;   /* on the all list until answered */
-  struct cmd_s *wait_prev, *wait_next; /* on the wait list when in_wait */
-  int in_wait;
+  inv_queue_t all_node;  /* on the all list until answered */
+  inv_queue_t wait_node; /* on the wait list while it waits */
   int inflight; /* node connection callbacks that hold this command */
   int answered; /* the user callback has run */
   int has_key;
@@ -109,10 +110,10 @@ struct inv_cluster_s {
   cl_mode_t mode;
   int ready;
 
-  cmd_t *all_head, *all_tail;
-  cmd_t *wait_head, *wait_tail;
-  size_t nwait;
-  size_t outstanding;
+  inv_queue_t all;  /* cmd_t.all_node: every unanswered command, by age */
+  inv_queue_t wait; /* cmd_t.wait_node: the commands not sent yet */
+  size_t nwait;       /* commands on the wait list */
+  size_t outstanding; /* commands on the all list */
 
   uv_timer_t refresh_timer;
   uv_timer_t retry_timer;
@@ -138,43 +139,34 @@ static int try_send(inv_cluster_t *c, cmd_t *cmd);
 
 /* ---- lists ------------------------------------------------------------ */
 
+/* The oldest unanswered command (the earliest deadline), or NULL. */
+static cmd_t *all_first(const inv_cluster_t *c) {
+  inv_queue_t *q = inv_queue_head(&c->all);
+  return q != NULL ? INV_QUEUE_DATA(q, cmd_t, all_node) : NULL;
+}
+
+/* The command that has waited longest, or NULL. */
+static cmd_t *wait_first(const inv_cluster_t *c) {
+  inv_queue_t *q = inv_queue_head(&c->wait);
+  return q != NULL ? INV_QUEUE_DATA(q, cmd_t, wait_node) : NULL;
+}
+
 static void all_remove(inv_cluster_t *c, cmd_t *cmd) {
-  if (cmd->all_prev)
-    cmd->all_prev->all_next = cmd->all_next;
-  else
-    c->all_head = cmd->all_next;
-  if (cmd->all_next)
-    cmd->all_next->all_prev = cmd->all_prev;
-  else
-    c->all_tail = cmd->all_prev;
-  cmd->all_prev = cmd->all_next = NULL;
+  INV_CHECK(inv_queue_linked(&cmd->all_node) && c->outstanding > 0);
+  inv_queue_remove(&cmd->all_node);
+  c->outstanding--;
 }
 
 static void wait_remove(inv_cluster_t *c, cmd_t *cmd) {
-  if (!cmd->in_wait)
+  if (!inv_queue_linked(&cmd->wait_node))
     return;
-  if (cmd->wait_prev)
-    cmd->wait_prev->wait_next = cmd->wait_next;
-  else
-    c->wait_head = cmd->wait_next;
-  if (cmd->wait_next)
-    cmd->wait_next->wait_prev = cmd->wait_prev;
-  else
-    c->wait_tail = cmd->wait_prev;
-  cmd->wait_prev = cmd->wait_next = NULL;
-  cmd->in_wait = 0;
+  INV_CHECK(c->nwait > 0);
+  inv_queue_remove(&cmd->wait_node);
   c->nwait--;
 }
 
 static void wait_push(inv_cluster_t *c, cmd_t *cmd) {
-  cmd->wait_next = NULL;
-  cmd->wait_prev = c->wait_tail;
-  if (c->wait_tail)
-    c->wait_tail->wait_next = cmd;
-  else
-    c->wait_head = cmd;
-  c->wait_tail = cmd;
-  cmd->in_wait = 1;
+  inv_queue_insert_tail(&c->wait, &cmd->wait_node);
   c->nwait++;
 }
 
@@ -198,14 +190,14 @@ static void arm_retry(inv_cluster_t *c, uint64_t delay) {
 
 static void arm_deadline(inv_cluster_t *c) {
   uint64_t now;
-  if (c->closing || c->all_head == NULL || c->all_head->deadline == 0) {
+  cmd_t *first = all_first(c);
+  if (c->closing || first == NULL || first->deadline == 0) {
     uv_timer_stop(&c->deadline_timer);
     return;
   }
   now = uv_now(c->loop);
   uv_timer_start(&c->deadline_timer, deadline_timer_cb,
-                 c->all_head->deadline > now ? c->all_head->deadline - now : 0,
-                 0);
+                 first->deadline > now ? first->deadline - now : 0, 0);
 }
 
 static void reply_free(redisReply *r);
@@ -217,14 +209,14 @@ static void cmd_free(cmd_t *cmd) {
 
 /* Answers the user (once) and frees cmd unless a node still holds it. */
 static void finish(inv_cluster_t *c, cmd_t *cmd, redisReply *reply, int err) {
-  int was_head = c->all_head == cmd;
+  int was_head = all_first(c) == cmd;
   /* A node that holds cmd frees it when it answers, possibly during the
    * callback (the callback may close the client), so cmd is not touched
    * after the callback unless this function owns it. */
   int held = cmd->inflight;
+  INV_CHECK(!cmd->answered);
   wait_remove(c, cmd);
   all_remove(c, cmd);
-  c->outstanding--;
   cmd->answered = 1;
   if (err < 0 || (reply != NULL && reply->type == REDIS_REPLY_ERROR))
     c->stats.errors++;
@@ -821,6 +813,7 @@ static void follow_reply_cb(inv_redis_t *r, redisReply *reply, int err,
   inv_cluster_t *c = cmd->c;
   redisReply pair, *both[2];
 
+  INV_CHECK(cmd->inflight > 0);
   cmd->inflight--;
   if (cmd->answered) {
     if (cmd->inflight == 0)
@@ -854,6 +847,7 @@ static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
   inv_cluster_t *c = cmd->c;
   node_t *from = cmd->sent_to;
 
+  INV_CHECK(cmd->inflight > 0);
   cmd->inflight--;
   if (cmd->answered) {
     /* A zombie: its user was answered at the deadline. */
@@ -911,7 +905,7 @@ static void retry_timer_cb(uv_timer_t *h) {
 
   /* Each waiting command is taken from the head once and either sent or
    * put back at the tail, so the order among waiting commands holds. */
-  while (n-- > 0 && (cmd = c->wait_head) != NULL) {
+  while (n-- > 0 && (cmd = wait_first(c)) != NULL) {
     wait_remove(c, cmd);
     if (cmd->next_try > now) {
       if (wake == 0 || cmd->next_try < wake)
@@ -922,7 +916,7 @@ static void retry_timer_cb(uv_timer_t *h) {
       wait_push(c, cmd);
     }
   }
-  if (c->wait_head == NULL)
+  if (inv_queue_empty(&c->wait))
     return;
   if (blocked || wake == 0 || wake - now > RETRY_TICK_MS)
     arm_retry(c, RETRY_TICK_MS);
@@ -934,7 +928,7 @@ static void deadline_timer_cb(uv_timer_t *h) {
   inv_cluster_t *c = h->data;
   uint64_t now = uv_now(c->loop);
   cmd_t *cmd;
-  while (!c->closing && (cmd = c->all_head) != NULL && cmd->deadline != 0 &&
+  while (!c->closing && (cmd = all_first(c)) != NULL && cmd->deadline != 0 &&
          cmd->deadline <= now)
     finish(c, cmd, NULL, INV_EUNAVAIL);
   arm_deadline(c);
@@ -954,6 +948,8 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
   c = calloc(1, sizeof(*c));
   if (c == NULL)
     goto err;
+  inv_queue_init(&c->all);
+  inv_queue_init(&c->wait);
   if (opts != NULL)
     c->opts = *opts;
   else
@@ -1094,12 +1090,7 @@ static int issue(inv_cluster_t *c, const char *key, size_t keylen, int argc,
                       ? uv_now(c->loop) + c->opts.command_timeout_ms
                       : 0;
 
-  cmd->all_prev = c->all_tail;
-  if (c->all_tail)
-    c->all_tail->all_next = cmd;
-  else
-    c->all_head = cmd;
-  c->all_tail = cmd;
+  inv_queue_insert_tail(&c->all, &cmd->all_node);
   c->outstanding++;
   if (!uv_is_active((uv_handle_t *)&c->deadline_timer))
     arm_deadline(c);
@@ -1180,6 +1171,7 @@ void inv_cluster_get_stats(const inv_cluster_t *c, inv_cluster_stats_t *out) {
 
 void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
                        void *data) {
+  cmd_t *cmd;
   size_t i;
   if (c == NULL || c->closing)
     return;
@@ -1188,8 +1180,8 @@ void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
   c->closed_data = data;
   /* Answer everyone first; in-flight commands become zombies that the
    * node connections release as they close. */
-  while (c->all_head != NULL)
-    finish(c, c->all_head, NULL, INV_ECLOSED);
+  while ((cmd = all_first(c)) != NULL)
+    finish(c, cmd, NULL, INV_ECLOSED);
   for (i = 0; i < c->nnodes; i++)
     node_close_conn(c->nodes[i]);
   uv_close((uv_handle_t *)&c->refresh_timer, timer_closed_cb);

@@ -34,8 +34,10 @@
 #include <openssl/crypto.h>
 
 #include "common/buf.h"
+#include "common/check.h"
 #include "inval/errors.h"
 #include "common/listen.h"
+#include "common/queue.h"
 #include "common/tls.h"
 
 /* One read's worth of input; shared by every session of a server because a
@@ -91,9 +93,10 @@ struct inv__rpc_session_s {
   uv_write_t write_req;
   uv_shutdown_t shutdown_req;
   inv_rpc_server_t *server; /* NULL once the handles are closed */
-  session_t *prev, *next;   /* the server's sessions */
-  session_t *kick_prev, *kick_next;
-  session_t *hs_prev, *hs_next; /* the server's handshakes, oldest first */
+  inv_queue_t node;         /* on the server's sessions until freed */
+  inv_queue_t kick_node;    /* on the kick list while its dispatch waits */
+  inv_queue_t hs_node;      /* on the handshake list, from its TLS accept
+                             * until its handshake is done or it is freed */
   inv_framer_t framer;
   inv_tls_t *tls;           /* NULL for plain TCP */
   inv_buf_t out, wire, inflight;
@@ -104,7 +107,6 @@ struct inv__rpc_session_s {
   unsigned reading : 1;
   unsigned processing : 1;  /* inside session_process(): no re-entry */
   unsigned blocked : 1;     /* input waits for permission to dispatch */
-  unsigned kick_queued : 1;
   unsigned eof : 1;         /* the peer finished sending */
   unsigned out_paused : 1;  /* unsent output over out_limit */
   unsigned authed : 1;
@@ -112,7 +114,6 @@ struct inv__rpc_session_s {
   unsigned counted : 1;     /* counted in stats.clients */
   unsigned tls_failed : 1;
   unsigned handshaken : 1;  /* TLS handshake done (or no TLS) */
-  unsigned hs_listed : 1;   /* in the server's handshake list */
   char peer[64];
   char principal[INV_RPC_PRINCIPAL_MAX]; /* "" until hello says who */
 };
@@ -146,13 +147,13 @@ struct inv_rpc_server_s {
   void *auth_data;
   size_t handshakes_max;
   uint64_t handshake_ms;
-  session_t *hs_head, *hs_tail; /* TLS handshakes, oldest first */
+  inv_queue_t handshakes; /* session_t.hs_node: TLS handshakes, oldest first */
   size_t hs_live;        /* of those, the ones not closing */
   size_t hs_peak;        /* most handshakes since the last trim */
   uint64_t shed_logged_ms;
   uint64_t shed_unlogged;
-  session_t *sessions;
-  session_t *kick_head, *kick_tail;
+  inv_queue_t sessions;  /* session_t.node */
+  inv_queue_t kick;      /* session_t.kick_node: dispatch deferred */
   size_t nrejecting;
   uint64_t plaintext_logged_ms; /* loop time of the last plaintext line */
   uint64_t plaintext_unlogged;  /* plaintext closes since that line */
@@ -240,61 +241,31 @@ static int discard_write(void *data, const char *p, size_t len) {
  * re-entrantly. */
 static void kick_idle_cb(uv_idle_t *h) {
   inv_rpc_server_t *s = h->data;
-  while (s->kick_head != NULL) {
-    session_t *sess = s->kick_head;
-    s->kick_head = sess->kick_next;
-    if (s->kick_head != NULL)
-      s->kick_head->kick_prev = NULL;
-    else
-      s->kick_tail = NULL;
-    sess->kick_next = sess->kick_prev = NULL;
-    sess->kick_queued = 0;
-    session_process(sess);
-  }
+  inv_queue_t *q;
+  /* The head is taken afresh on every turn: processing one session may
+   * kick or free others. */
+  while ((q = inv_queue_pop(&s->kick)) != NULL)
+    session_process(INV_QUEUE_DATA(q, session_t, kick_node));
   uv_idle_stop(&s->kick_idle);
 }
 
 static void session_kick(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  if (sess->kick_queued || s == NULL || s->own_closed) return;
-  sess->kick_queued = 1;
-  sess->kick_next = NULL;
-  sess->kick_prev = s->kick_tail;
-  if (s->kick_tail != NULL)
-    s->kick_tail->kick_next = sess;
-  else
-    s->kick_head = sess;
-  s->kick_tail = sess;
+  if (inv_queue_linked(&sess->kick_node) || s == NULL || s->own_closed)
+    return;
+  inv_queue_insert_tail(&s->kick, &sess->kick_node);
   uv_idle_start(&s->kick_idle, kick_idle_cb);
 }
 
 static void session_unkick(session_t *sess) {
-  inv_rpc_server_t *s = sess->server;
-  if (!sess->kick_queued) return;
-  if (sess->kick_prev != NULL)
-    sess->kick_prev->kick_next = sess->kick_next;
-  else
-    s->kick_head = sess->kick_next;
-  if (sess->kick_next != NULL)
-    sess->kick_next->kick_prev = sess->kick_prev;
-  else
-    s->kick_tail = sess->kick_prev;
-  sess->kick_next = sess->kick_prev = NULL;
-  sess->kick_queued = 0;
+  inv_queue_remove(&sess->kick_node);
 }
 
 /* ---- TLS handshakes in flight ------------------------------------------ */
 
 static void hs_add(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  sess->hs_listed = 1;
-  sess->hs_next = NULL;
-  sess->hs_prev = s->hs_tail;
-  if (s->hs_tail != NULL)
-    s->hs_tail->hs_next = sess;
-  else
-    s->hs_head = sess;
-  s->hs_tail = sess;
+  inv_queue_insert_tail(&s->handshakes, &sess->hs_node);
   s->hs_live++;
   s->stats.tls_handshakes++;
   if (s->stats.tls_handshakes > s->hs_peak) s->hs_peak = s->stats.tls_handshakes;
@@ -304,31 +275,26 @@ static void hs_add(session_t *sess) {
  * closing one stays listed until its memory is freed. */
 static void hs_end(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  if (!sess->hs_listed || sess->handshaken || sess->state == SESS_CLOSED)
+  if (!inv_queue_linked(&sess->hs_node) || sess->handshaken ||
+      sess->state == SESS_CLOSED)
     return;
+  INV_CHECK(s->hs_live > 0);
   s->hs_live--;
 }
 
 static void hs_unlist(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  if (!sess->hs_listed) return;
-  sess->hs_listed = 0;
-  if (sess->hs_prev != NULL)
-    sess->hs_prev->hs_next = sess->hs_next;
-  else
-    s->hs_head = sess->hs_next;
-  if (sess->hs_next != NULL)
-    sess->hs_next->hs_prev = sess->hs_prev;
-  else
-    s->hs_tail = sess->hs_prev;
-  sess->hs_next = sess->hs_prev = NULL;
+  if (!inv_queue_linked(&sess->hs_node)) return;
+  inv_queue_remove(&sess->hs_node);
+  INV_CHECK(s->stats.tls_handshakes > 0);
   s->stats.tls_handshakes--;
 }
 
 /* Gives the heap a burst of handshakes left behind back to the system, once
  * the last of them is freed. */
 static void hs_maybe_trim(inv_rpc_server_t *s) {
-  if (s->hs_head != NULL || s->hs_peak < INV__RPC_TRIM_AFTER) return;
+  if (!inv_queue_empty(&s->handshakes) || s->hs_peak < INV__RPC_TRIM_AFTER)
+    return;
   inv_log_debug(s->log_ctx, "a burst of %zu TLS handshakes is over; "
                 "returning its memory", s->hs_peak);
   s->hs_peak = 0;
@@ -346,6 +312,13 @@ static void session_free(session_t *sess) {
   free(sess);
 }
 
+/* A session's state only moves forward: open, draining, shut down, closed
+ * (steps may be skipped). */
+static void session_set_state(session_t *sess, sess_state_t to) {
+  INV_CHECK(to > sess->state);
+  sess->state = to;
+}
+
 static void session_maybe_free(session_t *sess) {
   if (sess->handles == 0 && sess->pending == 0) session_free(sess);
 }
@@ -356,16 +329,19 @@ static void session_close_cb(uv_handle_t *h) {
   session_t *sess = h->data;
   inv_rpc_server_t *s = sess->server;
 
+  INV_CHECK(sess->handles > 0);
   if (--sess->handles > 0) return;
   session_unkick(sess);
   hs_unlist(sess);
-  if (sess->prev != NULL)
-    sess->prev->next = sess->next;
-  else
-    s->sessions = sess->next;
-  if (sess->next != NULL) sess->next->prev = sess->prev;
-  if (sess->counted) s->stats.clients--;
-  if (sess->rejecting) s->nrejecting--;
+  inv_queue_remove(&sess->node);
+  if (sess->counted) {
+    INV_CHECK(s->stats.clients > 0);
+    s->stats.clients--;
+  }
+  if (sess->rejecting) {
+    INV_CHECK(s->nrejecting > 0);
+    s->nrejecting--;
+  }
   sess->server = NULL;
   session_maybe_free(sess);
   hs_maybe_trim(s);
@@ -376,7 +352,7 @@ static void session_close_cb(uv_handle_t *h) {
 static void session_close_hard(session_t *sess) {
   if (sess->state == SESS_CLOSED) return;
   hs_end(sess);
-  sess->state = SESS_CLOSED;
+  session_set_state(sess, SESS_CLOSED);
   sess->reading = 0;
   /* Nothing reads or writes through TLS once closed, and its state and
    * buffers are most of a session's memory: they go now rather than when
@@ -414,7 +390,7 @@ static void session_begin_close(session_t *sess, uint64_t bound_ms) {
     session_close_hard(sess);
     return;
   }
-  sess->state = SESS_DRAINING;
+  session_set_state(sess, SESS_DRAINING);
   session_arm_timer(sess, bound_ms);
   session_flush(sess);
   session_update_reading(sess);
@@ -568,7 +544,7 @@ static void session_flush(session_t *sess) {
       return;
     }
   }
-  sess->state = SESS_SHUTDOWN;
+  session_set_state(sess, SESS_SHUTDOWN);
   if (uv_shutdown(&sess->shutdown_req, (uv_stream_t *)&sess->tcp,
                   session_shutdown_cb) != 0)
     session_close_hard(sess);
@@ -992,12 +968,17 @@ static void session_read_cb(uv_stream_t *stream, ssize_t nread,
  * client's takes a round trip or two, so a flood of stalled ones pushes
  * out its own and a new client still gets through. */
 static void server_shed_handshake(inv_rpc_server_t *s) {
-  session_t *old = s->hs_head;
+  session_t *old = NULL;
+  inv_queue_t *q;
   uint64_t now;
 
   if (s->hs_live < s->handshakes_max) return;
-  while (old != NULL && old->state == SESS_CLOSED) old = old->hs_next;
-  if (old == NULL) return;
+  for (q = inv_queue_head(&s->handshakes); q != NULL;
+       q = inv_queue_next(&s->handshakes, q)) {
+    old = INV_QUEUE_DATA(q, session_t, hs_node);
+    if (old->state != SESS_CLOSED) break;
+  }
+  if (q == NULL) return;
   s->stats.tls_handshakes_shed++;
   now = uv_now(s->loop);
   if (s->shed_logged_ms == 0 ||
@@ -1039,9 +1020,7 @@ static void server_conn_cb(uv_stream_t *listener, int status) {
   sess->server = s;
   inv_framer_init(&sess->framer, &s->limits);
   snprintf(sess->peer, sizeof(sess->peer), "?");
-  sess->next = s->sessions;
-  if (s->sessions != NULL) s->sessions->prev = sess;
-  s->sessions = sess;
+  inv_queue_insert_tail(&s->sessions, &sess->node);
 
   if (uv_accept(listener, (uv_stream_t *)&sess->tcp) != 0) {
     session_close_hard(sess);
@@ -1105,6 +1084,7 @@ static void server_free(inv_rpc_server_t *s) {
 
 static void server_handle_close_cb(uv_handle_t *h) {
   inv_rpc_server_t *s = h->data;
+  INV_CHECK(s->handles > 0);
   s->handles--;
   server_check_done(s);
 }
@@ -1115,7 +1095,7 @@ static void server_check_done(inv_rpc_server_t *s) {
   void (*cb)(void *);
   void *data;
 
-  if (!s->closing || s->sessions != NULL) return;
+  if (!s->closing || !inv_queue_empty(&s->sessions)) return;
   if (!s->own_closed) {
     s->own_closed = 1;
     uv_close((uv_handle_t *)&s->kick_idle, server_handle_close_cb);
@@ -1162,6 +1142,9 @@ int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
     snprintf(err, errlen, "out of memory");
     goto err;
   }
+  inv_queue_init(&s->sessions);
+  inv_queue_init(&s->kick);
+  inv_queue_init(&s->handshakes);
   s->loop = loop;
   s->handler = handler;
   s->data = data;
@@ -1250,11 +1233,12 @@ err:
 int inv_rpc_server_port(const inv_rpc_server_t *s) { return s->port; }
 
 void inv_rpc_server_pause(inv_rpc_server_t *s, int paused) {
+  inv_queue_t *q, *n;
   paused = paused != 0;
   if (s->paused == paused) return;
   s->paused = paused;
-  for (session_t *sess = s->sessions; sess != NULL; sess = sess->next)
-    session_update_reading(sess);
+  INV_QUEUE_FOREACH(q, n, &s->sessions)
+    session_update_reading(INV_QUEUE_DATA(q, session_t, node));
 }
 
 const inv_rpc_server_stats_t *inv_rpc_server_stats(const inv_rpc_server_t *s) {
@@ -1274,27 +1258,25 @@ void inv_rpc_server_stop_accepting(inv_rpc_server_t *s) {
 
 static void server_linger_cb(uv_timer_t *t) {
   inv_rpc_server_t *s = t->data;
-  session_t *sess, *next;
-  for (sess = s->sessions; sess != NULL; sess = next) {
-    next = sess->next;
-    session_close_hard(sess);
-  }
+  inv_queue_t *q, *n;
+  INV_QUEUE_FOREACH(q, n, &s->sessions)
+    session_close_hard(INV_QUEUE_DATA(q, session_t, node));
 }
 
 void inv_rpc_server_close(inv_rpc_server_t *s, uint64_t linger_ms,
                           void (*closed_cb)(void *data), void *data) {
-  session_t *sess;
+  inv_queue_t *q, *n;
 
   if (s == NULL || s->closing) return;
   s->closing = 1;
   s->closed_cb = closed_cb;
   s->closed_data = data;
   inv_rpc_server_stop_accepting(s);
-  for (sess = s->sessions; sess != NULL; sess = sess->next) {
-    if (sess->state == SESS_OPEN)
-      session_begin_close(sess, linger_ms);
+  INV_QUEUE_FOREACH(q, n, &s->sessions) {
+    session_t *sess = INV_QUEUE_DATA(q, session_t, node);
+    if (sess->state == SESS_OPEN) session_begin_close(sess, linger_ms);
   }
-  if (linger_ms > 0 && s->sessions != NULL)
+  if (linger_ms > 0 && !inv_queue_empty(&s->sessions))
     uv_timer_start(&s->linger_timer, server_linger_cb, linger_ms, 0);
   server_check_done(s);
 }
@@ -1330,7 +1312,10 @@ size_t inv_rpc_server_revoke(inv_rpc_server_t *s,
                              int (*keep)(void *data, const char *principal),
                              void *data) {
   size_t n = 0;
-  for (session_t *sess = s->sessions; sess != NULL; sess = sess->next) {
+  inv_queue_t *q;
+  for (q = inv_queue_head(&s->sessions); q != NULL;
+       q = inv_queue_next(&s->sessions, q)) {
+    session_t *sess = INV_QUEUE_DATA(q, session_t, node);
     if (!sess->authed || keep(data, sess->principal)) continue;
     inv_log_info(s->log_ctx, "%s: %s is no longer known; the session must "
                  "send hello again", sess->peer, sess->principal);
@@ -1383,6 +1368,7 @@ static void req_finish(inv_rpc_req_t *req, int ok) {
   }
   inv_buf_free(&req->buf);
   free(req);
+  INV_CHECK(sess->pending > 0);
   sess->pending--;
   if (sess->server == NULL) {
     session_maybe_free(sess);

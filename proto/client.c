@@ -32,6 +32,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/buf.h"
+#include "common/queue.h"
 #include "inval/errors.h"
 #include "proto/codec.h"
 #include "proto/log_shard.h"
@@ -48,7 +49,7 @@
 /* A response to a pipelined request that arrived while a blocking call
  * waited for its own; kept in arrival order for inv_client_next_reply(). */
 typedef struct stash_s {
-  struct stash_s *next;
+  inv_queue_t node; /* on the client's stash until returned */
   size_t len;
   char data[];
 } stash_t;
@@ -70,8 +71,8 @@ struct inv_client_s {
   size_t out_pos;
   uint32_t next_msgid;
   size_t outstanding;
-  stash_t *stash_head, *stash_tail;
-  size_t stash_count;
+  inv_queue_t stash;  /* stash_t.node, in arrival order */
+  size_t stash_count; /* below outstanding (see stash_push) */
   /* The reply returned last by inv_client_next_reply(). */
   inv_msg_t cur;
   int cur_valid;
@@ -415,19 +416,32 @@ static int next_frame(inv_client_t *c, const char **frame, size_t *len,
   }
 }
 
-static int stash_push(inv_client_t *c, const char *frame, size_t len) {
-  stash_t *s = malloc(sizeof *s + len);
+/* Keeps a response to a pipelined request for inv_client_next_reply().
+ * Each one answers a request counted in outstanding, so a server that
+ * sends more responses than there are pipelined requests is broken, and
+ * the stash stays bounded by max_outstanding. */
+static int stash_push(inv_client_t *c, const char *frame, size_t len,
+                      uint32_t msgid) {
+  stash_t *s;
+  if (c->stash_count >= c->outstanding)
+    return set_broken(c, INV_EPROTO, "a reply to no request (msgid %u)",
+                      (unsigned)msgid);
+  s = malloc(sizeof *s + len);
   if (s == NULL) return set_err(c, INV_ENOMEM, "out of memory");
-  s->next = NULL;
+  inv_queue_init(&s->node);
   s->len = len;
   memcpy(s->data, frame, len);
-  if (c->stash_tail != NULL)
-    c->stash_tail->next = s;
-  else
-    c->stash_head = s;
-  c->stash_tail = s;
+  inv_queue_insert_tail(&c->stash, &s->node);
   c->stash_count++;
   return 0;
+}
+
+/* Takes the oldest stashed response off the stash, or returns NULL. */
+static stash_t *stash_pop(inv_client_t *c) {
+  inv_queue_t *q = inv_queue_pop(&c->stash);
+  if (q == NULL) return NULL;
+  c->stash_count--;
+  return INV_QUEUE_DATA(q, stash_t, node);
 }
 
 /* Makes room for n more bytes in the output buffer, so that packing a
@@ -502,8 +516,9 @@ static int wait_response(inv_client_t *c, uint32_t msgid, int timeout_ms,
       continue;
     }
     if (got.msgid != msgid) {
+      uint32_t other = got.msgid;
       inv_msg_destroy(&got);
-      rc = stash_push(c, frame, len);
+      rc = stash_push(c, frame, len, other);
       if (rc != 0) return rc;
       continue;
     }
@@ -824,6 +839,7 @@ int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts
     if (errlen > 0) snprintf(err, errlen, "%s", "out of memory");
     return INV_ENOMEM;
   }
+  inv_queue_init(&c->stash);
   c->fd = -1;
   c->next_msgid = 1;
   c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms
@@ -867,10 +883,7 @@ void inv_client_close(inv_client_t *c) {
   SSL_CTX_free(c->ssl_ctx);
   ERR_clear_error();
   if (c->fd >= 0) close(c->fd);
-  while ((s = c->stash_head) != NULL) {
-    c->stash_head = s->next;
-    free(s);
-  }
+  while ((s = stash_pop(c)) != NULL) free(s);
   inv_framer_free(&c->framer);
   inv_buf_free(&c->out);
   free(c);
@@ -1055,11 +1068,8 @@ int inv_client_next_reply(inv_client_t *c, int timeout_ms,
   int rc = begin_call(c);
   if (rc != 0) return rc;
   if (timeout_ms < 0) timeout_ms = c->timeout_ms;
-  if (c->stash_head != NULL) {
-    stash_t *s = c->stash_head;
-    c->stash_head = s->next;
-    if (c->stash_head == NULL) c->stash_tail = NULL;
-    c->stash_count--;
+  stash_t *s = stash_pop(c);
+  if (s != NULL) {
     inv_msg_t msg;
     char why[128];
     c->cur_stash = s;

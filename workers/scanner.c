@@ -29,6 +29,7 @@
 #include "common/glob.h"
 #include "common/latency.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "proto/event.h"
 #include "proto/keyname.h"
 
@@ -41,6 +42,7 @@
  * cost when very many are pending. */
 #define PINNED_MERGE_LOOKBACK 64
 
+/* A run's state only moves forward, in this order (run_set_state). */
 enum { JOB_PENDING, JOB_RUNNING, JOB_CANCELLED };
 enum { PHASE_SCAN, PHASE_COUNT, PHASE_GETKEYS };
 enum { OP_NONE = 0, OP_RAW, OP_SOFT, OP_HARD }; /* ranks: the strongest wins */
@@ -54,7 +56,8 @@ typedef struct key_s {
 
 /* One submitted pattern with its mode and every tag that asked for it. */
 typedef struct pat_s {
-  struct pat_s *next;  /* the waiting FIFO, then its prefix-index chain */
+  inv_queue_t node;    /* on the waiting FIFO or the again list */
+  struct pat_s *next;  /* its prefix-index chain, while in a run */
   char *pat;
   size_t patlen;
   char *lit;           /* literal prefix, escapes removed (in pat's block) */
@@ -97,7 +100,7 @@ typedef struct page_set_s {
 } page_set_t;
 
 typedef struct run_s {
-  struct run_s *next, *prev;
+  inv_queue_t node;      /* on the pending or the running list */
   inv_scanner_t *s;
   pat_t **pats;
   size_t npats;
@@ -125,8 +128,8 @@ typedef struct run_s {
 } run_t;
 
 typedef struct list_s {
-  run_t *head, *tail;
-  size_t n;
+  inv_queue_t q; /* run_t.node */
+  size_t n;      /* runs on q */
 } list_t;
 
 struct inv_scanner_s {
@@ -138,12 +141,16 @@ struct inv_scanner_s {
   inv_worker_stats_t *stats;
   inv_unlink_done_cb done_cb;
   void *owner;
-  pat_t *wait_head, *wait_tail; /* unpinned patterns for the next pass */
-  size_t nwaiting;              /* patterns waiting: FIFO + pending runs */
+  inv_queue_t waiting;          /* pat_t.node: unpinned, for the next pass */
+  size_t nwaiting;  /* patterns waiting: FIFO + again list + pending runs */
   size_t waiting_bytes;
   run_t *pass;                  /* the shared pass running, or NULL */
   list_t pending, running;      /* runs; pending ones are pinned */
   size_t zombies; /* cancelled runs waiting for their commands */
+  /* Loops that cancel runs and call done_cb hold the scanner: while held
+   * it is not freed, even when the last zombie so far is, because the
+   * loop may yet make more zombies (see inv_scanner_cancel_all). */
+  unsigned holds;
   int closing;
   uv_timer_t retry;
   int retry_armed;
@@ -152,7 +159,7 @@ struct inv_scanner_s {
    * not complete), waiting for again_timer to run them again; counted in
    * nwaiting. again_streak is the number of failed runs in a row (the
    * backoff grows with it; a run that succeeds resets it). */
-  pat_t *again_head;
+  inv_queue_t again;   /* pat_t.node */
   uv_timer_t again_timer;
   unsigned again_streak;
   int open_handles;
@@ -169,26 +176,45 @@ struct inv_scanner_s {
 #define SCAN_LOG_PATTERNS 3
 
 static void list_push(list_t *l, run_t *j) {
-  j->next = NULL;
-  j->prev = l->tail;
-  if (l->tail) l->tail->next = j;
-  else l->head = j;
-  l->tail = j;
+  inv_queue_insert_tail(&l->q, &j->node);
   l->n++;
 }
 
 static void list_remove(list_t *l, run_t *j) {
-  if (j->prev) j->prev->next = j->next;
-  else l->head = j->next;
-  if (j->next) j->next->prev = j->prev;
-  else l->tail = j->prev;
-  j->next = j->prev = NULL;
+  INV_CHECK(inv_queue_linked(&j->node) && l->n > 0);
+  inv_queue_remove(&j->node);
   l->n--;
+}
+
+static void run_set_state(run_t *j, int to) {
+  INV_CHECK(to > j->state);
+  j->state = to;
+}
+
+static run_t *run_of(inv_queue_t *q) {
+  return q != NULL ? INV_QUEUE_DATA(q, run_t, node) : NULL;
+}
+
+static pat_t *pat_of(inv_queue_t *q) {
+  return q != NULL ? INV_QUEUE_DATA(q, pat_t, node) : NULL;
 }
 
 /* What a waiting pattern counts against the byte bound. */
 static size_t pat_bytes(const pat_t *p) {
   return sizeof(*p) + 2 * p->patlen + p->tagcap * sizeof(uint64_t);
+}
+
+/* Counts p as waiting (on the FIFO, the again list or in a pending run). */
+static void waiting_add(inv_scanner_t *s, const pat_t *p) {
+  s->nwaiting++;
+  s->waiting_bytes += pat_bytes(p);
+}
+
+/* Counts p as no longer waiting. */
+static void waiting_sub(inv_scanner_t *s, const pat_t *p) {
+  INV_CHECK(s->nwaiting > 0 && s->waiting_bytes >= pat_bytes(p));
+  s->nwaiting--;
+  s->waiting_bytes -= pat_bytes(p);
 }
 
 static void pat_free(pat_t *p) {
@@ -250,6 +276,7 @@ static void maybe_free_scanner(inv_scanner_t *s);
 static void zombie_check(run_t *j) {
   inv_scanner_t *s = j->s;
   if (j->state != JOB_CANCELLED || j->cmd_inflight || j->inflight > 0) return;
+  INV_CHECK(s->zombies > 0);
   s->zombies--;
   run_free(j);
   maybe_free_scanner(s);
@@ -257,7 +284,9 @@ static void zombie_check(run_t *j) {
 
 static size_t running_patterns(const inv_scanner_t *s) {
   size_t n = 0;
-  for (const run_t *j = s->running.head; j != NULL; j = j->next) n += j->npats;
+  for (const inv_queue_t *q = inv_queue_head(&s->running.q); q != NULL;
+       q = inv_queue_next(&s->running.q, q))
+    n += INV_QUEUE_DATA(q, const run_t, node)->npats;
   return n;
 }
 
@@ -347,10 +376,8 @@ static run_t *run_new(inv_scanner_t *s, pat_t **pats, size_t npats);
  * must not pass them). */
 static void run_again(inv_scanner_t *s, pat_t **pats, size_t npats) {
   for (size_t i = 0; i < npats; i++) {
-    pats[i]->next = s->again_head;
-    s->again_head = pats[i];
-    s->nwaiting++;
-    s->waiting_bytes += pat_bytes(pats[i]);
+    inv_queue_insert_tail(&s->again, &pats[i]->node);
+    waiting_add(s, pats[i]);
   }
   s->stats->scan_retries += npats;
   unsigned shift = s->again_streak < 5 ? s->again_streak : 5;
@@ -366,12 +393,14 @@ static void run_again(inv_scanner_t *s, pat_t **pats, size_t npats) {
  * memory) waits for the next round. */
 static void again_cb(uv_timer_t *t) {
   inv_scanner_t *s = t->data;
-  pat_t *p = s->again_head, *keep = NULL;
-  s->again_head = NULL;
-  while (p != NULL) {
-    pat_t *next = p->next;
-    s->nwaiting--;
-    s->waiting_bytes -= pat_bytes(p);
+  inv_queue_t todo;
+  pat_t *p;
+  /* The list is taken whole: the patterns kept for the next round go back
+   * on it. */
+  inv_queue_init(&todo);
+  inv_queue_move(&s->again, &todo);
+  while ((p = pat_of(inv_queue_pop(&todo))) != NULL) {
+    waiting_sub(s, p);
     if (!p->pinned) {
       wait_push(s, p);
     } else {
@@ -380,23 +409,19 @@ static void again_cb(uv_timer_t *t) {
       run_t *j = one ? run_new(s, one, 1) : NULL;
       if (j == NULL) {
         free(one);
-        p->next = keep;
-        keep = p;
-        s->nwaiting++;
-        s->waiting_bytes += pat_bytes(p);
+        inv_queue_insert_tail(&s->again, &p->node);
+        waiting_add(s, p);
       } else {
         j->pinned = 1;
         j->slot = p->slot;
         j->state = JOB_PENDING;
         list_push(&s->pending, j);
-        s->nwaiting++;
-        s->waiting_bytes += pat_bytes(p);
+        waiting_add(s, p);
       }
     }
-    p = next;
   }
-  s->again_head = keep;
-  if (keep != NULL) uv_timer_start(&s->again_timer, again_cb, 5000, 0);
+  if (!inv_queue_empty(&s->again))
+    uv_timer_start(&s->again_timer, again_cb, 5000, 0);
   start_pending(s);
   kick_soon(s);
   update_gauges(s);
@@ -422,7 +447,7 @@ static void complete(run_t *j) {
   }
   free(pats);
   start_pending(s);
-  if (s->wait_head != NULL) kick_soon(s);
+  if (!inv_queue_empty(&s->waiting)) kick_soon(s);
   update_gauges(s);
 }
 
@@ -835,7 +860,7 @@ err:
 }
 
 static void start_run(inv_scanner_t *s, run_t *j) {
-  j->state = JOB_RUNNING;
+  run_set_state(j, JOB_RUNNING);
   run_log_start(j);
   list_push(&s->running, j);
   if (j->pinned && s->map->cluster) {
@@ -848,12 +873,13 @@ static void start_run(inv_scanner_t *s, run_t *j) {
 }
 
 static void start_pending(inv_scanner_t *s) {
-  while (!s->closing && s->pending.head != NULL &&
-         s->running.n - (s->pass != NULL) < (size_t)s->opts.max_scans) {
-    run_t *j = s->pending.head;
+  run_t *j;
+  INV_CHECK(s->running.n >= (s->pass != NULL));
+  while (!s->closing &&
+         s->running.n - (s->pass != NULL) < (size_t)s->opts.max_scans &&
+         (j = run_of(inv_queue_head(&s->pending.q))) != NULL) {
     list_remove(&s->pending, j);
-    s->nwaiting--;
-    s->waiting_bytes -= pat_bytes(j->pats[0]);
+    waiting_sub(s, j->pats[0]);
     start_run(s, j);
   }
   update_gauges(s);
@@ -861,12 +887,8 @@ static void start_pending(inv_scanner_t *s) {
 
 /* Appends an unpinned pattern to the waiting FIFO. */
 static void wait_push(inv_scanner_t *s, pat_t *p) {
-  p->next = NULL;
-  if (s->wait_tail) s->wait_tail->next = p;
-  else s->wait_head = p;
-  s->wait_tail = p;
-  s->nwaiting++;
-  s->waiting_bytes += pat_bytes(p);
+  inv_queue_insert_tail(&s->waiting, &p->node);
+  waiting_add(s, p);
 }
 
 static uint64_t pat_hash(const pat_t *p) {
@@ -898,12 +920,9 @@ static pat_t **take_waiting(inv_scanner_t *s, size_t *out_n) {
     return NULL;
   }
   size_t n = 0;
-  pat_t *p = s->wait_head;
-  s->wait_head = s->wait_tail = NULL;
-  while (p != NULL) {
-    pat_t *next = p->next;
-    s->nwaiting--;
-    s->waiting_bytes -= pat_bytes(p);
+  pat_t *p;
+  while ((p = pat_of(inv_queue_pop(&s->waiting))) != NULL) {
+    waiting_sub(s, p);
     size_t i = pat_hash(p) & (cap - 1);
     for (; seen[i] != NULL; i = (i + 1) & (cap - 1)) {
       const pat_t *q = seen[i];
@@ -926,7 +945,6 @@ static pat_t **take_waiting(inv_scanner_t *s, size_t *out_n) {
       p->next = NULL;
       pats[n++] = p;
     }
-    p = next;
   }
   free(seen);
   *out_n = n;
@@ -935,7 +953,7 @@ static pat_t **take_waiting(inv_scanner_t *s, size_t *out_n) {
 
 /* Starts the shared pass over every waiting pattern, unless one runs. */
 static void start_pass(inv_scanner_t *s) {
-  if (s->closing || s->pass != NULL || s->wait_head == NULL) return;
+  if (s->closing || s->pass != NULL || inv_queue_empty(&s->waiting)) return;
   size_t n;
   pat_t **pats = take_waiting(s, &n);
   run_t *j = pats ? run_new(s, pats, n) : NULL;
@@ -974,6 +992,10 @@ int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
                        void *owner, inv_scanner_t **out) {
   inv_scanner_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return INV_ENOMEM;
+  inv_queue_init(&s->waiting);
+  inv_queue_init(&s->again);
+  inv_queue_init(&s->pending.q);
+  inv_queue_init(&s->running.q);
   s->loop = loop;
   s->r = r;
   s->u = u;
@@ -1017,9 +1039,10 @@ static pat_t *pat_new(const char *pattern, size_t len, inv_unlink_op_t mode,
 static int join_pending(inv_scanner_t *s, const char *pattern, size_t len,
                         inv_unlink_op_t mode, uint64_t tag) {
   size_t looked = 0;
-  for (run_t *j = s->pending.tail; j != NULL && looked < PINNED_MERGE_LOOKBACK;
-       j = j->prev, looked++) {
-    pat_t *p = j->pats[0];
+  for (inv_queue_t *q = inv_queue_tail(&s->pending.q);
+       q != NULL && looked < PINNED_MERGE_LOOKBACK;
+       q = inv_queue_prev(&s->pending.q, q), looked++) {
+    pat_t *p = run_of(q)->pats[0];
     if (p->patlen == len && p->mode == mode && memcmp(p->pat, pattern, len) == 0) {
       size_t before = pat_bytes(p);
       if (add_tag(p, tag) != 0) return 0;
@@ -1050,8 +1073,7 @@ int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
     j->slot = slot;
     j->state = JOB_PENDING;
     list_push(&s->pending, j);
-    s->nwaiting++;
-    s->waiting_bytes += pat_bytes(p);
+    waiting_add(s, p);
     start_pending(s);
     return 0;
   }
@@ -1061,22 +1083,22 @@ int inv_scanner_submit(inv_scanner_t *s, const char *pattern, size_t len,
   return 0;
 }
 
+/* Cancels every run of l. A run with nothing in flight is freed at once,
+ * the others become zombies; done_cb runs for every tag. The head is taken
+ * afresh on every turn, since done_cb may change the lists. */
 static void cancel_list(inv_scanner_t *s, list_t *l) {
-  while (l->head != NULL) {
-    run_t *j = l->head;
+  run_t *j;
+  while ((j = run_of(inv_queue_head(&l->q))) != NULL) {
     list_remove(l, j);
     if (j == s->pass) s->pass = NULL;
-    if (j->state == JOB_PENDING) {
-      s->nwaiting--;
-      s->waiting_bytes -= pat_bytes(j->pats[0]);
-    }
+    if (j->state == JOB_PENDING) waiting_sub(s, j->pats[0]);
     pat_t **pats = j->pats;
     size_t npats = j->npats;
     j->pats = NULL;
     j->npats = 0;
     index_free(&j->idx);
     free_keys(j);
-    j->state = JOB_CANCELLED;
+    run_set_state(j, JOB_CANCELLED);
     s->zombies++;
     zombie_check(j);
     for (size_t i = 0; i < npats; i++) pat_finish(s, pats[i], INV_ECLOSED);
@@ -1084,39 +1106,55 @@ static void cancel_list(inv_scanner_t *s, list_t *l) {
   }
 }
 
-/* Cancels every pattern of the list from p (counted in nwaiting). */
-static void cancel_pats(inv_scanner_t *s, pat_t *p) {
-  while (p != NULL) {
-    pat_t *next = p->next;
-    s->nwaiting--;
-    s->waiting_bytes -= pat_bytes(p);
+/* Cancels every pattern of list (counted in nwaiting). */
+static void cancel_pats(inv_scanner_t *s, inv_queue_t *list) {
+  pat_t *p;
+  while ((p = pat_of(inv_queue_pop(list))) != NULL) {
+    waiting_sub(s, p);
     pat_finish(s, p, INV_ECLOSED);
-    p = next;
   }
 }
 
+static void hold(inv_scanner_t *s) { s->holds++; }
+
+/* Ends a hold; the last one frees a closing scanner that nothing else
+ * keeps. */
+static void release(inv_scanner_t *s) {
+  INV_CHECK(s->holds > 0);
+  if (--s->holds == 0) maybe_free_scanner(s);
+}
+
+/* Held throughout: a run cancelled early with nothing in flight is freed
+ * at once, which must not free a closing scanner while a run cancelled
+ * later still has a command in flight whose reply will come to it. */
 void inv_scanner_cancel_all(inv_scanner_t *s) {
-  pat_t *p = s->wait_head, *again = s->again_head;
-  s->wait_head = s->wait_tail = s->again_head = NULL;
+  hold(s);
   uv_idle_stop(&s->kick);
   uv_timer_stop(&s->again_timer);
   s->again_streak = 0;
-  cancel_pats(s, p);
-  cancel_pats(s, again);
+  /* Both lists are taken whole before any done_cb runs: what a done_cb
+   * submits meanwhile is not cancelled here. */
+  inv_queue_t waiting, again;
+  inv_queue_init(&waiting);
+  inv_queue_init(&again);
+  inv_queue_move(&s->waiting, &waiting);
+  inv_queue_move(&s->again, &again);
+  cancel_pats(s, &waiting);
+  cancel_pats(s, &again);
   cancel_list(s, &s->pending);
   cancel_list(s, &s->running);
   update_gauges(s);
+  release(s);
 }
 
 void inv_scanner_resume(inv_scanner_t *s) {
-  run_t *j = s->running.head;
-  while (j != NULL) {
-    run_t *next = j->next;
+  inv_queue_t *q, *n;
+  INV_QUEUE_FOREACH(q, n, &s->running.q) {
+    run_t *j = run_of(q);
     if (j->stalled && !j->cmd_inflight) {
       j->stalled = 0;
       pump(j); /* may complete and free j */
     }
-    j = next;
   }
 }
 
@@ -1126,11 +1164,12 @@ size_t inv_scanner_waiting_bytes(const inv_scanner_t *s) { return s->waiting_byt
 
 static void free_cb(uv_handle_t *h) {
   inv_scanner_t *s = h->data;
+  INV_CHECK(s->open_handles > 0);
   if (--s->open_handles == 0) free(s);
 }
 
 static void maybe_free_scanner(inv_scanner_t *s) {
-  if (s->closing != 1 || s->zombies > 0) return;
+  if (s->closing != 1 || s->zombies > 0 || s->holds > 0) return;
   s->closing = 2;
   uv_close((uv_handle_t *)&s->retry, free_cb);
   uv_close((uv_handle_t *)&s->again_timer, free_cb);
@@ -1139,10 +1178,12 @@ static void maybe_free_scanner(inv_scanner_t *s) {
 
 void inv_scanner_close(inv_scanner_t *s) {
   if (s == NULL) return;
+  hold(s);
   s->closing = 1;
   uv_timer_stop(&s->retry);
   uv_timer_stop(&s->again_timer);
   uv_idle_stop(&s->kick);
   inv_scanner_cancel_all(s);
-  maybe_free_scanner(s);
+  /* Frees s now when nothing is in flight; else the last zombie does. */
+  release(s);
 }

@@ -97,7 +97,10 @@ size_t inv_scanner_pending(const inv_scanner_t *s);
 size_t inv_scanner_waiting_bytes(const inv_scanner_t *s);
 
 /* Cancels everything and frees s once no command is in flight (the
- * connection's owner closes it, failing what is in flight). Accepts NULL. */
+ * connection's owner closes it, failing what is in flight), and never
+ * before the cancelling is over: the replies to commands still in flight
+ * may come any time later, in any order with the unlinker's and the
+ * connection's close. Accepts NULL. */
 void inv_scanner_close(inv_scanner_t *s);
 
 #endif

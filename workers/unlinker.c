@@ -5,9 +5,9 @@
  * of the FIFO into one command: a run of consecutive plain deletes (HARD or
  * RAW) of the same slot and the same ASKING need becomes one multi-key
  * UNLINK; anything else (a SOFT script, a split name, a key resent alone
- * after TRYAGAIN) is a command of its own. The items a command carries stay
- * chained by their next pointers, the first one being the command's
- * callback data, so that its reply settles all of them.
+ * after TRYAGAIN) is a command of its own. The items a command carries
+ * leave the FIFO chained by their next pointers, the first one being the
+ * command's callback data, so that its reply settles all of them.
  *
  * Commands are formatted here, straight to RESP, and handed to the
  * connection already formatted: hiredis's generic formatter prints every
@@ -25,6 +25,7 @@
 #include "common/cluster_reply.h"
 #include "inval/errors.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "common/slot.h"
 #include "proto/scripts.h"
 
@@ -41,7 +42,8 @@
 #define RETRY_LOG_MS 10000
 
 typedef struct item_s {
-  struct item_s *next; /* in the FIFO, or the next item of the same command */
+  inv_queue_t node;    /* on the FIFO or the later list */
+  struct item_s *next; /* once sent: the next item of the same command */
   inv_unlinker_t *u;
   inv_unlink_done_cb done_cb;
   void *owner;
@@ -70,9 +72,9 @@ struct inv_unlinker_s {
   void *moved_data;
   inv_unlink_redirect_fn redirect_fn; /* NULL: a redirected key is done */
   void *redirect_data;
-  item_t *head, *tail; /* unsent keys, FIFO */
-  size_t queued;
-  size_t inflight; /* commands awaiting replies */
+  inv_queue_t fifo;  /* item_t.node: unsent keys */
+  size_t queued;     /* items on fifo */
+  size_t inflight;   /* commands awaiting replies */
   int closing;
   int retry_armed;
   int any_slot;     /* standalone Redis: keys of any slot share commands */
@@ -80,8 +82,8 @@ struct inv_unlinker_s {
   /* Keys answered with an error reply, waiting for their resend (the
    * unsorted list is walked when the timer fires: it is as long as the
    * owner's bound on keys pending). */
-  item_t *later_head;
-  size_t nlater;
+  inv_queue_t later; /* item_t.node */
+  size_t nlater;     /* items on later */
   uv_timer_t later_timer;
   uint64_t later_due_ms;   /* when later_timer fires, while active */
   uint64_t failed_logged_ms; /* the last "failed" log line, loop time */
@@ -97,6 +99,8 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
                         void *moved_data, inv_unlinker_t **out) {
   inv_unlinker_t *u = calloc(1, sizeof(*u));
   if (u == NULL) return INV_ENOMEM;
+  inv_queue_init(&u->fifo);
+  inv_queue_init(&u->later);
   snprintf(u->grace, sizeof(u->grace), "%llu", (unsigned long long)grace_ms);
   u->loop = loop;
   u->r = r;
@@ -114,11 +118,23 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
 }
 
 static void enqueue(inv_unlinker_t *u, item_t *it) {
-  it->next = NULL;
-  if (u->tail) u->tail->next = it;
-  else u->head = it;
-  u->tail = it;
+  inv_queue_insert_tail(&u->fifo, &it->node);
   u->queued++;
+}
+
+static item_t *item_of(inv_queue_t *q) {
+  return q != NULL ? INV_QUEUE_DATA(q, item_t, node) : NULL;
+}
+
+/* The oldest unsent item, or NULL. */
+static item_t *fifo_first(const inv_unlinker_t *u) {
+  return item_of(inv_queue_head(&u->fifo));
+}
+
+/* The unsent item after it, or NULL. */
+static const item_t *fifo_next(const inv_unlinker_t *u, const item_t *it) {
+  const inv_queue_t *q = inv_queue_next(&u->fifo, &it->node);
+  return q != NULL ? INV_QUEUE_DATA(q, const item_t, node) : NULL;
 }
 
 static void finish(item_t *it, int err) {
@@ -215,16 +231,16 @@ static void later_arm(inv_unlinker_t *u, uint64_t due_ms) {
 static void later_cb(uv_timer_t *t) {
   inv_unlinker_t *u = t->data;
   uint64_t now = uv_now(u->loop), next_due = UINT64_MAX;
-  item_t **pp = &u->later_head;
-  while (*pp != NULL) {
-    item_t *it = *pp;
+  inv_queue_t *q, *n;
+  INV_QUEUE_FOREACH(q, n, &u->later) {
+    item_t *it = item_of(q);
     if (it->due_ms <= now) {
-      *pp = it->next;
+      INV_CHECK(u->nlater > 0);
+      inv_queue_remove(q);
       u->nlater--;
       enqueue(u, it);
-    } else {
-      if (it->due_ms < next_due) next_due = it->due_ms;
-      pp = &it->next;
+    } else if (it->due_ms < next_due) {
+      next_due = it->due_ms;
     }
   }
   if (next_due != UINT64_MAX) later_arm(u, next_due);
@@ -247,8 +263,7 @@ static void requeue_later(inv_unlinker_t *u, item_t *it) {
   it->failures++;
   it->solo = 1; /* one denied key must not hold back the others */
   it->due_ms = uv_now(u->loop) + delay;
-  it->next = u->later_head;
-  u->later_head = it;
+  inv_queue_insert_tail(&u->later, &it->node);
   u->nlater++;
   u->stats->unlink_retries++;
   later_arm(u, it->due_ms);
@@ -301,8 +316,9 @@ static void hand_elsewhere(inv_unlinker_t *u, item_t *it) {
 }
 
 /* Applies what to every item of the command led by first. The chain is
- * read before each item is handled, because requeueing rewrites next and a
- * done_cb may push (and send) new keys. */
+ * read before each item is handled, because finishing an item frees it and
+ * a requeued one may be sent again (and chained anew) by a done_cb that
+ * pushes and flushes new keys. */
 static void settle_all(inv_unlinker_t *u, item_t *first, settle_t what) {
   item_t *it = first;
   while (it != NULL) {
@@ -421,7 +437,8 @@ static int coalescable(const item_t *it) {
 static size_t command_span(const inv_unlinker_t *u, const item_t *first) {
   if (!coalescable(first)) return 1;
   size_t n = 0, bytes = 0;
-  for (const item_t *it = first; it != NULL && n < INV_UNLINK_BATCH_MAX; it = it->next) {
+  for (const item_t *it = first; it != NULL && n < INV_UNLINK_BATCH_MAX;
+       it = fifo_next(u, it)) {
     if (n > 0 && (!coalescable(it) || (!u->any_slot && it->slot != first->slot) ||
                   it->asking != first->asking || bytes >= BATCH_NAME_BYTES))
       break;
@@ -460,7 +477,7 @@ static int build_args(const inv_unlinker_t *u, const item_t *first, size_t n,
     return argc;
   }
   const item_t *it = first;
-  for (size_t i = 0; i < n; i++, it = it->next) {
+  for (size_t i = 0; i < n; i++, it = fifo_next(u, it)) {
     argv[argc] = it->key;
     lens[argc++] = it->len;
     if (it->op == INV_UNLINK_HARD) {
@@ -512,14 +529,18 @@ static int format_resp(inv_buf_t *b, int argc, const char **argv,
   return 0;
 }
 
-/* Detaches the first n items of the FIFO, leaving them chained to each
- * other (the last one's next is NULL). */
+/* Takes the first n items off the FIFO, chained to each other by next in
+ * FIFO order (the last one's next is NULL). */
 static item_t *take(inv_unlinker_t *u, size_t n) {
-  item_t *first = u->head, *last = first;
-  for (size_t i = 1; i < n; i++) last = last->next;
-  u->head = last->next;
-  if (u->head == NULL) u->tail = NULL;
-  last->next = NULL;
+  item_t *first = NULL, **link = &first;
+  INV_CHECK(n > 0 && u->queued >= n);
+  for (size_t i = 0; i < n; i++) {
+    item_t *it = item_of(inv_queue_pop(&u->fifo));
+    INV_CHECK(it != NULL);
+    *link = it;
+    link = &it->next;
+  }
+  *link = NULL;
   u->queued -= n;
   first->nitems = n;
   return first;
@@ -541,20 +562,21 @@ void inv_unlinker_flush(inv_unlinker_t *u) {
    * waits for the retry timer: resending on every other reply would spin
    * for as long as the node refuses. */
   if (u->retry_armed) return;
-  while (u->head != NULL && u->inflight < INV_UNLINK_MAX_INFLIGHT &&
-         !u->closing) {
+  item_t *first;
+  while ((first = fifo_first(u)) != NULL &&
+         u->inflight < INV_UNLINK_MAX_INFLIGHT && !u->closing) {
     const char *argv[MAX_ARGS];
     size_t lens[MAX_ARGS];
-    size_t n = command_span(u, u->head);
-    int argc = build_args(u, u->head, n, argv, lens);
+    size_t n = command_span(u, first);
+    int argc = build_args(u, first, n, argv, lens);
     if (format_resp(&u->cmd, argc, argv, lens) != 0)
       return; /* out of memory: the next reply or push tries again */
-    if (u->head->asking &&
+    if (first->asking &&
         inv_redis_command_formatted(u->r, asking, sizeof(asking) - 1, asking_cb,
                                     NULL) != 0)
       return; /* disconnected or full: flushed again later */
     if (inv_redis_command_formatted(u->r, u->cmd.data, u->cmd.len, unlink_cb,
-                                    u->head) != 0)
+                                    first) != 0)
       return;
     (void)take(u, n);
     u->inflight++;
@@ -576,6 +598,8 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
     inv_regen_names_free(&names);
     return INV_ENOMEM;
   }
+  inv_queue_init(&it->node);
+  it->next = NULL;
   it->u = u;
   it->done_cb = done_cb;
   it->owner = owner;
@@ -608,22 +632,24 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
   return 0;
 }
 
-/* Finishes every item of the list from it with INV_ECLOSED. */
-static void finish_list(item_t *it) {
-  while (it != NULL) {
-    item_t *next = it->next;
-    finish(it, INV_ECLOSED);
-    it = next;
-  }
+/* Finishes every item of list with INV_ECLOSED. */
+static void finish_list(inv_queue_t *list) {
+  item_t *it;
+  while ((it = item_of(inv_queue_pop(list))) != NULL) finish(it, INV_ECLOSED);
 }
 
+/* Both lists are taken whole before any done_cb runs: what a done_cb
+ * pushes meanwhile is not cancelled here. */
 void inv_unlinker_clear(inv_unlinker_t *u) {
-  item_t *it = u->head, *later = u->later_head;
-  u->head = u->tail = u->later_head = NULL;
+  inv_queue_t fifo, later;
+  inv_queue_init(&fifo);
+  inv_queue_init(&later);
+  inv_queue_move(&u->fifo, &fifo);
+  inv_queue_move(&u->later, &later);
   u->queued = u->nlater = 0;
   uv_timer_stop(&u->later_timer);
-  finish_list(it);
-  finish_list(later);
+  finish_list(&fifo);
+  finish_list(&later);
 }
 
 size_t inv_unlinker_queued(const inv_unlinker_t *u) { return u->queued; }
@@ -632,6 +658,7 @@ size_t inv_unlinker_retrying(const inv_unlinker_t *u) { return u->nlater; }
 
 static void free_cb(uv_handle_t *h) {
   inv_unlinker_t *u = h->data;
+  INV_CHECK(u->open_handles > 0);
   if (--u->open_handles > 0) return;
   inv_buf_free(&u->cmd);
   free(u);

@@ -16,3 +16,9 @@ inv_unit_test(test_unlinker
           ${PROJECT_SOURCE_DIR}/workers/unlinker.c
   LIBS inval_regen inval_cluster_reply inval_base PkgConfig::LIBUV
        PkgConfig::HIREDIS)
+
+# The scanner's close order, against an in-process silent fake server on
+# loopback (workers/scanner.c with a command that is never answered).
+inv_unit_test(test_scanner_close
+              SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_scanner_close.c
+              LIBS inval_worker_lib)

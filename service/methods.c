@@ -8,9 +8,8 @@
 #include "service/methods.h"
 
 #include <stdio.h>
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/errors.h"
 #include "common/latency.h"
@@ -97,7 +96,15 @@ static void quote_target(const char *p, size_t len, char *out) {
 /* The session's tenant (NULL without tenants). Returns 0, or refuses the
  * request with EAUTH when the tenant is gone (a reload removed it). */
 static int session_tenant(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
-                          inv_tenant_t **out);
+                          inv_tenant_t **out) {
+  *out = NULL;
+  if (m->tenants == NULL) return 0;
+  *out = inv_tenants_find(m->tenants, inv_rpc_req_principal(req));
+  if (*out != NULL) return 0;
+  refuse(m, req, n, INV_EAUTH,
+         "this session's tenant is no longer known: send hello again");
+  return -1;
+}
 
 /* Answers an invalidate request the batcher completed: {"id": the largest
  * of its entries' ids, "accepted": n, "ids": [[shard, id], ...]}, or the
@@ -272,17 +279,6 @@ static void do_invalidate(inv_rpc_req_t *req, const inv_msg_t *msg,
   /* An internal code (ENOMEM) goes out as EUNAVAIL: see
    * inv_rpc_reply_error(). */
   refuse(m, req, n, rc, text);
-}
-
-static int session_tenant(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
-                          inv_tenant_t **out) {
-  *out = NULL;
-  if (m->tenants == NULL) return 0;
-  *out = inv_tenants_find(m->tenants, inv_rpc_req_principal(req));
-  if (*out != NULL) return 0;
-  refuse(m, req, n, INV_EAUTH,
-         "this session's tenant is no longer known: send hello again");
-  return -1;
 }
 
 static void do_stats(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {

@@ -110,7 +110,8 @@ int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
  * loop callback, but from inside this call when the batch it closes is
  * refused by the sink at once. Or returns, without ever calling req->cb:
  * INV_EBUSY (the pending bound would be passed), INV_ESHUTDOWN (draining),
- * INV_EINVAL (no events, or an event outside events) or INV_ENOMEM.
+ * INV_EINVAL (no events, no cb, or an event outside events) or
+ * INV_ENOMEM.
  */
 int inv_batcher_submit(inv_batcher_t *b, const inv_batcher_req_t *req);
 

@@ -20,6 +20,19 @@ static const err_entry_t err_table[] = {
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))
 
+/* Every code numbers 1 to INV_ERR_NUM_LIMIT - 1, so that per-code arrays
+ * hold it; the wire block ends before the internal one starts (the first
+ * internal code is ENOMEM, the last wire code EPERM). */
+#define INV_ERR_RANGE_CHECK(name, num, msg)                                  \
+  _Static_assert((num) > 0 && (num) < INV_ERR_NUM_LIMIT,                     \
+                 "error code " #name " is outside 1..INV_ERR_NUM_LIMIT-1");
+INV_ERRNO_MAP(INV_ERR_RANGE_CHECK)
+#undef INV_ERR_RANGE_CHECK
+_Static_assert(-INV_EPERM < INV_ERR_FIRST_INTERNAL &&
+                   -INV_ENOMEM == INV_ERR_FIRST_INTERNAL,
+               "wire codes end before INV_ERR_FIRST_INTERNAL, where the "
+               "internal ones start");
+
 /* Returns the table row of err, or NULL for a code not in the table. */
 static const err_entry_t *err_find(int err) {
   for (size_t i = 0; i < ERR_COUNT; i++) {
@@ -49,4 +62,8 @@ int inv_err_from_name(const char *name, size_t len) {
 
 int inv_err_is_retryable(int err) {
   return err == INV_EUNAVAIL || err == INV_EBUSY || err == INV_ESHUTDOWN;
+}
+
+int inv_err_is_wire(int err) {
+  return err < 0 && -err < INV_ERR_FIRST_INTERNAL && err_find(err) != NULL;
 }

@@ -39,6 +39,7 @@
 #include "common/listen.h"
 #include "common/queue.h"
 #include "common/tls.h"
+#include "proto/event.h"
 
 /* One read's worth of input; shared by every session of a server because a
  * read callback consumes its bytes before returning. */
@@ -218,10 +219,6 @@ static void count_error(inv_rpc_server_t *s, int code) {
   if (s != NULL && n > 0 && n < INV_RPC_MAX_ERRNO) s->errors[n]++;
 }
 
-static int method_is(const inv_msg_t *msg, const char *name) {
-  size_t n = strlen(name);
-  return msg->method_len == n && memcmp(msg->method, name, n) == 0;
-}
 
 /* A msgpack writer that drops everything: notifications' replies are packed
  * into it so handlers need no special case. */
@@ -819,7 +816,7 @@ static void session_dispatch(session_t *sess, const char *frame, size_t len) {
     return;
   }
   if (s->auth_token != NULL || s->auth_cb != NULL) {
-    if (method_is(&msg, "hello")) {
+    if (inv_rpc_method_is(&msg, "hello")) {
       /* The session is authenticated only once the handler accepted the
        * whole hello (see req_finish()), so a hello that fails for any
        * reason leaves the session as it was. */
@@ -833,7 +830,7 @@ static void session_dispatch(session_t *sess, const char *frame, size_t len) {
         inv_msg_destroy(&msg);
         return;
       }
-    } else if (!sess->authed && !method_is(&msg, "ping")) {
+    } else if (!sess->authed && !inv_rpc_method_is(&msg, "ping")) {
       inv_rpc_reply_error(req, INV_EAUTH,
                           "authentication required: send hello with the token");
       inv_msg_destroy(&msg);
@@ -1390,6 +1387,7 @@ void inv_rpc_reply_error(inv_rpc_req_t *req, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(message, sizeof(message), fmt, ap);
   va_end(ap);
+  if (!inv_err_is_wire(code)) code = INV_EUNAVAIL;
   /* Notifications' errors are never sent, but they are rejections all the
    * same, so they are counted with the rest. */
   count_error(req->sess->server, code);
@@ -1400,4 +1398,67 @@ void inv_rpc_reply_error(inv_rpc_req_t *req, int code, const char *fmt, ...) {
                             message);
   }
   req_finish(req, 0);
+}
+
+/* ---- method dispatch and hello, shared by the daemons ------------------ */
+
+int inv_rpc_method_is(const inv_msg_t *msg, const char *name) {
+  size_t n = strlen(name);
+  return msg->method_len == n && memcmp(msg->method, name, n) == 0;
+}
+
+void inv_rpc_dispatch(inv_rpc_req_t *req, const inv_msg_t *msg,
+                      const inv_rpc_method_t *table, void *data) {
+  for (const inv_rpc_method_t *m = table; m->name != NULL; m++)
+    if (inv_rpc_method_is(msg, m->name)) {
+      m->cb(req, msg, data);
+      return;
+    }
+  inv_rpc_reply_error(req, INV_ENOMETHOD, "no method \"%.*s\"",
+                      (int)(msg->method_len > 64 ? 64 : msg->method_len),
+                      msg->method);
+}
+
+/* Checks hello's params; returns 0, or answers EINVAL and returns -1. */
+static int hello_check(inv_rpc_req_t *req, const inv_msg_t *msg) {
+  const msgpack_object *params = &msg->params;
+  if (params->via.array.size != 1 ||
+      params->via.array.ptr[0].type != MSGPACK_OBJECT_MAP) {
+    inv_rpc_reply_error(req, INV_EINVAL,
+                        "hello expects [{\"proto\": 1, \"client\": str}]");
+    return -1;
+  }
+  const msgpack_object *arg = &params->via.array.ptr[0];
+  const msgpack_object *proto = inv_map_get(arg, "proto");
+  if (proto == NULL || proto->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+      proto->via.u64 != INV_PROTO_VERSION) {
+    inv_rpc_reply_error(req, INV_EINVAL,
+                        "unsupported protocol version (this server speaks %d)",
+                        INV_PROTO_VERSION);
+    return -1;
+  }
+  const msgpack_object *client = inv_map_get(arg, "client");
+  if (client != NULL && client->type != MSGPACK_OBJECT_STR &&
+      client->type != MSGPACK_OBJECT_BIN) {
+    inv_rpc_reply_error(req, INV_EINVAL, "hello: client must be a string");
+    return -1;
+  }
+  return 0;
+}
+
+msgpack_packer *inv_rpc_hello_begin(inv_rpc_req_t *req, const inv_msg_t *msg,
+                                    const inv_rpc_hello_t *hello,
+                                    size_t extra) {
+  if (hello->check_params && hello_check(req, msg) < 0) return NULL;
+  msgpack_packer *pk = inv_rpc_reply_begin(req);
+  msgpack_pack_map(pk, 4 + extra);
+  inv_pack_str(pk, "server");
+  inv_pack_str(pk, hello->server);
+  inv_pack_str(pk, "version");
+  inv_pack_str(pk, INV_VERSION);
+  inv_pack_str(pk, "proto");
+  msgpack_pack_int(pk, INV_PROTO_VERSION);
+  inv_pack_str(pk, "max_message_bytes");
+  msgpack_pack_uint64(pk, hello->max_message_bytes);
+  return pk;
 }

@@ -68,14 +68,15 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "inval/errors.h"
 #include "common/log.h"
 #include "proto/codec.h"
 
 typedef struct inv_rpc_server_s inv_rpc_server_t;
 typedef struct inv_rpc_req_s inv_rpc_req_t;
 
-/* The highest error number (see inval/errors.h) counted per code. */
-#define INV_RPC_MAX_ERRNO 32
+/* Error numbers counted per code are below this (see inval/errors.h). */
+#define INV_RPC_MAX_ERRNO INV_ERR_NUM_LIMIT
 
 /*
  * Settings every daemon with an RPC port shares. Both daemons embed this
@@ -233,8 +234,48 @@ msgpack_packer *inv_rpc_reply_begin(inv_rpc_req_t *req);
 void inv_rpc_reply_end(inv_rpc_req_t *req);
 
 /* Sends [1, msgid, {"code": inv_err_name(code), "message": ...}, nil],
- * counts it, and frees req. code is an INV_E* value. */
+ * counts it, and frees req. code is an INV_E* value. This is the wire
+ * boundary: an internal code (inv_err_is_wire() is 0: ENOMEM, EIO, ...)
+ * goes out, and is counted, as EUNAVAIL (retryable), with the message
+ * unchanged, so handlers need not map codes themselves. */
 void inv_rpc_reply_error(inv_rpc_req_t *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Returns 1 when msg's method is name (a NUL-terminated string). */
+int inv_rpc_method_is(const inv_msg_t *msg, const char *name);
+
+/* One row of a daemon's method table. */
+typedef struct inv_rpc_method_s {
+  const char *name;       /* NULL ends the table */
+  inv_rpc_handler_cb cb;  /* called with the data given to the dispatch */
+} inv_rpc_method_t;
+
+/* Calls the handler of the row of table that names msg's method, with
+ * data; a method no row names gets ENOMETHOD ("no method \"x\"", the name
+ * cut to 64 bytes). Every daemon's handler is this call on its table, so
+ * the unknown-method answer exists once. */
+void inv_rpc_dispatch(inv_rpc_req_t *req, const inv_msg_t *msg,
+                      const inv_rpc_method_t *table, void *data);
+
+/* What a daemon says of itself in its hello answer. */
+typedef struct inv_rpc_hello_s {
+  const char *server;          /* "inval-publisher", "inval-worker" */
+  uint64_t max_message_bytes;
+  int check_params;            /* 1: params must be [{"proto": 1, ...}] */
+} inv_rpc_hello_t;
+
+/*
+ * Answers hello (PROTOCOL.md §5). With check_params, params must be one
+ * map with "proto": INV_PROTO_VERSION and an optional str or bin "client";
+ * otherwise req gets EINVAL saying what is wrong and NULL is returned
+ * (req is finished). Else packs a map of 4 + extra entries, "server",
+ * "version", "proto" and "max_message_bytes" first, and returns the packer
+ * for the caller's extra key-value pairs: pack exactly extra pairs, then
+ * call inv_rpc_reply_end(). The token is checked before the handler runs
+ * (see auth_token above), not here.
+ */
+msgpack_packer *inv_rpc_hello_begin(inv_rpc_req_t *req, const inv_msg_t *msg,
+                                    const inv_rpc_hello_t *hello,
+                                    size_t extra);
 
 #endif

@@ -98,10 +98,6 @@ int inv__ctl_parse_uint(const char *s, uint64_t max, uint64_t *out) {
   return 0;
 }
 
-/* Codes a server sends on the wire (see inval/errors.h): a failure with
- * one of these came from the server, not from the transport. */
-static int is_wire_code(int rc) { return rc < 0 && rc >= INV_EPERM; }
-
 /* Returns 1 when host:port answers a RESP PING the way Redis does ("+PONG"
  * or an error reply such as "-NOAUTH"), within timeout_ms. A MessagePack-RPC
  * server reads "PING\r\n" as a msgpack fixint and never answers it so. */
@@ -159,7 +155,8 @@ static int ctl_connect(const inv_ctl_opts_t *opts, int skip_hello,
   co.tls_verify = !opts->insecure;
   rc = inv_client_connect(opts->host, opts->port, &co, out, err, sizeof err);
   if (rc == 0) return INV_CTL_EXIT_OK;
-  if (is_wire_code(rc)) {
+  /* A wire code came from the server, not from the transport. */
+  if (inv_err_is_wire(rc)) {
     fprintf(stderr, "error: %s: %s\n", inv_err_name(rc), err);
     return INV_CTL_EXIT_SERVER;
   }
@@ -187,7 +184,7 @@ int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc) {
   fprintf(stderr, "error: %s:%d: %s (%s)%s\n", opts->host, opts->port,
           inv_client_errstr(c), inv_err_name(rc),
           rc == INV_ETIMEDOUT ? no_reply_hint(opts) : "");
-  return is_wire_code(rc) ? INV_CTL_EXIT_SERVER : INV_CTL_EXIT_CONNECT;
+  return inv_err_is_wire(rc) ? INV_CTL_EXIT_SERVER : INV_CTL_EXIT_CONNECT;
 }
 
 int inv__ctl_fetch_stats(const inv_ctl_opts_t *opts, inv_client_t **c,

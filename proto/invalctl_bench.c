@@ -690,9 +690,8 @@ static int run(const inv_ctl_opts_t *gopts, int argc, char **argv) {
     if (rc != 0) {
       fprintf(stderr, "error: connection %" PRIu64 " to %s:%d: %s (%s)\n",
               i + 1, o.host, o.port, err, inv_err_name(rc));
-      exit_code = rc >= INV_EPERM && rc < 0 && rc != INV_ECLOSED
-                      ? INV_CTL_EXIT_SERVER
-                      : INV_CTL_EXIT_CONNECT;
+      exit_code = inv_err_is_wire(rc) ? INV_CTL_EXIT_SERVER
+                                      : INV_CTL_EXIT_CONNECT;
       goto done;
     }
   }

@@ -24,15 +24,14 @@
 #include "common/buf.h"
 #include "inval/errors.h"
 #include "common/log.h"
-#include "proto/codec.h"
-#include "proto/event.h"
 #include "proto/log_shard.h"
 
 typedef enum { BATCH_OPEN, BATCH_READY, BATCH_INFLIGHT } batch_state_t;
 
 /* One request waiting in a batch. */
 typedef struct batch_req_s {
-  inv_rpc_req_t *req;
+  inv_batcher_done_cb cb;
+  void *data;
   size_t nevents;
   uint64_t t0_us;
   int notify;
@@ -66,8 +65,8 @@ typedef struct batch_list_s {
 struct inv_batcher_s {
   uv_loop_t *loop;
   inv_batcher_opts_t opts;
-  inv_sink_t *sink;
-  inv_rpc_server_t *server;
+  const inv_sink_ops_t *sink;
+  void *sink_data;
   inv_pub_stats_t *stats;
   inv_latency_obs_t *latency;
 
@@ -75,10 +74,6 @@ struct inv_batcher_s {
   batch_list_t ready, inflight;
   size_t pending;
   int paused;
-
-  msgpack_packer pk;         /* writes into open->events during begin/commit */
-  batch_req_t staged;        /* the request between begin and commit */
-  size_t staged_added;       /* its events added so far */
 
   int draining;
   void (*drain_cb)(void *data);
@@ -122,16 +117,23 @@ static void batcher_pump(inv_batcher_t *b);
 static void batcher_arm_deadline(inv_batcher_t *b);
 static void batcher_drain_timer_cb(uv_timer_t *t);
 
+/* Reports pressure to the owner's hook, once per change. */
+static void batcher_set_paused(inv_batcher_t *b, int paused) {
+  if (b->paused == paused) return;
+  b->paused = paused;
+  if (paused) b->stats->backpressure_pauses++;
+  if (b->opts.pressure_cb != NULL)
+    b->opts.pressure_cb(b->opts.pressure_data, paused);
+  inv_log_debug("batcher", "%s reading: %zu events pending",
+                paused ? "paused" : "resumed", b->pending);
+}
+
 /* Lowers the pending count after n events were answered, resumes reading
  * once half the bound is free, and finishes a drain that has nothing left. */
 static void batcher_release(inv_batcher_t *b, size_t n) {
   b->pending -= n;
-  if (b->paused && b->pending <= b->opts.max_pending_events / 2) {
-    b->paused = 0;
-    if (b->server != NULL) inv_rpc_server_pause(b->server, 0);
-    inv_log_debug("batcher", "resumed reading: %zu events pending",
-                  b->pending);
-  }
+  if (b->paused && b->pending <= b->opts.max_pending_events / 2)
+    batcher_set_paused(b, 0);
   /* The drain callback runs from the batcher's own timer, never from
    * inside a sink or server callback, so it may close anything. */
   if (b->draining && b->pending == 0 && b->drain_cb != NULL)
@@ -147,43 +149,37 @@ static int id_after(const char *a, const char *b) {
   return ams > bms || (ams == bms && aseq > bseq);
 }
 
-/* Acks request r of x: {"id": the largest of its entries' ids, "accepted":
- * n, "ids": [[shard, id], ...] of the shards its events went to}. */
+/* Completes request r of x with success: the ids of the shards its events
+ * went to, in shard order, and the largest of them. */
 static void batch_req_ack(inv_batcher_t *b, batch_t *x, batch_req_t *r) {
-  unsigned n = 0, largest = 0;
+  inv_payload_id_t ids[INV_LOG_SHARDS];
+  size_t n = 0, largest = 0;
   for (unsigned k = 0; k < INV_LOG_SHARDS; k++)
     if (r->mask >> k & 1) {
-      if (n == 0 || id_after(x->ids[k], x->ids[largest])) largest = k;
+      ids[n].shard = k;
+      memcpy(ids[n].id, x->ids[k], sizeof(ids[n].id));
+      if (n > 0 && id_after(ids[n].id, ids[largest].id)) largest = n;
       n++;
     }
-  msgpack_packer *pk = inv_rpc_reply_begin(r->req);
-  msgpack_pack_map(pk, 3);
-  inv_pack_str(pk, "id");
-  inv_pack_str(pk, x->ids[largest]);
-  inv_pack_str(pk, "accepted");
-  msgpack_pack_uint64(pk, r->nevents);
-  inv_pack_str(pk, "ids");
-  msgpack_pack_array(pk, n);
-  for (unsigned k = 0; k < INV_LOG_SHARDS; k++)
-    if (r->mask >> k & 1) {
-      msgpack_pack_array(pk, 2);
-      msgpack_pack_unsigned_int(pk, k);
-      inv_pack_str(pk, x->ids[k]);
-    }
-  inv_rpc_reply_end(r->req);
+  inv_batcher_result_t res = {.nevents = r->nevents,
+                              .id = n > 0 ? ids[largest].id : "",
+                              .ids = ids,
+                              .nids = n};
   uint64_t now = inv_now_us();
   inv_latency_observe(b->latency, now, now - r->t0_us);
   b->stats->events_acked += r->nevents;
   r->answered = 1;
+  r->cb(r->data, &res);
 }
 
-/* Fails request r with err (an INV_E* code) and msg. */
+/* Completes request r with err (an INV_E* code) and msg. */
 static void batch_req_fail(inv_batcher_t *b, batch_req_t *r, int err,
                            const char *msg) {
   if (r->notify) b->stats->notifications_failed++;
-  inv_rpc_reply_error(r->req, err, "%s", msg);
   b->stats->events_rejected += r->nevents;
   r->answered = 1;
+  inv_batcher_result_t res = {.err = err, .msg = msg, .nevents = r->nevents};
+  r->cb(r->data, &res);
 }
 
 /* Answers every request of x not answered yet with err and msg, counts the
@@ -248,7 +244,7 @@ static void batch_route(inv_batcher_t *b, batch_t *x) {
     batch_req_t *r = &x->reqs[i];
     r->mask = 0;
     for (size_t k = 0; k < r->nevents; k++, e++)
-      r->mask |= inv_sink_route_mask(b->sink, x->ev[e].shard);
+      r->mask |= b->sink->route_mask(b->sink_data, x->ev[e].shard);
     r->waiting = (unsigned)__builtin_popcountll(r->mask);
   }
 }
@@ -262,7 +258,7 @@ static void batcher_topology_cb(uv_timer_t *t);
  * event in shard 0 (standalone) and an unpinned pattern would reach one
  * node only. Their deadlines run meanwhile. */
 static void batcher_pump(inv_batcher_t *b) {
-  if (b->ready.head != NULL && !inv_sink_ready(b->sink)) {
+  if (b->ready.head != NULL && !b->sink->ready(b->sink_data)) {
     if (!uv_is_active((uv_handle_t *)&b->topology_timer))
       uv_timer_start(&b->topology_timer, batcher_topology_cb, 10, 0);
     return;
@@ -272,9 +268,9 @@ static void batcher_pump(inv_batcher_t *b) {
     batch_t *x = b->ready.head;
     list_remove(&b->ready, x);
     batch_route(b, x);
-    int rc = inv_sink_send(b->sink, x->events.data, x->events.len, x->ev,
-                           x->nevents, inv_wall_ms(), batch_sink_cb, x,
-                           &x->call);
+    int rc = b->sink->send(b->sink_data, x->events.data, x->events.len,
+                           x->ev, x->nevents, inv_wall_ms(), batch_sink_cb,
+                           x, &x->call);
     if (rc < 0) {
       batch_fail(b, x, rc == INV_ESHUTDOWN ? INV_ESHUTDOWN : INV_EUNAVAIL,
                  inv_strerror(rc));
@@ -317,14 +313,14 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   while (b->inflight.head != NULL && b->inflight.head->deadline_us <= now) {
     batch_t *x = b->inflight.head;
     list_remove(&b->inflight, x);
-    inv_sink_call_describe(x->call, node, sizeof(node));
+    b->sink->call_describe(x->call, node, sizeof(node));
     snprintf(msg, sizeof(msg),
              "Redis did not confirm the batch within %llu ms (%s)",
              (unsigned long long)b->opts.timeout_ms, node);
     inv_log_warn("batcher", "batch of %zu events timed out in flight",
                  x->nevents);
     batch_fail(b, x, INV_EUNAVAIL, msg);
-    inv_sink_call_detach(x->call);
+    b->sink->call_detach(x->call);
     batch_free(x);
     batcher_release(b, 0);
   }
@@ -356,7 +352,7 @@ static void batcher_arm_deadline(inv_batcher_t *b) {
 }
 
 int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
-                       inv_sink_t *sink, inv_rpc_server_t *server,
+                       const inv_sink_ops_t *sink, void *sink_data,
                        inv_pub_stats_t *stats, inv_latency_obs_t *latency,
                        inv_batcher_t **out) {
   inv_batcher_t *b = calloc(1, sizeof(*b));
@@ -367,7 +363,7 @@ int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
   if (b->opts.max_inflight_batches == 0) b->opts.max_inflight_batches = 1;
   if (b->opts.max_pending_events == 0) b->opts.max_pending_events = 1;
   b->sink = sink;
-  b->server = server;
+  b->sink_data = sink_data;
   b->stats = stats;
   b->latency = latency;
   uv_timer_init(loop, &b->delay_timer);
@@ -383,18 +379,20 @@ int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
   return 0;
 }
 
-void inv_batcher_set_server(inv_batcher_t *b, inv_rpc_server_t *server) {
-  b->server = server;
+/* Returns 1 when every event of req lies inside its packed bytes. */
+static int req_valid(const inv_batcher_req_t *req) {
+  if (req->nevents == 0 || req->cb == NULL) return 0;
+  for (size_t i = 0; i < req->nevents; i++) {
+    const inv_sink_event_t *e = &req->ev[i];
+    if (e->off > req->events_len || e->len > req->events_len - e->off)
+      return 0;
+  }
+  return 1;
 }
 
-int inv_batcher_begin(inv_batcher_t *b, inv_rpc_req_t *req, size_t nevents,
-                      uint64_t t0_us) {
-  if (b->draining) return INV_ESHUTDOWN;
-  if (b->pending > 0 && b->pending + nevents > b->opts.max_pending_events)
-    return INV_EBUSY;
-  if (b->open != NULL &&
-      b->open->nevents + nevents > b->opts.batch_max_events)
-    batcher_close_open(b);
+/* Makes room in the open batch (opened if need be) for one more request
+ * of n events, so that adding it cannot fail. Returns 0 or INV_ENOMEM. */
+static int batch_open_room(inv_batcher_t *b, size_t n, size_t bytes) {
   if (b->open == NULL) {
     batch_t *x = calloc(1, sizeof(*x));
     if (x == NULL) return INV_ENOMEM;
@@ -410,45 +408,47 @@ int inv_batcher_begin(inv_batcher_t *b, inv_rpc_req_t *req, size_t nevents,
     x->reqs = r;
     x->capreqs = cap;
   }
-  if (x->nevents + nevents > x->capev) {
-    /* Room for every event now, so that inv_batcher_add cannot fail. */
+  if (x->nevents + n > x->capev) {
     size_t cap = x->capev ? 2 * x->capev : 64;
-    while (cap < x->nevents + nevents) cap *= 2;
+    while (cap < x->nevents + n) cap *= 2;
     inv_sink_event_t *ev = realloc(x->ev, cap * sizeof(*ev));
     if (ev == NULL) return INV_ENOMEM;
     x->ev = ev;
     x->capev = cap;
   }
-  b->staged.req = req;
-  b->staged.nevents = nevents;
-  b->staged.t0_us = t0_us;
-  b->staged.notify = inv_rpc_req_is_notify(req);
-  b->staged_added = 0;
-  msgpack_packer_init(&b->pk, &x->events, inv_buf_msgpack_write);
-  return 0;
+  return inv_buf_reserve(&x->events, bytes) < 0 ? INV_ENOMEM : 0;
 }
 
-void inv_batcher_add(inv_batcher_t *b, const inv_event_t *ev) {
-  batch_t *x = b->open;
-  inv_sink_event_t *e = &x->ev[x->nevents + b->staged_added++];
-  e->off = x->events.len;
-  inv_event_pack(&b->pk, ev);
-  e->len = x->events.len - e->off;
-  e->shard = inv_log_event_shard(ev);
+/* Counts n more pending events and reports pressure at the bound. */
+static void batcher_hold(inv_batcher_t *b, size_t n) {
+  b->pending += n;
+  if (b->pending >= b->opts.max_pending_events) batcher_set_paused(b, 1);
 }
 
-void inv_batcher_commit(inv_batcher_t *b) {
+int inv_batcher_submit(inv_batcher_t *b, const inv_batcher_req_t *req) {
+  if (!req_valid(req)) return INV_EINVAL;
+  if (b->draining) return INV_ESHUTDOWN;
+  size_t n = req->nevents;
+  if (b->pending > 0 && b->pending + n > b->opts.max_pending_events)
+    return INV_EBUSY;
+  if (b->open != NULL && b->open->nevents + n > b->opts.batch_max_events)
+    batcher_close_open(b);
+  int rc = batch_open_room(b, n, req->events_len);
+  if (rc < 0) return rc;
   batch_t *x = b->open;
-  x->reqs[x->nreqs++] = b->staged;
-  x->nevents += b->staged.nevents;
-  b->pending += b->staged.nevents;
-  if (b->pending >= b->opts.max_pending_events && !b->paused) {
-    b->paused = 1;
-    b->stats->backpressure_pauses++;
-    if (b->server != NULL) inv_rpc_server_pause(b->server, 1);
-    inv_log_debug("batcher", "paused reading: %zu events pending",
-                  b->pending);
+  size_t base = x->events.len;
+  (void)inv_buf_append(&x->events, req->events, req->events_len);
+  for (size_t i = 0; i < n; i++) {
+    x->ev[x->nevents + i] = req->ev[i];
+    x->ev[x->nevents + i].off += base;
   }
+  x->reqs[x->nreqs++] = (batch_req_t){.cb = req->cb,
+                                      .data = req->data,
+                                      .nevents = n,
+                                      .t0_us = req->t0_us,
+                                      .notify = req->notify};
+  x->nevents += n;
+  batcher_hold(b, n);
   if (x->nevents >= b->opts.batch_max_events) {
     batcher_close_open(b);
   } else if (x->nreqs == 1) {
@@ -458,6 +458,7 @@ void inv_batcher_commit(inv_batcher_t *b) {
       uv_timer_start(&b->delay_timer, batcher_delay_cb,
                      (b->opts.batch_delay_us + 999) / 1000, 0);
   }
+  return 0;
 }
 
 size_t inv_batcher_pending(const inv_batcher_t *b) { return b->pending; }
@@ -482,10 +483,7 @@ void inv_batcher_drain(inv_batcher_t *b, void (*done_cb)(void *data),
   b->draining = 1;
   b->drain_cb = done_cb;
   b->drain_data = data;
-  if (b->paused) {
-    b->paused = 0;
-    if (b->server != NULL) inv_rpc_server_pause(b->server, 0);
-  }
+  batcher_set_paused(b, 0);
   batcher_close_open(b);
   if (b->pending == 0)
     uv_timer_start(&b->drain_timer, batcher_drain_timer_cb, 0, 0);
@@ -503,7 +501,7 @@ static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l,
     batch_t *x = l->head;
     list_remove(l, x);
     batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
-    if (abandon) inv_sink_call_detach(x->call);
+    if (abandon) b->sink->call_detach(x->call);
     batch_free(x);
   }
 }

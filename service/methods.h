@@ -13,6 +13,7 @@
 
 #include <msgpack.h>
 
+#include "common/buf.h"
 #include "common/rpc_server.h"
 #include "proto/event.h"
 #include "service/batcher.h"
@@ -33,7 +34,16 @@ typedef struct inv_pub_methods_s {
   /* Packs the whole stats map (one msgpack object). */
   void (*pack_stats)(msgpack_packer *pk, void *data);
   void *pack_stats_data;
+  /* Owned scratch space for the request being parsed: its events packed
+   * back to back, and where each one lies. Zeroed with the struct; freed by
+   * inv_pub_methods_release(). */
+  inv_buf_t packed;
+  inv_sink_event_t *ev;
+  size_t capev;
 } inv_pub_methods_t;
+
+/* Frees m's scratch space (not m, whose fields are borrowed). */
+void inv_pub_methods_release(inv_pub_methods_t *m);
 
 /* The rpc server's auth_cb (rpc_server.h) for a table of tenants; data is
  * an inv_pub_methods_t with tenants set. */
@@ -42,7 +52,9 @@ int inv_pub_methods_auth(void *data, const char *token, size_t token_len,
                          char *principal, size_t principal_len);
 
 /* The rpc server handler; data is an inv_pub_methods_t. Finishes every
- * request exactly once, now or (invalidate) when its batch is answered. */
+ * request exactly once, now or (invalidate) when the batcher completes
+ * it. invalidate parses each event once, packing it as it goes, and hands
+ * the packed events to the batcher. */
 void inv_pub_methods_handle(inv_rpc_req_t *req, const inv_msg_t *msg,
                             void *data);
 

@@ -6,15 +6,11 @@
 #include "service/pub_stats.h"
 
 #include <stddef.h>
-#include <string.h>
 
 #include "inval/errors.h"
 #include "common/stats.h"
 
 #define INV_PUB_PROM_PREFIX "inval_publisher"
-
-/* The wire error codes are numbered 1..19; internal codes start at 20. */
-#define INV_PUB_FIRST_INTERNAL_ERRNO 20
 
 static const inv_stat_desc_t stat_keys[] = {
 #define INV_PUB_STATS_KEY(key, metric, type, help) \
@@ -32,16 +28,11 @@ static const inv_stat_desc_t stat_metrics[] = {
 
 #define NSTATS (sizeof(stat_keys) / sizeof(stat_keys[0]))
 
-/* Returns 1 when n is the number of a named wire error code. */
-static int is_wire_code(int n) {
-  return n > 0 && n < INV_PUB_FIRST_INTERNAL_ERRNO && n < INV_RPC_MAX_ERRNO &&
-         strcmp(inv_err_name(-n), "EUNKNOWN") != 0;
-}
-
 void inv_pub_stats_pack(msgpack_packer *pk, const inv_pub_stats_t *v,
                         const inv_pub_errors_t *errors, size_t extra_entries) {
   size_t ncodes = 0;
-  for (int n = 1; n < INV_RPC_MAX_ERRNO; n++) ncodes += (size_t)is_wire_code(n);
+  for (int n = 1; n < INV_RPC_MAX_ERRNO; n++)
+    ncodes += (size_t)inv_err_is_wire(-n);
 
   msgpack_pack_map(pk, NSTATS + 2 + extra_entries);
   inv_stats_pack(pk, stat_keys, NSTATS, v);
@@ -50,7 +41,7 @@ void inv_pub_stats_pack(msgpack_packer *pk, const inv_pub_stats_t *v,
   inv_pack_str(pk, "errors");
   msgpack_pack_map(pk, ncodes);
   for (int n = 1; n < INV_RPC_MAX_ERRNO; n++) {
-    if (!is_wire_code(n)) continue;
+    if (!inv_err_is_wire(-n)) continue;
     inv_pack_str(pk, inv_err_name(-n));
     msgpack_pack_uint64(pk, errors->count[n]);
   }
@@ -68,7 +59,7 @@ int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
   if (rc < 0) return rc;
   int first = 1;
   for (int n = 1; n < INV_RPC_MAX_ERRNO; n++) {
-    if (!is_wire_code(n)) continue;
+    if (!inv_err_is_wire(-n)) continue;
     rc = inv_stats_prometheus_labelled(
         out, INV_PUB_PROM_PREFIX, "errors", INV_STAT_COUNTER,
         "error replies sent, by code", "code", inv_err_name(-n),

@@ -205,6 +205,14 @@ static void publisher_close_all(inv_publisher_t *p) {
   p->daemon = NULL;
 }
 
+/* The batcher's pressure hook: client input stops while too many events
+ * await Redis (the server is created after the batcher, and is gone while
+ * the publisher closes). */
+static void publisher_pressure(void *data, int paused) {
+  inv_publisher_t *p = data;
+  if (p->server != NULL) inv_rpc_server_pause(p->server, paused);
+}
+
 static void publisher_drained(void *data) {
   inv_publisher_t *p = data;
   inv_log_info("publisher", "every accepted request is answered; closing");
@@ -341,9 +349,11 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
       .max_pending_events = (size_t)conf->max_pending_events,
       .max_inflight_batches = (size_t)conf->max_inflight_batches,
       .timeout_ms = conf->redis_timeout_ms,
+      .pressure_cb = publisher_pressure,
+      .pressure_data = p,
   };
-  rc = inv_batcher_create(loop, &bopts, p->sink, NULL, &p->stats, &p->latency,
-                          &p->batcher);
+  rc = inv_batcher_create(loop, &bopts, &inv_sink_redis_ops, p->sink,
+                          &p->stats, &p->latency, &p->batcher);
   if (rc < 0) {
     snprintf(err, errlen, "out of memory");
     goto err;
@@ -383,7 +393,6 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
                             inv_pub_methods_handle, &p->methods, &p->server,
                             err, errlen);
   if (rc < 0) goto err;
-  inv_batcher_set_server(p->batcher, p->server);
 
   if (conf->server.metrics_listen.port != 0) {
     rc = inv_metrics_http_start(loop, &conf->server.metrics_listen,
@@ -424,6 +433,7 @@ int inv_publisher_port(const inv_publisher_t *p) {
 
 void inv_publisher_free(inv_publisher_t *p) {
   if (p == NULL) return;
+  inv_pub_methods_release(&p->methods);
   inv_tenants_free(p->tenants);
   free(p);
 }

@@ -580,3 +580,26 @@ void inv_sink_describe(const inv_sink_t *s, unsigned shard, char *out,
   inv_cluster_describe_owner(s->cluster, key, n, node, sizeof(node));
   snprintf(out, outlen, "log shard %u on %s", shard, node);
 }
+
+/* ---- the batcher's view of this sink (inv_sink_ops_t) ----------------- */
+
+static int ops_ready(const void *s) { return inv_sink_ready(s); }
+
+static uint64_t ops_route_mask(const void *s, int shard) {
+  return inv_sink_route_mask(s, shard);
+}
+
+static int ops_send(void *s, const char *events, size_t events_len,
+                    const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
+                    inv_sink_done_cb cb, void *data, inv_sink_call_t **call) {
+  return inv_sink_send(s, events, events_len, ev, nevents, ts_ms, cb, data,
+                       call);
+}
+
+const inv_sink_ops_t inv_sink_redis_ops = {
+    .ready = ops_ready,
+    .route_mask = ops_route_mask,
+    .send = ops_send,
+    .call_describe = inv_sink_call_describe,
+    .call_detach = inv_sink_call_detach,
+};

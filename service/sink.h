@@ -142,4 +142,24 @@ void inv_sink_free(inv_sink_t *s);
 void inv_sink_describe(const inv_sink_t *s, unsigned shard, char *out,
                        size_t outlen);
 
+/*
+ * What the batcher needs of a sink, as a table of operations so that a
+ * fake sink can stand in for Redis in tests. Each has the contract of the
+ * function of the same name above, with the sink passed as a void pointer;
+ * call_describe and call_detach need no sink (a fake one defines its own
+ * struct inv_sink_call_s). inv_sink_redis_ops is this Redis sink's table.
+ */
+typedef struct inv_sink_ops_s {
+  int (*ready)(const void *sink);
+  uint64_t (*route_mask)(const void *sink, int shard);
+  int (*send)(void *sink, const char *events, size_t events_len,
+              const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
+              inv_sink_done_cb cb, void *data, inv_sink_call_t **call);
+  void (*call_describe)(const inv_sink_call_t *call, char *out,
+                        size_t outlen);
+  void (*call_detach)(inv_sink_call_t *call);
+} inv_sink_ops_t;
+
+extern const inv_sink_ops_t inv_sink_redis_ops;
+
 #endif

@@ -41,6 +41,13 @@ typedef enum {
 #undef INV_ERR_ENUM
 } inv_errno_t;
 
+/* Numbers below INV_ERR_FIRST_INTERNAL are wire codes; from it up to
+ * INV_ERR_NUM_LIMIT (excluded) internal ones, which never go on the wire.
+ * Arrays counted per code are INV_ERR_NUM_LIMIT long. errors.c asserts at
+ * compile time that every code of the table fits these ranges. */
+#define INV_ERR_FIRST_INTERNAL 20
+#define INV_ERR_NUM_LIMIT 32
+
 /* Returns the code's name without prefix ("EPROTO"), or "EUNKNOWN". */
 const char *inv_err_name(int err);
 
@@ -52,6 +59,11 @@ int inv_err_from_name(const char *name, size_t len);
 
 /* Returns 1 for codes a client should retry (EUNAVAIL, EBUSY, ESHUTDOWN). */
 int inv_err_is_retryable(int err);
+
+/* Returns 1 for a code that may go on the wire in an error response (a
+ * code of the table numbered below INV_ERR_FIRST_INTERNAL), 0 for an
+ * internal code or a number that is no code. */
+int inv_err_is_wire(int err);
 
 #ifdef __cplusplus
 }

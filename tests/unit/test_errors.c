@@ -1,5 +1,5 @@
 /* Unit tests for common/errors: names, descriptions, reverse lookup and
- * the retryable set, checked against the X-macro table itself. */
+ * the retryable and wire sets, checked against the X-macro table itself. */
 #include "inval/errors.h"
 
 #include <string.h>
@@ -64,11 +64,32 @@ static void test_retryable(void) {
   CHECK_EQ_INT(inv_err_is_retryable(0), 0);
 }
 
+static void test_wire(void) {
+  /* The wire block is exactly the codes numbered below the internal
+   * block; gaps and internal codes never go on the wire. */
+  CHECK_EQ_INT(inv_err_is_wire(INV_EPROTO), 1);
+  CHECK_EQ_INT(inv_err_is_wire(INV_EUNAVAIL), 1);
+  CHECK_EQ_INT(inv_err_is_wire(INV_EPERM), 1);
+  CHECK_EQ_INT(inv_err_is_wire(INV_ENOMEM), 0);
+  CHECK_EQ_INT(inv_err_is_wire(INV_ECLOSED), 0);
+  CHECK_EQ_INT(inv_err_is_wire(INV_EREDIS), 0);
+  CHECK_EQ_INT(inv_err_is_wire(-10), 0);
+  CHECK_EQ_INT(inv_err_is_wire(0), 0);
+  CHECK_EQ_INT(inv_err_is_wire(1), 0);
+  CHECK_EQ_INT(inv_err_is_wire(-INV_ERR_NUM_LIMIT), 0);
+  int wire = 0;
+#define WIRE(name, num, msg) wire += inv_err_is_wire(INV_##name);
+  INV_ERRNO_MAP(WIRE)
+#undef WIRE
+  CHECK_EQ_INT(wire, 9);
+}
+
 int main(void) {
   RUN(test_names);
   RUN(test_strerror);
   RUN(test_from_name);
   RUN(test_round_trip);
   RUN(test_retryable);
+  RUN(test_wire);
   return check_summary();
 }

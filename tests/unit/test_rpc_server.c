@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/rpc_server.h"
 #include "proto/codec.h"
+#include "proto/event.h"
 #include "tests/unit/check.h"
 
 /* ---- the server side (loop thread) ------------------------------------ */
@@ -37,12 +38,7 @@ static uv_timer_t unpause_timer, release_timer;
 static int closed_called;
 static int released_after_close;
 static inv_rpc_server_stats_t final_stats;
-static uint64_t final_enomethod, final_eauth;
-
-static int method_is(const inv_msg_t *msg, const char *name) {
-  return msg->method_len == strlen(name) &&
-         memcmp(msg->method, name, msg->method_len) == 0;
-}
+static uint64_t final_enomethod, final_eauth, final_eunavail, final_enomem;
 
 static void release_held(void) {
   for (int i = 0; i < nheld; i++) {
@@ -70,43 +66,71 @@ static void closed_cb(void *data) {
   closed_called++;
 }
 
+/* hello through the shared answer, with one extra entry. */
+static void do_hello(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
+  inv_rpc_hello_t hello = {.server = "test", .max_message_bytes = 4096,
+                           .check_params = 1};
+  (void)data;
+  msgpack_packer *pk = inv_rpc_hello_begin(req, msg, &hello, 1);
+  if (pk == NULL) return;
+  inv_pack_str(pk, "extra");
+  inv_pack_str(pk, "yes");
+  inv_rpc_reply_end(req);
+}
+
+/* Fails with an internal code, which must reach the client as EUNAVAIL. */
+static void do_internal(inv_rpc_req_t *req, const inv_msg_t *msg,
+                        void *data) {
+  (void)msg;
+  (void)data;
+  inv_rpc_reply_error(req, INV_ENOMEM, "out of memory");
+}
+
+static const inv_rpc_method_t table[] = {
+    {"hello", do_hello},
+    {"internal", do_internal},
+    {NULL, NULL},
+};
+
 static void handler(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
   msgpack_packer *pk;
   (void)data;
 
-  if (method_is(msg, "ping") || method_is(msg, "hello")) {
+  if (inv_rpc_method_is(msg, "ping")) {
     inv_pack_str(inv_rpc_reply_begin(req), "PONG");
     inv_rpc_reply_end(req);
-  } else if (method_is(msg, "echo")) {
+  } else if (inv_rpc_method_is(msg, "echo")) {
     pk = inv_rpc_reply_begin(req);
     msgpack_pack_object(pk, msg->params);
     inv_rpc_reply_end(req);
-  } else if (method_is(msg, "peer")) {
+  } else if (inv_rpc_method_is(msg, "peer")) {
     inv_pack_str(inv_rpc_reply_begin(req), inv_rpc_req_peer(req));
     inv_rpc_reply_end(req);
-  } else if (method_is(msg, "hold")) {
+  } else if (inv_rpc_method_is(msg, "hold")) {
     held[nheld++] = req;
-  } else if (method_is(msg, "release")) {
+  } else if (inv_rpc_method_is(msg, "release")) {
     pk = inv_rpc_reply_begin(req);
     msgpack_pack_int(pk, nheld);
     release_held();
     inv_rpc_reply_end(req);
-  } else if (method_is(msg, "pause")) {
+  } else if (inv_rpc_method_is(msg, "pause")) {
     inv_rpc_server_pause(srv, 1);
     uv_timer_start(&unpause_timer, unpause_cb, 300, 0);
     inv_pack_str(inv_rpc_reply_begin(req), "OK");
     inv_rpc_reply_end(req);
-  } else if (method_is(msg, "close")) {
+  } else if (inv_rpc_method_is(msg, "close")) {
     final_stats = *inv_rpc_server_stats(srv);
     final_enomethod = inv_rpc_server_errors(srv, INV_ENOMETHOD);
     final_eauth = inv_rpc_server_errors(srv, INV_EAUTH);
+    final_eunavail = inv_rpc_server_errors(srv, INV_EUNAVAIL);
+    final_enomem = inv_rpc_server_errors(srv, INV_ENOMEM);
     inv_pack_str(inv_rpc_reply_begin(req), "bye");
     inv_rpc_reply_end(req);
     inv_rpc_server_close(srv, 1000, closed_cb, NULL);
     srv = NULL;
     uv_timer_start(&release_timer, release_cb, 1500, 0);
   } else {
-    inv_rpc_reply_error(req, INV_ENOMETHOD, "no such method");
+    inv_rpc_dispatch(req, msg, table, NULL);
   }
 }
 
@@ -195,6 +219,25 @@ static void cl_expect(cl_t *c, uint32_t msgid, const char *result,
   msgpack_unpacked_destroy(&u);
 }
 
+/* Sends hello [{"proto": proto, "client": "t"}]. */
+static void cl_send_hello(cl_t *c, uint32_t msgid, int proto) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  inv_pack_request_header(&pk, msgid, "hello");
+  msgpack_pack_array(&pk, 1);
+  msgpack_pack_map(&pk, 2);
+  inv_pack_str(&pk, "proto");
+  msgpack_pack_int(&pk, proto);
+  inv_pack_str(&pk, "client");
+  inv_pack_str(&pk, "t");
+  if (send(c->fd, sb.data, sb.size, 0) != (ssize_t)sb.size)
+    fprintf(stderr, "short send\n");
+  msgpack_sbuffer_destroy(&sb);
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -223,6 +266,42 @@ static void scenario_basic(void) {
           memcmp(r->via.str.ptr, "127.0.0.1:", 10) == 0);
     msgpack_unpacked_destroy(&u);
   }
+  cl_close(&c);
+}
+
+/* The shared hello checks its params and packs the common entries before
+ * the daemon's own; an internal code leaves as EUNAVAIL; a method in no
+ * table gets ENOMETHOD from the dispatch. */
+static void scenario_dispatch(void) {
+  cl_t c;
+  CHECK_EQ_INT(cl_open(&c), 0);
+  cl_send(&c, 1, "hello", "not a map");
+  cl_expect(&c, 1, NULL, "EINVAL");
+  cl_send_hello(&c, 2, 2);
+  cl_expect(&c, 2, NULL, "EINVAL");
+  cl_send_hello(&c, 3, INV_PROTO_VERSION);
+  {
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    CHECK_EQ_INT(cl_read(&c, &u), 1);
+    const msgpack_object *r = &u.data.via.array.ptr[3];
+    CHECK(u.data.via.array.ptr[2].type == MSGPACK_OBJECT_NIL);
+    CHECK(r->type == MSGPACK_OBJECT_MAP && r->via.map.size == 5);
+    const msgpack_object *v = inv_map_get(r, "server");
+    CHECK(v != NULL && inv_obj_streq(v, "test"));
+    v = inv_map_get(r, "max_message_bytes");
+    CHECK(v != NULL && v->via.u64 == 4096);
+    v = inv_map_get(r, "proto");
+    CHECK(v != NULL && v->via.u64 == INV_PROTO_VERSION);
+    CHECK(inv_map_get(r, "version") != NULL);
+    v = inv_map_get(r, "extra");
+    CHECK(v != NULL && inv_obj_streq(v, "yes"));
+    msgpack_unpacked_destroy(&u);
+  }
+  cl_send(&c, 4, "internal", NULL);
+  cl_expect(&c, 4, NULL, "EUNAVAIL");
+  cl_send(&c, 5, "hellox", NULL);
+  cl_expect(&c, 5, NULL, "ENOMETHOD");
   cl_close(&c);
 }
 
@@ -293,6 +372,7 @@ static void scenario_close(void) {
 static void *client_main(void *arg) {
   (void)arg;
   RUN(scenario_basic);
+  RUN(scenario_dispatch);
   RUN(scenario_late_reply);
   RUN(scenario_pause);
   RUN(scenario_close);
@@ -342,7 +422,9 @@ int main(void) {
 
   CHECK_EQ_INT(closed_called, 1);
   CHECK_EQ_INT(released_after_close, 1);
-  CHECK_EQ_INT(final_enomethod, 2); /* the notification's counts too */
+  CHECK_EQ_INT(final_enomethod, 3); /* the notification's counts too */
+  CHECK_EQ_INT(final_eunavail, 1);  /* the internal code, as sent */
+  CHECK_EQ_INT(final_enomem, 0);
   CHECK_EQ_INT(final_eauth, 0);
   CHECK(final_stats.connections >= 6);
   CHECK(final_stats.requests >= 15);

@@ -24,6 +24,7 @@
 #include "common/buf.h"
 #include "inval/errors.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "proto/log_shard.h"
 
 typedef enum { BATCH_OPEN, BATCH_READY, BATCH_INFLIGHT } batch_state_t;
@@ -41,7 +42,7 @@ typedef struct batch_req_s {
 } batch_req_t;
 
 typedef struct batch_s {
-  struct batch_s *prev, *next; /* in the READY or INFLIGHT list */
+  inv_queue_t node;            /* in the READY or INFLIGHT list */
   inv_batcher_t *b;
   batch_state_t state;
   inv_sink_call_t *call;       /* while INFLIGHT */
@@ -58,7 +59,7 @@ typedef struct batch_s {
 } batch_t;
 
 typedef struct batch_list_s {
-  batch_t *head, *tail;
+  inv_queue_t q;
   size_t count;
 } batch_list_t;
 
@@ -88,21 +89,20 @@ struct inv_batcher_s {
 };
 
 static void list_push(batch_list_t *l, batch_t *x) {
-  x->next = NULL;
-  x->prev = l->tail;
-  if (l->tail != NULL) l->tail->next = x;
-  else l->head = x;
-  l->tail = x;
+  inv_queue_insert_tail(&l->q, &x->node);
   l->count++;
 }
 
 static void list_remove(batch_list_t *l, batch_t *x) {
-  if (x->prev != NULL) x->prev->next = x->next;
-  else l->head = x->next;
-  if (x->next != NULL) x->next->prev = x->prev;
-  else l->tail = x->prev;
-  x->prev = x->next = NULL;
+  INV_CHECK(l->count > 0 && inv_queue_linked(&x->node));
+  inv_queue_remove(&x->node);
   l->count--;
+}
+
+/* The oldest batch of l, or NULL. */
+static batch_t *list_head(const batch_list_t *l) {
+  inv_queue_t *q = inv_queue_head(&l->q);
+  return q != NULL ? INV_QUEUE_DATA(q, batch_t, node) : NULL;
 }
 
 static void batch_free(batch_t *x) {
@@ -258,14 +258,14 @@ static void batcher_topology_cb(uv_timer_t *t);
  * event in shard 0 (standalone) and an unpinned pattern would reach one
  * node only. Their deadlines run meanwhile. */
 static void batcher_pump(inv_batcher_t *b) {
-  if (b->ready.head != NULL && !b->sink->ready(b->sink_data)) {
+  if (list_head(&b->ready) != NULL && !b->sink->ready(b->sink_data)) {
     if (!uv_is_active((uv_handle_t *)&b->topology_timer))
       uv_timer_start(&b->topology_timer, batcher_topology_cb, 10, 0);
     return;
   }
-  while (b->ready.head != NULL &&
-         b->inflight.count < b->opts.max_inflight_batches) {
-    batch_t *x = b->ready.head;
+  batch_t *x;
+  while (b->inflight.count < b->opts.max_inflight_batches &&
+         (x = list_head(&b->ready)) != NULL) {
     list_remove(&b->ready, x);
     batch_route(b, x);
     int rc = b->sink->send(b->sink_data, x->events.data, x->events.len,
@@ -310,8 +310,8 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   inv_batcher_t *b = t->data;
   uint64_t now = inv_now_us();
   char msg[480], node[320];
-  while (b->inflight.head != NULL && b->inflight.head->deadline_us <= now) {
-    batch_t *x = b->inflight.head;
+  batch_t *x;
+  while ((x = list_head(&b->inflight)) != NULL && x->deadline_us <= now) {
     list_remove(&b->inflight, x);
     b->sink->call_describe(x->call, node, sizeof(node));
     snprintf(msg, sizeof(msg),
@@ -327,8 +327,7 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   snprintf(msg, sizeof(msg),
            "Redis did not confirm the batch within %llu ms (it waited for "
            "a free in-flight slot)", (unsigned long long)b->opts.timeout_ms);
-  while (b->ready.head != NULL && b->ready.head->deadline_us <= now) {
-    batch_t *x = b->ready.head;
+  while ((x = list_head(&b->ready)) != NULL && x->deadline_us <= now) {
     list_remove(&b->ready, x);
     inv_log_warn("batcher", "batch of %zu events timed out before sending",
                  x->nevents);
@@ -341,7 +340,8 @@ static void batcher_deadline_cb(uv_timer_t *t) {
 }
 
 static void batcher_arm_deadline(inv_batcher_t *b) {
-  batch_t *x = b->inflight.head != NULL ? b->inflight.head : b->ready.head;
+  batch_t *x = list_head(&b->inflight) != NULL ? list_head(&b->inflight)
+                                               : list_head(&b->ready);
   if (x == NULL) {
     uv_timer_stop(&b->deadline_timer);
     return;
@@ -357,6 +357,8 @@ int inv_batcher_create(uv_loop_t *loop, const inv_batcher_opts_t *opts,
                        inv_batcher_t **out) {
   inv_batcher_t *b = calloc(1, sizeof(*b));
   if (b == NULL) return INV_ENOMEM;
+  inv_queue_init(&b->ready.q);
+  inv_queue_init(&b->inflight.q);
   b->loop = loop;
   b->opts = *opts;
   if (b->opts.batch_max_events == 0) b->opts.batch_max_events = 1;
@@ -497,8 +499,8 @@ static void batcher_handle_closed(uv_handle_t *h) {
 /* Fails and frees every batch of list l (abandoning in-flight ones). */
 static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l,
                               int abandon) {
-  while (l->head != NULL) {
-    batch_t *x = l->head;
+  batch_t *x;
+  while ((x = list_head(l)) != NULL) {
     list_remove(l, x);
     batch_fail(b, x, INV_ESHUTDOWN, "the publisher is shutting down");
     if (abandon) b->sink->call_detach(x->call);

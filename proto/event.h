@@ -68,7 +68,7 @@ void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
 /* One [shard, id] of a broadcast's "ids". */
 typedef struct inv_payload_id_s {
   unsigned shard; /* below INV_LOG_SHARDS */
-  char id[48];
+  char id[48]; /* INV_SID_STRLEN of proto/stream_id.h (event.c checks) */
 } inv_payload_id_t;
 
 /* A decoded payload. events and ids point to arrays owned by the payload. */

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/slot.h"
 #include "proto/event.h"
+#include "proto/stream_id.h"
 
 /* KEYS[1] = shard stream; ARGV[1] = MAXLEN, ARGV[2] = entry payload,
  * ARGV[3] = the shard's hint channel. Returns the new entry's id. */
@@ -35,8 +36,6 @@ _Static_assert(INV_LOG_SHARDS == 64, "a uint64_t mask holds every shard");
 
 /* A payload head: fixmap, "v": 2, "ts": uint64, "events": array header. */
 #define SINK_HEAD_MAX 32
-/* Longest entry id kept: two 20-digit numbers and '-'. */
-#define SINK_ID_MAX 48
 
 struct inv_sink_s {
   inv_cluster_t *cluster;
@@ -77,7 +76,7 @@ typedef struct sink_write_s {
   size_t off, len; /* the payload in call->buf */
   char key[INV_LOG_NAME_MAX];
   char channel[INV_LOG_NAME_MAX];
-  char id[SINK_ID_MAX];
+  char id[INV_SID_STRLEN];
   size_t idlen;
 } sink_write_t;
 
@@ -327,7 +326,7 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
 static void sink_broadcast(inv_sink_call_t *call) {
   inv_sink_t *s = call->sink;
   size_t n = call->bcast_len;
-  char *b = malloc(n + 4 + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
+  char *b = malloc(n + 4 + 3 + call->nwrites * (3 + 2 + INV_SID_STRLEN));
   if (b == NULL) {
     sink_broadcast_cb(s->cluster, NULL, INV_ENOMEM, s);
     return;
@@ -526,7 +525,7 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
     return;
   }
   if (reply->type != REDIS_REPLY_STRING || reply->len == 0 ||
-      reply->len >= SINK_ID_MAX) {
+      reply->len >= INV_SID_STRLEN) {
     snprintf(msg, sizeof(msg), "unexpected reply (type %d) from the script",
              reply->type);
     inv_log_error("sink", "%s", msg);

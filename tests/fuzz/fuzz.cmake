@@ -66,12 +66,12 @@ inv_fuzz_target(payload SOURCES ${INV_FUZZ_DIR}/fuzz_payload.c
   LIBS inval_worker_lib
   INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/event.c ${PROJECT_SOURCE_DIR}/proto/codec.c
              ${PROJECT_SOURCE_DIR}/proto/keyname.c ${PROJECT_SOURCE_DIR}/common/glob.c
-             ${PROJECT_SOURCE_DIR}/common/slot.c ${PROJECT_SOURCE_DIR}/workers/stream_id.c)
+             ${PROJECT_SOURCE_DIR}/common/slot.c ${PROJECT_SOURCE_DIR}/proto/stream_id.c)
 
 # Stream ids from replies, payloads, heartbeats and the state file.
 inv_fuzz_target(sid SOURCES ${INV_FUZZ_DIR}/fuzz_sid.c
   LIBS inval_worker_lib
-  INSTRUMENT ${PROJECT_SOURCE_DIR}/workers/stream_id.c)
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/stream_id.c)
 
 # Heartbeat records from the hash cache:invalidation:workers.
 inv_fuzz_target(heartbeat SOURCES ${INV_FUZZ_DIR}/fuzz_heartbeat.c

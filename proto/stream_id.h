@@ -2,8 +2,8 @@
  * Redis stream ids ("ms-seq") as numbers, so that ids compare numerically
  * (string order would put "9-0" after "10-0").
  */
-#ifndef INV_WORKER_STREAM_ID_H
-#define INV_WORKER_STREAM_ID_H
+#ifndef INV_PROTO_STREAM_ID_H
+#define INV_PROTO_STREAM_ID_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -13,7 +13,11 @@ typedef struct inv_sid_s {
   uint64_t seq;
 } inv_sid_t;
 
-/* Longest text form: two 20-digit numbers, '-' and NUL. */
+/* The size of a buffer that holds any id's text and its NUL. The longest
+ * id, two 20-digit numbers and '-', takes 42 bytes; the rest is slack that
+ * the protocol has always allowed, so an id of INV_SID_STRLEN bytes or more
+ * is refused wherever one is read (payloads, acks, heartbeat records, Redis
+ * replies, the state file). The one constant for every such buffer. */
 #define INV_SID_STRLEN 48
 
 /* Parses "ms-seq" or "ms" (seq 0) from s[0..len): decimal digits only, each

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "common/errors.h"
 #include "common/slot.h"
 #include "common/tls.h"

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "common/errors.h"
 
 #define DEFAULT_HOST "127.0.0.1:7700"

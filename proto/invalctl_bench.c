@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "common/errors.h"
 #include "common/latency.h"
 #include "proto/invalctl.h"

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "common/slot.h"
 #include "proto/invalctl_bench.h"
 #include "proto/redis_sync.h"

@@ -78,8 +78,8 @@ inv_fuzz_target(heartbeat SOURCES ${INV_FUZZ_DIR}/fuzz_heartbeat.c
   LIBS inval_heartbeat
   INSTRUMENT ${PROJECT_SOURCE_DIR}/common/heartbeat.c ${PROJECT_SOURCE_DIR}/proto/codec.c)
 
-# The config parser on an arbitrary file body.
+# The config parser on an arbitrary file body, addresses included.
 inv_fuzz_target(config SOURCES ${INV_FUZZ_DIR}/fuzz_config.c
   LIBS inval_base
-  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/config.c
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/config.c ${PROJECT_SOURCE_DIR}/common/addr.c
   ITERATIONS 50000)

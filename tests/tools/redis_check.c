@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/redis_cluster.h"

@@ -18,19 +18,6 @@ import harness
 from harness import HOST, NUM_SLOTS, Daemon, RedisServer, RpcClient
 
 
-def _pid_gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie is gone for our purpose too (its parent reaps it).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def test_free_ports_are_distinct_and_bindable():
     ports = [harness.free_port() for _ in range(50)]
     assert len(set(ports)) == 50
@@ -63,7 +50,7 @@ def test_standalone_flushed_again_and_restartable(standalone):
     old_pid = standalone.pid
     standalone.restart()
     assert standalone.pid != old_pid
-    assert _pid_gone(old_pid)
+    assert harness.pid_gone(old_pid)
     assert standalone.client().ping()
 
 
@@ -198,7 +185,7 @@ def test_daemon_and_rpc_client(workdir):
         assert not c.closed(0.3)
     pid = d.pid
     assert d.stop() == 0
-    assert _pid_gone(pid)
+    assert harness.pid_gone(pid)
     assert "echo" in d.log_path
 
 
@@ -267,7 +254,7 @@ def test_fixtures_clean_up_their_processes(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     pids = [int(x) for x in pidlog.read_text().split()]
     assert len(pids) == 1 + 1 + 6
-    harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 10,
+    harness.wait_until(lambda: all(harness.pid_gone(p) for p in pids), 10,
                        what="every fixture process gone")
 
 

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/addr.h"
+
 typedef enum {
   INV_CONF_INT,
   INV_CONF_SIZE,
@@ -41,11 +43,6 @@ typedef enum {
   INV_CONF_ADDR_LIST,
   INV_CONF_ENUM
 } inv_conf_type_t;
-
-typedef struct inv_addr_s {
-  char host[256];
-  int port;
-} inv_addr_t;
 
 typedef struct inv_addr_list_s {
   inv_addr_t *items; /* owned */
@@ -61,12 +58,6 @@ typedef struct inv_conf_row_s {
   const char *const *enum_names;  /* ENUM only: NULL-terminated */
   const char *help;               /* one line for --help */
 } inv_conf_row_t;
-
-/* Parses "HOST:PORT" or "[V6]:PORT". Returns 0 or INV_EINVAL. */
-int inv_addr_parse(const char *text, inv_addr_t *out);
-
-/* Formats addr as "host:port" (brackets for IPv6) into out. */
-void inv_addr_format(const inv_addr_t *addr, char *out, size_t outlen);
 
 /* Applies every row's default. Returns 0, or a negative code with err set. */
 int inv_conf_defaults(const inv_conf_row_t *rows, size_t nrows, void *cfg,

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "proto/stream_id.h"
 
 #define INV_HEARTBEAT_KEY "cache:invalidation:workers"
 
@@ -61,7 +62,7 @@ typedef struct inv_heartbeat_s {
   char id[256];
   char node[256];
   char role[16];
-  char last_id[48];
+  char last_id[INV_SID_STRLEN];
   uint64_t lag_ms;
   uint64_t behind;
   uint64_t ts_ms;
@@ -73,7 +74,7 @@ typedef struct inv_heartbeat_s {
   size_t nshards;
   struct {
     unsigned shard;
-    char acked[48];
+    char acked[INV_SID_STRLEN];
   } shards[INV_HEARTBEAT_SHARDS_MAX];
   int has_health;    /* 1 when health holds figures */
   inv_heartbeat_health_t health;

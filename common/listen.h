@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 
 /* Backlog for every listener: enough for a thousand clients connecting in
  * one burst (the kernel caps it at net.core.somaxconn). */

@@ -13,8 +13,8 @@
 
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/buf.h"
-#include "common/config.h"
 
 typedef struct inv_metrics_http_s inv_metrics_http_t;
 

@@ -22,7 +22,7 @@
 #ifndef INV_REDIS_CLUSTER_H
 #define INV_REDIS_CLUSTER_H
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "common/redis_conn.h"
 
 typedef struct inv_cluster_s inv_cluster_t;

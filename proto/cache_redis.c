@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/addr.h"
 #include "common/cluster_reply.h"
 #include "common/config.h"
 #include "inval/errors.h"

@@ -36,6 +36,7 @@
 #include "inval/errors.h"
 #include "proto/codec.h"
 #include "proto/log_shard.h"
+#include "proto/stream_id.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define CLIENT_DEFAULT_MAX_OUTSTANDING 4096
@@ -168,9 +169,9 @@ static int parse_error_obj(const msgpack_object *e, char *name, size_t namelen,
   return err != 0 ? err : INV_EPROTO;
 }
 
-/* Reads a string object of 1 to 47 bytes without a NUL into out[48].
- * Returns 1, or 0 when o is not one. */
-static int read_entry_id(const msgpack_object *o, char out[48]) {
+/* Reads a string object of 1 to INV_SID_STRLEN - 1 bytes without a NUL into
+ * out. Returns 1, or 0 when o is not one. */
+static int read_entry_id(const msgpack_object *o, char out[INV_SID_STRLEN]) {
   const char *p;
   size_t n;
   if (o->type == MSGPACK_OBJECT_STR) {
@@ -182,7 +183,7 @@ static int read_entry_id(const msgpack_object *o, char out[48]) {
   } else {
     return 0;
   }
-  if (n == 0 || n >= 48 || memchr(p, '\0', n) != NULL) return 0;
+  if (n == 0 || n >= INV_SID_STRLEN || memchr(p, '\0', n) != NULL) return 0;
   memcpy(out, p, n);
   out[n] = '\0';
   return 1;

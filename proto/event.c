@@ -26,6 +26,7 @@
 #include "proto/codec.h"
 #include "proto/codec_check.h"
 #include "proto/log_shard.h"
+#include "proto/stream_id.h"
 
 /* How many bytes of a client-supplied string an error message quotes. */
 #define QUOTE_MAX 32
@@ -279,9 +280,10 @@ static int payload_fail(char *errstr, size_t errlen, const char *fmt, ...) {
 }
 
 /* Reads the log entry id v (named name in messages) into out (sizeof out ==
- * 48); a missing or nil value leaves out empty. Returns 0 or INV_EPROTO
- * with errstr. */
-static int read_id(const msgpack_object *v, const char *name, char out[48],
+ * INV_SID_STRLEN); a missing or nil value leaves out empty. Returns 0 or
+ * INV_EPROTO with errstr. */
+static int read_id(const msgpack_object *v, const char *name,
+                   char out[INV_SID_STRLEN],
                    char *errstr, size_t errlen) {
   const char *s;
   size_t n;
@@ -297,9 +299,9 @@ static int read_id(const msgpack_object *v, const char *name, char out[48],
     return payload_fail(errstr, errlen, "payload %s is not a string (got %s)",
                         name, inv_msgpack_type_name(v->type));
   }
-  if (n >= 48)
-    return payload_fail(errstr, errlen, "payload %s is %zu bytes, over 47",
-                        name, n);
+  if (n >= INV_SID_STRLEN)
+    return payload_fail(errstr, errlen, "payload %s is %zu bytes, over %d",
+                        name, n, INV_SID_STRLEN - 1);
   if (memchr(s, '\0', n) != NULL)
     return payload_fail(errstr, errlen, "payload %s contains a NUL byte", name);
   if (n > 0) memcpy(out, s, n);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/config.h"
 #include "inval/errors.h"
 #include "common/latency.h"

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/cluster_reply.h"
 #include "common/config.h"
 #include "common/slot.h"

@@ -16,6 +16,7 @@
 #include "proto/codec.h"
 #include "proto/invalctl.h"
 #include "proto/log_shard.h"
+#include "proto/stream_id.h"
 
 #define DEFAULT_MAX_EVENTS 1000
 #define DEFAULT_MAX_BYTES (1024 * 1024)
@@ -42,10 +43,10 @@ typedef struct sender_s {
   uint64_t acked, requests, sent;
   int progress;          /* stderr is a terminal: show a progress line */
   double t0, progress_at;
-  char last_id[48];
+  char last_id[INV_SID_STRLEN];
   /* Per log shard, the newest entry id the acks named ("" for a shard no
    * ack named): what --wait waits for. */
-  char shard_ids[INV_LOG_SHARDS][48];
+  char shard_ids[INV_LOG_SHARDS][INV_SID_STRLEN];
   int exit_code; /* first failure's exit code; 0 while all is well */
 } sender_t;
 
@@ -229,7 +230,7 @@ static unsigned check_shards(const sender_t *s, const msgpack_object *stats,
   inv_buf_reset(lagging);
   for (shard = 0; shard < INV_LOG_SHARDS; shard++) {
     const char *want = s->shard_ids[shard];
-    char acked[48], line[400] = "";
+    char acked[INV_SID_STRLEN], line[400] = "";
     uint32_t i, done = 0;
     if (want[0] == '\0') continue;
     for (i = 0; i < nw && !done; i++) {

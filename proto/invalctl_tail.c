@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/addr.h"
 #include "proto/event.h"
 #include "proto/invalctl.h"
 #include "proto/log_shard.h"

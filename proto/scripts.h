@@ -1,6 +1,8 @@
 /*
- * The regeneration scripts of proto/scripts/, embedded at build time (see
+ * The scripts of proto/scripts/, embedded at build time (see
  * proto/embed_scripts.cmake): the .lua files are the single source.
+ *
+ * The regeneration scripts (proto/PROTOCOL.md, "Scripts"):
  *
  *   commit.lua  KEYS K, L(K), S(K); ARGV token, value, ttl_ms.
  *               Writes K only if L(K) holds token, then deletes L(K) and
@@ -9,6 +11,13 @@
  *               Returns 1 or 0.
  *   soft.lua    KEYS K, L(K), S(K); ARGV grace_ms. Moves K to S(K) with the
  *               grace TTL and deletes L(K). Returns 1 (moved) or 0 (K absent).
+ *
+ * The publisher's (proto/PROTOCOL.md, "The entry and the per-shard script"):
+ *
+ *   log_append.lua  KEYS the shard's stream; ARGV max-log-len, payload, hint
+ *               channel. Creates the stream with the group INV_LOG_GROUP
+ *               when it is absent, appends the payload (XADD MAXLEN ~) and
+ *               SPUBLISHes the new id. Returns the id.
  *
  * Callers send EVALSHA with sha and, on a NOSCRIPT reply (a restarted or
  * flushed script cache), the same call as EVAL with src, which also loads
@@ -20,7 +29,7 @@
 #include <stddef.h>
 
 typedef struct inv_script_s {
-  const char *name; /* "commit", "unlock", "soft" */
+  const char *name; /* the file's name without ".lua" */
   const char *src;  /* NUL-terminated Lua source */
   size_t len;
   const char *sha;  /* 40 lowercase hex digits */
@@ -29,5 +38,6 @@ typedef struct inv_script_s {
 extern const inv_script_t inv_script_commit;
 extern const inv_script_t inv_script_unlock;
 extern const inv_script_t inv_script_soft;
+extern const inv_script_t inv_script_log_append;
 
 #endif

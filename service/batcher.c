@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/queue.h"
 #include "proto/log_shard.h"
+#include "proto/stream_id.h"
 
 typedef enum { BATCH_OPEN, BATCH_READY, BATCH_INFLIGHT } batch_state_t;
 
@@ -48,7 +49,7 @@ typedef struct batch_s {
   inv_sink_call_t *call;       /* while INFLIGHT */
   int failed;                  /* a shard write failed */
   uint64_t written;            /* shards whose entry is confirmed */
-  char ids[INV_LOG_SHARDS][48]; /* their entry ids */
+  char ids[INV_LOG_SHARDS][INV_SID_STRLEN]; /* their entry ids */
   uint64_t deadline_us;        /* set when the batch closes */
   size_t nevents;
   batch_req_t *reqs;           /* owned */

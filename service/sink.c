@@ -1,13 +1,12 @@
 /*
  * The Redis sink. A batch is split by shard into one log entry per shard it
- * touches; each entry is written by one script call that creates the
- * stream's consumer group before the first entry, appends the entry and
- * publishes its id as a hint on the shard's channel, atomically on the
- * node that owns the shard.
+ * touches; each entry is written by one call of proto/scripts/log_append.lua,
+ * which creates the stream's consumer group before the first entry, appends
+ * the entry and publishes its id as a hint on the shard's channel,
+ * atomically on the node that owns the shard.
  */
 #include "service/sink.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,30 +16,17 @@
 #include "common/log.h"
 #include "common/slot.h"
 #include "proto/event.h"
-
-/* KEYS[1] = shard stream; ARGV[1] = MAXLEN, ARGV[2] = entry payload,
- * ARGV[3] = the shard's hint channel. Returns the new entry's id. */
-static const char sink_script[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
-    "  redis.call('XGROUP', 'CREATE', KEYS[1], '" INV_LOG_GROUP
-    "', '0', 'MKSTREAM')\n"
-    "end\n"
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', "
-    "'p', ARGV[2])\n"
-    "redis.call('SPUBLISH', ARGV[3], id)\n"
-    "return id\n";
+#include "proto/scripts.h"
+#include "proto/stream_id.h"
 
 /* Route masks have one bit per shard. */
 _Static_assert(INV_LOG_SHARDS == 64, "a uint64_t mask holds every shard");
 
 /* A payload head: fixmap, "v": 2, "ts": uint64, "events": array header. */
 #define SINK_HEAD_MAX 32
-/* Longest entry id kept: two 20-digit numbers and '-'. */
-#define SINK_ID_MAX 48
 
 struct inv_sink_s {
   inv_cluster_t *cluster;
-  char sha[41];
   char maxlen[24];
   int ack_replicas; /* configured; -1 = the default */
   uint64_t broadcast_logged_us; /* last broadcast failure logged */
@@ -77,7 +63,7 @@ typedef struct sink_write_s {
   size_t off, len; /* the payload in call->buf */
   char key[INV_LOG_NAME_MAX];
   char channel[INV_LOG_NAME_MAX];
-  char id[SINK_ID_MAX];
+  char id[INV_SID_STRLEN];
   size_t idlen;
 } sink_write_t;
 
@@ -101,10 +87,6 @@ int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
   if (s == NULL) return INV_ENOMEM;
   s->cluster = cluster;
   s->ack_replicas = ack_replicas < 0 ? -1 : ack_replicas;
-  unsigned char md[SHA_DIGEST_LENGTH];
-  SHA1((const unsigned char *)sink_script, strlen(sink_script), md);
-  for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-    snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
   snprintf(s->maxlen, sizeof(s->maxlen), "%lld", max_log_len);
   *out = s;
   return 0;
@@ -200,7 +182,8 @@ static int sink_issue(sink_write_t *w) {
                                  sink_reply_cb, w);
   }
   argv[0] = w->tried_eval ? "EVAL" : "EVALSHA";
-  argv[1] = w->tried_eval ? sink_script : s->sha;
+  argv[1] = w->tried_eval ? inv_script_log_append.src
+                          : inv_script_log_append.sha;
   argv[2] = "1";
   argv[3] = w->key;
   argv[4] = s->maxlen;
@@ -327,7 +310,7 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
 static void sink_broadcast(inv_sink_call_t *call) {
   inv_sink_t *s = call->sink;
   size_t n = call->bcast_len;
-  char *b = malloc(n + 4 + 3 + call->nwrites * (3 + 2 + SINK_ID_MAX));
+  char *b = malloc(n + 4 + 3 + call->nwrites * (3 + 2 + INV_SID_STRLEN));
   if (b == NULL) {
     sink_broadcast_cb(s->cluster, NULL, INV_ENOMEM, s);
     return;
@@ -526,7 +509,7 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
     return;
   }
   if (reply->type != REDIS_REPLY_STRING || reply->len == 0 ||
-      reply->len >= SINK_ID_MAX) {
+      reply->len >= INV_SID_STRLEN) {
     snprintf(msg, sizeof(msg), "unexpected reply (type %d) from the script",
              reply->type);
     inv_log_error("sink", "%s", msg);

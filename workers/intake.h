@@ -52,7 +52,7 @@
 #include <stdint.h>
 
 #include "proto/log_shard.h"
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 
 #define INV_INTAKE_SHARD_BITS 6
 #define INV_INTAKE_TAG_SHARD(tag) ((unsigned)((tag) >> (64 - INV_INTAKE_SHARD_BITS)))

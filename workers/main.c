@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "common/config.h"
-#include "workers/admin.h"
+#include "workers/worker_daemon.h"
 #include "workers/worker_conf.h"
 
 int main(int argc, char **argv) {

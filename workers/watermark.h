@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 
 #define INV_WATERMARK_SEQ_BITS 48
 /* Tags use only the low INV_WATERMARK_TAG_BITS bits (a 10-bit generation

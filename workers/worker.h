@@ -1,5 +1,5 @@
 /*
- * inval-worker: the per-node invalidation worker (issue 3).
+ * inval-worker: the per-node invalidation worker.
  *
  * One worker serves one Redis node. It subscribes to cache:invalidation on
  * that node, reads cache:invalidation:log (through the cluster client,

@@ -32,7 +32,7 @@
 #include "workers/node_health.h"
 #include "workers/scanner.h"
 #include "workers/slot_map.h"
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 #include "workers/unlinker.h"
 #include "workers/worker.h"
 #include "workers/worker_stats.h"

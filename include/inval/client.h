@@ -85,7 +85,7 @@ typedef struct inv_client_server_s {
 /* The result of an invalidate request: {"id", "accepted", "ids"}
  * (PROTOCOL.md section 5). */
 typedef struct inv_client_ack_s {
-  char id[48];       /* the largest of ids[].id, compared as (ms, seq) */
+  char id[INV_SID_STRLEN]; /* the largest of ids[].id, compared as (ms, seq) */
   uint64_t accepted; /* events accepted */
   /* The log shard entries that hold the request's events, one per shard,
    * as the server listed them (ascending shards); nids is 0 when the server

@@ -14,6 +14,14 @@
 extern "C" {
 #endif
 
+/* The size of a buffer that holds any log entry id's text ("<ms>-<seq>")
+ * and its NUL. The longest id, two 20-digit numbers and '-', takes 42
+ * bytes; the rest is slack that the protocol has always allowed, so an id
+ * of INV_SID_STRLEN bytes or more is refused wherever one is read
+ * (payloads, acks, heartbeat records, Redis replies). The one constant for
+ * every such buffer, inside the service too (proto/stream_id.h). */
+#define INV_SID_STRLEN 48
+
 /* What an event deletes: one key, every key with a prefix, or every key a
  * Redis glob pattern matches. */
 typedef enum { INV_KIND_KEY = 0, INV_KIND_PREFIX = 1, INV_KIND_PATTERN = 2 } inv_kind_t;
@@ -32,7 +40,7 @@ typedef struct inv_event_s {
  * ("<ms>-<seq>", NUL-terminated). An ack and a broadcast name these. */
 typedef struct inv_payload_id_s {
   unsigned shard; /* below the protocol's 64 log shards */
-  char id[48];
+  char id[INV_SID_STRLEN];
 } inv_payload_id_t;
 
 #ifdef __cplusplus

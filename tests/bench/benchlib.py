@@ -52,12 +52,15 @@ def builds(ctx):
 
 def cmdline(argv):
     """A shell-quoted command line, with build paths shortened to their
-    program name so that BENCHMARKS.md shows what a user would type."""
+    program name and other paths of the tree made relative to its root, so
+    that BENCHMARKS.md shows what a user would type in any checkout."""
     short = []
     for a in argv:
         a = str(a)
         if a.startswith(harness.build_dir()):
             a = os.path.basename(a)
+        elif a.startswith(harness.REPO_ROOT + os.sep):
+            a = os.path.relpath(a, harness.REPO_ROOT)
         short.append(a)
     return " ".join(shlex.quote(a) for a in short)
 

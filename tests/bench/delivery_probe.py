@@ -19,6 +19,7 @@ max (us), entries, and the reader's CPU seconds.
 """
 
 import json
+import os
 import random
 import resource
 import selectors
@@ -30,15 +31,10 @@ import redis
 
 HOST = "127.0.0.1"
 GROUP = "inval"
-SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('XGROUP', 'CREATE', KEYS[1], 'inval', '0', 'MKSTREAM')
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-                     'p', ARGV[2])
-redis.call('SPUBLISH', ARGV[3], id)
-return id
-"""
+# The publisher's own script, from its one source.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                       "proto", "scripts", "log_append.lua"), "rb") as _f:
+    SCRIPT = _f.read()
 
 
 def stream(i):

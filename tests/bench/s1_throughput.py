@@ -95,7 +95,7 @@ def run(ctx):
                   f"a one-event broadcast; medians of {ctx.runs} alternating "
                   f"runs: inval {sorted(round(x) for x in inval)}, "
                   f"PUBLISH {sorted(round(x) for x in base)}" +
-                  (f", the build before ({ctx.before}) "
+                  (", the build before (--before-build) "
                    f"{sorted(round(x) for x in before)}" if before else "") +
                   ". The publisher "
                   f"confirmed {st['batches']:,} batches averaging "

@@ -172,7 +172,7 @@ def run(ctx):
              "ratio": None, "target": "", "met": None}],
         "commands": [benchlib.cmdline(argv).replace("s2r0:", "s2rN:") +
                      "   # publisher --ack-replicas 1, then 0" +
-                     (f"; then {ctx.before}'s programs" if ctx.before
+                     ("; then the --before-build tree's programs" if ctx.before
                       else ""),
                      benchlib.cmdline(probe_argv)],
         "notes": [f"{n:,} events per run at {rate:,}/s; turns alternate "

@@ -29,7 +29,7 @@
 #include "proto/keyname.h"
 #include "proto/log_shard.h"
 #include "tests/fuzz/fuzz.h"
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 
 /* The lock and stale copy of key keep its slot, or do not exist. */
 static void check_key(const char *key, size_t len) {

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the stream-id parser (workers/stream_id.c), which reads
+ * Fuzz target for the stream-id parser (proto/stream_id.c), which reads
  * ids from Redis replies, payloads, heartbeat records and the state file.
  *
  * Invariants:
@@ -20,7 +20,7 @@
 
 #include "inval/errors.h"
 #include "tests/fuzz/fuzz.h"
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 
 /* Reads one decimal number of s[0..n) (n > 0, digits only) with strtoull.
  * Returns 0, or -1 when it does not fit in 64 bits. */

@@ -8,13 +8,13 @@ interpreter exit (atexit) and, if the Python process dies first, by the
 kernel (PR_SET_PDEATHSIG) or by tests/run.sh from the PID files written under
 $INVAL_TEST_RUNDIR/pids.
 
-Public API (see /work/brief/BRIEF.md; more helpers may be added, none
-removed): free_port, build_dir, binary, RedisServer, RedisCluster, Daemon,
-RpcClient, plus key_slot, invalctl, wait_until.
+Public API (the tests and the benchmarks depend on it: helpers may be
+added, none removed): free_port, build_dir, binary, RedisServer,
+RedisCluster, Daemon, RpcClient, plus key_slot, invalctl, wait_until,
+pid_gone, reap.
 """
 
 import atexit
-import binascii
 import ctypes
 import os
 import re
@@ -24,6 +24,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import urllib.request
 import threading
 import time
@@ -32,9 +33,13 @@ import msgpack
 import redis
 
 HOST = "127.0.0.1"
-NUM_SLOTS = 16384
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
+
+# The Python package of the tree (proto/python/inval) is where key slots
+# are computed: tests use its CRC16, not a copy of their own.
+sys.path.insert(0, os.path.join(REPO_ROOT, "proto", "python"))
+from inval.keys import NUM_SLOTS, key_slot  # noqa: E402
 
 # Every process the harness started and has not reaped yet, for atexit.
 _live = []
@@ -140,13 +145,28 @@ def _can_bind(port):
         s.close()
 
 
-def _pid_alive(pid):
+def reap(popen):
+    """Ends a subprocess.Popen a test started itself: kills it if it still
+    runs, then waits for it and closes its pipes. Returns its exit code."""
+    if popen.poll() is None:
+        popen.kill()
+        popen.communicate()
+    return popen.returncode
+
+
+def pid_gone(pid):
+    """True when process pid has exited: no such process, or a zombie that
+    its parent has yet to reap (it runs no more and holds nothing)."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
-        return False
+        return True
     except PermissionError:
+        pass  # another user's process: it exists
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
         return True
 
 
@@ -166,7 +186,7 @@ def _reserve(port):
                     owner = int(f.read().strip() or "0")
             except (OSError, ValueError):
                 owner = 0
-            if owner and owner != os.getpid() and _pid_alive(owner):
+            if owner and owner != os.getpid() and not pid_gone(owner):
                 return False
             if owner == os.getpid():
                 return False  # ours already: handed out before
@@ -695,26 +715,6 @@ class RedisServer:
             for slot in range(lo, hi + 1):
                 owners[slot] = port
         return owners
-
-
-# --------------------------------------------------------------------------
-# Key slots (the cluster spec: CRC16/XMODEM of the hash tag or the key).
-
-def _crc16(data):
-    """CRC16/XMODEM, which is binascii.crc_hqx with a zero start value."""
-    return binascii.crc_hqx(data, 0)
-
-
-def key_slot(key):
-    """The cluster hash slot of key (str or bytes)."""
-    if isinstance(key, str):
-        key = key.encode()
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1:end]
-    return _crc16(key) % NUM_SLOTS
 
 
 class RedisCluster:
@@ -1342,7 +1342,7 @@ def rpc_ok(client, method, *params, timeout=None):
 __all__ = [
     "HOST", "NUM_SLOTS", "REPO_ROOT", "HarnessError", "wait_until", "tail",
     "port_accepts", "rundir", "free_port", "free_port_range",
-    "register_pid", "build_dir", "binary",
+    "register_pid", "pid_gone", "reap", "build_dir", "binary",
     "have_binary", "invalctl", "RedisServer", "key_slot", "RedisCluster",
     "Daemon", "pack", "RpcClient", "rpc_ok", "REQUEST", "RESPONSE", "NOTIFY",
 ]

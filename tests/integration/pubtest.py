@@ -1,7 +1,9 @@
-"""Helpers shared by the inval-publisher integration tests
-(test_publisher*.py): a backend fixture that runs a test against standalone
-Redis and against the 6-node cluster, and small readers for what Redis holds
-(the 64 log shard streams, the broadcast)."""
+"""Helpers shared by the integration tests of the publisher and of what
+reads its log (test_publisher*.py, and through workerlib the worker tests):
+the log's names (shard streams, hint channels, the consumer group), Topo
+(standalone Redis or the cluster, with readers for what Redis holds: the 64
+log shard streams, the groups' progress), a backend fixture that runs a test
+against both, and a subscriber of the broadcast."""
 
 import functools
 import time
@@ -15,6 +17,8 @@ from harness import HOST, RpcClient
 CHANNEL = "cache:invalidation"
 SHARDS = 64
 SHARD_SLOTS = harness.NUM_SLOTS // SHARDS
+GROUP = "inval"
+HB_KEY = "cache:invalidation:workers"
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,9 +72,11 @@ def route(e):
     return None
 
 
-def id_order(eid):
-    """A stream id "ms-seq" (str) as a sortable pair."""
-    ms, _, seq = eid.partition("-")
+def sid(text):
+    """A stream id "ms-seq" (str or bytes) as a comparable pair."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -103,45 +109,100 @@ def decode(payload):
                            unicode_errors="surrogateescape")
 
 
-class Backend:
-    """Standalone Redis or a cluster, seen the way the tests need it."""
+class Topo:
+    """The Redis a test runs against: standalone (a RedisServer) or a
+    cluster (a RedisCluster), seen the way the publisher and worker tests
+    need it. Slot owners are read straight from the nodes, so that they stay
+    right across failovers and resharding."""
 
-    def __init__(self, kind, target):
-        self.kind = kind
-        self.target = target  # RedisServer or RedisCluster
+    def __init__(self, target):
+        self.target = target
+        self.is_cluster = isinstance(target, harness.RedisCluster)
 
     def __repr__(self):
-        return f"Backend({self.kind})"
+        return f"Topo({self.kind})"
 
     @property
-    def is_cluster(self):
-        return self.kind == "cluster"
+    def kind(self):
+        return "cluster" if self.is_cluster else "standalone"
 
     @property
     def seeds(self):
         return self.target.seeds if self.is_cluster else [self.target.addr]
 
+    def client(self):
+        """A redis-py client of the standalone server or the cluster."""
+        return self.target.client()
+
+    # Nodes and slots.
+
     def nodes(self):
         return self.target.running() if self.is_cluster else [self.target]
+
+    def primaries(self):
+        return self.target.primaries() if self.is_cluster else [self.target]
+
+    def node(self, addr):
+        if self.is_cluster:
+            return self.target.node(addr)
+        return self.target
+
+    def owners(self):
+        """A list of NUM_SLOTS RedisServer: the primary of every slot (all
+        the one server when standalone), read from a running node."""
+        if not self.is_cluster:
+            return [self.target] * harness.NUM_SLOTS
+        last = None
+        for n in self.target.running():
+            try:
+                ports = n.slot_owners()
+            except Exception as exc:  # noqa: BLE001 - try the next node
+                last = exc
+                continue
+            by_port = {}
+            out = []
+            for p in ports:
+                if p not in by_port:
+                    by_port[p] = self.target.node(p)
+                out.append(by_port[p])
+            return out
+        raise harness.HarnessError(
+            f"no node answered CLUSTER SLOTS ({last!r})")
+
+    def owner_of(self, key):
+        return self.owners()[harness.key_slot(key)]
+
+    def any_node_client(self):
+        """A plain client of one node, for SUBSCRIBE (classic PUBLISH
+        reaches every node of a cluster)."""
+        if self.is_cluster:
+            return self.target.primaries()[-1].client()
+        return self.target.client()
+
+    def any_node_addr(self):
+        if self.is_cluster:
+            return self.target.primaries()[-1].addr
+        return self.target.addr
+
+    def quiet_primary(self):
+        """(src, dst): a primary that does not own the heartbeats' slot
+        (moving its slots or stopping it leaves them in place) and another
+        primary. Cluster only."""
+        owners = self.owners()
+        prims = self.primaries()
+        hb = owners[harness.key_slot(HB_KEY)].port
+        src = next(p for p in prims if p.port != hb)
+        return src, next(p for p in prims if p.port != src.port)
+
+    # Log shards.
 
     def shard_for(self, key):
         """The shard an exact key's events are logged in on this backend."""
         return shard_of_key(key) if self.is_cluster else 0
 
-    def expected_entries(self, events):
-        """{shard: [event as relayed]} for one batch of events."""
-        out = {}
-        for e in events:
-            shard = route(e) if self.is_cluster else 0
-            for k in range(SHARDS) if shard is None else [shard]:
-                out.setdefault(k, []).append(expect_event(e))
-        return out
-
     def shard_node(self, shard):
-        """The node that holds log shard shard (the server standalone)."""
-        if self.is_cluster:
-            return self.target.node_for_key(shard_key(shard))
-        return self.target
+        """The primary that holds log shard shard (the server standalone)."""
+        return self.owners()[shard * SHARD_SLOTS]
 
     def log_node(self, shard=0):
         """The node of log shard shard (0 by default, where every entry of
@@ -159,6 +220,15 @@ class Backend:
                 return n
         raise harness.HarnessError("no second primary")
 
+    def expected_entries(self, events):
+        """{shard: [event as relayed]} for one batch of events."""
+        out = {}
+        for e in events:
+            shard = route(e) if self.is_cluster else 0
+            for k in range(SHARDS) if shard is None else [shard]:
+                out.setdefault(k, []).append(expect_event(e))
+        return out
+
     def shard_entries(self):
         """[(shard, id str, decoded payload)] of every log shard, by shard,
         then oldest first."""
@@ -174,7 +244,7 @@ class Backend:
         (an unpinned prefix or pattern is in all 64 shards' entries of a
         cluster; use batches() to see each batch once)."""
         rows = self.shard_entries()
-        rows.sort(key=lambda r: (id_order(r[1]), r[0]))
+        rows.sort(key=lambda r: (sid(r[1]), r[0]))
         return [(eid, p) for _, eid, p in rows]
 
     def entries_of(self, ack):
@@ -195,7 +265,7 @@ class Backend:
         seen = set()
         out = []
         for _, eid, p in sorted(self.shard_entries(),
-                                key=lambda r: (id_order(r[1]), r[0])):
+                                key=lambda r: (sid(r[1]), r[0])):
             for i, e in enumerate(p["events"]):
                 fan = (p["ts"], e["kind"], repr(e["target"]), e["mode"])
                 if e["kind"] != "key" and fan in seen:
@@ -203,6 +273,31 @@ class Backend:
                 seen.add(fan)
                 out.append(e)
         return out
+
+    def shard_state(self):
+        """{shard: (entries logged, entries delivered to the group and
+        acknowledged)} for every shard stream that exists, read from the
+        primary that holds it: (last-generated-id, last-delivered-id,
+        pending)."""
+        out = {}
+        owners = self.owners()
+        for s in range(SHARDS):
+            key = shard_key(s)
+            c = owners[harness.key_slot(key)].client()
+            if not c.exists(key):
+                continue
+            last = c.xinfo_stream(key)["last-generated-id"]
+            groups = {g["name"]: g for g in c.xinfo_groups(key)}
+            g = groups.get(GROUP.encode()) or groups.get(GROUP)
+            out[s] = (sid(last), sid(g["last-delivered-id"]) if g else (0, 0),
+                      g["pending"] if g else -1)
+        return out
+
+    def drained(self):
+        """True when every shard's group has been delivered every entry and
+        has none pending: every logged invalidation was applied."""
+        return all(last == delivered and pending == 0
+                   for last, delivered, pending in self.shard_state().values())
 
     def pause_log_node(self, ms, mode="WRITE", shard=0):
         self.shard_node(shard).client().execute_command("CLIENT", "PAUSE", ms,
@@ -216,9 +311,7 @@ class Backend:
 def backend(request):
     """Runs the test once against standalone Redis and once against the
     module's 3+3 cluster (both flushed)."""
-    if request.param == "standalone":
-        return Backend("standalone", request.getfixturevalue("standalone"))
-    return Backend("cluster", request.getfixturevalue("cluster"))
+    return Topo(request.getfixturevalue(request.param))
 
 
 class Subscriber:

@@ -1,4 +1,5 @@
-"""Helpers shared by the regeneration tests (test_regen_*.py, issue 4).
+"""Helpers shared by the regeneration tests (test_regen_*.py: the key
+contract, scripts and read path of proto/PROTOCOL.md, "Regeneration").
 
 - names(key): the lock and stale names of a value key, per the contract in
   proto/PROTOCOL.md, written here independently of the C code so that the

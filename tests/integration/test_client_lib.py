@@ -55,7 +55,7 @@ def test_bound_blocking_among_pipelined_and_notify(standalone,
     assert res["replies"] == 4
     # Four acked requests and one notification reached the log.
     harness.wait_until(
-        lambda: len(logged_targets(pubtest.Backend("standalone", standalone)))
+        lambda: len(logged_targets(pubtest.Topo(standalone)))
         == 5, 10,
         what="the notification logged")
 
@@ -96,5 +96,5 @@ def test_pipeline_over_tls(standalone, publisher_factory, workdir):
                             "--tls-key", key)
     res = check("pipeline", HOST, pub.port, 20000, 50, 64, cert)
     assert res["acked"] == 20000
-    logged = logged_targets(pubtest.Backend("standalone", standalone))
+    logged = logged_targets(pubtest.Topo(standalone))
     assert len(logged) == 20000

@@ -27,18 +27,6 @@ def _needs(*names):
         pytest.skip(f"not built: {', '.join(missing)}")
 
 
-def _pid_gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def test_redis_conf_runs_a_cluster_node(workdir):
     port = harness.free_port()
     d = Daemon(["redis-server", os.path.join(DEPLOY, "redis.conf"),
@@ -216,7 +204,7 @@ def test_cluster_sh_start_reuse_stop(workdir):
         rc, out = _run(sh + ["stop", "--dir", data, "--base-port", "7000"])
         assert rc == 0, out
         assert "cluster stopped: 6 nodes" in out, out
-        harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 10,
+        harness.wait_until(lambda: all(harness.pid_gone(p) for p in pids), 10,
                            what="nodes stopped")
         rc, out = _run(sh + ["status", "--dir", data])
         assert rc != 0 and out.count("stopped") == 6, out
@@ -335,7 +323,7 @@ def test_quickstart_up_reuse_down(workdir):
         assert len(re.findall(r"stopped worker-\d+ ", out)) == 6, out
         assert "stopped publisher" in out and "cluster stopped: 6 nodes" in out
         assert "nothing of the stack runs any more" in out, out
-        harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 30,
+        harness.wait_until(lambda: all(harness.pid_gone(p) for p in pids), 30,
                            what="stack stopped")
         assert not glob.glob(f"{local}/run/*.pid")
         assert not any(harness.port_accepts(int(p)) for p in nodes)

@@ -16,19 +16,7 @@ import pytest
 
 import harness
 from harness import HOST, NUM_SLOTS, Daemon, RedisServer, RpcClient
-
-
-def _pid_gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie is gone for our purpose too (its parent reaps it).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
+from inval.keys import crc16  # the package's, as the harness uses it
 
 
 def test_free_ports_are_distinct_and_bindable():
@@ -44,7 +32,7 @@ def test_free_ports_are_distinct_and_bindable():
 def test_key_slot_matches_spec(standalone):
     assert harness.key_slot("123456789") == 0x31C3 % NUM_SLOTS
     assert harness.key_slot("{user:42}:a") == harness.key_slot("user:42")
-    assert harness.key_slot("a{}b") == harness._crc16(b"a{}b") % NUM_SLOTS
+    assert harness.key_slot("a{}b") == crc16(b"a{}b") % NUM_SLOTS
 
 
 def test_standalone_is_running_and_flushed(standalone):
@@ -63,7 +51,7 @@ def test_standalone_flushed_again_and_restartable(standalone):
     old_pid = standalone.pid
     standalone.restart()
     assert standalone.pid != old_pid
-    assert _pid_gone(old_pid)
+    assert harness.pid_gone(old_pid)
     assert standalone.client().ping()
 
 
@@ -198,7 +186,7 @@ def test_daemon_and_rpc_client(workdir):
         assert not c.closed(0.3)
     pid = d.pid
     assert d.stop() == 0
-    assert _pid_gone(pid)
+    assert harness.pid_gone(pid)
     assert "echo" in d.log_path
 
 
@@ -267,7 +255,7 @@ def test_fixtures_clean_up_their_processes(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     pids = [int(x) for x in pidlog.read_text().split()]
     assert len(pids) == 1 + 1 + 6
-    harness.wait_until(lambda: all(_pid_gone(p) for p in pids), 10,
+    harness.wait_until(lambda: all(harness.pid_gone(p) for p in pids), 10,
                        what="every fixture process gone")
 
 

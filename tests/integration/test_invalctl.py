@@ -17,6 +17,7 @@ import pytest
 import harness
 import pubtest
 from harness import HOST
+from pubtest import Topo, backend, decode  # noqa: F401 (backend: the fixture)
 
 CHANNEL = b"cache:invalidation"
 ACK_RE = re.compile(r"^acked (\d+) events, id (\d+-\d+)[^\n]*\nids((?: \d+:\d+-\d+)+)\n")
@@ -36,32 +37,6 @@ def ack_of(stdout):
     ids = [[int(a), b] for a, b in
            (x.split(":") for x in m.group(3).split())]
     return {"accepted": int(m.group(1)), "id": m.group(2), "ids": ids}
-
-
-def decode(payload):
-    return msgpack.unpackb(payload, raw=False, strict_map_key=False,
-                           unicode_errors="surrogateescape")
-
-
-class Backend(pubtest.Backend):
-    """pubtest's backend, plus one node to SUBSCRIBE on."""
-
-    def any_node_client(self):
-        """A plain client of one node, for SUBSCRIBE (classic PUBLISH
-        reaches every node of a cluster)."""
-        if self.is_cluster:
-            return self.target.primaries()[-1].client()
-        return self.target.client()
-
-    def any_node_addr(self):
-        if self.is_cluster:
-            return self.target.primaries()[-1].addr
-        return self.target.addr
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def backend(request):
-    return Backend(request.param, request.getfixturevalue(request.param))
 
 
 def subscribe(backend):
@@ -96,7 +71,7 @@ def test_invalidate_keys_prefix_pattern_soft(backend, publisher_factory):
     assert ack["accepted"] == 4
     want = backend.expected_entries(sent)
     assert [s for s, _ in ack["ids"]] == sorted(want)
-    assert ack["id"] == max((i for _, i in ack["ids"]), key=pubtest.id_order)
+    assert ack["id"] == max((i for _, i in ack["ids"]), key=pubtest.sid)
     got = backend.entries_of(ack)
     assert {k: v["events"] for k, v in got.items()} == want
     r = run(pub.port, "invalidate", "--soft", "user:3")
@@ -146,7 +121,7 @@ def test_keys_with_spaces_and_dash_separator(standalone, publisher_factory):
     r = run(pub.port, "invalidate", "--", "-odd", "with space")
     assert r.returncode == 0, r.stderr
     ack = ack_of(r.stdout)
-    log = Backend("standalone", standalone).entries_of(ack)
+    log = Topo(standalone).entries_of(ack)
     assert [e["target"] for e in log[0]["events"]] == ["-odd", "with space"]
 
 
@@ -277,9 +252,7 @@ def test_tail(backend, publisher_factory):
         assert r1.returncode == 0 and r2.returncode == 0
         out, err = proc.communicate(timeout=15)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        harness.reap(proc)
     assert proc.returncode == 0, err
     ids1 = dict(ack_of(r1.stdout)["ids"])
     ids2 = dict(ack_of(r2.stdout)["ids"])
@@ -315,9 +288,7 @@ def test_tail_undecodable_and_sigint(standalone):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        harness.reap(proc)
     assert proc.returncode == 0
     assert "interrupted after 1 events" in err
 
@@ -464,7 +435,7 @@ def test_tls(standalone, publisher_factory, workdir):
     r = run(pub.port, "invalidate", "tls:1", tls_args=("--tls-ca", cert))
     assert r.returncode == 0, r.stderr
     ack = ack_of(r.stdout)
-    assert [e["target"] for e in Backend("standalone", standalone).entries_of(
+    assert [e["target"] for e in Topo(standalone).entries_of(
         ack)[0]["events"]] == ["tls:1"]
     r = harness.invalctl("-H", f"localhost:{pub.port}", "--tls-ca", cert,
                          "stats", "--json")

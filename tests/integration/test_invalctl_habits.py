@@ -111,9 +111,7 @@ def test_tail_count_counts_events(standalone, publisher_factory):
         assert r.returncode == 0, r.stderr
         out, err = proc.communicate(timeout=15)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        harness.reap(proc)
     assert proc.returncode == 0, err
     assert [ln.split(" ")[4] for ln in out.splitlines()] == ["c:1", "c:2"]
 
@@ -146,8 +144,7 @@ def test_invalidate_stdin_progress_on_a_terminal(standalone, publisher_factory):
             err += chunk
     finally:
         os.close(master)
-        if proc.poll() is None:
-            proc.kill()
+        harness.reap(proc)
     assert out.startswith(b"acked 6000 events"), out
     assert b"\r" in err and b"events sent" in err, err
     assert b"6000 events sent, 6000 acked" in err, err

@@ -12,8 +12,8 @@ import pytest
 import harness
 from harness import HOST, RpcClient
 from pubtest import (LOG_KEY, Subscriber, backend, connect,  # noqa: F401
-                     decode, ev, expect_event, id_order, invalidate,
-                     shard_key, stats)
+                     decode, ev, expect_event, invalidate,
+                     shard_key, sid, stats)
 
 
 def test_hello_ping_stats(backend, publisher_factory):
@@ -64,7 +64,7 @@ def test_invalidate_logged_and_broadcast(backend, publisher_factory):
         # "id" the largest of them.
         want = backend.expected_entries(events)
         assert [s for s, _ in ack["ids"]] == sorted(want)
-        assert ack["id"] == max((i for _, i in ack["ids"]), key=id_order)
+        assert ack["id"] == max((i for _, i in ack["ids"]), key=sid)
         entries = backend.entries_of(ack)
         for shard, payload in entries.items():
             assert set(payload) == {"v", "ts", "events"}

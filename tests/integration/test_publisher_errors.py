@@ -262,7 +262,7 @@ def test_failed_hello_does_not_authenticate(standalone, publisher_factory,
     the invalidate after it gets EAUTH and nothing reaches the log. A valid
     hello on the same session then authenticates it."""
     pub = publisher_factory(standalone.addr, "--auth-token", "s3cret")
-    backend = pubtest.Backend("standalone", standalone)
+    backend = pubtest.Topo(standalone)
     with connect(pub) as c:
         assert code_of(c.call("hello", params)) == "EINVAL"
         assert code_of(invalidate(c, [ev("key", "refused")])) == "EAUTH"

@@ -10,7 +10,7 @@ import threading
 import time
 
 import harness
-from pubtest import (LOG_KEY, Backend, Subscriber, ack_with_retry, connect, ev,
+from pubtest import (LOG_KEY, Subscriber, Topo, ack_with_retry, connect, ev,
                      invalidate, shard_key, shard_of_key, stats)
 
 
@@ -57,7 +57,7 @@ def test_standalone_down_then_back(standalone, publisher_factory):
 
 
 def test_cluster_all_down_then_back(fresh_cluster, publisher_factory):
-    backend = Backend("cluster", fresh_cluster)
+    backend = Topo(fresh_cluster)
     pub = publisher_factory(fresh_cluster.seeds, "--redis-timeout", "1s")
     with connect(pub) as c:
         assert invalidate(c, [ev("key", "before")])[0] is None
@@ -86,7 +86,7 @@ def test_kill_shard_owner_primary(fresh_cluster, publisher_factory):
     during the failover, then acks resume; a subscriber on another node
     receives the events acked afterwards, and the promoted replica's shard
     streams hold them."""
-    backend = Backend("cluster", fresh_cluster)
+    backend = Topo(fresh_cluster)
     pub = publisher_factory(fresh_cluster.seeds, "--redis-timeout", "2s")
     owner = backend.shard_node(0)
     keys = keys_of_shards_on(backend, owner, 50, "load")
@@ -147,7 +147,7 @@ def test_kill_other_primary(fresh_cluster, publisher_factory):
     """Killing a primary does not interrupt the acks of events whose keys
     and log shards live on the other primaries; each ack names entries of
     those shards only, and the streams hold them."""
-    backend = Backend("cluster", fresh_cluster)
+    backend = Topo(fresh_cluster)
     pub = publisher_factory(fresh_cluster.seeds, "--redis-timeout", "2s")
     other = backend.other_node(0)
     keep = backend.shard_node(0)

@@ -8,7 +8,7 @@ import time
 
 import harness
 from pubtest import (SHARDS, Subscriber, backend, connect, decode,  # noqa: F401
-                     ev, expect_event, id_order, invalidate, route,
+                     ev, expect_event, invalidate, route,
                      shard_key, stats)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import harness
 from harness import HOST
-from pubtest import Backend, backend, expect_event, id_order  # noqa: F401
+from pubtest import Topo, backend, expect_event, sid  # noqa: F401
 from test_invalctl import make_cert
 
 sys.path.insert(0, os.path.join(harness.REPO_ROOT, "proto", "python"))
@@ -58,7 +58,7 @@ def test_invalidate_every_kind_and_mode(backend, publisher_factory):
     # the events routed there; "id" is the newest of them.
     want = backend.expected_entries(events)
     assert [s for s, _ in ack["ids"]] == sorted(want)
-    assert ack["id"] == max((i for _, i in ack["ids"]), key=id_order)
+    assert ack["id"] == max((i for _, i in ack["ids"]), key=sid)
     got = backend.entries_of(ack)
     assert {k: p["events"] for k, p in got.items()} == want
     harness.wait_until(lambda: "notified" in
@@ -117,8 +117,7 @@ def test_error_codes_raise_invalerror(standalone, publisher_factory):
         # The connection is still good, and none of the above was logged.
         assert c.ping() == "PONG"
         c.invalidate([key("after-errors")])
-    assert [e["target"] for e in logged_events(Backend("standalone",
-                                                       standalone))] == \
+    assert [e["target"] for e in logged_events(Topo(standalone))] == \
         ["after-errors"]
 
 
@@ -167,8 +166,7 @@ def test_auth_token(standalone, publisher_factory):
             c.hello(token="nope")
         assert c.hello(token="s3cret")["server"] == "inval-publisher"
         c.invalidate([key("tok:3")])
-    targets = [e["target"] for e in logged_events(Backend("standalone",
-                                                          standalone))]
+    targets = [e["target"] for e in logged_events(Topo(standalone))]
     assert targets == ["tok:1", "tok:3"]
 
 
@@ -191,7 +189,7 @@ def test_tls(standalone, publisher_factory, workdir):
     # Plain TCP against the TLS port gets no answer.
     with pytest.raises((InvalTimeoutError, InvalConnectionError)):
         Client(HOST, pub.port, connect_timeout=1, timeout=1)
-    assert len(logged_events(Backend("standalone", standalone))) == 200
+    assert len(logged_events(Topo(standalone))) == 200
 
 
 def test_connect_failures():
@@ -305,7 +303,7 @@ def test_end_to_end_soft_invalidation_and_fencing(backend, publisher_factory,
 def test_late_reply_after_timeout(standalone, publisher_factory):
     """A reply that misses its timeout raises InvalTimeoutError; the client
     stays usable and the late reply is matched by msgid."""
-    b = Backend("standalone", standalone)
+    b = Topo(standalone)
     pub = publisher_factory([standalone.addr])
     with Client(HOST, pub.port, timeout=30) as c:
         b.pause_log_node(20000)
@@ -344,7 +342,6 @@ def test_client_shared_between_threads(standalone, publisher_factory):
         for t in threads:
             t.join(120)
     assert not errors, errors[:3]
-    targets = [e["target"] for e in logged_events(Backend("standalone",
-                                                          standalone))]
+    targets = [e["target"] for e in logged_events(Topo(standalone))]
     assert len(targets) == 8 * 300
     assert set(targets) == {f"th:{t}:{i}" for t in range(8) for i in range(200)}

@@ -26,7 +26,8 @@ def _lua_files(d):
 def test_packaged_scripts_are_proto_scripts():
     """The package's scripts directory is a link to proto/scripts, so the
     scripts have one source; pip copies the files into the package."""
-    assert _lua_files(SCRIPTS_DIR) == ["commit.lua", "soft.lua", "unlock.lua"]
+    assert _lua_files(SCRIPTS_DIR) == ["commit.lua", "log_append.lua", "soft.lua",
+                                       "unlock.lua"]
     assert os.path.realpath(PACKAGED_DIR) == os.path.realpath(SCRIPTS_DIR)
 
 

@@ -1,6 +1,6 @@
 """The C read path (tests/tools/cache_check.c) and the Python package
 (proto/python, imported from the source tree) on the same keys, standalone
-and cluster (issue 4): both follow one contract, so a reader in either
+and cluster: both follow one contract, so a reader in either
 language sees the other's values, stale copies and locks.
 
 - A value Python commits is a hit for C, and the other way round.

@@ -1,4 +1,4 @@
-"""The C read path against real Redis, standalone and cluster (issue 4),
+"""The C read path against real Redis, standalone and cluster,
 with invalidations sent through a real publisher and applied by real
 workers. The read path runs in tests/tools/cache_check.c (regenerators,
 threads, each thread with its own connections).

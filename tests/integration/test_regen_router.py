@@ -1,4 +1,4 @@
-"""Regeneration while a slot moves between primaries (issue 4), on a
+"""Regeneration while a slot moves between primaries, on a
 private cluster: the read path's synchronous router (proto/cache_redis.c),
 and the worker's invalidation of names split between two nodes.
 

@@ -1,6 +1,6 @@
 """The regeneration scripts of proto/scripts/, run directly with EVAL from
 redis-py (standalone and cluster), the C read path's NOSCRIPT fallback, and
-`invalctl get` (issue 4).
+`invalctl get`.
 
 - commit.lua writes K (with or without TTL) and removes L(K) and S(K) only
   for the holder of the lock's token; otherwise it returns 0 and touches

@@ -1,4 +1,4 @@
-"""The worker's side of the regeneration contract (issue 4), through a real
+"""The worker's side of the regeneration contract, through a real
 publisher and real workers, on standalone Redis and the cluster.
 
 - Exact keys: hard removes K, its lock and its stale copy in one UNLINK;

@@ -1,4 +1,4 @@
-"""Lossless catch-up after a crash (issue 3, test 4).
+"""Lossless catch-up after a worker is killed with SIGKILL.
 
 The keys exist before anything starts. 10,000 exact-key events stream
 through the publisher in small paced batches; after a quarter of them are

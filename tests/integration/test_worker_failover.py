@@ -1,4 +1,4 @@
-"""A primary dies while events stream (issue 3, test 5).
+"""A primary dies while events stream: no acked invalidation is lost.
 
 A private 3+3 cluster, one worker per node, one publisher. The keys exist
 (and are replicated) before anything is killed. Exact-key events stream in

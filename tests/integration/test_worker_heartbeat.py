@@ -1,5 +1,5 @@
-"""Worker heartbeats as the publisher and invalctl show them (issue 3,
-test 8), on the 6-node cluster.
+"""Worker heartbeats as the publisher and invalctl show them, on the 6-node
+cluster.
 
 - Before any worker runs, `invalctl stats` says no worker heartbeat was
   found (MISSING) and the publisher knows no worker.

@@ -1,4 +1,4 @@
-"""Exact-key invalidations over every hash slot (issue 3, test 1).
+"""Exact-key invalidations over every hash slot.
 
 20,000 named keys, at least one in each of the 16384 slots, are invalidated
 in batches through a real inval-publisher, with one inval-worker per node

@@ -1,5 +1,4 @@
-"""Prefix, pattern and hash-tag-pinned invalidations over a large keyspace
-(issue 3, tests 2 and 3).
+"""Prefix, pattern and hash-tag-pinned invalidations over a large keyspace.
 
 The module loads about 125,000 keys once per backend (standalone Redis, and
 the 6-node cluster) with pipelined SETs on the owning node. Each test starts

@@ -1,8 +1,9 @@
 """Helpers shared by the inval-worker integration tests (test_worker_*.py).
 
-- Topo: standalone Redis or a cluster, seen the way these tests need it
-  (running nodes, primaries, the slot owner of a key, read straight from the
-  nodes so that it stays right across failovers and resharding).
+- Topo (pubtest's, with the log's names): standalone Redis or a cluster,
+  seen the way these tests need it (running nodes, primaries, the slot owner
+  of a key, read straight from the nodes so that it stays right across
+  failovers and resharding).
 - start_workers / wait_workers_live: one inval-worker per node, waited for
   until each is subscribed, caught up, and reports its node's real role.
 - load_keys / keys_present / assert_keyset: bulk SETs pipelined per owning
@@ -26,22 +27,16 @@ import msgpack
 import redis
 
 import harness
-from harness import HOST, HarnessError, RpcClient, key_slot, wait_until
+from harness import (HOST, NUM_SLOTS, HarnessError, RpcClient,  # noqa: F401
+                     key_slot, wait_until)
+# The log's names and the backend class are pubtest's; the worker tests
+# import them from here too.
+from pubtest import (CHANNEL, GROUP, HB_KEY, SHARD_SLOTS, SHARDS,  # noqa: F401
+                     Topo, ev, shard_key, shard_of_key, sid)
 
-CHANNEL = "cache:invalidation"
-SHARDS = 64
-SHARD_SLOTS = 16384 // SHARDS
-GROUP = "inval"
-HB_KEY = "cache:invalidation:workers"
 RETRY_CODES = ("EUNAVAIL", "EBUSY", "ESHUTDOWN")
-NUM_SLOTS = 16384
 
 ROLE_NAMES = {"master": "primary", "slave": "replica"}
-
-
-def ev(kind, target):
-    """An event map as a client sends it."""
-    return {"kind": kind, "target": target}
 
 
 def key_events(keys):
@@ -64,30 +59,8 @@ def tag_for_each_slot():
     return tags
 
 
-_HOME_TAGS = {}
-
-
-def shard_key(shard):
-    """The stream key of a log shard: "cache:invalidation:log:{<tag>}",
-    <tag> the smallest non-negative integer whose digits hash to the first
-    slot of the shard's range (proto/log_shard.h)."""
-    if not _HOME_TAGS:
-        homes = {s * SHARD_SLOTS for s in range(SHARDS)}
-        i = 0
-        while len(_HOME_TAGS) < SHARDS:
-            slot = key_slot(str(i))
-            if slot in homes and slot not in _HOME_TAGS:
-                _HOME_TAGS[slot] = str(i)
-            i += 1
-    return "cache:invalidation:log:{%s}" % _HOME_TAGS[shard * SHARD_SLOTS]
-
-
 def shard_keys():
     return [shard_key(s) for s in range(SHARDS)]
-
-
-def shard_of_key(key):
-    return key_slot(key) // SHARD_SLOTS
 
 
 def poll(predicate, timeout, what, interval=0.1):
@@ -97,104 +70,6 @@ def poll(predicate, timeout, what, interval=0.1):
 
 # --------------------------------------------------------------------------
 # Topology.
-
-class Topo:
-    """Standalone Redis (a RedisServer) or a RedisCluster."""
-
-    def __init__(self, target):
-        self.target = target
-        self.is_cluster = isinstance(target, harness.RedisCluster)
-
-    def __repr__(self):
-        return f"Topo({'cluster' if self.is_cluster else 'standalone'})"
-
-    @property
-    def kind(self):
-        return "cluster" if self.is_cluster else "standalone"
-
-    @property
-    def seeds(self):
-        return self.target.seeds if self.is_cluster else [self.target.addr]
-
-    def nodes(self):
-        return self.target.running() if self.is_cluster else [self.target]
-
-    def primaries(self):
-        return self.target.primaries() if self.is_cluster else [self.target]
-
-    def node(self, addr):
-        if self.is_cluster:
-            return self.target.node(addr)
-        return self.target
-
-    def owners(self):
-        """A list of NUM_SLOTS RedisServer: the primary of every slot (all
-        the one server when standalone), read from a running node."""
-        if not self.is_cluster:
-            return [self.target] * NUM_SLOTS
-        last = None
-        for n in self.target.running():
-            try:
-                ports = n.slot_owners()
-            except Exception as exc:  # noqa: BLE001 - try the next node
-                last = exc
-                continue
-            by_port = {}
-            out = []
-            for p in ports:
-                if p not in by_port:
-                    by_port[p] = self.target.node(p)
-                out.append(by_port[p])
-            return out
-        raise HarnessError(f"no node answered CLUSTER SLOTS ({last!r})")
-
-    def owner_of(self, key):
-        return self.owners()[key_slot(key)]
-
-    def shard_node(self, shard):
-        """The primary that holds shard's stream."""
-        return self.owners()[shard * SHARD_SLOTS]
-
-    def quiet_primary(self):
-        """(src, dst): a primary that does not own the heartbeats' slot
-        (moving its slots or stopping it leaves them in place) and another
-        primary. Cluster only."""
-        owners = self.owners()
-        prims = self.primaries()
-        hb = owners[key_slot(HB_KEY)].port
-        src = next(p for p in prims if p.port != hb)
-        return src, next(p for p in prims if p.port != src.port)
-
-    def shard_state(self):
-        """{shard: (entries logged, entries delivered to the group and
-        acknowledged)} for every shard stream that exists, read from the
-        primary that holds it: (last-generated-id, last-delivered-id,
-        pending)."""
-        out = {}
-        owners = self.owners()
-        for s in range(SHARDS):
-            key = shard_key(s)
-            node = owners[key_slot(key)] if self.is_cluster else self.target
-            c = node.client()
-            if not c.exists(key):
-                continue
-            last = c.xinfo_stream(key)["last-generated-id"]
-            groups = {g["name"]: g for g in c.xinfo_groups(key)}
-            g = groups.get(b"inval") or groups.get("inval")
-            out[s] = (sid(last), sid(g["last-delivered-id"]) if g else (0, 0),
-                      g["pending"] if g else -1)
-        return out
-
-    def drained(self):
-        """True when every shard's group has been delivered every entry and
-        has none pending: every logged invalidation was applied."""
-        return all(last == delivered and pending == 0
-                   for last, delivered, pending in self.shard_state().values())
-
-    def client(self):
-        """A redis-py client of the standalone server or the cluster."""
-        return self.target.client()
-
 
 def flushed_topo(request, kind):
     """The module's standalone Redis ("standalone", started if it was
@@ -353,14 +228,6 @@ def metric(worker, name):
         if line.startswith(name + " "):
             return int(float(line.split()[1]))
     raise AssertionError(f"{name} not in /metrics:\n{body[:2000]}")
-
-
-def sid(text):
-    """A stream id "ms-seq" as a comparable tuple."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def heartbeats(topo):

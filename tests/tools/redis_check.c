@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/cluster_reply.h"
 #include "common/config.h"
 #include "inval/errors.h"

@@ -9,6 +9,7 @@
 
 #include "common/glob.h"
 #include "common/slot.h"
+#include "proto/log_shard.h"
 #include "proto/scripts.h"
 #include "tests/unit/check.h"
 
@@ -129,7 +130,13 @@ static void test_scripts(void) {
   check_script(&inv_script_commit, "commit.lua");
   check_script(&inv_script_unlock, "unlock.lua");
   check_script(&inv_script_soft, "soft.lua");
+  check_script(&inv_script_log_append, "log_append.lua");
   CHECK_EQ_STR(inv_script_soft.name, "soft");
+  CHECK_EQ_STR(inv_script_log_append.name, "log_append");
+  /* The log script spells the consumer group out; it must be the group the
+   * workers read with. */
+  CHECK(strstr(inv_script_log_append.src,
+               "'CREATE', KEYS[1], '" INV_LOG_GROUP "', '0'") != NULL);
 }
 
 int main(void) {

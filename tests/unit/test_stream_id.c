@@ -1,6 +1,6 @@
-/* Unit tests for workers/stream_id: parsing, numeric order (not string
+/* Unit tests for proto/stream_id: parsing, numeric order (not string
  * order), formatting and the takeover-window subtraction. */
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-# The worker's pure pieces (workers/stream_id.c, workers/slot_map.c), the
+# Stream ids (proto/stream_id.c), the worker's slot map (workers/slot_map.c), the
 # completion watermark (workers/watermark.c) and the intake state machine
 # (workers/intake.c, driven by scripted facts): no Redis needed. The worker as
 # a whole is tested against real Redis by tests/integration/test_worker_*.py.

@@ -13,22 +13,11 @@ Keys are handled as bytes: a str is encoded as UTF-8, as redis-py does
 with its default encoding.
 """
 
+import binascii
+
 NUM_SLOTS = 16384
 LOCK_SUFFIX = b":lock"
 STALE_SUFFIX = b":stale"
-
-
-def _crc16_table():
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_TABLE = _crc16_table()
 
 
 def to_bytes(key):
@@ -43,11 +32,8 @@ def to_bytes(key):
 
 def crc16(data):
     """CRC16-CCITT (XMODEM) of data, the checksum Redis Cluster hashes keys
-    with."""
-    crc = 0
-    for byte in to_bytes(data):
-        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    with: the standard library's crc_hqx from a zero start value."""
+    return binascii.crc_hqx(to_bytes(data), 0)
 
 
 def hash_tag(key):

@@ -2,19 +2,21 @@
  * Redis stream ids ("ms-seq") as numbers, so that ids compare numerically
  * (string order would put "9-0" after "10-0").
  */
-#ifndef INV_WORKER_STREAM_ID_H
-#define INV_WORKER_STREAM_ID_H
+#ifndef INV_PROTO_STREAM_ID_H
+#define INV_PROTO_STREAM_ID_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "inval/event.h"
 
 typedef struct inv_sid_s {
   uint64_t ms;
   uint64_t seq;
 } inv_sid_t;
 
-/* Longest text form: two 20-digit numbers, '-' and NUL. */
-#define INV_SID_STRLEN 48
+/* INV_SID_STRLEN, the size of an id's text buffer, is public: it sizes
+ * the ids of the client's acks (inval/event.h). */
 
 /* Parses "ms-seq" or "ms" (seq 0) from s[0..len): decimal digits only, each
  * number within 64 bits. Ids come from Redis replies, payloads, heartbeat

@@ -1,9 +1,9 @@
 /*
- * The inval-worker daemon (see admin.h). The admin port serves "hello"
- * (same shape as the publisher's, without the event limits), "ping"
- * ("PONG") and "stats" (the map documented in workers/STATS.md).
+ * The inval-worker daemon's wiring (see worker_daemon.h). The admin port
+ * serves "hello" (same shape as the publisher's, without the event limits),
+ * "ping" ("PONG") and "stats" (the map documented in workers/STATS.md).
  */
-#include "workers/admin.h"
+#include "workers/worker_daemon.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * Stream id parsing and ordering (see stream_id.h).
  */
-#include "workers/stream_id.h"
+#include "proto/stream_id.h"
 
 #include <stdio.h>
 

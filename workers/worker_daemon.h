@@ -2,8 +2,8 @@
  * The inval-worker daemon around the worker: the admin MessagePack-RPC
  * port (hello, ping, stats), /metrics, signals and the loop.
  */
-#ifndef INV_WORKER_ADMIN_H
-#define INV_WORKER_ADMIN_H
+#ifndef INV_WORKER_DAEMON_H
+#define INV_WORKER_DAEMON_H
 
 #include <stddef.h>
 

@@ -28,41 +28,45 @@ typedef struct daemon_s {
   int stopping;
 } daemon_t;
 
-static int method_is(const inv_msg_t *msg, const char *name) {
-  size_t n = strlen(name);
-  return msg->method_len == n && memcmp(msg->method, name, n) == 0;
+static void do_ping(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
+  (void)msg;
+  (void)data;
+  inv_pack_str(inv_rpc_reply_begin(req), "PONG");
+  inv_rpc_reply_end(req);
 }
 
-static void handle(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
+static void do_stats(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
   daemon_t *d = data;
-  if (method_is(msg, "ping")) {
-    msgpack_packer *pk = inv_rpc_reply_begin(req);
-    inv_pack_str(pk, "PONG");
-    inv_rpc_reply_end(req);
-  } else if (method_is(msg, "stats")) {
-    if (d->worker == NULL) {
-      inv_rpc_reply_error(req, INV_ESHUTDOWN, "the worker is stopping");
-      return;
-    }
-    inv_worker_pack_stats(d->worker, inv_rpc_reply_begin(req));
-    inv_rpc_reply_end(req);
-  } else if (method_is(msg, "hello")) {
-    msgpack_packer *pk = inv_rpc_reply_begin(req);
-    msgpack_pack_map(pk, 4);
-    inv_pack_str(pk, "server");
-    inv_pack_str(pk, INV_WORKER_SERVER_NAME);
-    inv_pack_str(pk, "version");
-    inv_pack_str(pk, INV_VERSION);
-    inv_pack_str(pk, "proto");
-    msgpack_pack_int(pk, INV_PROTO_VERSION);
-    inv_pack_str(pk, "max_message_bytes");
-    msgpack_pack_uint64(pk, d->conf->server.max_message_bytes);
-    inv_rpc_reply_end(req);
-  } else {
-    inv_rpc_reply_error(req, INV_ENOMETHOD, "no method \"%.*s\"",
-                        (int)(msg->method_len > 64 ? 64 : msg->method_len),
-                        msg->method);
+  (void)msg;
+  if (d->worker == NULL) {
+    inv_rpc_reply_error(req, INV_ESHUTDOWN, "the worker is stopping");
+    return;
   }
+  inv_worker_pack_stats(d->worker, inv_rpc_reply_begin(req));
+  inv_rpc_reply_end(req);
+}
+
+/* hello: the shared answer, without the publisher's event limits. Its
+ * params are not checked: the admin port has always answered any hello. */
+static void do_hello(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
+  daemon_t *d = data;
+  inv_rpc_hello_t hello = {
+      .server = INV_WORKER_SERVER_NAME,
+      .max_message_bytes = d->conf->server.max_message_bytes,
+      .check_params = 0,
+  };
+  if (inv_rpc_hello_begin(req, msg, &hello, 0) != NULL) inv_rpc_reply_end(req);
+}
+
+static const inv_rpc_method_t methods[] = {
+    {"ping", do_ping},
+    {"stats", do_stats},
+    {"hello", do_hello},
+    {NULL, NULL},
+};
+
+static void handle(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
+  inv_rpc_dispatch(req, msg, methods, data);
 }
 
 static int render_metrics(inv_buf_t *out, void *data) {

@@ -1,7 +1,7 @@
 /*
  * Internal to the service (not installed): the msgpack structure check
  * that the framer uses, offered to every decoder of bytes from the network
- * or from Redis (the payload decoder, common/heartbeat.c) so that they never
+ * or from Redis (the payload decoder, proto/heartbeat.c) so that they never
  * hand msgpack-c an object whose declared sizes do not fit in its bytes.
  *
  * msgpack-c allocates an array's or map's element storage from the declared

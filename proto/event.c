@@ -21,8 +21,8 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/slot.h"
 #include "proto/codec.h"
 #include "proto/codec_check.h"
 #include "proto/log_shard.h"

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/slot.h"
 
 #define LOCK_LEN (sizeof(INV_LOCK_SUFFIX) - 1)
 #define STALE_LEN (sizeof(INV_STALE_SUFFIX) - 1)

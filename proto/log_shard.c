@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/glob.h"
+#include "common/base/glob.h"
 
 size_t inv_log_shard_key(unsigned shard, char out[INV_LOG_NAME_MAX]) {
   int n = snprintf(out, INV_LOG_NAME_MAX, INV_LOG_KEY_PREFIX "{%u}",

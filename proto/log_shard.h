@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 
-#include "common/slot.h"
+#include "common/base/slot.h"
 #include "proto/event.h"
 
 #define INV_LOG_SHARDS 64

@@ -21,10 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/buf.h"
+#include "common/base/buf.h"
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/queue.h"
+#include "common/base/log.h"
+#include "common/base/queue.h"
 #include "proto/log_shard.h"
 #include "proto/stream_id.h"
 

@@ -37,7 +37,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/latency.h"
+#include "common/base/latency.h"
 #include "proto/event.h"
 #include "service/pub_stats.h"
 #include "service/sink.h"

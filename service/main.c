@@ -7,7 +7,7 @@
  */
 #include <stdio.h>
 
-#include "common/config.h"
+#include "common/base/config.h"
 #include "service/pub_config.h"
 #include "service/publisher.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/latency.h"
+#include "common/base/latency.h"
 #include "proto/codec.h"
 #include "proto/log_shard.h"
 

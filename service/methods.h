@@ -13,8 +13,8 @@
 
 #include <msgpack.h>
 
-#include "common/buf.h"
-#include "common/rpc_server.h"
+#include "common/base/buf.h"
+#include "proto/server/rpc_server.h"
 #include "proto/event.h"
 #include "service/batcher.h"
 #include "service/pub_config.h"

@@ -1,5 +1,5 @@
 /*
- * Rendering of the publisher's counters through common/stats.h. The two
+ * Rendering of the publisher's counters through common/base/stats.h. The two
  * descriptor tables (stats keys and Prometheus names) come from the one
  * X-macro in pub_stats.h, so a counter cannot exist in one place only.
  */
@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "inval/errors.h"
-#include "common/stats.h"
+#include "common/base/stats.h"
 
 #define INV_PUB_PROM_PREFIX "inval_publisher"
 

@@ -3,7 +3,7 @@
  *   XX(key, metric, TYPE, help)
  * where key is the name in the `stats` map and metric is the Prometheus
  * name after the "inval_publisher_" prefix (counters get "_total" added by
- * common/stats.h, which is why connections_total is the metric
+ * common/base/stats.h, which is why connections_total is the metric
  * "connections"). Every row is documented in service/STATS.md, and
  * tests/integration/test_publisher_stats.py checks that the key set of
  * `stats` equals that table.
@@ -20,9 +20,9 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#include "common/buf.h"
-#include "common/latency.h"
-#include "common/rpc_server.h"
+#include "common/base/buf.h"
+#include "common/base/latency.h"
+#include "proto/server/rpc_server.h"
 #include "service/tenants.h"
 
 #define INV_PUB_STATS_MAP(XX)                                                  \

@@ -15,15 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/daemon.h"
+#include "common/server/daemon.h"
 #include "inval/errors.h"
-#include "common/latency.h"
-#include "common/log.h"
-#include "common/metrics_http.h"
-#include "common/redis_cluster.h"
-#include "common/redis_conf.h"
-#include "common/rpc_server.h"
-#include "common/tls.h"
+#include "common/base/latency.h"
+#include "common/base/log.h"
+#include "common/server/metrics_http.h"
+#include "common/redis/redis_cluster.h"
+#include "common/redis/redis_conf.h"
+#include "proto/server/rpc_server.h"
+#include "common/tls/tls.h"
 #include "service/batcher.h"
 #include "service/methods.h"
 #include "service/pub_stats.h"

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/latency.h"
-#include "common/log.h"
-#include "common/slot.h"
+#include "common/base/latency.h"
+#include "common/base/log.h"
+#include "common/base/slot.h"
 #include "proto/event.h"
 #include "proto/scripts.h"
 #include "proto/stream_id.h"

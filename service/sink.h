@@ -48,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/redis_cluster.h"
+#include "common/redis/redis_cluster.h"
 #include "proto/log_shard.h"
 
 typedef struct inv_sink_s inv_sink_t;

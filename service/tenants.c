@@ -14,7 +14,7 @@
 #include <openssl/evp.h>
 
 #include "inval/errors.h"
-#include "common/glob.h"
+#include "common/base/glob.h"
 
 /* Limits that keep a hostile or broken file from costing much. */
 #define TENANTS_FILE_MAX (4 * 1024 * 1024)

@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/heartbeat.h"
-#include "common/latency.h"
-#include "common/log.h"
+#include "proto/heartbeat.h"
+#include "common/base/latency.h"
+#include "common/base/log.h"
 #include "proto/codec.h"
 
 /* The link between one HGETALL and the view; view is NULL once closed. */

@@ -1,6 +1,6 @@
 /*
  * The publisher's view of the workers: the records of the hash
- * cache:invalidation:workers (common/heartbeat.h), re-read once a second in
+ * cache:invalidation:workers (proto/heartbeat.h), re-read once a second in
  * the background through the cluster client, so `stats` and /metrics never
  * cost a Redis round trip. The view keeps at most INV_WORKERS_VIEW_MAX
  * records (sorted by id).
@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "common/redis_cluster.h"
+#include "common/redis/redis_cluster.h"
 
 #define INV_WORKERS_VIEW_MAX 1024
 #define INV_WORKERS_VIEW_REFRESH_MS 1000

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/check.h"
+#include "common/base/check.h"
 #include "inval/errors.h"
-#include "common/log.h"
+#include "common/base/log.h"
 #include "workers/watermark.h"
 
 #define TAG_LOW_MASK ((UINT64_C(1) << (64 - INV_INTAKE_SHARD_BITS)) - 1)

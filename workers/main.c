@@ -6,7 +6,7 @@
  */
 #include <stdio.h>
 
-#include "common/config.h"
+#include "common/base/config.h"
 #include "workers/worker_daemon.h"
 #include "workers/worker_conf.h"
 

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/stats.h"
+#include "common/base/log.h"
+#include "common/base/stats.h"
 #include "proto/codec.h"
 
 #define NH_PREFIX "inval_node"

@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/buf.h"
-#include "common/redis_conn.h"
+#include "common/base/buf.h"
+#include "common/redis/redis_conn.h"
 
 #define INV_NODE_HEALTH_INTERVAL_MS 5000
 

@@ -24,12 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/check.h"
+#include "common/base/check.h"
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/latency.h"
-#include "common/log.h"
-#include "common/queue.h"
+#include "common/base/glob.h"
+#include "common/base/latency.h"
+#include "common/base/log.h"
+#include "common/base/queue.h"
 #include "proto/event.h"
 #include "proto/keyname.h"
 

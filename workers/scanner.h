@@ -26,7 +26,7 @@
  * scan-inflight of a pass's (or pinned job's) keys are in flight, and the
  * next page is asked only below that bound.
  *
- * A pattern pinned to one slot by its hash tag (common/glob.h) is run on a
+ * A pattern pinned to one slot by its hash tag (common/base/glob.h) is run on a
  * cluster node with CLUSTER COUNTKEYSINSLOT + GETKEYSINSLOT, filtered with
  * inv_glob_match: its cost grows with that slot's keys, not the keyspace.
  * The caller only submits pinned jobs for slots the node owns or imports.
@@ -52,7 +52,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/redis_conn.h"
+#include "common/redis/redis_conn.h"
 #include "workers/slot_map.h"
 #include "workers/unlinker.h"
 #include "workers/worker_stats.h"

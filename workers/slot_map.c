@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/cluster_reply.h"
+#include "common/redis/cluster_reply.h"
 #include "inval/errors.h"
 
 static void set_bit(uint8_t *bits, unsigned slot) {

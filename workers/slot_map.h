@@ -2,7 +2,7 @@
  * The hash slots the worker's own node owns, imports and migrates away, as
  * bitmaps.
  *
- * Ownership comes from CLUSTER SLOTS, read by common/cluster_reply.h (a
+ * Ownership comes from CLUSTER SLOTS, read by common/redis/cluster_reply.h (a
  * range is ours when its primary's node id equals CLUSTER MYID); importing
  * and migrating slots come from the "myself" line of CLUSTER NODES
  * ("[slot-<-from-id]", "[slot->-to-id]"). A standalone node owns every
@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/slot.h"
+#include "common/base/slot.h"
 
 typedef struct inv_slot_map_s {
   int cluster;      /* 0: standalone, owns everything */

@@ -20,13 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/buf.h"
-#include "common/check.h"
-#include "common/cluster_reply.h"
+#include "common/base/buf.h"
+#include "common/base/check.h"
+#include "common/redis/cluster_reply.h"
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/queue.h"
-#include "common/slot.h"
+#include "common/base/log.h"
+#include "common/base/queue.h"
+#include "common/base/slot.h"
 #include "proto/scripts.h"
 
 /* A multi-key UNLINK stops growing past this many bytes of names (but

@@ -55,7 +55,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/redis_conn.h"
+#include "common/redis/redis_conn.h"
 #include "proto/keyname.h"
 #include "workers/worker_stats.h"
 

@@ -4,7 +4,7 @@
  */
 #include <stdlib.h>
 
-#include "common/check.h"
+#include "common/base/check.h"
 #include "inval/errors.h"
 #include "workers/watermark.h"
 

@@ -24,7 +24,7 @@
  *
  * Counters never underflow: an operation that completes or fails more
  * often than it began is a bug in the caller, and INV_CHECK aborts with a
- * message (common/check.h) in every build.
+ * message (common/base/check.h) in every build.
  */
 #ifndef INV_WORKER_WATERMARK_H
 #define INV_WORKER_WATERMARK_H

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/redis_conf.h"
-#include "common/tls.h"
+#include "common/base/log.h"
+#include "common/redis/redis_conf.h"
+#include "common/tls/tls.h"
 #include "proto/codec.h"
 #include "workers/worker_int.h"
 

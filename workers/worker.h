@@ -14,7 +14,7 @@
 #include <msgpack.h>
 #include <uv.h>
 
-#include "common/buf.h"
+#include "common/base/buf.h"
 #include "workers/worker_conf.h"
 
 typedef struct inv_worker_s inv_worker_t;

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/check.h"
+#include "common/base/check.h"
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/log.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/log.h"
+#include "common/base/slot.h"
 #include "proto/keyname.h"
 #include "proto/scripts.h"
 #include "workers/worker_int.h"

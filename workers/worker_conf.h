@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/redis_conf.h"
-#include "common/rpc_server.h"
+#include "common/base/config.h"
+#include "common/redis/redis_conf.h"
+#include "proto/server/rpc_server.h"
 
 typedef struct inv_worker_conf_s {
   inv_server_conf_t server;

@@ -9,11 +9,11 @@
 #include <string.h>
 #include <uv.h>
 
-#include "common/daemon.h"
+#include "common/server/daemon.h"
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/metrics_http.h"
-#include "common/rpc_server.h"
+#include "common/base/log.h"
+#include "common/server/metrics_http.h"
+#include "proto/server/rpc_server.h"
 #include "proto/codec.h"
 #include "proto/event.h"
 #include "workers/worker.h"

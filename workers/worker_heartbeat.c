@@ -1,6 +1,6 @@
 /*
  * The worker's heartbeat: a record written every heartbeat-interval into
- * the hash cache:invalidation:workers (common/heartbeat.h), for
+ * the hash cache:invalidation:workers (proto/heartbeat.h), for
  * monitoring only: nothing reads a position from it any more, since each
  * shard's cursor lives in its consumer group.
  */
@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "inval/errors.h"
-#include "common/heartbeat.h"
-#include "common/log.h"
+#include "proto/heartbeat.h"
+#include "common/base/log.h"
 #include "workers/worker_int.h"
 
 static void hb_result(inv_worker_t *w, redisReply *reply, int err) {

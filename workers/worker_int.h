@@ -23,9 +23,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/latency.h"
-#include "common/redis_cluster.h"
-#include "common/redis_conn.h"
+#include "common/base/latency.h"
+#include "common/redis/redis_cluster.h"
+#include "common/redis/redis_conn.h"
 #include "proto/event.h"
 #include "proto/log_shard.h"
 #include "workers/intake.h"

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
+#include "common/base/log.h"
 #include "workers/worker_int.h"
 
 /* One request of the reader: the shard it is for and the shard's

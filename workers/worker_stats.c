@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "common/stats.h"
+#include "common/base/stats.h"
 
 static const inv_stat_desc_t desc[] = {
 #define INV_WORKER_STATS_DESC(key, metric, type, help) \

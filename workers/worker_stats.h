@@ -3,7 +3,7 @@
  *   XX(key, metric, TYPE, help)
  * where key is the name in the `stats` map and metric the Prometheus name
  * after the "inval_worker_" prefix (counters get "_total" added by
- * common/stats.h). Every row is documented in workers/STATS.md and
+ * common/base/stats.h). Every row is documented in workers/STATS.md and
  * tests/integration/test_worker_basic.py checks that the key set of `stats`
  * equals that table.
  *
@@ -18,8 +18,8 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#include "common/buf.h"
-#include "common/latency.h"
+#include "common/base/buf.h"
+#include "common/base/latency.h"
 
 #define INV_WORKER_STATS_MAP(XX)                                               \
   XX(uptime_s, uptime_seconds, GAUGE, "seconds since the worker started")      \

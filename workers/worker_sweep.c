@@ -19,9 +19,9 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/log.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/log.h"
+#include "common/base/slot.h"
 #include "proto/keyname.h"
 #include "workers/worker_int.h"
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
+#include "common/base/log.h"
 #include "workers/worker_int.h"
 
 const char *inv__worker_role_name(int role) {

@@ -65,8 +65,8 @@ inv_fuzz_target(codec SOURCES ${INV_FUZZ_DIR}/fuzz_codec.c
 inv_fuzz_target(payload SOURCES ${INV_FUZZ_DIR}/fuzz_payload.c
   LIBS inval_worker_lib
   INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/event.c ${PROJECT_SOURCE_DIR}/proto/codec.c
-             ${PROJECT_SOURCE_DIR}/proto/keyname.c ${PROJECT_SOURCE_DIR}/common/glob.c
-             ${PROJECT_SOURCE_DIR}/common/slot.c ${PROJECT_SOURCE_DIR}/proto/stream_id.c)
+             ${PROJECT_SOURCE_DIR}/proto/keyname.c ${PROJECT_SOURCE_DIR}/common/base/glob.c
+             ${PROJECT_SOURCE_DIR}/common/base/slot.c ${PROJECT_SOURCE_DIR}/proto/stream_id.c)
 
 # Stream ids from replies, payloads, heartbeats and the state file.
 inv_fuzz_target(sid SOURCES ${INV_FUZZ_DIR}/fuzz_sid.c
@@ -76,10 +76,10 @@ inv_fuzz_target(sid SOURCES ${INV_FUZZ_DIR}/fuzz_sid.c
 # Heartbeat records from the hash cache:invalidation:workers.
 inv_fuzz_target(heartbeat SOURCES ${INV_FUZZ_DIR}/fuzz_heartbeat.c
   LIBS inval_heartbeat
-  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/heartbeat.c ${PROJECT_SOURCE_DIR}/proto/codec.c)
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/proto/heartbeat.c ${PROJECT_SOURCE_DIR}/proto/codec.c)
 
 # The config parser on an arbitrary file body, addresses included.
 inv_fuzz_target(config SOURCES ${INV_FUZZ_DIR}/fuzz_config.c
   LIBS inval_base
-  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/config.c ${PROJECT_SOURCE_DIR}/common/addr.c
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/base/config.c ${PROJECT_SOURCE_DIR}/common/base/addr.c
   ITERATIONS 50000)

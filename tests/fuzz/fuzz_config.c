@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the config parser (common/config.c): an arbitrary file
+ * Fuzz target for the config parser (common/base/config.c): an arbitrary file
  * body through inv_conf_load_buffer, the code behind inv_conf_load_file,
  * against a table with one row of every type.
  *
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/base/config.h"
 #include "inval/errors.h"
 #include "tests/fuzz/fuzz.h"
 

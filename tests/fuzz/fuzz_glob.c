@@ -34,8 +34,8 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/slot.h"
 #include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/glob_ref.h"
 

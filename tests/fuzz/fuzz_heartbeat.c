@@ -17,9 +17,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/buf.h"
+#include "common/base/buf.h"
 #include "inval/errors.h"
-#include "common/heartbeat.h"
+#include "proto/heartbeat.h"
 #include "tests/fuzz/fuzz.h"
 
 static void check_strings(const inv_heartbeat_t *hb) {

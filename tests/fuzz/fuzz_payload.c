@@ -23,8 +23,8 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/glob.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/slot.h"
 #include "proto/event.h"
 #include "proto/keyname.h"
 #include "proto/log_shard.h"

@@ -6,4 +6,4 @@
 inv_fuzz_target(glob SOURCES ${INV_FUZZ_DIR}/fuzz_glob.c
   LIBS inval_base
   ITERATIONS 50000
-  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/glob.c ${PROJECT_SOURCE_DIR}/common/slot.c)
+  INSTRUMENT ${PROJECT_SOURCE_DIR}/common/base/glob.c ${PROJECT_SOURCE_DIR}/common/base/slot.c)

@@ -98,7 +98,7 @@ def test_install_holds_the_public_api_only(prefix):
     assert rc == 0, out
     symbols = [line.split()[2] for line in out.splitlines()
                if len(line.split()) == 3 and line.split()[1] in "TW"]
-    # Each carries the library's symbol version, from proto/client.map.
+    # Each carries the library's symbol version, from proto/client/client.map.
     assert all(s.endswith("@@INVAL_0") for s in symbols), symbols
     exported = {s.partition("@")[0] for s in symbols}
     declared = _declared_functions()

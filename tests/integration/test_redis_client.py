@@ -1,4 +1,4 @@
-"""The Redis client layer (common/redis_conn.c, common/redis_cluster.c)
+"""The Redis client layer (common/redis/redis_conn.c, common/redis/redis_cluster.c)
 against real Redis: tests/tools/redis_check runs one scenario per test, and
 these tests play the part of the world around it (killing, restarting,
 pausing, resharding and failing over servers) and then check both the

@@ -1,5 +1,5 @@
 """Regeneration while a slot moves between primaries, on a
-private cluster: the read path's synchronous router (proto/cache_redis.c),
+private cluster: the read path's synchronous router (proto/client/cache_redis.c),
 and the worker's invalidation of names split between two nodes.
 
 Readers (cache_check readers: threads, each with its own router) keep

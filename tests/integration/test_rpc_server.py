@@ -1,4 +1,4 @@
-"""The shared MessagePack-RPC serving layer (common/rpc_server.c, tls.c,
+"""The shared MessagePack-RPC serving layer (proto/server/rpc_server.c, tls.c,
 metrics_http.c, daemon.c), driven through tests/tools/rpc_echo_server.
 
 Every bad-input case checks that the server answers as the protocol says,

@@ -55,9 +55,9 @@
 #include <time.h>
 
 #include "inval/errors.h"
-#include "common/latency.h"
+#include "common/base/latency.h"
 #include "inval/cache.h"
-#include "proto/cache_redis.h"
+#include "proto/client/cache_redis.h"
 
 #define MAX_SEEDS 16
 #define MAX_THREADS 1000

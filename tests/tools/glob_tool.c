@@ -26,7 +26,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "common/glob.h"
+#include "common/base/glob.h"
 
 typedef struct {
   char *data;

@@ -39,14 +39,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/addr.h"
-#include "common/cluster_reply.h"
-#include "common/config.h"
+#include "common/base/addr.h"
+#include "common/redis/cluster_reply.h"
+#include "common/base/config.h"
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/redis_cluster.h"
-#include "common/redis_conn.h"
-#include "common/slot.h"
+#include "common/base/log.h"
+#include "common/redis/redis_cluster.h"
+#include "common/redis/redis_conn.h"
+#include "common/base/slot.h"
 
 static uv_loop_t *loop;
 static int failures;

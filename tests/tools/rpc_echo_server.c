@@ -24,13 +24,13 @@
 #include <string.h>
 #include <uv.h>
 
-#include "common/config.h"
-#include "common/daemon.h"
+#include "common/base/config.h"
+#include "common/server/daemon.h"
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/metrics_http.h"
-#include "common/rpc_server.h"
-#include "common/stats.h"
+#include "common/base/log.h"
+#include "common/server/metrics_http.h"
+#include "proto/server/rpc_server.h"
+#include "common/base/stats.h"
 #include "proto/codec.h"
 
 #define ECHO_CTX "echo"

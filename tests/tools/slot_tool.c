@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
-#include "common/slot.h"
+#include "common/base/slot.h"
 
 int main(void) {
   char *line = NULL;

@@ -1,5 +1,5 @@
 # Unit tests and test tools for inval_base (common/: errors, log, buf, slot,
-# glob, latency, stats, config) and the header-only queue (common/queue.h).
+# glob, latency, stats, config) and the header-only queue (common/base/queue.h).
 foreach(t errors buf slot glob latency stats config queue)
   inv_unit_test(test_${t}
     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_${t}.c

@@ -1,4 +1,4 @@
-# Unit tests for the worker heartbeat record (common/heartbeat.c): round
+# Unit tests for the worker heartbeat record (proto/heartbeat.c): round
 # trip and the length checks of its decoder. No Redis needed.
 inv_unit_test(test_heartbeat
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_heartbeat.c

@@ -8,7 +8,7 @@ inv_unit_test(test_keyname SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_keyname
 target_compile_definitions(test_keyname PRIVATE
                            INV_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 
-# cache_check drives the C read path (proto/cache.c) against real Redis for
+# cache_check drives the C read path (proto/client/cache.c) against real Redis for
 # the test_regen_*.py integration tests.
 add_executable(cache_check ${CMAKE_CURRENT_SOURCE_DIR}/tools/cache_check.c)
 target_link_libraries(cache_check PRIVATE inval_cache Threads::Threads)

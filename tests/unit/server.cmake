@@ -1,4 +1,4 @@
-# The shared serving layer (inval_server: common/rpc_server.c, tls.c,
+# The shared serving layer (inval_server: proto/server/rpc_server.c, tls.c,
 # metrics_http.c, daemon.c). The unit tests run the servers in-process on a
 # libuv loop against loopback clients; the TLS test pairs the engine with an
 # in-memory OpenSSL client. No Redis is needed.

@@ -13,8 +13,8 @@
 #include <uv.h>
 
 #include "inval/errors.h"
-#include "common/latency.h"
-#include "common/log.h"
+#include "common/base/latency.h"
+#include "common/base/log.h"
 #include "tests/unit/check.h"
 
 /* ---- the fake sink --------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* Unit tests for common/buf: growth, NUL termination, consume, reset and
  * the msgpack write callback. */
-#include "common/buf.h"
+#include "common/base/buf.h"
 
 #include <msgpack.h>
 #include <stdint.h>

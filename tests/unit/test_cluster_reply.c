@@ -4,12 +4,12 @@
  * "the node that answered"), every kind of malformed reply (the callback
  * must then never run), and the boundaries: slot 16383/16384, port
  * 0/65535/65536, host length, IPv6 hosts. */
-#include "common/cluster_reply.h"
+#include "common/redis/cluster_reply.h"
 
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/slot.h"
+#include "common/base/slot.h"
 #include "tests/unit/check.h"
 
 #define ID_A "07c37dfeb235213a872192d90877d0cd55635b91"

@@ -1,7 +1,7 @@
 /* Unit tests for common/config (values, files, printing, command line) and
  * common/log (levels and line format; the level names are a config ENUM
  * table). */
-#include "common/config.h"
+#include "common/base/config.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
+#include "common/base/log.h"
 #include "tests/unit/check.h"
 
 typedef struct {

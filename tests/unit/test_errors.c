@@ -1,4 +1,4 @@
-/* Unit tests for common/errors: names, descriptions, reverse lookup and
+/* Unit tests for inval/errors.h (common/base/errors.c): names, descriptions, reverse lookup and
  * the retryable and wire sets, checked against the X-macro table itself. */
 #include "inval/errors.h"
 

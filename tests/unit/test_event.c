@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "inval/errors.h"
-#include "common/slot.h"
+#include "common/base/slot.h"
 #include "proto/codec.h"
 #include "proto/event.h"
 #include "proto/log_shard.h"

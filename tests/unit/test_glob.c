@@ -5,7 +5,7 @@
  * stringmatchlen() (tests/fuzz/glob_ref.h, with its 1000-level nesting
  * limit) is checked against inv_glob_match() on a few hundred thousand
  * random pattern/key pairs. */
-#include "common/glob.h"
+#include "common/base/glob.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "inval/errors.h"
-#include "common/latency.h"
-#include "common/slot.h"
+#include "common/base/latency.h"
+#include "common/base/slot.h"
 #include "tests/fuzz/glob_ref.h"
 #include "tests/unit/check.h"
 

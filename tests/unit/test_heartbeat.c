@@ -1,12 +1,12 @@
-/* Unit tests for common/heartbeat: the record round trip, and the length
+/* Unit tests for proto/heartbeat: the record round trip, and the length
  * checks that keep a hostile value of cache:invalidation:workers from
  * costing an allocation its bytes cannot justify. */
-#include "common/heartbeat.h"
+#include "proto/heartbeat.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/buf.h"
+#include "common/base/buf.h"
 #include "inval/errors.h"
 #include "tests/unit/check.h"
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/glob.h"
-#include "common/slot.h"
+#include "common/base/glob.h"
+#include "common/base/slot.h"
 #include "proto/log_shard.h"
 #include "proto/scripts.h"
 #include "tests/unit/check.h"

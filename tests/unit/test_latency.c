@@ -1,6 +1,6 @@
 /* Unit tests for common/latency: bucket accuracy, quantiles, reset, merge
  * and the clocks. */
-#include "common/latency.h"
+#include "common/base/latency.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "common/slot.h"
+#include "common/base/slot.h"
 #include "proto/log_shard.h"
 
 static void test_names_live_in_home_slot(void) {
@@ -24,7 +24,7 @@ static void test_names_live_in_home_slot(void) {
     CHECK_EQ_INT(inv_log_shard_from_name(ch, cl), s);
     CHECK(inv_key_reserved(key, kl));
   }
-  /* Slot 0's canonical tag is 3560 (common/slot.h). */
+  /* Slot 0's canonical tag is 3560 (common/base/slot.h). */
   inv_log_shard_key(0, key);
   CHECK_EQ_STR(key, "cache:invalidation:log:{3560}");
 }

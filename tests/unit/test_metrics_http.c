@@ -1,5 +1,5 @@
 /*
- * Unit tests for the /metrics endpoint (common/metrics_http.c), in-process:
+ * Unit tests for the /metrics endpoint (common/server/metrics_http.c), in-process:
  * the endpoint runs on this thread's libuv loop and a client thread sends
  * raw HTTP over loopback. Checks the status lines, the headers, request
  * size bounds, a failing renderer, and that closing releases everything.
@@ -15,10 +15,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "common/buf.h"
+#include "common/base/buf.h"
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/metrics_http.h"
+#include "common/base/log.h"
+#include "common/server/metrics_http.h"
 #include "tests/unit/check.h"
 
 static uv_loop_t loop;

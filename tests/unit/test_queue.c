@@ -1,7 +1,7 @@
-/* Unit tests for common/queue.h: order of insertion at both ends, removal
+/* Unit tests for common/base/queue.h: order of insertion at both ends, removal
  * anywhere (and twice), iteration that frees as it goes, moving a whole
  * queue, and an element on two queues at once. */
-#include "common/queue.h"
+#include "common/base/queue.h"
 
 #include <stdlib.h>
 

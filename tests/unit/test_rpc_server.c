@@ -1,5 +1,5 @@
 /*
- * Unit tests for the RPC server (common/rpc_server.c), in-process: the
+ * Unit tests for the RPC server (proto/server/rpc_server.c), in-process: the
  * server runs on this thread's libuv loop and a client thread talks to it
  * over loopback with blocking sockets. What the integration tests cannot
  * see from outside is checked here under the sanitizers: a request finished
@@ -21,8 +21,8 @@
 #include <uv.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/rpc_server.h"
+#include "common/base/log.h"
+#include "proto/server/rpc_server.h"
 #include "proto/codec.h"
 #include "proto/event.h"
 #include "tests/unit/check.h"

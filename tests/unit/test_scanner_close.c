@@ -17,8 +17,8 @@
 #include <uv.h>
 
 #include "inval/errors.h"
-#include "common/log.h"
-#include "common/redis_conn.h"
+#include "common/base/log.h"
+#include "common/redis/redis_conn.h"
 #include "tests/unit/check.h"
 #include "workers/scanner.h"
 #include "workers/slot_map.h"

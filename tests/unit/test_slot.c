@@ -1,7 +1,7 @@
 /* Unit tests for common/slot: CRC16 and key slots with hash tags. The
  * expected slots were taken from Redis 7 CLUSTER KEYSLOT; the integration
  * test test_slot_glob.py compares 20,000 more keys live. */
-#include "common/slot.h"
+#include "common/base/slot.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* Unit tests for common/stats: msgpack packing and Prometheus text. */
-#include "common/stats.h"
+#include "common/base/stats.h"
 
 #include <msgpack.h>
 #include <stddef.h>

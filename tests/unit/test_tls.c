@@ -1,5 +1,5 @@
 /*
- * Unit tests for the TLS engine (common/tls.c): loading certificates and
+ * Unit tests for the TLS engine (common/tls/tls.c): loading certificates and
  * keys (with clear errors), and a full conversation with an OpenSSL client
  * over memory BIOs: handshake, data both ways, close_notify both ways,
  * garbage input and an old protocol version refused.
@@ -15,9 +15,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "common/buf.h"
+#include "common/base/buf.h"
 #include "inval/errors.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "tests/unit/check.h"
 
 static char dir[64];

@@ -30,11 +30,11 @@
  * decoder refuses to open more than MSGPACK_EMBED_STACK_SIZE containers, so
  * max_depth is capped at the smaller of the two: a frame the framer passes
  * can always be decoded. */
-#define FRAMER_STACK_SLOTS                                                    \
-  (sizeof(((inv_framer_t *)0)->scan_stack) /                                  \
+#define FRAMER_STACK_SLOTS                   \
+  (sizeof(((inv_framer_t *)0)->scan_stack) / \
    sizeof(((inv_framer_t *)0)->scan_stack[0]))
-#define DEPTH_CAP                                                             \
-  (MSGPACK_EMBED_STACK_SIZE < FRAMER_STACK_SLOTS ? MSGPACK_EMBED_STACK_SIZE  \
+#define DEPTH_CAP                                                           \
+  (MSGPACK_EMBED_STACK_SIZE < FRAMER_STACK_SLOTS ? MSGPACK_EMBED_STACK_SIZE \
                                                  : FRAMER_STACK_SLOTS)
 
 /* A buffer left larger than this by a big frame is released once it is
@@ -137,35 +137,67 @@ static int classify(unsigned char b, int *kind, uint64_t *size,
   }
   *kind = OBJ_FIXED;
   switch (b) {
-    case 0xc0: case 0xc2: case 0xc3: *size = 1; return 0; /* nil, bools */
-    case 0xc1: return -1;
-    case 0xc4: case 0xc5: case 0xc6: /* bin 8/16/32 */
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      *size = 1;
+      return 0; /* nil, bools */
+    case 0xc1:
+      return -1;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: /* bin 8/16/32 */
       *kind = OBJ_BYTES;
       *lenbytes = 1u << (b - 0xc4);
       *what = "a bin";
       return 0;
-    case 0xc7: case 0xc8: case 0xc9: /* ext 8/16/32: length, then type */
+    case 0xc7:
+    case 0xc8:
+    case 0xc9: /* ext 8/16/32: length, then type */
       *kind = OBJ_BYTES;
       *lenbytes = 1u << (b - 0xc7);
       *extra = 1;
       *what = "an ext";
       return 0;
-    case 0xca: *size = 5; return 0;  /* float32 */
-    case 0xcb: *size = 9; return 0;  /* float64 */
-    case 0xcc: case 0xd0: *size = 2; return 0;
-    case 0xcd: case 0xd1: *size = 3; return 0;
-    case 0xce: case 0xd2: *size = 5; return 0;
-    case 0xcf: case 0xd3: *size = 9; return 0;
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: /* fixext */
+    case 0xca:
+      *size = 5;
+      return 0; /* float32 */
+    case 0xcb:
+      *size = 9;
+      return 0; /* float64 */
+    case 0xcc:
+    case 0xd0:
+      *size = 2;
+      return 0;
+    case 0xcd:
+    case 0xd1:
+      *size = 3;
+      return 0;
+    case 0xce:
+    case 0xd2:
+      *size = 5;
+      return 0;
+    case 0xcf:
+    case 0xd3:
+      *size = 9;
+      return 0;
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8: /* fixext */
       *size = 2 + ((uint64_t)1 << (b - 0xd4));
       *what = "an ext";
       return 0;
-    case 0xd9: case 0xda: case 0xdb: /* str 8/16/32 */
+    case 0xd9:
+    case 0xda:
+    case 0xdb: /* str 8/16/32 */
       *kind = OBJ_BYTES;
       *lenbytes = 1u << (b - 0xd9);
       *what = "a str";
       return 0;
-    case 0xdc: case 0xdd: /* array 16/32 */
+    case 0xdc:
+    case 0xdd: /* array 16/32 */
       *kind = OBJ_ARRAY;
       *lenbytes = 2u << (b - 0xdc);
       *what = "an array";
@@ -218,12 +250,14 @@ static int scan(inv_framer_t *f, const unsigned char *p, size_t avail,
         if (checking)
           return scan_fail(f, INV_ETOOBIG,
                            "the data ends inside %s of %llu bytes at "
-                           "offset %zu", what, (unsigned long long)size, off);
+                           "offset %zu",
+                           what, (unsigned long long)size, off);
         if (kind == OBJ_BYTES)
           return scan_fail(f, INV_ETOOBIG,
                            "%s of %llu bytes does not fit in "
-                           "max_message_bytes (%llu)", what,
-                           (unsigned long long)n, (unsigned long long)max);
+                           "max_message_bytes (%llu)",
+                           what, (unsigned long long)n,
+                           (unsigned long long)max);
         return scan_fail(f, INV_ETOOBIG,
                          "message is over max_message_bytes (%llu)",
                          (unsigned long long)max);
@@ -242,7 +276,8 @@ static int scan(inv_framer_t *f, const unsigned char *p, size_t avail,
     if (n > (uint64_t)(f->lim.max_items - f->scan_items))
       return scan_fail(f, INV_ETOOBIG,
                        "more than %zu array elements and map pairs in one "
-                       "message", f->lim.max_items);
+                       "message",
+                       f->lim.max_items);
     /* Every child takes at least one byte, so the declared count alone
      * can exceed the budget; refusing here also bounds what msgpack-c will
      * allocate for the element storage. */
@@ -254,7 +289,8 @@ static int scan(inv_framer_t *f, const unsigned char *p, size_t avail,
                          kind == OBJ_MAP ? "pairs" : "elements", off);
       return scan_fail(f, INV_ETOOBIG,
                        "%s of %llu %s does not fit in max_message_bytes "
-                       "(%llu)", what, (unsigned long long)n,
+                       "(%llu)",
+                       what, (unsigned long long)n,
                        kind == OBJ_MAP ? "pairs" : "elements",
                        (unsigned long long)max);
     }
@@ -365,17 +401,26 @@ int inv_framer_next(inv_framer_t *f, const char **frame, size_t *len) {
 
 const char *inv_msgpack_type_name(msgpack_object_type t) {
   switch (t) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "bool";
+    case MSGPACK_OBJECT_NIL:
+      return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+      return "bool";
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "int";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+      return "int";
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "float";
-    case MSGPACK_OBJECT_STR: return "str";
-    case MSGPACK_OBJECT_BIN: return "bin";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_EXT: return "ext";
+    case MSGPACK_OBJECT_FLOAT64:
+      return "float";
+    case MSGPACK_OBJECT_STR:
+      return "str";
+    case MSGPACK_OBJECT_BIN:
+      return "bin";
+    case MSGPACK_OBJECT_ARRAY:
+      return "array";
+    case MSGPACK_OBJECT_MAP:
+      return "map";
+    case MSGPACK_OBJECT_EXT:
+      return "ext";
   }
   return "unknown";
 }
@@ -403,8 +448,7 @@ static int read_msgid(const msgpack_object *o, inv_msg_t *msg, char *errstr) {
   return 0;
 }
 
-static int read_method(const msgpack_object *o, inv_msg_t *msg,
-                       char *errstr) {
+static int read_method(const msgpack_object *o, inv_msg_t *msg, char *errstr) {
   if (o->type != MSGPACK_OBJECT_STR)
     return decode_fail(errstr, "method is not a string (got %s)",
                        inv_msgpack_type_name(o->type));
@@ -415,8 +459,7 @@ static int read_method(const msgpack_object *o, inv_msg_t *msg,
   return 0;
 }
 
-static int read_params(const msgpack_object *o, inv_msg_t *msg,
-                       char *errstr) {
+static int read_params(const msgpack_object *o, inv_msg_t *msg, char *errstr) {
   if (o->type != MSGPACK_OBJECT_ARRAY)
     return decode_fail(errstr, "params is not an array (got %s)",
                        inv_msgpack_type_name(o->type));
@@ -470,10 +513,11 @@ int inv_msg_decode(const char *frame, size_t len, inv_msg_t *msg,
        * request even when the rest of the message is wrong. */
       if (n >= 2 && (rc = read_msgid(&a[1], msg, errstr)) != 0) return rc;
       if (n != 4)
-        return decode_fail(errstr, "%s: expected an array of 4 elements, "
-                           "got %u",
-                           msg->type == INV_MSG_REQUEST ? "request"
-                                                        : "response", n);
+        return decode_fail(
+            errstr,
+            "%s: expected an array of 4 elements, "
+            "got %u",
+            msg->type == INV_MSG_REQUEST ? "request" : "response", n);
       if (msg->type == INV_MSG_REQUEST) {
         if ((rc = read_method(&a[2], msg, errstr)) != 0) return rc;
         if ((rc = read_params(&a[3], msg, errstr)) != 0) return rc;
@@ -487,8 +531,10 @@ int inv_msg_decode(const char *frame, size_t len, inv_msg_t *msg,
       return 0;
     case INV_MSG_NOTIFY:
       if (n != 3)
-        return decode_fail(errstr, "notification: expected an array of 3 "
-                           "elements, got %u", n);
+        return decode_fail(errstr,
+                           "notification: expected an array of 3 "
+                           "elements, got %u",
+                           n);
       if ((rc = read_method(&a[1], msg, errstr)) != 0) return rc;
       return read_params(&a[2], msg, errstr);
   }
@@ -504,9 +550,11 @@ void inv_msg_destroy(inv_msg_t *msg) {
 int inv_obj_streq(const msgpack_object *o, const char *s) {
   size_t n = strlen(s);
   if (o->type == MSGPACK_OBJECT_STR)
-    return o->via.str.size == n && (n == 0 || memcmp(o->via.str.ptr, s, n) == 0);
+    return o->via.str.size == n &&
+           (n == 0 || memcmp(o->via.str.ptr, s, n) == 0);
   if (o->type == MSGPACK_OBJECT_BIN)
-    return o->via.bin.size == n && (n == 0 || memcmp(o->via.bin.ptr, s, n) == 0);
+    return o->via.bin.size == n &&
+           (n == 0 || memcmp(o->via.bin.ptr, s, n) == 0);
   return 0;
 }
 

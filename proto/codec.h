@@ -23,7 +23,8 @@
 typedef struct inv_codec_limits_s {
   size_t max_message_bytes; /* default 1 MiB */
   unsigned max_depth;       /* default 16 */
-  size_t max_items;         /* array elements + map pairs per frame; default 1,000,000 */
+  size_t
+      max_items; /* array elements + map pairs per frame; default 1,000,000 */
 } inv_codec_limits_t;
 
 /* Fills the defaults named above. */
@@ -34,10 +35,10 @@ void inv_codec_limits_default(inv_codec_limits_t *lim);
 const char *inv_msgpack_type_name(msgpack_object_type t);
 
 typedef struct inv_framer_s {
-  int err;            /* 0, INV_EPROTO or INV_ETOOBIG; sticky */
-  char errstr[128];   /* human-readable reason when err != 0 */
+  int err;          /* 0, INV_EPROTO or INV_ETOOBIG; sticky */
+  char errstr[128]; /* human-readable reason when err != 0 */
   inv_codec_limits_t lim;
-  char *buf;          /* owned; unconsumed input */
+  char *buf; /* owned; unconsumed input */
   size_t len, cap, pos;
   /* Incremental scan state, private to codec.c. */
   size_t scan_off;
@@ -69,13 +70,13 @@ typedef enum {
 
 typedef struct inv_msg_s {
   inv_msg_type_t type;
-  int has_msgid;          /* 1 when msgid could be read, even if decode failed */
-  uint32_t msgid;         /* REQUEST and RESPONSE */
-  const char *method;     /* REQUEST and NOTIFY; not NUL-terminated */
+  int has_msgid;      /* 1 when msgid could be read, even if decode failed */
+  uint32_t msgid;     /* REQUEST and RESPONSE */
+  const char *method; /* REQUEST and NOTIFY; not NUL-terminated */
   size_t method_len;
-  msgpack_object params;  /* REQUEST and NOTIFY: always an array */
-  msgpack_object error;   /* RESPONSE: nil or {"code":..,"message":..} */
-  msgpack_object result;  /* RESPONSE */
+  msgpack_object params;     /* REQUEST and NOTIFY: always an array */
+  msgpack_object error;      /* RESPONSE: nil or {"code":..,"message":..} */
+  msgpack_object result;     /* RESPONSE */
   msgpack_unpacked unpacked; /* owns the objects above */
 } inv_msg_t;
 
@@ -102,7 +103,8 @@ int inv_obj_streq(const msgpack_object *o, const char *s);
 void inv_pack_request_header(msgpack_packer *pk, uint32_t msgid,
                              const char *method); /* then pack params */
 void inv_pack_notify_header(msgpack_packer *pk, const char *method);
-void inv_pack_response_header(msgpack_packer *pk, uint32_t msgid); /* nil error; then pack result */
+void inv_pack_response_header(msgpack_packer *pk,
+                              uint32_t msgid); /* nil error; then pack result */
 void inv_pack_response_error(msgpack_packer *pk, uint32_t msgid,
                              const char *code, const char *message);
 void inv_pack_str(msgpack_packer *pk, const char *s); /* NUL-terminated */

@@ -130,8 +130,8 @@ static int event_read(const msgpack_object *o, size_t index, int strict,
       if (!strict) continue;
       return fail(errstr, errlen,
                   "event %zu: unknown field \"%s\" (expected kind, target, "
-                  "mode)", index,
-                  quote(q, key->via.str.ptr, key->via.str.size));
+                  "mode)",
+                  index, quote(q, key->via.str.ptr, key->via.str.size));
     }
     if (val[i] != NULL)
       return fail(errstr, errlen, "event %zu: duplicate field \"%s\"", index,
@@ -148,8 +148,8 @@ static int event_read(const msgpack_object *o, size_t index, int strict,
   if (i < 0)
     return fail(errstr, errlen,
                 "event %zu: unknown kind \"%s\" (expected key, prefix or "
-                "pattern)", index,
-                quote(q, val[0]->via.str.ptr, val[0]->via.str.size));
+                "pattern)",
+                index, quote(q, val[0]->via.str.ptr, val[0]->via.str.size));
   ev->kind = (inv_kind_t)i;
 
   if (val[1] == NULL)
@@ -220,24 +220,26 @@ int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
       inv_key_reserved(ev->target, ev->target_len)) {
     fail(errstr, errlen,
          "event %zu: %s \"%s\" lies in the service's own namespace "
-         "(" INV_NAMESPACE " and " INV_NAMESPACE ":*), which no event may "
-         "delete", index, inv_kind_name(ev->kind),
-         quote(q, ev->target, ev->target_len));
+         "(" INV_NAMESPACE " and " INV_NAMESPACE
+         ":*), which no event may "
+         "delete",
+         index, inv_kind_name(ev->kind), quote(q, ev->target, ev->target_len));
     goto err;
   }
   if (!rules->allow_flush) {
     if (ev->kind == INV_KIND_PREFIX && ev->target_len == 0) {
       fail(errstr, errlen,
            "event %zu: an empty prefix matches every key (refused unless the "
-           "publisher runs with --allow-flush)", index);
+           "publisher runs with --allow-flush)",
+           index);
       goto err;
     }
     if (ev->kind == INV_KIND_PATTERN &&
         inv_glob_matches_everything(ev->target, ev->target_len)) {
       fail(errstr, errlen,
            "event %zu: pattern \"%s\" matches every key (refused unless the "
-           "publisher runs with --allow-flush)", index,
-           quote(q, ev->target, ev->target_len));
+           "publisher runs with --allow-flush)",
+           index, quote(q, ev->target, ev->target_len));
       goto err;
     }
   }
@@ -283,8 +285,7 @@ static int payload_fail(char *errstr, size_t errlen, const char *fmt, ...) {
  * INV_SID_STRLEN); a missing or nil value leaves out empty. Returns 0 or
  * INV_EPROTO with errstr. */
 static int read_id(const msgpack_object *v, const char *name,
-                   char out[INV_SID_STRLEN],
-                   char *errstr, size_t errlen) {
+                   char out[INV_SID_STRLEN], char *errstr, size_t errlen) {
   const char *s;
   size_t n;
   out[0] = '\0';
@@ -332,7 +333,8 @@ static int read_ids(const msgpack_object *v, inv_payload_t *p, char *errstr,
         e->via.array.ptr[0].via.u64 >= INV_LOG_SHARDS)
       return payload_fail(errstr, errlen,
                           "payload ids[%u] is not [shard, id] with a shard "
-                          "below %d", k, INV_LOG_SHARDS);
+                          "below %d",
+                          k, INV_LOG_SHARDS);
     p->ids[k].shard = (unsigned)e->via.array.ptr[0].via.u64;
     snprintf(name, sizeof(name), "ids[%u]", k);
     int rc = read_id(&e->via.array.ptr[1], name, p->ids[k].id, errstr, errlen);
@@ -390,7 +392,8 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
     if (val[0]->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
       return payload_fail(errstr, errlen,
                           "payload version %llu is not supported (expected "
-                          "%d)", (unsigned long long)val[0]->via.u64,
+                          "%d)",
+                          (unsigned long long)val[0]->via.u64,
                           INV_PAYLOAD_VERSION);
     return payload_fail(errstr, errlen,
                         "payload version is not an unsigned integer (got %s)",
@@ -412,7 +415,8 @@ int inv_payload_decode(const char *data, size_t len, inv_payload_t *p,
   if (val[2] == NULL)
     return payload_fail(errstr, errlen, "payload has no \"events\" field");
   if (val[2]->type != MSGPACK_OBJECT_ARRAY)
-    return payload_fail(errstr, errlen, "payload events is not an array (got %s)",
+    return payload_fail(errstr, errlen,
+                        "payload events is not an array (got %s)",
                         inv_msgpack_type_name(val[2]->type));
   if (val[2]->via.array.size > 0) {
     p->events = calloc(val[2]->via.array.size, sizeof(*p->events));

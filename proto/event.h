@@ -32,8 +32,8 @@
 #define INV_SHARD_CHANNEL_PREFIX INV_NAMESPACE ":shard:"
 
 typedef struct inv_event_rules_s {
-  size_t max_key_len;  /* a longer target is EINVAL */
-  int allow_flush;     /* when 0, a flush pattern or empty prefix is EINVAL */
+  size_t max_key_len; /* a longer target is EINVAL */
+  int allow_flush;    /* when 0, a flush pattern or empty prefix is EINVAL */
 } inv_event_rules_t;
 
 /* Returns 1 when the len bytes at key name one of the service's own keys:
@@ -53,8 +53,7 @@ const char *inv_mode_name(inv_mode_t mode); /* "hard", "soft" */
  * allow_flush: a flush, i.e. an empty prefix or a pattern for which
  * inv_glob_matches_everything() holds. */
 int inv_event_parse(const msgpack_object *o, const inv_event_rules_t *rules,
-                    size_t index, inv_event_t *ev, char *errstr,
-                    size_t errlen);
+                    size_t index, inv_event_t *ev, char *errstr, size_t errlen);
 
 /* Packs one event as a map of kind, target and mode. The target is packed
  * as str when it is valid UTF-8 and as bin otherwise, so that standard
@@ -63,7 +62,7 @@ void inv_event_pack(msgpack_packer *pk, const inv_event_t *ev);
 
 /* A decoded payload. events and ids point to arrays owned by the payload. */
 typedef struct inv_payload_s {
-  int version;    /* INV_PAYLOAD_VERSION: other versions are refused */
+  int version; /* INV_PAYLOAD_VERSION: other versions are refused */
   uint64_t ts_ms;
   inv_event_t *events;
   size_t nevents;

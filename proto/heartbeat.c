@@ -165,7 +165,10 @@ static void decode_health(const msgpack_object *m, inv_heartbeat_health_t *h) {
   for (uint32_t i = 0; i < m->via.map.size; i++) {
     const msgpack_object *k = &m->via.map.ptr[i].key;
     const msgpack_object *v = &m->via.map.ptr[i].val;
-#define HB_GET(key) if (key_is(k, #key)) h->key = get_u64(v); else
+#define HB_GET(key)      \
+  if (key_is(k, #key))   \
+    h->key = get_u64(v); \
+  else
     INV_HEARTBEAT_HEALTH_MAP(HB_GET)
 #undef HB_GET
     if (key_is(k, "mem_fragmentation_ratio")) h->fragmentation = get_ratio(v);
@@ -191,14 +194,22 @@ int inv_heartbeat_decode(const char *data, size_t len, inv_heartbeat_t *hb) {
   for (uint32_t i = 0; i < u.data.via.map.size; i++) {
     const msgpack_object *k = &u.data.via.map.ptr[i].key;
     const msgpack_object *v = &u.data.via.map.ptr[i].val;
-    if (key_is(k, "id")) copy_str(v, hb->id, sizeof(hb->id));
-    else if (key_is(k, "node")) copy_str(v, hb->node, sizeof(hb->node));
-    else if (key_is(k, "role")) copy_str(v, hb->role, sizeof(hb->role));
-    else if (key_is(k, "last_id")) copy_str(v, hb->last_id, sizeof(hb->last_id));
-    else if (key_is(k, "lag_ms")) hb->lag_ms = get_u64(v);
-    else if (key_is(k, "behind")) hb->behind = get_u64(v);
-    else if (key_is(k, "ts_ms")) hb->ts_ms = get_u64(v);
-    else if (key_is(k, "ttl_ms")) hb->ttl_ms = get_u64(v);
+    if (key_is(k, "id"))
+      copy_str(v, hb->id, sizeof(hb->id));
+    else if (key_is(k, "node"))
+      copy_str(v, hb->node, sizeof(hb->node));
+    else if (key_is(k, "role"))
+      copy_str(v, hb->role, sizeof(hb->role));
+    else if (key_is(k, "last_id"))
+      copy_str(v, hb->last_id, sizeof(hb->last_id));
+    else if (key_is(k, "lag_ms"))
+      hb->lag_ms = get_u64(v);
+    else if (key_is(k, "behind"))
+      hb->behind = get_u64(v);
+    else if (key_is(k, "ts_ms"))
+      hb->ts_ms = get_u64(v);
+    else if (key_is(k, "ttl_ms"))
+      hb->ttl_ms = get_u64(v);
     else if (key_is(k, "instance"))
       copy_str(v, hb->instance, sizeof(hb->instance));
     else if (key_is(k, "shards") && v->type == MSGPACK_OBJECT_ARRAY)

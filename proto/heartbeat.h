@@ -42,9 +42,11 @@
 
 /* The node figures a heartbeat carries (a summary of the worker's node
  * health poll). XX(key): one unsigned figure each. */
-#define INV_HEARTBEAT_HEALTH_MAP(XX)                                            \
-  XX(up) XX(cluster_state_ok) XX(slots_fail) XX(used_memory) XX(maxmemory)     \
-  XX(evicted_keys) XX(keyspace_hits) XX(keyspace_misses) XX(connected_clients)
+#define INV_HEARTBEAT_HEALTH_MAP(XX)                                \
+  XX(up)                                                            \
+  XX(cluster_state_ok) XX(slots_fail) XX(used_memory) XX(maxmemory) \
+      XX(evicted_keys) XX(keyspace_hits) XX(keyspace_misses)        \
+          XX(connected_clients)
 
 typedef struct inv_heartbeat_health_s {
 #define INV_HEARTBEAT_HEALTH_FIELD(key) uint64_t key;
@@ -76,7 +78,7 @@ typedef struct inv_heartbeat_s {
     unsigned shard;
     char acked[INV_SID_STRLEN];
   } shards[INV_HEARTBEAT_SHARDS_MAX];
-  int has_health;    /* 1 when health holds figures */
+  int has_health; /* 1 when health holds figures */
   inv_heartbeat_health_t health;
 } inv_heartbeat_t;
 

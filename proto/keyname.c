@@ -58,8 +58,9 @@ void inv_regen_names_free(inv_regen_names_t *names) {
 
 /* Whether key (a lock or stale name, as kind says) is that name of the
  * value key k[0..klen), where k matches pat and its names keep its slot. */
-static int derived_of(const char *pat, size_t patlen, const char *k, size_t klen,
-                      const char *key, size_t len, inv_regen_kind_t kind) {
+static int derived_of(const char *pat, size_t patlen, const char *k,
+                      size_t klen, const char *key, size_t len,
+                      inv_regen_kind_t kind) {
   inv_regen_names_t n;
   if (!inv_glob_match(pat, patlen, k, klen)) return 0;
   if (inv_regen_names(k, klen, &n) != 0) return 0;
@@ -74,11 +75,12 @@ static int derived_of(const char *pat, size_t patlen, const char *k, size_t klen
 }
 
 inv_regen_kind_t inv_regen_classify(const char *pat, size_t patlen,
-                                    const char *key, size_t len,
-                                    size_t *vstart, size_t *vlen) {
+                                    const char *key, size_t len, size_t *vstart,
+                                    size_t *vlen) {
   inv_regen_kind_t kind;
   size_t blen;
-  if (len > LOCK_LEN && memcmp(key + len - LOCK_LEN, INV_LOCK_SUFFIX, LOCK_LEN) == 0) {
+  if (len > LOCK_LEN &&
+      memcmp(key + len - LOCK_LEN, INV_LOCK_SUFFIX, LOCK_LEN) == 0) {
     kind = INV_REGEN_LOCK;
     blen = len - LOCK_LEN;
   } else if (len > STALE_LEN &&

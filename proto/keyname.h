@@ -21,10 +21,10 @@
 #define INV_STALE_SUFFIX ":stale"
 
 typedef struct inv_regen_names_s {
-  int keeps_slot;    /* 0: K has no lock or stale copy (the names are NULL) */
-  char *lock;        /* NUL-terminated, lock_len bytes */
+  int keeps_slot; /* 0: K has no lock or stale copy (the names are NULL) */
+  char *lock;     /* NUL-terminated, lock_len bytes */
   size_t lock_len;
-  char *stale;       /* NUL-terminated, stale_len bytes */
+  char *stale; /* NUL-terminated, stale_len bytes */
   size_t stale_len;
 } inv_regen_names_t;
 
@@ -50,8 +50,8 @@ typedef enum {
  * wins: a lock of a matching key is never handled as a value key in its
  * own right, even when it matches pat too. */
 inv_regen_kind_t inv_regen_classify(const char *pat, size_t patlen,
-                                    const char *key, size_t len,
-                                    size_t *vstart, size_t *vlen);
+                                    const char *key, size_t len, size_t *vstart,
+                                    size_t *vlen);
 
 /* Writes to out (needs patlen + 2 bytes) the SCAN MATCH pattern "*" pat "*",
  * which matches every key that matches pat and every lock and stale copy

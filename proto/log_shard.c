@@ -45,8 +45,7 @@ int inv_log_shard_from_name(const char *name, size_t len) {
   }
   unsigned slot = inv_key_slot(tag, taglen);
   unsigned shard = inv_log_shard_of_slot(slot);
-  if (slot != inv_log_shard_home_slot(shard) ||
-      v != inv_slot_tag(slot))
+  if (slot != inv_log_shard_home_slot(shard) || v != inv_slot_tag(slot))
     return -1;
   return (int)shard;
 }
@@ -55,20 +54,20 @@ int inv_log_event_shard(const inv_event_t *ev) {
   size_t start, taglen;
   unsigned slot;
   switch (ev->kind) {
-  case INV_KIND_KEY:
-    return (int)inv_log_shard_of_slot(
-        inv_key_slot(ev->target, ev->target_len));
-  case INV_KIND_PREFIX:
-    /* Every key that starts with a prefix holding a complete tag has that
-     * tag: its first '{' and the first '}' after it are the prefix's. */
-    if (inv_hash_tag(ev->target, ev->target_len, &start, &taglen))
+    case INV_KIND_KEY:
       return (int)inv_log_shard_of_slot(
           inv_key_slot(ev->target, ev->target_len));
-    return -1;
-  case INV_KIND_PATTERN:
-    if (inv_glob_pinned_slot(ev->target, ev->target_len, &slot))
-      return (int)inv_log_shard_of_slot(slot);
-    return -1;
+    case INV_KIND_PREFIX:
+      /* Every key that starts with a prefix holding a complete tag has that
+       * tag: its first '{' and the first '}' after it are the prefix's. */
+      if (inv_hash_tag(ev->target, ev->target_len, &start, &taglen))
+        return (int)inv_log_shard_of_slot(
+            inv_key_slot(ev->target, ev->target_len));
+      return -1;
+    case INV_KIND_PATTERN:
+      if (inv_glob_pinned_slot(ev->target, ev->target_len, &slot))
+        return (int)inv_log_shard_of_slot(slot);
+      return -1;
   }
   return -1;
 }

@@ -32,7 +32,7 @@ typedef struct inv_script_s {
   const char *name; /* the file's name without ".lua" */
   const char *src;  /* NUL-terminated Lua source */
   size_t len;
-  const char *sha;  /* 40 lowercase hex digits */
+  const char *sha; /* 40 lowercase hex digits */
 } inv_script_t;
 
 extern const inv_script_t inv_script_commit;

@@ -36,6 +36,8 @@ int inv_sid_cmp(inv_sid_t a, inv_sid_t b);
  * younger than the window. */
 inv_sid_t inv_sid_minus_ms(inv_sid_t a, uint64_t window_ms);
 
-static inline int inv_sid_is_zero(inv_sid_t a) { return a.ms == 0 && a.seq == 0; }
+static inline int inv_sid_is_zero(inv_sid_t a) {
+  return a.ms == 0 && a.seq == 0;
+}
 
 #endif

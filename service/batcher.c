@@ -43,19 +43,19 @@ typedef struct batch_req_s {
 } batch_req_t;
 
 typedef struct batch_s {
-  inv_queue_t node;            /* in the READY or INFLIGHT list */
+  inv_queue_t node; /* in the READY or INFLIGHT list */
   inv_batcher_t *b;
   batch_state_t state;
-  inv_sink_call_t *call;       /* while INFLIGHT */
-  int failed;                  /* a shard write failed */
-  uint64_t written;            /* shards whose entry is confirmed */
+  inv_sink_call_t *call; /* while INFLIGHT */
+  int failed;            /* a shard write failed */
+  uint64_t written;      /* shards whose entry is confirmed */
   char ids[INV_LOG_SHARDS][INV_SID_STRLEN]; /* their entry ids */
-  uint64_t deadline_us;        /* set when the batch closes */
+  uint64_t deadline_us;                     /* set when the batch closes */
   size_t nevents;
-  batch_req_t *reqs;           /* owned */
+  batch_req_t *reqs; /* owned */
   size_t nreqs, capreqs;
-  inv_buf_t events;            /* the packed events, back to back */
-  inv_sink_event_t *ev;        /* per event: bytes in events, shard */
+  inv_buf_t events;     /* the packed events, back to back */
+  inv_sink_event_t *ev; /* per event: bytes in events, shard */
   size_t capev;
 } batch_t;
 
@@ -81,8 +81,8 @@ struct inv_batcher_s {
   void (*drain_cb)(void *data);
   void *drain_data;
 
-  uv_timer_t delay_timer;    /* batch_delay_us >= 1000 */
-  uv_check_t check;          /* batch_delay_us < 1000 */
+  uv_timer_t delay_timer; /* batch_delay_us >= 1000 */
+  uv_check_t check;       /* batch_delay_us < 1000 */
   uv_timer_t deadline_timer;
   uv_timer_t drain_timer;    /* defers drain_cb out of inv_batcher_drain */
   uv_timer_t topology_timer; /* sends again once the sink knows the topology */
@@ -185,8 +185,7 @@ static void batch_req_fail(inv_batcher_t *b, batch_req_t *r, int err,
 
 /* Answers every request of x not answered yet with err and msg, counts the
  * batch failed and releases its pending events. */
-static void batch_fail(inv_batcher_t *b, batch_t *x, int err,
-                       const char *msg) {
+static void batch_fail(inv_batcher_t *b, batch_t *x, int err, const char *msg) {
   size_t n = 0;
   for (size_t i = 0; i < x->nreqs; i++)
     if (!x->reqs[i].answered) {
@@ -269,9 +268,9 @@ static void batcher_pump(inv_batcher_t *b) {
          (x = list_head(&b->ready)) != NULL) {
     list_remove(&b->ready, x);
     batch_route(b, x);
-    int rc = b->sink->send(b->sink_data, x->events.data, x->events.len,
-                           x->ev, x->nevents, inv_wall_ms(), batch_sink_cb,
-                           x, &x->call);
+    int rc =
+        b->sink->send(b->sink_data, x->events.data, x->events.len, x->ev,
+                      x->nevents, inv_wall_ms(), batch_sink_cb, x, &x->call);
     if (rc < 0) {
       batch_fail(b, x, rc == INV_ESHUTDOWN ? INV_ESHUTDOWN : INV_EUNAVAIL,
                  inv_strerror(rc));
@@ -298,9 +297,7 @@ static void batcher_close_open(inv_batcher_t *b) {
   batcher_arm_deadline(b);
 }
 
-static void batcher_delay_cb(uv_timer_t *t) {
-  batcher_close_open(t->data);
-}
+static void batcher_delay_cb(uv_timer_t *t) { batcher_close_open(t->data); }
 
 static void batcher_topology_cb(uv_timer_t *t) { batcher_pump(t->data); }
 
@@ -327,7 +324,8 @@ static void batcher_deadline_cb(uv_timer_t *t) {
   }
   snprintf(msg, sizeof(msg),
            "Redis did not confirm the batch within %llu ms (it waited for "
-           "a free in-flight slot)", (unsigned long long)b->opts.timeout_ms);
+           "a free in-flight slot)",
+           (unsigned long long)b->opts.timeout_ms);
   while ((x = list_head(&b->ready)) != NULL && x->deadline_us <= now) {
     list_remove(&b->ready, x);
     inv_log_warn("batcher", "batch of %zu events timed out before sending",
@@ -387,8 +385,7 @@ static int req_valid(const inv_batcher_req_t *req) {
   if (req->nevents == 0 || req->cb == NULL) return 0;
   for (size_t i = 0; i < req->nevents; i++) {
     const inv_sink_event_t *e = &req->ev[i];
-    if (e->off > req->events_len || e->len > req->events_len - e->off)
-      return 0;
+    if (e->off > req->events_len || e->len > req->events_len - e->off) return 0;
   }
   return 1;
 }
@@ -498,8 +495,7 @@ static void batcher_handle_closed(uv_handle_t *h) {
 }
 
 /* Fails and frees every batch of list l (abandoning in-flight ones). */
-static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l,
-                              int abandon) {
+static void batcher_fail_list(inv_batcher_t *b, batch_list_t *l, int abandon) {
   batch_t *x;
   while ((x = list_head(l)) != NULL) {
     list_remove(l, x);

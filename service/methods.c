@@ -43,8 +43,8 @@ static void do_hello(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
 }
 
 /* Refuses an invalidate request whose n events were counted as received. */
-static void refuse(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
-                   int code, const char *text) {
+static void refuse(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n, int code,
+                   const char *text) {
   m->stats->events_rejected += n;
   if (inv_rpc_req_is_notify(req)) m->stats->notifications_failed++;
   inv_rpc_reply_error(req, code, "%s", text);
@@ -54,9 +54,8 @@ int inv_pub_methods_auth(void *data, const char *token, size_t token_len,
                          const char *const *cert_ids, size_t ncert_ids,
                          char *principal, size_t principal_len) {
   inv_pub_methods_t *m = data;
-  const inv_tenant_t *t = inv_tenants_authenticate(m->tenants, token,
-                                                   token_len, cert_ids,
-                                                   ncert_ids);
+  const inv_tenant_t *t = inv_tenants_authenticate(m->tenants, token, token_len,
+                                                   cert_ids, ncert_ids);
   if (t == NULL) {
     snprintf(principal, principal_len, "%s",
              token != NULL   ? "wrong token"
@@ -161,8 +160,7 @@ static int scratch_add(inv_pub_methods_t *m, msgpack_packer *pk, size_t i,
  * EPERM (naming the event and the namespaces) and returns -1 when it
  * reaches outside them. */
 static int tenant_check(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
-                        inv_tenant_t *tenant, size_t i,
-                        const inv_event_t *ev) {
+                        inv_tenant_t *tenant, size_t i, const inv_event_t *ev) {
   if (tenant == NULL ||
       inv_tenant_allows(tenant, ev->kind, ev->target, ev->target_len))
     return 0;
@@ -170,8 +168,8 @@ static int tenant_check(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
   quote_target(ev->target, ev->target_len, quoted);
   snprintf(errstr, sizeof(errstr),
            "event %zu (%s \"%s\") reaches outside the namespaces of "
-           "tenant %s (%s)", i, inv_kind_name(ev->kind), quoted,
-           tenant->name, tenant->ns_text);
+           "tenant %s (%s)",
+           i, inv_kind_name(ev->kind), quoted, tenant->name, tenant->ns_text);
   tenant->refused += n;
   refuse(m, req, n, INV_EPERM, errstr);
   return -1;
@@ -217,8 +215,8 @@ static int tenant_take(inv_pub_methods_t *m, inv_rpc_req_t *req, size_t n,
   char errstr[512];
   snprintf(errstr, sizeof(errstr),
            "tenant %s is over its rate of %.0f events/s; retry after "
-           "%llu ms", tenant->name, tenant->rate,
-           (unsigned long long)retry_ms);
+           "%llu ms",
+           tenant->name, tenant->rate, (unsigned long long)retry_ms);
   tenant->limited += n;
   refuse(m, req, n, INV_EBUSY, errstr);
   return -1;
@@ -290,11 +288,8 @@ static void do_stats(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
 }
 
 static const inv_rpc_method_t methods[] = {
-    {"invalidate", do_invalidate},
-    {"ping", do_ping},
-    {"stats", do_stats},
-    {"hello", do_hello},
-    {NULL, NULL},
+    {"invalidate", do_invalidate}, {"ping", do_ping}, {"stats", do_stats},
+    {"hello", do_hello},           {NULL, NULL},
 };
 
 void inv_pub_methods_handle(inv_rpc_req_t *req, const inv_msg_t *msg,

@@ -26,7 +26,7 @@ typedef struct inv_pub_methods_s {
   const inv_pub_conf_t *conf;
   inv_event_rules_t rules;
   inv_batcher_t *batcher;
-  inv_pub_stats_t *stats;       /* notifications, events_* counters */
+  inv_pub_stats_t *stats; /* notifications, events_* counters */
   /* NULL: no tenants, every session may touch any key. Otherwise each
    * session's principal names its tenant, looked up at every request so
    * that a reload's new definition applies at once. */

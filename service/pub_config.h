@@ -33,8 +33,8 @@ typedef struct inv_pub_conf_s {
   char *tls_client_ca;            /* NULL: no client certificates */
   long long tls_handshakes_max;   /* TLS handshakes in flight */
   uint64_t tls_handshake_timeout_ms;
-  char *tenants_file;             /* NULL: one auth-token (or none) */
-  int ack_replicas;               /* enum index: 0 "default", else N + 1 */
+  char *tenants_file; /* NULL: one auth-token (or none) */
+  int ack_replicas;   /* enum index: 0 "default", else N + 1 */
 } inv_pub_conf_t;
 
 extern const inv_conf_row_t inv_pub_conf_rows[];

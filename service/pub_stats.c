@@ -50,8 +50,8 @@ void inv_pub_stats_pack(msgpack_packer *pk, const inv_pub_stats_t *v,
 int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
                              const inv_pub_errors_t *errors,
                              const inv_hist_t *ack_latency) {
-  int rc = inv_stats_prometheus(out, INV_PUB_PROM_PREFIX, stat_metrics, NSTATS,
-                                v);
+  int rc =
+      inv_stats_prometheus(out, INV_PUB_PROM_PREFIX, stat_metrics, NSTATS, v);
   if (rc < 0) return rc;
   rc = inv_stats_prometheus_labelled(out, INV_PUB_PROM_PREFIX, "info",
                                      INV_STAT_GAUGE, "build information",
@@ -76,8 +76,7 @@ int inv_pub_stats_prometheus(inv_buf_t *out, const inv_pub_stats_t *v,
 }
 
 /* The outcomes of a tenant's events, in the order they are rendered. */
-static const char *const tenant_outcomes[] = {"accepted", "refused",
-                                              "limited"};
+static const char *const tenant_outcomes[] = {"accepted", "refused", "limited"};
 
 static uint64_t tenant_outcome(const inv_tenant_t *t, int i) {
   return i == 0 ? t->accepted : i == 1 ? t->refused : t->limited;
@@ -114,8 +113,8 @@ int inv_pub_stats_prometheus_tenants(inv_buf_t *out, inv_tenants_t *ts) {
     for (int k = 0; k < 3; k++) {
       if (inv_buf_printf(out,
                          INV_PUB_PROM_PREFIX "_tenant_events_total{tenant=\"%s"
-                         "\",outcome=\"%s\"} %llu\n", t->name,
-                         tenant_outcomes[k],
+                                             "\",outcome=\"%s\"} %llu\n",
+                         t->name, tenant_outcomes[k],
                          (unsigned long long)tenant_outcome(t, k)) < 0)
         return INV_ENOMEM;
     }

@@ -38,16 +38,14 @@
      "connections closed by the idle timeout")                                 \
   XX(tls_plaintext_closes, tls_plaintext_closes, COUNTER,                      \
      "connections closed for sending plaintext to the TLS port")               \
-  XX(tls_handshakes, tls_handshakes, GAUGE,                                    \
-     "TLS handshakes in flight now")                                           \
+  XX(tls_handshakes, tls_handshakes, GAUGE, "TLS handshakes in flight now")    \
   XX(tls_handshakes_shed, tls_handshakes_shed, COUNTER,                        \
      "TLS handshakes closed to stay within tls-handshakes-max")                \
   XX(tls_handshake_timeouts, tls_handshake_timeouts, COUNTER,                  \
      "TLS handshakes closed by tls-handshake-timeout")                         \
   XX(bytes_in, bytes_in, COUNTER, "bytes read from clients")                   \
   XX(bytes_out, bytes_out, COUNTER, "bytes written to clients")                \
-  XX(requests, requests, COUNTER,                                              \
-     "requests and notifications decoded")                                     \
+  XX(requests, requests, COUNTER, "requests and notifications decoded")        \
   XX(notifications, notifications, COUNTER,                                    \
      "invalidate notifications received (fire-and-forget)")                    \
   XX(notifications_failed, notifications_failed, COUNTER,                      \
@@ -61,8 +59,7 @@
   XX(batches, batches, COUNTER, "batches confirmed by Redis")                  \
   XX(batches_failed, batches_failed, COUNTER,                                  \
      "batches Redis refused or did not confirm in time")                       \
-  XX(batch_events_total, batch_events, COUNTER,                                \
-     "events in confirmed batches")                                            \
+  XX(batch_events_total, batch_events, COUNTER, "events in confirmed batches") \
   XX(batch_events_avg, batch_events_avg, GAUGE,                                \
      "average events per confirmed batch (rounded down)")                      \
   XX(redis_round_trips, redis_round_trips, COUNTER,                            \
@@ -78,7 +75,7 @@
   XX(shard_writes, shard_writes, COUNTER,                                      \
      "log shard script calls sent (EVALSHA, and EVAL after NOSCRIPT)")         \
   XX(log_entries, log_entries, COUNTER,                                        \
-     "log shard entries of sent batches (one per shard a batch touches)")     \
+     "log shard entries of sent batches (one per shard a batch touches)")      \
   XX(broadcast_failed, broadcast_failed, COUNTER,                              \
      "broadcasts on cache:invalidation not sent or refused (acks unaffected)") \
   XX(pending_events, pending_events, GAUGE,                                    \
@@ -89,22 +86,22 @@
      "times reading from clients was paused by max-pending-events")            \
   XX(paused, paused, GAUGE, "1 while reading from clients is paused")          \
   XX(ack_latency_p50_us, ack_latency_p50_us, RECENT,                           \
-     "median time from request to ack over the last 30 s, microseconds")      \
+     "median time from request to ack over the last 30 s, microseconds")       \
   XX(ack_latency_p99_us, ack_latency_p99_us, RECENT,                           \
-     "99th percentile time from request to ack over the last 30 s, "          \
+     "99th percentile time from request to ack over the last 30 s, "           \
      "microseconds")                                                           \
   XX(ack_latency_max_us, ack_latency_max_us, RECENT,                           \
-     "longest time from request to ack over the last 30 s, microseconds")     \
+     "longest time from request to ack over the last 30 s, microseconds")      \
   XX(workers_known, workers_known, GAUGE,                                      \
      "worker heartbeat records in cache:invalidation:workers")                 \
   XX(workers_stale, workers_stale, GAUGE,                                      \
      "worker heartbeat records older than their ttl_ms")                       \
   XX(heartbeat_bad_records, heartbeat_bad_records, GAUGE,                      \
-     "values in cache:invalidation:workers that are not heartbeat records")   \
+     "values in cache:invalidation:workers that are not heartbeat records")    \
   XX(wait_failed, wait_failed, COUNTER,                                        \
      "batches logged but answered EUNAVAIL: WAIT counted too few replicas")    \
   XX(wait_confirms, wait_confirms, COUNTER,                                    \
-     "shard entries that needed a WAIT of their own (one WAIT per node "      \
+     "shard entries that needed a WAIT of their own (one WAIT per node "       \
      "covers the others)")                                                     \
   XX(ack_replicas, ack_replicas, GAUGE,                                        \
      "replicas an ack waits for now (ack-replicas, or what default means)")

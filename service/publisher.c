@@ -44,13 +44,13 @@ struct inv_publisher_s {
   inv_workers_view_t *workers;
 
   inv_pub_methods_t methods;
-  inv_pub_stats_t stats;   /* counters kept by methods and the batcher */
+  inv_pub_stats_t stats;     /* counters kept by methods and the batcher */
   inv_latency_obs_t latency; /* ack latency */
-  inv_tenants_t *tenants;  /* NULL without tenants-file */
+  inv_tenants_t *tenants;    /* NULL without tenants-file */
 
   int stopping;
-  int closes_pending;      /* cluster and server close callbacks to come */
-  int free_when_closed;    /* start failed: nobody else will free p */
+  int closes_pending;   /* cluster and server close callbacks to come */
+  int free_when_closed; /* start failed: nobody else will free p */
 };
 
 /* Fills out with every figure, live counters and gauges alike. */
@@ -129,8 +129,10 @@ static void publisher_pack_stats(msgpack_packer *pk, void *data) {
   inv_pack_str(pk, "tenants");
   inv_pub_stats_pack_tenants(pk, p->tenants);
   inv_pack_str(pk, "workers");
-  if (p->workers != NULL) inv_workers_view_pack(p->workers, pk);
-  else msgpack_pack_array(pk, 0);
+  if (p->workers != NULL)
+    inv_workers_view_pack(p->workers, pk);
+  else
+    msgpack_pack_array(pk, 0);
 }
 
 static int publisher_render_metrics(inv_buf_t *out, void *data) {
@@ -232,8 +234,7 @@ static void publisher_reload_tenants(inv_publisher_t *p) {
   inv_tenants_t *ts = NULL;
   char err[512], what[400];
   if (p->conf->tenants_file == NULL) return;
-  if (inv_tenants_load_file(p->conf->tenants_file, &ts, err, sizeof(err)) <
-      0) {
+  if (inv_tenants_load_file(p->conf->tenants_file, &ts, err, sizeof(err)) < 0) {
     inv_log_error("publisher", "reload: %s; keeping the tenants as they were",
                   err);
     return;
@@ -243,11 +244,12 @@ static void publisher_reload_tenants(inv_publisher_t *p) {
   inv_tenants_free(p->tenants);
   p->tenants = ts;
   p->methods.tenants = ts;
-  size_t revoked = inv_rpc_server_revoke(p->server, publisher_keep_principal,
-                                         p);
-  inv_log_info("publisher", "reload: tenants-file %s: %s; %zu session%s "
-               "signed out", p->conf->tenants_file, what, revoked,
-               revoked == 1 ? "" : "s");
+  size_t revoked =
+      inv_rpc_server_revoke(p->server, publisher_keep_principal, p);
+  inv_log_info("publisher",
+               "reload: tenants-file %s: %s; %zu session%s "
+               "signed out",
+               p->conf->tenants_file, what, revoked, revoked == 1 ? "" : "s");
 }
 
 static void publisher_reload_tls(inv_publisher_t *p) {
@@ -255,10 +257,12 @@ static void publisher_reload_tls(inv_publisher_t *p) {
   char err[512], what[600];
   if (sc->tls_cert == NULL || sc->tls_cert[0] == '\0') return;
   if (inv_rpc_server_reload_tls(p->server, sc->tls_cert, sc->tls_key,
-                                p->conf->tls_client_ca, what, sizeof(what),
-                                err, sizeof(err)) < 0) {
-    inv_log_error("publisher", "reload: %s; keeping the TLS settings as they "
-                  "were", err);
+                                p->conf->tls_client_ca, what, sizeof(what), err,
+                                sizeof(err)) < 0) {
+    inv_log_error("publisher",
+                  "reload: %s; keeping the TLS settings as they "
+                  "were",
+                  err);
     return;
   }
   inv_log_info("publisher", "reload: TLS for clients: %s%s%s", what,
@@ -276,13 +280,16 @@ static void publisher_reload_redis_tls(inv_publisher_t *p) {
   char err[512];
   if (!p->conf->redis_client.tls) return;
   if (inv_redis_conf_tls(&p->conf->redis_client, &ctx, err, sizeof(err)) != 0) {
-    inv_log_error("publisher", "reload: %s; keeping the TLS settings toward "
-                  "Redis as they were", err);
+    inv_log_error("publisher",
+                  "reload: %s; keeping the TLS settings toward "
+                  "Redis as they were",
+                  err);
     return;
   }
   inv_cluster_set_tls(p->cluster, ctx);
   inv_tls_ctx_free(ctx);
-  inv_log_info("publisher", "reload: TLS toward Redis: certificates read "
+  inv_log_info("publisher",
+               "reload: TLS toward Redis: certificates read "
                "again; new connections use them");
 }
 
@@ -352,8 +359,8 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
       .pressure_cb = publisher_pressure,
       .pressure_data = p,
   };
-  rc = inv_batcher_create(loop, &bopts, &inv_sink_redis_ops, p->sink,
-                          &p->stats, &p->latency, &p->batcher);
+  rc = inv_batcher_create(loop, &bopts, &inv_sink_redis_ops, p->sink, &p->stats,
+                          &p->latency, &p->batcher);
   if (rc < 0) {
     snprintf(err, errlen, "out of memory");
     goto err;
@@ -374,7 +381,8 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
   sopts.tls_handshake_timeout_ms = conf->tls_handshake_timeout_ms;
   if (conf->tenants_file != NULL) {
     if (sopts.auth_token != NULL) {
-      snprintf(err, errlen, "auth-token and tenants-file are both set: give "
+      snprintf(err, errlen,
+               "auth-token and tenants-file are both set: give "
                "the token a tenant line instead");
       rc = INV_ECONFIG;
       goto err;
@@ -383,8 +391,7 @@ int inv_publisher_start(uv_loop_t *loop, const inv_pub_conf_t *conf,
     if (rc < 0) goto err;
     char what[400];
     inv_tenants_describe_change(NULL, p->tenants, what, sizeof(what));
-    inv_log_info("publisher", "tenants-file %s: %s", conf->tenants_file,
-                 what);
+    inv_log_info("publisher", "tenants-file %s: %s", conf->tenants_file, what);
     p->methods.tenants = p->tenants;
     sopts.auth_cb = inv_pub_methods_auth;
     sopts.auth_data = &p->methods;
@@ -442,8 +449,7 @@ int inv_publisher_run(const inv_pub_conf_t *conf, char *err, size_t errlen) {
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
   if (rc != 0) {
-    snprintf(err, errlen, "cannot create the event loop: %s",
-             uv_strerror(rc));
+    snprintf(err, errlen, "cannot create the event loop: %s", uv_strerror(rc));
     return INV_EIO;
   }
   inv_publisher_t *p = NULL;

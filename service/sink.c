@@ -28,12 +28,11 @@ _Static_assert(INV_LOG_SHARDS == 64, "a uint64_t mask holds every shard");
 struct inv_sink_s {
   inv_cluster_t *cluster;
   char maxlen[24];
-  int ack_replicas; /* configured; -1 = the default */
+  int ack_replicas;             /* configured; -1 = the default */
   uint64_t broadcast_logged_us; /* last broadcast failure logged */
   uint64_t broadcast_unlogged;  /* failures since then */
   inv_sink_stats_t stats;
 };
-
 
 /* One shard entry of a batch being written.
  *
@@ -52,12 +51,12 @@ typedef struct sink_write_s {
   int done;
   unsigned shard;
   int tried_eval;
-  int replicas; /* replicas to wait for; 0: no WAIT */
-  int paired;   /* the next send carries WAIT (the lead, or confirming) */
+  int replicas;   /* replicas to wait for; 0: no WAIT */
+  int paired;     /* the next send carries WAIT (the lead, or confirming) */
   int confirming; /* the pair is PING + WAIT after the script succeeded */
-  int lead;     /* index of the group's lead in call->writes */
-  int script_ok; /* a member's script succeeded; waiting for its lead */
-  int lead_err;  /* the lead's outcome once known: 0 ok, else the error */
+  int lead;       /* index of the group's lead in call->writes */
+  int script_ok;  /* a member's script succeeded; waiting for its lead */
+  int lead_err;   /* the lead's outcome once known: 0 ok, else the error */
   int lead_known;
   char lead_msg[160];
   size_t off, len; /* the payload in call->buf */
@@ -73,11 +72,11 @@ struct inv_sink_call_s {
   inv_sink_t *sink;
   inv_sink_done_cb cb; /* NULL once the batch was answered */
   void *data;
-  char *buf;           /* the entries' payloads, then the broadcast's head
-                          and events at bcast_off */
+  char *buf; /* the entries' payloads, then the broadcast's head
+                and events at bcast_off */
   size_t bcast_off, bcast_len;
   size_t nwrites, outstanding;
-  int failed;          /* a write failed: no broadcast */
+  int failed;            /* a write failed: no broadcast */
   sink_write_t writes[]; /* ascending shard order */
 };
 
@@ -92,7 +91,9 @@ int inv_sink_create(inv_cluster_t *cluster, long long max_log_len,
   return 0;
 }
 
-int inv_sink_ready(const inv_sink_t *s) { return inv_cluster_ready(s->cluster); }
+int inv_sink_ready(const inv_sink_t *s) {
+  return inv_cluster_ready(s->cluster);
+}
 
 uint64_t inv_sink_route_mask(const inv_sink_t *s, int shard) {
   if (!inv_cluster_is_cluster(s->cluster)) return 1;
@@ -121,7 +122,10 @@ static size_t pack_head(char *out, unsigned map_size, uint64_t ts_ms,
   memcpy(u + n, "\xa2ts\xcf", 4);
   n += 4;
   for (int i = 7; i >= 0; i--) u[n++] = (unsigned char)(ts_ms >> (8 * i));
-  memcpy(u + n, "\xa6" "events", 7);
+  memcpy(u + n,
+         "\xa6"
+         "events",
+         7);
   n += 7;
   if (nevents < 16) {
     u[n++] = (unsigned char)(0x90 | nevents);
@@ -178,12 +182,12 @@ static int sink_issue(sink_write_t *w) {
     const char *pargv[1] = {"PING"};
     size_t pargvlen[1] = {4};
     return inv_cluster_pair_argv(s->cluster, w->key, strlen(w->key), 1, pargv,
-                                 pargvlen, 3, wargv, wargvlen, 2,
-                                 sink_reply_cb, w);
+                                 pargvlen, 3, wargv, wargvlen, 2, sink_reply_cb,
+                                 w);
   }
   argv[0] = w->tried_eval ? "EVAL" : "EVALSHA";
-  argv[1] = w->tried_eval ? inv_script_log_append.src
-                          : inv_script_log_append.sha;
+  argv[1] =
+      w->tried_eval ? inv_script_log_append.src : inv_script_log_append.sha;
   argv[2] = "1";
   argv[3] = w->key;
   argv[4] = s->maxlen;
@@ -196,9 +200,8 @@ static int sink_issue(sink_write_t *w) {
   if (!w->paired)
     return inv_cluster_command_argv(s->cluster, w->key, argvlen[3], 7, argv,
                                     argvlen, sink_reply_cb, w);
-  return inv_cluster_pair_argv(s->cluster, w->key, argvlen[3], 7, argv,
-                               argvlen, 3, wargv, wargvlen, 2, sink_reply_cb,
-                               w);
+  return inv_cluster_pair_argv(s->cluster, w->key, argvlen[3], 7, argv, argvlen,
+                               3, wargv, wargvlen, 2, sink_reply_cb, w);
 }
 
 /* Routes every event: fills per-shard event counts and bytes. Returns 0,
@@ -224,8 +227,7 @@ static int sink_route(const inv_sink_event_t *ev, size_t nevents,
 
 int inv_sink_send(inv_sink_t *s, const char *events, size_t events_len,
                   const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
-                  inv_sink_done_cb cb, void *data,
-                  inv_sink_call_t **out) {
+                  inv_sink_done_cb cb, void *data, inv_sink_call_t **out) {
   size_t count[INV_LOG_SHARDS] = {0}, bytes[INV_LOG_SHARDS] = {0};
   size_t nwrites = 0, total = SINK_HEAD_MAX + events_len;
   int standalone = !inv_cluster_is_cluster(s->cluster);
@@ -237,7 +239,8 @@ int inv_sink_send(inv_sink_t *s, const char *events, size_t events_len,
       nwrites++;
       total += SINK_HEAD_MAX + bytes[k];
     }
-  inv_sink_call_t *call = calloc(1, sizeof(*call) + nwrites * sizeof(sink_write_t));
+  inv_sink_call_t *call =
+      calloc(1, sizeof(*call) + nwrites * sizeof(sink_write_t));
   if (call != NULL) call->buf = malloc(total);
   if (call == NULL || call->buf == NULL) {
     if (call != NULL) free(call);
@@ -317,7 +320,10 @@ static void sink_broadcast(inv_sink_call_t *call) {
   }
   memcpy(b, call->buf + call->bcast_off, n);
   unsigned char *u = (unsigned char *)b;
-  memcpy(b + n, "\xa3" "ids", 4);
+  memcpy(b + n,
+         "\xa3"
+         "ids",
+         4);
   n += 4;
   if (call->nwrites < 16) {
     u[n++] = (unsigned char)(0x90 | call->nwrites);
@@ -366,9 +372,11 @@ static void sink_broadcast_cb(inv_cluster_t *c, redisReply *reply, int err,
              (int)(reply->len > 120 ? 120 : reply->len), reply->str);
   else
     snprintf(why, sizeof(why), "%s", inv_strerror(err < 0 ? err : INV_EIO));
-  inv_log_warn("sink", "broadcast on " INV_CHANNEL " failed: %s (%llu more "
-               "since the last report; the log entries are written)", why,
-               (unsigned long long)s->broadcast_unlogged);
+  inv_log_warn("sink",
+               "broadcast on " INV_CHANNEL
+               " failed: %s (%llu more "
+               "since the last report; the log entries are written)",
+               why, (unsigned long long)s->broadcast_unlogged);
   s->broadcast_logged_us = now;
   s->broadcast_unlogged = 0;
 }
@@ -395,8 +403,10 @@ static void sink_lead_done(sink_write_t *lead, int covers, int err,
     sink_write_t *m = &call->writes[i];
     if (m == lead || m->lead != self || !m->script_ok || m->done) continue;
     m->script_ok = 0;
-    if (covers) sink_write_done(m, err, err ? lead->lead_msg : NULL);
-    else sink_confirm(m);
+    if (covers)
+      sink_write_done(m, err, err ? lead->lead_msg : NULL);
+    else
+      sink_confirm(m);
   }
   sink_write_done(lead, err, msg);
 }
@@ -428,7 +438,8 @@ static int sink_check_wait(sink_write_t *w, const redisReply *wait_reply,
   if (wait_reply->type == REDIS_REPLY_INTEGER)
     snprintf(msg, msglen,
              "the batch is logged but not replicated in time: %lld of %d "
-             "replicas confirmed (%s)", wait_reply->integer, w->replicas, node);
+             "replicas confirmed (%s)",
+             wait_reply->integer, w->replicas, node);
   else
     snprintf(msg, msglen, "WAIT failed: %.*s (%s)",
              (int)(wait_reply->len > 120 ? 120 : wait_reply->len),
@@ -451,8 +462,10 @@ static void sink_confirm(sink_write_t *w) {
 /* Ends w with err: a lead with its members, anything else alone. */
 static void sink_end(sink_write_t *w, int is_lead, int covers, int err,
                      const char *msg) {
-  if (is_lead) sink_lead_done(w, covers, err, msg);
-  else sink_write_done(w, err, msg);
+  if (is_lead)
+    sink_lead_done(w, covers, err, msg);
+  else
+    sink_write_done(w, err, msg);
 }
 
 static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
@@ -461,8 +474,8 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
   inv_sink_t *s = w->call->sink;
   char msg[480], node[320];
   const redisReply *wait_reply = NULL;
-  int is_lead = w->paired && !w->confirming &&
-                w->lead == (int)(w - w->call->writes);
+  int is_lead =
+      w->paired && !w->confirming && w->lead == (int)(w - w->call->writes);
   /* A lead whose pair was resent had its WAIT run on another connection
    * than its members' scripts: they confirm on their own. */
   int covers = !inv_cluster_answer_resent(c);
@@ -520,7 +533,9 @@ static void sink_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
   w->idlen = reply->len;
   w->id[w->idlen] = '\0';
   if (wait_reply != NULL) {
-    int rc = sink_check_wait(w, wait_reply, msg, sizeof(msg)) != 0 ? INV_EUNAVAIL : 0;
+    int rc = sink_check_wait(w, wait_reply, msg, sizeof(msg)) != 0
+                 ? INV_EUNAVAIL
+                 : 0;
     sink_end(w, is_lead, covers, rc, rc ? msg : NULL);
     return;
   }

@@ -72,8 +72,8 @@ typedef struct inv_sink_event_s {
  * only during the call.
  */
 typedef void (*inv_sink_done_cb)(void *data, unsigned shard, int err,
-                                 const char *id, size_t idlen,
-                                 const char *msg, int last);
+                                 const char *id, size_t idlen, const char *msg,
+                                 int last);
 
 typedef struct inv_sink_stats_s {
   uint64_t script_loads;     /* NOSCRIPT answered with EVAL */
@@ -155,8 +155,7 @@ typedef struct inv_sink_ops_s {
   int (*send)(void *sink, const char *events, size_t events_len,
               const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
               inv_sink_done_cb cb, void *data, inv_sink_call_t **call);
-  void (*call_describe)(const inv_sink_call_t *call, char *out,
-                        size_t outlen);
+  void (*call_describe)(const inv_sink_call_t *call, char *out, size_t outlen);
   void (*call_detach)(inv_sink_call_t *call);
 } inv_sink_ops_t;
 

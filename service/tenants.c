@@ -202,7 +202,8 @@ static int take_namespace(inv_tenant_t *t, const char *ns, size_t len,
   if (len == 0)
     return line_err(err, errlen, name, line,
                     "tenant %s: empty namespace (an admin has no namespaces "
-                    "at all)", t->name);
+                    "at all)",
+                    t->name);
   if (len > INV_TENANT_NS_MAX)
     return line_err(err, errlen, name, line,
                     "tenant %s: namespace longer than %d bytes", t->name,
@@ -210,11 +211,11 @@ static int take_namespace(inv_tenant_t *t, const char *ns, size_t len,
   /* A namespace inside the service's own keys, or one those keys lie in,
    * would name keys no event may touch. */
   if (inv_key_reserved(ns, len) ||
-      (len <= sizeof(INV_NAMESPACE) - 1 &&
-       memcmp(ns, INV_NAMESPACE, len) == 0))
+      (len <= sizeof(INV_NAMESPACE) - 1 && memcmp(ns, INV_NAMESPACE, len) == 0))
     return line_err(err, errlen, name, line,
                     "tenant %s: namespace \"%.*s\" covers the service's own "
-                    "keys (" INV_NAMESPACE ")", t->name, (int)len, ns);
+                    "keys (" INV_NAMESPACE ")",
+                    t->name, (int)len, ns);
   return add_namespace(t, ns, len) < 0 ? INV_ENOMEM : 0;
 }
 
@@ -301,9 +302,10 @@ static int parse_tenant_line(inv_tenants_t *ts, const char *cur,
     return line_err(err, errlen, name, line, "%s",
                     r < 0 ? msg : "tenant needs a name");
   if (!name_ok(word))
-    return line_err(err, errlen, name, line,
-                    "tenant name \"%.64s\" must be 1 to %d of A-Z a-z 0-9 _ . -",
-                    word, INV_TENANT_NAME_MAX);
+    return line_err(
+        err, errlen, name, line,
+        "tenant name \"%.64s\" must be 1 to %d of A-Z a-z 0-9 _ . -", word,
+        INV_TENANT_NAME_MAX);
   if (inv_tenants_find(ts, word) != NULL)
     return line_err(err, errlen, name, line, "tenant %s is defined twice",
                     word);
@@ -332,10 +334,10 @@ static int parse_tenant_line(inv_tenants_t *ts, const char *cur,
         char tok[TENANTS_TOKEN_FILE_MAX];
         const char *secret = word;
         if (strcmp(key, "token-file") == 0) {
-          if (read_token_file(dir, word, tok, sizeof(tok), msg,
-                              sizeof(msg)) < 0)
-            return line_err(err, errlen, name, line, "tenant %s: %s",
-                            t->name, msg);
+          if (read_token_file(dir, word, tok, sizeof(tok), msg, sizeof(msg)) <
+              0)
+            return line_err(err, errlen, name, line, "tenant %s: %s", t->name,
+                            msg);
           secret = tok;
         }
         if (secret[0] == '\0')
@@ -376,8 +378,8 @@ static int parse_tenant_line(inv_tenants_t *ts, const char *cur,
       if (parse_rate(word, &v) < 0)
         return line_err(err, errlen, name, line,
                         "tenant %s: %s \"%.32s\" is not a number of events "
-                        "from 0 to %.0f", t->name, key, word,
-                        TENANTS_RATE_MAX);
+                        "from 0 to %.0f",
+                        t->name, key, word, TENANTS_RATE_MAX);
       if (key[0] == 'r') {
         t->rate = v;
       } else {
@@ -387,8 +389,8 @@ static int parse_tenant_line(inv_tenants_t *ts, const char *cur,
     } else {
       return line_err(err, errlen, name, line,
                       "tenant %s: unknown word \"%.32s\" (token, token-file, "
-                      "cert, namespace, namespaces, rate, burst)", t->name,
-                      key);
+                      "cert, namespace, namespaces, rate, burst)",
+                      t->name, key);
     }
   }
   if (ncred == 0)
@@ -437,8 +439,8 @@ int inv_tenants_parse(const char *name, const char *dir, const char *text,
                     "unknown directive \"%.32s\" (expected tenant)", word);
       goto err;
     }
-    if ((rc = parse_tenant_line(ts, cur, name, dir, line, word, err,
-                                errlen)) < 0)
+    if ((rc = parse_tenant_line(ts, cur, name, dir, line, word, err, errlen)) <
+        0)
       goto err;
   }
   for (size_t i = 0; i < ts->n; i++) tenant_digest(ts, i);
@@ -503,13 +505,14 @@ int inv_tenants_load_file(const char *path, inv_tenants_t **out, char *err,
     *slash = '\0';
   else
     dir[0] = '\0';
-  rc = inv_tenants_parse(path, slash == dir ? "/" : dir, text, out, err,
-                         errlen);
+  rc =
+      inv_tenants_parse(path, slash == dir ? "/" : dir, text, out, err, errlen);
   free(text);
   return rc;
 }
 
-/* ---- lookups -------------------------------------------------------------- */
+/* ---- lookups --------------------------------------------------------------
+ */
 
 size_t inv_tenants_count(const inv_tenants_t *ts) {
   return ts != NULL ? ts->n : 0;
@@ -557,8 +560,7 @@ const inv_tenant_t *inv_tenants_authenticate(const inv_tenants_t *ts,
 /* 1 when the len bytes at s start with one of t's namespaces. */
 static int in_namespace(const inv_tenant_t *t, const char *s, size_t len) {
   for (size_t i = 0; i < t->nns; i++)
-    if (len >= t->ns_len[i] && memcmp(s, t->ns[i], t->ns_len[i]) == 0)
-      return 1;
+    if (len >= t->ns_len[i] && memcmp(s, t->ns[i], t->ns_len[i]) == 0) return 1;
   return 0;
 }
 
@@ -600,8 +602,7 @@ void inv_tenants_carry(inv_tenants_t *ts, const inv_tenants_t *old) {
   if (ts == NULL || old == NULL) return;
   for (size_t i = 0; i < ts->n; i++) {
     inv_tenant_t *t = &ts->tenants[i];
-    const inv_tenant_t *o =
-        inv_tenants_find((inv_tenants_t *)old, t->name);
+    const inv_tenant_t *o = inv_tenants_find((inv_tenants_t *)old, t->name);
     if (o == NULL) continue;
     t->accepted = o->accepted;
     t->refused = o->refused;

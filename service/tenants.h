@@ -53,14 +53,14 @@ typedef struct inv_tenants_s inv_tenants_t;
 
 typedef struct inv_tenant_s {
   char name[INV_TENANT_NAME_MAX + 1];
-  char **ns;           /* owned; NULL with nns 0 for an admin */
+  char **ns; /* owned; NULL with nns 0 for an admin */
   size_t *ns_len;
   size_t nns;
-  char ns_text[160];   /* "shop:, cart:" for messages, shortened */
-  double rate;         /* events a second; 0: unlimited */
+  char ns_text[160]; /* "shop:, cart:" for messages, shortened */
+  double rate;       /* events a second; 0: unlimited */
   double burst;
-  double tokens;       /* the bucket: events that may go now */
-  uint64_t refilled_us;/* when tokens was last brought up to date */
+  double tokens;                /* the bucket: events that may go now */
+  uint64_t refilled_us;         /* when tokens was last brought up to date */
   unsigned char def_digest[32]; /* of the definition, to tell changes */
   uint64_t accepted, refused, limited; /* events, per outcome */
 } inv_tenant_t;

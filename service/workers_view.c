@@ -72,8 +72,10 @@ static void view_reply_cb(inv_cluster_t *c, redisReply *reply, int err,
     k++;
   }
   if (bad != v->bad && bad > 0)
-    inv_log_warn("workers", "%zu value%s of %s %s not heartbeat records "
-                 "(skipped)", bad, bad == 1 ? "" : "s", INV_HEARTBEAT_KEY,
+    inv_log_warn("workers",
+                 "%zu value%s of %s %s not heartbeat records "
+                 "(skipped)",
+                 bad, bad == 1 ? "" : "s", INV_HEARTBEAT_KEY,
                  bad == 1 ? "is" : "are");
   v->bad = bad;
   if (k > 1) qsort(recs, k, sizeof(*recs), record_cmp);
@@ -137,8 +139,10 @@ void inv_workers_view_pack(const inv_workers_view_t *v, msgpack_packer *pk) {
       msgpack_pack_array(pk, 0);
     }
     inv_pack_str(pk, "stale");
-    if (inv_heartbeat_is_stale(hb, now)) msgpack_pack_true(pk);
-    else msgpack_pack_false(pk);
+    if (inv_heartbeat_is_stale(hb, now))
+      msgpack_pack_true(pk);
+    else
+      msgpack_pack_false(pk);
   }
 }
 

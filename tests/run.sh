@@ -44,7 +44,8 @@ done
 PACKAGES=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
           libmsgpack-dev libssl-dev libsystemd-dev systemd redis-server redis-tools python3-pytest
           python3-redis python3-msgpack python3-pip python3-setuptools
-          python3-venv python3-yaml openssl valgrind prometheus)
+          python3-venv python3-yaml openssl valgrind prometheus
+          clang-format)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -175,6 +176,22 @@ test_tree() {
   fi
   [ "$rc" -eq 0 ] || FAILURES+=("tests in $dir")
 }
+
+# The C sources are formatted as .clang-format says (Debian's clang-format;
+# fix with: clang-format -i $(git ls-files '*.c' '*.h' '*.cpp')).
+phase "format"
+if command -v clang-format >/dev/null && [ -d "$ROOT/.git" ]; then
+  mapfile -t SOURCES < <(git -C "$ROOT" ls-files '*.c' '*.h' '*.cpp')
+  if (cd "$ROOT" && clang-format --dry-run --Werror "${SOURCES[@]}"); then
+    PASSED=$((PASSED + 1))
+  else
+    FAILED=$((FAILED + 1))
+    FAILURES+=("format (clang-format --dry-run --Werror)")
+  fi
+else
+  echo "run.sh: format check skipped (no clang-format, or not a git checkout)"
+fi
+phase_done "format"
 
 # 2-3. The RelWithDebInfo tree.
 phase "build $BUILD/ (RelWithDebInfo)"

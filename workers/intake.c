@@ -16,19 +16,19 @@
 
 typedef struct shard_s {
   inv_shard_state_t state;
-  uint64_t gen;      /* bumped when the shard leaves or is replayed */
-  int subscribed;    /* SSUBSCRIBE confirmed on the current connection */
+  uint64_t gen;   /* bumped when the shard leaves or is replayed */
+  int subscribed; /* SSUBSCRIBE confirmed on the current connection */
   int sub_inflight;
-  int inflight;      /* a read is out (possibly of an older gen) */
-  int again;         /* a hint arrived while the read was out */
-  int read_failed;   /* the last read failed: the tick resends it */
-  int replay_due;    /* work failed: drop it and read the pending entries */
-  int empty;         /* the stream did not exist at the last read */
-  size_t asked;      /* count of the read out */
-  inv_sid_t after;   /* PENDING: the last pending id read */
+  int inflight;    /* a read is out (possibly of an older gen) */
+  int again;       /* a hint arrived while the read was out */
+  int read_failed; /* the last read failed: the tick resends it */
+  int replay_due;  /* work failed: drop it and read the pending entries */
+  int empty;       /* the stream did not exist at the last read */
+  size_t asked;    /* count of the read out */
+  inv_sid_t after; /* PENDING: the last pending id read */
   inv_sid_t acked;
   inv_watermark_t *wm;
-  inv_sid_t *ids;    /* ring of the open entries' ids, in order */
+  inv_sid_t *ids; /* ring of the open entries' ids, in order */
   size_t head, count;
 } shard_t;
 
@@ -49,11 +49,11 @@ static const char *const state_names[INV_SHARD_STATES] = {
  * either kind (PENDING or NEW -> LIVE). */
 static const unsigned char legal[INV_SHARD_STATES][INV_SHARD_STATES] = {
     /*                 off sub pen new live */
-    /* off         */ {0,  1,  0,  0,  0},
-    /* subscribing */ {1,  0,  1,  0,  0},
-    /* pending     */ {1,  0,  1,  1,  1},
-    /* new         */ {1,  0,  1,  0,  1},
-    /* live        */ {1,  0,  1,  1,  0},
+    /* off         */ {0, 1, 0, 0, 0},
+    /* subscribing */ {1, 0, 1, 0, 0},
+    /* pending     */ {1, 0, 1, 1, 1},
+    /* new         */ {1, 0, 1, 0, 1},
+    /* live        */ {1, 0, 1, 1, 0},
 };
 
 const char *inv_shard_state_name(inv_shard_state_t s) {
@@ -176,8 +176,10 @@ void inv_intake_set_wanted(inv_intake_t *in,
     shard_t *s = &in->shards[i];
     if (want && s->state == INV_SHARD_OFF) {
       if (attach(in, i) != 0)
-        inv_log_error(in->name, "shard %u: out of memory; attaching again "
-                      "on the next map refresh", i);
+        inv_log_error(in->name,
+                      "shard %u: out of memory; attaching again "
+                      "on the next map refresh",
+                      i);
     } else if (!want && s->state != INV_SHARD_OFF) {
       detach(in, i, "its stream is no longer on this primary");
     }
@@ -215,16 +217,16 @@ void inv_intake_hint(inv_intake_t *in, unsigned shard) {
   shard_t *s = &in->shards[shard];
   s->empty = 0;
   switch (s->state) {
-  case INV_SHARD_LIVE:
-    set_state(in, shard, INV_SHARD_NEW, "hint");
-    pump(in, shard);
-    break;
-  case INV_SHARD_PENDING:
-  case INV_SHARD_NEW:
-    if (s->inflight) s->again = 1;
-    break;
-  default:
-    break; /* OFF: not ours; SUBSCRIBING: the first read covers it */
+    case INV_SHARD_LIVE:
+      set_state(in, shard, INV_SHARD_NEW, "hint");
+      pump(in, shard);
+      break;
+    case INV_SHARD_PENDING:
+    case INV_SHARD_NEW:
+      if (s->inflight) s->again = 1;
+      break;
+    default:
+      break; /* OFF: not ours; SUBSCRIBING: the first read covers it */
   }
 }
 
@@ -279,34 +281,37 @@ void inv_intake_read_done(inv_intake_t *in, unsigned shard, uint64_t gen,
     return;
   }
   switch (outcome) {
-  case INV_READ_OK:
-    if (s->state == INV_SHARD_PENDING) {
-      if (n == 0) set_state(in, shard, INV_SHARD_NEW, "pending entries read");
-      else s->after = last;
-    } else if (s->state == INV_SHARD_NEW && n < s->asked && !s->again) {
-      set_state(in, shard, INV_SHARD_LIVE, "read to the end");
-    }
-    break;
-  case INV_READ_RETRY:
-    break;
-  case INV_READ_EMPTY:
-    s->empty = 1;
-    /* A hint heard while the read was out means the stream was made after
-     * Redis answered: read again rather than wait for the periodic read. */
-    if (s->again) {
-      s->empty = 0;
-      if (s->state == INV_SHARD_PENDING)
-        set_state(in, shard, INV_SHARD_NEW, "hint during a read of no stream");
-    } else if (s->state == INV_SHARD_PENDING || s->state == INV_SHARD_NEW) {
-      set_state(in, shard, INV_SHARD_LIVE, "no stream yet");
-    }
-    break;
-  case INV_READ_FAILED:
-    s->read_failed = 1;
-    return;
-  case INV_READ_MOVED:
-    detach(in, shard, "its stream answered from another node");
-    return;
+    case INV_READ_OK:
+      if (s->state == INV_SHARD_PENDING) {
+        if (n == 0)
+          set_state(in, shard, INV_SHARD_NEW, "pending entries read");
+        else
+          s->after = last;
+      } else if (s->state == INV_SHARD_NEW && n < s->asked && !s->again) {
+        set_state(in, shard, INV_SHARD_LIVE, "read to the end");
+      }
+      break;
+    case INV_READ_RETRY:
+      break;
+    case INV_READ_EMPTY:
+      s->empty = 1;
+      /* A hint heard while the read was out means the stream was made after
+       * Redis answered: read again rather than wait for the periodic read. */
+      if (s->again) {
+        s->empty = 0;
+        if (s->state == INV_SHARD_PENDING)
+          set_state(in, shard, INV_SHARD_NEW,
+                    "hint during a read of no stream");
+      } else if (s->state == INV_SHARD_PENDING || s->state == INV_SHARD_NEW) {
+        set_state(in, shard, INV_SHARD_LIVE, "no stream yet");
+      }
+      break;
+    case INV_READ_FAILED:
+      s->read_failed = 1;
+      return;
+    case INV_READ_MOVED:
+      detach(in, shard, "its stream answered from another node");
+      return;
   }
   advance(in, shard);
   pump(in, shard);
@@ -345,8 +350,10 @@ void inv_intake_tick(inv_intake_t *in, int poll_live) {
     shard_t *s = &in->shards[i];
     if (s->state == INV_SHARD_OFF) continue;
     if (s->replay_due) {
-      inv_log_warn(in->name, "shard %u: work failed; reading its pending "
-                   "entries again", i);
+      inv_log_warn(in->name,
+                   "shard %u: work failed; reading its pending "
+                   "entries again",
+                   i);
       in->replays++;
       drop_open(in, i);
       begin_pending(in, i, "replay of failed work");
@@ -369,8 +376,10 @@ void inv_intake_tick(inv_intake_t *in, int poll_live) {
       begin_pending(in, i, "periodic read");
       continue;
     }
-    if (s->state == INV_SHARD_LIVE && (poll_live || (!s->subscribed && !s->empty)))
-      set_state(in, i, INV_SHARD_NEW, poll_live ? "periodic read" : "unsubscribed");
+    if (s->state == INV_SHARD_LIVE &&
+        (poll_live || (!s->subscribed && !s->empty)))
+      set_state(in, i, INV_SHARD_NEW,
+                poll_live ? "periodic read" : "unsubscribed");
     pump(in, i);
   }
 }

@@ -55,7 +55,8 @@
 #include "proto/stream_id.h"
 
 #define INV_INTAKE_SHARD_BITS 6
-#define INV_INTAKE_TAG_SHARD(tag) ((unsigned)((tag) >> (64 - INV_INTAKE_SHARD_BITS)))
+#define INV_INTAKE_TAG_SHARD(tag) \
+  ((unsigned)((tag) >> (64 - INV_INTAKE_SHARD_BITS)))
 
 typedef enum {
   INV_SHARD_OFF = 0,
@@ -68,11 +69,11 @@ typedef enum {
 
 /* How a read ended, as the reader reports it. */
 typedef enum {
-  INV_READ_OK = 0,    /* n entries returned (all opened before this) */
-  INV_READ_RETRY,     /* nothing taken, read again now (a group was made) */
-  INV_READ_EMPTY,     /* the stream does not exist yet */
-  INV_READ_FAILED,    /* an error or no answer: read again on the tick */
-  INV_READ_MOVED      /* the stream is not on this node (MOVED, ASK) */
+  INV_READ_OK = 0, /* n entries returned (all opened before this) */
+  INV_READ_RETRY,  /* nothing taken, read again now (a group was made) */
+  INV_READ_EMPTY,  /* the stream does not exist yet */
+  INV_READ_FAILED, /* an error or no answer: read again on the tick */
+  INV_READ_MOVED   /* the stream is not on this node (MOVED, ASK) */
 } inv_read_outcome_t;
 
 typedef struct inv_intake_ops_s {
@@ -136,8 +137,7 @@ int inv_intake_open(inv_intake_t *in, unsigned shard, uint64_t gen,
 /* Fact: the read of shard ended with outcome; after is the last id it
  * returned (for a pending read) and n the number of entries. */
 void inv_intake_read_done(inv_intake_t *in, unsigned shard, uint64_t gen,
-                          inv_read_outcome_t outcome, size_t n,
-                          inv_sid_t last);
+                          inv_read_outcome_t outcome, size_t n, inv_sid_t last);
 
 /* Operation accounting for the entry tag names (watermark.h): begin
  * before handing work out, done or failed when it ends. They return 1, or

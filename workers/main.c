@@ -14,8 +14,8 @@ int main(int argc, char **argv) {
   inv_worker_conf_t conf = {0};
   char err[512] = "";
   inv_cli_action_t action;
-  int rc = inv_cli_parse(argc, argv, inv_worker_conf_rows, inv_worker_conf_nrows,
-                         &conf, "inval-worker",
+  int rc = inv_cli_parse(argc, argv, inv_worker_conf_rows,
+                         inv_worker_conf_nrows, &conf, "inval-worker",
                          "Applies cache invalidations to the keys its own "
                          "Redis node owns: one worker per node.",
                          INV_VERSION, &action, err, sizeof(err));

@@ -23,31 +23,31 @@
 /* XX(key, metric, TYPE, help): key is the name in the "node" map, metric
  * the Prometheus name after "inval_node_" (counters get "_total"). The
  * counters are Redis's own (they restart at 0 with the node). */
-#define INV_NODE_HEALTH_MAP(XX)                                                \
-  XX(up, up, GAUGE, "1 when the last poll of the node succeeded")             \
-  XX(cluster_enabled, cluster_enabled, GAUGE,                                  \
-     "1 when the node runs in cluster mode")                                   \
-  XX(cluster_state_ok, cluster_state, GAUGE,                                   \
-     "1 when CLUSTER INFO says cluster_state:ok (always 1 standalone)")        \
-  XX(slots_fail, cluster_slots_fail, GAUGE,                                    \
-     "hash slots in the FAIL state (CLUSTER INFO cluster_slots_fail)")        \
-  XX(slots_pfail, cluster_slots_pfail, GAUGE,                                  \
-     "hash slots in the PFAIL state (CLUSTER INFO cluster_slots_pfail)")      \
-  XX(used_memory, memory_used_bytes, GAUGE,                                    \
-     "memory used by the node (INFO used_memory)")                             \
-  XX(maxmemory, memory_max_bytes, GAUGE,                                       \
-     "the node's maxmemory; 0 when unlimited")                                 \
-  XX(evicted_keys, evicted_keys, COUNTER,                                      \
-     "keys evicted by maxmemory (INFO evicted_keys)")                          \
-  XX(keyspace_hits, keyspace_hits, COUNTER,                                    \
-     "successful key lookups (INFO keyspace_hits)")                            \
-  XX(keyspace_misses, keyspace_misses, COUNTER,                                \
-     "failed key lookups (INFO keyspace_misses)")                              \
-  XX(connected_clients, connected_clients, GAUGE,                              \
-     "client connections open on the node")                                    \
-  XX(keys, keys, GAUGE, "keys in every database of the node")                  \
-  XX(polls, polls, COUNTER, "polls of the node that succeeded")               \
-  XX(poll_errors, poll_errors, COUNTER,                                        \
+#define INV_NODE_HEALTH_MAP(XX)                                          \
+  XX(up, up, GAUGE, "1 when the last poll of the node succeeded")        \
+  XX(cluster_enabled, cluster_enabled, GAUGE,                            \
+     "1 when the node runs in cluster mode")                             \
+  XX(cluster_state_ok, cluster_state, GAUGE,                             \
+     "1 when CLUSTER INFO says cluster_state:ok (always 1 standalone)")  \
+  XX(slots_fail, cluster_slots_fail, GAUGE,                              \
+     "hash slots in the FAIL state (CLUSTER INFO cluster_slots_fail)")   \
+  XX(slots_pfail, cluster_slots_pfail, GAUGE,                            \
+     "hash slots in the PFAIL state (CLUSTER INFO cluster_slots_pfail)") \
+  XX(used_memory, memory_used_bytes, GAUGE,                              \
+     "memory used by the node (INFO used_memory)")                       \
+  XX(maxmemory, memory_max_bytes, GAUGE,                                 \
+     "the node's maxmemory; 0 when unlimited")                           \
+  XX(evicted_keys, evicted_keys, COUNTER,                                \
+     "keys evicted by maxmemory (INFO evicted_keys)")                    \
+  XX(keyspace_hits, keyspace_hits, COUNTER,                              \
+     "successful key lookups (INFO keyspace_hits)")                      \
+  XX(keyspace_misses, keyspace_misses, COUNTER,                          \
+     "failed key lookups (INFO keyspace_misses)")                        \
+  XX(connected_clients, connected_clients, GAUGE,                        \
+     "client connections open on the node")                              \
+  XX(keys, keys, GAUGE, "keys in every database of the node")            \
+  XX(polls, polls, COUNTER, "polls of the node that succeeded")          \
+  XX(poll_errors, poll_errors, COUNTER,                                  \
      "polls that failed (no reply, an error, or a reply not understood)")
 
 typedef struct inv_node_figures_s {

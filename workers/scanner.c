@@ -56,11 +56,11 @@ typedef struct key_s {
 
 /* One submitted pattern with its mode and every tag that asked for it. */
 typedef struct pat_s {
-  inv_queue_t node;    /* on the waiting FIFO or the again list */
-  struct pat_s *next;  /* its prefix-index chain, while in a run */
+  inv_queue_t node;   /* on the waiting FIFO or the again list */
+  struct pat_s *next; /* its prefix-index chain, while in a run */
   char *pat;
   size_t patlen;
-  char *lit;           /* literal prefix, escapes removed (in pat's block) */
+  char *lit; /* literal prefix, escapes removed (in pat's block) */
   size_t litlen;
   inv_unlink_op_t mode; /* INV_UNLINK_HARD or INV_UNLINK_SOFT */
   int pinned;
@@ -79,10 +79,10 @@ typedef struct bucket_s {
 typedef struct pindex_s {
   bucket_t *b;
   size_t mask;
-  size_t *lens;   /* distinct non-zero literal-prefix lengths, ascending */
+  size_t *lens; /* distinct non-zero literal-prefix lengths, ascending */
   size_t nlens;
-  pat_t *any;     /* patterns with an empty literal prefix */
-  pat_t **cand;   /* scratch: the candidates of one key */
+  pat_t *any;   /* patterns with an empty literal prefix */
+  pat_t **cand; /* scratch: the candidates of one key */
   size_t candcap;
 } pindex_t;
 
@@ -100,31 +100,31 @@ typedef struct page_set_s {
 } page_set_t;
 
 typedef struct run_s {
-  inv_queue_t node;      /* on the pending or the running list */
+  inv_queue_t node; /* on the pending or the running list */
   inv_scanner_t *s;
   pat_t **pats;
   size_t npats;
   pindex_t idx;
-  char *match;           /* SCAN MATCH: "*" pat "*" (NULL: no MATCH) */
+  char *match; /* SCAN MATCH: "*" pat "*" (NULL: no MATCH) */
   size_t matchlen;
-  int shared;            /* the shared pass (else a pinned job) */
+  int shared; /* the shared pass (else a pinned job) */
   int pinned;
   unsigned slot;
   int state;
   int phase;
   char cursor[32];
-  long long slot_count;  /* COUNTKEYSINSLOT answer */
-  int cmd_inflight;      /* a SCAN/COUNT/GETKEYS command awaits its reply */
-  int stalled;           /* its command failed; resend on resume */
-  int listed;            /* the listing is finished (cursor 0, GETKEYS done) */
-  size_t inflight;       /* keys handed to the unlinker, not yet done */
-  key_t_ *keys;          /* matched keys of the last page, not yet pushed */
+  long long slot_count; /* COUNTKEYSINSLOT answer */
+  int cmd_inflight;     /* a SCAN/COUNT/GETKEYS command awaits its reply */
+  int stalled;          /* its command failed; resend on resume */
+  int listed;           /* the listing is finished (cursor 0, GETKEYS done) */
+  size_t inflight;      /* keys handed to the unlinker, not yet done */
+  key_t_ *keys;         /* matched keys of the last page, not yet pushed */
   size_t nkeys, kidx;
   /* For the log lines of its start and end (run_log_start/_end). */
   uint64_t started_us;
   uint64_t scanned, matched, failed;
-  int logged;            /* its start was logged, so its end is */
-  int error;             /* its listing failed: its patterns run again */
+  int logged; /* its start was logged, so its end is */
+  int error;  /* its listing failed: its patterns run again */
 } run_t;
 
 typedef struct list_s {
@@ -141,12 +141,12 @@ struct inv_scanner_s {
   inv_worker_stats_t *stats;
   inv_unlink_done_cb done_cb;
   void *owner;
-  inv_queue_t waiting;          /* pat_t.node: unpinned, for the next pass */
-  size_t nwaiting;  /* patterns waiting: FIFO + again list + pending runs */
+  inv_queue_t waiting; /* pat_t.node: unpinned, for the next pass */
+  size_t nwaiting;     /* patterns waiting: FIFO + again list + pending runs */
   size_t waiting_bytes;
-  run_t *pass;                  /* the shared pass running, or NULL */
-  list_t pending, running;      /* runs; pending ones are pinned */
-  size_t zombies; /* cancelled runs waiting for their commands */
+  run_t *pass;             /* the shared pass running, or NULL */
+  list_t pending, running; /* runs; pending ones are pinned */
+  size_t zombies;          /* cancelled runs waiting for their commands */
   /* Loops that cancel runs and call done_cb hold the scanner: while held
    * it is not freed, even when the last zombie so far is, because the
    * loop may yet make more zombies (see inv_scanner_cancel_all). */
@@ -154,19 +154,19 @@ struct inv_scanner_s {
   int closing;
   uv_timer_t retry;
   int retry_armed;
-  uv_idle_t kick;  /* starts a pass once this loop pass's submits are in */
+  uv_idle_t kick; /* starts a pass once this loop pass's submits are in */
   /* Patterns of runs that failed (a listing error, or an UNLINK that did
    * not complete), waiting for again_timer to run them again; counted in
    * nwaiting. again_streak is the number of failed runs in a row (the
    * backoff grows with it; a run that succeeds resets it). */
-  inv_queue_t again;   /* pat_t.node */
+  inv_queue_t again; /* pat_t.node */
   uv_timer_t again_timer;
   unsigned again_streak;
   int open_handles;
   /* Scan log lines are rate-limited: a flood of small passes must not
    * flood the log. */
-  uint64_t log_next_us;   /* no start line before this */
-  uint64_t log_skipped;   /* runs not logged since the last start line */
+  uint64_t log_next_us; /* no start line before this */
+  uint64_t log_skipped; /* runs not logged since the last start line */
 };
 
 /* A start line at most every SCAN_LOG_EVERY_US; a run that took at least
@@ -323,9 +323,10 @@ static void run_patterns(const run_t *j, char *out, size_t outlen) {
   size_t n = 0;
   out[0] = '\0';
   for (size_t i = 0; i < j->npats && i < SCAN_LOG_PATTERNS && n < outlen; i++)
-    n += (size_t)snprintf(out + n, outlen - n, "%s'%.*s'", i ? ", " : "",
-                          (int)(j->pats[i]->patlen > 64 ? 64 : j->pats[i]->patlen),
-                          j->pats[i]->pat);
+    n += (size_t)snprintf(
+        out + n, outlen - n, "%s'%.*s'", i ? ", " : "",
+        (int)(j->pats[i]->patlen > 64 ? 64 : j->pats[i]->patlen),
+        j->pats[i]->pat);
   if (j->npats > SCAN_LOG_PATTERNS && n < outlen)
     snprintf(out + n, outlen - n, ", ... (%zu in all)", j->npats);
 }
@@ -347,10 +348,10 @@ static void run_log_start(run_t *j) {
     inv_log_info("scanner", "%s of slot %u started: %s", run_kind(j), j->slot,
                  pats);
   else
-    inv_log_info("scanner", "%s started: %zu pattern%s: %s%s", run_kind(j),
-                 j->npats, j->npats == 1 ? "" : "s", pats,
-                 s->log_skipped ? " (earlier runs not logged, see scans_done)"
-                                : "");
+    inv_log_info(
+        "scanner", "%s started: %zu pattern%s: %s%s", run_kind(j), j->npats,
+        j->npats == 1 ? "" : "s", pats,
+        s->log_skipped ? " (earlier runs not logged, see scans_done)" : "");
   s->log_skipped = 0;
   s->log_next_us = j->started_us + SCAN_LOG_EVERY_US;
   j->logged = 1;
@@ -359,10 +360,14 @@ static void run_log_start(run_t *j) {
 static void run_log_end(const run_t *j) {
   uint64_t took = inv_now_us() - j->started_us;
   if (!j->logged && took < SCAN_LOG_SLOW_US) return;
-  inv_log_info("scanner", "%s done: %zu pattern%s, %" PRIu64 " keys scanned, "
-               "%" PRIu64 " matched, %" PRIu64 " removed, %" PRIu64 " failed, "
-               "%.3f s", run_kind(j), j->npats, j->npats == 1 ? "" : "s",
-               j->scanned, j->matched, j->matched - j->failed, j->failed,
+  inv_log_info("scanner",
+               "%s done: %zu pattern%s, %" PRIu64
+               " keys scanned, "
+               "%" PRIu64 " matched, %" PRIu64 " removed, %" PRIu64
+               " failed, "
+               "%.3f s",
+               run_kind(j), j->npats, j->npats == 1 ? "" : "s", j->scanned,
+               j->matched, j->matched - j->failed, j->failed,
                (double)took / 1e6);
 }
 
@@ -485,7 +490,8 @@ static int slot_mode(const inv_scanner_t *s, const char *key, size_t len,
 
 static uint64_t span_hash(const char *p, size_t len) {
   uint64_t h = UINT64_C(14695981039346656037);
-  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * UINT64_C(1099511628211);
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (unsigned char)p[i]) * UINT64_C(1099511628211);
   return h;
 }
 
@@ -568,7 +574,8 @@ static int cand_push(pindex_t *x, size_t *n, pat_t *p) {
   return 0;
 }
 
-static int cand_add_prefixed(pindex_t *x, size_t *n, const char *k, size_t len) {
+static int cand_add_prefixed(pindex_t *x, size_t *n, const char *k,
+                             size_t len) {
   for (size_t i = 0; i < x->nlens && x->lens[i] <= len; i++) {
     bucket_t *b = bucket_find(x, k, x->lens[i]);
     for (pat_t *p = b->head; p != NULL; p = p->next)
@@ -616,7 +623,8 @@ static int key_op(pindex_t *x, const char *k, size_t len, page_set_t *values) {
   for (size_t i = 0; i < n && best != OP_HARD; i++) {
     const pat_t *p = x->cand[i];
     size_t vs, vl;
-    inv_regen_kind_t kind = inv_regen_classify(p->pat, p->patlen, k, len, &vs, &vl);
+    inv_regen_kind_t kind =
+        inv_regen_classify(p->pat, p->patlen, k, len, &vs, &vl);
     if (kind == INV_REGEN_VALUE) {
       if (!inv_glob_match(p->pat, p->patlen, k, len)) continue;
       int op = p->mode == INV_UNLINK_SOFT ? OP_SOFT : OP_HARD;
@@ -631,8 +639,9 @@ static int key_op(pindex_t *x, const char *k, size_t len, page_set_t *values) {
 }
 
 static inv_unlink_op_t unlink_op(int op) {
-  return op == OP_HARD ? INV_UNLINK_HARD
-         : op == OP_SOFT ? INV_UNLINK_SOFT : INV_UNLINK_RAW;
+  return op == OP_HARD   ? INV_UNLINK_HARD
+         : op == OP_SOFT ? INV_UNLINK_SOFT
+                         : INV_UNLINK_RAW;
 }
 
 /* Copies the keys of an array reply that the run acts on and the node
@@ -698,7 +707,8 @@ static void send_next(run_t *j) {
   if (j->phase == PHASE_SCAN) {
     /* MATCH the cover pattern of a lone pattern, so that locks and stale
      * copies come along; take_keys tells the kinds apart. */
-    const char *argv[6] = {"SCAN", j->cursor, "COUNT", count, "MATCH", j->match};
+    const char *argv[6] = {"SCAN", j->cursor, "COUNT",
+                           count,  "MATCH",   j->match};
     size_t lens[6] = {4, strlen(j->cursor), 5, strlen(count), 5, j->matchlen};
     rc = inv_redis_command_argv(s->r, j->match ? 6 : 4, argv, lens, cmd_cb, j);
     if (rc == 0) s->stats->scan_calls++;
@@ -760,8 +770,10 @@ static void log_failure(const run_t *j, const char *what, const char *detail,
     inv_log_error("scanner", "%s of '%.*s' failed: %.*s (it runs again)", what,
                   (int)j->pats[0]->patlen, j->pats[0]->pat, detail_len, detail);
   else
-    inv_log_error("scanner", "%s of a shared pass (%zu patterns) failed: %.*s "
-                  "(they run again)", what, j->npats, detail_len, detail);
+    inv_log_error("scanner",
+                  "%s of a shared pass (%zu patterns) failed: %.*s "
+                  "(they run again)",
+                  what, j->npats, detail_len, detail);
 }
 
 static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
@@ -774,7 +786,8 @@ static void cmd_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     return;
   }
   if (err < 0) {
-    j->stalled = 1; /* a timeout drops the connection too: resent on reconnect */
+    j->stalled =
+        1; /* a timeout drops the connection too: resent on reconnect */
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
@@ -987,7 +1000,8 @@ static void kick_soon(inv_scanner_t *s) {
 }
 
 int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
-                       const inv_slot_map_t *map, const inv_scanner_opts_t *opts,
+                       const inv_slot_map_t *map,
+                       const inv_scanner_opts_t *opts,
                        inv_worker_stats_t *stats, inv_unlink_done_cb done_cb,
                        void *owner, inv_scanner_t **out) {
   inv_scanner_t *s = calloc(1, sizeof(*s));
@@ -1043,7 +1057,8 @@ static int join_pending(inv_scanner_t *s, const char *pattern, size_t len,
        q != NULL && looked < PINNED_MERGE_LOOKBACK;
        q = inv_queue_prev(&s->pending.q, q), looked++) {
     pat_t *p = run_of(q)->pats[0];
-    if (p->patlen == len && p->mode == mode && memcmp(p->pat, pattern, len) == 0) {
+    if (p->patlen == len && p->mode == mode &&
+        memcmp(p->pat, pattern, len) == 0) {
       size_t before = pat_bytes(p);
       if (add_tag(p, tag) != 0) return 0;
       s->waiting_bytes += pat_bytes(p) - before;
@@ -1158,9 +1173,13 @@ void inv_scanner_resume(inv_scanner_t *s) {
   }
 }
 
-size_t inv_scanner_running(const inv_scanner_t *s) { return running_patterns(s); }
+size_t inv_scanner_running(const inv_scanner_t *s) {
+  return running_patterns(s);
+}
 size_t inv_scanner_pending(const inv_scanner_t *s) { return s->nwaiting; }
-size_t inv_scanner_waiting_bytes(const inv_scanner_t *s) { return s->waiting_bytes; }
+size_t inv_scanner_waiting_bytes(const inv_scanner_t *s) {
+  return s->waiting_bytes;
+}
 
 static void free_cb(uv_handle_t *h) {
   inv_scanner_t *s = h->data;

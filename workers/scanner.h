@@ -69,7 +69,8 @@ typedef struct inv_scanner_opts_s {
  * read whenever keys are filtered, so it always reflects the latest
  * refresh. Returns 0 and *out, or INV_ENOMEM. */
 int inv_scanner_create(uv_loop_t *loop, inv_redis_t *r, inv_unlinker_t *u,
-                       const inv_slot_map_t *map, const inv_scanner_opts_t *opts,
+                       const inv_slot_map_t *map,
+                       const inv_scanner_opts_t *opts,
                        inv_worker_stats_t *stats, inv_unlink_done_cb done_cb,
                        void *owner, inv_scanner_t **out);
 

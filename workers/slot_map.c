@@ -74,8 +74,10 @@ static void parse_moving(uint8_t *importing, uint8_t *migrating,
           const char *arrow = NULL;
           uint8_t *bits = NULL;
           for (const char *a = q + 1; a + 3 <= q + tl; a++) {
-            if (memcmp(a, "-<-", 3) == 0) bits = importing;
-            else if (memcmp(a, "->-", 3) == 0) bits = migrating;
+            if (memcmp(a, "-<-", 3) == 0)
+              bits = importing;
+            else if (memcmp(a, "->-", 3) == 0)
+              bits = migrating;
             if (bits != NULL) {
               arrow = a;
               break;
@@ -122,15 +124,15 @@ int inv_slot_map_from_cluster(inv_slot_map_t *m, const char *myid,
   n.cluster = 1;
   if (inv_cluster_slots_each(slots, own_range, &o, NULL, 0) != 0)
     return INV_EPROTO;
-  if (nodes != NULL)
-    parse_moving(n.importing, n.migrating, nodes, nodeslen);
+  if (nodes != NULL) parse_moving(n.importing, n.migrating, nodes, nodeslen);
   n.nowned = count_bits(n.owned);
   n.nimporting = count_bits(n.importing);
   *m = n;
   return 0;
 }
 
-unsigned inv_slot_map_gained(const inv_slot_map_t *old, const inv_slot_map_t *now) {
+unsigned inv_slot_map_gained(const inv_slot_map_t *old,
+                             const inv_slot_map_t *now) {
   unsigned n = 0;
   for (size_t i = 0; i < INV_SLOTS / 8; i++)
     n += (unsigned)__builtin_popcount(now->owned[i] & (uint8_t)~old->owned[i]);

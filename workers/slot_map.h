@@ -18,7 +18,7 @@
 #include "common/base/slot.h"
 
 typedef struct inv_slot_map_s {
-  int cluster;      /* 0: standalone, owns everything */
+  int cluster; /* 0: standalone, owns everything */
   unsigned nowned;
   unsigned nimporting;
   uint8_t owned[INV_SLOTS / 8];
@@ -45,11 +45,13 @@ static inline int inv_slot_map_imports(const inv_slot_map_t *m, unsigned slot) {
   return (m->importing[slot >> 3] >> (slot & 7)) & 1;
 }
 
-static inline int inv_slot_map_migrates(const inv_slot_map_t *m, unsigned slot) {
+static inline int inv_slot_map_migrates(const inv_slot_map_t *m,
+                                        unsigned slot) {
   return (m->migrating[slot >> 3] >> (slot & 7)) & 1;
 }
 
 /* The number of slots owned in now but not in old. */
-unsigned inv_slot_map_gained(const inv_slot_map_t *old, const inv_slot_map_t *now);
+unsigned inv_slot_map_gained(const inv_slot_map_t *old,
+                             const inv_slot_map_t *now);
 
 #endif

@@ -56,8 +56,8 @@ typedef struct item_s {
                 or an error reply */
   unsigned failures; /* error replies so far (the backoff grows with them) */
   uint64_t due_ms;   /* while waiting in the later list: when to resend */
-  unsigned slot;  /* K's slot, which L(K) and S(K) share */
-  size_t nitems;  /* for the first item of a sent command: items it carries */
+  unsigned slot;     /* K's slot, which L(K) and S(K) share */
+  size_t nitems; /* for the first item of a sent command: items it carries */
   size_t len, lock_len, stale_len;
   char *lock, *stale; /* inside key[], for HARD and SOFT */
   char key[];         /* key NUL lock NUL stale NUL */
@@ -72,9 +72,9 @@ struct inv_unlinker_s {
   void *moved_data;
   inv_unlink_redirect_fn redirect_fn; /* NULL: a redirected key is done */
   void *redirect_data;
-  inv_queue_t fifo;  /* item_t.node: unsent keys */
-  size_t queued;     /* items on fifo */
-  size_t inflight;   /* commands awaiting replies */
+  inv_queue_t fifo; /* item_t.node: unsent keys */
+  size_t queued;    /* items on fifo */
+  size_t inflight;  /* commands awaiting replies */
   int closing;
   int retry_armed;
   int any_slot;     /* standalone Redis: keys of any slot share commands */
@@ -85,18 +85,19 @@ struct inv_unlinker_s {
   inv_queue_t later; /* item_t.node */
   size_t nlater;     /* items on later */
   uv_timer_t later_timer;
-  uint64_t later_due_ms;   /* when later_timer fires, while active */
+  uint64_t later_due_ms;     /* when later_timer fires, while active */
   uint64_t failed_logged_ms; /* the last "failed" log line, loop time */
   uint64_t failed_unlogged;  /* error replies since then */
   uv_check_t soon_check; /* the deferred flush, after this loop pass's I/O */
   uv_idle_t soon_idle;   /* the same, when the push came outside I/O */
   int open_handles;      /* handles not yet closed; u is freed at 0 */
-  inv_buf_t cmd;    /* the command being formatted, reused */
+  inv_buf_t cmd;         /* the command being formatted, reused */
 };
 
-int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *stats,
-                        uint64_t grace_ms, inv_unlink_moved_cb moved_cb,
-                        void *moved_data, inv_unlinker_t **out) {
+int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r,
+                        inv_worker_stats_t *stats, uint64_t grace_ms,
+                        inv_unlink_moved_cb moved_cb, void *moved_data,
+                        inv_unlinker_t **out) {
   inv_unlinker_t *u = calloc(1, sizeof(*u));
   if (u == NULL) return INV_ENOMEM;
   inv_queue_init(&u->fifo);
@@ -111,7 +112,8 @@ int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *sta
   uv_timer_init(loop, &u->later_timer);
   uv_check_init(loop, &u->soon_check);
   uv_idle_init(loop, &u->soon_idle);
-  u->retry.data = u->later_timer.data = u->soon_check.data = u->soon_idle.data = u;
+  u->retry.data = u->later_timer.data = u->soon_check.data = u->soon_idle.data =
+      u;
   u->open_handles = 4;
   *out = u;
   return 0;
@@ -184,8 +186,8 @@ static int reply_starts(const redisReply *reply, const char *prefix) {
 
 /* Whether an error reply means "try again later" rather than "never". */
 static int is_transient(const redisReply *reply) {
-  static const char *const prefixes[] = {"LOADING", "BUSY", "TRYAGAIN",
-                                         "CLUSTERDOWN", "MASTERDOWN", NULL};
+  static const char *const prefixes[] = {
+      "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", NULL};
   for (int i = 0; prefixes[i]; i++)
     if (reply_starts(reply, prefixes[i])) return 1;
   return 0;
@@ -212,8 +214,10 @@ static void next_or_finish(inv_unlinker_t *u, item_t *it, int err) {
 /* Queues an item again for a resend, or fails it when the unlinker is
  * closing (a closing unlinker sends nothing more). */
 static void requeue_or_close(inv_unlinker_t *u, item_t *it) {
-  if (u->closing) finish(it, INV_ECLOSED);
-  else enqueue(u, it);
+  if (u->closing)
+    finish(it, INV_ECLOSED);
+  else
+    enqueue(u, it);
 }
 
 static void later_cb(uv_timer_t *t);
@@ -271,30 +275,32 @@ static void requeue_later(inv_unlinker_t *u, item_t *it) {
 
 /* Logs an error reply at most once per RETRY_LOG_MS, with the count of
  * those not logged. */
-static void log_failed(inv_unlinker_t *u, const item_t *it, const redisReply *reply) {
+static void log_failed(inv_unlinker_t *u, const item_t *it,
+                       const redisReply *reply) {
   uint64_t now = uv_now(u->loop);
   u->failed_unlogged++;
-  if (u->failed_logged_ms != 0 && now - u->failed_logged_ms < RETRY_LOG_MS) return;
-  inv_log_warn("unlinker", "%s failed: %.*s (%llu error repl%s since the last "
-               "such line; %zu key(s) waiting to be sent again, backoff up to "
-               "%d ms; their log entries stay open until they succeed)",
-               it->op == INV_UNLINK_SOFT && !it->split ? "soft invalidation"
-                                                       : "UNLINK",
-               (int)reply->len, reply->str,
-               (unsigned long long)u->failed_unlogged,
-               u->failed_unlogged == 1 ? "y" : "ies", u->nlater + it->nitems,
-               RETRY_MAX_MS);
+  if (u->failed_logged_ms != 0 && now - u->failed_logged_ms < RETRY_LOG_MS)
+    return;
+  inv_log_warn(
+      "unlinker",
+      "%s failed: %.*s (%llu error repl%s since the last "
+      "such line; %zu key(s) waiting to be sent again, backoff up to "
+      "%d ms; their log entries stay open until they succeed)",
+      it->op == INV_UNLINK_SOFT && !it->split ? "soft invalidation" : "UNLINK",
+      (int)reply->len, reply->str, (unsigned long long)u->failed_unlogged,
+      u->failed_unlogged == 1 ? "y" : "ies", u->nlater + it->nitems,
+      RETRY_MAX_MS);
   u->failed_unlogged = 0;
   u->failed_logged_ms = now ? now : 1;
 }
 
 /* What a reply means for each item of its command. */
 typedef enum {
-  SETTLE_REQUEUE,   /* resend: requeue_or_close() */
-  SETTLE_SOLO,      /* resend in commands of its own (after TRYAGAIN) */
-  SETTLE_ANSWERED,  /* this name is done: next_or_finish() with 0 */
-  SETTLE_LATER,     /* an error reply: resend after a backoff */
-  SETTLE_ELSEWHERE  /* MOVED or ASK: handed to the redirect hook */
+  SETTLE_REQUEUE,  /* resend: requeue_or_close() */
+  SETTLE_SOLO,     /* resend in commands of its own (after TRYAGAIN) */
+  SETTLE_ANSWERED, /* this name is done: next_or_finish() with 0 */
+  SETTLE_LATER,    /* an error reply: resend after a backoff */
+  SETTLE_ELSEWHERE /* MOVED or ASK: handed to the redirect hook */
 } settle_t;
 
 /* Hands a key that lives on another node to the redirect hook, which
@@ -353,7 +359,8 @@ static int splittable(const item_t *it) {
 }
 
 /* Settles an error reply to the command led by it. */
-static void on_error_reply(inv_unlinker_t *u, item_t *it, const redisReply *reply) {
+static void on_error_reply(inv_unlinker_t *u, item_t *it,
+                           const redisReply *reply) {
   inv_cluster_redirect_t rd;
   if (it->nitems > 1 &&
       (reply_starts(reply, "TRYAGAIN") || reply_starts(reply, "CROSSSLOT"))) {
@@ -414,12 +421,15 @@ static void unlink_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     if (reply->type == REDIS_REPLY_INTEGER) {
       if (it->op == INV_UNLINK_SOFT && !it->split)
         u->stats->stale_copies += (uint64_t)reply->integer;
-      else u->stats->keys_unlinked += (uint64_t)reply->integer;
+      else
+        u->stats->keys_unlinked += (uint64_t)reply->integer;
     }
     settle_all(u, it, SETTLE_ANSWERED);
   }
-  if (u->closing) maybe_free(u);
-  else flush_soon(u);
+  if (u->closing)
+    maybe_free(u);
+  else
+    flush_soon(u);
 }
 
 /* Whether it is a plain delete that may share a multi-key UNLINK. */
@@ -439,8 +449,9 @@ static size_t command_span(const inv_unlinker_t *u, const item_t *first) {
   size_t n = 0, bytes = 0;
   for (const item_t *it = first; it != NULL && n < INV_UNLINK_BATCH_MAX;
        it = fifo_next(u, it)) {
-    if (n > 0 && (!coalescable(it) || (!u->any_slot && it->slot != first->slot) ||
-                  it->asking != first->asking || bytes >= BATCH_NAME_BYTES))
+    if (n > 0 &&
+        (!coalescable(it) || (!u->any_slot && it->slot != first->slot) ||
+         it->asking != first->asking || bytes >= BATCH_NAME_BYTES))
       break;
     n++;
     bytes += it->len + it->lock_len + it->stale_len;
@@ -457,10 +468,20 @@ static int build_args(const inv_unlinker_t *u, const item_t *first, size_t n,
   int argc = 0;
   if (first->op == INV_UNLINK_SOFT && first->split == 0) {
     const inv_script_t *s = &inv_script_soft;
-    const char *a[7] = {first->eval ? "EVAL" : "EVALSHA", first->eval ? s->src : s->sha,
-                        "3", first->key, first->lock, first->stale, u->grace};
-    size_t l[7] = {first->eval ? 4u : 7u, first->eval ? s->len : strlen(s->sha), 1,
-                   first->len, first->lock_len, first->stale_len, strlen(u->grace)};
+    const char *a[7] = {first->eval ? "EVAL" : "EVALSHA",
+                        first->eval ? s->src : s->sha,
+                        "3",
+                        first->key,
+                        first->lock,
+                        first->stale,
+                        u->grace};
+    size_t l[7] = {first->eval ? 4u : 7u,
+                   first->eval ? s->len : strlen(s->sha),
+                   1,
+                   first->len,
+                   first->lock_len,
+                   first->stale_len,
+                   strlen(u->grace)};
     memcpy(argv, a, sizeof(a));
     memcpy(lens, l, sizeof(l));
     return 7;
@@ -470,10 +491,12 @@ static int build_args(const inv_unlinker_t *u, const item_t *first, size_t n,
   if (first->split > 0) {
     /* Split: the lock first, so that a regeneration is fenced before its
      * value goes; then K; then S(K). */
-    argv[argc] = first->split == 1 ? first->lock
-                 : first->split == 3 ? first->stale : first->key;
-    lens[argc++] = first->split == 1 ? first->lock_len
-                   : first->split == 3 ? first->stale_len : first->len;
+    argv[argc] = first->split == 1   ? first->lock
+                 : first->split == 3 ? first->stale
+                                     : first->key;
+    lens[argc++] = first->split == 1   ? first->lock_len
+                   : first->split == 3 ? first->stale_len
+                                       : first->len;
     return argc;
   }
   const item_t *it = first;
@@ -592,7 +615,8 @@ int inv_unlinker_push(inv_unlinker_t *u, const char *key, size_t len,
     if (inv_regen_names(key, len, &names) != 0) return INV_ENOMEM;
     if (!names.keeps_slot) op = INV_UNLINK_RAW; /* K alone, hard or soft */
   }
-  size_t extra = op == INV_UNLINK_RAW ? 0 : names.lock_len + names.stale_len + 2;
+  size_t extra =
+      op == INV_UNLINK_RAW ? 0 : names.lock_len + names.stale_len + 2;
   item_t *it = malloc(sizeof(*it) + len + 1 + extra);
   if (it == NULL) {
     inv_regen_names_free(&names);

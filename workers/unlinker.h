@@ -38,12 +38,12 @@
  * dropped: its owner's position must not pass it. A key whose command
  * failed because the connection dropped or timed out, or that got
  * LOADING/BUSY/TRYAGAIN, is queued again and resent (deletes are
- * idempotent), so a node restart loses nothing. A multi-key command answered TRYAGAIN (its slot is migrating
- * and its keys are split between the two nodes) is resent key by key, each
- * key in a command of its own; a HARD or SOFT command of one key answered
- * TRYAGAIN (K, L(K), S(K) are split) is resent as three single-key
- * UNLINKs, one after the other. MOVED or ASK for a multi-key command
- * concerns all of its keys (they share a slot): each is handed to the
+ * idempotent), so a node restart loses nothing. A multi-key command answered
+ * TRYAGAIN (its slot is migrating and its keys are split between the two nodes)
+ * is resent key by key, each key in a command of its own; a HARD or SOFT
+ * command of one key answered TRYAGAIN (K, L(K), S(K) are split) is resent as
+ * three single-key UNLINKs, one after the other. MOVED or ASK for a multi-key
+ * command concerns all of its keys (they share a slot): each is handed to the
  * redirect hook (inv_unlinker_set_redirect), which deletes it where it
  * lives now; without a hook it counts as done. unlinks_sent counts
  * commands, not keys.
@@ -83,9 +83,10 @@ typedef void (*inv_unlink_moved_cb)(void *data);
  * keys_unlinked, stale_copies, unlinks_sent and unlink_redirects.
  * grace_ms is the TTL of the stale copies soft invalidation makes. Returns
  * 0 and *out, or INV_ENOMEM. */
-int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r, inv_worker_stats_t *stats,
-                        uint64_t grace_ms, inv_unlink_moved_cb moved_cb,
-                        void *moved_data, inv_unlinker_t **out);
+int inv_unlinker_create(uv_loop_t *loop, inv_redis_t *r,
+                        inv_worker_stats_t *stats, uint64_t grace_ms,
+                        inv_unlink_moved_cb moved_cb, void *moved_data,
+                        inv_unlinker_t **out);
 
 /* Queues op on key (copied). Sending is deferred to the end of the
  * current loop pass's callbacks (within the in-flight bound), so that keys

@@ -9,7 +9,8 @@
 #include "workers/watermark.h"
 
 #define SEQ_MASK ((UINT64_C(1) << INV_WATERMARK_SEQ_BITS) - 1)
-#define GEN_MASK ((UINT64_C(1) << (INV_WATERMARK_TAG_BITS - INV_WATERMARK_SEQ_BITS)) - 1)
+#define GEN_MASK \
+  ((UINT64_C(1) << (INV_WATERMARK_TAG_BITS - INV_WATERMARK_SEQ_BITS)) - 1)
 
 typedef struct entry_s {
   inv_sid_t id;
@@ -23,7 +24,7 @@ struct inv_watermark_s {
   size_t cap;
   uint64_t head, tail; /* sequence numbers: [head, tail) are open */
   uint64_t gen;
-  uint64_t failed;     /* sum of the entries' failed counts */
+  uint64_t failed; /* sum of the entries' failed counts */
 };
 
 int inv_watermark_create(size_t cap, inv_watermark_t **out) {
@@ -128,7 +129,9 @@ int inv_watermark_full(const inv_watermark_t *wm) {
   return wm->tail - wm->head >= wm->cap;
 }
 
-int inv_watermark_empty(const inv_watermark_t *wm) { return wm->tail == wm->head; }
+int inv_watermark_empty(const inv_watermark_t *wm) {
+  return wm->tail == wm->head;
+}
 
 uint64_t inv_watermark_failed(const inv_watermark_t *wm) { return wm->failed; }
 

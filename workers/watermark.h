@@ -12,9 +12,9 @@
  *
  * Operations are named by a tag (inv_watermark_add returns it): the
  * watermark's generation in bits 48-57 and the entry's sequence number in
- * the low 48 (the top 6 bits are always 0). inv_watermark_reset (a rewind) bumps the
- * generation, so completions of work dispatched before it are told apart
- * and ignored. Sequence numbers keep counting across resets and wrap
+ * the low 48 (the top 6 bits are always 0). inv_watermark_reset (a rewind)
+ * bumps the generation, so completions of work dispatched before it are told
+ * apart and ignored. Sequence numbers keep counting across resets and wrap
  * modulo 2^48; a tag is matched against the entries open now, so wrapping
  * is harmless.
  *

@@ -111,8 +111,8 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
   /* Each connection names its role: the log lines of three connections
    * to one node tell apart. */
   ro.name = "commands";
-  if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro, cmd_event_cb,
-                       NULL, w, &w->cmd) != 0)
+  if (inv_redis_create(loop, conf->redis.host, conf->redis.port, &ro,
+                       cmd_event_cb, NULL, w, &w->cmd) != 0)
     goto err_oom;
   /* The hint connection may wait long for messages: no command timeout. */
   ro.command_timeout_ms = 0;
@@ -123,13 +123,15 @@ int inv_worker_create(uv_loop_t *loop, const inv_worker_conf_t *conf,
     goto err_oom;
   ro.command_timeout_ms = conf->redis_timeout_ms;
   ro.name = "cluster";
-  if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->cluster) != 0) goto err_oom;
+  if (inv_cluster_create(loop, &conf->redis, 1, &ro, &w->cluster) != 0)
+    goto err_oom;
   inv_redis_conf_release(&ro); /* the connections hold their own copies */
-  if (inv_unlinker_create(loop, w->cmd, &w->st, conf->stale_grace_ms,
-                          moved_cb, w, &w->unl) != 0)
+  if (inv_unlinker_create(loop, w->cmd, &w->st, conf->stale_grace_ms, moved_cb,
+                          w, &w->unl) != 0)
     goto err_oom;
   inv_unlinker_set_redirect(w->unl, inv__worker_unlink_elsewhere, w);
-  inv_scanner_opts_t so = {conf->scan_count, conf->max_scans, conf->scan_inflight};
+  inv_scanner_opts_t so = {conf->scan_count, conf->max_scans,
+                           conf->scan_inflight};
   if (inv_scanner_create(loop, w->cmd, w->unl, &w->map, &so, &w->st,
                          inv__worker_scan_done_cb, w, &w->scn) != 0)
     goto err_oom;
@@ -219,7 +221,8 @@ int inv_worker_render_metrics(inv_buf_t *out, void *worker) {
                                   &w->lag.hist};
   int rc = inv_worker_stats_prometheus(out, &s, &info);
   if (rc != 0) return rc;
-  return inv_node_health_prometheus(out, inv_node_health_figures(w->node_health));
+  return inv_node_health_prometheus(out,
+                                    inv_node_health_figures(w->node_health));
 }
 
 int inv_worker_reload_redis_tls(inv_worker_t *w, char *err, size_t errlen) {
@@ -280,7 +283,8 @@ static void conn_closed_cb(void *data) { release(data); }
 void inv_worker_stop(inv_worker_t *w, void (*done_cb)(void *data), void *data) {
   w->stop_cb = done_cb;
   w->stop_data = data;
-  inv_log_info(w->ctx, "stopping: %zu scan jobs cancelled, %zu keys unsent, "
+  inv_log_info(w->ctx,
+               "stopping: %zu scan jobs cancelled, %zu keys unsent, "
                "%zu log entries left pending for the next start",
                inv_scanner_running(w->scn) + inv_scanner_pending(w->scn),
                inv_unlinker_queued(w->unl), inv_intake_open_entries(w->intake));

@@ -34,12 +34,15 @@ int inv__worker_backpressured(const inv_worker_t *w) {
  * (the stop, or the shard left): the entry stays pending in Redis for the
  * next reader. Anything else: the work was not done; the entry stays open
  * and the intake reads the shard's pending entries again. */
-static void op_settle(inv_worker_t *w, uint64_t tag, int err, const char *what) {
+static void op_settle(inv_worker_t *w, uint64_t tag, int err,
+                      const char *what) {
   if (err == 0) {
     inv_intake_op_done(w->intake, tag);
   } else if (err != INV_ECLOSED && inv_intake_op_failed(w->intake, tag)) {
-    inv_log_error(w->ctx, "%s failed (%s): its log entry stays pending and "
-                  "is applied again", what, inv_strerror(err));
+    inv_log_error(w->ctx,
+                  "%s failed (%s): its log entry stays pending and "
+                  "is applied again",
+                  what, inv_strerror(err));
   }
 }
 
@@ -94,12 +97,15 @@ static void remote_release(remote_t *r) {
   free(r);
 }
 
-static void remote_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+static void remote_cb(inv_cluster_t *c, redisReply *reply, int err,
+                      void *data) {
   remote_t *r = data;
   (void)c;
   if (r->err == 0) {
-    if (err < 0) r->err = err;
-    else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) r->err = INV_EREDIS;
+    if (err < 0)
+      r->err = err;
+    else if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+      r->err = INV_EREDIS;
   }
   remote_release(r);
 }
@@ -124,7 +130,8 @@ static void soft_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     r->w->st.unlink_retries++;
     remote_hard(r);
   } else {
-    r->w->st.stale_copies += reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    r->w->st.stale_copies +=
+        reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
   }
   remote_release(r);
 }
@@ -133,9 +140,9 @@ static int remote_soft(remote_t *r) {
   char grace[24];
   snprintf(grace, sizeof(grace), "%llu",
            (unsigned long long)r->w->conf->stale_grace_ms);
-  const char *argv[7] = {"EVAL", inv_script_soft.src, "3", r->name[0],
-                         r->name[1], r->name[2], grace};
-  size_t lens[7] = {4, inv_script_soft.len, 1, r->len[0], r->len[1],
+  const char *argv[7] = {"EVAL",     inv_script_soft.src, "3",  r->name[0],
+                         r->name[1], r->name[2],          grace};
+  size_t lens[7] = {4,         inv_script_soft.len, 1, r->len[0], r->len[1],
                     r->len[2], strlen(grace)};
   r->pending++;
   if (inv_cluster_command_argv(r->w->cluster, r->name[0], r->len[0], 7, argv,
@@ -146,8 +153,9 @@ static int remote_soft(remote_t *r) {
 }
 
 void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
-                                  inv_unlink_op_t op, inv_unlink_done_cb done_cb,
-                                  void *owner, uint64_t tag) {
+                                  inv_unlink_op_t op,
+                                  inv_unlink_done_cb done_cb, void *owner,
+                                  uint64_t tag) {
   inv_worker_t *w = data;
   inv_regen_names_t names = {0};
   size_t total = len;
@@ -181,8 +189,7 @@ void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
   }
   inv_regen_names_free(&names);
   w->st.remote_unlinks++;
-  if (op != INV_UNLINK_SOFT || r->n != 3 || remote_soft(r) != 0)
-    remote_hard(r);
+  if (op != INV_UNLINK_SOFT || r->n != 3 || remote_soft(r) != 0) remote_hard(r);
   remote_release(r);
 }
 
@@ -197,14 +204,18 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
     /* The publisher refuses these always; one written to the log by other
      * means is passed over the same way. */
     w->st.events_refused++;
-    inv_log_warn(w->ctx, "refused pattern '%.*s': it is malformed (a '[' "
-                 "without its ']', or a trailing lone '\\')", (int)len, pat);
+    inv_log_warn(w->ctx,
+                 "refused pattern '%.*s': it is malformed (a '[' "
+                 "without its ']', or a trailing lone '\\')",
+                 (int)len, pat);
     return 0;
   }
   if (inv_glob_matches_everything(pat, len) && !w->conf->allow_flush) {
     w->st.events_refused++;
-    inv_log_warn(w->ctx, "refused pattern '%.*s': it matches every key "
-                 "(allow-flush is off)", (int)len, pat);
+    inv_log_warn(w->ctx,
+                 "refused pattern '%.*s': it matches every key "
+                 "(allow-flush is off)",
+                 (int)len, pat);
     return 0;
   }
   if (w->map.cluster && inv_glob_pinned_slot(pat, len, &slot)) {
@@ -212,12 +223,14 @@ static int apply_pattern(inv_worker_t *w, const char *pat, size_t len,
      * worker answers for all of them: its node's with the scanner, the
      * others' with a sweep (an operation of its own), when the slot is not
      * ours or is migrating away. */
-    if (!inv_slot_map_owns(&w->map, slot) || inv_slot_map_migrates(&w->map, slot)) {
+    if (!inv_slot_map_owns(&w->map, slot) ||
+        inv_slot_map_migrates(&w->map, slot)) {
       if (inv_intake_op_begin(w->intake, tag) &&
           inv__worker_sweep(w, pat, len, mode, slot, tag) != 1)
         inv_intake_op_failed(w->intake, tag);
     }
-    if (!inv_slot_map_owns(&w->map, slot) && !inv_slot_map_imports(&w->map, slot))
+    if (!inv_slot_map_owns(&w->map, slot) &&
+        !inv_slot_map_imports(&w->map, slot))
       return 0;
     pinned = 1;
   }
@@ -251,7 +264,8 @@ static int apply_key(inv_worker_t *w, const char *key, size_t len,
       asking = 1;
     }
   }
-  if (inv_unlinker_push(w->unl, key, len, mode, asking, key_done_cb, w, tag) != 0)
+  if (inv_unlinker_push(w->unl, key, len, mode, asking, key_done_cb, w, tag) !=
+      0)
     return INV_ENOMEM;
   w->pending_keys++;
   w->st.pending_keys = w->pending_keys;
@@ -293,9 +307,12 @@ void inv__worker_apply(inv_worker_t *w, uint64_t tag, inv_payload_t *p) {
     }
     /* Out of memory: the entry stays open and failed, and the intake reads
      * it again from the shard's pending entries on its next tick. */
-    inv_log_error(w->ctx, "out of memory: %s '%.*s' not applied yet; its "
-                  "entry is read again", ev->kind == INV_KIND_KEY ? "key" : "pattern",
-                  (int)(ev->target_len > 200 ? 200 : ev->target_len), ev->target);
+    inv_log_error(w->ctx,
+                  "out of memory: %s '%.*s' not applied yet; its "
+                  "entry is read again",
+                  ev->kind == INV_KIND_KEY ? "key" : "pattern",
+                  (int)(ev->target_len > 200 ? 200 : ev->target_len),
+                  ev->target);
     inv_intake_op_failed(w->intake, tag);
   }
   /* Release the entry's hold. */

@@ -30,7 +30,7 @@ typedef struct inv_worker_conf_s {
   uint64_t heartbeat_interval_ms;
   uint64_t heartbeat_ttl_ms;
   long long max_pending_keys;
-  uint64_t stale_grace_ms;       /* TTL of stale copies (soft invalidation) */
+  uint64_t stale_grace_ms; /* TTL of stale copies (soft invalidation) */
   int allow_flush;
 } inv_worker_conf_t;
 

@@ -130,11 +130,14 @@ static void reload(void *data) {
     return;
   }
   if (inv_worker_reload_redis_tls(d->worker, err, sizeof(err)) != 0) {
-    inv_log_error("worker", "reload: %s; keeping the TLS settings toward "
-                  "Redis as they were", err);
+    inv_log_error("worker",
+                  "reload: %s; keeping the TLS settings toward "
+                  "Redis as they were",
+                  err);
     return;
   }
-  inv_log_info("worker", "reload: TLS toward Redis: certificates read again; "
+  inv_log_info("worker",
+               "reload: TLS toward Redis: certificates read again; "
                "new connections use them");
 }
 
@@ -158,11 +161,13 @@ static int start(daemon_t *d, char *err, size_t errlen) {
                                 render_metrics, d, &d->metrics, err, errlen);
     if (rc < 0) return rc;
     inv_metrics_http_set_ready(d->metrics, ready, d);
-    inv_log_info("worker", "metrics port %d", inv_metrics_http_port(d->metrics));
+    inv_log_info("worker", "metrics port %d",
+                 inv_metrics_http_port(d->metrics));
   }
   rc = inv_daemon_start(d->loop, signal_stop, d, &d->daemon);
   if (rc < 0) {
-    snprintf(err, errlen, "cannot install signal handlers: %s", inv_strerror(rc));
+    snprintf(err, errlen, "cannot install signal handlers: %s",
+             inv_strerror(rc));
     return rc;
   }
   inv_daemon_notify_when_ready(d->daemon, worker_started, d);
@@ -171,7 +176,8 @@ static int start(daemon_t *d, char *err, size_t errlen) {
   return 0;
 }
 
-int inv_worker_daemon_run(const inv_worker_conf_t *conf, char *err, size_t errlen) {
+int inv_worker_daemon_run(const inv_worker_conf_t *conf, char *err,
+                          size_t errlen) {
   uv_loop_t loop;
   daemon_t d;
   int rc = uv_loop_init(&loop);

@@ -13,6 +13,7 @@
 
 /* Runs the worker until SIGTERM/SIGINT. Returns 0 after a graceful stop,
  * or a negative code with err set when it cannot start. */
-int inv_worker_daemon_run(const inv_worker_conf_t *conf, char *err, size_t errlen);
+int inv_worker_daemon_run(const inv_worker_conf_t *conf, char *err,
+                          size_t errlen);
 
 #endif

@@ -16,7 +16,8 @@
 
 static void hb_result(inv_worker_t *w, redisReply *reply, int err) {
   w->hb_inflight = 0;
-  if (err == 0 && reply->type != REDIS_REPLY_ERROR) w->st.heartbeats++;
+  if (err == 0 && reply->type != REDIS_REPLY_ERROR)
+    w->st.heartbeats++;
   else if (!w->closing)
     inv_log_debug(w->ctx, "heartbeat failed: %s",
                   err < 0 ? inv_strerror(err) : reply->str);
@@ -27,7 +28,8 @@ static void hb_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   hb_result(data, reply, err);
 }
 
-static void hb_direct_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+static void hb_direct_cb(inv_redis_t *r, redisReply *reply, int err,
+                         void *data) {
   (void)r;
   hb_result(data, reply, err);
 }
@@ -46,7 +48,8 @@ static inv_redis_t *hb_primary(inv_worker_t *w) {
   if (!want || w->hb_primary != NULL) return w->hb_primary;
   char host[300];
   const char *colon = strrchr(w->master_addr, ':');
-  if (colon == NULL || (size_t)(colon - w->master_addr) >= sizeof(host)) return NULL;
+  if (colon == NULL || (size_t)(colon - w->master_addr) >= sizeof(host))
+    return NULL;
   memcpy(host, w->master_addr, (size_t)(colon - w->master_addr));
   host[colon - w->master_addr] = '\0';
   inv_redis_opts_t ro;
@@ -65,7 +68,8 @@ static inv_redis_t *hb_primary(inv_worker_t *w) {
     w->hb_primary = NULL;
     return NULL;
   }
-  snprintf(w->hb_primary_addr, sizeof(w->hb_primary_addr), "%s", w->master_addr);
+  snprintf(w->hb_primary_addr, sizeof(w->hb_primary_addr), "%s",
+           w->master_addr);
   return w->hb_primary;
 }
 
@@ -84,8 +88,8 @@ static void make_instance(inv_worker_t *w) {
   }
   for (size_t i = 0; i < sizeof(rnd); i++)
     snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-  snprintf(w->instance, sizeof(w->instance), "%s/%ld/%s", host,
-           (long)getpid(), hex);
+  snprintf(w->instance, sizeof(w->instance), "%s/%ld/%s", host, (long)getpid(),
+           hex);
 }
 
 /* Sends one command of the heartbeat, over direct when set, else through
@@ -116,17 +120,20 @@ static void hb_check_result(inv_worker_t *w, redisReply *reply, int err) {
       strcmp(hb.instance, w->instance) != 0) {
     uint64_t now = inv_wall_ms();
     w->st.duplicate_workers++;
-    inv_log_warn(w->ctx, "another worker (%s) wrote a heartbeat as %s for "
+    inv_log_warn(w->ctx,
+                 "another worker (%s) wrote a heartbeat as %s for "
                  "node %s %.1f s ago: if it still runs, two workers serve "
                  "one node and their heartbeats overwrite each other; give "
                  "each worker its own --worker-id or stop one",
                  hb.instance[0] ? hb.instance : "an older version", w->id,
-                 hb.node, now > hb.ts_ms ? (double)(now - hb.ts_ms) / 1000.0 : 0.0);
+                 hb.node,
+                 now > hb.ts_ms ? (double)(now - hb.ts_ms) / 1000.0 : 0.0);
   }
   inv__worker_heartbeat(w);
 }
 
-static void hb_check_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
+static void hb_check_cb(inv_cluster_t *c, redisReply *reply, int err,
+                        void *data) {
   (void)c;
   hb_check_result(data, reply, err);
 }
@@ -158,7 +165,8 @@ static void hb_positions(inv_worker_t *w, inv_heartbeat_t *hb) {
   for (unsigned s = 0; s < INV_LOG_SHARDS; s++) {
     if (inv_intake_state(w->intake, s) == INV_SHARD_OFF) continue;
     hb->shards[hb->nshards].shard = s;
-    inv_sid_format(inv_intake_acked(w->intake, s), hb->shards[hb->nshards].acked);
+    inv_sid_format(inv_intake_acked(w->intake, s),
+                   hb->shards[hb->nshards].acked);
     hb->nshards++;
   }
   inv_sid_format(inv_intake_last_acked(w->intake), hb->last_id);
@@ -168,8 +176,8 @@ void inv__worker_heartbeat(inv_worker_t *w) {
   inv_heartbeat_t hb;
   inv_buf_t buf = {0};
   inv_redis_t *direct = hb_primary(w);
-  if (w->hb_inflight ||
-      (direct != NULL ? !inv_redis_is_connected(direct) : !inv_cluster_ready(w->cluster)))
+  if (w->hb_inflight || (direct != NULL ? !inv_redis_is_connected(direct)
+                                        : !inv_cluster_ready(w->cluster)))
     return;
   if (w->instance[0] == '\0') make_instance(w);
   if (!w->hb_checked) {

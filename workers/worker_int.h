@@ -86,12 +86,12 @@ struct inv_worker_s {
   int role;
   char master_addr[300]; /* while a replica: its primary, "host:port" */
   int role_inflight;
-  int map_known;         /* the map matches the current role */
+  int map_known; /* the map matches the current role */
   int map_inflight;
-  int map_dirty;         /* refresh again when the current one returns */
-  int standalone_node;   /* CLUSTER MYID said cluster support is disabled;
-                            cleared on every reconnect of cmd */
-  int orphan_warned;     /* a primary owning no shard's home was logged */
+  int map_dirty;       /* refresh again when the current one returns */
+  int standalone_node; /* CLUSTER MYID said cluster support is disabled;
+                          cleared on every reconnect of cmd */
+  int orphan_warned;   /* a primary owning no shard's home was logged */
   inv_slot_map_t map;
 
   uint64_t pending_keys; /* exact keys handed to the unlinker or elsewhere */
@@ -134,8 +134,9 @@ int inv__worker_backpressured(const inv_worker_t *w);
 /* Keys of another node, and keys the own node answered MOVED or ASK for:
  * the unlinker's redirect hook (unlinker.h). */
 void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,
-                                  inv_unlink_op_t op, inv_unlink_done_cb done_cb,
-                                  void *owner, uint64_t tag);
+                                  inv_unlink_op_t op,
+                                  inv_unlink_done_cb done_cb, void *owner,
+                                  uint64_t tag);
 void inv__worker_scan_done_cb(void *owner, uint64_t tag, int err);
 
 /* Sweep (worker_sweep.c): the keys of slot that pattern reaches on the

@@ -54,8 +54,10 @@ static void ssubscribe_cb(inv_redis_t *r, redisReply *reply, int err,
   if (err < 0 || reply->type == REDIS_REPLY_ERROR) {
     char ch[INV_LOG_NAME_MAX];
     inv_log_shard_channel(shard, ch);
-    inv_log_warn(w->ctx, "SSUBSCRIBE %s failed: %s (the shard is read every "
-                 "tick instead)", ch, err < 0 ? inv_strerror(err) : reply->str);
+    inv_log_warn(w->ctx,
+                 "SSUBSCRIBE %s failed: %s (the shard is read every "
+                 "tick instead)",
+                 ch, err < 0 ? inv_strerror(err) : reply->str);
     if (err == 0 && (starts(reply, "MOVED") || starts(reply, "ASK")))
       inv__worker_refresh_map(w);
     inv_intake_subscribed(w->intake, shard, 0);
@@ -83,8 +85,10 @@ void inv__worker_hints_event(inv_redis_t *r, inv_redis_event_t ev, void *data) {
   (void)r;
   if (w->closing) return;
   w->st.subscribed = ev == INV_REDIS_CONNECTED;
-  if (ev == INV_REDIS_CONNECTED) inv_intake_hints_up(w->intake);
-  else inv_intake_hints_down(w->intake);
+  if (ev == INV_REDIS_CONNECTED)
+    inv_intake_hints_up(w->intake);
+  else
+    inv_intake_hints_down(w->intake);
 }
 
 void inv__worker_hints_push(inv_redis_t *r, redisReply *msg, void *data) {
@@ -94,8 +98,8 @@ void inv__worker_hints_push(inv_redis_t *r, redisReply *msg, void *data) {
       msg->element[0]->type != REDIS_REPLY_STRING ||
       msg->element[1]->type != REDIS_REPLY_STRING)
     return;
-  int shard = inv_log_shard_from_name(msg->element[1]->str,
-                                      msg->element[1]->len);
+  int shard =
+      inv_log_shard_from_name(msg->element[1]->str, msg->element[1]->len);
   if (shard < 0) return;
   if (strcmp(msg->element[0]->str, "smessage") == 0) {
     /* Only that the shard has something new: the message's content is
@@ -130,7 +134,8 @@ static int take_entry(inv_worker_t *w, req_t *q, const redisReply *e,
      * applied: its events are lost. Said loudly; acknowledged, since
      * nothing can apply it any more. */
     w->st.gaps++;
-    inv_log_error(w->ctx, "GAP: log entry %s of shard %u was trimmed before "
+    inv_log_error(w->ctx,
+                  "GAP: log entry %s of shard %u was trimmed before "
                   "it was applied; its invalidations are lost (raise "
                   "max-log-len, or keep workers running)",
                   inv_sid_format(*id, idtext), q->shard);
@@ -145,15 +150,17 @@ static int take_entry(inv_worker_t *w, req_t *q, const redisReply *e,
       p = f->element[i + 1];
   inv_payload_t payload;
   memset(&payload, 0, sizeof(payload));
-  int rc = p == NULL ? INV_EPROTO
-                     : inv_payload_decode(p->str, p->len, &payload, err, sizeof(err));
+  int rc = p == NULL
+               ? INV_EPROTO
+               : inv_payload_decode(p->str, p->len, &payload, err, sizeof(err));
   if (p == NULL) snprintf(err, sizeof(err), "no field p");
   if (rc != 0) {
     /* The decoder may hold memory after a failure too. */
     inv_payload_destroy(&payload);
     /* Never applied, never retried: the entry would block its shard. */
     w->st.decode_errors++;
-    inv_log_error(w->ctx, "log entry %s of shard %u cannot be read: %s; it "
+    inv_log_error(w->ctx,
+                  "log entry %s of shard %u cannot be read: %s; it "
                   "is acknowledged without being applied",
                   inv_sid_format(*id, idtext), q->shard, err);
     inv_intake_op_done(w->intake, tag);
@@ -173,7 +180,8 @@ static void group_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     char key[INV_LOG_NAME_MAX];
     inv_log_shard_key(q->shard, key);
     w->st.groups_created++;
-    inv_log_warn(w->ctx, "the stream %s had no consumer group %s: created it "
+    inv_log_warn(w->ctx,
+                 "the stream %s had no consumer group %s: created it "
                  "at 0, so every entry the stream holds is applied (again)",
                  key, INV_LOG_GROUP);
     out = INV_READ_RETRY;
@@ -183,7 +191,8 @@ static void group_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
     out = INV_READ_EMPTY; /* deleted meanwhile */
   }
   if (!w->closing)
-    inv_intake_read_done(w->intake, q->shard, q->gen, out, 0, (inv_sid_t){0, 0});
+    inv_intake_read_done(w->intake, q->shard, q->gen, out, 0,
+                         (inv_sid_t){0, 0});
   free(q);
 }
 
@@ -248,7 +257,7 @@ static void check_exists(inv_worker_t *w, req_t *q) {
 typedef struct gap_req_s {
   inv_worker_t *w;
   unsigned shard;
-  int refs;        /* callbacks to come */
+  int refs; /* callbacks to come */
   int have_stream;
   inv_sid_t first, max_deleted;
   long long length;
@@ -321,13 +330,14 @@ static void gap_groups_cb(inv_cluster_t *c, redisReply *reply, int err,
     if (lost >= 0) {
       w->st.gaps++;
       inv_log_shard_key(g->shard, key);
-      inv_log_error(w->ctx, "GAP: %s lost %s entries after %s before they "
-                    "were read (first entry now %s): their invalidations "
-                    "are lost; raise max-log-len, or keep workers running",
-                    key, lost > 0 ? (snprintf(b, sizeof(b), "%lld", lost), b)
-                                  : "some",
-                    inv_sid_format(delivered, a),
-                    g->length > 0 ? inv_sid_format(g->first, b) : "none");
+      inv_log_error(
+          w->ctx,
+          "GAP: %s lost %s entries after %s before they "
+          "were read (first entry now %s): their invalidations "
+          "are lost; raise max-log-len, or keep workers running",
+          key, lost > 0 ? (snprintf(b, sizeof(b), "%lld", lost), b) : "some",
+          inv_sid_format(delivered, a),
+          g->length > 0 ? inv_sid_format(g->first, b) : "none");
     }
   }
   if (--g->refs == 0) free(g);
@@ -411,17 +421,21 @@ static int op_read(void *ctx, unsigned shard, uint64_t gen, int pending,
   char key[INV_LOG_NAME_MAX], countbuf[24], from[INV_SID_STRLEN];
   size_t n = inv_log_shard_key(shard, key);
   snprintf(countbuf, sizeof(countbuf), "%zu", count);
-  if (pending) inv_sid_format(after, from);
-  else snprintf(from, sizeof(from), ">");
-  const char *argv[9] = {"XREADGROUP", "GROUP",  INV_LOG_GROUP, INV_LOG_CONSUMER,
-                         "COUNT",      countbuf, "STREAMS",     key, from};
+  if (pending)
+    inv_sid_format(after, from);
+  else
+    snprintf(from, sizeof(from), ">");
+  const char *argv[9] = {"XREADGROUP",     "GROUP", INV_LOG_GROUP,
+                         INV_LOG_CONSUMER, "COUNT", countbuf,
+                         "STREAMS",        key,     from};
   size_t lens[9];
   for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
   lens[7] = n;
   req_t *q = new_req(w, shard, gen);
   if (q == NULL) return INV_ENOMEM;
   q->pending = pending;
-  int rc = inv_cluster_command_argv(w->cluster, key, n, 9, argv, lens, read_cb, q);
+  int rc =
+      inv_cluster_command_argv(w->cluster, key, n, 9, argv, lens, read_cb, q);
   if (rc != 0) {
     free(q);
     return rc;

@@ -56,10 +56,9 @@ int inv_worker_stats_prometheus(inv_buf_t *out, const inv_worker_stats_t *v,
                                 const inv_worker_stats_info_t *info) {
   int rc = inv_stats_prometheus(out, "inval_worker", desc, NSTATS, v);
   if (rc != 0) return rc;
-  rc = inv_stats_prometheus_labelled(out, "inval_worker", "role",
-                                     INV_STAT_GAUGE,
-                                     "the node's role as the worker sees it",
-                                     "role", info->role, 1, 1);
+  rc = inv_stats_prometheus_labelled(
+      out, "inval_worker", "role", INV_STAT_GAUGE,
+      "the node's role as the worker sees it", "role", info->role, 1, 1);
   if (rc != 0) return rc;
   rc = inv_stats_prometheus_labelled(out, "inval_worker", "info",
                                      INV_STAT_GAUGE, "worker version",

@@ -67,19 +67,19 @@ static void take_listing(sweep_t *sw, const redisReply *keys) {
       continue;
     }
     inv_unlink_op_t op;
-    switch (inv_regen_classify(sw->pat, sw->patlen, k->str, k->len, NULL,
-                               NULL)) {
-    case INV_REGEN_LOCK:
-      op = INV_UNLINK_RAW;
-      break;
-    case INV_REGEN_STALE:
-      if (sw->mode != INV_UNLINK_HARD) continue;
-      op = INV_UNLINK_RAW;
-      break;
-    default:
-      if (!inv_glob_match(sw->pat, sw->patlen, k->str, k->len)) continue;
-      op = sw->mode;
-      break;
+    switch (
+        inv_regen_classify(sw->pat, sw->patlen, k->str, k->len, NULL, NULL)) {
+      case INV_REGEN_LOCK:
+        op = INV_UNLINK_RAW;
+        break;
+      case INV_REGEN_STALE:
+        if (sw->mode != INV_UNLINK_HARD) continue;
+        op = INV_UNLINK_RAW;
+        break;
+      default:
+        if (!inv_glob_match(sw->pat, sw->patlen, k->str, k->len)) continue;
+        op = sw->mode;
+        break;
     }
     sw->w->st.keys_matched++;
     sw->pending++;
@@ -96,7 +96,8 @@ typedef struct part_s {
   inv_redis_t *conn; /* NULL: routed to the slot's owner */
 } part_t;
 
-static int part_send(part_t *p, int argc, const char **argv, const size_t *lens);
+static int part_send(part_t *p, int argc, const char **argv,
+                     const size_t *lens);
 
 static void part_reply(part_t *p, redisReply *reply, int err) {
   sweep_t *sw = p->sw;
@@ -105,8 +106,8 @@ static void part_reply(part_t *p, redisReply *reply, int err) {
   } else if (reply->type == REDIS_REPLY_INTEGER) {
     if (reply->integer > 0) {
       char slot[16], count[24];
-      long long n = reply->integer < SWEEP_KEYS_MAX ? reply->integer
-                                                    : SWEEP_KEYS_MAX;
+      long long n =
+          reply->integer < SWEEP_KEYS_MAX ? reply->integer : SWEEP_KEYS_MAX;
       snprintf(slot, sizeof(slot), "%u", sw->slot);
       snprintf(count, sizeof(count), "%lld", n);
       const char *argv[4] = {"CLUSTER", "GETKEYSINSLOT", slot, count};
@@ -122,7 +123,8 @@ static void part_reply(part_t *p, redisReply *reply, int err) {
   sweep_release(sw);
 }
 
-static void part_conn_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
+static void part_conn_cb(inv_redis_t *r, redisReply *reply, int err,
+                         void *data) {
   (void)r;
   part_reply(data, reply, err);
 }
@@ -133,7 +135,8 @@ static void part_routed_cb(inv_cluster_t *c, redisReply *reply, int err,
   part_reply(data, reply, err);
 }
 
-static int part_send(part_t *p, int argc, const char **argv, const size_t *lens) {
+static int part_send(part_t *p, int argc, const char **argv,
+                     const size_t *lens) {
   if (p->conn != NULL)
     return inv_redis_command_argv(p->conn, argc, argv, lens, part_conn_cb, p);
   /* Routed by a key of the slot: "{<tag>}" hashes to it. */

@@ -39,15 +39,16 @@ void inv__worker_update_shards(inv_worker_t *w) {
    * exact keys of its slots are still deleted (by the workers of their
    * shards, through the cluster), but an unpinned pattern reaches no
    * worker that scans this node. Said once per such map. */
-  int orphan = !w->closing && w->role == INV__ROLE_PRIMARY &&
-               w->map_known && inv_redis_is_connected(w->cmd) &&
-               w->map.cluster && w->map.nowned > 0 && w->st.shards == 0;
+  int orphan = !w->closing && w->role == INV__ROLE_PRIMARY && w->map_known &&
+               inv_redis_is_connected(w->cmd) && w->map.cluster &&
+               w->map.nowned > 0 && w->st.shards == 0;
   if (orphan && !w->orphan_warned)
-    inv_log_warn(w->ctx, "this primary owns %u slots but no log shard's home "
+    inv_log_warn(w->ctx,
+                 "this primary owns %u slots but no log shard's home "
                  "slot (a multiple of %u): no unpinned prefix or pattern "
                  "reaches this node; move slots in aligned ranges of %u "
-                 "(docs/OPERATIONS.md)", w->map.nowned, INV_LOG_SHARD_SLOTS,
-                 INV_LOG_SHARD_SLOTS);
+                 "(docs/OPERATIONS.md)",
+                 w->map.nowned, INV_LOG_SHARD_SLOTS, INV_LOG_SHARD_SLOTS);
   w->orphan_warned = orphan;
 }
 
@@ -129,8 +130,8 @@ static void map_unref(map_req_t *m) {
   if (m->standalone && !m->failed) {
     inv_slot_map_standalone(&m->map);
     m->w->standalone_node = 1;
-  }
-  else if (!m->have_map) m->failed = 1;
+  } else if (!m->have_map)
+    m->failed = 1;
   map_done(m->w, m);
   free(m);
 }
@@ -142,9 +143,12 @@ static void myid_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
     m->failed = 1;
   } else if (reply->type == REDIS_REPLY_ERROR) {
     /* "ERR This instance has cluster support disabled". */
-    if (strstr(reply->str, "cluster support disabled") != NULL) m->standalone = 1;
-    else m->failed = 1;
-  } else if (reply->type == REDIS_REPLY_STRING && reply->len < sizeof(m->myid)) {
+    if (strstr(reply->str, "cluster support disabled") != NULL)
+      m->standalone = 1;
+    else
+      m->failed = 1;
+  } else if (reply->type == REDIS_REPLY_STRING &&
+             reply->len < sizeof(m->myid)) {
     memcpy(m->myid, reply->str, reply->len);
     m->myidlen = reply->len;
   } else {
@@ -159,8 +163,8 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   if (!m->failed && !m->standalone) {
     /* Parsed now: the reply dies with the callback. Importing slots are
      * added by nodes_cb. */
-    if (err < 0 ||
-        inv_slot_map_from_cluster(&m->map, m->myid, m->myidlen, reply, NULL, 0) != 0)
+    if (err < 0 || inv_slot_map_from_cluster(&m->map, m->myid, m->myidlen,
+                                             reply, NULL, 0) != 0)
       m->failed = 1;
     else
       m->have_map = 1;
@@ -178,7 +182,8 @@ static void nodes_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
       redisReply empty;
       memset(&empty, 0, sizeof(empty));
       empty.type = REDIS_REPLY_ARRAY;
-      if (inv_slot_map_from_cluster(&imp, "", 0, &empty, reply->str, reply->len) == 0) {
+      if (inv_slot_map_from_cluster(&imp, "", 0, &empty, reply->str,
+                                    reply->len) == 0) {
         memcpy(m->map.importing, imp.importing, sizeof(imp.importing));
         memcpy(m->map.migrating, imp.migrating, sizeof(imp.migrating));
         m->map.nimporting = imp.nimporting;

@@ -31,8 +31,8 @@ int inv_addr_parse(const char *text, inv_addr_t *out) {
     /* Besides separators, '#', '"' and '\\' are refused: no host name
      * holds them, and a host starting with one would not read back from
      * the config file that inv_conf_print writes. */
-    if (c <= ' ' || c >= 0x7f || c == ',' || c == '[' || c == ']' ||
-        c == '#' || c == '"' || c == '\\')
+    if (c <= ' ' || c >= 0x7f || c == ',' || c == '[' || c == ']' || c == '#' ||
+        c == '"' || c == '\\')
       return INV_EINVAL;
   }
   if (*portp == '\0' || strlen(portp) > 5) return INV_EINVAL;

@@ -34,7 +34,8 @@ void inv_buf_consume(inv_buf_t *b, size_t n);
 void inv_buf_reset(inv_buf_t *b); /* len = 0, keeps memory */
 void inv_buf_free(inv_buf_t *b);  /* accepts NULL */
 
-/* msgpack-c write callback: msgpack_packer_init(&pk, buf, inv_buf_msgpack_write). */
+/* msgpack-c write callback: msgpack_packer_init(&pk, buf,
+ * inv_buf_msgpack_write). */
 int inv_buf_msgpack_write(void *data, const char *p, size_t len);
 
 #endif

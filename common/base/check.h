@@ -15,14 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define INV_CHECK(cond)                                                       \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "%s:%d: %s: invariant failed: %s\n", __FILE__,          \
-              __LINE__, __func__, #cond);                                     \
-      fflush(stderr);                                                         \
-      abort();                                                                \
-    }                                                                         \
+#define INV_CHECK(cond)                                                        \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: %s: invariant failed: %s\n", __FILE__, __LINE__, \
+              __func__, #cond);                                                \
+      fflush(stderr);                                                          \
+      abort();                                                                 \
+    }                                                                          \
   } while (0)
 
 #endif

@@ -50,11 +50,11 @@ static const void *conf_cfield(const inv_conf_row_t *row, const void *cfg) {
 }
 
 /* Returns the row named name[0..len), case-insensitively, or NULL. */
-static const inv_conf_row_t *conf_find(const inv_conf_row_t *rows,
-                                       size_t nrows, const char *name,
-                                       size_t len) {
+static const inv_conf_row_t *conf_find(const inv_conf_row_t *rows, size_t nrows,
+                                       const char *name, size_t len) {
   for (size_t i = 0; i < nrows; i++) {
-    if (strlen(rows[i].name) == len && strncasecmp(rows[i].name, name, len) == 0)
+    if (strlen(rows[i].name) == len &&
+        strncasecmp(rows[i].name, name, len) == 0)
       return &rows[i];
   }
   return NULL;
@@ -259,8 +259,8 @@ static int conf_addr_list_add(inv_addr_list_t *list, const char *value,
     conf_err(msg, msglen, "more than %u addresses", INV_CONF_ADDR_LIST_MAX);
     goto out;
   }
-  inv_addr_t *items = realloc(replace ? NULL : list->items,
-                              (keep + n) * sizeof(*items));
+  inv_addr_t *items =
+      realloc(replace ? NULL : list->items, (keep + n) * sizeof(*items));
   if (items == NULL) {
     rc = INV_ENOMEM;
     conf_err(msg, msglen, "out of memory");
@@ -280,9 +280,8 @@ out:
 /* Sets one row from text. For ADDR_LIST rows, replace empties the list
  * first. Returns 0, INV_EINVAL or INV_ENOMEM with msg set to the reason
  * (without the directive's name). */
-static int conf_set_row(const inv_conf_row_t *row, void *cfg,
-                        const char *value, int replace, char *msg,
-                        size_t msglen) {
+static int conf_set_row(const inv_conf_row_t *row, void *cfg, const char *value,
+                        int replace, char *msg, size_t msglen) {
   void *field = conf_field(row, cfg);
   if (value == NULL) {
     conf_err(msg, msglen, "missing value");
@@ -467,8 +466,8 @@ static int conf_next_token(char **cur, char **tok, char *msg, size_t msglen) {
 
 /* Applies one line (modified in place). Returns 0 or a negative code with
  * msg set to "message" or "directive: message". */
-static int conf_apply_line(const inv_conf_row_t *rows, size_t nrows,
-                           void *cfg, char *line, char *msg, size_t msglen) {
+static int conf_apply_line(const inv_conf_row_t *rows, size_t nrows, void *cfg,
+                           char *line, char *msg, size_t msglen) {
   char *cur = line, *name, *value;
   char why[CONF_MSG_MAX];
   int t = conf_next_token(&cur, &name, msg, msglen);
@@ -496,7 +495,8 @@ static int conf_apply_line(const inv_conf_row_t *rows, size_t nrows,
         return INV_EINVAL;
       }
       if (t > 0) {
-        conf_err(msg, msglen, "%s: takes one value, got '%s' and '%s' (write "
+        conf_err(msg, msglen,
+                 "%s: takes one value, got '%s' and '%s' (write "
                  "a unit without a space, and quote a value with spaces)",
                  row->name, value, extra);
         return INV_EINVAL;
@@ -660,7 +660,8 @@ static void conf_metavar(const inv_conf_row_t *row, char *out, size_t outlen) {
     case INV_CONF_ENUM: {
       size_t n = 0;
       out[0] = '\0';
-      for (int i = 0; row->enum_names && row->enum_names[i] && n < outlen; i++) {
+      for (int i = 0; row->enum_names && row->enum_names[i] && n < outlen;
+           i++) {
         n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? "|" : "",
                               row->enum_names[i]);
       }
@@ -679,7 +680,9 @@ static void conf_format_number(inv_conf_type_t type, uint64_t v, char *out,
   static const struct {
     uint64_t mult;
     const char *unit;
-  } sizes[] = {{1024ull * 1024 * 1024, "g"}, {1024 * 1024, "m"}, {1024, "k"},
+  } sizes[] = {{1024ull * 1024 * 1024, "g"},
+               {1024 * 1024, "m"},
+               {1024, "k"},
                {1, ""}},
     durations[] = {{60000, "m"}, {1000, "s"}, {1, "ms"}};
   int is_size = type == INV_CONF_SIZE;
@@ -941,8 +944,8 @@ int inv_cli_parse(int argc, char **argv, const inv_conf_row_t *rows,
     const inv_conf_row_t *row = conf_find(rows, nrows, name, namelen);
     if (row == NULL) {
       if (!failed++) {
-        conf_err(err, errlen, "unknown option --%.*s; see --help",
-                 (int)namelen, name);
+        conf_err(err, errlen, "unknown option --%.*s; see --help", (int)namelen,
+                 name);
       }
       continue;
     }
@@ -950,9 +953,8 @@ int inv_cli_parse(int argc, char **argv, const inv_conf_row_t *rows,
     if (eq != NULL) {
       value = eq + 1;
     } else if (row->type == INV_CONF_BOOL) {
-      value = cli_is_bool_value(i + 1 < argc ? argv[i + 1] : NULL)
-                  ? argv[++i]
-                  : "yes";
+      value = cli_is_bool_value(i + 1 < argc ? argv[i + 1] : NULL) ? argv[++i]
+                                                                   : "yes";
     } else if (i + 1 < argc) {
       value = argv[++i];
     } else {

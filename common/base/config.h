@@ -52,11 +52,11 @@ typedef struct inv_addr_list_s {
 typedef struct inv_conf_row_s {
   const char *name; /* directive; the flag is "--" name */
   inv_conf_type_t type;
-  size_t offset;                  /* offsetof(daemon config struct, field) */
-  long long min, max;             /* bounds for INT, SIZE and MS */
-  const char *def;                /* default as text; NULL means unset/empty */
-  const char *const *enum_names;  /* ENUM only: NULL-terminated */
-  const char *help;               /* one line for --help */
+  size_t offset;                 /* offsetof(daemon config struct, field) */
+  long long min, max;            /* bounds for INT, SIZE and MS */
+  const char *def;               /* default as text; NULL means unset/empty */
+  const char *const *enum_names; /* ENUM only: NULL-terminated */
+  const char *help;              /* one line for --help */
 } inv_conf_row_t;
 
 /* Applies every row's default. Returns 0, or a negative code with err set. */
@@ -66,8 +66,7 @@ int inv_conf_defaults(const inv_conf_row_t *rows, size_t nrows, void *cfg,
 /* Sets one directive from text. Returns 0, INV_EINVAL (unknown directive or
  * bad value; err says which and why) or INV_ENOMEM. */
 int inv_conf_set(const inv_conf_row_t *rows, size_t nrows, void *cfg,
-                 const char *name, const char *value, char *err,
-                 size_t errlen);
+                 const char *name, const char *value, char *err, size_t errlen);
 
 /* Loads a config file through inv_conf_load_buffer. Errors are
  * "PATH:LINE: message", or "PATH: message" for one that cannot be read or
@@ -108,10 +107,10 @@ void inv_conf_print(FILE *out, const inv_conf_row_t *rows, size_t nrows,
                     const void *cfg);
 
 typedef enum {
-  INV_CLI_RUN = 0,     /* start the daemon */
-  INV_CLI_HELP,        /* --help was given: usage printed to stdout */
-  INV_CLI_VERSION,     /* --version was given: version printed to stdout */
-  INV_CLI_CHECK        /* --check-config: config valid, printed to stdout */
+  INV_CLI_RUN = 0, /* start the daemon */
+  INV_CLI_HELP,    /* --help was given: usage printed to stdout */
+  INV_CLI_VERSION, /* --version was given: version printed to stdout */
+  INV_CLI_CHECK    /* --check-config: config valid, printed to stdout */
 } inv_cli_action_t;
 
 /*

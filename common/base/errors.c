@@ -23,8 +23,8 @@ static const err_entry_t err_table[] = {
 /* Every code numbers 1 to INV_ERR_NUM_LIMIT - 1, so that per-code arrays
  * hold it; the wire block ends before the internal one starts (the first
  * internal code is ENOMEM, the last wire code EPERM). */
-#define INV_ERR_RANGE_CHECK(name, num, msg)                                  \
-  _Static_assert((num) > 0 && (num) < INV_ERR_NUM_LIMIT,                     \
+#define INV_ERR_RANGE_CHECK(name, num, msg)              \
+  _Static_assert((num) > 0 && (num) < INV_ERR_NUM_LIMIT, \
                  "error code " #name " is outside 1..INV_ERR_NUM_LIMIT-1");
 INV_ERRNO_MAP(INV_ERR_RANGE_CHECK)
 #undef INV_ERR_RANGE_CHECK

@@ -52,7 +52,7 @@ static int glob_token(const char *pat, size_t patlen, size_t *pi, char c,
       int not, match = 0;
       p++;
       not = p < patlen && pat[p] == '^';
-      if (not) p++;
+      if (not ) p++;
       for (;;) {
         if (p >= patlen) {
           /* Unterminated class: Redis steps back one byte here and then

@@ -71,12 +71,13 @@ void inv_latency_merge(inv_latency_t *dst, const inv_latency_t *src) {
   dst->count += src->count;
   dst->sum_us += src->sum_us;
   if (src->max_us > dst->max_us) dst->max_us = src->max_us;
-  for (unsigned i = 0; i < INV_LATENCY_BUCKETS; i++) dst->buckets[i] += src->buckets[i];
+  for (unsigned i = 0; i < INV_LATENCY_BUCKETS; i++)
+    dst->buckets[i] += src->buckets[i];
 }
 
 const uint64_t inv_hist_bounds_us[INV_HIST_NBOUNDS] = {
-    100,    250,    500,     1000,    2500,    5000,
-    10000,  25000,  50000,   100000,  250000,  500000,
+    100,     250,     500,     1000,     2500,     5000,
+    10000,   25000,   50000,   100000,   250000,   500000,
     1000000, 2500000, 5000000, 10000000, 30000000, 60000000};
 
 void inv_hist_record(inv_hist_t *h, uint64_t us) {

@@ -1,8 +1,9 @@
 /*
  * Logging: one line per message on stderr, with UTC time, level and context:
  *   2026-11-25T06:30:00.123Z INFO  [sink] connected to 127.0.0.1:7000
- * The context names the component ("listener", "sink", "worker 127.0.0.1:7001").
- * Messages below the configured level are dropped before formatting.
+ * The context names the component ("listener", "sink", "worker
+ * 127.0.0.1:7001"). Messages below the configured level are dropped before
+ * formatting.
  */
 #ifndef INV_LOG_H
 #define INV_LOG_H

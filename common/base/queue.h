@@ -44,15 +44,14 @@ typedef struct inv_queue_s {
  * ptr. The conditional never evaluates its second operand; it is there so
  * that a ptr that is not an inv_queue_t *, or a field that is not an
  * inv_queue_t, is a compile error rather than a silent bad cast. */
-#define INV_QUEUE_DATA(ptr, type, field)                                      \
-  ((type *)(void *)((char *)(1 ? (ptr) : &((type *)0)->field) -              \
+#define INV_QUEUE_DATA(ptr, type, field)                        \
+  ((type *)(void *)((char *)(1 ? (ptr) : &((type *)0)->field) - \
                     offsetof(type, field)))
 
 /* Iterates q over the nodes of queue h, front to back, keeping the next
  * node in n so that the body may remove (and free) q's element. */
-#define INV_QUEUE_FOREACH(q, n, h)                                            \
-  for ((q) = (h)->next, (n) = (q)->next; (q) != (h);                          \
-       (q) = (n), (n) = (q)->next)
+#define INV_QUEUE_FOREACH(q, n, h) \
+  for ((q) = (h)->next, (n) = (q)->next; (q) != (h); (q) = (n), (n) = (q)->next)
 
 /* Makes h an empty queue, or q an unlinked node. */
 static inline void inv_queue_init(inv_queue_t *h) {
@@ -60,9 +59,7 @@ static inline void inv_queue_init(inv_queue_t *h) {
   h->prev = h;
 }
 
-static inline int inv_queue_empty(const inv_queue_t *h) {
-  return h->next == h;
-}
+static inline int inv_queue_empty(const inv_queue_t *h) { return h->next == h; }
 
 /* Whether node q is on a queue (see the contracts above). */
 static inline int inv_queue_linked(const inv_queue_t *q) {

@@ -81,9 +81,8 @@ int inv_stats_prometheus(inv_buf_t *out, const char *prefix,
     int rc;
     if (desc[i].type == INV_STAT_RECENT) continue;
     if (desc[i].type == INV_STAT_TIMESTAMP_MS) {
-      rc = inv_stats_prometheus_value(out, prefix, desc[i].name,
-                                      INV_STAT_GAUGE, desc[i].help,
-                                      (double)v / 1000.0);
+      rc = inv_stats_prometheus_value(out, prefix, desc[i].name, INV_STAT_GAUGE,
+                                      desc[i].help, (double)v / 1000.0);
       if (rc != 0) return rc;
       continue;
     }
@@ -120,12 +119,12 @@ int inv_stats_prometheus_histogram(inv_buf_t *out, const char *prefix,
                         name, (double)inv_hist_bounds_us[i] / 1e6, cumulative);
   }
   if (rc == 0)
-    rc = inv_buf_printf(out, "%s_%s_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-                        prefix, name, h->count);
+    rc = inv_buf_printf(out, "%s_%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", prefix,
+                        name, h->count);
   if (rc == 0)
-    rc = inv_buf_printf(out, "%s_%s_sum %.6f\n%s_%s_count %" PRIu64 "\n",
-                        prefix, name, (double)h->sum_us / 1e6, prefix, name,
-                        h->count);
+    rc =
+        inv_buf_printf(out, "%s_%s_sum %.6f\n%s_%s_count %" PRIu64 "\n", prefix,
+                       name, (double)h->sum_us / 1e6, prefix, name, h->count);
   return rc;
 }
 
@@ -224,7 +223,8 @@ int inv_stats_prometheus_labelled(inv_buf_t *out, const char *prefix,
   const char *suffix = type == INV_STAT_COUNTER ? "_total" : "";
   int rc = 0;
   if (first) rc = stats_header(out, prefix, name, suffix, type, help);
-  if (rc == 0) rc = inv_buf_printf(out, "%s_%s%s{%s=\"", prefix, name, suffix, label);
+  if (rc == 0)
+    rc = inv_buf_printf(out, "%s_%s%s{%s=\"", prefix, name, suffix, label);
   if (rc == 0) rc = stats_escape(out, label_value ? label_value : "", 1);
   if (rc == 0) rc = inv_buf_printf(out, "\"} %" PRIu64 "\n", value);
   return rc;

@@ -49,7 +49,8 @@ static int parse_node(const redisReply *n, int replica, inv_cluster_node_t *out,
   }
   h = n->element[0];
   p = n->element[1];
-  if (h == NULL || (h->type != REDIS_REPLY_STRING && h->type != REDIS_REPLY_NIL) ||
+  if (h == NULL ||
+      (h->type != REDIS_REPLY_STRING && h->type != REDIS_REPLY_NIL) ||
       (h->type == REDIS_REPLY_STRING && h->len > 0 && h->str == NULL)) {
     *why = "a node's host is not a string";
     return -1;
@@ -93,15 +94,17 @@ static int parse_range(const redisReply *e, size_t i, inv_cluster_range_t *out,
       e->element == NULL || e->element[0] == NULL || e->element[1] == NULL ||
       e->element[0]->type != REDIS_REPLY_INTEGER ||
       e->element[1]->type != REDIS_REPLY_INTEGER) {
-    set_err(err, errlen, "CLUSTER SLOTS entry %zu is not [lo, hi, primary, ...]",
-            i);
+    set_err(err, errlen,
+            "CLUSTER SLOTS entry %zu is not [lo, hi, primary, ...]", i);
     return INV_EPROTO;
   }
   lo = e->element[0]->integer;
   hi = e->element[1]->integer;
   if (lo < 0 || hi >= INV_SLOTS || lo > hi) {
-    set_err(err, errlen, "CLUSTER SLOTS entry %zu: slots %lld-%lld are not a "
-            "range within 0-%d", i, lo, hi, INV_SLOTS - 1);
+    set_err(err, errlen,
+            "CLUSTER SLOTS entry %zu: slots %lld-%lld are not a "
+            "range within 0-%d",
+            i, lo, hi, INV_SLOTS - 1);
     return INV_EPROTO;
   }
   if (parse_node(e->element[2], 0, &out->primary, &why) != 0) {
@@ -110,8 +113,8 @@ static int parse_range(const redisReply *e, size_t i, inv_cluster_range_t *out,
   }
   for (size_t r = 3; r < e->elements; r++) {
     if (parse_node(e->element[r], 1, &replica, &why) != 0) {
-      set_err(err, errlen, "CLUSTER SLOTS entry %zu: replica %zu: %s", i,
-              r - 3, why);
+      set_err(err, errlen, "CLUSTER SLOTS entry %zu: replica %zu: %s", i, r - 3,
+              why);
       return INV_EPROTO;
     }
   }
@@ -157,8 +160,8 @@ void inv_cluster_node_host(const inv_cluster_node_t *n, const char *asked,
 /* Reads the decimal number at s up to the byte stop, within [min, max].
  * Returns the number, or -1. strtol alone would take a sign, leading
  * blanks, and digits past the range (ERANGE); each is refused. */
-static long parse_decimal(const char *s, char stop, const char **next,
-                          long min, long max) {
+static long parse_decimal(const char *s, char stop, const char **next, long min,
+                          long max) {
   char *end;
   long v;
   if (*s < '0' || *s > '9') return -1;
@@ -200,8 +203,7 @@ int inv_cluster_redirect_parse(const redisReply *reply,
   port = parse_decimal(colon + 1, '\0', &end, 1, 65535);
   if (port < 0) return INV_EPROTO;
   hl = (size_t)(colon - p);
-  if (hl >= sizeof(out->host) || memchr(p, ' ', hl) != NULL)
-    return INV_EPROTO;
+  if (hl >= sizeof(out->host) || memchr(p, ' ', hl) != NULL) return INV_EPROTO;
   if (is_unknown_endpoint(p, hl)) hl = 0;
   memcpy(out->host, p, hl);
   out->host[hl] = '\0';

@@ -72,7 +72,7 @@ void inv_cluster_node_host(const inv_cluster_node_t *n, const char *asked,
 /* A MOVED or ASK redirect. host is NUL-terminated; "" means "the node
  * that answered" (see the top of this file). */
 typedef struct inv_cluster_redirect_s {
-  int ask; /* 1: ASK (once, after ASKING); 0: MOVED (the slot moved) */
+  int ask;       /* 1: ASK (once, after ASKING); 0: MOVED (the slot moved) */
   unsigned slot; /* < INV_SLOTS */
   char host[INV_CLUSTER_HOST_MAX];
   int port; /* 1..65535 */

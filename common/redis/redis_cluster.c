@@ -52,9 +52,9 @@ typedef struct node_s {
   int port;
   inv_redis_t *conn; /* created when first needed; NULL when closed */
   int seed;
-  int primary;       /* owns slots in the current map */
-  int replicas;      /* its replicas in the last CLUSTER SLOTS (failed ones
-                      * are not listed), or connected_slaves standalone */
+  int primary;         /* owns slots in the current map */
+  int replicas;        /* its replicas in the last CLUSTER SLOTS (failed ones
+                        * are not listed), or connected_slaves standalone */
   unsigned first_slot; /* while primary: the lowest slot it owns */
   uint64_t conn_since; /* loop ms when conn was created */
 } node_t;
@@ -63,8 +63,8 @@ typedef struct cmd_s {
   inv_cluster_t *c;
   inv_queue_t all_node;  /* on the all list until answered */
   inv_queue_t wait_node; /* on the wait list while it waits */
-  int inflight; /* node connection callbacks that hold this command */
-  int answered; /* the user callback has run */
+  int inflight;          /* node connection callbacks that hold this command */
+  int answered;          /* the user callback has run */
   int has_key;
   unsigned slot;
   int argc;
@@ -76,10 +76,10 @@ typedef struct cmd_s {
   uint64_t next_try; /* loop ms before which it is not retried */
   int redirects;
   int attempts;
-  node_t *target;    /* MOVED/ASK destination for the next send */
-  int asking;        /* the next send is ASKING + command */
-  node_t *avoid;     /* keyless: the node that just failed it */
-  node_t *sent_to;   /* where the in-flight send went */
+  node_t *target;  /* MOVED/ASK destination for the next send */
+  int asking;      /* the next send is ASKING + command */
+  node_t *avoid;   /* keyless: the node that just failed it */
+  node_t *sent_to; /* where the in-flight send went */
   /* A pair (inv_cluster_pair_argv): the follow-up command goes right after
    * the first on the same connection. first is a copy of the first reply
    * once it was final; await is the connection whose follow-up reply
@@ -104,14 +104,14 @@ struct inv_cluster_s {
 
   node_t **nodes;
   size_t nnodes, nodes_cap;
-  node_t **slots; /* INV_SLOTS owners; NULL = unknown */
-  node_t *single; /* standalone mode: the node */
+  node_t **slots;  /* INV_SLOTS owners; NULL = unknown */
+  node_t *single;  /* standalone mode: the node */
   node_t *keyless; /* sticky choice for keyless commands */
   cl_mode_t mode;
   int ready;
 
-  inv_queue_t all;  /* cmd_t.all_node: every unanswered command, by age */
-  inv_queue_t wait; /* cmd_t.wait_node: the commands not sent yet */
+  inv_queue_t all;    /* cmd_t.all_node: every unanswered command, by age */
+  inv_queue_t wait;   /* cmd_t.wait_node: the commands not sent yet */
   size_t nwait;       /* commands on the wait list */
   size_t outstanding; /* commands on the all list */
 
@@ -158,8 +158,7 @@ static void all_remove(inv_cluster_t *c, cmd_t *cmd) {
 }
 
 static void wait_remove(inv_cluster_t *c, cmd_t *cmd) {
-  if (!inv_queue_linked(&cmd->wait_node))
-    return;
+  if (!inv_queue_linked(&cmd->wait_node)) return;
   INV_CHECK(c->nwait > 0);
   inv_queue_remove(&cmd->wait_node);
   c->nwait--;
@@ -172,18 +171,15 @@ static void wait_push(inv_cluster_t *c, cmd_t *cmd) {
 
 /* Runs the retry pass on the next loop turn, coalescing many triggers. */
 static void kick(inv_cluster_t *c) {
-  if (!c->closing)
-    uv_timer_start(&c->retry_timer, retry_timer_cb, 0, 0);
+  if (!c->closing) uv_timer_start(&c->retry_timer, retry_timer_cb, 0, 0);
 }
 
 static void arm_retry(inv_cluster_t *c, uint64_t delay) {
   uint64_t due;
-  if (c->closing)
-    return;
+  if (c->closing) return;
   if (uv_is_active((uv_handle_t *)&c->retry_timer)) {
     due = uv_timer_get_due_in(&c->retry_timer);
-    if (due <= delay)
-      return;
+    if (due <= delay) return;
   }
   uv_timer_start(&c->retry_timer, retry_timer_cb, delay, 0);
 }
@@ -220,22 +216,18 @@ static void finish(inv_cluster_t *c, cmd_t *cmd, redisReply *reply, int err) {
   cmd->answered = 1;
   if (err < 0 || (reply != NULL && reply->type == REDIS_REPLY_ERROR))
     c->stats.errors++;
-  if (was_head)
-    arm_deadline(c);
+  if (was_head) arm_deadline(c);
   c->answer_resent = cmd->redirects > 0 || cmd->attempts > 0;
   cmd->cb(c, reply, err, cmd->data);
-  if (!held)
-    cmd_free(cmd);
+  if (!held) cmd_free(cmd);
 }
 
 /* Puts cmd back on the wait list after a transient failure, with backoff. */
 static void requeue(inv_cluster_t *c, cmd_t *cmd) {
   uint64_t delay = RETRY_BASE_MS, now = uv_now(c->loop);
   int i;
-  for (i = 0; i < cmd->attempts && delay < RETRY_MAX_MS; i++)
-    delay *= 2;
-  if (delay > RETRY_MAX_MS)
-    delay = RETRY_MAX_MS;
+  for (i = 0; i < cmd->attempts && delay < RETRY_MAX_MS; i++) delay *= 2;
+  if (delay > RETRY_MAX_MS) delay = RETRY_MAX_MS;
   cmd->attempts++;
   cmd->next_try = now + delay;
   wait_push(c, cmd);
@@ -255,21 +247,17 @@ static node_t *find_node(inv_cluster_t *c, const char *host, int port) {
 /* Returns the node for host:port, adding it when new, or NULL on ENOMEM. */
 static node_t *add_node(inv_cluster_t *c, const char *host, int port) {
   node_t *n = find_node(c, host, port);
-  if (n != NULL)
-    return n;
-  if (strlen(host) >= sizeof(n->host))
-    return NULL;
+  if (n != NULL) return n;
+  if (strlen(host) >= sizeof(n->host)) return NULL;
   if (c->nnodes == c->nodes_cap) {
     size_t ncap = c->nodes_cap ? c->nodes_cap * 2 : 8;
     node_t **nn = realloc(c->nodes, ncap * sizeof(*nn));
-    if (nn == NULL)
-      return NULL;
+    if (nn == NULL) return NULL;
     c->nodes = nn;
     c->nodes_cap = ncap;
   }
   n = calloc(1, sizeof(*n));
-  if (n == NULL)
-    return NULL;
+  if (n == NULL) return NULL;
   n->c = c;
   strcpy(n->host, host);
   n->port = port;
@@ -284,16 +272,14 @@ static void node_closed_cb(void *data) {
     inv_redis_closed_cb cb = c->closed_cb;
     void *cbdata = c->closed_data;
     size_t i;
-    for (i = 0; i < c->nnodes; i++)
-      free(c->nodes[i]);
+    for (i = 0; i < c->nnodes; i++) free(c->nodes[i]);
     free(c->nodes);
     free(c->slots);
     free(c->password);
     free(c->username);
     inv_tls_ctx_free(c->opts.tls);
     free(c);
-    if (cb != NULL)
-      cb(cbdata);
+    if (cb != NULL) cb(cbdata);
   }
 }
 
@@ -301,8 +287,7 @@ static void timer_closed_cb(uv_handle_t *h) { node_closed_cb(h->data); }
 
 static void node_close_conn(node_t *n) {
   inv_redis_t *conn = n->conn;
-  if (conn == NULL)
-    return;
+  if (conn == NULL) return;
   n->conn = NULL;
   n->c->closed_reconnects += inv_redis_stats(conn)->reconnects;
   inv_redis_close(conn, node_closed_cb, n->c);
@@ -312,11 +297,9 @@ static void node_event_cb(inv_redis_t *r, inv_redis_event_t ev, void *data) {
   node_t *n = data;
   inv_cluster_t *c = n->c;
   (void)r;
-  if (c->closing)
-    return;
+  if (c->closing) return;
   if (ev == INV_REDIS_CONNECTED) {
-    if (c->mode == MODE_UNKNOWN || c->refresh_wanted)
-      request_refresh(c);
+    if (c->mode == MODE_UNKNOWN || c->refresh_wanted) request_refresh(c);
     kick(c);
   } else if (c->mode == MODE_CLUSTER && n->primary) {
     /* A primary went away: it may be failing over. */
@@ -366,13 +349,11 @@ static int load_range(const inv_cluster_range_t *range, void *data) {
   unsigned s;
   inv_cluster_node_host(&range->primary, l->from->host, host);
   n = add_node(l->c, host, range->primary.port);
-  if (n == NULL)
-    return INV_ENOMEM;
+  if (n == NULL) return INV_ENOMEM;
   /* Redis leaves out the replicas it marked as failed. */
   n->replicas = (int)range->nreplicas;
   for (s = range->lo; s <= range->hi; s++) {
-    if (l->table[s] == NULL)
-      l->covered++;
+    if (l->table[s] == NULL) l->covered++;
     l->table[s] = n;
   }
   return 0;
@@ -394,8 +375,7 @@ static void apply_map(inv_cluster_t *c, node_t *from, node_t **table,
   int changed = c->mode != MODE_CLUSTER ||
                 memcmp(table, c->slots, INV_SLOTS * sizeof(*table)) != 0;
   memcpy(c->slots, table, INV_SLOTS * sizeof(*table));
-  for (i = 0; i < c->nnodes; i++)
-    c->nodes[i]->primary = 0;
+  for (i = 0; i < c->nnodes; i++) c->nodes[i]->primary = 0;
   for (i = 0; i < INV_SLOTS; i++)
     if (c->slots[i] != NULL && !c->slots[i]->primary) {
       c->slots[i]->primary = 1;
@@ -406,15 +386,15 @@ static void apply_map(inv_cluster_t *c, node_t *from, node_t **table,
   c->ready = 1;
   c->stats.map_refreshes++;
   if (changed)
-    inv_log_info(LOG_CTX, "slot map from %s:%d: %zu primaries, %ld of %d "
-                 "slots covered", from->host, from->port, nprimaries, covered,
-                 INV_SLOTS);
+    inv_log_info(LOG_CTX,
+                 "slot map from %s:%d: %zu primaries, %ld of %d "
+                 "slots covered",
+                 from->host, from->port, nprimaries, covered, INV_SLOTS);
   /* Connections to nodes that are neither primaries nor seeds are not
    * needed any more (a failed-over primary, a replica we asked). */
   for (i = 0; i < c->nnodes; i++) {
     node_t *n = c->nodes[i];
-    if (!n->primary && !n->seed && n != from)
-      node_close_conn(n);
+    if (!n->primary && !n->seed && n != from) node_close_conn(n);
   }
 }
 
@@ -427,8 +407,7 @@ static void replication_cb(inv_redis_t *r, redisReply *reply, int err,
   if (err < 0 || reply->type != REDIS_REPLY_STRING || reply->str == NULL)
     return;
   p = strstr(reply->str, "connected_slaves:");
-  if (p != NULL)
-    n->replicas = atoi(p + 17);
+  if (p != NULL) n->replicas = atoi(p + 17);
 }
 
 /* Standalone: asks the node how many replicas are connected to it, which
@@ -450,8 +429,7 @@ static void become_standalone(inv_cluster_t *c, node_t *n) {
   c->ready = 1;
   inv_log_info(LOG_CTX, "%s:%d is a standalone Redis", n->host, n->port);
   for (i = 0; i < c->nnodes; i++)
-    if (c->nodes[i] != n)
-      node_close_conn(c->nodes[i]);
+    if (c->nodes[i] != n) node_close_conn(c->nodes[i]);
   probe_replicas(c);
 }
 
@@ -463,8 +441,7 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   (void)r;
 
   c->refreshing = 0;
-  if (c->closing)
-    return;
+  if (c->closing) return;
   c->rr++; /* the next refresh asks another node */
   if (err < 0) {
     request_refresh(c);
@@ -472,8 +449,7 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   }
   if (reply->type == REDIS_REPLY_ERROR) {
     if (is_error_with(reply, "cluster support disabled")) {
-      if (c->mode == MODE_UNKNOWN)
-        become_standalone(c, from);
+      if (c->mode == MODE_UNKNOWN) become_standalone(c, from);
       kick(c);
       return;
     }
@@ -502,8 +478,7 @@ static void slots_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
                  from->host, from->port, inv_strerror((int)covered));
   }
   free(table);
-  if (covered <= 0 || c->refresh_wanted)
-    request_refresh(c);
+  if (covered <= 0 || c->refresh_wanted) request_refresh(c);
 }
 
 /* Sends CLUSTER SLOTS to a connected node, trying seeds and every node
@@ -520,14 +495,11 @@ static void do_refresh(inv_cluster_t *c) {
   if (c->refreshing &&
       uv_now(c->loop) - c->last_refresh < 2 * REFRESH_PERIOD_MS)
     return;
-  if (c->mode == MODE_STANDALONE)
-    probe_replicas(c);
-  if (c->mode == MODE_STANDALONE || c->nnodes == 0)
-    return;
+  if (c->mode == MODE_STANDALONE) probe_replicas(c);
+  if (c->mode == MODE_STANDALONE || c->nnodes == 0) return;
   for (i = 0; i < c->nnodes; i++) {
     node_t *n = c->nodes[(c->rr + i) % c->nnodes];
-    if (!node_ready(n))
-      continue;
+    if (!node_ready(n)) continue;
     if (inv_redis_command_argv(n->conn, 2, argv, argvlen, slots_cb, n) == 0) {
       c->rr = (c->rr + i) % c->nnodes;
       c->refreshing = 1;
@@ -537,21 +509,18 @@ static void do_refresh(inv_cluster_t *c) {
     }
   }
   c->refresh_wanted = 1;
-  for (i = 0; i < c->nnodes; i++)
-    (void)node_conn(c->nodes[i]);
+  for (i = 0; i < c->nnodes; i++) (void)node_conn(c->nodes[i]);
 }
 
 /* Asks for a refresh as soon as the rate limit allows. */
 static void request_refresh(inv_cluster_t *c) {
   uint64_t now, next;
-  if (c->closing || c->mode == MODE_STANDALONE)
-    return;
+  if (c->closing || c->mode == MODE_STANDALONE) return;
   if (c->refreshing) {
     /* The answer in flight may predate what prompted this request; while
      * the topology is still unknown, though, any answer will do (a failed
      * one asks again). */
-    if (c->mode == MODE_CLUSTER)
-      c->refresh_wanted = 1;
+    if (c->mode == MODE_CLUSTER) c->refresh_wanted = 1;
     return;
   }
   c->refresh_wanted = 1;
@@ -578,27 +547,21 @@ static node_t *pick_keyless(inv_cluster_t *c, cmd_t *cmd) {
     return c->keyless;
   for (i = 0; i < c->nnodes; i++) {
     node_t *n = c->nodes[(c->rr + i) % c->nnodes];
-    if (n->primary && n != cmd->avoid && node_ready(n))
-      return c->keyless = n;
+    if (n->primary && n != cmd->avoid && node_ready(n)) return c->keyless = n;
   }
   /* Nothing connected: start connections to every primary and wait. The
    * avoided node is allowed again next time: it may be the only one. */
   for (i = 0; i < c->nnodes; i++)
-    if (c->nodes[i]->primary)
-      (void)node_conn(c->nodes[i]);
+    if (c->nodes[i]->primary) (void)node_conn(c->nodes[i]);
   cmd->avoid = NULL;
   return NULL;
 }
 
 static node_t *route(inv_cluster_t *c, cmd_t *cmd) {
-  if (c->mode == MODE_STANDALONE)
-    return c->single;
-  if (c->mode != MODE_CLUSTER)
-    return NULL;
-  if (cmd->target != NULL)
-    return cmd->target;
-  if (cmd->has_key)
-    return c->slots[cmd->slot];
+  if (c->mode == MODE_STANDALONE) return c->single;
+  if (c->mode != MODE_CLUSTER) return NULL;
+  if (cmd->target != NULL) return cmd->target;
+  if (cmd->has_key) return c->slots[cmd->slot];
   return pick_keyless(c, cmd);
 }
 
@@ -628,8 +591,7 @@ static void send_follow_up(inv_cluster_t *c, cmd_t *cmd, inv_redis_t *conn) {
     if (cmd->deadline != 0) {
       left = cmd->deadline > now ? cmd->deadline - now : 0;
       left -= left / 5;
-      if (left == 0)
-        left = 1; /* 0 would mean no limit at all */
+      if (left == 0) left = 1; /* 0 would mean no limit at all */
     }
     snprintf(cmd->budget, sizeof(cmd->budget), "%llu",
              (unsigned long long)left);
@@ -684,20 +646,17 @@ static int try_send(inv_cluster_t *c, cmd_t *cmd) {
                              node_reply_cb, cmd) != 0)
     return 0; /* EBUSY or ENOMEM: the caller queues it for a retry */
   cmd->inflight++;
-  if (cmd->argc2 > 0)
-    send_follow_up(c, cmd, conn);
+  if (cmd->argc2 > 0) send_follow_up(c, cmd, conn);
   cmd->sent_to = n;
   cmd->asking = 0;
   cmd->target = NULL;
   c->stats.round_trips++;
-  if (c->keyless == NULL && !cmd->has_key)
-    c->keyless = n;
+  if (c->keyless == NULL && !cmd->has_key) c->keyless = n;
   return 1;
 }
 
 static void send_or_wait(inv_cluster_t *c, cmd_t *cmd) {
-  if (try_send(c, cmd))
-    return;
+  if (try_send(c, cmd)) return;
   cmd->next_try = 0;
   wait_push(c, cmd);
   arm_retry(c, RETRY_TICK_MS);
@@ -710,10 +669,8 @@ static int follow_redirect(inv_cluster_t *c, cmd_t *cmd, node_t *from,
   inv_cluster_redirect_t rd;
   node_t *to;
 
-  if (inv_cluster_redirect_parse(reply, &rd) != 1)
-    return 0;
-  if (rd.host[0] == '\0')
-    snprintf(rd.host, sizeof(rd.host), "%s", from->host);
+  if (inv_cluster_redirect_parse(reply, &rd) != 1) return 0;
+  if (rd.host[0] == '\0') snprintf(rd.host, sizeof(rd.host), "%s", from->host);
   c->stats.redirects++;
   if (++cmd->redirects > MAX_REDIRECTS) {
     inv_log_warn(LOG_CTX, "too many redirects for slot %u", rd.slot);
@@ -745,26 +702,22 @@ static int follow_redirect(inv_cluster_t *c, cmd_t *cmd, node_t *from,
 static redisReply *reply_copy(const redisReply *reply) {
   redisReply *out = calloc(1, sizeof(*out));
   size_t i;
-  if (out == NULL)
-    return NULL;
+  if (out == NULL) return NULL;
   out->type = reply->type;
   out->integer = reply->integer;
   if (reply->str != NULL) {
     out->str = malloc(reply->len + 1);
-    if (out->str == NULL)
-      goto err;
+    if (out->str == NULL) goto err;
     memcpy(out->str, reply->str, reply->len);
     out->str[reply->len] = '\0';
     out->len = reply->len;
   }
   if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
     out->element = calloc(reply->elements, sizeof(*out->element));
-    if (out->element == NULL)
-      goto err;
+    if (out->element == NULL) goto err;
     out->elements = reply->elements;
     for (i = 0; i < reply->elements; i++)
-      if ((out->element[i] = reply_copy(reply->element[i])) == NULL)
-        goto err;
+      if ((out->element[i] = reply_copy(reply->element[i])) == NULL) goto err;
   }
   return out;
 err:
@@ -775,10 +728,8 @@ err:
 /* Frees what reply_copy made. Accepts NULL. */
 static void reply_free(redisReply *r) {
   size_t i;
-  if (r == NULL)
-    return;
-  for (i = 0; i < r->elements; i++)
-    reply_free(r->element[i]);
+  if (r == NULL) return;
+  for (i = 0; i < r->elements; i++) reply_free(r->element[i]);
   free(r->element);
   free(r->str);
   free(r);
@@ -816,12 +767,10 @@ static void follow_reply_cb(inv_redis_t *r, redisReply *reply, int err,
   INV_CHECK(cmd->inflight > 0);
   cmd->inflight--;
   if (cmd->answered) {
-    if (cmd->inflight == 0)
-      cmd_free(cmd);
+    if (cmd->inflight == 0) cmd_free(cmd);
     return;
   }
-  if (cmd->await != r)
-    return;
+  if (cmd->await != r) return;
   cmd->await = NULL;
   if (c->closing) {
     finish(c, cmd, NULL, INV_ECLOSED);
@@ -851,8 +800,7 @@ static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
   cmd->inflight--;
   if (cmd->answered) {
     /* A zombie: its user was answered at the deadline. */
-    if (cmd->inflight == 0)
-      cmd_free(cmd);
+    if (cmd->inflight == 0) cmd_free(cmd);
     return;
   }
   if (c->closing) {
@@ -867,21 +815,17 @@ static void node_reply_cb(inv_redis_t *r, redisReply *reply, int err,
       return;
     }
     /* The node dropped: try again, elsewhere for a keyless command. */
-    if (!cmd->has_key)
-      cmd->avoid = from;
+    if (!cmd->has_key) cmd->avoid = from;
     requeue(c, cmd);
-    if (c->mode == MODE_CLUSTER)
-      request_refresh(c);
+    if (c->mode == MODE_CLUSTER) request_refresh(c);
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
-    if (follow_redirect(c, cmd, from, reply))
-      return;
+    if (follow_redirect(c, cmd, from, reply)) return;
     if (strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
         strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
       requeue(c, cmd);
-      if (reply->str[0] == 'C')
-        request_refresh(c);
+      if (reply->str[0] == 'C') request_refresh(c);
       return;
     }
   }
@@ -908,16 +852,14 @@ static void retry_timer_cb(uv_timer_t *h) {
   while (n-- > 0 && (cmd = wait_first(c)) != NULL) {
     wait_remove(c, cmd);
     if (cmd->next_try > now) {
-      if (wake == 0 || cmd->next_try < wake)
-        wake = cmd->next_try;
+      if (wake == 0 || cmd->next_try < wake) wake = cmd->next_try;
       wait_push(c, cmd);
     } else if (!try_send(c, cmd)) {
       blocked = 1;
       wait_push(c, cmd);
     }
   }
-  if (inv_queue_empty(&c->wait))
-    return;
+  if (inv_queue_empty(&c->wait)) return;
   if (blocked || wake == 0 || wake - now > RETRY_TICK_MS)
     arm_retry(c, RETRY_TICK_MS);
   else
@@ -946,8 +888,7 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
   if (loop == NULL || seeds == NULL || nseeds == 0 || out == NULL)
     return INV_EINVAL;
   c = calloc(1, sizeof(*c));
-  if (c == NULL)
-    goto err;
+  if (c == NULL) goto err;
   inv_queue_init(&c->all);
   inv_queue_init(&c->wait);
   if (opts != NULL)
@@ -965,19 +906,16 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
   }
   if (c->opts.password != NULL) {
     c->password = strdup(c->opts.password);
-    if (c->password == NULL)
-      goto err;
+    if (c->password == NULL) goto err;
   }
   c->opts.password = c->password;
   if (c->opts.username != NULL) {
     c->username = strdup(c->opts.username);
-    if (c->username == NULL)
-      goto err;
+    if (c->username == NULL) goto err;
   }
   c->opts.username = c->username;
   c->slots = calloc(INV_SLOTS, sizeof(*c->slots));
-  if (c->slots == NULL)
-    goto err;
+  if (c->slots == NULL) goto err;
   c->loop = loop;
   for (i = 0; i < nseeds; i++) {
     node_t *n;
@@ -986,14 +924,12 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
       goto err;
     }
     n = add_node(c, seeds[i].host, seeds[i].port);
-    if (n == NULL)
-      goto err;
+    if (n == NULL) goto err;
     n->seed = 1;
   }
   /* Every node connection takes its own reference as well; this one keeps
    * the context for the nodes still to be discovered. */
-  if (tls != NULL)
-    c->opts.tls = inv_tls_ctx_ref(tls);
+  if (tls != NULL) c->opts.tls = inv_tls_ctx_ref(tls);
   uv_timer_init(loop, &c->refresh_timer);
   uv_timer_init(loop, &c->retry_timer);
   uv_timer_init(loop, &c->deadline_timer);
@@ -1001,16 +937,14 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
   c->open = 3;
   /* Connect to every seed; the first to answer CLUSTER SLOTS tells the
    * topology. The periodic timer also covers seeds that never connect. */
-  for (i = 0; i < c->nnodes; i++)
-    (void)node_conn(c->nodes[i]);
+  for (i = 0; i < c->nnodes; i++) (void)node_conn(c->nodes[i]);
   uv_timer_start(&c->refresh_timer, refresh_timer_cb, REFRESH_PERIOD_MS, 0);
   *out = c;
   return 0;
 
 err:
   if (c != NULL) {
-    for (i = 0; i < c->nnodes; i++)
-      free(c->nodes[i]);
+    for (i = 0; i < c->nnodes; i++) free(c->nodes[i]);
     free(c->nodes);
     free(c->slots);
     free(c->password);
@@ -1042,8 +976,7 @@ static void copy_args(int argc, const char **argv, const size_t *argvlen,
 static size_t args_size(int argc, const char **argv, const size_t *argvlen) {
   size_t total = (size_t)argc * (sizeof(size_t) + sizeof(char *));
   int i;
-  for (i = 0; i < argc; i++)
-    total += argvlen ? argvlen[i] : strlen(argv[i]);
+  for (i = 0; i < argc; i++) total += argvlen ? argvlen[i] : strlen(argv[i]);
   return total;
 }
 
@@ -1056,19 +989,15 @@ static int issue(inv_cluster_t *c, const char *key, size_t keylen, int argc,
   char *vec, *bytes;
   size_t vecs;
 
-  if (c == NULL || argc < 1 || argv == NULL || cb == NULL)
-    return INV_EINVAL;
-  if (c->closing)
-    return INV_ESHUTDOWN;
-  if (c->outstanding >= c->opts.max_pending)
-    return INV_EBUSY;
+  if (c == NULL || argc < 1 || argv == NULL || cb == NULL) return INV_EINVAL;
+  if (c->closing) return INV_ESHUTDOWN;
+  if (c->outstanding >= c->opts.max_pending) return INV_EBUSY;
   /* One block: the command, then argvlen[] and argv[] of each command (the
    * pointer arrays first, so they stay aligned), then the bytes. */
   vecs = (size_t)(argc + argc2) * (sizeof(size_t) + sizeof(char *));
   cmd = malloc(sizeof(*cmd) + args_size(argc, argv, argvlen) +
                (argc2 > 0 ? args_size(argc2, argv2, argvlen2) : 0));
-  if (cmd == NULL)
-    return INV_ENOMEM;
+  if (cmd == NULL) return INV_ENOMEM;
   memset(cmd, 0, sizeof(*cmd));
   cmd->c = c;
   vec = (char *)(cmd + 1);
@@ -1092,25 +1021,22 @@ static int issue(inv_cluster_t *c, const char *key, size_t keylen, int argc,
 
   inv_queue_insert_tail(&c->all, &cmd->all_node);
   c->outstanding++;
-  if (!uv_is_active((uv_handle_t *)&c->deadline_timer))
-    arm_deadline(c);
+  if (!uv_is_active((uv_handle_t *)&c->deadline_timer)) arm_deadline(c);
   send_or_wait(c, cmd);
   return 0;
 }
 
 int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
-                             int argc, const char **argv,
-                             const size_t *argvlen, inv_cluster_reply_cb cb,
-                             void *data) {
+                             int argc, const char **argv, const size_t *argvlen,
+                             inv_cluster_reply_cb cb, void *data) {
   return issue(c, key, keylen, argc, argv, argvlen, 0, NULL, NULL, -1, cb,
                data);
 }
 
 int inv_cluster_pair_argv(inv_cluster_t *c, const char *key, size_t keylen,
                           int argc, const char **argv, const size_t *argvlen,
-                          int argc2, const char **argv2,
-                          const size_t *argvlen2, int budget_arg,
-                          inv_cluster_reply_cb cb, void *data) {
+                          int argc2, const char **argv2, const size_t *argvlen2,
+                          int budget_arg, inv_cluster_reply_cb cb, void *data) {
   if (key == NULL || argc2 < 1 || argv2 == NULL || budget_arg >= argc2)
     return INV_EINVAL;
   return issue(c, key, keylen, argc, argv, argvlen, argc2, argv2, argvlen2,
@@ -1121,13 +1047,11 @@ size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
                                 inv_cluster_primary_fn fn, void *data) {
   size_t i, down = 0;
   node_t *skip;
-  if (c == NULL || c->closing || c->mode != MODE_CLUSTER)
-    return 0;
+  if (c == NULL || c->closing || c->mode != MODE_CLUSTER) return 0;
   skip = c->slots[skip_slot % INV_SLOTS];
   for (i = 0; i < c->nnodes; i++) {
     node_t *n = c->nodes[i];
-    if (!n->primary || n == skip)
-      continue;
+    if (!n->primary || n == skip) continue;
     if (node_conn(n) != NULL && inv_redis_is_connected(n->conn))
       fn(n->conn, n->first_slot, data);
     else
@@ -1137,8 +1061,7 @@ size_t inv_cluster_each_primary(inv_cluster_t *c, unsigned skip_slot,
 }
 
 void inv_cluster_refresh(inv_cluster_t *c) {
-  if (c != NULL)
-    request_refresh(c);
+  if (c != NULL) request_refresh(c);
 }
 
 int inv_cluster_ready(const inv_cluster_t *c) { return c != NULL && c->ready; }
@@ -1173,17 +1096,14 @@ void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
                        void *data) {
   cmd_t *cmd;
   size_t i;
-  if (c == NULL || c->closing)
-    return;
+  if (c == NULL || c->closing) return;
   c->closing = 1;
   c->closed_cb = closed_cb;
   c->closed_data = data;
   /* Answer everyone first; in-flight commands become zombies that the
    * node connections release as they close. */
-  while ((cmd = all_first(c)) != NULL)
-    finish(c, cmd, NULL, INV_ECLOSED);
-  for (i = 0; i < c->nnodes; i++)
-    node_close_conn(c->nodes[i]);
+  while ((cmd = all_first(c)) != NULL) finish(c, cmd, NULL, INV_ECLOSED);
+  for (i = 0; i < c->nnodes; i++) node_close_conn(c->nodes[i]);
   uv_close((uv_handle_t *)&c->refresh_timer, timer_closed_cb);
   uv_close((uv_handle_t *)&c->retry_timer, timer_closed_cb);
   uv_close((uv_handle_t *)&c->deadline_timer, timer_closed_cb);
@@ -1192,8 +1112,7 @@ void inv_cluster_close(inv_cluster_t *c, inv_redis_closed_cb closed_cb,
 int inv_cluster_replicas(const inv_cluster_t *c, const char *key,
                          size_t keylen) {
   const node_t *n = NULL;
-  if (c == NULL)
-    return -1;
+  if (c == NULL) return -1;
   if (c->mode == MODE_STANDALONE)
     n = c->single;
   else if (c->mode == MODE_CLUSTER)

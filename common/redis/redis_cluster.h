@@ -47,9 +47,8 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
  * as PUBLISH: any reachable primary is used). argv is copied. Returns 0, or
  * INV_ENOMEM / INV_ESHUTDOWN (client closing); on error cb is not called. */
 int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
-                             int argc, const char **argv,
-                             const size_t *argvlen, inv_cluster_reply_cb cb,
-                             void *data);
+                             int argc, const char **argv, const size_t *argvlen,
+                             inv_cluster_reply_cb cb, void *data);
 
 /*
  * Sends a pair: the command argv routed by key, then argv2 (keyless, such
@@ -72,9 +71,8 @@ int inv_cluster_command_argv(inv_cluster_t *c, const char *key, size_t keylen,
  */
 int inv_cluster_pair_argv(inv_cluster_t *c, const char *key, size_t keylen,
                           int argc, const char **argv, const size_t *argvlen,
-                          int argc2, const char **argv2,
-                          const size_t *argvlen2, int budget_arg,
-                          inv_cluster_reply_cb cb, void *data);
+                          int argc2, const char **argv2, const size_t *argvlen2,
+                          int budget_arg, inv_cluster_reply_cb cb, void *data);
 
 /* The number of replicas of the node serving key, as last seen: in a
  * cluster the replicas CLUSTER SLOTS lists for its slot (Redis leaves out

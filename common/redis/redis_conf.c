@@ -44,8 +44,8 @@ int inv_redis_read_password_file(const char *path, char **out, int *warn,
   }
   fclose(f);
   if (n > PASSWORD_MAX) {
-    snprintf(err, errlen, "redis-password-file %s: longer than %d bytes",
-             path, PASSWORD_MAX);
+    snprintf(err, errlen, "redis-password-file %s: longer than %d bytes", path,
+             PASSWORD_MAX);
     return INV_ECONFIG;
   }
   buf[n] = '\0';
@@ -72,8 +72,8 @@ static int is_set(const char *s) { return s != NULL && s[0] != '\0'; }
 
 int inv_redis_conf_tls(const inv_redis_conf_t *conf, inv_tls_ctx_t **out,
                        char *err, size_t errlen) {
-  inv_tls_client_conf_t tc = {conf->tls_ca_file,    conf->tls_ca_dir,
-                              conf->tls_cert_file,  conf->tls_key_file,
+  inv_tls_client_conf_t tc = {conf->tls_ca_file,     conf->tls_ca_dir,
+                              conf->tls_cert_file,   conf->tls_key_file,
                               conf->tls_server_name, conf->tls_insecure};
   char why[400];
   int rc = inv_tls_client_ctx_new(&tc, out, why, sizeof(why));
@@ -88,8 +88,9 @@ int inv_redis_conf_apply(const inv_redis_conf_t *conf, inv_redis_opts_t *o,
   int rc, warn = 0;
 
   if (is_set(conf->password) && is_set(conf->password_file)) {
-    snprintf(err, errlen, "redis-password and redis-password-file are both "
-                          "set; keep one");
+    snprintf(err, errlen,
+             "redis-password and redis-password-file are both "
+             "set; keep one");
     return INV_ECONFIG;
   }
   if (is_set(conf->password_file)) {
@@ -97,15 +98,19 @@ int inv_redis_conf_apply(const inv_redis_conf_t *conf, inv_redis_opts_t *o,
                                       err, errlen);
     if (rc != 0) return rc;
     if (warn)
-      inv_log_warn("config", "redis-password-file %s is readable by group "
-                   "or others; chmod 600 it", conf->password_file);
+      inv_log_warn("config",
+                   "redis-password-file %s is readable by group "
+                   "or others; chmod 600 it",
+                   conf->password_file);
   } else if (is_set(conf->password)) {
     password = strdup(conf->password);
     if (password == NULL) goto nomem;
   }
   if (is_set(conf->user) && password == NULL) {
-    snprintf(err, errlen, "redis-user %s needs redis-password or "
-                          "redis-password-file", conf->user);
+    snprintf(err, errlen,
+             "redis-user %s needs redis-password or "
+             "redis-password-file",
+             conf->user);
     return INV_ECONFIG;
   }
   if (conf->tls) {
@@ -119,8 +124,9 @@ int inv_redis_conf_apply(const inv_redis_conf_t *conf, inv_redis_opts_t *o,
              is_set(conf->tls_server_name) || conf->tls_insecure) {
     /* A TLS setting without TLS is a half-done setup that would otherwise
      * silently send the password in clear text. */
-    snprintf(err, errlen, "redis-tls-* settings are given but redis-tls is "
-                          "no; add redis-tls yes");
+    snprintf(err, errlen,
+             "redis-tls-* settings are given but redis-tls is "
+             "no; add redis-tls yes");
     free(password);
     return INV_ECONFIG;
   }

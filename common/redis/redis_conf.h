@@ -18,13 +18,13 @@
 #include "common/redis/redis_conn.h"
 
 typedef struct inv_redis_conf_s {
-  char *user;            /* NULL: the "default" user */
-  char *password;        /* NULL: see password_file, else no AUTH */
-  char *password_file;   /* read at start; one trailing newline stripped */
-  int tls;               /* speak TLS to Redis */
-  char *tls_ca_file;     /* NULL with tls_ca_dir NULL: the system store */
+  char *user;          /* NULL: the "default" user */
+  char *password;      /* NULL: see password_file, else no AUTH */
+  char *password_file; /* read at start; one trailing newline stripped */
+  int tls;             /* speak TLS to Redis */
+  char *tls_ca_file;   /* NULL with tls_ca_dir NULL: the system store */
   char *tls_ca_dir;
-  char *tls_cert_file;   /* client certificate (mTLS), with tls_key_file */
+  char *tls_cert_file; /* client certificate (mTLS), with tls_key_file */
   char *tls_key_file;
   char *tls_server_name; /* NULL: verify the address connected to */
   int tls_insecure;      /* no certificate verification: tests only */
@@ -33,32 +33,77 @@ typedef struct inv_redis_conf_s {
 /* The rows of the directives above, for a daemon's table: type is the
  * daemon's config struct and field the inv_redis_conf_t inside it. */
 #define INV_REDIS_CONF_ROWS(type, field)                                       \
-  {"redis-user", INV_CONF_STRING, offsetof(type, field.user), 0, 0, NULL,     \
-   NULL, "ACL user: AUTH user password on every Redis connection"},            \
-  {"redis-password", INV_CONF_SECRET, offsetof(type, field.password), 0, 0,  \
-   NULL, NULL, "password sent with AUTH on every Redis connection"},           \
-  {"redis-password-file", INV_CONF_STRING,                                     \
-   offsetof(type, field.password_file), 0, 0, NULL, NULL,                      \
-   "file holding the Redis password (read at start; keep it mode 0600)"},     \
-  {"redis-tls", INV_CONF_BOOL, offsetof(type, field.tls), 0, 0, "no", NULL,   \
-   "speak TLS to Redis (its tls-port)"},                                       \
-  {"redis-tls-ca-cert-file", INV_CONF_STRING,                                  \
-   offsetof(type, field.tls_ca_file), 0, 0, NULL, NULL,                        \
-   "CA certificates (PEM) that verify Redis (default: the system store)"},    \
-  {"redis-tls-ca-cert-dir", INV_CONF_STRING,                                   \
-   offsetof(type, field.tls_ca_dir), 0, 0, NULL, NULL,                         \
-   "directory of hashed CA certificates that verify Redis"},                   \
-  {"redis-tls-cert-file", INV_CONF_STRING,                                     \
-   offsetof(type, field.tls_cert_file), 0, 0, NULL, NULL,                      \
-   "client certificate (PEM) for Redis's tls-auth-clients"},                   \
-  {"redis-tls-key-file", INV_CONF_STRING, offsetof(type, field.tls_key_file), \
-   0, 0, NULL, NULL, "private key (PEM) of redis-tls-cert-file"},             \
-  {"redis-tls-server-name", INV_CONF_STRING,                                   \
-   offsetof(type, field.tls_server_name), 0, 0, NULL, NULL,                    \
-   "name sent in SNI and verified in Redis's certificate (default: the "      \
-   "address connected to)"},                                                   \
-  {"redis-tls-insecure", INV_CONF_BOOL, offsetof(type, field.tls_insecure), 0, \
-   0, "no", NULL, "do not verify Redis's certificate (tests only)"}
+  {"redis-user",                                                               \
+   INV_CONF_STRING,                                                            \
+   offsetof(type, field.user),                                                 \
+   0,                                                                          \
+   0,                                                                          \
+   NULL,                                                                       \
+   NULL,                                                                       \
+   "ACL user: AUTH user password on every Redis connection"},                  \
+      {"redis-password",                                                       \
+       INV_CONF_SECRET,                                                        \
+       offsetof(type, field.password),                                         \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "password sent with AUTH on every Redis connection"},                   \
+      {"redis-password-file",                                                  \
+       INV_CONF_STRING,                                                        \
+       offsetof(type, field.password_file),                                    \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "file holding the Redis password (read at start; keep it mode 0600)"},  \
+      {"redis-tls", INV_CONF_BOOL, offsetof(type, field.tls),          0, 0,   \
+       "no",        NULL,          "speak TLS to Redis (its tls-port)"},       \
+      {"redis-tls-ca-cert-file",                                               \
+       INV_CONF_STRING,                                                        \
+       offsetof(type, field.tls_ca_file),                                      \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "CA certificates (PEM) that verify Redis (default: the system store)"}, \
+      {"redis-tls-ca-cert-dir",                                                \
+       INV_CONF_STRING,                                                        \
+       offsetof(type, field.tls_ca_dir),                                       \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "directory of hashed CA certificates that verify Redis"},               \
+      {"redis-tls-cert-file",                                                  \
+       INV_CONF_STRING,                                                        \
+       offsetof(type, field.tls_cert_file),                                    \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "client certificate (PEM) for Redis's tls-auth-clients"},               \
+      {"redis-tls-key-file",                                                   \
+       INV_CONF_STRING,                                                        \
+       offsetof(type, field.tls_key_file),                                     \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "private key (PEM) of redis-tls-cert-file"},                            \
+      {"redis-tls-server-name",                                                \
+       INV_CONF_STRING,                                                        \
+       offsetof(type, field.tls_server_name),                                  \
+       0,                                                                      \
+       0,                                                                      \
+       NULL,                                                                   \
+       NULL,                                                                   \
+       "name sent in SNI and verified in Redis's certificate (default: the "   \
+       "address connected to)"},                                               \
+  {                                                                            \
+    "redis-tls-insecure", INV_CONF_BOOL, offsetof(type, field.tls_insecure),   \
+        0, 0, "no", NULL, "do not verify Redis's certificate (tests only)"     \
+  }
 
 /*
  * Fills o->password, o->username and o->tls from conf: reads the password

@@ -38,12 +38,12 @@
 #define RING_MIN 64
 
 typedef enum {
-  ST_IDLE = 0,    /* no transport; the conn_timer will start an attempt */
-  ST_RESOLVING,   /* waiting for the resolver */
-  ST_CONNECTING,  /* transport connecting */
-  ST_AUTH,        /* connected, AUTH sent, not announced yet */
-  ST_CONNECTED,   /* announced; commands accepted */
-  ST_CLOSED       /* inv_redis_close() was called */
+  ST_IDLE = 0,   /* no transport; the conn_timer will start an attempt */
+  ST_RESOLVING,  /* waiting for the resolver */
+  ST_CONNECTING, /* transport connecting */
+  ST_AUTH,       /* connected, AUTH sent, not announced yet */
+  ST_CONNECTED,  /* announced; commands accepted */
+  ST_CLOSED      /* inv_redis_close() was called */
 } conn_state_t;
 
 /* What a pending command is, for subscribe-mode bookkeeping. */
@@ -60,9 +60,9 @@ typedef enum {
 typedef struct pending_s {
   inv_redis_reply_cb cb;
   void *data;
-  uint64_t deadline;  /* loop time in ms; 0 when timeouts are disabled */
-  int replies;        /* replies still expected; -1: unsubscribe-all */
-  unsigned char kind; /* cmd_kind_t */
+  uint64_t deadline;      /* loop time in ms; 0 when timeouts are disabled */
+  int replies;            /* replies still expected; -1: unsubscribe-all */
+  unsigned char kind;     /* cmd_kind_t */
   unsigned char internal; /* sent by this layer (AUTH): not in user stats */
 } pending_t;
 
@@ -91,8 +91,8 @@ struct inv_redis_s {
   redisReader *reader; /* one per transport */
   int in_read;         /* a read callback is iterating replies */
 
-  inv_buf_t out;       /* formatted commands not yet written */
-  uint64_t out_cmds;   /* commands in out */
+  inv_buf_t out;     /* formatted commands not yet written */
+  uint64_t out_cmds; /* commands in out */
 
   pending_t *ring;
   size_t ring_cap, ring_head, ring_count;
@@ -102,16 +102,16 @@ struct inv_redis_s {
   uv_idle_t flush_idle;  /* flushes out on the next loop pass */
   int open;              /* handles, transports and resolutions not released */
 
-  unsigned backoff_n;    /* failed attempts since the last success */
+  unsigned backoff_n; /* failed attempts since the last success */
   int ever_connected;
-  int announced;         /* CONNECTED was announced for this transport */
-  int fail_logged;       /* a failed attempt was logged at warn level */
-  char last_fail[160];   /* the reason logged last in this failing streak */
+  int announced;       /* CONNECTED was announced for this transport */
+  int fail_logged;     /* a failed attempt was logged at warn level */
+  char last_fail[160]; /* the reason logged last in this failing streak */
 
   /* Subscribe mode: counts of subscriptions, kept from confirmations. */
   int subscribed;
-  long sub_total;   /* channels + patterns, as Redis last reported */
-  long sub_shard;   /* shard channels, as Redis last reported */
+  long sub_total; /* channels + patterns, as Redis last reported */
+  long sub_shard; /* shard channels, as Redis last reported */
   long n_channels, n_patterns, n_shard;
 
   uint64_t rng;
@@ -127,8 +127,8 @@ static void conn_timer_cb(uv_timer_t *h);
  * with certificate errors must show those). Repeats go to debug level, since
  * a wrong password or certificate retries forever. */
 static int fail_worth_logging(inv_redis_t *r, const char *reason) {
-  if (r->fail_logged && strncmp(r->last_fail, reason,
-                                sizeof(r->last_fail) - 1) == 0)
+  if (r->fail_logged &&
+      strncmp(r->last_fail, reason, sizeof(r->last_fail) - 1) == 0)
     return 0;
   snprintf(r->last_fail, sizeof(r->last_fail), "%s", reason);
   return 1;
@@ -165,20 +165,16 @@ static uint64_t next_rand(inv_redis_t *r) {
 static uint64_t backoff_delay(inv_redis_t *r) {
   uint64_t d = r->opts.backoff_min_ms;
   unsigned i;
-  for (i = 0; i < r->backoff_n && d < r->opts.backoff_max_ms; i++)
-    d *= 2;
-  if (d > r->opts.backoff_max_ms)
-    d = r->opts.backoff_max_ms;
-  if (r->backoff_n < 64)
-    r->backoff_n++;
+  for (i = 0; i < r->backoff_n && d < r->opts.backoff_max_ms; i++) d *= 2;
+  if (d > r->opts.backoff_max_ms) d = r->opts.backoff_max_ms;
+  if (r->backoff_n < 64) r->backoff_n++;
   return d / 2 + next_rand(r) % (d - d / 2 + 1);
 }
 
 static void maybe_free(inv_redis_t *r) {
   inv_redis_closed_cb cb;
   void *data;
-  if (r->state != ST_CLOSED || r->open > 0)
-    return;
+  if (r->state != ST_CLOSED || r->open > 0) return;
   cb = r->closed_cb;
   data = r->closed_data;
   inv_buf_free(&r->out);
@@ -188,8 +184,7 @@ static void maybe_free(inv_redis_t *r) {
   free(r->username);
   inv_tls_ctx_free(r->opts.tls);
   free(r);
-  if (cb != NULL)
-    cb(data);
+  if (cb != NULL) cb(data);
 }
 
 static void handle_closed_cb(uv_handle_t *h) {
@@ -204,12 +199,10 @@ static void handle_closed_cb(uv_handle_t *h) {
 static int ring_reserve(inv_redis_t *r) {
   size_t ncap, i;
   pending_t *n;
-  if (r->ring_count < r->ring_cap)
-    return 0;
+  if (r->ring_count < r->ring_cap) return 0;
   ncap = r->ring_cap ? r->ring_cap * 2 : RING_MIN;
   n = malloc(ncap * sizeof(*n));
-  if (n == NULL)
-    return INV_ENOMEM;
+  if (n == NULL) return INV_ENOMEM;
   for (i = 0; i < r->ring_count; i++)
     n[i] = r->ring[(r->ring_head + i) % r->ring_cap];
   free(r->ring);
@@ -236,10 +229,8 @@ static pending_t ring_pop(inv_redis_t *r) {
 static void fail_pending(inv_redis_t *r, int err) {
   while (r->ring_count > 0) {
     pending_t p = ring_pop(r);
-    if (!p.internal)
-      r->stats.errors++;
-    if (p.cb != NULL)
-      p.cb(r, NULL, err, p.data);
+    if (!p.internal) r->stats.errors++;
+    if (p.cb != NULL) p.cb(r, NULL, err, p.data);
   }
 }
 
@@ -250,7 +241,8 @@ static void cmd_timer_cb(uv_timer_t *h);
 static void cmd_timer_arm(inv_redis_t *r) {
   pending_t *p = ring_front(r);
   uint64_t now;
-  if (p == NULL || p->deadline == 0 || uv_is_active((uv_handle_t *)&r->cmd_timer))
+  if (p == NULL || p->deadline == 0 ||
+      uv_is_active((uv_handle_t *)&r->cmd_timer))
     return;
   now = uv_now(r->loop);
   uv_timer_start(&r->cmd_timer, cmd_timer_cb,
@@ -262,18 +254,15 @@ static void cmd_timer_cb(uv_timer_t *h) {
   pending_t *front = ring_front(r);
   pending_t p;
 
-  if (front == NULL || front->deadline == 0)
-    return;
+  if (front == NULL || front->deadline == 0) return;
   if (front->deadline > uv_now(r->loop)) {
     cmd_timer_arm(r);
     return;
   }
   p = ring_pop(r);
   r->stats.timeouts++;
-  if (!p.internal)
-    r->stats.errors++;
-  if (p.cb != NULL)
-    p.cb(r, NULL, INV_ETIMEDOUT, p.data);
+  if (!p.internal) r->stats.errors++;
+  if (p.cb != NULL) p.cb(r, NULL, INV_ETIMEDOUT, p.data);
   /* The callback may have closed or reset the connection already. */
   if (r->state != ST_CLOSED && r->state != ST_IDLE) {
     char why[64];
@@ -287,15 +276,13 @@ static void cmd_timer_cb(uv_timer_t *h) {
 
 static void flush(inv_redis_t *r) {
   int rc;
-  if (r->out.len == 0 || r->tr == NULL)
-    return;
+  if (r->out.len == 0 || r->tr == NULL) return;
   r->stats.writes++;
   r->stats.commands += r->out_cmds;
   r->out_cmds = 0;
   rc = r->tr->vt->write(r->tr, &r->out);
   if (rc < 0) {
-    inv_log_warn(LOG_CTX, "%s: write failed: %s", r->who,
-                 uv_strerror(rc));
+    inv_log_warn(LOG_CTX, "%s: write failed: %s", r->who, uv_strerror(rc));
     drop(r, "write failed");
   }
 }
@@ -313,17 +300,13 @@ static int peek_command(const char *cmd, size_t len, long *argc,
                         const char **name, size_t *namelen) {
   char *end;
   long n, l;
-  if (len < 4 || cmd[0] != '*')
-    return -1;
+  if (len < 4 || cmd[0] != '*') return -1;
   n = strtol(cmd + 1, &end, 10);
-  if (end + 2 > cmd + len || end[0] != '\r' || n < 1)
-    return -1;
+  if (end + 2 > cmd + len || end[0] != '\r' || n < 1) return -1;
   end += 2;
-  if (end >= cmd + len || *end != '$')
-    return -1;
+  if (end >= cmd + len || *end != '$') return -1;
   l = strtol(end + 1, &end, 10);
-  if (l < 0 || end + 2 + l > cmd + len)
-    return -1;
+  if (l < 0 || end + 2 + l > cmd + len) return -1;
   *argc = n;
   *name = end + 2;
   *namelen = (size_t)l;
@@ -334,13 +317,14 @@ static cmd_kind_t command_kind(const char *name, size_t len) {
   static const struct {
     const char *name;
     cmd_kind_t kind;
-  } kinds[] = {{"SUBSCRIBE", K_SUBSCRIBE},     {"PSUBSCRIBE", K_PSUBSCRIBE},
-               {"SSUBSCRIBE", K_SSUBSCRIBE},   {"UNSUBSCRIBE", K_UNSUBSCRIBE},
-               {"PUNSUBSCRIBE", K_PUNSUBSCRIBE},
-               {"SUNSUBSCRIBE", K_SUNSUBSCRIBE}};
+  } kinds[] = {
+      {"SUBSCRIBE", K_SUBSCRIBE},       {"PSUBSCRIBE", K_PSUBSCRIBE},
+      {"SSUBSCRIBE", K_SSUBSCRIBE},     {"UNSUBSCRIBE", K_UNSUBSCRIBE},
+      {"PUNSUBSCRIBE", K_PUNSUBSCRIBE}, {"SUNSUBSCRIBE", K_SUNSUBSCRIBE}};
   size_t i;
   for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-    if (strlen(kinds[i].name) == len && strncasecmp(kinds[i].name, name, len) == 0)
+    if (strlen(kinds[i].name) == len &&
+        strncasecmp(kinds[i].name, name, len) == 0)
       return kinds[i].kind;
   return K_PLAIN;
 }
@@ -356,16 +340,11 @@ static int enqueue(inv_redis_t *r, const char *cmd, size_t len,
   size_t namelen = 0;
   cmd_kind_t kind;
 
-  if (r->state == ST_CLOSED || r->tr == NULL)
-    return INV_ECLOSED;
-  if (!internal && r->state != ST_CONNECTED)
-    return INV_ECLOSED;
-  if (r->ring_count >= r->opts.max_pending)
-    return INV_EBUSY;
-  if (ring_reserve(r) != 0)
-    return INV_ENOMEM;
-  if (inv_buf_append(&r->out, cmd, len) != 0)
-    return INV_ENOMEM;
+  if (r->state == ST_CLOSED || r->tr == NULL) return INV_ECLOSED;
+  if (!internal && r->state != ST_CONNECTED) return INV_ECLOSED;
+  if (r->ring_count >= r->opts.max_pending) return INV_EBUSY;
+  if (ring_reserve(r) != 0) return INV_ENOMEM;
+  if (inv_buf_append(&r->out, cmd, len) != 0) return INV_ENOMEM;
   (void)peek_command(cmd, len, &argc, &name, &namelen);
   kind = command_kind(name, namelen);
 
@@ -398,13 +377,10 @@ int inv_redis_command_argv(inv_redis_t *r, int argc, const char **argv,
                            void *data) {
   char *cmd = NULL;
   int len, rc;
-  if (r == NULL || argc < 1 || argv == NULL)
-    return INV_EINVAL;
-  if (r->state != ST_CONNECTED)
-    return INV_ECLOSED;
+  if (r == NULL || argc < 1 || argv == NULL) return INV_EINVAL;
+  if (r->state != ST_CONNECTED) return INV_ECLOSED;
   len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-  if (len < 0)
-    return INV_ENOMEM;
+  if (len < 0) return INV_ENOMEM;
   rc = enqueue(r, cmd, (size_t)len, cb, data, 0);
   redisFreeCommand(cmd);
   return rc;
@@ -412,10 +388,8 @@ int inv_redis_command_argv(inv_redis_t *r, int argc, const char **argv,
 
 int inv_redis_command_formatted(inv_redis_t *r, const char *cmd, size_t len,
                                 inv_redis_reply_cb cb, void *data) {
-  if (r == NULL || cmd == NULL || len == 0)
-    return INV_EINVAL;
-  if (r->state != ST_CONNECTED)
-    return INV_ECLOSED;
+  if (r == NULL || cmd == NULL || len == 0) return INV_EINVAL;
+  if (r->state != ST_CONNECTED) return INV_ECLOSED;
   return enqueue(r, cmd, len, cb, data, 0);
 }
 
@@ -424,17 +398,13 @@ int inv_redis_command(inv_redis_t *r, inv_redis_reply_cb cb, void *data,
   char *cmd = NULL;
   va_list ap;
   int len, rc;
-  if (r == NULL || fmt == NULL)
-    return INV_EINVAL;
-  if (r->state != ST_CONNECTED)
-    return INV_ECLOSED;
+  if (r == NULL || fmt == NULL) return INV_EINVAL;
+  if (r->state != ST_CONNECTED) return INV_ECLOSED;
   va_start(ap, fmt);
   len = redisvFormatCommand(&cmd, fmt, ap);
   va_end(ap);
-  if (len == -2)
-    return INV_EINVAL; /* hiredis: invalid format string */
-  if (len < 0)
-    return INV_ENOMEM;
+  if (len == -2) return INV_EINVAL; /* hiredis: invalid format string */
+  if (len < 0) return INV_ENOMEM;
   rc = enqueue(r, cmd, (size_t)len, cb, data, 0);
   redisFreeCommand(cmd);
   return rc;
@@ -444,8 +414,7 @@ int inv_redis_subscribe(inv_redis_t *r, const char *channel,
                         inv_redis_reply_cb cb, void *data) {
   const char *argv[2];
   size_t argvlen[2];
-  if (channel == NULL)
-    return INV_EINVAL;
+  if (channel == NULL) return INV_EINVAL;
   argv[0] = "SUBSCRIBE";
   argvlen[0] = 9;
   argv[1] = channel;
@@ -464,11 +433,9 @@ static int elem_is(const redisReply *e, const char *s) {
 
 /* Returns 1 when reply is a published message (subscribe mode only). */
 static int is_push(const redisReply *reply) {
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
-    return 0;
-  if (reply->elements == 3 &&
-      (elem_is(reply->element[0], "message") ||
-       elem_is(reply->element[0], "smessage")))
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return 0;
+  if (reply->elements == 3 && (elem_is(reply->element[0], "message") ||
+                               elem_is(reply->element[0], "smessage")))
     return 1;
   return reply->elements == 4 && elem_is(reply->element[0], "pmessage");
 }
@@ -523,20 +490,20 @@ static void dispatch_reply(inv_redis_t *r, redisReply *reply) {
   cmd_kind_t kind;
 
   if (r->subscribed && is_push(reply)) {
-    if (r->push_cb != NULL)
-      r->push_cb(r, reply, r->data);
+    if (r->push_cb != NULL) r->push_cb(r, reply, r->data);
     return;
   }
   front = ring_front(r);
   if (r->subscribed && is_server_sunsubscribe(reply, front)) {
     note_confirmation(r, reply, K_SUNSUBSCRIBE);
-    if (r->push_cb != NULL)
-      r->push_cb(r, reply, r->data);
+    if (r->push_cb != NULL) r->push_cb(r, reply, r->data);
     return;
   }
   if (front == NULL) {
-    inv_log_warn(LOG_CTX, "%s: unexpected reply with no command pending; "
-                 "reconnecting", r->who);
+    inv_log_warn(LOG_CTX,
+                 "%s: unexpected reply with no command pending; "
+                 "reconnecting",
+                 r->who);
     drop(r, "unexpected reply");
     return;
   }
@@ -550,15 +517,12 @@ static void dispatch_reply(inv_redis_t *r, redisReply *reply) {
                                       : r->n_shard;
     front->replies = n > 0 ? (int)n : 1;
   }
-  if (kind != K_PLAIN)
-    note_confirmation(r, reply, kind);
+  if (kind != K_PLAIN) note_confirmation(r, reply, kind);
   if (--front->replies > 0)
     return; /* more confirmations of the same command to come */
   p = ring_pop(r);
-  if (reply->type == REDIS_REPLY_ERROR && !p.internal)
-    r->stats.errors++;
-  if (p.cb != NULL)
-    p.cb(r, reply, 0, p.data);
+  if (reply->type == REDIS_REPLY_ERROR && !p.internal) r->stats.errors++;
+  if (p.cb != NULL) p.cb(r, reply, 0, p.data);
 }
 
 static void on_read(inv_transport_t *t, const char *buf, size_t len) {
@@ -566,8 +530,7 @@ static void on_read(inv_transport_t *t, const char *buf, size_t len) {
   redisReader *rd = r->reader;
   void *reply;
 
-  if (t != r->tr || rd == NULL)
-    return;
+  if (t != r->tr || rd == NULL) return;
   if (redisReaderFeed(rd, buf, len) != REDIS_OK) {
     drop(r, "out of memory in the reply reader");
     return;
@@ -576,22 +539,18 @@ static void on_read(inv_transport_t *t, const char *buf, size_t len) {
   for (;;) {
     reply = NULL;
     if (redisReaderGetReply(rd, &reply) != REDIS_OK) {
-      inv_log_error(LOG_CTX, "%s: protocol error: %s", r->who,
-                    rd->errstr);
+      inv_log_error(LOG_CTX, "%s: protocol error: %s", r->who, rd->errstr);
       drop(r, "protocol error");
       break;
     }
-    if (reply == NULL)
-      break;
+    if (reply == NULL) break;
     dispatch_reply(r, reply);
     freeReplyObject(reply);
     /* A callback may have dropped, reset or closed the connection. */
-    if (r->reader != rd || r->tr != t)
-      break;
+    if (r->reader != rd || r->tr != t) break;
   }
   r->in_read--;
-  if (r->reader != rd)
-    redisReaderFree(rd);
+  if (r->reader != rd) redisReaderFree(rd);
 }
 
 /* ---- connection life -------------------------------------------------- */
@@ -616,8 +575,7 @@ static void drop(inv_redis_t *r, const char *why) {
     (void)uv_cancel((uv_req_t *)&r->resolve->req);
     r->resolve = NULL; /* its callback sees it is stale and frees it */
   }
-  if (r->reader != NULL && r->in_read == 0)
-    redisReaderFree(r->reader);
+  if (r->reader != NULL && r->in_read == 0) redisReaderFree(r->reader);
   r->reader = NULL; /* on_read frees the one it is iterating */
   inv_buf_free(&r->out);
   r->out_cmds = 0;
@@ -627,8 +585,7 @@ static void drop(inv_redis_t *r, const char *why) {
   r->subscribed = 0;
   r->sub_total = r->sub_shard = 0;
   r->n_channels = r->n_patterns = r->n_shard = 0;
-  if (r->state != ST_CLOSED)
-    r->state = ST_IDLE;
+  if (r->state != ST_CLOSED) r->state = ST_IDLE;
 
   fail_pending(r, INV_ECLOSED);
   if (r->state == ST_CLOSED || r->state != ST_IDLE ||
@@ -655,18 +612,15 @@ static void announce(inv_redis_t *r) {
   r->backoff_n = 0;
   r->fail_logged = 0;
   r->stats.connects++;
-  if (r->ever_connected)
-    r->stats.reconnects++;
+  if (r->ever_connected) r->stats.reconnects++;
   r->ever_connected = 1;
   inv_log_info(LOG_CTX, "connected to %s", r->who);
-  if (r->event_cb != NULL)
-    r->event_cb(r, INV_REDIS_CONNECTED, r->data);
+  if (r->event_cb != NULL) r->event_cb(r, INV_REDIS_CONNECTED, r->data);
 }
 
 static void auth_cb(inv_redis_t *r, redisReply *reply, int err, void *data) {
   (void)data;
-  if (err != 0)
-    return; /* the connection is already being dropped */
+  if (err != 0) return; /* the connection is already being dropped */
   if (reply->type == REDIS_REPLY_ERROR) {
     /* Logged once per failing streak (fail_worth_logging): a wrong
      * password retries forever. */
@@ -701,8 +655,7 @@ static void on_connect(inv_transport_t *t, int status) {
   char *cmd = NULL;
   int len, rc, argc;
 
-  if (t != r->tr)
-    return;
+  if (t != r->tr) return;
   if (status < 0) {
     char why[128];
     const char *reason = transport_reason(t);
@@ -736,15 +689,13 @@ static void on_connect(inv_transport_t *t, int status) {
   len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
   rc = len < 0 ? INV_ENOMEM : enqueue(r, cmd, (size_t)len, auth_cb, NULL, 1);
   redisFreeCommand(cmd);
-  if (rc < 0)
-    drop(r, "cannot queue AUTH");
+  if (rc < 0) drop(r, "cannot queue AUTH");
 }
 
 static void on_error(inv_transport_t *t, int status) {
   inv_redis_t *r = t->data;
   char why[128];
-  if (t != r->tr)
-    return;
+  if (t != r->tr) return;
   if (transport_reason(t) != NULL) {
     drop_tls(r, transport_reason(t));
     return;
@@ -789,7 +740,8 @@ static void connect_addr(inv_redis_t *r, const struct sockaddr *addr) {
   }
 }
 
-static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+static void resolve_cb(uv_getaddrinfo_t *req, int status,
+                       struct addrinfo *res) {
   resolve_t *rs = req->data;
   inv_redis_t *r = rs->r;
   char why[160];
@@ -874,17 +826,13 @@ int inv_redis_create(uv_loop_t *loop, const char *host, int port,
   if (o.connect_timeout_ms == 0 || o.max_pending == 0 ||
       o.backoff_min_ms > o.backoff_max_ms)
     return INV_EINVAL;
-  if (o.backoff_min_ms == 0)
-    o.backoff_min_ms = 1;
-  if (o.backoff_max_ms == 0)
-    o.backoff_max_ms = 1;
+  if (o.backoff_min_ms == 0) o.backoff_min_ms = 1;
+  if (o.backoff_max_ms == 0) o.backoff_max_ms = 1;
 
   r = calloc(1, sizeof(*r));
-  if (r == NULL)
-    goto err;
+  if (r == NULL) goto err;
   r->host = strdup(host);
-  if (r->host == NULL)
-    goto err;
+  if (r->host == NULL) goto err;
   if (o.name != NULL && o.name[0] != '\0')
     snprintf(r->who, sizeof(r->who), "%.255s:%d (%.48s)", host, port, o.name);
   else
@@ -892,18 +840,15 @@ int inv_redis_create(uv_loop_t *loop, const char *host, int port,
   o.name = NULL; /* not kept: who holds it */
   if (o.password != NULL) {
     r->password = strdup(o.password);
-    if (r->password == NULL)
-      goto err;
+    if (r->password == NULL) goto err;
   }
   if (o.username != NULL) {
     r->username = strdup(o.username);
-    if (r->username == NULL)
-      goto err;
+    if (r->username == NULL) goto err;
   }
   o.password = r->password;
   o.username = r->username;
-  if (o.tls != NULL)
-    o.tls = inv_tls_ctx_ref(o.tls);
+  if (o.tls != NULL) o.tls = inv_tls_ctx_ref(o.tls);
   r->opts = o;
   r->loop = loop;
   r->port = port;
@@ -956,14 +901,13 @@ const inv_redis_stats_t *inv_redis_stats(const inv_redis_t *r) {
 }
 
 void inv_redis_reset(inv_redis_t *r) {
-  if (r == NULL || r->state == ST_CLOSED || r->state == ST_IDLE)
-    return;
+  if (r == NULL || r->state == ST_CLOSED || r->state == ST_IDLE) return;
   drop(r, "reset by the owner");
 }
 
-void inv_redis_close(inv_redis_t *r, inv_redis_closed_cb closed_cb, void *data) {
-  if (r == NULL || r->state == ST_CLOSED)
-    return;
+void inv_redis_close(inv_redis_t *r, inv_redis_closed_cb closed_cb,
+                     void *data) {
+  if (r == NULL || r->state == ST_CLOSED) return;
   r->state = ST_CLOSED;
   r->closed_cb = closed_cb;
   r->closed_data = data;

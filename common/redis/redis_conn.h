@@ -44,8 +44,9 @@
 typedef struct inv_redis_s inv_redis_t;
 
 typedef enum {
-  INV_REDIS_CONNECTED = 1,    /* ready for commands */
-  INV_REDIS_DISCONNECTED = 2  /* pending commands have been failed; a reconnect is scheduled */
+  INV_REDIS_CONNECTED = 1, /* ready for commands */
+  INV_REDIS_DISCONNECTED =
+      2 /* pending commands have been failed; a reconnect is scheduled */
 } inv_redis_event_t;
 
 typedef void (*inv_redis_reply_cb)(inv_redis_t *r, redisReply *reply, int err,

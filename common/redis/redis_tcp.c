@@ -43,8 +43,7 @@ static void tcp_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   tcp_transport_t *t = s->data;
   (void)buf;
-  if (t->closing || nread == 0)
-    return;
+  if (t->closing || nread == 0) return;
   if (nread < 0) {
     uv_read_stop(s);
     t->base.cbs->error_cb(&t->base, (int)nread);
@@ -56,16 +55,14 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void tcp_connect_cb(uv_connect_t *req, int status) {
   tcp_transport_t *t = req->data;
   int rc;
-  if (t->closing)
-    return;
+  if (t->closing) return;
   if (status == 0) {
     /* Options are applied once the socket exists; failures only cost
      * latency or slower dead-peer detection, so they are not fatal. */
     (void)uv_tcp_nodelay(&t->tcp, 1);
     (void)uv_tcp_keepalive(&t->tcp, 1, TCP_KEEPALIVE_S);
     rc = uv_read_start((uv_stream_t *)&t->tcp, tcp_alloc_cb, tcp_read_cb);
-    if (rc < 0)
-      status = rc;
+    if (rc < 0) status = rc;
   }
   t->base.cbs->connect_cb(&t->base, status);
 }
@@ -81,8 +78,7 @@ static void tcp_write_cb(uv_write_t *req, int status) {
   tcp_transport_t *t = w->t;
   inv_buf_free(&w->buf);
   free(w);
-  if (status < 0 && !t->closing)
-    t->base.cbs->error_cb(&t->base, status);
+  if (status < 0 && !t->closing) t->base.cbs->error_cb(&t->base, status);
 }
 
 static int tcp_write(inv_transport_t *base, inv_buf_t *buf) {
@@ -129,8 +125,7 @@ int inv__transport_tcp_create(uv_loop_t *loop, const inv_transport_cbs_t *cbs,
   tcp_transport_t *t;
 
   t = calloc(1, sizeof(*t));
-  if (t == NULL)
-    return INV_ENOMEM;
+  if (t == NULL) return INV_ENOMEM;
   if (uv_tcp_init(loop, &t->tcp) != 0) {
     free(t);
     return INV_EIO;

@@ -77,8 +77,10 @@ static int announce(tls_transport_t *t) {
   if (t->closing) return -1;
   if (t->plain.len == 0) return 0;
   rc = inv_tls_write(t->tls, &t->plain, &wire);
-  if (rc == 0) rc = send_wire(t, &wire);
-  else inv_buf_free(&wire);
+  if (rc == 0)
+    rc = send_wire(t, &wire);
+  else
+    inv_buf_free(&wire);
   if (rc != 0) {
     report(t, rc == INV_EPROTO ? UV_EPROTO : UV_ENOMEM);
     return -1;
@@ -204,9 +206,8 @@ static const inv_transport_vt_t tls_vt = {tls_connect, tls_write, tls_close,
                                           tls_errstr};
 
 int inv__transport_tls_create(uv_loop_t *loop, inv_tls_ctx_t *tls,
-                              const char *host,
-                              const inv_transport_cbs_t *cbs, void *data,
-                              inv_transport_t **out) {
+                              const char *host, const inv_transport_cbs_t *cbs,
+                              void *data, inv_transport_t **out) {
   tls_transport_t *t;
   int rc;
 

@@ -63,13 +63,12 @@ int inv__transport_tcp_create(uv_loop_t *loop, const inv_transport_cbs_t *cbs,
 
 /* Creates a TLS transport: TCP, then a handshake as the client of tls
  * (a client context, which may be freed before the transport) verifying
- * host as the context says. connect_cb runs once the handshake is done; a handshake that fails
- * gives connect_cb UV_EPROTO and errstr() the reason. Returns 0 and *out,
- * or INV_ENOMEM / INV_EIO / INV_EINVAL. */
+ * host as the context says. connect_cb runs once the handshake is done; a
+ * handshake that fails gives connect_cb UV_EPROTO and errstr() the reason.
+ * Returns 0 and *out, or INV_ENOMEM / INV_EIO / INV_EINVAL. */
 struct inv_tls_ctx_s;
 int inv__transport_tls_create(uv_loop_t *loop, struct inv_tls_ctx_s *tls,
-                              const char *host,
-                              const inv_transport_cbs_t *cbs, void *data,
-                              inv_transport_t **out);
+                              const char *host, const inv_transport_cbs_t *cbs,
+                              void *data, inv_transport_t **out);
 
 #endif

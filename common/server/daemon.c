@@ -33,7 +33,7 @@ struct inv_daemon_s {
   void *data;
   inv_daemon_ready_fn ready;
   void *ready_data;
-  uint64_t watchdog_ms;    /* 0: the service manager wants no watchdog */
+  uint64_t watchdog_ms; /* 0: the service manager wants no watchdog */
   int notified_ready;
   int stopping;
   int handles; /* handles not yet closed */
@@ -106,7 +106,8 @@ void inv_daemon_notify_when_ready(inv_daemon_t *d, inv_daemon_ready_fn ready,
   uint64_t usec = 0;
   d->ready = ready;
   d->ready_data = data;
-  if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) d->watchdog_ms = usec / 1000;
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000)
+    d->watchdog_ms = usec / 1000;
   uv_timer_start(&d->notify_timer, daemon_notify_cb, 0, READY_POLL_MS);
 }
 
@@ -164,8 +165,7 @@ void inv_daemon_close(inv_daemon_t *d) {
   uv_close((uv_handle_t *)&d->notify_timer, daemon_close_cb);
 }
 
-void inv__sockaddr_format(const struct sockaddr *sa, char *out,
-                          size_t outlen) {
+void inv__sockaddr_format(const struct sockaddr *sa, char *out, size_t outlen) {
   char host[64];
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)sa;

@@ -43,8 +43,7 @@ void inv_daemon_notify_when_ready(inv_daemon_t *d, inv_daemon_ready_fn ready,
 typedef void (*inv_daemon_reload_cb)(void *data);
 
 /* Sets the reload callback (NULL: SIGHUP is only logged). */
-void inv_daemon_on_reload(inv_daemon_t *d, inv_daemon_reload_cb cb,
-                          void *data);
+void inv_daemon_on_reload(inv_daemon_t *d, inv_daemon_reload_cb cb, void *data);
 
 /* Closes the signal handles (the loop can then end). Accepts NULL. */
 void inv_daemon_close(inv_daemon_t *d);

@@ -129,8 +129,8 @@ static void conn_respond_text(http_conn_t *c, int status, const char *reason,
                               const char *extra_header) {
   char body[64];
   int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
-  conn_respond(c, status, reason, "text/plain; charset=utf-8", body,
-               (size_t)n, extra_header);
+  conn_respond(c, status, reason, "text/plain; charset=utf-8", body, (size_t)n,
+               extra_header);
 }
 
 static void conn_serve_metrics(http_conn_t *c) {
@@ -165,8 +165,8 @@ static void conn_serve_ready(http_conn_t *c) {
   if (c->m->ready_cb != NULL) {
     reason[0] = '\0';
     ok = c->m->ready_cb(reason, sizeof(reason), c->m->ready_data);
-    if (reason[0] == '\0') snprintf(reason, sizeof(reason), "%s",
-                                     ok ? "ready" : "not ready");
+    if (reason[0] == '\0')
+      snprintf(reason, sizeof(reason), "%s", ok ? "ready" : "not ready");
   }
   conn_serve_health(c, ok, reason);
 }
@@ -201,8 +201,8 @@ static void conn_handle_request(http_conn_t *c) {
     return;
   }
   path_end = strchr(sp1 + 1, '?');
-  path_len = path_end != NULL ? (size_t)(path_end - (sp1 + 1))
-                              : strlen(sp1 + 1);
+  path_len =
+      path_end != NULL ? (size_t)(path_end - (sp1 + 1)) : strlen(sp1 + 1);
   if (path_is(sp1 + 1, path_len, "/metrics")) {
     conn_serve_metrics(c);
     return;
@@ -221,8 +221,8 @@ static void conn_handle_request(http_conn_t *c) {
 static void conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   http_conn_t *c = h->data;
   (void)hint;
-  *buf = uv_buf_init(c->req + c->len,
-                     (unsigned)(INV__HTTP_MAX_REQUEST - c->len));
+  *buf =
+      uv_buf_init(c->req + c->len, (unsigned)(INV__HTTP_MAX_REQUEST - c->len));
 }
 
 static void conn_read_cb(uv_stream_t *stream, ssize_t nread,
@@ -294,8 +294,7 @@ static void http_conn_cb(uv_stream_t *listener, int status) {
 
 int inv_metrics_http_start(uv_loop_t *loop, const inv_addr_t *addr,
                            inv_metrics_render_cb render_cb, void *data,
-                           inv_metrics_http_t **out, char *err,
-                           size_t errlen) {
+                           inv_metrics_http_t **out, char *err, size_t errlen) {
   inv_metrics_http_t *m;
   uv_os_sock_t fd;
   char where[300];
@@ -348,5 +347,5 @@ void inv_metrics_http_close(inv_metrics_http_t *m) {
   m->closing = 1;
   uv_close((uv_handle_t *)&m->listener, listener_close_cb);
   INV_QUEUE_FOREACH(q, n, &m->conns)
-    conn_close(INV_QUEUE_DATA(q, http_conn_t, node));
+  conn_close(INV_QUEUE_DATA(q, http_conn_t, node));
 }

@@ -37,12 +37,12 @@ struct inv_tls_ctx_s {
 
 struct inv_tls_s {
   SSL *ssl;
-  BIO *wbio;          /* owned by ssl; what TLS wants to send */
-  BIO *rbio;          /* owned by ssl; what the peer sent */
+  BIO *wbio; /* owned by ssl; what TLS wants to send */
+  BIO *rbio; /* owned by ssl; what the peer sent */
   int shutdown_sent;
-  int failed;         /* a fatal TLS error happened: no more TLS calls */
-  int got_input;      /* the peer's first byte has been checked */
-  int plaintext;      /* that first byte was not a handshake record */
+  int failed;    /* a fatal TLS error happened: no more TLS calls */
+  int got_input; /* the peer's first byte has been checked */
+  int plaintext; /* that first byte was not a handshake record */
   char errstr[160];
 };
 
@@ -97,12 +97,11 @@ static int tls_load_pair(SSL_CTX *ssl_ctx, const char *cert_what,
 
   if (SSL_CTX_use_certificate_chain_file(ssl_ctx, cert_file) != 1) {
     tls_reason(reason, sizeof(reason), "unknown reason");
-    snprintf(err, errlen, "%s %s: cannot load certificate: %s",
-             cert_what, cert_file, reason);
+    snprintf(err, errlen, "%s %s: cannot load certificate: %s", cert_what,
+             cert_file, reason);
     return INV_ECONFIG;
   }
-  if (SSL_CTX_use_PrivateKey_file(ssl_ctx, key_file, SSL_FILETYPE_PEM) !=
-      1) {
+  if (SSL_CTX_use_PrivateKey_file(ssl_ctx, key_file, SSL_FILETYPE_PEM) != 1) {
     /* OpenSSL checks the key against the certificate while loading it, so
      * a mismatch surfaces here rather than in SSL_CTX_check_private_key. */
     unsigned long e = ERR_peek_error();
@@ -111,17 +110,17 @@ static int tls_load_pair(SSL_CTX *ssl_ctx, const char *cert_what,
                     ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
     tls_reason(reason, sizeof(reason), "unknown reason");
     if (mismatch)
-      snprintf(err, errlen, "%s %s does not match %s %s: %s",
-               key_what, key_file, cert_what, cert_file, reason);
+      snprintf(err, errlen, "%s %s does not match %s %s: %s", key_what,
+               key_file, cert_what, cert_file, reason);
     else
-      snprintf(err, errlen, "%s %s: cannot load private key: %s",
-               key_what, key_file, reason);
+      snprintf(err, errlen, "%s %s: cannot load private key: %s", key_what,
+               key_file, reason);
     return INV_ECONFIG;
   }
   if (SSL_CTX_check_private_key(ssl_ctx) != 1) {
     tls_reason(reason, sizeof(reason), "unknown reason");
-    snprintf(err, errlen, "%s %s does not match %s %s: %s",
-             key_what, key_file, cert_what, cert_file, reason);
+    snprintf(err, errlen, "%s %s does not match %s %s: %s", key_what, key_file,
+             cert_what, cert_file, reason);
     return INV_ECONFIG;
   }
   return 0;
@@ -377,15 +376,17 @@ int inv_tls_client_ctx_new(const inv_tls_client_conf_t *conf,
   has_cert = conf->cert_file != NULL && conf->cert_file[0] != '\0';
   has_key = conf->key_file != NULL && conf->key_file[0] != '\0';
   if (has_cert != has_key) {
-    snprintf(err, errlen, "a client certificate and its key must both be "
-                          "set, or neither");
+    snprintf(err, errlen,
+             "a client certificate and its key must both be "
+             "set, or neither");
     rc = INV_ECONFIG;
     goto err;
   }
   if ((conf->ca_file != NULL && conf->ca_file[0] != '\0' &&
        (rc = tls_check_readable("CA file", conf->ca_file, err, errlen)) != 0) ||
-      (has_cert && (rc = tls_check_readable("client certificate",
-                                            conf->cert_file, err, errlen)) != 0) ||
+      (has_cert &&
+       (rc = tls_check_readable("client certificate", conf->cert_file, err,
+                                errlen)) != 0) ||
       (has_key && (rc = tls_check_readable("client key", conf->key_file, err,
                                            errlen)) != 0))
     goto err;
@@ -405,16 +406,19 @@ int inv_tls_client_ctx_new(const inv_tls_client_conf_t *conf,
                      ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
   {
     const char *file = conf->ca_file != NULL && conf->ca_file[0] != '\0'
-                           ? conf->ca_file : NULL;
-    const char *dirp = conf->ca_dir != NULL && conf->ca_dir[0] != '\0'
-                           ? conf->ca_dir : NULL;
+                           ? conf->ca_file
+                           : NULL;
+    const char *dirp =
+        conf->ca_dir != NULL && conf->ca_dir[0] != '\0' ? conf->ca_dir : NULL;
     int ok = file != NULL || dirp != NULL
                  ? SSL_CTX_load_verify_locations(ctx->ssl_ctx, file, dirp)
                  : SSL_CTX_set_default_verify_paths(ctx->ssl_ctx);
     if (ok != 1) {
       tls_reason(reason, sizeof(reason), "unknown reason");
       snprintf(err, errlen, "CA %s: cannot load CA certificates: %s",
-               file != NULL ? file : dirp != NULL ? dirp : "(system store)",
+               file != NULL   ? file
+               : dirp != NULL ? dirp
+                              : "(system store)",
                reason);
       goto err;
     }
@@ -501,7 +505,7 @@ const char *inv_tls_verify_error(const inv_tls_t *t) {
 int inv_tls_ctx_set_client_ca(inv_tls_ctx_t *ctx, const char *ca_file,
                               char *err, size_t errlen) {
   char reason[128];
-  STACK_OF(X509_NAME) *names;
+  STACK_OF(X509_NAME) * names;
   int rc;
 
   ERR_clear_error();
@@ -509,16 +513,14 @@ int inv_tls_ctx_set_client_ca(inv_tls_ctx_t *ctx, const char *ca_file,
     return rc;
   if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, ca_file, NULL) != 1) {
     tls_reason(reason, sizeof(reason), "unknown reason");
-    snprintf(err, errlen, "tls-client-ca %s: cannot load: %s", ca_file,
-             reason);
+    snprintf(err, errlen, "tls-client-ca %s: cannot load: %s", ca_file, reason);
     return INV_ECONFIG;
   }
   /* The CA names tell a client which of its certificates to present. */
   names = SSL_load_client_CA_file(ca_file);
   if (names == NULL) {
     tls_reason(reason, sizeof(reason), "no certificate in the file");
-    snprintf(err, errlen, "tls-client-ca %s: cannot load: %s", ca_file,
-             reason);
+    snprintf(err, errlen, "tls-client-ca %s: cannot load: %s", ca_file, reason);
     return INV_ECONFIG;
   }
   SSL_CTX_set_client_CA_list(ctx->ssl_ctx, names);
@@ -528,8 +530,7 @@ int inv_tls_ctx_set_client_ca(inv_tls_ctx_t *ctx, const char *ca_file,
   return 0;
 }
 
-void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out,
-                          size_t outlen) {
+void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out, size_t outlen) {
   X509 *cert = ctx != NULL ? SSL_CTX_get0_certificate(ctx->ssl_ctx) : NULL;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
@@ -541,8 +542,8 @@ void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out,
   }
   X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
   X509_digest(cert, EVP_sha256(), md, &mdlen);
-  snprintf(out, outlen, "%s sha256 %02x:%02x:%02x:%02x:%02x:%02x:...",
-           subject, md[0], md[1], md[2], md[3], md[4], md[5]);
+  snprintf(out, outlen, "%s sha256 %02x:%02x:%02x:%02x:%02x:%02x:...", subject,
+           md[0], md[1], md[2], md[3], md[4], md[5]);
   ERR_clear_error();
 }
 
@@ -570,7 +571,8 @@ size_t inv_tls_peer_ids(const inv_tls_t *t, char (*ids)[INV_TLS_ID_MAX],
   BIO *bio = BIO_new(BIO_s_mem());
   if (bio != NULL) {
     char *p = NULL;
-    X509_NAME_print_ex(bio, subject, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    X509_NAME_print_ex(bio, subject, 0,
+                       XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
     long len = BIO_get_mem_data(bio, &p);
     n = tls_add_id(ids, n, max, (const unsigned char *)p,
                    len > INT_MAX ? -1 : (int)len);
@@ -578,13 +580,13 @@ size_t inv_tls_peer_ids(const inv_tls_t *t, char (*ids)[INV_TLS_ID_MAX],
   }
   int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
   if (idx >= 0) {
-    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject,
-                                                                   idx));
+    ASN1_STRING *cn =
+        X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
     n = tls_add_id(ids, n, max, ASN1_STRING_get0_data(cn),
                    ASN1_STRING_length(cn));
   }
-  GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL,
-                                         NULL);
+  GENERAL_NAMES *sans =
+      X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
   for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
     const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
     if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI)

@@ -100,10 +100,10 @@ const char *inv_tls_errstr(const inv_tls_t *t);
 /* What a client context is made of. Strings are only read during
  * inv_tls_client_ctx_new(). */
 typedef struct inv_tls_client_conf_s {
-  const char *ca_file;     /* PEM CA bundle that verifies the server */
-  const char *ca_dir;      /* c_rehash'ed CA directory; with neither of the
-                            * two, the system's default store is used */
-  const char *cert_file;   /* client certificate (mTLS), with key_file */
+  const char *ca_file;   /* PEM CA bundle that verifies the server */
+  const char *ca_dir;    /* c_rehash'ed CA directory; with neither of the
+                          * two, the system's default store is used */
+  const char *cert_file; /* client certificate (mTLS), with key_file */
   const char *key_file;
   const char *server_name; /* SNI and the name verified; NULL: the host
                             * connected to (a name, or an IP address that
@@ -158,8 +158,7 @@ int inv_tls_ctx_set_client_ca(inv_tls_ctx_t *ctx, const char *ca_file,
 
 /* Describes the context's certificate for logs: its subject and the start
  * of its SHA-256 fingerprint ("CN=inval sha256 3f:a0:..."). */
-void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out,
-                          size_t outlen);
+void inv_tls_ctx_describe(const inv_tls_ctx_t *ctx, char *out, size_t outlen);
 
 /*
  * The identities of the verified client certificate, at most max of them:

@@ -64,9 +64,9 @@ typedef struct inv_cache_redis_s inv_cache_redis_t;
 struct inv_tls_ctx_s;
 
 typedef struct inv_cache_redis_opts_s {
-  int timeout_ms;       /* connect and command timeout; 0: 2000 */
-  const char *password; /* NULL: no AUTH */
-  const char *username; /* ACL user (with password); NULL: "default" */
+  int timeout_ms;            /* connect and command timeout; 0: 2000 */
+  const char *password;      /* NULL: no AUTH */
+  const char *username;      /* ACL user (with password); NULL: "default" */
   struct inv_tls_ctx_s *tls; /* NULL: plain TCP. A TLS client context of
                               * the service's own tools (a reference is
                               * taken); not made by the public API yet */
@@ -117,11 +117,11 @@ typedef struct inv_cache_stats_s {
 } inv_cache_stats_t;
 
 typedef struct inv_cache_opts_s {
-  uint64_t lock_ttl_ms;  /* 0: 5000. Longer than any regeneration. */
-  uint64_t wait_ms;      /* a loser's polling budget; 0: 1000 */
-  uint64_t backoff_min_ms; /* first poll delay; 0: 2 */
-  uint64_t backoff_max_ms; /* delay cap (doubles up to it); 0: 50 */
-  int no_stale;          /* 1: never return the stale copy */
+  uint64_t lock_ttl_ms;     /* 0: 5000. Longer than any regeneration. */
+  uint64_t wait_ms;         /* a loser's polling budget; 0: 1000 */
+  uint64_t backoff_min_ms;  /* first poll delay; 0: 2 */
+  uint64_t backoff_max_ms;  /* delay cap (doubles up to it); 0: 50 */
+  int no_stale;             /* 1: never return the stale copy */
   inv_cache_stats_t *stats; /* not owned; NULL: not counted */
 } inv_cache_opts_t;
 
@@ -136,9 +136,9 @@ typedef enum {
 } inv_cache_source_t;
 
 typedef struct inv_cache_value_s {
-  char *data;         /* malloc'ed, owned by the caller (inv_cache_value_free) */
+  char *data; /* malloc'ed, owned by the caller (inv_cache_value_free) */
   size_t len;
-  int stale;          /* 1 for INV_CACHE_STALE */
+  int stale; /* 1 for INV_CACHE_STALE */
   inv_cache_source_t source;
 } inv_cache_value_t;
 

@@ -49,19 +49,21 @@ extern "C" {
 typedef struct inv_client_s inv_client_t;
 
 typedef struct inv_client_opts_s {
-  const char *client_name;     /* sent in hello; NULL: "inval-client" */
-  const char *token;           /* sent in hello when not NULL */
-  int connect_timeout_ms;      /* TCP connect + TLS handshake + hello; 0: 5000 */
-  int timeout_ms;              /* each blocking call and flush; 0: 5000 */
-  int tls;                     /* 1: speak TLS */
-  const char *tls_ca_file;     /* PEM CA bundle; NULL: the system's default paths */
-  int tls_verify;              /* 1 (default): verify the certificate and the name */
-  const char *tls_server_name; /* SNI and name to verify; NULL: the host argument */
-  const char *tls_cert_file;   /* PEM client certificate chain (mTLS); NULL: none */
-  const char *tls_key_file;    /* its private key; NULL: in tls_cert_file */
-  size_t max_outstanding;      /* pipelined requests without a reply; 0: 4096 */
-  int skip_hello;              /* 1: no hello (a server with auth-token then
-                                  serves only ping); server info stays empty */
+  const char *client_name; /* sent in hello; NULL: "inval-client" */
+  const char *token;       /* sent in hello when not NULL */
+  int connect_timeout_ms;  /* TCP connect + TLS handshake + hello; 0: 5000 */
+  int timeout_ms;          /* each blocking call and flush; 0: 5000 */
+  int tls;                 /* 1: speak TLS */
+  const char *tls_ca_file; /* PEM CA bundle; NULL: the system's default paths */
+  int tls_verify; /* 1 (default): verify the certificate and the name */
+  const char
+      *tls_server_name; /* SNI and name to verify; NULL: the host argument */
+  const char
+      *tls_cert_file; /* PEM client certificate chain (mTLS); NULL: none */
+  const char *tls_key_file; /* its private key; NULL: in tls_cert_file */
+  size_t max_outstanding;   /* pipelined requests without a reply; 0: 4096 */
+  int skip_hello;           /* 1: no hello (a server with auth-token then
+                               serves only ping); server info stays empty */
 } inv_client_opts_t;
 
 /* Fills the defaults: everything 0/NULL except tls_verify = 1. Passing NULL
@@ -70,7 +72,7 @@ void inv_client_opts_default(inv_client_opts_t *opts);
 
 /* What the server said in its hello result. */
 typedef struct inv_client_server_s {
-  char name[64];            /* "inval-publisher"; "" when the server has no hello */
+  char name[64]; /* "inval-publisher"; "" when the server has no hello */
   char version[32];
   int proto;
   size_t max_message_bytes; /* 0 when unknown */
@@ -86,7 +88,7 @@ typedef struct inv_client_server_s {
  * (PROTOCOL.md section 5). */
 typedef struct inv_client_ack_s {
   char id[INV_SID_STRLEN]; /* the largest of ids[].id, compared as (ms, seq) */
-  uint64_t accepted; /* events accepted */
+  uint64_t accepted;       /* events accepted */
   /* The log shard entries that hold the request's events, one per shard,
    * as the server listed them (ascending shards); nids is 0 when the server
    * sent no "ids". Each id names an entry of its shard's stream only. */
@@ -114,8 +116,9 @@ void inv_client_result_free(inv_client_result_t *r); /* accepts NULL */
  * verification, with OpenSSL's reason), INV_ECLOSED, INV_ENOMEM, or the
  * server's code for a refused hello (INV_EAUTH for a wrong token).
  */
-int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts,
-                       inv_client_t **out, char *err, size_t errlen);
+int inv_client_connect(const char *host, int port,
+                       const inv_client_opts_t *opts, inv_client_t **out,
+                       char *err, size_t errlen);
 
 /* Closes the connection and frees everything. Accepts NULL. Buffered
  * requests that were not flushed are dropped. */
@@ -168,12 +171,12 @@ int inv_client_call(inv_client_t *c, const char *method, const char *params,
 /* One response, as returned by inv_client_next_reply(). */
 typedef struct inv_client_reply_s {
   uint32_t msgid;
-  int err;                /* 0, or the server's code (INV_EPROTO when unknown) */
-  char errname[16];       /* the code's name as sent, "" for success */
-  char errstr[256];       /* the server's message, "" for success */
-  msgpack_object result;  /* nil on error; points into the client */
-  int has_ack;            /* 1 when result is an invalidate ack ... */
-  inv_client_ack_t ack;   /* ... and then its ids and count */
+  int err;               /* 0, or the server's code (INV_EPROTO when unknown) */
+  char errname[16];      /* the code's name as sent, "" for success */
+  char errstr[256];      /* the server's message, "" for success */
+  msgpack_object result; /* nil on error; points into the client */
+  int has_ack;           /* 1 when result is an invalidate ack ... */
+  inv_client_ack_t ack;  /* ... and then its ids and count */
 } inv_client_reply_t;
 
 /*

@@ -17,22 +17,22 @@ extern "C" {
 #endif
 
 /* XX(name, number, description). Wire codes first, internal codes after. */
-#define INV_ERRNO_MAP(XX)                                                      \
-  XX(EPROTO, 1, "malformed frame or not msgpack-rpc")                          \
-  XX(EINVAL, 2, "invalid parameters or event")                                 \
-  XX(ETOOBIG, 3, "message or event count over the limit")                      \
-  XX(ENOMETHOD, 4, "no such method")                                           \
-  XX(EUNAVAIL, 5, "Redis did not take or confirm the batch; retry")            \
-  XX(EBUSY, 6, "shed by backpressure; retry later")                            \
-  XX(EAUTH, 7, "authentication required or token rejected")                    \
-  XX(ESHUTDOWN, 8, "server is shutting down; retry elsewhere")                 \
-  XX(EPERM, 9, "the credential may not touch that key or namespace")          \
-  XX(ENOMEM, 20, "out of memory")                                              \
-  XX(EIO, 21, "input/output error")                                            \
-  XX(ETIMEDOUT, 22, "timed out")                                               \
-  XX(ECLOSED, 23, "connection closed")                                         \
-  XX(ECONNREFUSED, 24, "connection refused")                                   \
-  XX(ECONFIG, 25, "bad configuration")                                         \
+#define INV_ERRNO_MAP(XX)                                            \
+  XX(EPROTO, 1, "malformed frame or not msgpack-rpc")                \
+  XX(EINVAL, 2, "invalid parameters or event")                       \
+  XX(ETOOBIG, 3, "message or event count over the limit")            \
+  XX(ENOMETHOD, 4, "no such method")                                 \
+  XX(EUNAVAIL, 5, "Redis did not take or confirm the batch; retry")  \
+  XX(EBUSY, 6, "shed by backpressure; retry later")                  \
+  XX(EAUTH, 7, "authentication required or token rejected")          \
+  XX(ESHUTDOWN, 8, "server is shutting down; retry elsewhere")       \
+  XX(EPERM, 9, "the credential may not touch that key or namespace") \
+  XX(ENOMEM, 20, "out of memory")                                    \
+  XX(EIO, 21, "input/output error")                                  \
+  XX(ETIMEDOUT, 22, "timed out")                                     \
+  XX(ECLOSED, 23, "connection closed")                               \
+  XX(ECONNREFUSED, 24, "connection refused")                         \
+  XX(ECONFIG, 25, "bad configuration")                               \
   XX(EREDIS, 26, "Redis replied with an error")
 
 typedef enum {

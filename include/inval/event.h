@@ -24,7 +24,11 @@ extern "C" {
 
 /* What an event deletes: one key, every key with a prefix, or every key a
  * Redis glob pattern matches. */
-typedef enum { INV_KIND_KEY = 0, INV_KIND_PREFIX = 1, INV_KIND_PATTERN = 2 } inv_kind_t;
+typedef enum {
+  INV_KIND_KEY = 0,
+  INV_KIND_PREFIX = 1,
+  INV_KIND_PATTERN = 2
+} inv_kind_t;
 /* Hard deletes the key; soft keeps a stale copy for the read path. */
 typedef enum { INV_MODE_HARD = 0, INV_MODE_SOFT = 1 } inv_mode_t;
 

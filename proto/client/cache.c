@@ -20,8 +20,8 @@
 #define DEFAULT_BACKOFF_MIN_MS 2
 #define DEFAULT_BACKOFF_MAX_MS 50
 
-#define COUNT(o, field) \
-  do {                  \
+#define COUNT(o, field)                  \
+  do {                                   \
     if ((o)->stats) (o)->stats->field++; \
   } while (0)
 
@@ -61,7 +61,8 @@ int inv_cache_token(char out[33]) {
     }
     got += (size_t)n;
   }
-  for (size_t i = 0; i < sizeof(raw); i++) snprintf(out + 2 * i, 3, "%02x", raw[i]);
+  for (size_t i = 0; i < sizeof(raw); i++)
+    snprintf(out + 2 * i, 3, "%02x", raw[i]);
   return 0;
 }
 
@@ -87,7 +88,8 @@ static uint64_t next_rand(ctx_t *c) {
 /* Runs a one-key command. Returns 0 with *reply, or a negative code. */
 static int cmd(ctx_t *c, int argc, const char **argv, const size_t *lens,
                redisReply **reply) {
-  return inv_cache_redis_command(c->r, argv[1], lens[1], argc, argv, lens, reply);
+  return inv_cache_redis_command(c->r, argv[1], lens[1], argc, argv, lens,
+                                 reply);
 }
 
 /* What a look (one MGET of K and its stale copy) found. */
@@ -167,7 +169,8 @@ static int look_parse(const look_t *l, const redisReply *rep, int *lock_held,
   if (lock_held != NULL && l->lock_at >= 0)
     *lock_held = rep->element[l->lock_at]->type != REDIS_REPLY_NIL;
   int at = rep->element[0]->type == REDIS_REPLY_STRING ? 0
-           : l->stale_at >= 0 && rep->element[l->stale_at]->type == REDIS_REPLY_STRING
+           : l->stale_at >= 0 &&
+                   rep->element[l->stale_at]->type == REDIS_REPLY_STRING
                ? l->stale_at
                : -1;
   if (at < 0) return FOUND_NOTHING;
@@ -217,8 +220,10 @@ static int attempt(ctx_t *c, int *won, inv_cache_value_t *value) {
                                 reps);
   if (rc != 0) return rc;
   *won = 0;
-  if (reps[0]->type == REDIS_REPLY_STATUS) *won = 1;
-  else if (reps[0]->type != REDIS_REPLY_NIL) rc = INV_EREDIS;
+  if (reps[0]->type == REDIS_REPLY_STATUS)
+    *won = 1;
+  else if (reps[0]->type != REDIS_REPLY_NIL)
+    rc = INV_EREDIS;
   if (rc == 0) rc = look_parse(&l, reps[1], NULL, value);
   freeReplyObject(reps[0]);
   freeReplyObject(reps[1]);
@@ -247,7 +252,8 @@ static int run_script(ctx_t *c, const inv_script_t *s, int nkeys,
                       const char **keys, const size_t *klens, int nargs,
                       const char **args, const size_t *alens) {
   redisReply *rep;
-  int rc = inv_cache_redis_eval(c->r, s, nkeys, keys, klens, nargs, args, alens, &rep);
+  int rc = inv_cache_redis_eval(c->r, s, nkeys, keys, klens, nargs, args, alens,
+                                &rep);
   if (rc != 0) return rc;
   rc = rep->type == REDIS_REPLY_INTEGER ? (int)rep->integer : INV_EREDIS;
   freeReplyObject(rep);
@@ -308,7 +314,8 @@ static int fill_unlocked(ctx_t *c, inv_cache_value_t *value) {
   if (rc != 0) return rc;
   char ttl[24];
   int n = snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)c->ttl_ms);
-  const char *argv[5] = {"SET", c->key, value->data ? value->data : "", "PX", ttl};
+  const char *argv[5] = {"SET", c->key, value->data ? value->data : "", "PX",
+                         ttl};
   size_t lens[5] = {3, c->keylen, value->len, 2, (size_t)n};
   redisReply *rep;
   rc = cmd(c, c->ttl_ms > 0 ? 5 : 3, argv, lens, &rep);
@@ -381,13 +388,16 @@ static int lose(ctx_t *c, int found, inv_cache_value_t *value) {
 }
 
 static void apply_defaults(inv_cache_opts_t *o, const inv_cache_opts_t *in) {
-  if (in) *o = *in;
-  else memset(o, 0, sizeof(*o));
+  if (in)
+    *o = *in;
+  else
+    memset(o, 0, sizeof(*o));
   if (o->lock_ttl_ms == 0) o->lock_ttl_ms = DEFAULT_LOCK_TTL_MS;
   if (o->wait_ms == 0) o->wait_ms = DEFAULT_WAIT_MS;
   if (o->backoff_min_ms == 0) o->backoff_min_ms = DEFAULT_BACKOFF_MIN_MS;
   if (o->backoff_max_ms == 0) o->backoff_max_ms = DEFAULT_BACKOFF_MAX_MS;
-  if (o->backoff_max_ms < o->backoff_min_ms) o->backoff_max_ms = o->backoff_min_ms;
+  if (o->backoff_max_ms < o->backoff_min_ms)
+    o->backoff_max_ms = o->backoff_min_ms;
 }
 
 int inv_cache_get_or_fill(inv_cache_redis_t *redis, const char *key,

@@ -53,7 +53,8 @@ static void set_err(inv_cache_redis_t *r, const char *fmt, ...) {
 /* Returns the node index for addr, adding it if new; -1 when full. */
 static int node_index(inv_cache_redis_t *r, const char *host, int port) {
   for (size_t i = 0; i < r->nnodes; i++)
-    if (r->nodes[i].addr.port == port && strcmp(r->nodes[i].addr.host, host) == 0)
+    if (r->nodes[i].addr.port == port &&
+        strcmp(r->nodes[i].addr.host, host) == 0)
       return (int)i;
   if (r->nnodes == MAX_NODES || strlen(host) >= sizeof(r->nodes[0].addr.host))
     return -1;
@@ -116,8 +117,10 @@ static int load_map(inv_cache_redis_t *r, int i) {
   char why[200];
   map_load_t l = {r, r->nodes[i].addr.host};
   if (rep->type == REDIS_REPLY_ERROR) {
-    if (strstr(rep->str, "cluster support disabled") != NULL) rc = 0;
-    else set_err(r, "CLUSTER SLOTS: %s", rep->str);
+    if (strstr(rep->str, "cluster support disabled") != NULL)
+      rc = 0;
+    else
+      set_err(r, "CLUSTER SLOTS: %s", rep->str);
   } else if (inv_cluster_slots_each(rep, NULL, NULL, why, sizeof(why)) != 0) {
     set_err(r, "%s:%d: %s", l.asked, r->nodes[i].addr.port, why);
   } else {
@@ -179,7 +182,8 @@ int inv_cache_redis_open(const char *const *seeds, size_t nseeds,
     return 0;
   }
 err:
-  if (err && errlen) snprintf(err, errlen, "%s", r ? r->errstr : "out of memory");
+  if (err && errlen)
+    snprintf(err, errlen, "%s", r ? r->errstr : "out of memory");
   inv_cache_redis_close(r);
   return rc;
 }
@@ -195,11 +199,17 @@ void inv_cache_redis_close(inv_cache_redis_t *r) {
   free(r);
 }
 
-int inv_cache_redis_is_cluster(const inv_cache_redis_t *r) { return r->cluster; }
+int inv_cache_redis_is_cluster(const inv_cache_redis_t *r) {
+  return r->cluster;
+}
 
-const char *inv_cache_redis_errstr(const inv_cache_redis_t *r) { return r->errstr; }
+const char *inv_cache_redis_errstr(const inv_cache_redis_t *r) {
+  return r->errstr;
+}
 
-uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r) { return r->redirects; }
+uint64_t inv_cache_redis_redirects(const inv_cache_redis_t *r) {
+  return r->redirects;
+}
 
 static int starts(const redisReply *rep, const char *prefix) {
   return rep->type == REDIS_REPLY_ERROR &&
@@ -267,9 +277,9 @@ int inv_cache_redis_command(inv_cache_redis_t *r, const char *key,
       inv_cluster_redirect_t rd;
       if (inv_cluster_redirect_parse(rep, &rd) == 1) {
         /* An empty host is the node that answered. */
-        int to = rd.host[0] != '\0' ? node_index(r, rd.host, rd.port)
-                                     : node_index(r, r->nodes[idx].addr.host,
-                                                  rd.port);
+        int to = rd.host[0] != '\0'
+                     ? node_index(r, rd.host, rd.port)
+                     : node_index(r, r->nodes[idx].addr.host, rd.port);
         freeReplyObject(rep);
         if (to < 0) return INV_ENOMEM;
         r->redirects++;
@@ -344,7 +354,8 @@ int inv_cache_redis_pipeline(inv_cache_redis_t *r, const char *key,
   int done = 0;
   short idx = r->cluster ? r->slots[inv_key_slot(key, keylen)] : 0;
   /* An unknown slot owner is left to inv_cache_redis_command to find. */
-  if (idx >= 0) done = pipeline_on(r, &r->nodes[idx], n, argc, argv, lens, replies);
+  if (idx >= 0)
+    done = pipeline_on(r, &r->nodes[idx], n, argc, argv, lens, replies);
   for (; done < n; done++) {
     int rc = inv_cache_redis_command(r, key, keylen, argc[done], argv[done],
                                      lens[done], &replies[done]);
@@ -356,9 +367,9 @@ int inv_cache_redis_pipeline(inv_cache_redis_t *r, const char *key,
   return 0;
 }
 
-int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
-                         int nkeys, const char **keys, const size_t *klens,
-                         int nargs, const char **args, const size_t *alens,
+int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s, int nkeys,
+                         const char **keys, const size_t *klens, int nargs,
+                         const char **args, const size_t *alens,
                          redisReply **reply) {
   enum { MAX_ARGS = 16 };
   const char *argv[MAX_ARGS];
@@ -381,7 +392,8 @@ int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
     lens[3 + nkeys + i] = alens[i];
   }
   int argc = 3 + nkeys + nargs;
-  int rc = inv_cache_redis_command(r, keys[0], klens[0], argc, argv, lens, reply);
+  int rc =
+      inv_cache_redis_command(r, keys[0], klens[0], argc, argv, lens, reply);
   if (rc != 0 || !starts(*reply, "NOSCRIPT")) return rc;
   freeReplyObject(*reply);
   *reply = NULL;

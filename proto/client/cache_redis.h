@@ -43,9 +43,9 @@ int inv_cache_redis_pipeline(inv_cache_redis_t *r, const char *key,
 /* Runs script s with EVALSHA on the slot of keys[0], falling back to EVAL
  * on NOSCRIPT (which loads it for the next call). Same returns as
  * inv_cache_redis_command. */
-int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s,
-                         int nkeys, const char **keys, const size_t *klens,
-                         int nargs, const char **args, const size_t *alens,
+int inv_cache_redis_eval(inv_cache_redis_t *r, const inv_script_t *s, int nkeys,
+                         const char **keys, const size_t *klens, int nargs,
+                         const char **args, const size_t *alens,
                          redisReply **reply);
 
 #endif

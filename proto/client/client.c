@@ -258,9 +258,9 @@ static ssize_t io_write(inv_client_t *c, const char *p, size_t len) {
     if (e == SSL_ERROR_ZERO_RETURN)
       return set_broken(c, INV_ECLOSED, "connection closed by the server");
     if (e == SSL_ERROR_SYSCALL && errno != 0)
-      return set_broken(c, errno == EPIPE || errno == ECONNRESET ? INV_ECLOSED
-                                                                : INV_EIO,
-                        "write: %s", strerror(errno));
+      return set_broken(
+          c, errno == EPIPE || errno == ECONNRESET ? INV_ECLOSED : INV_EIO,
+          "write: %s", strerror(errno));
     {
       char why[160];
       ssl_reason(why, sizeof why);
@@ -272,9 +272,9 @@ static ssize_t io_write(inv_client_t *c, const char *p, size_t len) {
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-    return set_broken(c, errno == EPIPE || errno == ECONNRESET ? INV_ECLOSED
-                                                              : INV_EIO,
-                      "write: %s", strerror(errno));
+    return set_broken(
+        c, errno == EPIPE || errno == ECONNRESET ? INV_ECLOSED : INV_EIO,
+        "write: %s", strerror(errno));
   }
 }
 
@@ -294,8 +294,7 @@ static ssize_t io_read(inv_client_t *c) {
       n = SSL_read(c->ssl, buf, sizeof buf);
       if (n <= 0) {
         e = SSL_get_error(c->ssl, (int)n);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-          return total;
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return total;
         if (e == SSL_ERROR_ZERO_RETURN ||
             (e == SSL_ERROR_SYSCALL && errno == 0))
           return set_broken(c, INV_ECLOSED, "connection closed by the server");
@@ -366,7 +365,7 @@ static int flush_out(inv_client_t *c, int timeout_ms) {
       /* Part of a frame may be on the wire already: the stream cannot
        * be resumed safely by a caller that gives up on it. */
       return set_broken(c, INV_ETIMEDOUT, "write timed out after %d ms",
-                     timeout_ms);
+                        timeout_ms);
     if (rev & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t r = io_read(c);
       if (r < 0) return (int)r;
@@ -508,8 +507,7 @@ static int wait_response(inv_client_t *c, uint32_t msgid, int timeout_ms,
       int rev = wait_fd(c, POLLIN, remaining_ms(deadline));
       ssize_t r;
       if (rev < 0) return rev;
-      if (rev == 0)
-        /* Its late reply could not be told from a pipelined one. */
+      if (rev == 0) /* Its late reply could not be told from a pipelined one. */
         return set_broken(c, INV_ETIMEDOUT, "no reply within %d ms",
                           timeout_ms);
       r = io_read(c);
@@ -538,8 +536,8 @@ static int wait_response(inv_client_t *c, uint32_t msgid, int timeout_ms,
       }
       if (msg->error.type != MSGPACK_OBJECT_NIL) {
         char name[16], text[256];
-        int code = parse_error_obj(&msg->error, name, sizeof name, text,
-                                   sizeof text);
+        int code =
+            parse_error_obj(&msg->error, name, sizeof name, text, sizeof text);
         inv_msg_destroy(msg);
         free(copy);
         set_err(c, code, "%s", text);
@@ -609,8 +607,8 @@ static int set_nonblock(int fd) {
  * negative code with msg set. */
 static int tcp_connect_one(const struct addrinfo *ai, int64_t deadline,
                            char *msg, size_t msglen) {
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                  ai->ai_protocol);
+  int fd =
+      socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
   int one = 1, soerr = 0, rc;
   socklen_t sl = sizeof soerr;
   if (fd < 0) {
@@ -685,7 +683,8 @@ static int tcp_connect(inv_client_t *c, const char *host, int port,
 
 static int is_ip_literal(const char *host) {
   unsigned char buf[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+  return inet_pton(AF_INET, host, buf) == 1 ||
+         inet_pton(AF_INET6, host, buf) == 1;
 }
 
 /* Sets up TLS on c->fd and runs the handshake within the deadline. */
@@ -701,7 +700,8 @@ static int tls_connect(inv_client_t *c, const char *host,
   if (o->tls_verify) {
     SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
     if (o->tls_ca_file != NULL) {
-      if (SSL_CTX_load_verify_locations(c->ssl_ctx, o->tls_ca_file, NULL) != 1) {
+      if (SSL_CTX_load_verify_locations(c->ssl_ctx, o->tls_ca_file, NULL) !=
+          1) {
         ssl_reason(why, sizeof why);
         return set_broken(c, INV_EIO, "cannot load CA file %s: %s",
                           o->tls_ca_file, why);
@@ -715,8 +715,8 @@ static int tls_connect(inv_client_t *c, const char *host,
   /* A client certificate, for a server that asks for one (tls-client-ca),
    * which may also name this client's tenant. */
   if (o->tls_cert_file != NULL) {
-    const char *key = o->tls_key_file != NULL ? o->tls_key_file
-                                              : o->tls_cert_file;
+    const char *key =
+        o->tls_key_file != NULL ? o->tls_key_file : o->tls_cert_file;
     if (SSL_CTX_use_certificate_chain_file(c->ssl_ctx, o->tls_cert_file) != 1 ||
         SSL_CTX_use_PrivateKey_file(c->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
       ssl_reason(why, sizeof why);
@@ -753,8 +753,7 @@ static int tls_connect(inv_client_t *c, const char *host,
     if (SSL_get_verify_result(c->ssl) != X509_V_OK) {
       long v = SSL_get_verify_result(c->ssl);
       ERR_clear_error();
-      return set_broken(c, INV_EIO,
-                        "TLS certificate verification failed: %s",
+      return set_broken(c, INV_EIO, "TLS certificate verification failed: %s",
                         X509_verify_cert_error_string(v));
     }
     if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) {
@@ -823,8 +822,9 @@ void inv_client_opts_default(inv_client_opts_t *opts) {
   opts->tls_verify = 1;
 }
 
-int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts,
-                       inv_client_t **out, char *err, size_t errlen) {
+int inv_client_connect(const char *host, int port,
+                       const inv_client_opts_t *opts, inv_client_t **out,
+                       char *err, size_t errlen) {
   inv_client_opts_t defaults;
   inv_client_t *c;
   inv_codec_limits_t lim;
@@ -843,8 +843,8 @@ int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts
   inv_queue_init(&c->stash);
   c->fd = -1;
   c->next_msgid = 1;
-  c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms
-                                       : CLIENT_DEFAULT_TIMEOUT_MS;
+  c->timeout_ms =
+      opts->timeout_ms > 0 ? opts->timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
   c->max_outstanding = opts->max_outstanding > 0
                            ? opts->max_outstanding
                            : CLIENT_DEFAULT_MAX_OUTSTANDING;
@@ -852,7 +852,7 @@ int inv_client_connect(const char *host, int port, const inv_client_opts_t *opts
   lim.max_message_bytes = CLIENT_MAX_REPLY_BYTES;
   inv_framer_init(&c->framer, &lim);
   total_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-                                         : CLIENT_DEFAULT_TIMEOUT_MS;
+                                          : CLIENT_DEFAULT_TIMEOUT_MS;
   deadline = now_ms() + total_ms;
   rc = tcp_connect(c, host, port, deadline);
   if (rc != 0) goto err;
@@ -948,8 +948,8 @@ static int buffer_invalidate(inv_client_t *c, const inv_event_t *events,
     size_t sz = c->out.len - before;
     c->out.len = before;
     return set_err(c, INV_ETOOBIG,
-                   "request of %zu bytes is over the server's limit of %zu",
-                   sz, c->server.max_message_bytes);
+                   "request of %zu bytes is over the server's limit of %zu", sz,
+                   c->server.max_message_bytes);
   }
   if (msgid != NULL) *msgid = id;
   return 0;
@@ -971,7 +971,8 @@ int inv_client_invalidate(inv_client_t *c, const inv_event_t *events, size_t n,
     if (!parse_ack(&msg.result, ack)) {
       inv_msg_destroy(&msg);
       free(frame);
-      return set_err(c, INV_EPROTO, "invalidate result is not {id, accepted, ids}");
+      return set_err(c, INV_EPROTO,
+                     "invalidate result is not {id, accepted, ids}");
     }
   }
   inv_msg_destroy(&msg);

@@ -30,10 +30,10 @@
 struct inv_redis_sync_s {
   int fd;
   int timeout_ms;
-  char where[300];     /* "host:port", for messages */
-  inv_tls_t *tls;      /* NULL: plain TCP */
+  char where[300]; /* "host:port", for messages */
+  inv_tls_t *tls;  /* NULL: plain TCP */
   redisReader *reader;
-  inv_buf_t out;       /* formatted commands not sent yet (plaintext) */
+  inv_buf_t out; /* formatted commands not sent yet (plaintext) */
   char errstr[320];
 };
 
@@ -85,8 +85,7 @@ static int send_all(inv_redis_sync_t *c, inv_buf_t *b) {
       return fail(c, INV_ETIMEDOUT, "%s: write timed out", c->where);
     }
     inv_buf_free(b);
-    return fail(c, INV_EIO, "%s: write failed: %s", c->where,
-                strerror(errno));
+    return fail(c, INV_EIO, "%s: write failed: %s", c->where, strerror(errno));
   }
   inv_buf_free(b);
   return 0;
@@ -115,14 +114,17 @@ static int read_some(inv_redis_sync_t *c, int ms) {
     return fail(c, INV_EIO, "%s: read failed: %s", c->where, strerror(errno));
   if (n == 0) {
     if (c->tls != NULL && !inv_tls_handshake_done(c->tls))
-      return fail(c, INV_EIO, "TLS to %s: the server closed the connection "
+      return fail(c, INV_EIO,
+                  "TLS to %s: the server closed the connection "
                   "during the handshake (is this its TLS port? does it want "
-                  "a client certificate?)", c->where);
+                  "a client certificate?)",
+                  c->where);
     return fail(c, INV_EIO, "%s: connection closed by the server", c->where);
   }
   if (c->tls == NULL)
     return feed_reader(c, buf, (size_t)n) == 0
-               ? 1 : fail(c, INV_ENOMEM, "out of memory");
+               ? 1
+               : fail(c, INV_ENOMEM, "out of memory");
   rc = inv_tls_read(c->tls, buf, (size_t)n, feed_reader, c, &wire);
   if (wire.len > 0) {
     int src = send_all(c, &wire);
@@ -145,7 +147,8 @@ static int flush_out(inv_redis_sync_t *c) {
   rc = inv_tls_write(c->tls, &c->out, &wire);
   if (rc != 0) {
     inv_buf_free(&wire);
-    return rc == INV_EPROTO ? tls_failed(c) : fail(c, INV_ENOMEM, "out of memory");
+    return rc == INV_EPROTO ? tls_failed(c)
+                            : fail(c, INV_ENOMEM, "out of memory");
   }
   return send_all(c, &wire);
 }
@@ -219,14 +222,14 @@ static int open_socket(inv_redis_sync_t *c, const char *host, int port) {
     return fail(c, INV_ECONNREFUSED, "cannot resolve %s: %s", host,
                 gai_strerror(g));
   for (ai = res; ai != NULL; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-                                       SOCK_CLOEXEC, ai->ai_protocol);
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               ai->ai_protocol);
     int err = 0;
     socklen_t elen = sizeof(err);
     if (fd < 0) continue;
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      if (errno != EINPROGRESS ||
-          wait_fd(fd, POLLOUT, c->timeout_ms) <= 0) {
+      if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, c->timeout_ms) <= 0) {
         rc = errno == EINPROGRESS ? INV_ETIMEDOUT : INV_ECONNREFUSED;
         fail(c, rc, "cannot connect to %s: %s", c->where,
              rc == INV_ETIMEDOUT ? "timed out" : strerror(errno));
@@ -256,14 +259,14 @@ static int handshake(inv_redis_sync_t *c) {
   int rc = inv_tls_start(c->tls, &wire);
   if (rc != 0) {
     inv_buf_free(&wire);
-    return rc == INV_EPROTO ? tls_failed(c) : fail(c, INV_ENOMEM, "out of memory");
+    return rc == INV_EPROTO ? tls_failed(c)
+                            : fail(c, INV_ENOMEM, "out of memory");
   }
   if ((rc = send_all(c, &wire)) != 0) return rc;
   while (!inv_tls_handshake_done(c->tls)) {
     long long left = deadline - now_ms();
     if (left <= 0 || (rc = read_some(c, (int)left)) == 0)
-      return fail(c, INV_ETIMEDOUT, "TLS to %s: handshake timed out",
-                  c->where);
+      return fail(c, INV_ETIMEDOUT, "TLS to %s: handshake timed out", c->where);
     if (rc < 0) return rc;
   }
   return 0;
@@ -307,7 +310,8 @@ int inv_redis_sync_connect(const char *host, int port,
     return INV_ENOMEM;
   }
   c->fd = -1;
-  c->timeout_ms = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
+  c->timeout_ms =
+      opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
   snprintf(c->where, sizeof(c->where), "%s:%d", host, port);
   c->reader = redisReaderCreate();
   if (c->reader == NULL) {

@@ -19,10 +19,10 @@ struct inv_tls_ctx_s;
 typedef struct inv_redis_sync_s inv_redis_sync_t;
 
 typedef struct inv_redis_sync_opts_s {
-  int timeout_ms;              /* 0: 2000 */
-  const char *username;        /* with password: AUTH username password */
-  const char *password;        /* NULL: no AUTH */
-  struct inv_tls_ctx_s *tls;   /* a TLS client context, or NULL: plain TCP */
+  int timeout_ms;            /* 0: 2000 */
+  const char *username;      /* with password: AUTH username password */
+  const char *password;      /* NULL: no AUTH */
+  struct inv_tls_ctx_s *tls; /* a TLS client context, or NULL: plain TCP */
 } inv_redis_sync_opts_t;
 
 /* Connects (and completes the TLS handshake and AUTH). Returns 0 and *out,

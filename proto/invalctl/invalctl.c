@@ -25,47 +25,53 @@
 #define DEFAULT_HOST "127.0.0.1:7700"
 
 static const inv_ctl_cmd_t *const commands[] = {
-    &inv__ctl_cmd_invalidate, &inv__ctl_cmd_stats, &inv__ctl_cmd_ping,
-    &inv__ctl_cmd_tail, &inv__ctl_cmd_get, &inv__ctl_cmd_bench,
-    &inv__ctl_cmd_check, NULL};
+    &inv__ctl_cmd_invalidate, &inv__ctl_cmd_stats,
+    &inv__ctl_cmd_ping,       &inv__ctl_cmd_tail,
+    &inv__ctl_cmd_get,        &inv__ctl_cmd_bench,
+    &inv__ctl_cmd_check,      NULL};
 
 static void print_usage(FILE *out) {
   size_t i;
-  fprintf(out,
-          "Usage: invalctl [OPTIONS] COMMAND [ARGS...]\n"
-          "\n"
-          "The command-line client of inval-publisher (and of a worker's admin\n"
-          "port, which serves stats and ping).\n"
-          "\n"
-          "Options (before or after the command; not after \"--\"):\n"
-          "  -H, --host HOST:PORT  server address (default " DEFAULT_HOST
-          ", or $INVAL_HOST)\n"
-          "  -h HOST, -p PORT      the host and the port alone, as in redis-cli\n"
-          "                        (-h without a host is --help)\n"
-          "  --tls                 speak TLS\n"
-          "  --tls-ca FILE         CA certificates (PEM) that verify the server\n"
-          "                        (default: the system's CA store)\n"
-          "  --insecure            TLS without verifying the certificate\n"
-          "  --token TOKEN         authentication token sent in hello\n"
-          "                        (default $INVAL_TOKEN)\n"
-          "  --timeout MS          connect and reply timeout (default 5000)\n"
-          "  -h, --help            this help; `invalctl help COMMAND` for a command\n"
-          "  --version             print the version\n"
-          "\n"
-          "Commands:\n");
+  fprintf(
+      out,
+      "Usage: invalctl [OPTIONS] COMMAND [ARGS...]\n"
+      "\n"
+      "The command-line client of inval-publisher (and of a worker's admin\n"
+      "port, which serves stats and ping).\n"
+      "\n"
+      "Options (before or after the command; not after \"--\"):\n"
+      "  -H, --host HOST:PORT  server address (default " DEFAULT_HOST
+      ", or $INVAL_HOST)\n"
+      "  -h HOST, -p PORT      the host and the port alone, as in redis-cli\n"
+      "                        (-h without a host is --help)\n"
+      "  --tls                 speak TLS\n"
+      "  --tls-ca FILE         CA certificates (PEM) that verify the server\n"
+      "                        (default: the system's CA store)\n"
+      "  --insecure            TLS without verifying the certificate\n"
+      "  --token TOKEN         authentication token sent in hello\n"
+      "                        (default $INVAL_TOKEN)\n"
+      "  --timeout MS          connect and reply timeout (default 5000)\n"
+      "  -h, --help            this help; `invalctl help COMMAND` for a "
+      "command\n"
+      "  --version             print the version\n"
+      "\n"
+      "Commands:\n");
   for (i = 0; commands[i] != NULL; i++)
     fprintf(out, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
-  fprintf(out,
-          "  %-12s %s\n"
-          "\n"
-          "Exit codes:\n"
-          "  0  success\n"
-          "  1  the server replied with an error (printed as \"error: CODE: message\")\n"
-          "  2  usage error\n"
-          "  3  cannot connect to the server, or the connection failed or timed out\n"
-          "  4  invalidate --wait: acked, but not applied by every worker in time\n"
-          "  5  check: a worker is stale or missing, or a node is unhealthy\n",
-          "help", "help COMMAND: describe a command");
+  fprintf(
+      out,
+      "  %-12s %s\n"
+      "\n"
+      "Exit codes:\n"
+      "  0  success\n"
+      "  1  the server replied with an error (printed as \"error: CODE: "
+      "message\")\n"
+      "  2  usage error\n"
+      "  3  cannot connect to the server, or the connection failed or timed "
+      "out\n"
+      "  4  invalidate --wait: acked, but not applied by every worker in time\n"
+      "  5  check: a worker is stale or missing, or a node is unhealthy\n",
+      "help", "help COMMAND: describe a command");
 }
 
 static const inv_ctl_cmd_t *find_command(const char *name) {
@@ -163,8 +169,7 @@ static int ctl_connect(const inv_ctl_opts_t *opts, int skip_hello,
   }
   /* No reply at all: say what may be wrong. */
   fprintf(stderr, "error: cannot connect to %s:%d: %s%s\n", opts->host,
-          opts->port, err,
-          rc == INV_ETIMEDOUT ? no_reply_hint(opts) : "");
+          opts->port, err, rc == INV_ETIMEDOUT ? no_reply_hint(opts) : "");
   return INV_CTL_EXIT_CONNECT;
 }
 
@@ -278,8 +283,10 @@ static int take_global(int argc, char **argv, int *i, inv_ctl_opts_t *o) {
   if (dash_h_is_host(argc, argv, *i)) {
     v = argv[++*i];
     if (strlen(v) >= sizeof o->host || strchr(v, ':') != NULL) {
-      inv__ctl_usage_error(NULL, "-h wants a host name or an IPv4 address "
-                           "(for HOST:PORT use -H), not \"%s\"", v);
+      inv__ctl_usage_error(NULL,
+                           "-h wants a host name or an IPv4 address "
+                           "(for HOST:PORT use -H), not \"%s\"",
+                           v);
       return -1;
     }
     snprintf(o->host, sizeof o->host, "%s", v);

@@ -36,7 +36,7 @@ typedef struct inv_ctl_opts_s {
   int port;
   int tls;
   const char *tls_ca;
-  int insecure;      /* TLS without certificate verification */
+  int insecure; /* TLS without certificate verification */
   const char *token;
   int timeout_ms;
 } inv_ctl_opts_t;
@@ -87,18 +87,19 @@ int inv__ctl_call_error(const inv_ctl_opts_t *opts, inv_client_t *c, int rc);
  * publisher connection). The password comes from $INVAL_REDIS_PASSWORD
  * only, never from the command line, where `ps` shows it. */
 typedef struct inv_ctl_redis_s {
-  const char *user;       /* --redis-user */
-  const char *password;   /* $INVAL_REDIS_PASSWORD */
-  int tls;                /* --redis-tls (implied by the file options) */
+  const char *user;     /* --redis-user */
+  const char *password; /* $INVAL_REDIS_PASSWORD */
+  int tls;              /* --redis-tls (implied by the file options) */
   const char *cacert, *cert, *key, *sni; /* --redis-cacert/-cert/-key/-sni */
-  int insecure;           /* --redis-insecure */
-  struct inv_tls_ctx_s *tls_ctx; /* made by inv__ctl_redis_setup() */
+  int insecure;                          /* --redis-insecure */
+  struct inv_tls_ctx_s *tls_ctx;         /* made by inv__ctl_redis_setup() */
 } inv_ctl_redis_t;
 
-#define INV_CTL_REDIS_USAGE                                                   \
-  "  --redis-user USER      ACL user for Redis (password: $INVAL_REDIS_PASSWORD)\n" \
+#define INV_CTL_REDIS_USAGE                                                    \
+  "  --redis-user USER      ACL user for Redis (password: "                    \
+  "$INVAL_REDIS_PASSWORD)\n"                                                   \
   "  --redis-tls            TLS to Redis; --redis-cacert FILE, --redis-cert\n" \
-  "                         FILE --redis-key FILE (client certificate),\n"   \
+  "                         FILE --redis-key FILE (client certificate),\n"     \
   "                         --redis-sni NAME, --redis-insecure (tests only)\n"
 
 /* Takes the Redis option at argv[*i] into ro. Returns 1 when taken (*i

@@ -38,7 +38,8 @@ static void put_str(FILE *out, const msgpack_object *rec, const char *key) {
 }
 
 /* An unsigned field, or dflt when absent or of another type. */
-static uint64_t get_u64(const msgpack_object *m, const char *key, uint64_t dflt) {
+static uint64_t get_u64(const msgpack_object *m, const char *key,
+                        uint64_t dflt) {
   const msgpack_object *v = inv_map_get(m, key);
   return v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64
                                                                  : dflt;
@@ -96,8 +97,10 @@ static void check_worker(check_t *ck, const msgpack_object *rec) {
   if (get_bool(rec, "stale") || inv_map_get(rec, "ts_ms") == NULL) {
     uint64_t ts = get_u64(rec, "ts_ms", 0), ttl = get_u64(rec, "ttl_ms", 0);
     problem(ck, "STALE", rec);
-    fprintf(ck->out, "no heartbeat for longer than its ttl (%.1f s); last at "
-            "%" PRIu64 " ms\n", (double)ttl / 1000.0, ts);
+    fprintf(ck->out,
+            "no heartbeat for longer than its ttl (%.1f s); last at "
+            "%" PRIu64 " ms\n",
+            (double)ttl / 1000.0, ts);
     return;
   }
   ck->fresh++;
@@ -115,8 +118,10 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--primaries") == 0 && i + 1 < argc) {
       if (inv__ctl_parse_uint(argv[++i], 100000, &want_primaries) != 0)
-        return inv__ctl_usage_error("check", "--primaries wants a count, "
-                                    "not %s", argv[i]);
+        return inv__ctl_usage_error("check",
+                                    "--primaries wants a count, "
+                                    "not %s",
+                                    argv[i]);
     } else {
       return inv__ctl_usage_error("check", "unexpected argument %s", argv[i]);
     }
@@ -127,7 +132,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   const msgpack_object *w =
       o->type == MSGPACK_OBJECT_MAP ? inv_map_get(o, "workers") : NULL;
   if (w == NULL || w->type != MSGPACK_OBJECT_ARRAY) {
-    fprintf(stderr, "invalctl check: the server's stats list no workers: "
+    fprintf(stderr,
+            "invalctl check: the server's stats list no workers: "
             "point -H at the publisher\n");
     rc = INV_CTL_EXIT_SERVER;
     goto out;
@@ -141,21 +147,29 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     check_worker(&ck, &w->via.array.ptr[k]);
   if (ck.primaries < want_primaries) {
     ck.problems++;
-    fprintf(ck.out, "PRIMARIES %u fresh primary worker%s, %" PRIu64
-            " expected (a primary has no live worker)\n", ck.primaries,
-            ck.primaries == 1 ? "" : "s", want_primaries);
+    fprintf(ck.out,
+            "PRIMARIES %u fresh primary worker%s, %" PRIu64
+            " expected (a primary has no live worker)\n",
+            ck.primaries, ck.primaries == 1 ? "" : "s", want_primaries);
   }
   if (get_u64(o, "heartbeat_bad_records", 0) > 0)
-    fprintf(ck.out, "note: %" PRIu64 " values of the heartbeat hash are not "
-            "heartbeat records\n", get_u64(o, "heartbeat_bad_records", 0));
+    fprintf(ck.out,
+            "note: %" PRIu64
+            " values of the heartbeat hash are not "
+            "heartbeat records\n",
+            get_u64(o, "heartbeat_bad_records", 0));
   if (ck.problems > 0) {
-    fprintf(ck.out, "FAIL: %u problem%s (%u of %u workers fresh, %u "
-            "primaries)\n", ck.problems, ck.problems == 1 ? "" : "s", ck.fresh,
+    fprintf(ck.out,
+            "FAIL: %u problem%s (%u of %u workers fresh, %u "
+            "primaries)\n",
+            ck.problems, ck.problems == 1 ? "" : "s", ck.fresh,
             w->via.array.size, ck.primaries);
     rc = INV_CTL_EXIT_CHECK;
   } else {
-    fprintf(ck.out, "OK: %u workers fresh, %u primaries, every node "
-            "healthy\n", ck.fresh, ck.primaries);
+    fprintf(ck.out,
+            "OK: %u workers fresh, %u primaries, every node "
+            "healthy\n",
+            ck.fresh, ck.primaries);
     rc = INV_CTL_EXIT_OK;
   }
 out:
@@ -172,7 +186,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_check = {
     "every worker fresh (no STALE record), and each worker's Redis node up,\n"
     "with cluster_state ok and no hash slot in FAIL. With --primaries N, at\n"
     "least N fresh workers must serve a primary (a primary whose worker never\n"
-    "ran leaves no record to see). Prints each problem on its own line (STALE,\n"
+    "ran leaves no record to see). Prints each problem on its own line "
+    "(STALE,\n"
     "MISSING, NODE-DOWN, CLUSTER-FAIL, SLOTS-FAIL, PRIMARIES) and a summary.\n"
     "A worker that sends no node figures (an older version) is noted, not\n"
     "failed.\n"

@@ -42,11 +42,14 @@ static int show(inv_cache_redis_t *r, const char *label, const char *name,
   } else if (v->type == REDIS_REPLY_STRING && t->type == REDIS_REPLY_INTEGER) {
     printf(strcmp(label, "lock") == 0 ? " holder=" : " ");
     inv__ctl_print_escaped(stdout, v->str, v->len);
-    if (t->integer < 0) printf(" ttl=none\n");
-    else printf(" ttl=%lldms\n", t->integer);
+    if (t->integer < 0)
+      printf(" ttl=none\n");
+    else
+      printf(" ttl=%lldms\n", t->integer);
   } else {
     /* A key of another type (WRONGTYPE) or an error reply. */
-    printf(" (unreadable: %s)\n", v->type == REDIS_REPLY_ERROR ? v->str : "not a string");
+    printf(" (unreadable: %s)\n",
+           v->type == REDIS_REPLY_ERROR ? v->str : "not a string");
     exit_code = INV_CTL_EXIT_SERVER;
   }
   freeReplyObject(v);
@@ -72,7 +75,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
       node = argv[++i];
     } else if ((taken = inv__ctl_redis_opt("get", argc, argv, &i, &rds)) != 0) {
       if (taken < 0) return INV_CTL_EXIT_USAGE;
-    } else if (key == NULL && (argv[i][0] != '-' || strcmp(argv[i], "--") == 0)) {
+    } else if (key == NULL &&
+               (argv[i][0] != '-' || strcmp(argv[i], "--") == 0)) {
       if (strcmp(argv[i], "--") == 0) {
         if (i + 1 >= argc) break;
         i++;
@@ -82,13 +86,15 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
       return inv__ctl_usage_error("get", "unexpected argument %s", argv[i]);
     }
   }
-  if (key == NULL || *key == '\0') return inv__ctl_usage_error("get", "KEY is required");
+  if (key == NULL || *key == '\0')
+    return inv__ctl_usage_error("get", "KEY is required");
   if (strlen(node) >= sizeof(seedbuf))
     return inv__ctl_usage_error("get", "-r is too long");
   strcpy(seedbuf, node);
   for (char *tok = strtok(seedbuf, ","); tok != NULL; tok = strtok(NULL, ",")) {
     if (nseeds == MAX_SEEDS)
-      return inv__ctl_usage_error("get", "at most %d addresses in -r", MAX_SEEDS);
+      return inv__ctl_usage_error("get", "at most %d addresses in -r",
+                                  MAX_SEEDS);
     seeds[nseeds++] = tok;
   }
   if ((exit_code = inv__ctl_redis_setup(&rds)) != 0) return exit_code;
@@ -112,8 +118,9 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     exit_code = show(r, "stale", names.stale, names.stale_len);
     if (exit_code == 0) exit_code = show(r, "lock", names.lock, names.lock_len);
   } else if (exit_code == 0) {
-    printf("note  this key has no lock or stale copy: their names would leave "
-           "its hash slot, so readers use plain GET/SET\n");
+    printf(
+        "note  this key has no lock or stale copy: their names would leave "
+        "its hash slot, so readers use plain GET/SET\n");
   }
   inv_regen_names_free(&names);
   inv_cache_redis_close(r);
@@ -134,8 +141,7 @@ const inv_ctl_cmd_t inv__ctl_cmd_get = {
     "Names and values are escaped (\\xNN) where a byte is not printable.\n"
     "\n"
     "  -r, --redis HOST:PORT  the Redis node(s) (default " DEFAULT_REDIS
-    ", or $INVAL_REDIS)\n"
-    INV_CTL_REDIS_USAGE
+    ", or $INVAL_REDIS)\n" INV_CTL_REDIS_USAGE
     "\n"
     "Exit codes: 0 shown, 1 a key could not be read (not a string), 2 usage,\n"
     "3 cannot connect or the connection was lost.\n",

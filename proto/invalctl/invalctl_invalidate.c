@@ -41,7 +41,7 @@ typedef struct sender_s {
   size_t n, bytes;
   inv_buf_t keys;
   uint64_t acked, requests, sent;
-  int progress;          /* stderr is a terminal: show a progress line */
+  int progress; /* stderr is a terminal: show a progress line */
   double t0, progress_at;
   char last_id[INV_SID_STRLEN];
   /* Per log shard, the newest entry id the acks named ("" for a shard no
@@ -68,8 +68,7 @@ static double now_s(void) {
  * PROGRESS_EVERY_S, or now when force is set. */
 static void show_progress(sender_t *s, int force) {
   double t = now_s();
-  if (!s->progress || (!force && t - s->progress_at < PROGRESS_EVERY_S))
-    return;
+  if (!s->progress || (!force && t - s->progress_at < PROGRESS_EVERY_S)) return;
   s->progress_at = t;
   fprintf(stderr, "\r%llu events sent, %llu acked (%.0f events/s)   ",
           (unsigned long long)s->sent, (unsigned long long)s->acked,
@@ -137,8 +136,8 @@ static void send_batch(sender_t *s) {
  * would not fit. Returns 0, or -1 when sending has failed. */
 static int add_event(sender_t *s, inv_kind_t kind, const char *target,
                      size_t len) {
-  if (s->n > 0 && (s->n >= s->max_events ||
-                   s->bytes + EVENT_OVERHEAD + len > s->max_bytes))
+  if (s->n > 0 &&
+      (s->n >= s->max_events || s->bytes + EVENT_OVERHEAD + len > s->max_bytes))
     send_batch(s);
   if (s->exit_code != 0) return -1;
   s->offsets[s->n] = s->keys.len;
@@ -222,8 +221,8 @@ static int rec_shard(const msgpack_object *rec, unsigned shard, char *acked,
 static unsigned check_shards(const sender_t *s, const msgpack_object *stats,
                              unsigned *workers, inv_buf_t *lagging) {
   const msgpack_object *w = inv_map_get(stats, "workers");
-  uint32_t nw = (w != NULL && w->type == MSGPACK_OBJECT_ARRAY)
-                    ? w->via.array.size : 0;
+  uint32_t nw =
+      (w != NULL && w->type == MSGPACK_OBJECT_ARRAY) ? w->via.array.size : 0;
   unsigned shard, behind = 0;
   unsigned char *used = nw > 0 ? calloc(nw, 1) : NULL;
   *workers = 0;
@@ -253,8 +252,10 @@ static unsigned check_shards(const sender_t *s, const msgpack_object *stats,
     }
     if (done) continue;
     if (line[0] == '\0')
-      snprintf(line, sizeof line, "%sshard %u (no fresh primary's worker "
-               "consumes it)", behind > 0 ? ", " : "", shard);
+      snprintf(line, sizeof line,
+               "%sshard %u (no fresh primary's worker "
+               "consumes it)",
+               behind > 0 ? ", " : "", shard);
     (void)inv_buf_append(lagging, line, strlen(line));
     behind++;
   }
@@ -274,7 +275,8 @@ static int wait_applied(sender_t *s, int timeout_ms) {
   int rc;
   for (i = 0; i < INV_LOG_SHARDS; i++) shards += s->shard_ids[i][0] != '\0';
   if (shards == 0) {
-    fprintf(stderr, "error: the acks named no log shard entry to wait for "
+    fprintf(stderr,
+            "error: the acks named no log shard entry to wait for "
             "(a publisher that sends no \"ids\")\n");
     return INV_CTL_EXIT_WAIT;
   }
@@ -294,8 +296,10 @@ static int wait_applied(sender_t *s, int timeout_ms) {
       break;
     }
     if (now_s() >= deadline) {
-      fprintf(stderr, "error: not applied within %d ms in %u of %u shards: "
-              "%s\n", timeout_ms, behind, shards, lagging.data);
+      fprintf(stderr,
+              "error: not applied within %d ms in %u of %u shards: "
+              "%s\n",
+              timeout_ms, behind, shards, lagging.data);
       rc = INV_CTL_EXIT_WAIT;
       break;
     }
@@ -368,8 +372,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   if (rc != 0) return rc;
   info = inv_client_server(s.c);
   s.max_events = info->max_events > 0 ? info->max_events : DEFAULT_MAX_EVENTS;
-  s.max_bytes = info->max_message_bytes > 0 ? info->max_message_bytes
-                                            : DEFAULT_MAX_BYTES;
+  s.max_bytes =
+      info->max_message_bytes > 0 ? info->max_message_bytes : DEFAULT_MAX_BYTES;
   /* Leave room for the request's own header. */
   s.max_bytes = s.max_bytes > 128 ? s.max_bytes - 64 : s.max_bytes;
   s.batch = calloc(s.max_events, sizeof *s.batch);
@@ -387,9 +391,9 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     const char *a = argv[i];
     if (!only_args && strcmp(a, "--") == 0) {
       only_args = 1;
-    } else if (!only_args && (strcmp(a, "--soft") == 0 ||
-                              strcmp(a, "--hard") == 0 ||
-                              strcmp(a, "--wait") == 0 || strcmp(a, "-") == 0)) {
+    } else if (!only_args &&
+               (strcmp(a, "--soft") == 0 || strcmp(a, "--hard") == 0 ||
+                strcmp(a, "--wait") == 0 || strcmp(a, "-") == 0)) {
       continue;
     } else if (!only_args && strcmp(a, "--window") == 0) {
       i++;
@@ -411,8 +415,7 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   }
   /* Drain every reply, even after a failure, so that no ack goes
    * unreported; a broken connection ends this at once. */
-  while (inv_client_outstanding(s.c) > 0 &&
-         s.exit_code != INV_CTL_EXIT_CONNECT)
+  while (inv_client_outstanding(s.c) > 0 && s.exit_code != INV_CTL_EXIT_CONNECT)
     collect(&s);
   if (s.progress) {
     show_progress(&s, 1);

@@ -37,6 +37,7 @@ const inv_ctl_cmd_t inv__ctl_cmd_ping = {
     "\n"
     "Connects, sends one ping and prints \"PONG (0.123 ms)\" with the round\n"
     "trip time of the ping alone. Without a token no hello is sent, since a\n"
-    "server with auth-token answers ping before hello. Exit codes: 0 PONG, 1 the server\n"
+    "server with auth-token answers ping before hello. Exit codes: 0 PONG, 1 "
+    "the server\n"
     "replied with an error, 3 cannot connect or no reply in --timeout.\n",
     run};

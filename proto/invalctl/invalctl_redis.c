@@ -13,7 +13,7 @@ int inv__ctl_redis_opt(const char *cmd, int argc, char **argv, int *i,
                        inv_ctl_redis_t *ro) {
   static const char *const valued[] = {"--redis-user", "--redis-cacert",
                                        "--redis-cert", "--redis-key",
-                                       "--redis-sni", NULL};
+                                       "--redis-sni",  NULL};
   const char *a = argv[*i];
   size_t k;
   if (strcmp(a, "--redis-tls") == 0) {
@@ -25,7 +25,8 @@ int inv__ctl_redis_opt(const char *cmd, int argc, char **argv, int *i,
     return 1;
   }
   if (strcmp(a, "--redis-password") == 0) {
-    inv__ctl_usage_error(cmd, "the Redis password is not taken from the "
+    inv__ctl_usage_error(cmd,
+                         "the Redis password is not taken from the "
                          "command line (ps shows it): set "
                          "$INVAL_REDIS_PASSWORD");
     return -1;
@@ -38,11 +39,25 @@ int inv__ctl_redis_opt(const char *cmd, int argc, char **argv, int *i,
     }
     const char *v = argv[++*i];
     switch (k) {
-    case 0: ro->user = v; break;
-    case 1: ro->cacert = v; ro->tls = 1; break;
-    case 2: ro->cert = v; ro->tls = 1; break;
-    case 3: ro->key = v; ro->tls = 1; break;
-    default: ro->sni = v; ro->tls = 1; break;
+      case 0:
+        ro->user = v;
+        break;
+      case 1:
+        ro->cacert = v;
+        ro->tls = 1;
+        break;
+      case 2:
+        ro->cert = v;
+        ro->tls = 1;
+        break;
+      case 3:
+        ro->key = v;
+        ro->tls = 1;
+        break;
+      default:
+        ro->sni = v;
+        ro->tls = 1;
+        break;
     }
     return 1;
   }
@@ -59,8 +74,8 @@ int inv__ctl_redis_setup(inv_ctl_redis_t *ro) {
     return INV_CTL_EXIT_USAGE;
   }
   if (!ro->tls) return INV_CTL_EXIT_OK;
-  inv_tls_client_conf_t tc = {ro->cacert, NULL, ro->cert, ro->key, ro->sni,
-                              ro->insecure};
+  inv_tls_client_conf_t tc = {ro->cacert, NULL,    ro->cert,
+                              ro->key,    ro->sni, ro->insecure};
   if (inv_tls_client_ctx_new(&tc, &ro->tls_ctx, err, sizeof err) != 0) {
     fprintf(stderr, "error: redis TLS: %s\n", err);
     return INV_CTL_EXIT_USAGE;

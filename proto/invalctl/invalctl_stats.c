@@ -26,31 +26,31 @@ static int is_scalar(const msgpack_object *o) {
 /* Prints a scalar value (strings escaped, so one value is one field). */
 static void print_scalar(FILE *out, const msgpack_object *o) {
   switch (o->type) {
-  case MSGPACK_OBJECT_NIL:
-    fputs("-", out);
-    break;
-  case MSGPACK_OBJECT_BOOLEAN:
-    fputs(o->via.boolean ? "yes" : "no", out);
-    break;
-  case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    fprintf(out, "%" PRIu64, o->via.u64);
-    break;
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-    fprintf(out, "%" PRId64, o->via.i64);
-    break;
-  case MSGPACK_OBJECT_FLOAT32:
-  case MSGPACK_OBJECT_FLOAT64:
-    fprintf(out, "%g", o->via.f64);
-    break;
-  case MSGPACK_OBJECT_STR:
-    inv__ctl_print_escaped(out, o->via.str.ptr, o->via.str.size);
-    break;
-  case MSGPACK_OBJECT_BIN:
-    inv__ctl_print_escaped(out, o->via.bin.ptr, o->via.bin.size);
-    break;
-  default:
-    inv__ctl_print_json(out, o, 0, 0);
-    break;
+    case MSGPACK_OBJECT_NIL:
+      fputs("-", out);
+      break;
+    case MSGPACK_OBJECT_BOOLEAN:
+      fputs(o->via.boolean ? "yes" : "no", out);
+      break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+      fprintf(out, "%" PRIu64, o->via.u64);
+      break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+      fprintf(out, "%" PRId64, o->via.i64);
+      break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+      fprintf(out, "%g", o->via.f64);
+      break;
+    case MSGPACK_OBJECT_STR:
+      inv__ctl_print_escaped(out, o->via.str.ptr, o->via.str.size);
+      break;
+    case MSGPACK_OBJECT_BIN:
+      inv__ctl_print_escaped(out, o->via.bin.ptr, o->via.bin.size);
+      break;
+    default:
+      inv__ctl_print_json(out, o, 0, 0);
+      break;
   }
 }
 
@@ -132,8 +132,8 @@ static void rec_str(FILE *out, const msgpack_object *rec, const char *key,
                     int width) {
   const msgpack_object *v = inv_map_get(rec, key);
   int w = 0;
-  if (v != NULL && (v->type == MSGPACK_OBJECT_STR ||
-                    v->type == MSGPACK_OBJECT_BIN)) {
+  if (v != NULL &&
+      (v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_BIN)) {
     print_scalar(out, v);
     w = (int)(v->type == MSGPACK_OBJECT_STR ? v->via.str.size
                                             : v->via.bin.size);
@@ -161,13 +161,14 @@ static int print_worker(FILE *out, const msgpack_object *rec,
   uint64_t now = wall_ms();
   const msgpack_object *stale = inv_map_get(rec, "stale");
   const msgpack_object *missing = inv_map_get(rec, "missing");
-  int is_missing = (missing != NULL && missing->type == MSGPACK_OBJECT_BOOLEAN &&
-                    missing->via.boolean) ||
-                   !has_ts;
-  int is_stale = !is_missing &&
-                 ((stale != NULL && stale->type == MSGPACK_OBJECT_BOOLEAN)
-                      ? stale->via.boolean
-                      : (has_ttl && now > ts && now - ts > ttl));
+  int is_missing =
+      (missing != NULL && missing->type == MSGPACK_OBJECT_BOOLEAN &&
+       missing->via.boolean) ||
+      !has_ts;
+  int is_stale =
+      !is_missing && ((stale != NULL && stale->type == MSGPACK_OBJECT_BOOLEAN)
+                          ? stale->via.boolean
+                          : (has_ttl && now > ts && now - ts > ttl));
   fputs("  ", out);
   if (inv_map_get(rec, "id") == NULL && fallback_id != NULL) {
     size_t w = key_width(fallback_id);
@@ -258,7 +259,7 @@ static void print_node(FILE *out, const msgpack_object *rec,
   uint64_t up = rec_u64(rec, "up", &has_up);
   uint64_t used = rec_u64(rec, "used_memory", NULL);
   uint64_t max = rec_u64(rec, "maxmemory", NULL);
-  const char *state = !has_up || !up ? "down"
+  const char *state = !has_up || !up                           ? "down"
                       : rec_u64(rec, "cluster_state_ok", NULL) ? "ok"
                                                                : "fail";
   fputs("  ", out);
@@ -269,12 +270,12 @@ static void print_node(FILE *out, const msgpack_object *rec,
     fprintf(out, " %5.1f%%", 100.0 * (double)used / (double)max);
   else
     fputs("      -", out);
-  fprintf(out, " %6.2f %10" PRIu64 " %12" PRIu64 " %12" PRIu64 " %8" PRIu64
-               "\n",
-          rec_f64(rec, "mem_fragmentation_ratio"),
-          rec_u64(rec, "evicted_keys", NULL), rec_u64(rec, "keyspace_hits", NULL),
-          rec_u64(rec, "keyspace_misses", NULL),
-          rec_u64(rec, "connected_clients", NULL));
+  fprintf(
+      out, " %6.2f %10" PRIu64 " %12" PRIu64 " %12" PRIu64 " %8" PRIu64 "\n",
+      rec_f64(rec, "mem_fragmentation_ratio"),
+      rec_u64(rec, "evicted_keys", NULL), rec_u64(rec, "keyspace_hits", NULL),
+      rec_u64(rec, "keyspace_misses", NULL),
+      rec_u64(rec, "connected_clients", NULL));
 }
 
 /* Prints the node section: one map ("node", a worker's own node) or an
@@ -346,8 +347,10 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     if (workers != NULL && !is_scalar(workers)) print_workers(stdout, workers);
     nodes = inv_map_get(o, "node");
     if (nodes == NULL) nodes = inv_map_get(o, "nodes");
-    if (nodes != NULL && !is_scalar(nodes)) print_nodes(stdout, nodes);
-    else if (workers != NULL) print_worker_nodes(stdout, workers);
+    if (nodes != NULL && !is_scalar(nodes))
+      print_nodes(stdout, nodes);
+    else if (workers != NULL)
+      print_worker_nodes(stdout, workers);
   }
   inv_client_result_free(res);
   inv_client_close(c);
@@ -361,7 +364,8 @@ const inv_ctl_cmd_t inv__ctl_cmd_stats = {
     "Prints the server's stats map: counters one per line with aligned\n"
     "values, nested maps (errors by code, ...) as groups, and, when the\n"
     "server reports worker heartbeats, one line per worker (SHARDS: the\n"
-    "number of log shards it consumes) with STALE or MISSING flagged, and the Redis nodes' health, one line per node\n"
+    "number of log shards it consumes) with STALE or MISSING flagged, and the "
+    "Redis nodes' health, one line per node\n"
     "(state, failed slots, memory, fragmentation, evictions, hits, misses,\n"
     "clients): from the publisher, as each worker's heartbeat reports its\n"
     "node; from a worker's admin port, its own node.\n"

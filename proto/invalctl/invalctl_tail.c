@@ -102,7 +102,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
     if ((strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--redis") == 0) &&
         i + 1 < argc) {
       node = argv[++i];
-    } else if ((taken = inv__ctl_redis_opt("tail", argc, argv, &i, &rds)) != 0) {
+    } else if ((taken = inv__ctl_redis_opt("tail", argc, argv, &i, &rds)) !=
+               0) {
       if (taken < 0) return INV_CTL_EXIT_USAGE;
     } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
       if (inv__ctl_parse_uint(argv[++i], UINT64_MAX, &count) != 0 || count == 0)
@@ -118,8 +119,8 @@ static int run(const inv_ctl_opts_t *opts, int argc, char **argv) {
   {
     inv_redis_sync_opts_t so = {opts->timeout_ms, rds.user, rds.password,
                                 rds.tls_ctx};
-    int crc = inv_redis_sync_connect(addr.host, addr.port, &so, &rc, err,
-                                     sizeof err);
+    int crc =
+        inv_redis_sync_connect(addr.host, addr.port, &so, &rc, err, sizeof err);
     inv__ctl_redis_free(&rds);
     if (crc != 0) {
       fprintf(stderr, "error: cannot connect to %s:%d: %s\n", addr.host,
@@ -195,8 +196,7 @@ const inv_ctl_cmd_t inv__ctl_cmd_tail = {
     "  -r, --redis HOST:PORT  the Redis node (default " DEFAULT_REDIS
     ", or $INVAL_REDIS)\n"
     "  --count N              stop after N events (lines), even in the middle\n"
-    "                         of a message\n"
-    INV_CTL_REDIS_USAGE
+    "                         of a message\n" INV_CTL_REDIS_USAGE
     "\n"
     "Exit codes: 0 stopped (--count reached or Ctrl-C), 1 Redis replied with\n"
     "an error, 2 usage, 3 cannot connect or the connection was lost.\n",

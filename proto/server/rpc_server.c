@@ -99,22 +99,22 @@ struct inv__rpc_session_s {
   inv_queue_t hs_node;      /* on the handshake list, from its TLS accept
                              * until its handshake is done or it is freed */
   inv_framer_t framer;
-  inv_tls_t *tls;           /* NULL for plain TCP */
+  inv_tls_t *tls; /* NULL for plain TCP */
   inv_buf_t out, wire, inflight;
   sess_state_t state;
-  unsigned handles;         /* of tcp and timer, not yet closed */
-  size_t pending;           /* requests handed out and not finished */
+  unsigned handles; /* of tcp and timer, not yet closed */
+  size_t pending;   /* requests handed out and not finished */
   unsigned writing : 1;
   unsigned reading : 1;
-  unsigned processing : 1;  /* inside session_process(): no re-entry */
-  unsigned blocked : 1;     /* input waits for permission to dispatch */
-  unsigned eof : 1;         /* the peer finished sending */
-  unsigned out_paused : 1;  /* unsent output over out_limit */
+  unsigned processing : 1; /* inside session_process(): no re-entry */
+  unsigned blocked : 1;    /* input waits for permission to dispatch */
+  unsigned eof : 1;        /* the peer finished sending */
+  unsigned out_paused : 1; /* unsent output over out_limit */
   unsigned authed : 1;
-  unsigned rejecting : 1;   /* over max_clients: EBUSY, then close */
-  unsigned counted : 1;     /* counted in stats.clients */
+  unsigned rejecting : 1; /* over max_clients: EBUSY, then close */
+  unsigned counted : 1;   /* counted in stats.clients */
   unsigned tls_failed : 1;
-  unsigned handshaken : 1;  /* TLS handshake done (or no TLS) */
+  unsigned handshaken : 1; /* TLS handshake done (or no TLS) */
   char peer[64];
   char principal[INV_RPC_PRINCIPAL_MAX]; /* "" until hello says who */
 };
@@ -123,7 +123,7 @@ struct inv_rpc_req_s {
   session_t *sess;
   uint32_t msgid;
   int notify;
-  int authenticates;     /* a hello with the right token: success auths */
+  int authenticates; /* a hello with the right token: success auths */
   char principal[INV_RPC_PRINCIPAL_MAX]; /* whom that hello authenticates */
   inv_buf_t buf;
   msgpack_packer pk;
@@ -132,7 +132,7 @@ struct inv_rpc_req_s {
 struct inv_rpc_server_s {
   uv_loop_t *loop;
   uv_tcp_t listener;
-  uv_idle_t kick_idle;   /* dispatches input left waiting by a pause */
+  uv_idle_t kick_idle; /* dispatches input left waiting by a pause */
   uv_timer_t linger_timer;
   inv_rpc_handler_cb handler;
   void *data;
@@ -140,7 +140,7 @@ struct inv_rpc_server_s {
   size_t max_clients;
   uint64_t idle_timeout_ms;
   size_t out_limit;
-  char *auth_token;      /* NULL: no authentication */
+  char *auth_token; /* NULL: no authentication */
   size_t auth_len;
   char *log_ctx;
   inv_tls_ctx_t *tls_ctx;
@@ -149,20 +149,20 @@ struct inv_rpc_server_s {
   size_t handshakes_max;
   uint64_t handshake_ms;
   inv_queue_t handshakes; /* session_t.hs_node: TLS handshakes, oldest first */
-  size_t hs_live;        /* of those, the ones not closing */
-  size_t hs_peak;        /* most handshakes since the last trim */
+  size_t hs_live;         /* of those, the ones not closing */
+  size_t hs_peak;         /* most handshakes since the last trim */
   uint64_t shed_logged_ms;
   uint64_t shed_unlogged;
-  inv_queue_t sessions;  /* session_t.node */
-  inv_queue_t kick;      /* session_t.kick_node: dispatch deferred */
+  inv_queue_t sessions; /* session_t.node */
+  inv_queue_t kick;     /* session_t.kick_node: dispatch deferred */
   size_t nrejecting;
   uint64_t plaintext_logged_ms; /* loop time of the last plaintext line */
   uint64_t plaintext_unlogged;  /* plaintext closes since that line */
-  unsigned handles;      /* listener, kick_idle and linger_timer still open */
+  unsigned handles; /* listener, kick_idle and linger_timer still open */
   int listening;
   int paused;
   int closing;
-  int own_closed;        /* kick_idle and linger_timer closed */
+  int own_closed; /* kick_idle and linger_timer closed */
   void (*closed_cb)(void *data);
   void *closed_data;
   int port;
@@ -190,9 +190,9 @@ void inv_rpc_server_opts_from_conf(const inv_server_conf_t *conf,
   opts->out_limit = INV__RPC_DEFAULT_OUT_LIMIT;
   opts->tls_cert = conf->tls_cert;
   opts->tls_key = conf->tls_key;
-  opts->auth_token =
-      conf->auth_token != NULL && conf->auth_token[0] != '\0' ? conf->auth_token
-                                                              : NULL;
+  opts->auth_token = conf->auth_token != NULL && conf->auth_token[0] != '\0'
+                         ? conf->auth_token
+                         : NULL;
   opts->log_ctx = "listener";
   opts->tls_handshakes_max = INV__RPC_HANDSHAKES_MAX;
   opts->tls_handshake_timeout_ms = INV__RPC_HANDSHAKE_MS;
@@ -218,7 +218,6 @@ static void count_error(inv_rpc_server_t *s, int code) {
   int n = code < 0 ? -code : code;
   if (s != NULL && n > 0 && n < INV_RPC_MAX_ERRNO) s->errors[n]++;
 }
-
 
 /* A msgpack writer that drops everything: notifications' replies are packed
  * into it so handlers need no special case. */
@@ -248,8 +247,7 @@ static void kick_idle_cb(uv_idle_t *h) {
 
 static void session_kick(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  if (inv_queue_linked(&sess->kick_node) || s == NULL || s->own_closed)
-    return;
+  if (inv_queue_linked(&sess->kick_node) || s == NULL || s->own_closed) return;
   inv_queue_insert_tail(&s->kick, &sess->kick_node);
   uv_idle_start(&s->kick_idle, kick_idle_cb);
 }
@@ -265,7 +263,8 @@ static void hs_add(session_t *sess) {
   inv_queue_insert_tail(&s->handshakes, &sess->hs_node);
   s->hs_live++;
   s->stats.tls_handshakes++;
-  if (s->stats.tls_handshakes > s->hs_peak) s->hs_peak = s->stats.tls_handshakes;
+  if (s->stats.tls_handshakes > s->hs_peak)
+    s->hs_peak = s->stats.tls_handshakes;
 }
 
 /* The handshake is over, done or closing: it no longer counts as live. A
@@ -292,8 +291,10 @@ static void hs_unlist(session_t *sess) {
 static void hs_maybe_trim(inv_rpc_server_t *s) {
   if (!inv_queue_empty(&s->handshakes) || s->hs_peak < INV__RPC_TRIM_AFTER)
     return;
-  inv_log_debug(s->log_ctx, "a burst of %zu TLS handshakes is over; "
-                "returning its memory", s->hs_peak);
+  inv_log_debug(s->log_ctx,
+                "a burst of %zu TLS handshakes is over; "
+                "returning its memory",
+                s->hs_peak);
   s->hs_peak = 0;
   malloc_trim(0);
 }
@@ -512,9 +513,9 @@ static void session_flush(session_t *sess) {
     if (sess->tls != NULL) {
       if (!sess->tls_failed &&
           (rc = inv_tls_write(sess->tls, &sess->out, &sess->wire)) != 0) {
-        inv_log_warn(s->log_ctx, "%s: TLS write failed: %s", sess->peer,
-                     rc == INV_ENOMEM ? "out of memory"
-                                      : inv_tls_errstr(sess->tls));
+        inv_log_warn(
+            s->log_ctx, "%s: TLS write failed: %s", sess->peer,
+            rc == INV_ENOMEM ? "out of memory" : inv_tls_errstr(sess->tls));
         session_close_hard(sess);
         return;
       }
@@ -550,9 +551,8 @@ static void session_flush(session_t *sess) {
 /* Packs an error for the session itself rather than for a request into b:
  * an error response when msgid is known, else the notification
  * [2, "error", [{"code": .., "message": ..}]]. Counts it per code. */
-static void pack_session_error(inv_rpc_server_t *s, inv_buf_t *b,
-                               int has_msgid, uint32_t msgid, int code,
-                               const char *message) {
+static void pack_session_error(inv_rpc_server_t *s, inv_buf_t *b, int has_msgid,
+                               uint32_t msgid, int code, const char *message) {
   msgpack_packer pk;
 
   msgpack_packer_init(&pk, b, inv_buf_msgpack_write);
@@ -571,8 +571,8 @@ static void pack_session_error(inv_rpc_server_t *s, inv_buf_t *b,
 }
 
 /* Queues an error for the session itself (see pack_session_error()). */
-static void session_send_error(session_t *sess, int has_msgid,
-                               uint32_t msgid, int code, const char *message) {
+static void session_send_error(session_t *sess, int has_msgid, uint32_t msgid,
+                               int code, const char *message) {
   inv_buf_t b = {0};
 
   pack_session_error(sess->server, &b, has_msgid, msgid, code, message);
@@ -592,8 +592,10 @@ static void session_refuse_plaintext(session_t *sess) {
   if (s->plaintext_logged_ms == 0 ||
       now - s->plaintext_logged_ms >= INV__RPC_PLAINTEXT_LOG_MS) {
     if (s->plaintext_unlogged > 0)
-      inv_log_warn(s->log_ctx, "%s: %s; closing (and %llu more since the "
-                   "last such line)", sess->peer, inv_tls_errstr(sess->tls),
+      inv_log_warn(s->log_ctx,
+                   "%s: %s; closing (and %llu more since the "
+                   "last such line)",
+                   sess->peer, inv_tls_errstr(sess->tls),
                    (unsigned long long)s->plaintext_unlogged);
     else
       inv_log_warn(s->log_ctx, "%s: %s; closing", sess->peer,
@@ -658,8 +660,8 @@ static void session_update_reading(session_t *sess) {
  * session says goodbye. */
 static void session_check_eof(session_t *sess) {
   inv_rpc_server_t *s = sess->server;
-  if (s == NULL || sess->state != SESS_OPEN || !sess->eof ||
-      sess->processing || sess->blocked || sess->pending > 0)
+  if (s == NULL || sess->state != SESS_OPEN || !sess->eof || sess->processing ||
+      sess->blocked || sess->pending > 0)
     return;
   if (sess->framer.err == 0 && sess->framer.len > sess->framer.pos)
     inv_log_debug(s->log_ctx, "%s: closed in the middle of a frame",
@@ -735,7 +737,8 @@ static inv_rpc_req_t *req_new(session_t *sess, const inv_msg_t *msg) {
 static int hello_token(const inv_msg_t *msg, const char **p, size_t *len) {
   const msgpack_object *tok;
 
-  if (msg->params.type != MSGPACK_OBJECT_ARRAY || msg->params.via.array.size < 1)
+  if (msg->params.type != MSGPACK_OBJECT_ARRAY ||
+      msg->params.via.array.size < 1)
     return 0;
   tok = inv_map_get(&msg->params.via.array.ptr[0], "token");
   if (tok == NULL || tok->type == MSGPACK_OBJECT_NIL) return 0;
@@ -761,8 +764,8 @@ static int hello_token_ok(const inv_rpc_server_t *s, const inv_msg_t *msg) {
 
 /* Asks the owner's auth_cb who hello authenticates; 1 with principal set,
  * 0 with why set. */
-static int hello_auth_cb(session_t *sess, const inv_msg_t *msg,
-                         char *principal, char *why) {
+static int hello_auth_cb(session_t *sess, const inv_msg_t *msg, char *principal,
+                         char *why) {
   inv_rpc_server_t *s = sess->server;
   char ids[INV__RPC_MAX_CERT_IDS][INV_TLS_ID_MAX];
   const char *idv[INV__RPC_MAX_CERT_IDS];
@@ -925,9 +928,9 @@ static void session_read_cb(uv_stream_t *stream, ssize_t nread,
     }
     if (rc != 0) {
       sess->tls_failed = 1;
-      inv_log_warn(s->log_ctx, "%s: TLS: %s; closing", sess->peer,
-                   rc == INV_ENOMEM ? "out of memory"
-                                    : inv_tls_errstr(sess->tls));
+      inv_log_warn(
+          s->log_ctx, "%s: TLS: %s; closing", sess->peer,
+          rc == INV_ENOMEM ? "out of memory" : inv_tls_errstr(sess->tls));
       inv_buf_reset(&sess->out);
       /* Send OpenSSL's alert, if any, then close. */
       if (sess->state == SESS_OPEN)
@@ -980,10 +983,11 @@ static void server_shed_handshake(inv_rpc_server_t *s) {
   now = uv_now(s->loop);
   if (s->shed_logged_ms == 0 ||
       now - s->shed_logged_ms >= INV__RPC_PLAINTEXT_LOG_MS) {
-    inv_log_warn(s->log_ctx, "%zu TLS handshakes in flight (tls-handshakes-max)"
+    inv_log_warn(s->log_ctx,
+                 "%zu TLS handshakes in flight (tls-handshakes-max)"
                  "; closing the oldest, %s (and %llu more since the last such "
-                 "line)", s->hs_live, old->peer,
-                 (unsigned long long)s->shed_unlogged);
+                 "line)",
+                 s->hs_live, old->peer, (unsigned long long)s->shed_unlogged);
     s->shed_logged_ms = now > 0 ? now : 1;
     s->shed_unlogged = 0;
   } else {
@@ -1046,10 +1050,9 @@ static void server_conn_cb(uv_stream_t *listener, int status) {
     }
     sess->rejecting = 1;
     s->nrejecting++;
-    inv_log_debug(s->log_ctx, "%s: over max-clients %zu; refusing",
-                  sess->peer, s->max_clients);
-    session_send_error(sess, 0, 0, INV_EBUSY,
-                       "too many clients; retry later");
+    inv_log_debug(s->log_ctx, "%s: over max-clients %zu; refusing", sess->peer,
+                  s->max_clients);
+    session_send_error(sess, 0, 0, INV_EBUSY, "too many clients; retry later");
     session_begin_close(sess, INV__RPC_REJECT_MS);
     return;
   }
@@ -1062,10 +1065,10 @@ static void server_conn_cb(uv_stream_t *listener, int status) {
   } else {
     server_shed_handshake(s);
     hs_add(sess);
-    session_arm_timer(sess, s->idle_timeout_ms > 0 &&
-                                    s->idle_timeout_ms < s->handshake_ms
-                                ? s->idle_timeout_ms
-                                : s->handshake_ms);
+    session_arm_timer(
+        sess, s->idle_timeout_ms > 0 && s->idle_timeout_ms < s->handshake_ms
+                  ? s->idle_timeout_ms
+                  : s->handshake_ms);
   }
   session_update_reading(sess);
 }
@@ -1118,9 +1121,7 @@ static int server_tls_ctx(const char *cert, const char *key, const char *ca,
   return rc;
 }
 
-static char *dup_or_null(const char *p) {
-  return p != NULL ? strdup(p) : NULL;
-}
+static char *dup_or_null(const char *p) { return p != NULL ? strdup(p) : NULL; }
 
 int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
                          const inv_rpc_server_opts_t *opts,
@@ -1153,8 +1154,8 @@ int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
   if (s->limits.max_items == 0) s->limits.max_items = def.max_items;
   s->max_clients = opts->max_clients;
   s->idle_timeout_ms = opts->idle_timeout_ms;
-  s->out_limit = opts->out_limit > 0 ? opts->out_limit
-                                     : INV__RPC_DEFAULT_OUT_LIMIT;
+  s->out_limit =
+      opts->out_limit > 0 ? opts->out_limit : INV__RPC_DEFAULT_OUT_LIMIT;
   s->auth_cb = opts->auth_cb;
   s->auth_data = opts->auth_data;
   s->handshakes_max = opts->tls_handshakes_max > 0 ? opts->tls_handshakes_max
@@ -1196,8 +1197,7 @@ int inv_rpc_server_start(uv_loop_t *loop, const inv_addr_t *addr,
     goto err;
   }
 
-  if ((rc = inv__listen_open(addr, &fd, &s->port, err, errlen)) != 0)
-    goto err;
+  if ((rc = inv__listen_open(addr, &fd, &s->port, err, errlen)) != 0) goto err;
 
   /* No step below fails for a socket that is already listening, so from
    * here on there is nothing to undo asynchronously. */
@@ -1235,7 +1235,7 @@ void inv_rpc_server_pause(inv_rpc_server_t *s, int paused) {
   if (s->paused == paused) return;
   s->paused = paused;
   INV_QUEUE_FOREACH(q, n, &s->sessions)
-    session_update_reading(INV_QUEUE_DATA(q, session_t, node));
+  session_update_reading(INV_QUEUE_DATA(q, session_t, node));
 }
 
 const inv_rpc_server_stats_t *inv_rpc_server_stats(const inv_rpc_server_t *s) {
@@ -1257,7 +1257,7 @@ static void server_linger_cb(uv_timer_t *t) {
   inv_rpc_server_t *s = t->data;
   inv_queue_t *q, *n;
   INV_QUEUE_FOREACH(q, n, &s->sessions)
-    session_close_hard(INV_QUEUE_DATA(q, session_t, node));
+  session_close_hard(INV_QUEUE_DATA(q, session_t, node));
 }
 
 void inv_rpc_server_close(inv_rpc_server_t *s, uint64_t linger_ms,
@@ -1287,7 +1287,8 @@ int inv_rpc_server_reload_tls(inv_rpc_server_t *s, const char *cert,
   int rc;
 
   if (s->tls_ctx == NULL) {
-    snprintf(err, errlen, "TLS was off at start; turning it on needs a "
+    snprintf(err, errlen,
+             "TLS was off at start; turning it on needs a "
              "restart");
     return INV_ECONFIG;
   }
@@ -1314,8 +1315,10 @@ size_t inv_rpc_server_revoke(inv_rpc_server_t *s,
        q = inv_queue_next(&s->sessions, q)) {
     session_t *sess = INV_QUEUE_DATA(q, session_t, node);
     if (!sess->authed || keep(data, sess->principal)) continue;
-    inv_log_info(s->log_ctx, "%s: %s is no longer known; the session must "
-                 "send hello again", sess->peer, sess->principal);
+    inv_log_info(s->log_ctx,
+                 "%s: %s is no longer known; the session must "
+                 "send hello again",
+                 sess->peer, sess->principal);
     sess->authed = 0;
     sess->principal[0] = '\0';
     n++;
@@ -1394,8 +1397,7 @@ void inv_rpc_reply_error(inv_rpc_req_t *req, int code, const char *fmt, ...) {
   if (!req->notify) {
     inv_buf_reset(&req->buf);
     msgpack_packer_init(&req->pk, &req->buf, inv_buf_msgpack_write);
-    inv_pack_response_error(&req->pk, req->msgid, inv_err_name(code),
-                            message);
+    inv_pack_response_error(&req->pk, req->msgid, inv_err_name(code), message);
   }
   req_finish(req, 0);
 }

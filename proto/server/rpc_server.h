@@ -84,36 +84,74 @@ typedef struct inv_rpc_req_s inv_rpc_req_t;
  * table, so the directives, bounds and help text exist once.
  */
 typedef struct inv_server_conf_s {
-  inv_addr_t listen;          /* port 0: the RPC port is disabled */
-  inv_addr_t metrics_listen;  /* port 0: /metrics is disabled */
-  int log_level;              /* index into inv_log_level_names */
+  inv_addr_t listen;         /* port 0: the RPC port is disabled */
+  inv_addr_t metrics_listen; /* port 0: /metrics is disabled */
+  int log_level;             /* index into inv_log_level_names */
   long long max_clients;
-  uint64_t idle_timeout_ms;   /* 0 disables */
+  uint64_t idle_timeout_ms; /* 0 disables */
   size_t max_message_bytes;
-  char *tls_cert;             /* PEM files; TLS is on when both are set */
+  char *tls_cert; /* PEM files; TLS is on when both are set */
   char *tls_key;
-  char *auth_token;           /* NULL or "": no authentication */
+  char *auth_token; /* NULL or "": no authentication */
 } inv_server_conf_t;
 
-#define INV_SERVER_CONF_ROWS(type, field, listen_default)                    \
-  {"listen", INV_CONF_ADDR, offsetof(type, field.listen), 0, 0,              \
-   listen_default, NULL, "address of the MessagePack-RPC port"},             \
-  {"metrics-listen", INV_CONF_ADDR, offsetof(type, field.metrics_listen), 0, \
-   0, NULL, NULL, "address of the Prometheus /metrics endpoint (off when unset)"}, \
-  {"log-level", INV_CONF_ENUM, offsetof(type, field.log_level), 0, 0, "info", \
-   inv_log_level_names, "debug, info, warn or error"},                       \
-  {"max-clients", INV_CONF_INT, offsetof(type, field.max_clients), 1,        \
-   1000000, "10000", NULL, "most concurrent client connections"},            \
-  {"idle-timeout", INV_CONF_MS, offsetof(type, field.idle_timeout_ms), 0,    \
-   86400000, "300s", NULL, "close a silent client after this long (0: never)"}, \
-  {"max-message-bytes", INV_CONF_SIZE, offsetof(type, field.max_message_bytes), \
-   1024, 64 * 1024 * 1024, "1m", NULL, "largest request frame accepted"},   \
-  {"tls-cert", INV_CONF_STRING, offsetof(type, field.tls_cert), 0, 0, NULL,  \
-   NULL, "PEM certificate chain; with tls-key, clients must speak TLS"},     \
-  {"tls-key", INV_CONF_STRING, offsetof(type, field.tls_key), 0, 0, NULL,    \
-   NULL, "PEM private key for tls-cert"},                                    \
-  {"auth-token", INV_CONF_SECRET, offsetof(type, field.auth_token), 0, 0,    \
-   NULL, NULL, "token clients must present in hello (off when unset)"}
+#define INV_SERVER_CONF_ROWS(type, field, listen_default)                       \
+  {"listen",       INV_CONF_ADDR, offsetof(type, field.listen),         0, 0,   \
+   listen_default, NULL,          "address of the MessagePack-RPC port"},       \
+      {"metrics-listen",                                                        \
+       INV_CONF_ADDR,                                                           \
+       offsetof(type, field.metrics_listen),                                    \
+       0,                                                                       \
+       0,                                                                       \
+       NULL,                                                                    \
+       NULL,                                                                    \
+       "address of the Prometheus /metrics endpoint (off when unset)"},         \
+      {"log-level", INV_CONF_ENUM,       offsetof(type, field.log_level), 0, 0, \
+       "info",      inv_log_level_names, "debug, info, warn or error"},         \
+      {"max-clients",                                                           \
+       INV_CONF_INT,                                                            \
+       offsetof(type, field.max_clients),                                       \
+       1,                                                                       \
+       1000000,                                                                 \
+       "10000",                                                                 \
+       NULL,                                                                    \
+       "most concurrent client connections"},                                   \
+      {"idle-timeout",                                                          \
+       INV_CONF_MS,                                                             \
+       offsetof(type, field.idle_timeout_ms),                                   \
+       0,                                                                       \
+       86400000,                                                                \
+       "300s",                                                                  \
+       NULL,                                                                    \
+       "close a silent client after this long (0: never)"},                     \
+      {"max-message-bytes",                                                     \
+       INV_CONF_SIZE,                                                           \
+       offsetof(type, field.max_message_bytes),                                 \
+       1024,                                                                    \
+       64 * 1024 * 1024,                                                        \
+       "1m",                                                                    \
+       NULL,                                                                    \
+       "largest request frame accepted"},                                       \
+      {"tls-cert",                                                              \
+       INV_CONF_STRING,                                                         \
+       offsetof(type, field.tls_cert),                                          \
+       0,                                                                       \
+       0,                                                                       \
+       NULL,                                                                    \
+       NULL,                                                                    \
+       "PEM certificate chain; with tls-key, clients must speak TLS"},          \
+      {"tls-key",                                                               \
+       INV_CONF_STRING,                                                         \
+       offsetof(type, field.tls_key),                                           \
+       0,                                                                       \
+       0,                                                                       \
+       NULL,                                                                    \
+       NULL,                                                                    \
+       "PEM private key for tls-cert"},                                         \
+  {                                                                             \
+    "auth-token", INV_CONF_SECRET, offsetof(type, field.auth_token), 0, 0,      \
+        NULL, NULL, "token clients must present in hello (off when unset)"      \
+  }
 
 /* Decides who a hello authenticates: token (NULL when hello has none) and
  * the identities of the verified client certificate (see
@@ -132,15 +170,15 @@ typedef struct inv_rpc_server_opts_s {
   inv_codec_limits_t limits;
   size_t max_clients;
   uint64_t idle_timeout_ms;
-  size_t out_limit;           /* default 4 MiB */
-  const char *tls_cert;       /* NULL: plain TCP */
+  size_t out_limit;     /* default 4 MiB */
+  const char *tls_cert; /* NULL: plain TCP */
   const char *tls_key;
-  const char *auth_token;     /* NULL: no authentication */
-  const char *log_ctx;        /* log context, e.g. "listener" */
-  const char *tls_client_ca;  /* NULL: no client certificates (no mTLS) */
-  size_t tls_handshakes_max;  /* 0: the default, 512 */
+  const char *auth_token;    /* NULL: no authentication */
+  const char *log_ctx;       /* log context, e.g. "listener" */
+  const char *tls_client_ca; /* NULL: no client certificates (no mTLS) */
+  size_t tls_handshakes_max; /* 0: the default, 512 */
   uint64_t tls_handshake_timeout_ms; /* 0: the default, 10 s */
-  inv_rpc_auth_cb auth_cb;    /* non-NULL: replaces auth_token */
+  inv_rpc_auth_cb auth_cb;           /* non-NULL: replaces auth_token */
   void *auth_data;
 } inv_rpc_server_opts_t;
 
@@ -161,9 +199,9 @@ typedef struct inv_rpc_server_stats_s {
   uint64_t requests;         /* requests and notifications decoded */
   uint64_t protocol_closes;  /* sessions closed for a framing error */
   uint64_t idle_closes;
-  uint64_t tls_plaintext_closes; /* plaintext first byte on the TLS port */
-  uint64_t tls_handshakes;       /* gauge: TLS handshakes in flight */
-  uint64_t tls_handshakes_shed;  /* closed by tls_handshakes_max */
+  uint64_t tls_plaintext_closes;   /* plaintext first byte on the TLS port */
+  uint64_t tls_handshakes;         /* gauge: TLS handshakes in flight */
+  uint64_t tls_handshakes_shed;    /* closed by tls_handshakes_max */
   uint64_t tls_handshake_timeouts; /* closed by the handshake timeout */
   uint64_t bytes_in, bytes_out;
 } inv_rpc_server_stats_t;
@@ -246,8 +284,8 @@ int inv_rpc_method_is(const inv_msg_t *msg, const char *name);
 
 /* One row of a daemon's method table. */
 typedef struct inv_rpc_method_s {
-  const char *name;       /* NULL ends the table */
-  inv_rpc_handler_cb cb;  /* called with the data given to the dispatch */
+  const char *name;      /* NULL ends the table */
+  inv_rpc_handler_cb cb; /* called with the data given to the dispatch */
 } inv_rpc_method_t;
 
 /* Calls the handler of the row of table that names msg's method, with
@@ -259,9 +297,9 @@ void inv_rpc_dispatch(inv_rpc_req_t *req, const inv_msg_t *msg,
 
 /* What a daemon says of itself in its hello answer. */
 typedef struct inv_rpc_hello_s {
-  const char *server;          /* "inval-publisher", "inval-worker" */
+  const char *server; /* "inval-publisher", "inval-worker" */
   uint64_t max_message_bytes;
-  int check_params;            /* 1: params must be [{"proto": 1, ...}] */
+  int check_params; /* 1: params must be [{"proto": 1, ...}] */
 } inv_rpc_hello_t;
 
 /*
@@ -275,7 +313,6 @@ typedef struct inv_rpc_hello_s {
  * (see auth_token above), not here.
  */
 msgpack_packer *inv_rpc_hello_begin(inv_rpc_req_t *req, const inv_msg_t *msg,
-                                    const inv_rpc_hello_t *hello,
-                                    size_t extra);
+                                    const inv_rpc_hello_t *hello, size_t extra);
 
 #endif

@@ -21,13 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Aborts on a broken invariant, which both libFuzzer and the replay driver
  * report as a failure (with ASan's stack trace in sanitizer builds). */
-#define FUZZ_ASSERT(cond)                                                     \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,   \
-              #cond);                                                         \
-      abort();                                                                \
-    }                                                                         \
+#define FUZZ_ASSERT(cond)                                                  \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
+              #cond);                                                      \
+      abort();                                                             \
+    }                                                                      \
   } while (0)
 
 /* xorshift64*: small, deterministic, good enough to pick sizes and

@@ -35,7 +35,6 @@
 #include "proto/log_shard.h"
 #include "tests/fuzz/fuzz.h"
 
-
 static int sbuf_write(void *data, const char *buf, size_t len) {
   return msgpack_sbuffer_write(data, buf, len);
 }
@@ -60,8 +59,7 @@ static void check_event(const inv_event_t *ev, const inv_event_rules_t *rules) {
   msgpack_unpacked_init(&u);
   FUZZ_ASSERT(msgpack_unpack_next(&u, sb.data, sb.size, &off) ==
               MSGPACK_UNPACK_SUCCESS);
-  FUZZ_ASSERT(inv_event_parse(&u.data, rules, 0, &back, err, sizeof(err)) ==
-              0);
+  FUZZ_ASSERT(inv_event_parse(&u.data, rules, 0, &back, err, sizeof(err)) == 0);
   FUZZ_ASSERT(back.kind == ev->kind && back.mode == ev->mode &&
               back.target_len == ev->target_len);
   FUZZ_ASSERT(back.target_len == 0 ||

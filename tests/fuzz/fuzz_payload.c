@@ -2,8 +2,9 @@
  * Fuzz target for what a worker runs on whatever arrives on the channels
  * and in the log: inv_payload_decode on arbitrary bytes, then, for a
  * payload that decodes, what the worker does next with it: a broadcast's
- * entry ids parsed as stream ids, and every event turned into the keys and patterns it
- * deletes (slots, lock and stale names, the prefix and cover patterns).
+ * entry ids parsed as stream ids, and every event turned into the keys and
+ * patterns it deletes (slots, lock and stale names, the prefix and cover
+ * patterns).
  *
  * Invariants:
  *   - decoding yields 0, INV_EPROTO with a reason, or INV_ENOMEM, and
@@ -126,8 +127,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < p.nevents; i++) {
       const inv_event_t *ev = &p.events[i];
       FUZZ_ASSERT(ev->kind <= INV_KIND_PATTERN && ev->mode <= INV_MODE_SOFT);
-      FUZZ_ASSERT(ev->target_len == 0 ||
-                  (ev->target >= in && ev->target + ev->target_len <= in + size));
+      FUZZ_ASSERT(
+          ev->target_len == 0 ||
+          (ev->target >= in && ev->target + ev->target_len <= in + size));
       if (ev->kind == INV_KIND_KEY) {
         check_key(ev->target, ev->target_len);
       } else if (ev->kind == INV_KIND_PATTERN) {

@@ -15,8 +15,9 @@
 /* Kept step by step as Redis writes it, pointer arithmetic included. The
  * pattern must be NUL-terminated past patternLen, as an sds string is: the
  * algorithm peeks at the terminator. */
-static int glob_ref_impl(const char *pattern, int patternLen, const char *string,
-                    int stringLen, int *skipLongerMatches, int nesting) {
+static int glob_ref_impl(const char *pattern, int patternLen,
+                         const char *string, int stringLen,
+                         int *skipLongerMatches, int nesting) {
   if (nesting > 1000) return 0;
   while (patternLen && stringLen) {
     switch (pattern[0]) {
@@ -45,7 +46,7 @@ static int glob_ref_impl(const char *pattern, int patternLen, const char *string
         pattern++;
         patternLen--;
         not = pattern[0] == '^';
-        if (not) {
+        if (not ) {
           pattern++;
           patternLen--;
         }
@@ -79,7 +80,7 @@ static int glob_ref_impl(const char *pattern, int patternLen, const char *string
           pattern++;
           patternLen--;
         }
-        if (not) match = !match;
+        if (not ) match = !match;
         if (!match) return 0;
         string++;
         stringLen--;

@@ -181,7 +181,8 @@ static void mutate(unsigned char *buf, size_t *len, size_t max,
 }
 
 int main(int argc, char **argv) {
-  const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  const char *prog =
+      strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   long iterations = argc > 2 ? atol(argv[2]) : 100000;
   input_t *corpus = NULL;
   unsigned char buf[REPLAY_MAX_INPUT];
@@ -200,7 +201,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (int i = 0; i < n; i++) LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].len);
+  for (int i = 0; i < n; i++)
+    LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].len);
   for (long i = 0; i < iterations; i++) {
     const input_t *base = &corpus[fuzz_rng_next(&s) % (uint64_t)n];
     const input_t *other = &corpus[fuzz_rng_next(&s) % (uint64_t)n];
@@ -212,7 +214,8 @@ int main(int argc, char **argv) {
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   printf("%s: %d corpus files, %ld mutations, %.2f s\n", prog, n, iterations,
-         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+         (double)(t1.tv_sec - t0.tv_sec) +
+             (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
   for (int i = 0; i < n; i++) free(corpus[i].data);
   free(corpus);
   return 0;

@@ -121,10 +121,13 @@ static int read_source(inv_cache_redis_t *src, char **data, size_t *len) {
   const char *argv[2] = {"GET", source_key};
   size_t lens[2] = {3, strlen(source_key)};
   redisReply *rep;
-  int rc = inv_cache_redis_command(src, source_key, lens[1], 2, argv, lens, &rep);
+  int rc =
+      inv_cache_redis_command(src, source_key, lens[1], 2, argv, lens, &rep);
   if (rc != 0) return rc;
-  if (rep->type == REDIS_REPLY_STRING) rc = dup_value(rep->str, rep->len, data, len);
-  else rc = dup_value("none", 4, data, len);
+  if (rep->type == REDIS_REPLY_STRING)
+    rc = dup_value(rep->str, rep->len, data, len);
+  else
+    rc = dup_value("none", 4, data, len);
   freeReplyObject(rep);
   return rc;
 }
@@ -159,7 +162,8 @@ static int slow_source_regen(void *arg, const char *k, size_t klen, char **data,
   (void)klen;
   atomic_fetch_add(&regenerations, 1);
   int rc = read_source(t->src, data, len);
-  if (rc == 0 && regen_max_ms > 0) sleep_ms(rand_r(&t->seed) % (regen_max_ms + 1));
+  if (rc == 0 && regen_max_ms > 0)
+    sleep_ms(rand_r(&t->seed) % (regen_max_ms + 1));
   return rc;
 }
 
@@ -231,9 +235,11 @@ static int run_fenced(void) {
   copts.stats = &st;
   int rc = inv_cache_get_or_fill(r, key, strlen(key), ttl_ms, fenced_regen, src,
                                  &copts, &v);
-  if (rc != 0) printf("error %s\n", inv_err_name(rc));
-  else printf("source %s\nvalue %.*s\n", inv_cache_source_name(v.source),
-              (int)v.len, v.data);
+  if (rc != 0)
+    printf("error %s\n", inv_err_name(rc));
+  else
+    printf("source %s\nvalue %.*s\n", inv_cache_source_name(v.source),
+           (int)v.len, v.data);
   print_stats(&st);
   inv_cache_value_free(&v);
   inv_cache_redis_close(src);
@@ -300,8 +306,8 @@ static int run_threads(int stampede) {
     if (!stampede || ts[i].rc != 0 || ts[i].v.data == NULL) continue;
     long n = 0;
     for (long j = i; j < threads; j++) {
-      if (ts[j].rc == 0 && ts[j].v.data != NULL && ts[j].v.source == ts[i].v.source &&
-          ts[j].v.len == ts[i].v.len &&
+      if (ts[j].rc == 0 && ts[j].v.data != NULL &&
+          ts[j].v.source == ts[i].v.source && ts[j].v.len == ts[i].v.len &&
           memcmp(ts[j].v.data, ts[i].v.data, ts[i].v.len) == 0) {
         n++;
         if (j != i) inv_cache_value_free(&ts[j].v);
@@ -313,7 +319,8 @@ static int run_threads(int stampede) {
   }
   print_stats(&sum);
   uint64_t redirects = 0;
-  for (long i = 0; i < threads; i++) redirects += inv_cache_redis_redirects(ts[i].r);
+  for (long i = 0; i < threads; i++)
+    redirects += inv_cache_redis_redirects(ts[i].r);
   printf("redirects %llu\n", (unsigned long long)redirects);
   for (long i = 0; i < threads; i++) {
     inv_cache_value_free(&ts[i].v);
@@ -349,9 +356,10 @@ static int plain_command(hot_reader_t *t, const char *k, size_t klen, int argc,
   redisReply *rep;
   int rc = inv_cache_redis_command(t->r, k, klen, argc, argv, lens, &rep);
   if (rc != 0) return rc;
-  rc = rep->type == REDIS_REPLY_STRING                                 ? 1
-       : rep->type == REDIS_REPLY_NIL || rep->type == REDIS_REPLY_STATUS ? 0
-                                                                        : INV_EREDIS;
+  rc = rep->type == REDIS_REPLY_STRING ? 1
+       : rep->type == REDIS_REPLY_NIL || rep->type == REDIS_REPLY_STATUS
+           ? 0
+           : INV_EREDIS;
   freeReplyObject(rep);
   return rc;
 }
@@ -361,7 +369,8 @@ static int plain_command(hot_reader_t *t, const char *k, size_t klen, int argc,
  * stops concurrent readers of a missing key from all regenerating, which is
  * the stampede being measured. Returns 0 with *source (hit, or unlocked for
  * a regenerating read) or a negative code. */
-static int plain_read(hot_reader_t *t, const char *k, inv_cache_source_t *source) {
+static int plain_read(hot_reader_t *t, const char *k,
+                      inv_cache_source_t *source) {
   size_t klen = strlen(k);
   const char *get[2] = {"GET", k};
   size_t getlens[2] = {3, klen};
@@ -386,7 +395,8 @@ static int plain_read(hot_reader_t *t, const char *k, inv_cache_source_t *source
 
 /* One read through the product's read path with the tool's options (the
  * library's defaults unless given). Returns 0 with *source, or its code. */
-static int inval_read(hot_reader_t *t, const char *k, inv_cache_source_t *source) {
+static int inval_read(hot_reader_t *t, const char *k,
+                      inv_cache_source_t *source) {
   inv_cache_opts_t o = copts;
   inv_cache_value_t v;
   o.stats = &t->st;
@@ -404,7 +414,8 @@ static void *hot_thread(void *arg) {
   pthread_barrier_wait(&barrier);
   uint64_t end = inv_now_us() + (uint64_t)(hot_seconds * 1e6);
   for (uint64_t t0 = inv_now_us(); t0 < end; t0 = inv_now_us()) {
-    const char *k = hot_names[(unsigned long)rand_r(&t->seed) % (unsigned long)hot_keys];
+    const char *k =
+        hot_names[(unsigned long)rand_r(&t->seed) % (unsigned long)hot_keys];
     inv_cache_source_t source = INV_CACHE_HIT;
     int rc = hot_plain ? plain_read(t, k, &source) : inval_read(t, k, &source);
     if (rc != 0) {
@@ -445,24 +456,30 @@ static void hot_report(hot_reader_t *ts) {
     for (int s = 0; s < HOT_SOURCES; s++)
       inv_latency_merge(&by_source[s], &ts[i].by_source[s]);
   }
-  printf("{\"mode\": \"%s\", \"threads\": %ld, \"seconds\": %g, "
-         "\"keys\": %ld, \"regen_ms\": %ld,\n \"reads\": %" PRIu64
-         ", \"regenerations\": %ld, \"errors\": %" PRIu64,
-         hot_plain ? "plain" : "inval", threads, hot_seconds, hot_keys,
-         regen_ms, reads, (long)atomic_load(&regenerations), errors);
-  if (first_error != 0) printf(", \"first_error\": \"%s\"", inv_err_name(first_error));
-  else printf(", \"first_error\": null");
+  printf(
+      "{\"mode\": \"%s\", \"threads\": %ld, \"seconds\": %g, "
+      "\"keys\": %ld, \"regen_ms\": %ld,\n \"reads\": %" PRIu64
+      ", \"regenerations\": %ld, \"errors\": %" PRIu64,
+      hot_plain ? "plain" : "inval", threads, hot_seconds, hot_keys, regen_ms,
+      reads, (long)atomic_load(&regenerations), errors);
+  if (first_error != 0)
+    printf(", \"first_error\": \"%s\"", inv_err_name(first_error));
+  else
+    printf(", \"first_error\": null");
   printf(",\n \"latency_us\": ");
   json_latency(&all);
   printf(",\n \"by_source\": {");
   for (int s = 0, n = 0; s < HOT_SOURCES; s++) {
     if (by_source[s].count == 0) continue;
-    printf("%s\"%s\": ", n++ ? ",\n   " : "", inv_cache_source_name((inv_cache_source_t)s));
+    printf("%s\"%s\": ", n++ ? ",\n   " : "",
+           inv_cache_source_name((inv_cache_source_t)s));
     json_latency(&by_source[s]);
   }
   printf("},\n \"read_path\": ");
-  if (hot_plain) printf("null");
-  else json_stats(&sum);
+  if (hot_plain)
+    printf("null");
+  else
+    json_stats(&sum);
   printf(",\n \"redirects\": %" PRIu64 "}\n", redirects);
 }
 
@@ -527,11 +544,13 @@ static int parse_long(const char *s, long min, long max, long *out) {
 }
 
 static int usage(const char *why) {
-  fprintf(stderr, "cache_check: %s\nusage: cache_check get|stampede|fenced|readers "
+  fprintf(stderr,
+          "cache_check: %s\nusage: cache_check get|stampede|fenced|readers "
           "-r HOST:PORT[,..] -k KEY [options]\n"
           "       cache_check hotkeys -r HOST:PORT[,..] --mode inval|plain "
           "--threads N --seconds S --keys K [--regen-ms R] [options]\n"
-          "(see tests/tools/cache_check.c's header)\n", why);
+          "(see tests/tools/cache_check.c's header)\n",
+          why);
   return 2;
 }
 
@@ -550,17 +569,27 @@ int main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--no-stale") == 0) { copts.no_stale = 1; continue; }
-    if (strcmp(a, "--fail") == 0) { fail_regen = 1; continue; }
+    if (strcmp(a, "--no-stale") == 0) {
+      copts.no_stale = 1;
+      continue;
+    }
+    if (strcmp(a, "--fail") == 0) {
+      fail_regen = 1;
+      continue;
+    }
     if (next == NULL) return usage(a);
     i++;
     if (strcmp(a, "-r") == 0) {
       snprintf(seedbuf, sizeof(seedbuf), "%s", next);
-      for (char *tok = strtok(seedbuf, ","); tok && nseeds < MAX_SEEDS; tok = strtok(NULL, ","))
+      for (char *tok = strtok(seedbuf, ","); tok && nseeds < MAX_SEEDS;
+           tok = strtok(NULL, ","))
         seeds[nseeds++] = tok;
-    } else if (strcmp(a, "-k") == 0) key = next;
-    else if (strcmp(a, "-v") == 0) value = next;
-    else if (strcmp(a, "-s") == 0) source_key = next;
+    } else if (strcmp(a, "-k") == 0)
+      key = next;
+    else if (strcmp(a, "-v") == 0)
+      value = next;
+    else if (strcmp(a, "-s") == 0)
+      source_key = next;
     else if (strcmp(a, "--threads") == 0) {
       if (parse_long(next, 1, MAX_THREADS, &threads) != 0)
         return usage("--threads: not a number in 1..1000");
@@ -574,17 +603,24 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--seconds") == 0) {
       char *end;
       hot_seconds = strtod(next, &end);
-      if (end == next || *end != '\0' || !(hot_seconds > 0 && hot_seconds <= 86400))
+      if (end == next || *end != '\0' ||
+          !(hot_seconds > 0 && hot_seconds <= 86400))
         return usage("--seconds: not a number in (0, 86400]");
     } else if (strcmp(a, "--keys") == 0) {
       if (parse_long(next, 1, 1000000, &hot_keys) != 0)
         return usage("--keys: not a number in 1..1000000");
-    } else if (strcmp(a, "--key-prefix") == 0) hot_prefix = next;
-    else if (strcmp(a, "--regen-max-ms") == 0) regen_max_ms = atol(next);
-    else if (strcmp(a, "--ttl-ms") == 0) ttl_ms = strtoull(next, NULL, 10);
-    else if (strcmp(a, "--lock-ttl-ms") == 0) copts.lock_ttl_ms = strtoull(next, NULL, 10);
-    else if (strcmp(a, "--wait-ms") == 0) copts.wait_ms = strtoull(next, NULL, 10);
-    else return usage(a);
+    } else if (strcmp(a, "--key-prefix") == 0)
+      hot_prefix = next;
+    else if (strcmp(a, "--regen-max-ms") == 0)
+      regen_max_ms = atol(next);
+    else if (strcmp(a, "--ttl-ms") == 0)
+      ttl_ms = strtoull(next, NULL, 10);
+    else if (strcmp(a, "--lock-ttl-ms") == 0)
+      copts.lock_ttl_ms = strtoull(next, NULL, 10);
+    else if (strcmp(a, "--wait-ms") == 0)
+      copts.wait_ms = strtoull(next, NULL, 10);
+    else
+      return usage(a);
   }
   if (nseeds == 0) return usage("-r is required");
   if (strcmp(mode, "hotkeys") == 0) {
@@ -593,8 +629,10 @@ int main(int argc, char **argv) {
   }
   if (key == NULL) return usage("-k is required");
   if (strcmp(mode, "get") == 0) return run_get();
-  if (strcmp(mode, "fenced") == 0) return source_key ? run_fenced() : usage("-s");
+  if (strcmp(mode, "fenced") == 0)
+    return source_key ? run_fenced() : usage("-s");
   if (strcmp(mode, "stampede") == 0) return run_threads(1);
-  if (strcmp(mode, "readers") == 0) return source_key ? run_threads(0) : usage("-s");
+  if (strcmp(mode, "readers") == 0)
+    return source_key ? run_threads(0) : usage("-s");
   return usage("unknown mode");
 }

@@ -26,11 +26,11 @@
 #include "inval/client.h"
 #include "proto/event.h"
 
-#define FAIL(...)                                                              \
-  do {                                                                         \
-    fprintf(stderr, "client_check: " __VA_ARGS__);                             \
-    fputc('\n', stderr);                                                       \
-    goto out;                                                                  \
+#define FAIL(...)                                  \
+  do {                                             \
+    fprintf(stderr, "client_check: " __VA_ARGS__); \
+    fputc('\n', stderr);                           \
+    goto out;                                      \
   } while (0)
 
 /* Returns 1 when ack names at least one shard entry, its shards ascend,
@@ -144,8 +144,8 @@ static int mode_pipeline(const char *host, int port, long total, long batch,
       if (r.err != 0) FAIL("error reply: %s: %s", r.errname, r.errstr);
       if (!r.has_ack) FAIL("reply %" PRIu32 " is not an ack", r.msgid);
       if (!ack_ids_ok(&r.ack))
-        FAIL("ack %" PRIu32 ": id %s is not the newest of its %zu ids",
-             r.msgid, r.ack.id, r.ack.nids);
+        FAIL("ack %" PRIu32 ": id %s is not the newest of its %zu ids", r.msgid,
+             r.ack.id, r.ack.nids);
       if (idset_put(&ids, r.msgid, 0) != 1)
         FAIL("reply for msgid %" PRIu32 " that is not outstanding", r.msgid);
       acked += (long)r.ack.accepted;
@@ -153,10 +153,12 @@ static int mode_pipeline(const char *host, int port, long total, long batch,
     }
   }
   if (acked != total) FAIL("acked %ld of %ld events", acked, total);
-  if (replies != requests) FAIL("%ld replies to %ld requests", replies, requests);
-  printf("{\"events\": %ld, \"requests\": %ld, \"acked\": %ld, "
-         "\"max_outstanding\": %zu, \"seconds\": %.3f}\n",
-         total, requests, acked, max_seen, now_s() - t0);
+  if (replies != requests)
+    FAIL("%ld replies to %ld requests", replies, requests);
+  printf(
+      "{\"events\": %ld, \"requests\": %ld, \"acked\": %ld, "
+      "\"max_outstanding\": %zu, \"seconds\": %.3f}\n",
+      total, requests, acked, max_seen, now_s() - t0);
   ok = 1;
 out:
   free(evs);
@@ -178,7 +180,8 @@ static int mode_bound(const char *host, int port) {
     if (rc != 0) FAIL("send %d: %s", i, inv_err_name(rc));
   }
   rc = inv_client_send_invalidate(c, &ev, 1, NULL);
-  if (rc != INV_EBUSY) FAIL("a fifth request gave %s, not EBUSY", inv_err_name(rc));
+  if (rc != INV_EBUSY)
+    FAIL("a fifth request gave %s, not EBUSY", inv_err_name(rc));
   if (strstr(inv_client_errstr(c), "waiting for replies") == NULL)
     FAIL("unclear EBUSY message: %s", inv_client_errstr(c));
   /* A blocking call while four replies are pending: they are kept. */
@@ -196,7 +199,8 @@ static int mode_bound(const char *host, int port) {
     got++;
   }
   rc = inv_client_next_reply(c, 100, &r);
-  if (rc != INV_EINVAL) FAIL("next_reply with nothing outstanding: %s", inv_err_name(rc));
+  if (rc != INV_EINVAL)
+    FAIL("next_reply with nothing outstanding: %s", inv_err_name(rc));
   /* The notification was never answered; the connection still works. */
   rc = inv_client_ping(c);
   if (rc != 0) FAIL("ping after notify: %s", inv_err_name(rc));
@@ -222,7 +226,8 @@ static int mode_errors(const char *host, int port) {
   printf("{\"code\": \"%s\", \"message\": \"%s\"", inv_client_errname(c),
          inv_client_errstr(c));
   rc = inv_client_call(c, "nosuch", NULL, 0, &res);
-  if (rc != INV_ENOMETHOD || res != NULL) FAIL("nosuch gave %s", inv_err_name(rc));
+  if (rc != INV_ENOMETHOD || res != NULL)
+    FAIL("nosuch gave %s", inv_err_name(rc));
   /* The connection survives error replies. */
   ev.target = "cc:ok";
   ev.target_len = 5;
@@ -270,6 +275,7 @@ int main(int argc, char **argv) {
     return mode_errors(argv[2], atoi(argv[3]));
   if (argc == 4 && strcmp(argv[1], "connect") == 0)
     return mode_connect(argv[2], atoi(argv[3]));
-  fprintf(stderr, "usage: client_check pipeline|bound|errors|connect HOST PORT ...\n");
+  fprintf(stderr,
+          "usage: client_check pipeline|bound|errors|connect HOST PORT ...\n");
   return 2;
 }

@@ -84,7 +84,8 @@ static int batch(void) {
     const blob_t *pat = &items[p];
     for (size_t k = 0; k < nk; k++) {
       const blob_t *key = &items[np + k];
-      row[k] = inv_glob_match(pat->data, pat->len, key->data, key->len) ? '1' : '0';
+      row[k] =
+          inv_glob_match(pat->data, pat->len, key->data, key->len) ? '1' : '0';
     }
     row[nk] = '\0';
     printf("%d %d %d %s\n", inv_glob_check(pat->data, pat->len) == 0,

@@ -90,9 +90,7 @@ static void watchdog_start(uint64_t ms) {
   uv_timer_start(&watchdog, watchdog_cb, ms, 0);
 }
 
-static void watchdog_stop(void) {
-  uv_close((uv_handle_t *)&watchdog, NULL);
-}
+static void watchdog_stop(void) { uv_close((uv_handle_t *)&watchdog, NULL); }
 
 static uint64_t now_ms(void) { return uv_now(loop); }
 
@@ -131,8 +129,7 @@ static void later_cb(uv_timer_t *h) {
 
 static void later(uint64_t ms, void (*fn)(void *), void *arg) {
   later_t *l = malloc(sizeof(*l));
-  if (l == NULL)
-    abort();
+  if (l == NULL) abort();
   l->fn = fn;
   l->arg = arg;
   uv_timer_init(loop, &l->t);
@@ -164,9 +161,9 @@ static int scenario_parse(void) {
       rd.port != 7001)
     fail("MOVED with empty host not parsed");
   {
-    static const char *bad[] = {"MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h",
-                                "MOVED 1 h:0", "ASK 1", "ERR MOVED 1 h:2",
-                                "TRYAGAIN x", "MOVED 1 h:70000"};
+    static const char *bad[] = {
+        "MOVED 16384 h:1", "MOVED x h:1",     "MOVED 1 h",  "MOVED 1 h:0",
+        "ASK 1",           "ERR MOVED 1 h:2", "TRYAGAIN x", "MOVED 1 h:70000"};
     size_t i;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
       rep.str = (char *)bad[i];
@@ -210,8 +207,7 @@ static struct {
 static void pl_closed(void *d) {
   (void)d;
   pl.closed++;
-  if (pl.closed == 2)
-    watchdog_stop();
+  if (pl.closed == 2) watchdog_stop();
 }
 
 static void pl_bin_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
@@ -277,15 +273,13 @@ static void pl_incr_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 static void pl_del_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   (void)r;
   (void)d;
-  if (err != 0 || rep->type != REDIS_REPLY_INTEGER)
-    fail("DEL failed");
+  if (err != 0 || rep->type != REDIS_REPLY_INTEGER) fail("DEL failed");
 }
 
 static void pl_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   int i, rc;
   (void)d;
-  if (ev != INV_REDIS_CONNECTED || pl.started)
-    return;
+  if (ev != INV_REDIS_CONNECTED || pl.started) return;
   pl.started = 1;
   if (inv_redis_command(r, pl_del_cb, NULL, "DEL %s", "pl:counter") != 0)
     fail("DEL not queued");
@@ -304,8 +298,7 @@ static void pl_small_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   if (err != 0 || !reply_is(rep, REDIS_REPLY_STATUS, "PONG"))
     fail("PING failed on the small connection");
   if (++pl.small_replies == 10) {
-    if (inv_redis_pending(r) != 0)
-      fail("pending not 0 after the replies");
+    if (inv_redis_pending(r) != 0) fail("pending not 0 after the replies");
     inv_redis_close(r, pl_closed, NULL);
   }
 }
@@ -313,8 +306,7 @@ static void pl_small_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 static void pl_small_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   int i, rc;
   (void)d;
-  if (ev != INV_REDIS_CONNECTED || pl.small_started)
-    return;
+  if (ev != INV_REDIS_CONNECTED || pl.small_started) return;
   pl.small_started = 1;
   for (i = 0; i < 10; i++)
     if (inv_redis_command(r, pl_small_cb, NULL, "PING") != 0)
@@ -398,8 +390,7 @@ static void rc_ping_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 static void rc_tick(uv_timer_t *h) {
   int rc;
   (void)h;
-  if (rc_.done)
-    return;
+  if (rc_.done) return;
   rc = inv_redis_command(rc_.r, rc_ping_cb, NULL, "PING");
   if (rc == INV_ECLOSED)
     rc_.ping_closed_sync++;
@@ -412,8 +403,7 @@ static void rc_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   if (ev == INV_REDIS_DISCONNECTED) {
     rc_.disconnected++;
     say("event=disconnected pending=%zu", inv_redis_pending(r));
-    if (inv_redis_is_connected(r))
-      fail("connected during DISCONNECTED");
+    if (inv_redis_is_connected(r)) fail("connected during DISCONNECTED");
     return;
   }
   rc_.connected++;
@@ -453,8 +443,7 @@ static struct {
 
 static void to_closed(void *d) {
   (void)d;
-  if (++to.closed == 2)
-    watchdog_stop();
+  if (++to.closed == 2) watchdog_stop();
 }
 
 static void to_retry(void *arg);
@@ -463,8 +452,7 @@ static void to_recover_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   const inv_redis_stats_t *st;
   (void)d;
   if (err != 0) {
-    if (err == INV_ETIMEDOUT)
-      to.timeouts_seen++;
+    if (err == INV_ETIMEDOUT) to.timeouts_seen++;
     later(100, to_retry, NULL); /* still paused: try again */
     return;
   }
@@ -474,10 +462,8 @@ static void to_recover_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   say("recovered_after_ms=%llu timeouts=%llu reconnects=%llu",
       (unsigned long long)(now_ms() - to.sent_at),
       (unsigned long long)st->timeouts, (unsigned long long)st->reconnects);
-  if (st->timeouts < 1)
-    fail("timeouts stat is 0");
-  if (st->reconnects < 1)
-    fail("no reconnect after the timeout");
+  if (st->timeouts < 1) fail("timeouts stat is 0");
+  if (st->reconnects < 1) fail("no reconnect after the timeout");
   to.done = 1;
   inv_redis_close(to.r, to_closed, NULL);
   inv_redis_close(to.ctl, to_closed, NULL);
@@ -485,8 +471,7 @@ static void to_recover_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 
 static void to_retry(void *arg) {
   (void)arg;
-  if (to.done)
-    return;
+  if (to.done) return;
   if (inv_redis_command(to.r, to_recover_cb, NULL, "PING") != 0)
     later(100, to_retry, NULL);
 }
@@ -532,8 +517,7 @@ static void to_pause_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 
 static void to_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   (void)d;
-  if (ev != INV_REDIS_CONNECTED)
-    return;
+  if (ev != INV_REDIS_CONNECTED) return;
   if (r == to.ctl)
     to.ctl_up = 1;
   else
@@ -573,8 +557,7 @@ static struct {
 
 static void sb_closed(void *d) {
   (void)d;
-  if (++sb.closed == 2)
-    watchdog_stop();
+  if (++sb.closed == 2) watchdog_stop();
 }
 
 static void sb_get_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
@@ -639,8 +622,7 @@ static void sb_push(inv_redis_t *r, redisReply *msg, void *d) {
 
 static void sb_publish(void) {
   int i;
-  if (sb.started || sb.confirms < 4 || !sb.pub_up || !sb.pong)
-    return;
+  if (sb.started || sb.confirms < 4 || !sb.pub_up || !sb.pong) return;
   sb.started = 1;
   inv_redis_command(sb.pub, NULL, NULL, "SET sb:key after");
   for (i = 0; i < SUB_N; i++)
@@ -676,8 +658,7 @@ static void sb_pong_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 
 static void sb_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   (void)d;
-  if (ev != INV_REDIS_CONNECTED)
-    return;
+  if (ev != INV_REDIS_CONNECTED) return;
   if (r == sb.pub) {
     sb.pub_up = 1;
     sb_publish();
@@ -685,7 +666,8 @@ static void sb_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   }
   if (inv_redis_subscribe(r, "sb:chan", sb_confirm_cb, (void *)0) != 0 ||
       inv_redis_command(r, sb_confirm_cb, (void *)1, "PSUBSCRIBE sb:p*") != 0 ||
-      inv_redis_command(r, sb_confirm_cb, (void *)2, "SUBSCRIBE sb:other") != 0 ||
+      inv_redis_command(r, sb_confirm_cb, (void *)2, "SUBSCRIBE sb:other") !=
+          0 ||
       inv_redis_command(r, sb_pong_cb, NULL, "PING") != 0)
     fail("subscribe commands not queued");
   /* The third confirmation counts 3; a fourth for a second channel. */
@@ -724,12 +706,10 @@ static void re_closed(void *d) {
         re.b_closed, re.c_events, re.d_ok, re.e_closed, re.f_after_reset,
         re.g_msgs);
     if (re.a_ok != 10 || re.a_closed_err != 990 || re.a_late)
-      fail("close inside a reply callback: %d ok, %d ECLOSED, %d late",
-           re.a_ok, re.a_closed_err, re.a_late);
-    if (re.c_events != 0)
-      fail("events on a connection to a dead port");
-    if (re.d_ok != 1)
-      fail("resolver path did not work");
+      fail("close inside a reply callback: %d ok, %d ECLOSED, %d late", re.a_ok,
+           re.a_closed_err, re.a_late);
+    if (re.c_events != 0) fail("events on a connection to a dead port");
+    if (re.d_ok != 1) fail("resolver path did not work");
     if (re.f_after_reset != 1)
       fail("reset inside a callback did not reconnect");
     if (re.g_msgs != 10)
@@ -760,8 +740,7 @@ static void re_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   int i;
   (void)d;
   if (r == re.a && ev == INV_REDIS_CONNECTED) {
-    for (i = 0; i < 1000; i++)
-      inv_redis_command(r, re_a_cb, NULL, "PING");
+    for (i = 0; i < 1000; i++) inv_redis_command(r, re_a_cb, NULL, "PING");
   } else if (r == re.b && ev == INV_REDIS_CONNECTED) {
     inv_redis_command(r, NULL, NULL, "PING");
     inv_redis_close(r, re_closed, &re.b_closed);
@@ -777,15 +756,13 @@ static void re_c_close(void *arg) {
 
 static void re_d_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   (void)d;
-  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "PONG"))
-    re.d_ok++;
+  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "PONG")) re.d_ok++;
   inv_redis_close(r, re_closed, &re.d_closed);
 }
 
 static void re_d_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   (void)d;
-  if (ev == INV_REDIS_CONNECTED)
-    inv_redis_command(r, re_d_cb, NULL, "PING");
+  if (ev == INV_REDIS_CONNECTED) inv_redis_command(r, re_d_cb, NULL, "PING");
 }
 
 static void re_f_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
@@ -801,8 +778,7 @@ static void re_f_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 
 static void re_f_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   (void)d;
-  if (ev != INV_REDIS_CONNECTED)
-    return;
+  if (ev != INV_REDIS_CONNECTED) return;
   re.f_connected++;
   inv_redis_command(r, re_f_cb, NULL, "PING");
   inv_redis_command(r, re_f_cb, NULL, "PING");
@@ -815,14 +791,12 @@ static void re_g_push(inv_redis_t *r, redisReply *msg, void *d) {
     fail("push after close");
     return;
   }
-  if (++re.g_msgs == 10)
-    inv_redis_close(r, re_closed, &re.g_closed);
+  if (++re.g_msgs == 10) inv_redis_close(r, re_closed, &re.g_closed);
 }
 
 static void re_g_start(void) {
   int i;
-  if (!re.g_up || !re.gpub_up)
-    return;
+  if (!re.g_up || !re.gpub_up) return;
   for (i = 0; i < 100; i++)
     inv_redis_command(re.gpub, NULL, NULL, "PUBLISH re:g %d", i);
   inv_redis_command(re.gpub, NULL, NULL, "PING");
@@ -840,8 +814,7 @@ static void re_g_sub_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
 
 static void re_g_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
   (void)d;
-  if (ev != INV_REDIS_CONNECTED)
-    return;
+  if (ev != INV_REDIS_CONNECTED) return;
   if (r == re.g) {
     inv_redis_subscribe(r, "re:g", re_g_sub_cb, NULL);
   } else {
@@ -894,12 +867,9 @@ static void au_closed(void *d) {
   if (++au.closed == 3) {
     say("good_ok=%d bad_events=%d cluster_ok=%d", au.good_ok, au.bad_events,
         au.cluster_ok);
-    if (au.cluster_ok != 1)
-      fail("cluster client with a password failed");
-    if (au.good_ok != 1)
-      fail("authenticated PING failed");
-    if (au.bad_events != 0)
-      fail("CONNECTED announced with a wrong password");
+    if (au.cluster_ok != 1) fail("cluster client with a password failed");
+    if (au.good_ok != 1) fail("authenticated PING failed");
+    if (au.bad_events != 0) fail("CONNECTED announced with a wrong password");
     watchdog_stop();
   }
 }
@@ -907,8 +877,7 @@ static void au_closed(void *d) {
 static void au_ping_cb(inv_redis_t *r, redisReply *rep, int err, void *d) {
   (void)r;
   (void)d;
-  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "PONG"))
-    au.good_ok++;
+  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "PONG")) au.good_ok++;
 }
 
 static void au_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
@@ -917,12 +886,10 @@ static void au_event(inv_redis_t *r, inv_redis_event_t ev, void *d) {
     au.bad_events++;
     return;
   }
-  if (ev == INV_REDIS_CONNECTED)
-    inv_redis_command(r, au_ping_cb, NULL, "PING");
+  if (ev == INV_REDIS_CONNECTED) inv_redis_command(r, au_ping_cb, NULL, "PING");
 }
 
-static void au_cluster_cb(inv_cluster_t *c, redisReply *rep, int err,
-                         void *d) {
+static void au_cluster_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)d;
   if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "OK"))
     au.cluster_ok++;
@@ -934,7 +901,8 @@ static void au_cluster_cb(inv_cluster_t *c, redisReply *rep, int err,
 
 static void au_finish(void *arg) {
   (void)arg;
-  say("bad_connects=%llu", (unsigned long long)inv_redis_stats(au.bad)->connects);
+  say("bad_connects=%llu",
+      (unsigned long long)inv_redis_stats(au.bad)->connects);
   inv_redis_close(au.good, au_closed, NULL);
   inv_redis_close(au.bad, au_closed, NULL);
 }
@@ -983,8 +951,7 @@ static struct {
 
 static void cl_closed(void *d) {
   (void)d;
-  if (++cl.closed == 2)
-    watchdog_stop();
+  if (++cl.closed == 2) watchdog_stop();
 }
 
 static void print_cluster_stats(inv_cluster_t *c) {
@@ -1000,12 +967,10 @@ static void print_cluster_stats(inv_cluster_t *c) {
 
 static void cl_small_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)d;
-  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "OK"))
-    cl.small_ok++;
+  if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "OK")) cl.small_ok++;
   if (++cl.small_replies == 100) {
     say("small_ok=%d", cl.small_ok);
-    if (cl.small_ok != 100)
-      fail("bounded client: %d of 100 ok", cl.small_ok);
+    if (cl.small_ok != 100) fail("bounded client: %d of 100 ok", cl.small_ok);
     inv_cluster_close(c, cl_closed, NULL);
   }
 }
@@ -1025,8 +990,7 @@ static void cl_start_small(void) {
     snprintf(key, sizeof(key), "small:%d", i);
     rc = inv_cluster_command_argv(cl.small, key, strlen(key), 3, argv, NULL,
                                   cl_small_cb, NULL);
-    if (rc != 0)
-      break;
+    if (rc != 0) break;
   }
   say("small_refused_at=%d rc=%s", i, inv_err_name(rc));
   if (i != 100 || rc != INV_EBUSY)
@@ -1071,8 +1035,7 @@ static void cl_set_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   else if (cl.set_bad++ < 5)
     fail("SET: %s", err ? inv_strerror(err) : rep->str);
   if (++cl.replies == cl.nkeys) {
-    if (!inv_cluster_ready(c))
-      fail("not ready after the replies");
+    if (!inv_cluster_ready(c)) fail("not ready after the replies");
     for (i = 0; i < cl.nkeys; i++) {
       const char *argv[] = {"GET", cl.keys[i]};
       if (inv_cluster_command_argv(c, cl.keys[i], strlen(cl.keys[i]), 2, argv,
@@ -1089,8 +1052,7 @@ static void cl_make_keys(void) {
   size_t filled = 0, i;
   char **per_slot = calloc(INV_SLOTS, sizeof(char *));
   cl.keys = calloc(CL_PLAIN + INV_SLOTS, sizeof(char *));
-  if (per_slot == NULL || cl.keys == NULL)
-    abort();
+  if (per_slot == NULL || cl.keys == NULL) abort();
   for (i = 0; i < CL_PLAIN; i++) {
     snprintf(buf, sizeof(buf), "key:%zu", i);
     cl.keys[cl.nkeys++] = strdup(buf);
@@ -1104,15 +1066,13 @@ static void cl_make_keys(void) {
       filled++;
     }
   }
-  for (i = 0; i < INV_SLOTS; i++)
-    cl.keys[cl.nkeys++] = per_slot[i];
+  for (i = 0; i < INV_SLOTS; i++) cl.keys[cl.nkeys++] = per_slot[i];
   free(per_slot);
 }
 
 static void cl_free_keys(void) {
   size_t i;
-  for (i = 0; i < cl.nkeys; i++)
-    free(cl.keys[i]);
+  for (i = 0; i < cl.nkeys; i++) free(cl.keys[i]);
   free(cl.keys);
 }
 
@@ -1131,8 +1091,8 @@ static int scenario_cluster(void) {
     char val[64];
     const char *argv[] = {"SET", cl.keys[i], val};
     snprintf(val, sizeof(val), "val:%s", cl.keys[i]);
-    rc = inv_cluster_command_argv(cl.c, cl.keys[i], strlen(cl.keys[i]), 3,
-                                  argv, NULL, cl_set_cb, NULL);
+    rc = inv_cluster_command_argv(cl.c, cl.keys[i], strlen(cl.keys[i]), 3, argv,
+                                  NULL, cl_set_cb, NULL);
     if (rc != 0) {
       fail("SET not queued: %s", inv_strerror(rc));
       return 1;
@@ -1164,8 +1124,7 @@ static void mg_closed(void *d) {
 
 static void mg_check_done(inv_cluster_t *c) {
   inv_cluster_stats_t st;
-  if (--mg.outstanding > 0)
-    return;
+  if (--mg.outstanding > 0) return;
   if (mg.phase == 0) {
     mg.phase = 1;
     say("READY");
@@ -1174,8 +1133,7 @@ static void mg_check_done(inv_cluster_t *c) {
   }
   mg.rounds++;
   if (mg.phase == 1) {
-    if (mg.stop_seen)
-      mg.phase = 2;
+    if (mg.stop_seen) mg.phase = 2;
     later(mg.phase == 2 ? 0 : 20, mg_round, NULL);
     return;
   }
@@ -1185,8 +1143,7 @@ static void mg_check_done(inv_cluster_t *c) {
       mg.rounds, mg.reads_ok, mg.reads_bad, mg.incr_ok, mg.incr_bad,
       mg.counter);
   print_cluster_stats(c);
-  if (mg.reads_bad || mg.incr_bad)
-    fail("commands failed during the migration");
+  if (mg.reads_bad || mg.incr_bad) fail("commands failed during the migration");
   if (mg.counter != mg.incr_ok)
     fail("counter %lld after %d INCRs", mg.counter, mg.incr_ok);
   inv_cluster_close(c, mg_closed, NULL);
@@ -1203,8 +1160,9 @@ static void mg_read_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
     mg.reads_ok++;
   } else if (mg.reads_bad++ < 5) {
     fail("GET {mig}:%d: %s", i,
-         err ? inv_strerror(err)
-             : rep->type == REDIS_REPLY_ERROR ? rep->str : "wrong value");
+         err                              ? inv_strerror(err)
+         : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                          : "wrong value");
   }
   mg_check_done(c);
 }
@@ -1222,8 +1180,7 @@ static void mg_incr_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
 
 static void mg_stop_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)d;
-  if (err == 0 && rep->type == REDIS_REPLY_STRING)
-    mg.stop_seen = 1;
+  if (err == 0 && rep->type == REDIS_REPLY_STRING) mg.stop_seen = 1;
   mg_check_done(c);
 }
 
@@ -1297,18 +1254,15 @@ static void fo_verify_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   char want[32];
   (void)d;
   snprintf(want, sizeof(want), "%d", fo.round);
-  if (err == 0 && reply_is(rep, REDIS_REPLY_STRING, want))
-    fo.verify_ok++;
+  if (err == 0 && reply_is(rep, REDIS_REPLY_STRING, want)) fo.verify_ok++;
   if (--fo.outstanding == 0) {
     say("rounds=%d ok=%d unavail=%d other=%d final_ok=%d verify_ok=%d",
         fo.round, fo.ok, fo.unavail, fo.other, fo.final_ok, fo.verify_ok);
-    say("pub_ok=%d pub_unavail=%d final_pub_ok=%d", fo.pub_ok,
-        fo.pub_unavail, fo.final_pub_ok);
-    if (fo.final_pub_ok != 1)
-      fail("keyless PUBLISH failed after the failover");
+    say("pub_ok=%d pub_unavail=%d final_pub_ok=%d", fo.pub_ok, fo.pub_unavail,
+        fo.final_pub_ok);
+    if (fo.final_pub_ok != 1) fail("keyless PUBLISH failed after the failover");
     print_cluster_stats(c);
-    if (fo.other)
-      fail("%d commands failed other than with EUNAVAIL", fo.other);
+    if (fo.other) fail("%d commands failed other than with EUNAVAIL", fo.other);
     if (fo.final_ok != FO_KEYS || fo.verify_ok != FO_KEYS)
       fail("the round after the failover did not fully succeed");
     inv_cluster_close(c, fo_closed, NULL);
@@ -1329,11 +1283,9 @@ static void fo_send(const char *key, int argc, const char **argv,
 static void fo_answered(void) {
   int i;
   char key[32];
-  if (--fo.outstanding > 0)
-    return;
+  if (--fo.outstanding > 0) return;
   if (fo.phase == 0) {
-    if (fo.ok != FO_KEYS)
-      fail("setup round failed");
+    if (fo.ok != FO_KEYS) fail("setup round failed");
     fo.phase = 1;
     say("READY");
   } else if (fo.phase == 2) {
@@ -1354,8 +1306,7 @@ static void fo_set_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)d;
   if (err == 0 && reply_is(rep, REDIS_REPLY_STATUS, "OK")) {
     fo.ok++;
-    if (fo.phase == 2)
-      fo.final_ok++;
+    if (fo.phase == 2) fo.final_ok++;
   } else if (err == INV_EUNAVAIL) {
     fo.unavail++;
   } else if (fo.other++ < 5) {
@@ -1369,8 +1320,7 @@ static void fo_pub_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)d;
   if (err == 0 && rep->type == REDIS_REPLY_INTEGER) {
     fo.pub_ok++;
-    if (fo.phase == 2)
-      fo.final_pub_ok++;
+    if (fo.phase == 2) fo.final_pub_ok++;
   } else if (err == INV_EUNAVAIL) {
     fo.pub_unavail++;
   } else if (fo.other++ < 5) {
@@ -1382,8 +1332,7 @@ static void fo_pub_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
 static void fo_stop_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   (void)c;
   (void)d;
-  if (err == 0 && rep->type == REDIS_REPLY_STRING)
-    fo.stop_seen = 1;
+  if (err == 0 && rep->type == REDIS_REPLY_STRING) fo.stop_seen = 1;
   fo_answered();
 }
 
@@ -1512,20 +1461,19 @@ static struct {
 
 static void cc_closed(void *d) {
   (void)d;
-  if (++cc.closed < 2)
-    return;
+  if (++cc.closed < 2) return;
   say("early_closed=%d early_other=%d mid_ok=%d mid_closed=%d mid_other=%d "
       "late=%d",
       cc.early_closed_err, cc.early_other, cc.mid_ok, cc.mid_closed_err,
       cc.mid_other, cc.late);
   if (cc.early_closed_err != 1000 || cc.early_other)
-    fail("close before the topology was known did not fail every command "
-         "with ECLOSED");
+    fail(
+        "close before the topology was known did not fail every command "
+        "with ECLOSED");
   if (cc.mid_ok < 1 || cc.mid_ok + cc.mid_closed_err != 1000 || cc.mid_other)
     fail("close inside a callback: %d ok, %d ECLOSED, %d other", cc.mid_ok,
          cc.mid_closed_err, cc.mid_other);
-  if (cc.late)
-    fail("%d callbacks after close", cc.late);
+  if (cc.late) fail("%d callbacks after close", cc.late);
   watchdog_stop();
 }
 
@@ -1552,8 +1500,7 @@ static void cc_mid_cb(inv_cluster_t *c, redisReply *rep, int err, void *d) {
   else if (err == 0) {
     /* Close from inside the first reply's callback: every other command,
      * sent or not, is answered ECLOSED right away. */
-    if (++cc.mid_ok == 1)
-      inv_cluster_close(c, cc_closed, NULL);
+    if (++cc.mid_ok == 1) inv_cluster_close(c, cc_closed, NULL);
   } else if (err == INV_ECLOSED)
     cc.mid_closed_err++;
   else
@@ -1591,18 +1538,25 @@ static const struct {
   int (*fn)(void);
   int min_addrs;
 } scenarios[] = {
-    {"parse", scenario_parse, 0},         {"pipeline", scenario_pipeline, 1},
-    {"reconnect", scenario_reconnect, 1}, {"timeout", scenario_timeout, 1},
-    {"subscribe", scenario_subscribe, 1}, {"reentrant", scenario_reentrant, 1},
-    {"auth", scenario_auth, 1},           {"cluster", scenario_cluster, 1},
-    {"migrate", scenario_migrate, 1},     {"failover", scenario_failover, 1},
-    {"down", scenario_down, 1},           {"cluster_close", scenario_cluster_close, 1},
+    {"parse", scenario_parse, 0},
+    {"pipeline", scenario_pipeline, 1},
+    {"reconnect", scenario_reconnect, 1},
+    {"timeout", scenario_timeout, 1},
+    {"subscribe", scenario_subscribe, 1},
+    {"reentrant", scenario_reentrant, 1},
+    {"auth", scenario_auth, 1},
+    {"cluster", scenario_cluster, 1},
+    {"migrate", scenario_migrate, 1},
+    {"failover", scenario_failover, 1},
+    {"down", scenario_down, 1},
+    {"cluster_close", scenario_cluster_close, 1},
 };
 
 static int usage(void) {
   size_t i;
-  fprintf(stderr, "usage: redis_check SCENARIO [HOST:PORT...] [PASSWORD]\n"
-                  "scenarios:");
+  fprintf(stderr,
+          "usage: redis_check SCENARIO [HOST:PORT...] [PASSWORD]\n"
+          "scenarios:");
   for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
     fprintf(stderr, " %s", scenarios[i].name);
   fprintf(stderr, "\n");
@@ -1614,12 +1568,10 @@ int main(int argc, char **argv) {
   int a, rc = -1;
   const char *level = getenv("REDIS_CHECK_LOG");
 
-  if (argc < 2)
-    return usage();
+  if (argc < 2) return usage();
   if (level != NULL) {
     inv_log_level_t l;
-    if (inv_log_parse_level(level, &l) == 0)
-      inv_log_set_level(l);
+    if (inv_log_parse_level(level, &l) == 0) inv_log_set_level(l);
   }
   for (a = 2; a < argc; a++) {
     if (strcmp(argv[1], "auth") == 0 && a == argc - 1 && naddrs > 0) {
@@ -1635,23 +1587,16 @@ int main(int argc, char **argv) {
   }
   loop = uv_default_loop();
   for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-    if (strcmp(argv[1], scenarios[i].name) != 0)
-      continue;
-    if (naddrs < (size_t)scenarios[i].min_addrs)
-      return usage();
+    if (strcmp(argv[1], scenarios[i].name) != 0) continue;
+    if (naddrs < (size_t)scenarios[i].min_addrs) return usage();
     rc = scenarios[i].fn();
     break;
   }
-  if (rc < 0)
-    return usage();
-  if (rc == 2)
-    return 2;
-  if (rc == 0)
-    uv_run(loop, UV_RUN_DEFAULT);
-  if (cl.keys != NULL)
-    cl_free_keys();
-  if (uv_loop_close(loop) != 0)
-    fail("handles still open at exit");
+  if (rc < 0) return usage();
+  if (rc == 2) return 2;
+  if (rc == 0) uv_run(loop, UV_RUN_DEFAULT);
+  if (cl.keys != NULL) cl_free_keys();
+  if (uv_loop_close(loop) != 0) fail("handles still open at exit");
   say(failures ? "RESULT FAIL" : "RESULT OK");
   return failures ? 1 : 0;
 }

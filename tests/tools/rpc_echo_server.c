@@ -67,8 +67,8 @@ static const inv_stat_desc_t echo_stat_desc[] = {
      "sessions closed by the idle timeout"},
     {"bytes_in", INV_STAT_COUNTER, offsetof(inv_rpc_server_stats_t, bytes_in),
      "bytes read from clients"},
-    {"bytes_out", INV_STAT_COUNTER,
-     offsetof(inv_rpc_server_stats_t, bytes_out), "bytes written to clients"},
+    {"bytes_out", INV_STAT_COUNTER, offsetof(inv_rpc_server_stats_t, bytes_out),
+     "bytes written to clients"},
 };
 #define ECHO_NSTATS (sizeof(echo_stat_desc) / sizeof(echo_stat_desc[0]))
 
@@ -229,8 +229,7 @@ static int method_is(const inv_msg_t *msg, const char *name) {
   return msg->method_len == n && memcmp(msg->method, name, n) == 0;
 }
 
-static void echo_handler(inv_rpc_req_t *req, const inv_msg_t *msg,
-                         void *data) {
+static void echo_handler(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
   echo_app_t *app = data;
   msgpack_packer *pk;
 
@@ -264,8 +263,8 @@ static void echo_handler(inv_rpc_req_t *req, const inv_msg_t *msg,
 static int echo_render(inv_buf_t *out, void *data) {
   echo_app_t *app = data;
   const inv_rpc_server_stats_t *st = inv_rpc_server_stats(app->server);
-  int rc = inv_stats_prometheus(out, ECHO_PREFIX, echo_stat_desc, ECHO_NSTATS,
-                                st);
+  int rc =
+      inv_stats_prometheus(out, ECHO_PREFIX, echo_stat_desc, ECHO_NSTATS, st);
   for (size_t i = 0; rc == 0 && i < ECHO_NCODES; i++)
     rc = inv_stats_prometheus_labelled(
         out, ECHO_PREFIX, "errors", INV_STAT_COUNTER,
@@ -310,10 +309,10 @@ int main(int argc, char **argv) {
   int rc, status = 0;
 
   memset(&conf, 0, sizeof(conf));
-  rc = inv_cli_parse(argc, argv, echo_rows, ECHO_NROWS, &conf,
-                     "rpc_echo_server",
-                     "a test daemon for inval's MessagePack-RPC server",
-                     INV_VERSION, &action, err, sizeof(err));
+  rc =
+      inv_cli_parse(argc, argv, echo_rows, ECHO_NROWS, &conf, "rpc_echo_server",
+                    "a test daemon for inval's MessagePack-RPC server",
+                    INV_VERSION, &action, err, sizeof(err));
   if (rc != 0) {
     fprintf(stderr, "rpc_echo_server: %s\n", err);
     inv_conf_free(echo_rows, ECHO_NROWS, &conf);
@@ -335,8 +334,8 @@ int main(int argc, char **argv) {
   }
   inv_rpc_server_opts_from_conf(&conf.server, &opts);
   opts.log_ctx = ECHO_CTX;
-  rc = inv_rpc_server_start(&app.loop, &conf.server.listen, &opts,
-                            echo_handler, &app, &app.server, err, sizeof(err));
+  rc = inv_rpc_server_start(&app.loop, &conf.server.listen, &opts, echo_handler,
+                            &app, &app.server, err, sizeof(err));
   if (rc != 0) {
     inv_log_error(ECHO_CTX, "cannot start: %s", err);
     status = 2;

@@ -35,9 +35,9 @@ struct inv_sink_call_s {
 };
 
 struct fake_sink_s {
-  int ready;        /* the topology is known */
-  int cluster;      /* route by shard; otherwise everything to shard 0 */
-  int refuse;       /* send fails at once with this code */
+  int ready;   /* the topology is known */
+  int cluster; /* route by shard; otherwise everything to shard 0 */
+  int refuse;  /* send fails at once with this code */
   struct inv_sink_call_s calls[FAKE_MAX_CALLS];
   size_t ncalls;
 };
@@ -52,9 +52,8 @@ static uint64_t fake_route_mask(const void *s, int shard) {
 }
 
 static int fake_send(void *sp, const char *events, size_t events_len,
-                     const inv_sink_event_t *ev, size_t nevents,
-                     uint64_t ts_ms, inv_sink_done_cb cb, void *data,
-                     inv_sink_call_t **call) {
+                     const inv_sink_event_t *ev, size_t nevents, uint64_t ts_ms,
+                     inv_sink_done_cb cb, void *data, inv_sink_call_t **call) {
   fake_sink_t *s = sp;
   (void)events;
   (void)ts_ms;
@@ -96,8 +95,7 @@ static void fake_answer(fake_sink_t *s, size_t n, unsigned shard, int err,
   c->answered |= (uint64_t)1 << shard;
   if (c->detached) return;
   c->cb(c->data, shard, err, id, id != NULL ? strlen(id) : 0,
-        err != 0 ? "fake shard write failed" : NULL,
-        c->answered == c->mask);
+        err != 0 ? "fake shard write failed" : NULL, c->answered == c->mask);
 }
 
 /* Answers every shard of call n with success. */
@@ -109,8 +107,8 @@ static void fake_ack_all(fake_sink_t *s, size_t n) {
 /* ---- requests and their completions ---------------------------------- */
 
 typedef struct done_s {
-  int calls;      /* completions seen: must end at exactly 1 */
-  int order;      /* 1 + how many requests completed before this one */
+  int calls; /* completions seen: must end at exactly 1 */
+  int order; /* 1 + how many requests completed before this one */
   int err;
   char msg[256];
   size_t nevents;
@@ -180,7 +178,8 @@ static void fixture_start(fixture_t *f, inv_batcher_opts_t opts) {
   opts.pressure_data = f;
   completed = 0;
   CHECK_EQ_INT(inv_batcher_create(&f->loop, &opts, &fake_ops, &f->sink,
-                                  &f->stats, &f->latency, &f->b), 0);
+                                  &f->stats, &f->latency, &f->b),
+               0);
 }
 
 static void fixture_stop(fixture_t *f) {
@@ -587,8 +586,12 @@ static void test_bad_requests(void) {
   fixture_start(&f, base_opts);
   done_t a = {0};
   inv_sink_event_t ev = {.off = 6, .len = 4, .shard = 0};
-  inv_batcher_req_t req = {.events = "abcdefgh", .events_len = 8, .ev = &ev,
-                           .nevents = 1, .cb = on_done, .data = &a};
+  inv_batcher_req_t req = {.events = "abcdefgh",
+                           .events_len = 8,
+                           .ev = &ev,
+                           .nevents = 1,
+                           .cb = on_done,
+                           .data = &a};
   CHECK_EQ_INT(inv_batcher_submit(f.b, &req), INV_EINVAL);
   ev.off = 4;
   ev.len = (size_t)-1;

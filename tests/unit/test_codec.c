@@ -71,7 +71,8 @@ static int method_is(const inv_msg_t *m, const char *s) {
          memcmp(m->method, s, m->method_len) == 0;
 }
 
-/* ---- round trips ---------------------------------------------------------- */
+/* ---- round trips ----------------------------------------------------------
+ */
 
 static void test_roundtrip_request(void) {
   packbuf_t b;
@@ -216,8 +217,8 @@ static size_t build_stream(packbuf_t *b, size_t *ends, size_t maxends) {
   return n;
 }
 
-static int check_frames(inv_framer_t *f, const packbuf_t *b,
-                        const size_t *ends, size_t nends, size_t *got) {
+static int check_frames(inv_framer_t *f, const packbuf_t *b, const size_t *ends,
+                        size_t nends, size_t *got) {
   const char *fr;
   size_t len;
   int rc;
@@ -240,7 +241,8 @@ static void test_every_split_point(void) {
   nends = build_stream(&b, ends, 16);
   /* Two pieces split at every offset (one step per 97 bytes inside the
    * large bin payload to keep the test quick, every byte elsewhere). */
-  for (size_t s = 0; s <= b.sb.size; s += (s > 600 && s < b.sb.size - 600) ? 97 : 1) {
+  for (size_t s = 0; s <= b.sb.size;
+       s += (s > 600 && s < b.sb.size - 600) ? 97 : 1) {
     inv_framer_t f;
     size_t got = 0;
     inv_framer_init(&f, NULL);
@@ -286,10 +288,10 @@ static void test_every_split_point(void) {
 /* Splits inside multi-byte headers (str32, array32, map32 length fields). */
 static void test_split_headers(void) {
   static const unsigned char msg[] = {
-      0x94, 0x00, 0xce, 0x00, 0x01, 0x00, 0x00,  /* [0, 65536, */
-      0xdb, 0x00, 0x00, 0x00, 0x04, 'p', 'i', 'n', 'g', /* str32 "ping", */
-      0xdd, 0x00, 0x00, 0x00, 0x01,              /* array32 of 1: */
-      0xdf, 0x00, 0x00, 0x00, 0x01, 0xa1, 'a', 0xc0}; /* map32 {"a": nil}] */
+      0x94, 0x00, 0xce, 0x00, 0x01, 0x00, 0x00,           /* [0, 65536, */
+      0xdb, 0x00, 0x00, 0x00, 0x04, 'p',  'i',  'n', 'g', /* str32 "ping", */
+      0xdd, 0x00, 0x00, 0x00, 0x01,                       /* array32 of 1: */
+      0xdf, 0x00, 0x00, 0x00, 0x01, 0xa1, 'a',  0xc0}; /* map32 {"a": nil}] */
   for (size_t s1 = 0; s1 <= sizeof(msg); s1++) {
     for (size_t s2 = s1; s2 <= sizeof(msg); s2++) {
       inv_framer_t f;
@@ -348,12 +350,13 @@ static void test_pipelined(void) {
   pb_free(&b);
 }
 
-/* ---- limits ---------------------------------------------------------------- */
+/* ---- limits ----------------------------------------------------------------
+ */
 
 /* Expects err from next() after feeding exactly p[0..n), then the same
  * error again from next() and feed() (sticky). */
-static void expect_error(const inv_codec_limits_t *lim, const void *p,
-                         size_t n, int err, const char *needle) {
+static void expect_error(const inv_codec_limits_t *lim, const void *p, size_t n,
+                         int err, const char *needle) {
   inv_framer_t f;
   const char *fr;
   size_t len;
@@ -386,7 +389,8 @@ static void test_oversize_declared(void) {
 
   expect_error(NULL, str32, sizeof(str32), INV_ETOOBIG, "a str of 4294967280");
   expect_error(NULL, bin32, sizeof(bin32), INV_ETOOBIG, "a bin of 2097152");
-  expect_error(NULL, ext32, sizeof(ext32), INV_ETOOBIG, "an ext of 2147483647 bytes");
+  expect_error(NULL, ext32, sizeof(ext32), INV_ETOOBIG,
+               "an ext of 2147483647 bytes");
   expect_error(NULL, arr32, sizeof(arr32), INV_ETOOBIG,
                "more than 1000000 array elements and map pairs");
   expect_error(&many, arr32, sizeof(arr32), INV_ETOOBIG,
@@ -804,21 +808,31 @@ static void test_decode_shapes(void) {
   expect_decode(b_type3, 0, 0, "message type is not 0 (request)");
   expect_decode(b_type_str, 0, 0, "message type is not 0");
   expect_decode(b_type_neg, 0, 0, "message type is not 0");
-  expect_decode(b_req_short, 1, 17, "request: expected an array of 4 elements, got 3");
-  expect_decode(b_req_long, 1, 18, "request: expected an array of 4 elements, got 5");
-  expect_decode(b_req_one, 0, 0, "request: expected an array of 4 elements, got 1");
-  expect_decode(b_msgid_neg, 0, 0, "msgid is not an unsigned 32-bit integer (got int)");
-  expect_decode(b_msgid_big, 0, 0, "msgid is not an unsigned 32-bit integer (got a larger int)");
-  expect_decode(b_msgid_str, 0, 0, "msgid is not an unsigned 32-bit integer (got str)");
+  expect_decode(b_req_short, 1, 17,
+                "request: expected an array of 4 elements, got 3");
+  expect_decode(b_req_long, 1, 18,
+                "request: expected an array of 4 elements, got 5");
+  expect_decode(b_req_one, 0, 0,
+                "request: expected an array of 4 elements, got 1");
+  expect_decode(b_msgid_neg, 0, 0,
+                "msgid is not an unsigned 32-bit integer (got int)");
+  expect_decode(b_msgid_big, 0, 0,
+                "msgid is not an unsigned 32-bit integer (got a larger int)");
+  expect_decode(b_msgid_str, 0, 0,
+                "msgid is not an unsigned 32-bit integer (got str)");
   expect_decode(b_msgid_float, 0, 0, "(got float)");
   expect_decode(b_method_int, 1, 21, "method is not a string (got int)");
   expect_decode(b_method_bin, 1, 22, "method is not a string (got bin)");
   expect_decode(b_params_map, 1, 23, "params is not an array (got map)");
   expect_decode(b_params_nil, 1, 24, "params is not an array (got nil)");
-  expect_decode(b_resp_error_str, 1, 25, "error is neither nil nor a map (got str)");
-  expect_decode(b_resp_short, 1, 26, "response: expected an array of 4 elements, got 3");
-  expect_decode(b_resp_msgid_neg, 0, 0, "msgid is not an unsigned 32-bit integer");
-  expect_decode(b_notify_long, 0, 0, "notification: expected an array of 3 elements, got 4");
+  expect_decode(b_resp_error_str, 1, 25,
+                "error is neither nil nor a map (got str)");
+  expect_decode(b_resp_short, 1, 26,
+                "response: expected an array of 4 elements, got 3");
+  expect_decode(b_resp_msgid_neg, 0, 0,
+                "msgid is not an unsigned 32-bit integer");
+  expect_decode(b_notify_long, 0, 0,
+                "notification: expected an array of 3 elements, got 4");
   expect_decode(b_notify_method_int, 0, 0, "method is not a string (got int)");
   expect_decode(b_notify_params_str, 0, 0, "params is not an array (got str)");
 }
@@ -832,10 +846,12 @@ static void test_decode_raw(void) {
   inv_msg_t m;
   char err[128];
 
-  CHECK_EQ_INT(decode((const char *)trailing, sizeof(trailing), &m, err), INV_EPROTO);
+  CHECK_EQ_INT(decode((const char *)trailing, sizeof(trailing), &m, err),
+               INV_EPROTO);
   CHECK(strstr(err, "1 bytes follow the object") != NULL);
   inv_msg_destroy(&m);
-  CHECK_EQ_INT(decode((const char *)truncated, sizeof(truncated), &m, err), INV_EPROTO);
+  CHECK_EQ_INT(decode((const char *)truncated, sizeof(truncated), &m, err),
+               INV_EPROTO);
   CHECK(strstr(err, "the data ends inside a str") != NULL);
   inv_msg_destroy(&m);
   /* Four billion declared elements in six bytes: refused before msgpack-c
@@ -888,17 +904,18 @@ static void test_map_helpers(void) {
 /* The packing helpers produce exactly the documented bytes. */
 static void test_pack_bytes(void) {
   packbuf_t b;
-  static const unsigned char ping[] = {0x94, 0x00, 0x05, 0xa4, 'p', 'i', 'n',
-                                       'g', 0x90};
-  static const unsigned char err[] = {
-      0x94, 0x01, 0xcd, 0x01, 0x00, 0x82, 0xa4, 'c', 'o', 'd', 'e', 0xa5,
-      'E',  'B',  'U',  'S',  'Y',  0xa7, 'm', 'e', 's', 's', 'a', 'g', 'e',
-      0xa1, 'x',  0xc0};
+  static const unsigned char ping[] = {0x94, 0x00, 0x05, 0xa4, 'p',
+                                       'i',  'n',  'g',  0x90};
+  static const unsigned char err[] = {0x94, 0x01, 0xcd, 0x01, 0x00, 0x82, 0xa4,
+                                      'c',  'o',  'd',  'e',  0xa5, 'E',  'B',
+                                      'U',  'S',  'Y',  0xa7, 'm',  'e',  's',
+                                      's',  'a',  'g',  'e',  0xa1, 'x',  0xc0};
   pb_init(&b);
   inv_pack_request_header(&b.pk, 5, "ping");
   msgpack_pack_array(&b.pk, 0);
   CHECK_EQ_INT(b.sb.size, sizeof(ping));
-  CHECK(b.sb.size == sizeof(ping) && memcmp(b.sb.data, ping, sizeof(ping)) == 0);
+  CHECK(b.sb.size == sizeof(ping) &&
+        memcmp(b.sb.data, ping, sizeof(ping)) == 0);
   pb_free(&b);
   pb_init(&b);
   inv_pack_response_error(&b.pk, 256, "EBUSY", "x");

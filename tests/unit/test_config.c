@@ -39,8 +39,8 @@ static const inv_conf_row_t rows[] = {
      NULL, "Allow flush events."},
     {"name", INV_CONF_STRING, offsetof(tcfg_t, name), 0, 0, "inval", NULL,
      "Instance name."},
-    {"listen", INV_CONF_ADDR, offsetof(tcfg_t, listen), 0, 0,
-     "127.0.0.1:7700", NULL, "Address to listen on."},
+    {"listen", INV_CONF_ADDR, offsetof(tcfg_t, listen), 0, 0, "127.0.0.1:7700",
+     NULL, "Address to listen on."},
     {"seed", INV_CONF_ADDR_LIST, offsetof(tcfg_t, seeds), 0, 0, NULL, NULL,
      "Redis seed node."},
     {"log-level", INV_CONF_ENUM, offsetof(tcfg_t, log_level), 0, 0, "info",
@@ -91,13 +91,14 @@ static void test_addr(void) {
   CHECK_EQ_INT(inv_addr_parse("redis.example:65535", &a), 0);
   CHECK_EQ_STR(a.host, "redis.example");
   CHECK_EQ_INT(a.port, 65535);
-  const char *bad[] = {"host",   "host:",    ":80",      "h:65536", "::1:80",
-                       "[::1]",  "[::1]80",  "h:8x",     "h: 80",   "h:123456",
-                       "",       "[]:80",    "h:-1",     "a b:80",  "h:+80",
-                       "[::1:80"};
+  const char *bad[] = {"host",   "host:",    ":80",     "h:65536",
+                       "::1:80", "[::1]",    "[::1]80", "h:8x",
+                       "h: 80",  "h:123456", "",        "[]:80",
+                       "h:-1",   "a b:80",   "h:+80",   "[::1:80"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int rc = inv_addr_parse(bad[i], &a);
-    if (rc != INV_EINVAL) fprintf(stderr, "accepted bad address '%s'\n", bad[i]);
+    if (rc != INV_EINVAL)
+      fprintf(stderr, "accepted bad address '%s'\n", bad[i]);
     CHECK_EQ_INT(rc, INV_EINVAL);
   }
   CHECK_EQ_INT(inv_addr_parse(NULL, &a), INV_EINVAL);
@@ -141,8 +142,8 @@ static void test_defaults(void) {
   /* A bad default is reported (a table bug) and nothing leaks. */
   static const inv_conf_row_t badrows[] = {
       {"name", INV_CONF_STRING, offsetof(tcfg_t, name), 0, 0, "x", NULL, ""},
-      {"max-clients", INV_CONF_INT, offsetof(tcfg_t, max_clients), 1, 10,
-       "11", NULL, ""},
+      {"max-clients", INV_CONF_INT, offsetof(tcfg_t, max_clients), 1, 10, "11",
+       NULL, ""},
   };
   memset(&c, 0, sizeof(c));
   CHECK_EQ_INT(inv_conf_defaults(badrows, 2, &c, err, sizeof(err)), INV_EINVAL);
@@ -199,14 +200,16 @@ static void test_size(void) {
   CHECK_EQ_INT(set1(&c, "max-frame", "1023"), INV_EINVAL);
   CHECK_EQ_STR(err, "max-frame: 1023 is below the minimum 1024");
   CHECK_EQ_INT(set1(&c, "max-frame", "0"), INV_EINVAL);
-  const char *bad[] = {"k", "1.5k", "-1", "1kb", "1 k", "", "1t", "0x10",
-                       "99999999999999999999", "17179869184g"};
+  const char *bad[] = {"k",           "1.5k", "-1",
+                       "1kb",         "1 k",  "",
+                       "1t",          "0x10", "99999999999999999999",
+                       "17179869184g"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     CHECK_EQ_INT(set1(&c, "max-frame", bad[i]), INV_EINVAL);
   }
   CHECK_EQ_INT(set1(&c, "max-frame", "k"), INV_EINVAL);
-  CHECK_EQ_STR(err,
-               "max-frame: 'k' is not a size (a number with optional k, m or g)");
+  CHECK_EQ_STR(
+      err, "max-frame: 'k' is not a size (a number with optional k, m or g)");
   CHECK_EQ_INT(c.max_frame, 64 * 1024 * 1024);
   inv_conf_free(rows, NROWS, &c);
 }
@@ -283,7 +286,8 @@ static void test_string_enum_addr(void) {
   CHECK_EQ_INT(set1(&c, "log-level", "ERROR"), 0);
   CHECK_EQ_INT(c.log_level, INV_LOG_ERROR);
   CHECK_EQ_INT(set1(&c, "log-level", "trace"), INV_EINVAL);
-  CHECK_EQ_STR(err, "log-level: 'trace' is not one of: debug, info, warn, error");
+  CHECK_EQ_STR(err,
+               "log-level: 'trace' is not one of: debug, info, warn, error");
   CHECK_EQ_INT(c.log_level, INV_LOG_ERROR);
 
   CHECK_EQ_INT(set1(&c, "listen", "0.0.0.0:9000"), 0);
@@ -471,13 +475,15 @@ static void test_load_bounds(void) {
   tcfg_t c;
   fresh(&c);
   /* No terminator needed: the length bounds the text. */
-  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf",
-                                    "max-clients 12max-clients 9", 14, err,
-                                    sizeof(err)), 0);
+  CHECK_EQ_INT(
+      inv_conf_load_buffer(rows, NROWS, &c, "b.conf",
+                           "max-clients 12max-clients 9", 14, err, sizeof(err)),
+      0);
   CHECK_EQ_INT(c.max_clients, 12);
-  CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf",
-                                    "name a\nname b\0c\n", 16, err,
-                                    sizeof(err)), INV_EINVAL);
+  CHECK_EQ_INT(
+      inv_conf_load_buffer(rows, NROWS, &c, "b.conf", "name a\nname b\0c\n", 16,
+                           err, sizeof(err)),
+      INV_EINVAL);
   CHECK_EQ_STR(err, "b.conf:2: contains a NUL byte");
   CHECK_EQ_STR(c.name, "inval"); /* refused before any line was applied */
 
@@ -486,17 +492,20 @@ static void test_load_bounds(void) {
   CHECK(text != NULL);
   memset(text, '#', big);
   CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, big, err,
-                                    sizeof(err)), INV_EINVAL);
+                                    sizeof(err)),
+               INV_EINVAL);
   CHECK_EQ_STR(err, "b.conf: is over 1048576 bytes");
   CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, big - 1,
-                                    err, sizeof(err)), 0); /* one comment */
+                                    err, sizeof(err)),
+               0); /* one comment */
 
   /* 1 MiB of commas is no address, and sizes no array from its commas. */
   memcpy(text, "seed ", 5);
   memset(text + 5, ',', big - 7);
   text[big - 2] = '\n';
   CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, big - 1,
-                                    err, sizeof(err)), INV_EINVAL);
+                                    err, sizeof(err)),
+               INV_EINVAL);
   CHECK_EQ_STR(err, "b.conf:1: seed: missing value");
   /* The list holds INV_CONF_ADDR_LIST_MAX addresses and no more. */
   size_t len = (size_t)sprintf(text, "seed");
@@ -504,10 +513,12 @@ static void test_load_bounds(void) {
     len += (size_t)sprintf(text + len, " h%u:1", i);
   text[len++] = '\n';
   CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, len, err,
-                                    sizeof(err)), 0);
+                                    sizeof(err)),
+               0);
   CHECK_EQ_INT(c.seeds.count, INV_CONF_ADDR_LIST_MAX);
   CHECK_EQ_INT(inv_conf_load_string(rows, NROWS, &c, "b.conf", "seed h:2\n",
-                                    err, sizeof(err)), INV_EINVAL);
+                                    err, sizeof(err)),
+               INV_EINVAL);
   CHECK_EQ_STR(err, "b.conf:1: seed: more than 1024 addresses");
   CHECK_EQ_INT(c.seeds.count, INV_CONF_ADDR_LIST_MAX);
   inv_conf_free(rows, NROWS, &c);
@@ -517,7 +528,8 @@ static void test_load_bounds(void) {
     len += (size_t)sprintf(text + len, ",h%u:1", i);
   text[len++] = '\n';
   CHECK_EQ_INT(inv_conf_load_buffer(rows, NROWS, &c, "b.conf", text, len, err,
-                                    sizeof(err)), INV_EINVAL);
+                                    sizeof(err)),
+               INV_EINVAL);
   CHECK_EQ_STR(err, "b.conf:1: seed: more than 1024 addresses");
   CHECK_EQ_INT(c.seeds.count, 0);
 
@@ -587,9 +599,10 @@ static void test_print_round_trip(void) {
   CHECK(strstr(text, "idle 0ms\n") != NULL);
   free(text);
 
-  CHECK_EQ_INT(load(&c, "name \"two words # \\\"q\\\" \\\\\"\npassword \"\"\n"
-                        "seed [::1]:1\nseed h:2\nmax-frame 1025\n"
-                        "timeout 1500\nidle 2m\nallow-flush on\n"),
+  CHECK_EQ_INT(load(&c,
+                    "name \"two words # \\\"q\\\" \\\\\"\npassword \"\"\n"
+                    "seed [::1]:1\nseed h:2\nmax-frame 1025\n"
+                    "timeout 1500\nidle 2m\nallow-flush on\n"),
                0);
   text = print_to_string(&c, 0);
   CHECK(strstr(text, "name \"two words # \\\"q\\\" \\\\\"\n") != NULL);
@@ -736,10 +749,10 @@ static void test_cli_basic(void) {
   CHECK_EQ_STR(r.out, "");
   inv_conf_free(rows, NROWS, &c);
 
-  cli(&c, &r, ARGS("--max-clients", "5", "--timeout=2s", "--allow-flush",
-                   "--name", "x y", "--log-level=debug", "--seed",
-                   "127.0.0.1:1", "--seed=127.0.0.1:2,127.0.0.1:3",
-                   "--listen", "[::1]:9"));
+  cli(&c, &r,
+      ARGS("--max-clients", "5", "--timeout=2s", "--allow-flush", "--name",
+           "x y", "--log-level=debug", "--seed", "127.0.0.1:1",
+           "--seed=127.0.0.1:2,127.0.0.1:3", "--listen", "[::1]:9"));
   CHECK_EQ_INT(r.rc, 0);
   CHECK_EQ_INT(r.action, INV_CLI_RUN);
   CHECK_EQ_INT(c.max_clients, 5);

@@ -1,5 +1,6 @@
-/* Unit tests for inval/errors.h (common/base/errors.c): names, descriptions, reverse lookup and
- * the retryable and wire sets, checked against the X-macro table itself. */
+/* Unit tests for inval/errors.h (common/base/errors.c): names, descriptions,
+ * reverse lookup and the retryable and wire sets, checked against the X-macro
+ * table itself. */
 #include "inval/errors.h"
 
 #include <string.h>
@@ -44,10 +45,10 @@ static void test_round_trip(void) {
   /* Every code in the table maps to a name that maps back to it, and has
    * a description. */
   int n = 0;
-#define ROUND(name, num, msg)                                              \
-  CHECK_EQ_INT(inv_err_from_name(#name, strlen(#name)), INV_##name);       \
-  CHECK_EQ_STR(inv_err_name(INV_##name), #name);                           \
-  CHECK_EQ_STR(inv_strerror(INV_##name), msg);                             \
+#define ROUND(name, num, msg)                                        \
+  CHECK_EQ_INT(inv_err_from_name(#name, strlen(#name)), INV_##name); \
+  CHECK_EQ_STR(inv_err_name(INV_##name), #name);                     \
+  CHECK_EQ_STR(inv_strerror(INV_##name), msg);                       \
   n++;
   INV_ERRNO_MAP(ROUND)
 #undef ROUND

@@ -52,9 +52,18 @@ static void pbin(msgpack_packer *pk, const char *s, size_t n) {
 static void pack_ev(msgpack_packer *pk, const char *kind, const char *target,
                     const char *mode) {
   msgpack_pack_map(pk, (kind != NULL) + (target != NULL) + (mode != NULL));
-  if (kind) { pstr(pk, "kind"); pstr(pk, kind); }
-  if (target) { pstr(pk, "target"); pstr(pk, target); }
-  if (mode) { pstr(pk, "mode"); pstr(pk, mode); }
+  if (kind) {
+    pstr(pk, "kind");
+    pstr(pk, kind);
+  }
+  if (target) {
+    pstr(pk, "target");
+    pstr(pk, target);
+  }
+  if (mode) {
+    pstr(pk, "mode");
+    pstr(pk, mode);
+  }
 }
 
 static const inv_event_rules_t strict_rules = {10, 0};
@@ -102,8 +111,10 @@ static void expect_err(const char *kind, const char *target, const char *mode,
 
 static void test_valid_events(void) {
   expect_ok("key", "user:1", NULL, &strict_rules, INV_KIND_KEY, INV_MODE_HARD);
-  expect_ok("key", "user:1", "hard", &strict_rules, INV_KIND_KEY, INV_MODE_HARD);
-  expect_ok("key", "user:1", "soft", &strict_rules, INV_KIND_KEY, INV_MODE_SOFT);
+  expect_ok("key", "user:1", "hard", &strict_rules, INV_KIND_KEY,
+            INV_MODE_HARD);
+  expect_ok("key", "user:1", "soft", &strict_rules, INV_KIND_KEY,
+            INV_MODE_SOFT);
   expect_ok("prefix", "user:", NULL, &strict_rules, INV_KIND_PREFIX,
             INV_MODE_HARD);
   expect_ok("pattern", "user:*", "soft", &strict_rules, INV_KIND_PATTERN,
@@ -139,8 +150,9 @@ static void test_valid_events(void) {
     msgpack_pack_nil(&o.pk);
     pstr(&o.pk, "kind");
     pstr(&o.pk, "key");
-    CHECK_EQ_INT(inv_event_parse(obj_end(&o), &strict_rules, 0, &ev, err,
-                                 sizeof(err)), 0);
+    CHECK_EQ_INT(
+        inv_event_parse(obj_end(&o), &strict_rules, 0, &ev, err, sizeof(err)),
+        0);
     CHECK_EQ_INT(ev.target_len, 3);
     CHECK(memcmp(ev.target, "a\0\xff", 3) == 0);
     CHECK_EQ_INT(ev.mode, INV_MODE_HARD);
@@ -195,11 +207,9 @@ static void test_kind_errors(void) {
 }
 
 static void test_target_errors(void) {
-  expect_err("key", NULL, NULL, &strict_rules, 2,
-             "event 2: target is missing");
+  expect_err("key", NULL, NULL, &strict_rules, 2, "event 2: target is missing");
   expect_err("key", "", NULL, &strict_rules, 3, "event 3: target is empty");
-  expect_err("pattern", "", NULL, &strict_rules, 3,
-             "event 3: target is empty");
+  expect_err("pattern", "", NULL, &strict_rules, 3, "event 3: target is empty");
   expect_err("key", "", NULL, &flush_rules, 3, "event 3: target is empty");
   expect_err("key", "0123456789A", NULL, &strict_rules, 4,
              "event 4: target is 11 bytes, over the limit of 10");
@@ -314,8 +324,7 @@ static void test_field_errors(void) {
   pstr(&o.pk, "k");
   msgpack_pack_int(&o.pk, 1);
   pstr(&o.pk, "x");
-  expect_err_obj(&o, &strict_rules, 6,
-                 "event 6: a field name is not a string");
+  expect_err_obj(&o, &strict_rules, 6, "event 6: a field name is not a string");
   obj_free(&o);
 
   obj_begin(&o);
@@ -357,8 +366,8 @@ static void quoted(const char *s, char *out, size_t cap) {
 static void test_flush_rules(void) {
   /* No token restricts a byte: refused whatever the spelling. */
   static const char *const everything[] = {
-      "*", "**", "***", "*?*", "?*", "*??", "?", "??", "*[^]*", "[^]*",
-      "*[^]", "[^]?*", "*[\x80-\x7f]*"};
+      "*",  "**",    "***",  "*?*",  "?*",    "*??",          "?",
+      "??", "*[^]*", "[^]*", "*[^]", "[^]?*", "*[\x80-\x7f]*"};
   char want[300];
 
   expect_err("prefix", "", NULL, &strict_rules, 7,
@@ -370,7 +379,8 @@ static void test_flush_rules(void) {
     quoted(everything[i], q, sizeof(q));
     snprintf(want, sizeof(want),
              "event 8: pattern \"%s\" matches every key (refused unless the "
-             "publisher runs with --allow-flush)", q);
+             "publisher runs with --allow-flush)",
+             q);
     expect_err("pattern", everything[i], NULL, &strict_rules, 8, want);
     expect_ok("pattern", everything[i], NULL, &flush_rules, INV_KIND_PATTERN,
               INV_MODE_HARD);
@@ -378,8 +388,7 @@ static void test_flush_rules(void) {
   /* A key or prefix named "*" is literal and matches one key or one
    * literal prefix, so it is no flush. */
   expect_ok("key", "*", NULL, &strict_rules, INV_KIND_KEY, INV_MODE_HARD);
-  expect_ok("prefix", "*", NULL, &strict_rules, INV_KIND_PREFIX,
-            INV_MODE_HARD);
+  expect_ok("prefix", "*", NULL, &strict_rules, INV_KIND_PREFIX, INV_MODE_HARD);
   /* Escaped or literal characters, or a class that misses a byte, make a
    * pattern selective. */
   expect_ok("pattern", "\\*", NULL, &strict_rules, INV_KIND_PATTERN,
@@ -397,8 +406,8 @@ static void test_flush_rules(void) {
 }
 
 static void test_malformed_patterns(void) {
-  static const char *const bad[] = {"[", "*[", "*[^", "a[bc", "[\\]", "[a-]",
-                                    "*\\", "\\", "x[a-"};
+  static const char *const bad[] = {"[",    "*[",  "*[^", "a[bc", "[\\]",
+                                    "[a-]", "*\\", "\\",  "x[a-"};
   char want[300];
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     char q[64];
@@ -406,7 +415,8 @@ static void test_malformed_patterns(void) {
     snprintf(want, sizeof(want),
              "event 2: pattern \"%s\" is malformed (a '[' without its "
              "closing ']', or a trailing lone '\\'); refused even with "
-             "--allow-flush", q);
+             "--allow-flush",
+             q);
     expect_err("pattern", bad[i], NULL, &strict_rules, 2, want);
     expect_err("pattern", bad[i], NULL, &flush_rules, 2, want);
   }
@@ -435,7 +445,8 @@ static void test_reserved_targets(void) {
       snprintf(want, sizeof(want),
                "event 5: %s \"%s\" lies in the service's own namespace "
                "(cache:invalidation and cache:invalidation:*), which no "
-               "event may delete", kinds[k], reserved[i]);
+               "event may delete",
+               kinds[k], reserved[i]);
       expect_err(kinds[k], reserved[i], NULL, &big, 5, want);
       expect_err(kinds[k], reserved[i], NULL, &big_flush, 5, want);
     }
@@ -453,8 +464,7 @@ static void test_reserved_targets(void) {
   /* A pattern that can reach the service's keys stays legal. */
   expect_ok("pattern", "cache:invalidation:*", NULL, &big, INV_KIND_PATTERN,
             INV_MODE_HARD);
-  expect_ok("pattern", "cache:*", NULL, &big, INV_KIND_PATTERN,
-            INV_MODE_HARD);
+  expect_ok("pattern", "cache:*", NULL, &big, INV_KIND_PATTERN, INV_MODE_HARD);
 }
 
 static void test_names(void) {
@@ -639,7 +649,8 @@ static void test_payload_errors(void) {
   msgpack_pack_map(&o.pk, 1);
   pstr(&o.pk, "v");
   pstr(&o.pk, "1");
-  expect_payload_err(&o, "payload version is not an unsigned integer (got str)");
+  expect_payload_err(&o,
+                     "payload version is not an unsigned integer (got str)");
   obj_free(&o);
 
   obj_begin(&o);
@@ -689,8 +700,9 @@ static void test_payload_errors(void) {
   msgpack_pack_array(&o.pk, 2);
   pack_ev(&o.pk, "key", "a", NULL);
   pack_ev(&o.pk, "slot", "a", NULL);
-  expect_payload_err(&o, "event 1: unknown kind \"slot\" (expected key, "
-                         "prefix or pattern)");
+  expect_payload_err(&o,
+                     "event 1: unknown kind \"slot\" (expected key, "
+                     "prefix or pattern)");
   obj_free(&o);
 
   obj_begin(&o);
@@ -747,8 +759,9 @@ static void test_payload_errors(void) {
                  INV_EPROTO);
     CHECK_EQ_STR(err, "payload is not msgpack: 1 bytes follow the object");
     inv_payload_destroy(&p);
-    CHECK_EQ_INT(inv_payload_decode("\xdf\xff\xff\xff\xff", 5, &p, err,
-                                    sizeof(err)), INV_EPROTO);
+    CHECK_EQ_INT(
+        inv_payload_decode("\xdf\xff\xff\xff\xff", 5, &p, err, sizeof(err)),
+        INV_EPROTO);
     CHECK(strstr(err, "the data ends inside a map") != NULL);
     inv_payload_destroy(&p);
     CHECK_EQ_INT(inv_payload_decode("", 0, &p, err, sizeof(err)), INV_EPROTO);
@@ -793,12 +806,12 @@ static void test_pack_target_type(void) {
     size_t len;
     int utf8;
   } cases[] = {
-      {"user:42", 7, 1},          {"", 0, 1},
-      {"caf\xc3\xa9", 5, 1},       {"\xf0\x9f\x98\x80", 4, 1},
-      {"k\xff\xfe", 3, 0},         {"\xc3", 1, 0},        /* cut short */
-      {"\xc0\xaf", 2, 0},          /* overlong '/' */
-      {"\xed\xa0\x80", 3, 0},      /* a surrogate */
-      {"a\0b", 3, 1},             /* NUL is UTF-8 */
+      {"user:42", 7, 1},      {"", 0, 1},
+      {"caf\xc3\xa9", 5, 1},  {"\xf0\x9f\x98\x80", 4, 1},
+      {"k\xff\xfe", 3, 0},    {"\xc3", 1, 0}, /* cut short */
+      {"\xc0\xaf", 2, 0},                     /* overlong '/' */
+      {"\xed\xa0\x80", 3, 0},                 /* a surrogate */
+      {"a\0b", 3, 1},                         /* NUL is UTF-8 */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     obj_t o;
@@ -814,7 +827,8 @@ static void test_pack_target_type(void) {
     CHECK(m != NULL);
     const msgpack_object *t = inv_map_get(m, "target");
     CHECK(t != NULL);
-    CHECK_EQ_INT(t->type, cases[i].utf8 ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_BIN);
+    CHECK_EQ_INT(t->type,
+                 cases[i].utf8 ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_BIN);
     CHECK(t->via.str.size == cases[i].len &&
           memcmp(t->via.str.ptr, cases[i].bytes, cases[i].len) == 0);
     obj_free(&o);

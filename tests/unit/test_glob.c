@@ -37,7 +37,7 @@ static void test_literals(void) {
 
 static void test_star_question(void) {
   CHECK_EQ_INT(M("*", "anything"), 1);
-  CHECK_EQ_INT(M("*", ""), 1); /* KEYS * lists the empty key */
+  CHECK_EQ_INT(M("*", ""), 1);  /* KEYS * lists the empty key */
   CHECK_EQ_INT(M("**", ""), 0); /* ... but only "*" itself does */
   CHECK_EQ_INT(M("?", ""), 0);
   CHECK_EQ_INT(M("*a", ""), 0);
@@ -202,8 +202,10 @@ static void test_random_vs_reference(void) {
   int mismatches = 0;
   for (int iter = 0; iter < 300000; iter++) {
     size_t plen = rnd(10), klen = rnd(9);
-    for (size_t i = 0; i < plen; i++) pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
-    for (size_t i = 0; i < klen; i++) key[i] = key_alpha[rnd(sizeof(key_alpha) - 1)];
+    for (size_t i = 0; i < plen; i++)
+      pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
+    for (size_t i = 0; i < klen; i++)
+      key[i] = key_alpha[rnd(sizeof(key_alpha) - 1)];
     int got = inv_glob_match(pat, plen, key, klen);
     int want = glob_ref_match(pat, plen, key, klen);
     if (got != want && mismatches++ < 5) {
@@ -250,7 +252,7 @@ static void test_matches_everything(void) {
   CHECK_EQ_INT(E("\\*"), 0);
   CHECK_EQ_INT(E("[*]"), 0);
   CHECK_EQ_INT(E("*\\"), 0);
-  CHECK_EQ_INT(E("["), 0);  /* an empty unclosed class takes nothing */
+  CHECK_EQ_INT(E("["), 0); /* an empty unclosed class takes nothing */
   CHECK_EQ_INT(E("*["), 0);
   CHECK_EQ_INT(E("[]*"), 0);
   /* The empty pattern matches the empty key only. */
@@ -276,7 +278,7 @@ static void test_unmatched_byte(void) {
 #define U(p) inv_glob_unmatched_byte(p, sizeof(p) - 1)
   CHECK_EQ_INT(U("*"), -1);
   CHECK_EQ_INT(U("*[^]?"), -1);
-  CHECK_EQ_INT(U("a*"), 0);     /* the first byte 'a' rejects is 0 */
+  CHECK_EQ_INT(U("a*"), 0); /* the first byte 'a' rejects is 0 */
   CHECK_EQ_INT(U("\x00*"), 1);
   CHECK_EQ_INT(U("*[^\x00-\x02]"), 0);
   CHECK_EQ_INT(U("[\x00-\x02]"), 3);
@@ -306,8 +308,8 @@ static void test_check(void) {
   CHECK_EQ_INT(C("*["), INV_EINVAL);
   CHECK_EQ_INT(C("[^"), INV_EINVAL);
   CHECK_EQ_INT(C("a[bc"), INV_EINVAL);
-  CHECK_EQ_INT(C("[\\]"), INV_EINVAL);   /* "\]" is a literal ']' */
-  CHECK_EQ_INT(C("[a-]"), INV_EINVAL);   /* the range 'a'..']' */
+  CHECK_EQ_INT(C("[\\]"), INV_EINVAL); /* "\]" is a literal ']' */
+  CHECK_EQ_INT(C("[a-]"), INV_EINVAL); /* the range 'a'..']' */
   CHECK_EQ_INT(C("[\\"), INV_EINVAL);
   CHECK_EQ_INT(C("x[a-"), INV_EINVAL);
   CHECK_EQ_INT(C("[]]["), INV_EINVAL);
@@ -332,7 +334,8 @@ static void test_random_flush_rule(void) {
   int bad = 0, flushes = 0;
   for (int iter = 0; iter < 100000; iter++) {
     size_t plen = 1 + rnd(10);
-    for (size_t i = 0; i < plen; i++) pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
+    for (size_t i = 0; i < plen; i++)
+      pat[i] = pat_alpha[rnd(sizeof(pat_alpha) - 1)];
     int b = inv_glob_unmatched_byte(pat, plen);
     int flush = inv_glob_matches_everything(pat, plen);
     if (flush != (b < 0)) bad++;
@@ -347,7 +350,8 @@ static void test_random_flush_rule(void) {
       size_t klen = rnd(15);
       for (size_t i = 0; i < klen; i++) key[i] = (char)rnd(256);
       memset(same, 'a', klen);
-      if (glob_ref_match(pat, plen, key, klen) != glob_ref_match(pat, plen, same, klen))
+      if (glob_ref_match(pat, plen, key, klen) !=
+          glob_ref_match(pat, plen, same, klen))
         bad++;
     }
     if (bad && bad < 3)
@@ -397,10 +401,10 @@ static void test_pinned_slot(void) {
   CHECK_EQ_INT(PIN("user:*"), 0);
   CHECK_EQ_INT(slot, 77);
   CHECK_EQ_INT(PIN("*{a}"), 0);
-  CHECK_EQ_INT(PIN("{user:*}"), 0);  /* tag not closed inside the prefix */
+  CHECK_EQ_INT(PIN("{user:*}"), 0); /* tag not closed inside the prefix */
   CHECK_EQ_INT(PIN("{user*"), 0);
-  CHECK_EQ_INT(PIN("{}*"), 0);       /* empty tag: whole key is hashed */
-  CHECK_EQ_INT(PIN("{}{a}*"), 0);    /* first tag is empty, so no tag */
+  CHECK_EQ_INT(PIN("{}*"), 0);    /* empty tag: whole key is hashed */
+  CHECK_EQ_INT(PIN("{}{a}*"), 0); /* first tag is empty, so no tag */
   CHECK_EQ_INT(PIN("{?}*"), 0);
   CHECK_EQ_INT(PIN("{[ab]}*"), 0);
   CHECK_EQ_INT(PIN("user:42"), 0);
@@ -413,7 +417,7 @@ static void test_pinned_slot(void) {
   CHECK_EQ_INT(slot, inv_key_slot("a", 1));
   CHECK_EQ_INT(PIN("{a\\}b}*"), 1); /* tag is "a" (the first '}' closes it) */
   CHECK_EQ_INT(slot, inv_key_slot("a", 1));
-  CHECK_EQ_INT(PIN("{a\\*}*"), 1);  /* tag "a*" with a literal star */
+  CHECK_EQ_INT(PIN("{a\\*}*"), 1); /* tag "a*" with a literal star */
   CHECK_EQ_INT(slot, inv_key_slot("a*", 2));
   CHECK_EQ_INT(PIN("{a\\*"), 0);
   CHECK_EQ_INT(PIN("\\{\\}x*"), 0); /* literal "{}": empty tag */

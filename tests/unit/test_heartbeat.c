@@ -39,8 +39,8 @@ static void test_round_trip(void) {
   CHECK_EQ_STR(back.node, "127.0.0.1:7001");
   CHECK_EQ_STR(back.role, "primary");
   CHECK_EQ_STR(back.last_id, "17-4");
-  CHECK(back.lag_ms == 3 && back.behind == 9 && back.ts_ms == 1732518000999ull &&
-        back.ttl_ms == 15000);
+  CHECK(back.lag_ms == 3 && back.behind == 9 &&
+        back.ts_ms == 1732518000999ull && back.ttl_ms == 15000);
   /* A record without the optional keys (as older workers write it) has
    * eight entries and decodes with them empty. */
   CHECK_EQ_INT((unsigned char)buf.data[0], 0x88);
@@ -119,20 +119,21 @@ static void test_huge_headers(void) {
     const char *data;
     size_t len;
   } bad[] = {
-      {"\xdd\xff\xff\xff\xff", 5},          /* array32 of 2^32-1 */
-      {"\xdf\xff\xff\xff\xff", 5},          /* map32 */
-      {"\xc6\xff\xff\xff\xff", 5},          /* bin32 of 4 GiB */
-      {"\xdb\xff\xff\xff\xff", 5},          /* str32 */
-      {"\x81\xa2id\xdd\xff\xff\xff\xff", 9}, /* inside a record */
+      {"\xdd\xff\xff\xff\xff", 5},            /* array32 of 2^32-1 */
+      {"\xdf\xff\xff\xff\xff", 5},            /* map32 */
+      {"\xc6\xff\xff\xff\xff", 5},            /* bin32 of 4 GiB */
+      {"\xdb\xff\xff\xff\xff", 5},            /* str32 */
+      {"\x81\xa2id\xdd\xff\xff\xff\xff", 9},  /* inside a record */
       {"\x81\xa2id\xc6\x00\x00\x00\x09x", 9}, /* 9 bytes promised, 1 given */
-      {"\xc1", 1},                          /* never valid */
-      {"\x80\x80", 2},                      /* two objects */
+      {"\xc1", 1},                            /* never valid */
+      {"\x80\x80", 2},                        /* two objects */
       {"", 0},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     inv_heartbeat_t hb;
     memset(&hb, 0x5a, sizeof(hb));
-    CHECK_EQ_INT(inv_heartbeat_decode(bad[i].data, bad[i].len, &hb), INV_EPROTO);
+    CHECK_EQ_INT(inv_heartbeat_decode(bad[i].data, bad[i].len, &hb),
+                 INV_EPROTO);
     CHECK(is_zero(&hb));
   }
 }

@@ -48,7 +48,8 @@ static void f_ack(void *ctx, unsigned shard, const inv_sid_t *ids, size_t n) {
   (void)ctx;
   (void)shard;
   rec.acks++;
-  for (size_t i = 0; i < n && rec.nacked < 16; i++) rec.acked[rec.nacked++] = ids[i];
+  for (size_t i = 0; i < n && rec.nacked < 16; i++)
+    rec.acked[rec.nacked++] = ids[i];
 }
 
 static void f_dropped(void *ctx, unsigned shard) {
@@ -188,7 +189,8 @@ static void test_failed_work_is_replayed(void) {
   CHECK_EQ_INT(inv_intake_op_begin(in, t), 0);
   CHECK_EQ_INT(rec.acks, 0);
   /* The entry comes back as pending and, done this time, is acknowledged. */
-  CHECK_EQ_INT(inv_intake_open(in, 3, gen, sid(5), &t), INV_EBUSY); /* stale gen */
+  CHECK_EQ_INT(inv_intake_open(in, 3, gen, sid(5), &t),
+               INV_EBUSY); /* stale gen */
   CHECK_EQ_INT(inv_intake_open(in, 3, rec.read_gen, sid(5), &t), 0);
   inv_intake_read_done(in, 3, rec.read_gen, INV_READ_OK, 1, sid(5));
   CHECK_EQ_INT(inv_intake_op_done(in, t), 1);
@@ -236,7 +238,8 @@ static void test_backpressure_and_room(void) {
   CHECK_EQ_INT(rec.reads, reads + 1);
   /* A full page fills the watermark: the next read waits for room. */
   for (int i = 0; i < 4; i++)
-    CHECK_EQ_INT(inv_intake_open(in, 3, rec.read_gen, sid(10 + (uint64_t)i), &t[i]), 0);
+    CHECK_EQ_INT(
+        inv_intake_open(in, 3, rec.read_gen, sid(10 + (uint64_t)i), &t[i]), 0);
   inv_intake_read_done(in, 3, rec.read_gen, INV_READ_OK, 4, sid(13));
   CHECK_EQ_INT(inv_intake_state(in, 3), INV_SHARD_NEW);
   CHECK_EQ_INT(rec.reads, reads + 1);

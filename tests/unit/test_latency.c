@@ -40,10 +40,10 @@ static void test_small_values_exact(void) {
 
 static void test_single_values(void) {
   /* A histogram holding one value reports it within 6% at any quantile. */
-  uint64_t values[] = {1,       5,         16,          31,        32,
-                       33,      100,       999,         1000,      12345,
-                       65535,   65536,     1000000,     123456789, 1ull << 40,
-                       (1ull << 43) - 1};
+  uint64_t values[] = {1,       5,         16,         31,
+                       32,      33,        100,        999,
+                       1000,    12345,     65535,      65536,
+                       1000000, 123456789, 1ull << 40, (1ull << 43) - 1};
   for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
     inv_latency_t h = {0};
     inv_latency_record(&h, values[i]);
@@ -153,9 +153,9 @@ static void test_hist_buckets(void) {
   static inv_hist_t h;
   memset(&h, 0, sizeof(h));
   inv_hist_record(&h, 0);
-  inv_hist_record(&h, 100);     /* le 0.0001 */
-  inv_hist_record(&h, 101);     /* le 0.00025 */
-  inv_hist_record(&h, 1000000); /* le 1 */
+  inv_hist_record(&h, 100);      /* le 0.0001 */
+  inv_hist_record(&h, 101);      /* le 0.00025 */
+  inv_hist_record(&h, 1000000);  /* le 1 */
   inv_hist_record(&h, 61000000); /* +Inf only */
   CHECK_EQ_INT(h.count, 5);
   CHECK(h.sum_us == 0 + 100 + 101 + 1000000 + 61000000);

@@ -30,11 +30,15 @@ static void test_names_live_in_home_slot(void) {
 }
 
 static void test_from_name_refuses_others(void) {
-  const char *bad[] = {"cache:invalidation:log", "cache:invalidation:log:{}",
-                       "cache:invalidation:log:{3560", "cache:invalidation:log:{x}",
+  const char *bad[] = {"cache:invalidation:log",
+                       "cache:invalidation:log:{}",
+                       "cache:invalidation:log:{3560",
+                       "cache:invalidation:log:{x}",
                        "cache:invalidation:log:{0}", /* not a home slot's tag */
                        "cache:invalidation:log:{0003560}",
-                       "cache:invalidation:log:{99999999}", "user:1", ""};
+                       "cache:invalidation:log:{99999999}",
+                       "user:1",
+                       ""};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     CHECK_EQ_INT(inv_log_shard_from_name(bad[i], strlen(bad[i])), -1);
 }

@@ -1,7 +1,7 @@
 /*
- * Unit tests for the /metrics endpoint (common/server/metrics_http.c), in-process:
- * the endpoint runs on this thread's libuv loop and a client thread sends
- * raw HTTP over loopback. Checks the status lines, the headers, request
+ * Unit tests for the /metrics endpoint (common/server/metrics_http.c),
+ * in-process: the endpoint runs on this thread's libuv loop and a client thread
+ * sends raw HTTP over loopback. Checks the status lines, the headers, request
  * size bounds, a failing renderer, and that closing releases everything.
  */
 #include <arpa/inet.h>
@@ -32,8 +32,9 @@ static int render(inv_buf_t *out, void *data) {
   (void)data;
   renders++;
   if (render_fails) return INV_ENOMEM;
-  return inv_buf_printf(out, "# TYPE test_renders_total counter\n"
-                             "test_renders_total %d\n",
+  return inv_buf_printf(out,
+                        "# TYPE test_renders_total counter\n"
+                        "test_renders_total %d\n",
                         renders);
 }
 
@@ -107,8 +108,8 @@ static void test_get_metrics(void) {
     CHECK(strstr(body, "test_renders_total 1\n") != NULL);
   }
   /* A query string is allowed; HTTP/1.0 too. */
-  CHECK(http_str("GET /metrics?name[]=x HTTP/1.0\r\n\r\n", resp,
-                 sizeof(resp)) > 0);
+  CHECK(http_str("GET /metrics?name[]=x HTTP/1.0\r\n\r\n", resp, sizeof(resp)) >
+        0);
   CHECK(strncmp(resp, "HTTP/1.1 200 ", 13) == 0);
   /* A request split in many small writes still works. */
   {
@@ -166,9 +167,9 @@ int main(void) {
   uv_loop_init(&loop);
   uv_async_init(&loop, &done, done_cb);
   inv_addr_parse("127.0.0.1:0", &addr);
-  CHECK_EQ_INT(inv_metrics_http_start(&loop, &addr, render, NULL, &mh, err,
-                                      sizeof(err)),
-               0);
+  CHECK_EQ_INT(
+      inv_metrics_http_start(&loop, &addr, render, NULL, &mh, err, sizeof(err)),
+      0);
   mh_port = inv_metrics_http_port(mh);
   CHECK(mh_port > 0);
   inv_metrics_http_close(NULL);
@@ -178,8 +179,8 @@ int main(void) {
     inv_metrics_http_t *again = NULL;
     inv_addr_t same = addr;
     same.port = mh_port;
-    CHECK_EQ_INT(inv_metrics_http_start(&loop, &same, render, NULL, &again,
-                                        err, sizeof(err)),
+    CHECK_EQ_INT(inv_metrics_http_start(&loop, &same, render, NULL, &again, err,
+                                        sizeof(err)),
                  INV_EIO);
     CHECK(again == NULL && strstr(err, "127.0.0.1:") != NULL);
   }

@@ -26,8 +26,8 @@ static size_t ids_of(const inv_queue_t *h, int *ids, size_t max) {
   for (const inv_queue_t *q = inv_queue_tail(h); q != NULL;
        q = inv_queue_prev(h, q)) {
     back++;
-    CHECK(back <= n && INV_QUEUE_DATA(q, const elem_t, node)->id ==
-                           ids[n - back]);
+    CHECK(back <= n &&
+          INV_QUEUE_DATA(q, const elem_t, node)->id == ids[n - back]);
   }
   CHECK_EQ_INT(back, n);
   return n;

@@ -68,8 +68,8 @@ static void closed_cb(void *data) {
 
 /* hello through the shared answer, with one extra entry. */
 static void do_hello(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
-  inv_rpc_hello_t hello = {.server = "test", .max_message_bytes = 4096,
-                           .check_params = 1};
+  inv_rpc_hello_t hello = {
+      .server = "test", .max_message_bytes = 4096, .check_params = 1};
   (void)data;
   msgpack_packer *pk = inv_rpc_hello_begin(req, msg, &hello, 1);
   if (pk == NULL) return;
@@ -79,8 +79,7 @@ static void do_hello(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
 }
 
 /* Fails with an internal code, which must reach the client as EUNAVAIL. */
-static void do_internal(inv_rpc_req_t *req, const inv_msg_t *msg,
-                        void *data) {
+static void do_internal(inv_rpc_req_t *req, const inv_msg_t *msg, void *data) {
   (void)msg;
   (void)data;
   inv_rpc_reply_error(req, INV_ENOMEM, "out of memory");
@@ -184,8 +183,7 @@ static void cl_send(cl_t *c, long msgid, const char *method,
  * timeout or error. */
 static int cl_read(cl_t *c, msgpack_unpacked *out) {
   for (;;) {
-    if (msgpack_unpacker_next(&c->up, out) == MSGPACK_UNPACK_SUCCESS)
-      return 1;
+    if (msgpack_unpacker_next(&c->up, out) == MSGPACK_UNPACK_SUCCESS) return 1;
     msgpack_unpacker_reserve_buffer(&c->up, 4096);
     ssize_t n = recv(c->fd, msgpack_unpacker_buffer(&c->up),
                      msgpack_unpacker_buffer_capacity(&c->up), 0);
@@ -312,7 +310,7 @@ static void scenario_late_reply(void) {
   cl_send(&a, 2, "ping", NULL);
   cl_expect(&a, 2, "PONG", NULL); /* hold was dispatched before this */
   cl_close(&a);
-  usleep(100 * 1000);             /* the server sees a's end and closes */
+  usleep(100 * 1000); /* the server sees a's end and closes */
   CHECK_EQ_INT(cl_open(&b), 0);
   cl_send(&b, 7, "release", NULL); /* finishes a's request: dropped */
   {

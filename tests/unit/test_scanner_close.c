@@ -130,8 +130,8 @@ static void test_close_waits_for_the_last_zombie(void) {
   inv_scanner_t *scn = NULL;
   inv_worker_stats_t stats;
   inv_slot_map_t map;
-  inv_scanner_opts_t so = {.scan_count = 100, .max_scans = 1,
-                           .scan_inflight = 10};
+  inv_scanner_opts_t so = {
+      .scan_count = 100, .max_scans = 1, .scan_inflight = 10};
   int port = fake_start();
 
   CHECK(port > 0);
@@ -139,13 +139,14 @@ static void test_close_waits_for_the_last_zombie(void) {
   inv_slot_map_standalone(&map);
   inv_redis_opts_default(&ro);
   ro.command_timeout_ms = 0; /* the silent server must not be timed out */
-  CHECK_EQ_INT(inv_redis_create(&loop, "127.0.0.1", port, &ro, NULL, NULL,
-                                NULL, &r), 0);
+  CHECK_EQ_INT(
+      inv_redis_create(&loop, "127.0.0.1", port, &ro, NULL, NULL, NULL, &r), 0);
   if (r == NULL) return;
   CHECK(run_until(is_connected, r));
   CHECK_EQ_INT(inv_unlinker_create(&loop, r, &stats, 1000, NULL, NULL, &u), 0);
-  CHECK_EQ_INT(inv_scanner_create(&loop, r, u, &map, &so, &stats, done_cb,
-                                  NULL, &scn), 0);
+  CHECK_EQ_INT(
+      inv_scanner_create(&loop, r, u, &map, &so, &stats, done_cb, NULL, &scn),
+      0);
   if (u == NULL || scn == NULL) return;
   uintptr_t scn_addr = (uintptr_t)scn;
   CHECK_EQ_INT(handles_of(scn_addr), 3);

@@ -75,8 +75,10 @@ static void test_range(void) {
   for (int i = 0; i < 100000; i++) {
     int n = snprintf(key, sizeof(key), "key:%d", i);
     unsigned s = inv_key_slot(key, (size_t)n);
-    if (s >= INV_SLOTS) ok = 0;
-    else if (!seen[s]++) distinct++;
+    if (s >= INV_SLOTS)
+      ok = 0;
+    else if (!seen[s]++)
+      distinct++;
   }
   CHECK(ok);
   CHECK(distinct > 16000);

@@ -45,7 +45,8 @@ static redisReply *arr(size_t n, redisReply **items) {
 
 /* One CLUSTER SLOTS entry: lo hi [host port id]. */
 static redisReply *range(long long lo, long long hi, const char *id) {
-  redisReply *node = arr(3, (redisReply *[]){str("127.0.0.1"), num(7000), str(id)});
+  redisReply *node =
+      arr(3, (redisReply *[]){str("127.0.0.1"), num(7000), str(id)});
   return arr(3, (redisReply *[]){num(lo), num(hi), node});
 }
 
@@ -56,15 +57,17 @@ static redisReply *slots_reply(void) {
   return arr(3, (redisReply *[]){a, b, c});
 }
 
-static const char nodes_text[] =
-    OTHER " 127.0.0.1:7001@17001 master - 0 0 2 connected 100-16282 [7->-" MYID "]\n"
-    MYID " 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-99 16283-16383"
+static const char nodes_text[] = OTHER
+    " 127.0.0.1:7001@17001 master - 0 0 2 connected 100-16282 [7->-" MYID
+    "]\n" MYID
+    " 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-99 16283-16383"
     " [200-<-" OTHER "] [50->-" OTHER "] [16383-<-" OTHER "]\n";
 
 static void test_owned_and_importing(void) {
   inv_slot_map_t m;
   CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), slots_reply(),
-                                         nodes_text, strlen(nodes_text)), 0);
+                                         nodes_text, strlen(nodes_text)),
+               0);
   CHECK(m.cluster);
   CHECK_EQ_INT(m.nowned, 100 + 101);
   CHECK(inv_slot_map_owns(&m, 0) && inv_slot_map_owns(&m, 99));
@@ -82,11 +85,13 @@ static void test_owned_and_importing(void) {
 
 static void test_no_nodes_text(void) {
   inv_slot_map_t m;
-  CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), slots_reply(),
-                                         NULL, 0), 0);
+  CHECK_EQ_INT(
+      inv_slot_map_from_cluster(&m, MYID, strlen(MYID), slots_reply(), NULL, 0),
+      0);
   CHECK_EQ_INT(m.nimporting, 0);
   CHECK_EQ_INT(m.nowned, 201);
-  CHECK_EQ_INT(inv_slot_map_from_cluster(&m, "nobody", 6, slots_reply(), NULL, 0), 0);
+  CHECK_EQ_INT(
+      inv_slot_map_from_cluster(&m, "nobody", 6, slots_reply(), NULL, 0), 0);
   CHECK_EQ_INT(m.nowned, 0); /* a replica's id owns nothing */
 }
 
@@ -95,8 +100,9 @@ static void test_standalone_and_gained(void) {
   inv_slot_map_standalone(&all);
   CHECK(!all.cluster && all.nowned == INV_SLOTS);
   CHECK(inv_slot_map_owns(&all, 0) && inv_slot_map_owns(&all, INV_SLOTS - 1));
-  CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), slots_reply(),
-                                         NULL, 0), 0);
+  CHECK_EQ_INT(
+      inv_slot_map_from_cluster(&m, MYID, strlen(MYID), slots_reply(), NULL, 0),
+      0);
   memset(&none, 0, sizeof(none));
   CHECK_EQ_INT(inv_slot_map_gained(&none, &m), 201);
   CHECK_EQ_INT(inv_slot_map_gained(&m, &m), 0);
@@ -109,16 +115,19 @@ static void test_malformed(void) {
   inv_slot_map_standalone(&m);
   used = pused = 0;
   redisReply *bad_range = arr(1, (redisReply *[]){range(10, 5, MYID)});
-  CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), bad_range, NULL, 0),
-               INV_EPROTO);
+  CHECK_EQ_INT(
+      inv_slot_map_from_cluster(&m, MYID, strlen(MYID), bad_range, NULL, 0),
+      INV_EPROTO);
   used = pused = 0;
   redisReply *past = arr(1, (redisReply *[]){range(0, 16384, MYID)});
   CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), past, NULL, 0),
                INV_EPROTO);
   used = pused = 0;
-  redisReply *short_entry = arr(1, (redisReply *[]){arr(2, (redisReply *[]){num(0), num(1)})});
-  CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), short_entry, NULL, 0),
-               INV_EPROTO);
+  redisReply *short_entry =
+      arr(1, (redisReply *[]){arr(2, (redisReply *[]){num(0), num(1)})});
+  CHECK_EQ_INT(
+      inv_slot_map_from_cluster(&m, MYID, strlen(MYID), short_entry, NULL, 0),
+      INV_EPROTO);
   CHECK_EQ_INT(inv_slot_map_from_cluster(&m, MYID, strlen(MYID), NULL, NULL, 0),
                INV_EPROTO);
   CHECK(!m.cluster && m.nowned == INV_SLOTS); /* unchanged on error */

@@ -86,7 +86,8 @@ static void test_prometheus(void) {
       "# HELP inval_publisher_clients Connected clients.\n"
       "# TYPE inval_publisher_clients gauge\n"
       "inval_publisher_clients 3\n"
-      "# HELP inval_publisher_big_total A help text with a \\\\ backslash\\nand "
+      "# HELP inval_publisher_big_total A help text with a \\\\ "
+      "backslash\\nand "
       "a newline.\n"
       "# TYPE inval_publisher_big_total counter\n"
       "inval_publisher_big_total 18446744073709551615\n";

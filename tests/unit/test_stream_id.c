@@ -22,9 +22,18 @@ static void test_parse(void) {
 }
 
 static void test_parse_rejects(void) {
-  static const char *const bad[] = {"", "-", "5-", "-5", "1-2-3", "a-1", "1-b",
-                                    " 1-2", "1-2 ", "18446744073709551616-0",
-                                    "0-18446744073709551616", NULL};
+  static const char *const bad[] = {"",
+                                    "-",
+                                    "5-",
+                                    "-5",
+                                    "1-2-3",
+                                    "a-1",
+                                    "1-b",
+                                    " 1-2",
+                                    "1-2 ",
+                                    "18446744073709551616-0",
+                                    "0-18446744073709551616",
+                                    NULL};
   for (int i = 0; bad[i]; i++) {
     inv_sid_t id = {3, 4};
     CHECK_EQ_INT(parse(bad[i], &id), INV_EINVAL);

@@ -69,7 +69,8 @@ static void test_parse(void) {
 static void test_parse_errors(void) {
   parse_bad("tenant a token x\n\nfrobnicate\n", "t.conf:3: unknown directive");
   parse_bad("tenant a namespaces a:\n", "t.conf:1: tenant a has no credential");
-  parse_bad("tenant a token x\ntenant a token y\n", "t.conf:2: tenant a is "
+  parse_bad("tenant a token x\ntenant a token y\n",
+            "t.conf:2: tenant a is "
             "defined twice");
   parse_bad("tenant a token x\ntenant b token x\n",
             "t.conf:2: tenant b: that token already belongs to tenant a");
@@ -116,8 +117,7 @@ static void test_token_file(void) {
   unlink(path);
   unlink(conf);
   rmdir(dir);
-  CHECK_EQ_INT(inv_tenants_load_file(conf, &ts, err, sizeof(err)),
-               INV_ECONFIG);
+  CHECK_EQ_INT(inv_tenants_load_file(conf, &ts, err, sizeof(err)), INV_ECONFIG);
   CHECK(strstr(err, "cannot open") != NULL);
 }
 

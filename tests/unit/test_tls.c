@@ -74,29 +74,25 @@ static void test_ctx_errors(void) {
   CHECK(strstr(err, missing) != NULL);
   CHECK(strstr(err, "No such file") != NULL);
 
-  CHECK_EQ_INT(inv_tls_ctx_new(garbage_path, key_path, &c, err,
-                               sizeof(err)),
+  CHECK_EQ_INT(inv_tls_ctx_new(garbage_path, key_path, &c, err, sizeof(err)),
                INV_ECONFIG);
   CHECK(strstr(err, "tls-cert") != NULL);
   CHECK(strstr(err, garbage_path) != NULL);
   CHECK(strstr(err, "cannot load certificate") != NULL);
 
-  CHECK_EQ_INT(inv_tls_ctx_new(cert_path, garbage_path, &c, err,
-                               sizeof(err)),
+  CHECK_EQ_INT(inv_tls_ctx_new(cert_path, garbage_path, &c, err, sizeof(err)),
                INV_ECONFIG);
   CHECK(strstr(err, "tls-key") != NULL);
   CHECK(strstr(err, "cannot load private key") != NULL);
 
-  CHECK_EQ_INT(inv_tls_ctx_new(cert_path, other_key_path, &c, err,
-                               sizeof(err)),
+  CHECK_EQ_INT(inv_tls_ctx_new(cert_path, other_key_path, &c, err, sizeof(err)),
                INV_ECONFIG);
   CHECK(strstr(err, "does not match") != NULL);
 
   CHECK_EQ_INT(inv_tls_ctx_new(cert_path, "", &c, err, sizeof(err)),
                INV_ECONFIG);
 
-  CHECK_EQ_INT(inv_tls_ctx_new(cert_path, key_path, &c, err, sizeof(err)),
-               0);
+  CHECK_EQ_INT(inv_tls_ctx_new(cert_path, key_path, &c, err, sizeof(err)), 0);
   CHECK(c != NULL);
   inv_tls_ctx_free(c);
   inv_tls_ctx_free(NULL);
@@ -109,9 +105,9 @@ typedef struct pair_s {
   SSL *client;
   BIO *c_in, *c_out; /* owned by client */
   inv_tls_t *server;
-  inv_buf_t plain;   /* what the server decrypted */
-  inv_buf_t wire;    /* what the server wants to send */
-  int server_rc;     /* the last inv_tls_read() result */
+  inv_buf_t plain; /* what the server decrypted */
+  inv_buf_t wire;  /* what the server wants to send */
+  int server_rc;   /* the last inv_tls_read() result */
 } pair_t;
 
 static int collect_cb(void *data, const char *p, size_t len) {
@@ -240,9 +236,9 @@ static void test_conversation(void) {
     char chunk[4096];
     int n = BIO_read(p.c_out, chunk, sizeof(chunk));
     CHECK(n > 0);
-    CHECK_EQ_INT(inv_tls_read(p.server, chunk, (size_t)n, collect_cb,
-                              &p.plain, &p.wire),
-                 INV_ECLOSED);
+    CHECK_EQ_INT(
+        inv_tls_read(p.server, chunk, (size_t)n, collect_cb, &p.plain, &p.wire),
+        INV_ECLOSED);
   }
   pair_free(&p);
   inv_buf_free(&out);
@@ -258,9 +254,9 @@ static void test_garbage(void) {
   const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
   CHECK_EQ_INT(inv_tls_new(ctx, &t), 0);
-  CHECK_EQ_INT(inv_tls_read(t, junk, sizeof(junk) - 1, collect_cb, &plain,
-                            &wire),
-               INV_EPROTO);
+  CHECK_EQ_INT(
+      inv_tls_read(t, junk, sizeof(junk) - 1, collect_cb, &plain, &wire),
+      INV_EPROTO);
   CHECK(inv_tls_errstr(t)[0] != '\0');
   CHECK_EQ_INT(plain.len, 0);
   /* After a failure, shutdown appends nothing and does not crash. */
@@ -295,8 +291,7 @@ static void test_plaintext_first_byte(void) {
                               &plain, &wire),
                  INV_EPROTO);
     CHECK_EQ_INT(inv_tls_plaintext(t), 1);
-    snprintf(first, sizeof(first), "0x%02x",
-             (unsigned char)cases[i].bytes[0]);
+    snprintf(first, sizeof(first), "0x%02x", (unsigned char)cases[i].bytes[0]);
     CHECK(strstr(inv_tls_errstr(t), first) != NULL);
     CHECK(strstr(inv_tls_errstr(t), "plaintext") != NULL);
     CHECK_EQ_INT(plain.len, 0);
@@ -348,8 +343,8 @@ static int pump_engines(inv_tls_t *cli, inv_tls_t *srv, inv_buf_t *to_srv,
   int rc = 0, i;
   for (i = 0; i < 20 && (to_srv->len > 0 || to_cli.len > 0); i++) {
     inv_buf_t out = {0};
-    int r = inv_tls_read(srv, to_srv->data, to_srv->len, collect_cb,
-                         srv_plain, &out);
+    int r = inv_tls_read(srv, to_srv->data, to_srv->len, collect_cb, srv_plain,
+                         &out);
     if (r != 0) rc = r;
     inv_buf_free(to_srv);
     inv_buf_append(&to_cli, out.data, out.len);
@@ -393,8 +388,8 @@ static void test_client_engine(void) {
   CHECK(splain.len == 6 && memcmp(splain.data, "PING\r\n", 6) == 0);
   inv_buf_append(&msg, "+PONG\r\n", 7);
   CHECK_EQ_INT(inv_tls_write(srv, &msg, &wire), 0);
-  CHECK_EQ_INT(inv_tls_read(cli, wire.data, wire.len, collect_cb, &cplain,
-                            &msg), 0);
+  CHECK_EQ_INT(
+      inv_tls_read(cli, wire.data, wire.len, collect_cb, &cplain, &msg), 0);
   CHECK(cplain.len == 7 && memcmp(cplain.data, "+PONG\r\n", 7) == 0);
   inv_buf_free(&wire);
   inv_buf_free(&msg);

@@ -62,7 +62,8 @@ int inv_redis_command_formatted(inv_redis_t *r, const char *cmd, size_t len,
 
 static void forget_sent(void) {
   for (int i = 0; i < nsent; i++)
-    for (int j = 0; j < sent[i].argc && j < MAX_ARGV; j++) free(sent[i].argv[j]);
+    for (int j = 0; j < sent[i].argc && j < MAX_ARGV; j++)
+      free(sent[i].argv[j]);
   nsent = 0;
 }
 
@@ -108,8 +109,8 @@ static void moved_cb(void *data) {
 }
 
 static void redirect_fn(void *data, const char *key, size_t len,
-                        inv_unlink_op_t op, inv_unlink_done_cb cb,
-                        void *owner, uint64_t tag) {
+                        inv_unlink_op_t op, inv_unlink_done_cb cb, void *owner,
+                        uint64_t tag) {
   (void)data;
   if (redirected < 8) {
     snprintf(redirected_key[redirected], sizeof(redirected_key[0]), "%.*s",
@@ -139,14 +140,16 @@ static inv_unlinker_t *make(void) {
   refuse = 0;
   done_count = moved_calls = redirected = 0;
   memset(&stats, 0, sizeof(stats));
-  CHECK_EQ_INT(inv_unlinker_create(&loop, NULL, &stats, 1000, moved_cb, NULL, &u), 0);
+  CHECK_EQ_INT(
+      inv_unlinker_create(&loop, NULL, &stats, 1000, moved_cb, NULL, &u), 0);
   inv_unlinker_set_redirect(u, redirect_fn, NULL);
   return u;
 }
 
 static void push(inv_unlinker_t *u, const char *key, inv_unlink_op_t op,
                  uint64_t tag) {
-  CHECK_EQ_INT(inv_unlinker_push(u, key, strlen(key), op, 0, done_cb, NULL, tag), 0);
+  CHECK_EQ_INT(
+      inv_unlinker_push(u, key, strlen(key), op, 0, done_cb, NULL, tag), 0);
 }
 
 static void finish(inv_unlinker_t *u) {

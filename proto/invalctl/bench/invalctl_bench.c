@@ -67,15 +67,15 @@ typedef struct bench_s {
   uint32_t ring_mask;
   inv_bench_e2e_t *probe;
   inv_event_t *batch;
-  char *targets; /* kpe * TARGET_MAX bytes */
-  uint64_t next_event;           /* events handed out so far */
+  char *targets;       /* kpe * TARGET_MAX bytes */
+  uint64_t next_event; /* events handed out so far */
   uint64_t acked_events, acked_requests, sent_requests, refused_requests;
   uint64_t lost_requests; /* in flight on a connection that broke */
   inv_latency_t lat;
   err_count_t errs[MAX_ERROR_CODES];
   size_t nerrs;
-  int broken;   /* a connection failed */
-  int refused;  /* the server refused a request */
+  int broken;  /* a connection failed */
+  int refused; /* the server refused a request */
   char probe_err[256];
   uint64_t t0, t_end_send, t_end;
 } bench_t;
@@ -118,20 +118,21 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     uint64_t u;
-#define NEED_VALUE()                                                       \
-  do {                                                                     \
-    if (v == NULL) return inv__ctl_usage_error("bench", "%s needs a value", a); \
-    i++;                                                                   \
+#define NEED_VALUE()                                               \
+  do {                                                             \
+    if (v == NULL)                                                 \
+      return inv__ctl_usage_error("bench", "%s needs a value", a); \
+    i++;                                                           \
   } while (0)
-#define UINT_OPT(flag, field, lo, hi)                                          \
-  if (strcmp(a, flag) == 0) {                                                  \
-    NEED_VALUE();                                                              \
-    if (inv__ctl_parse_uint(v, hi, &u) != 0 || u < lo)                         \
-      return inv__ctl_usage_error("bench", "%s wants a number from %llu to %llu, not \"%s\"", \
-                                  a, (unsigned long long)(lo),                 \
-                                  (unsigned long long)(hi), v);                \
-    field = u;                                                                 \
-    continue;                                                                  \
+#define UINT_OPT(flag, field, lo, hi)                                    \
+  if (strcmp(a, flag) == 0) {                                            \
+    NEED_VALUE();                                                        \
+    if (inv__ctl_parse_uint(v, hi, &u) != 0 || u < lo)                   \
+      return inv__ctl_usage_error(                                       \
+          "bench", "%s wants a number from %llu to %llu, not \"%s\"", a, \
+          (unsigned long long)(lo), (unsigned long long)(hi), v);        \
+    field = u;                                                           \
+    continue;                                                            \
   }
     UINT_OPT("-c", b->clients, 1, MAX_CLIENTS)
     UINT_OPT("-P", b->pipeline, 1, 4096)
@@ -158,9 +159,12 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
     }
     if (strcmp(a, "--kind") == 0) {
       NEED_VALUE();
-      if (strcmp(v, "key") == 0) b->kind = INV_KIND_KEY;
-      else if (strcmp(v, "prefix") == 0) b->kind = INV_KIND_PREFIX;
-      else if (strcmp(v, "pattern") == 0) b->kind = INV_KIND_PATTERN;
+      if (strcmp(v, "key") == 0)
+        b->kind = INV_KIND_KEY;
+      else if (strcmp(v, "prefix") == 0)
+        b->kind = INV_KIND_PREFIX;
+      else if (strcmp(v, "pattern") == 0)
+        b->kind = INV_KIND_PATTERN;
       else
         return inv__ctl_usage_error(
             "bench", "--kind wants key, prefix or pattern, not \"%s\"", v);
@@ -171,17 +175,21 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
       double d;
       NEED_VALUE();
       if (parse_double(v, 0.001, 1e9, &d) != 0)
-        return inv__ctl_usage_error("bench", "%s wants a positive number, not \"%s\"",
-                                    a, v);
-      if (a[2] == 'd') b->duration = d;
-      else if (a[2] == 'r') b->rate = d;
-      else b->wait_s = d;
+        return inv__ctl_usage_error(
+            "bench", "%s wants a positive number, not \"%s\"", a, v);
+      if (a[2] == 'd')
+        b->duration = d;
+      else if (a[2] == 'r')
+        b->rate = d;
+      else
+        b->wait_s = d;
       continue;
     }
     if (strcmp(a, "--key-prefix") == 0) {
       NEED_VALUE();
       if (strlen(v) > 100)
-        return inv__ctl_usage_error("bench", "--key-prefix is longer than 100 bytes");
+        return inv__ctl_usage_error("bench",
+                                    "--key-prefix is longer than 100 bytes");
       b->key_prefix = v;
       continue;
     }
@@ -189,7 +197,8 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
       inv_addr_t addr;
       NEED_VALUE();
       if (inv_addr_parse(v, &addr) != 0)
-        return inv__ctl_usage_error("bench", "--redis wants HOST:PORT, not \"%s\"", v);
+        return inv__ctl_usage_error("bench",
+                                    "--redis wants HOST:PORT, not \"%s\"", v);
       if (b->e2e_opts.nseeds == INV_BENCH_MAX_SEEDS)
         return inv__ctl_usage_error("bench", "at most %d --redis seeds",
                                     INV_BENCH_MAX_SEEDS);
@@ -204,11 +213,26 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
         continue;
       }
     }
-    if (strcmp(a, "--notify") == 0) { b->notify = 1; continue; }
-    if (strcmp(a, "--json") == 0) { b->json = 1; continue; }
-    if (strcmp(a, "--csv") == 0) { b->csv = 1; continue; }
-    if (strcmp(a, "--e2e") == 0) { b->e2e = 1; continue; }
-    if (strcmp(a, "--soft") == 0) { b->mode = INV_MODE_SOFT; continue; }
+    if (strcmp(a, "--notify") == 0) {
+      b->notify = 1;
+      continue;
+    }
+    if (strcmp(a, "--json") == 0) {
+      b->json = 1;
+      continue;
+    }
+    if (strcmp(a, "--csv") == 0) {
+      b->csv = 1;
+      continue;
+    }
+    if (strcmp(a, "--e2e") == 0) {
+      b->e2e = 1;
+      continue;
+    }
+    if (strcmp(a, "--soft") == 0) {
+      b->mode = INV_MODE_SOFT;
+      continue;
+    }
 #undef UINT_OPT
 #undef NEED_VALUE
     return inv__ctl_usage_error("bench", "unknown argument %s", a);
@@ -216,8 +240,9 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
   if (b->json && b->csv)
     return inv__ctl_usage_error("bench", "--json and --csv exclude each other");
   if (b->e2e && b->e2e_opts.nseeds == 0)
-    return inv__ctl_usage_error("bench", "--e2e needs --redis HOST:PORT (a node "
-                                         "of the Redis the workers serve)");
+    return inv__ctl_usage_error("bench",
+                                "--e2e needs --redis HOST:PORT (a node "
+                                "of the Redis the workers serve)");
   if (!b->e2e && (b->e2e_opts.nseeds > 0 || b->redis_flags))
     return inv__ctl_usage_error("bench", "--redis%s is only used with --e2e",
                                 b->e2e_opts.nseeds > 0 ? "" : "-* options");
@@ -234,18 +259,19 @@ static int parse_args(bench_t *b, inv_ctl_opts_t *o, int argc, char **argv) {
  * "<prefix>pat:<n>:*" (pattern). */
 static size_t make_target(const bench_t *b, uint64_t i, char *buf) {
   int n;
-  if (b->probe != NULL) return inv__bench_e2e_target(b->probe, i, buf, TARGET_MAX);
+  if (b->probe != NULL)
+    return inv__bench_e2e_target(b->probe, i, buf, TARGET_MAX);
   i %= b->keyspace;
   switch (b->kind) {
-  case INV_KIND_PREFIX:
-    n = snprintf(buf, TARGET_MAX, "%sp:%" PRIu64 ":", b->key_prefix, i);
-    break;
-  case INV_KIND_PATTERN:
-    n = snprintf(buf, TARGET_MAX, "%spat:%" PRIu64 ":*", b->key_prefix, i);
-    break;
-  default:
-    n = snprintf(buf, TARGET_MAX, "%skey:%" PRIu64, b->key_prefix, i);
-    break;
+    case INV_KIND_PREFIX:
+      n = snprintf(buf, TARGET_MAX, "%sp:%" PRIu64 ":", b->key_prefix, i);
+      break;
+    case INV_KIND_PATTERN:
+      n = snprintf(buf, TARGET_MAX, "%spat:%" PRIu64 ":*", b->key_prefix, i);
+      break;
+    default:
+      n = snprintf(buf, TARGET_MAX, "%skey:%" PRIu64, b->key_prefix, i);
+      break;
   }
   return n < 0 ? 0 : (size_t)n;
 }
@@ -259,8 +285,9 @@ static void conn_broke(bench_t *b, conn_t *cn, int rc) {
   b->broken = 1;
   count_error(b, inv_err_name(rc));
   b->lost_requests += inv_client_outstanding(cn->c);
-  fprintf(stderr, "%serror: %s:%d: %s\n", isatty(STDERR_FILENO) ? "\r\033[K" : "",
-          b->opts->host, b->opts->port, inv_client_errstr(cn->c));
+  fprintf(stderr, "%serror: %s:%d: %s\n",
+          isatty(STDERR_FILENO) ? "\r\033[K" : "", b->opts->host, b->opts->port,
+          inv_client_errstr(cn->c));
 }
 
 /* Buffers one request of up to kpe events on cn. Returns 1 when sent, 0
@@ -355,7 +382,8 @@ static void progress(const bench_t *b, uint64_t now, uint64_t *last_events,
           (double)(now - b->t0) / 1e6, b->notify ? "sent" : "acked", done,
           dt > 0 ? (double)(done - *last_events) / dt : 0.0);
   if (!b->notify)
-    fprintf(stderr, "  ack p50 %.3f ms", inv_latency_quantile(&b->lat, 0.5) / 1e3);
+    fprintf(stderr, "  ack p50 %.3f ms",
+            inv_latency_quantile(&b->lat, 0.5) / 1e3);
   if (b->probe != NULL)
     fprintf(stderr, "  gone %" PRIu64, inv__bench_e2e_gone(b->probe));
   if (b->nerrs > 0) fprintf(stderr, "  errors!");
@@ -422,8 +450,7 @@ static void run_load(bench_t *b) {
         double allowed = b->rate * (double)(now - b->t0) / 1e6;
         double owed = allowed - (double)b->next_event;
         budget = owed >= 1 ? (uint64_t)(owed + b->kpe - 1) / b->kpe : 0;
-        if (budget == 0)
-          wait_us = (int64_t)((1.0 - owed) * 1e6 / b->rate) + 1;
+        if (budget == 0) wait_us = (int64_t)((1.0 - owed) * 1e6 / b->rate) + 1;
       }
       for (i = 0; i < b->clients && budget > 0; i++) {
         conn_t *cn = &b->conns[(rr + i) % b->clients];
@@ -516,9 +543,9 @@ static void report_text(const bench_t *b, double secs) {
          b->notify ? "sent" : "acked", secs);
   printf("  events/s:   %.0f\n", secs > 0 ? (double)done / secs : 0.0);
   printf("  requests/s: %.0f\n",
-         secs > 0 ? (double)(b->notify ? b->sent_requests : b->acked_requests) /
-                        secs
-                  : 0.0);
+         secs > 0
+             ? (double)(b->notify ? b->sent_requests : b->acked_requests) / secs
+             : 0.0);
   if (!b->notify)
     printf("  ack latency ms: p50 %.3f  p95 %.3f  p99 %.3f  max %.3f\n",
            inv_latency_quantile(&b->lat, 0.5) / 1e3,
@@ -532,7 +559,8 @@ static void report_text(const bench_t *b, double secs) {
            inv__bench_e2e_is_cluster(b->probe) ? ", cluster" : "",
            inv__bench_e2e_gone(b->probe), b->next_event);
     printf("  e2e latency ms: p50 %.3f  p95 %.3f  p99 %.3f  max %.3f\n",
-           inv_latency_quantile(l, 0.5) / 1e3, inv_latency_quantile(l, 0.95) / 1e3,
+           inv_latency_quantile(l, 0.5) / 1e3,
+           inv_latency_quantile(l, 0.95) / 1e3,
            inv_latency_quantile(l, 0.99) / 1e3, l->max_us / 1e3);
   }
   if (b->nerrs == 0 && b->lost_requests == 0) {
@@ -570,10 +598,11 @@ static void report_json(const bench_t *b, double secs) {
          ",\n",
          b->next_event, b->sent_requests, b->acked_events, b->acked_requests,
          b->refused_requests, b->lost_requests);
-  printf(" \"seconds\": %.6f, \"events_per_sec\": %.1f, \"requests_per_sec\": "
-         "%.1f,\n \"ack_latency_us\": ",
-         secs, secs > 0 ? (double)done / secs : 0.0,
-         secs > 0 ? (double)reqs / secs : 0.0);
+  printf(
+      " \"seconds\": %.6f, \"events_per_sec\": %.1f, \"requests_per_sec\": "
+      "%.1f,\n \"ack_latency_us\": ",
+      secs, secs > 0 ? (double)done / secs : 0.0,
+      secs > 0 ? (double)reqs / secs : 0.0);
   json_latency(&b->lat);
   printf(",\n \"errors\": {");
   for (i = 0; i < b->nerrs; i++)
@@ -581,12 +610,12 @@ static void report_json(const bench_t *b, double secs) {
            b->errs[i].count);
   printf("}");
   if (b->probe != NULL) {
-    printf(",\n \"e2e\": {\"primaries\": %zu, \"cluster\": %s, \"keys\": %" PRIu64
-           ", \"gone\": %" PRIu64 ", \"early\": %" PRIu64 ", \"latency_us\": ",
-           inv__bench_e2e_primaries(b->probe),
-           inv__bench_e2e_is_cluster(b->probe) ? "true" : "false",
-           b->next_event, inv__bench_e2e_gone(b->probe),
-           inv__bench_e2e_early(b->probe));
+    printf(
+        ",\n \"e2e\": {\"primaries\": %zu, \"cluster\": %s, \"keys\": %" PRIu64
+        ", \"gone\": %" PRIu64 ", \"early\": %" PRIu64 ", \"latency_us\": ",
+        inv__bench_e2e_primaries(b->probe),
+        inv__bench_e2e_is_cluster(b->probe) ? "true" : "false", b->next_event,
+        inv__bench_e2e_gone(b->probe), inv__bench_e2e_early(b->probe));
     json_latency(inv__bench_e2e_latency(b->probe));
     printf("}");
   }
@@ -596,9 +625,8 @@ static void report_json(const bench_t *b, double secs) {
 /* One CSV row in redis-benchmark's --csv columns: the test's name, the
  * rate, then latencies in milliseconds (min is not kept; 0 when empty). */
 static void csv_row(const char *test, double rate, const inv_latency_t *l) {
-  printf("\"%s\",\"%.2f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\"\n",
-         test, rate,
-         l->count > 0 ? (double)l->sum_us / (double)l->count / 1e3 : 0.0,
+  printf("\"%s\",\"%.2f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\"\n", test,
+         rate, l->count > 0 ? (double)l->sum_us / (double)l->count / 1e3 : 0.0,
          inv_latency_quantile(l, 0.5) / 1e3,
          inv_latency_quantile(l, 0.95) / 1e3,
          inv_latency_quantile(l, 0.99) / 1e3, l->max_us / 1e3);
@@ -610,8 +638,9 @@ static void csv_row(const char *test, double rate, const inv_latency_t *l) {
 static void report_csv(const bench_t *b, double secs) {
   uint64_t done = b->notify ? b->next_event : b->acked_events;
   char test[64];
-  printf("\"test\",\"rps\",\"avg_latency_ms\",\"p50_latency_ms\","
-         "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n");
+  printf(
+      "\"test\",\"rps\",\"avg_latency_ms\",\"p50_latency_ms\","
+      "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n");
   snprintf(test, sizeof(test), "INVALIDATE %s%s", inv_kind_name(b->kind),
            b->notify ? " (notify)" : "");
   csv_row(test, secs > 0 ? (double)done / secs : 0.0, &b->lat);
@@ -620,7 +649,8 @@ static void report_csv(const bench_t *b, double secs) {
             inv__bench_e2e_latency(b->probe));
 }
 
-/* ---- entry point ----------------------------------------------------------- */
+/* ---- entry point -----------------------------------------------------------
+ */
 
 static int run(const inv_ctl_opts_t *gopts, int argc, char **argv) {
   bench_t b;
@@ -687,20 +717,23 @@ static int run(const inv_ctl_opts_t *gopts, int argc, char **argv) {
       exit_code = INV_CTL_EXIT_CONNECT;
       goto done;
     }
-    rc = inv_client_connect(o.host, o.port, &co, &b.conns[i].c, err, sizeof err);
+    rc =
+        inv_client_connect(o.host, o.port, &co, &b.conns[i].c, err, sizeof err);
     if (rc != 0) {
       fprintf(stderr, "error: connection %" PRIu64 " to %s:%d: %s (%s)\n",
               i + 1, o.host, o.port, err, inv_err_name(rc));
-      exit_code = inv_err_is_wire(rc) ? INV_CTL_EXIT_SERVER
-                                      : INV_CTL_EXIT_CONNECT;
+      exit_code =
+          inv_err_is_wire(rc) ? INV_CTL_EXIT_SERVER : INV_CTL_EXIT_CONNECT;
       goto done;
     }
   }
   signal(SIGINT, on_signal);
   run_load(&b);
   signal(SIGINT, SIG_DFL);
-  secs = (double)(b.t_end_send > b.t0 ? (b.notify ? b.t_end_send : b.t_end) - b.t0
-                                      : 0) / 1e6;
+  secs =
+      (double)(b.t_end_send > b.t0 ? (b.notify ? b.t_end_send : b.t_end) - b.t0
+                                   : 0) /
+      1e6;
   if (b.json)
     report_json(&b, secs);
   else if (b.csv)
@@ -772,11 +805,11 @@ const inv_ctl_cmd_t inv__ctl_cmd_bench = {
     "                      primaries (<P>e2e:<N>, or <P>e2e:<N>:k for prefix\n"
     "                      and pattern), then measure the time from sending\n"
     "                      each event to its key being gone on its node, with\n"
-    "                      keyevent notifications (notify-keyspace-events gets\n"
+    "                      keyevent notifications (notify-keyspace-events "
+    "gets\n"
     "                      E and g while the run lasts); workers must run\n"
     "  --redis HOST:PORT   a Redis node (standalone or any cluster node);\n"
-    "                      repeat for more seeds\n"
-    INV_CTL_REDIS_USAGE
+    "                      repeat for more seeds\n" INV_CTL_REDIS_USAGE
     "                         (the ACL user needs what README's \"Redis TLS\n"
     "                         and ACL users\" gives inval-bench)\n"
     "  --wait S            how long to wait for the last keys (default 10)\n"

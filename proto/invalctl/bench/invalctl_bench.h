@@ -4,9 +4,10 @@
  *
  * The probe seeds one key per event on the Redis primaries that own them,
  * subscribes to the keyevent notifications for del, unlink and rename_from
- * (a soft invalidation renames the key to its stale copy) on every primary, and turns each notification of a seeded key into a latency
- * sample: the time from the moment the load generator buffered the event
- * to the moment the key's node announced it gone. Keys are named
+ * (a soft invalidation renames the key to its stale copy) on every primary, and
+ * turns each notification of a seeded key into a latency sample: the time from
+ * the moment the load generator buffered the event to the moment the key's node
+ * announced it gone. Keys are named
  * "<key prefix>e2e:<index>" (plus ":k" for prefix and pattern events), so
  * a notification is matched to its send time by parsing the index.
  */
@@ -28,12 +29,12 @@ struct inv_tls_ctx_s;
 typedef struct inv_bench_e2e_opts_s {
   const char *seeds[INV_BENCH_MAX_SEEDS]; /* "host:port" of Redis nodes */
   size_t nseeds;
-  const char *key_prefix; /* names are "<key_prefix>e2e:<index>..." */
-  inv_kind_t kind;        /* the kind of event the load generator sends */
-  uint64_t nkeys;         /* one key per event, indexes 0..nkeys-1 */
-  int timeout_ms;         /* connect and command timeout */
-  const char *username;   /* with password: AUTH username password */
-  const char *password;   /* NULL: no AUTH */
+  const char *key_prefix;    /* names are "<key_prefix>e2e:<index>..." */
+  inv_kind_t kind;           /* the kind of event the load generator sends */
+  uint64_t nkeys;            /* one key per event, indexes 0..nkeys-1 */
+  int timeout_ms;            /* connect and command timeout */
+  const char *username;      /* with password: AUTH username password */
+  const char *password;      /* NULL: no AUTH */
   struct inv_tls_ctx_s *tls; /* TLS to every node, or NULL: plain TCP */
 } inv_bench_e2e_opts_t;
 
@@ -41,8 +42,8 @@ typedef struct inv_bench_e2e_opts_s {
  * Connects to the nodes (standalone or cluster: CLUSTER SLOTS tells), turns
  * on keyevent notifications for generic commands (E and g) on every
  * primary, subscribes to __keyevent@0__:del, :unlink and :rename_from, and
- * seeds every key. Returns 0 and *out, or -1 with a message in err. The caller owns
- * *out and frees it with inv__bench_e2e_free(), which also restores each
+ * seeds every key. Returns 0 and *out, or -1 with a message in err. The caller
+ * owns *out and frees it with inv__bench_e2e_free(), which also restores each
  * primary's notify-keyspace-events setting.
  */
 int inv__bench_e2e_start(const inv_bench_e2e_opts_t *opts,
@@ -67,8 +68,8 @@ size_t inv__bench_e2e_pollfds(const inv_bench_e2e_t *e, struct pollfd *pfd,
  * pfd[0..n) (as filled by inv__bench_e2e_pollfds) and records a latency
  * sample for every seeded key reported gone. Returns 0, or -1 with a
  * message in err when a subscription broke. */
-int inv__bench_e2e_read(inv_bench_e2e_t *e, const struct pollfd *pfd,
-                        size_t n, char *err, size_t errlen);
+int inv__bench_e2e_read(inv_bench_e2e_t *e, const struct pollfd *pfd, size_t n,
+                        char *err, size_t errlen);
 
 /* Keys reported gone so far, and the latency histogram (send to gone). */
 uint64_t inv__bench_e2e_gone(const inv_bench_e2e_t *e);

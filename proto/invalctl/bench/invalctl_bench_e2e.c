@@ -31,9 +31,9 @@ typedef struct node_s {
   int port;
   inv_redis_sync_t *cmd; /* commands: CONFIG, SET */
   inv_redis_sync_t *sub; /* the keyevent subscription */
-  char old_flags[64]; /* notify-keyspace-events before we changed it */
+  char old_flags[64];    /* notify-keyspace-events before we changed it */
   int flags_changed;
-  size_t pending;     /* SETs appended without their replies read */
+  size_t pending; /* SETs appended without their replies read */
 } node_t;
 
 struct inv_bench_e2e_s {
@@ -179,16 +179,14 @@ static int discover(inv_bench_e2e_t *e, const inv_addr_t *seed, char *err,
 /* Reports the error reply r of node n (and frees it). Returns -1. */
 static int error_reply(const node_t *n, const char *what, redisReply *r,
                        char *err, size_t errlen) {
-  snprintf(err, errlen, "redis %s:%d: %s: %s", n->host, n->port, what,
-           r->str);
+  snprintf(err, errlen, "redis %s:%d: %s: %s", n->host, n->port, what, r->str);
   freeReplyObject(r);
   return -1;
 }
 
 /* Turns on E (keyevent) and g (generic commands) on the node, keeping the
  * flags it had, and subscribes to the del, unlink and rename_from events. */
-static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err,
-                      size_t errlen) {
+static int watch_node(inv_bench_e2e_t *e, node_t *n, char *err, size_t errlen) {
   const char *get_argv[] = {"CONFIG", "GET", "notify-keyspace-events"};
   const char *set_argv[] = {"CONFIG", "SET", "notify-keyspace-events", NULL};
   const char *sub_argv[] = {"SUBSCRIBE", "__keyevent@0__:del",
@@ -395,12 +393,12 @@ static void key_gone(inv_bench_e2e_t *e, const char *key, size_t len,
   }
   e->gone[idx] = 1;
   e->ngone++;
-  inv_latency_record(&e->lat, now > e->sent_us[idx] ? now - e->sent_us[idx]
-                                                    : 0);
+  inv_latency_record(&e->lat,
+                     now > e->sent_us[idx] ? now - e->sent_us[idx] : 0);
 }
 
-int inv__bench_e2e_read(inv_bench_e2e_t *e, const struct pollfd *pfd,
-                        size_t n, char *err, size_t errlen) {
+int inv__bench_e2e_read(inv_bench_e2e_t *e, const struct pollfd *pfd, size_t n,
+                        char *err, size_t errlen) {
   size_t i;
   for (i = 0; i < n && i < e->nnodes; i++) {
     node_t *nd = &e->nodes[i];

@@ -18,8 +18,7 @@
 #include <string.h>
 
 static int fail(const char *what, int rc, const char *detail) {
-  printf("%s: %s (%s): %s\n", what, inv_err_name(rc), inv_strerror(rc),
-         detail);
+  printf("%s: %s (%s): %s\n", what, inv_err_name(rc), inv_strerror(rc), detail);
   return 1;
 }
 
@@ -28,20 +27,15 @@ static int run(inv_client_t *c, const char *prefix) {
   inv_client_reply_t reply;
   uint32_t msgid = 0;
   int rc = inv_client_ping(c);
-  if (rc < 0)
-    return fail("ping", rc, inv_client_errstr(c));
+  if (rc < 0) return fail("ping", rc, inv_client_errstr(c));
   printf("ping ok\n");
   rc = inv_client_send_invalidate(c, &ev, 0, NULL);
-  if (rc != INV_EINVAL)
-    return fail("empty request not refused", rc, "");
+  if (rc != INV_EINVAL) return fail("empty request not refused", rc, "");
   printf("empty request: %s\n", inv_err_name(rc));
   rc = inv_client_send_invalidate(c, &ev, 1, &msgid);
-  if (rc == 0)
-    rc = inv_client_flush(c);
-  if (rc == 0)
-    rc = inv_client_next_reply(c, -1, &reply);
-  if (rc < 0)
-    return fail("invalidate", rc, inv_client_errstr(c));
+  if (rc == 0) rc = inv_client_flush(c);
+  if (rc == 0) rc = inv_client_next_reply(c, -1, &reply);
+  if (rc < 0) return fail("invalidate", rc, inv_client_errstr(c));
   if (reply.err != 0 || !reply.has_ack || reply.msgid != msgid)
     return fail("invalidate", reply.err, reply.errstr);
   printf("acked %llu in %zu shard entry\n",
@@ -58,8 +52,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   rc = inv_client_connect(argv[1], atoi(argv[2]), NULL, &c, err, sizeof(err));
-  if (rc < 0)
-    return fail("connect", rc, err);
+  if (rc < 0) return fail("connect", rc, err);
   rc = run(c, argv[3]);
   inv_client_close(c);
   return rc;

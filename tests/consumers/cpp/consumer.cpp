@@ -26,8 +26,7 @@ int regenerate(void *, const char *key, size_t keylen, char **data,
                size_t *len) {
   std::string value = "value of " + std::string(key, keylen);
   *data = static_cast<char *>(std::malloc(value.size()));
-  if (*data == nullptr)
-    return INV_ENOMEM;
+  if (*data == nullptr) return INV_ENOMEM;
   std::memcpy(*data, value.data(), value.size());
   *len = value.size();
   regenerations++;
@@ -44,8 +43,7 @@ bool read_key(inv_cache_redis_t *redis, const std::string &key) {
   inv_cache_value_t value;
   int rc = inv_cache_get_or_fill(redis, key.data(), key.size(), 60000,
                                  regenerate, nullptr, nullptr, &value);
-  if (rc < 0)
-    return fail("get_or_fill", rc, inv_cache_redis_errstr(redis));
+  if (rc < 0) return fail("get_or_fill", rc, inv_cache_redis_errstr(redis));
   std::printf("%s %s %s\n", inv_cache_source_name(value.source), key.c_str(),
               std::string(value.data, value.len).c_str());
   inv_cache_value_free(&value);
@@ -58,10 +56,8 @@ bool invalidate(const char *host, int port, const std::string &key) {
   opts.client_name = "consumer-cpp";
   inv_client_t *client = nullptr;
   char err[256];
-  int rc = inv_client_connect(host, port, &opts, &client, err,
-                              sizeof(err));
-  if (rc < 0)
-    return fail("connect", rc, err);
+  int rc = inv_client_connect(host, port, &opts, &client, err, sizeof(err));
+  if (rc < 0) return fail("connect", rc, err);
   inv_event_t ev = {INV_KIND_KEY, INV_MODE_HARD, key.data(), key.size()};
   inv_client_ack_t ack;
   rc = inv_client_invalidate(client, &ev, 1, &ack);
@@ -82,8 +78,7 @@ bool invalidate(const char *host, int port, const std::string &key) {
 
 int main(int argc, char **argv) {
   if (argc != 5) {
-    std::fprintf(stderr,
-                 "usage: %s HOST REDIS_PORT PUBLISHER_PORT PREFIX\n",
+    std::fprintf(stderr, "usage: %s HOST REDIS_PORT PUBLISHER_PORT PREFIX\n",
                  argv[0]);
     return 2;
   }
@@ -97,11 +92,11 @@ int main(int argc, char **argv) {
     fail("open", rc, err);
     return 1;
   }
-  bool ok = read_key(redis, prefix + "keep") && read_key(redis, prefix + "gone") &&
+  bool ok = read_key(redis, prefix + "keep") &&
+            read_key(redis, prefix + "gone") &&
             read_key(redis, prefix + "keep");
   inv_cache_redis_close(redis);
-  if (ok)
-    std::printf("regenerations %d\n", regenerations);
+  if (ok) std::printf("regenerations %d\n", regenerations);
   ok = ok && invalidate(argv[1], std::atoi(argv[3]), prefix + "gone");
   return ok ? 0 : 1;
 }

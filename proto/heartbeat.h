@@ -42,11 +42,19 @@
 
 /* The node figures a heartbeat carries (a summary of the worker's node
  * health poll). XX(key): one unsigned figure each. */
-#define INV_HEARTBEAT_HEALTH_MAP(XX)                                \
-  XX(up)                                                            \
-  XX(cluster_state_ok) XX(slots_fail) XX(used_memory) XX(maxmemory) \
-      XX(evicted_keys) XX(keyspace_hits) XX(keyspace_misses)        \
-          XX(connected_clients)
+/* clang-format off: one figure per line (clang-format has no stable layout
+ * for a list of bare macro calls). */
+#define INV_HEARTBEAT_HEALTH_MAP(XX) \
+  XX(up)                             \
+  XX(cluster_state_ok)               \
+  XX(slots_fail)                     \
+  XX(used_memory)                    \
+  XX(maxmemory)                      \
+  XX(evicted_keys)                   \
+  XX(keyspace_hits)                  \
+  XX(keyspace_misses)                \
+  XX(connected_clients)
+/* clang-format on */
 
 typedef struct inv_heartbeat_health_s {
 #define INV_HEARTBEAT_HEALTH_FIELD(key) uint64_t key;

@@ -20,7 +20,7 @@ import subprocess
 import time
 
 import benchlib
-from benchlib import HOST, Env, log, median
+from benchlib import HOST, Env, harness, log, median
 
 TITLE = "Stampede (500 readers, 10 hot keys invalidated every 100 ms, 10 s)"
 THREADS, KEYS, REGEN_MS = 500, 10, 20
@@ -66,9 +66,7 @@ def one(env, mode, seconds):
         sent = invalidate_every_100ms(env, seconds)
         out, err = p.communicate(timeout=seconds + 120)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        harness.reap(p)
     # Exit 1 means some reads failed: they are counted in "errors".
     if p.returncode not in (0, 1):
         raise RuntimeError(f"{benchlib.cmdline(argv)} exited with "

@@ -153,9 +153,7 @@ def interrupt_run(standalone, pub, clients, action):
         action(proc)
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        harness.reap(proc)
     return proc.returncode, out, err
 
 

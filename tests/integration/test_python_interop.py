@@ -193,9 +193,7 @@ def test_c_regeneration_fenced_while_python_refills(side):
         c.stdin.flush()
         stdout, stderr = c.communicate(timeout=60)
     finally:
-        if c.poll() is None:
-            c.kill()
-            c.wait()
+        harness.reap(c)
     assert c.returncode == 0, (stdout, stderr)
     res = parse(stdout)
     assert res["source"] == "fenced" and res["value"] == "v1"

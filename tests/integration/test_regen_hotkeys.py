@@ -50,9 +50,7 @@ def run_under_invalidations(topo, inv, mode):
             time.sleep(0.1)
         out, err = p.communicate(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        harness.reap(p)
     assert p.returncode == 0, (out, err)
     return json.loads(out)
 

@@ -67,9 +67,7 @@ def test_c_lock_seen_by_python(topo):
         # C commits: its commit.lua removes the stale copy too.
         out, _ = c_reader.communicate("go\n", timeout=30)
     finally:
-        if c_reader.poll() is None:
-            c_reader.kill()
-            c_reader.wait()
+        harness.reap(c_reader)
     assert "source filled" in out, out
     assert r.get(key) == b"c-value" and r.get(stale) is None
     assert r.get(lock) is None

@@ -180,7 +180,7 @@ def test_c_program_through_pkg_config(prefix, stack, workdir):
     poll(lambda: r.exists("c:gone:1", "c:gone:2") == 0, 20,
          "the worker deleted the prefix's keys")
     assert r.get("c:gone") == b"v" and r.get("c:keep:1") == b"v"
-    events = [e for _, p in pubtest.Backend("standalone", redis).log_entries()
+    events = [e for _, p in pubtest.Topo(redis).log_entries()
               for e in p["events"]]
     assert [(e["kind"], e["target"]) for e in events] == [("prefix",
                                                           "c:gone:")]

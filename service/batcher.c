@@ -23,6 +23,7 @@
 
 #include "common/base/buf.h"
 #include "inval/errors.h"
+#include "common/base/check.h"
 #include "common/base/log.h"
 #include "common/base/queue.h"
 #include "proto/log_shard.h"
@@ -132,6 +133,7 @@ static void batcher_set_paused(inv_batcher_t *b, int paused) {
 /* Lowers the pending count after n events were answered, resumes reading
  * once half the bound is free, and finishes a drain that has nothing left. */
 static void batcher_release(inv_batcher_t *b, size_t n) {
+  INV_CHECK(n <= b->pending);
   b->pending -= n;
   if (b->paused && b->pending <= b->opts.max_pending_events / 2)
     batcher_set_paused(b, 0);
@@ -193,6 +195,7 @@ static void batch_fail(inv_batcher_t *b, batch_t *x, int err, const char *msg) {
       batch_req_fail(b, &x->reqs[i], err, msg);
     }
   b->stats->batches_failed++;
+  INV_CHECK(n <= b->pending);
   b->pending -= n;
 }
 

@@ -122,6 +122,10 @@ const char *inv__worker_role_name(int role);
 
 /* Reader (worker_reader.c): the intake's operations. */
 void inv__worker_intake_ops(inv_worker_t *w, inv_intake_ops_t *ops);
+/* Checks shard for entries lost before delivery (worker_gap.c): started
+ * when a shard's pending entries are read, before its first read of new
+ * entries. Counts gaps and logs them; changes nothing else. */
+void inv__worker_check_gap(inv_worker_t *w, unsigned shard);
 void inv__worker_hints_event(inv_redis_t *r, inv_redis_event_t ev, void *data);
 void inv__worker_hints_push(inv_redis_t *r, redisReply *msg, void *data);
 

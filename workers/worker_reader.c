@@ -6,7 +6,8 @@
  * own node (the worker consumes the shards whose stream its node holds),
  * and while the stream's slot migrates the client follows ASK to wherever
  * the stream is. Replies are reported to the intake as facts; this file
- * never decides what to read.
+ * never decides what to read. The gap check it starts after a shard's
+ * pending entries is worker_gap.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,121 +252,6 @@ static void check_exists(inv_worker_t *w, req_t *q) {
   }
 }
 
-/* ---- gaps --------------------------------------------------------------- */
-
-/* A gap check of one shard: XINFO STREAM, then XINFO GROUPS. */
-typedef struct gap_req_s {
-  inv_worker_t *w;
-  unsigned shard;
-  int refs; /* callbacks to come */
-  int have_stream;
-  inv_sid_t first, max_deleted;
-  long long length;
-} gap_req_t;
-
-static const redisReply *field(const redisReply *r, const char *name) {
-  if (r == NULL || r->type != REDIS_REPLY_ARRAY) return NULL;
-  for (size_t i = 0; i + 1 < r->elements; i += 2)
-    if (r->element[i]->type == REDIS_REPLY_STRING &&
-        strcmp(r->element[i]->str, name) == 0)
-      return r->element[i + 1];
-  return NULL;
-}
-
-static int field_sid(const redisReply *r, const char *name, inv_sid_t *out) {
-  const redisReply *v = field(r, name);
-  if (v != NULL && v->type == REDIS_REPLY_ARRAY && v->elements >= 1)
-    v = v->element[0]; /* first-entry: [id, fields] */
-  return v != NULL && v->type == REDIS_REPLY_STRING &&
-         inv_sid_parse(v->str, v->len, out) == 0;
-}
-
-static void gap_stream_cb(inv_cluster_t *c, redisReply *reply, int err,
-                          void *data) {
-  gap_req_t *g = data;
-  (void)c;
-  const redisReply *len = err == 0 ? field(reply, "length") : NULL;
-  if (len != NULL && len->type == REDIS_REPLY_INTEGER) {
-    g->have_stream = 1;
-    g->length = len->integer;
-    if (!field_sid(reply, "first-entry", &g->first))
-      g->first = (inv_sid_t){UINT64_MAX, UINT64_MAX}; /* empty */
-    if (!field_sid(reply, "max-deleted-entry-id", &g->max_deleted))
-      g->max_deleted = (inv_sid_t){0, 0};
-  }
-  if (--g->refs == 0) free(g);
-}
-
-/* Entries that left the stream before the group was delivered them are
- * lost: trimming (MAXLEN) removes the oldest entries, so when the stream's
- * first entry is past the group's last-delivered id, every entry it holds
- * is undelivered, and the group's lag (entries added after the last one
- * delivered) beyond the stream's length counts the lost ones; a deletion
- * (XDEL) past the last-delivered id shows in max-deleted-entry-id. */
-static void gap_groups_cb(inv_cluster_t *c, redisReply *reply, int err,
-                          void *data) {
-  gap_req_t *g = data;
-  inv_worker_t *w = g->w;
-  (void)c;
-  char a[INV_SID_STRLEN], b[INV_SID_STRLEN], key[INV_LOG_NAME_MAX];
-  const redisReply *grp = NULL;
-  if (err == 0 && reply->type == REDIS_REPLY_ARRAY)
-    for (size_t i = 0; i < reply->elements; i++) {
-      const redisReply *name = field(reply->element[i], "name");
-      if (name != NULL && name->type == REDIS_REPLY_STRING &&
-          strcmp(name->str, INV_LOG_GROUP) == 0)
-        grp = reply->element[i];
-    }
-  inv_sid_t delivered;
-  if (!w->closing && g->have_stream && grp != NULL &&
-      field_sid(grp, "last-delivered-id", &delivered)) {
-    const redisReply *lag = field(grp, "lag");
-    long long lost = -1;
-    if (inv_sid_cmp(g->first, delivered) > 0 && lag != NULL &&
-        lag->type == REDIS_REPLY_INTEGER && lag->integer > g->length)
-      lost = lag->integer - g->length;
-    else if (inv_sid_cmp(g->max_deleted, delivered) > 0 &&
-             (lag == NULL || lag->type != REDIS_REPLY_INTEGER))
-      lost = 0; /* deleted entries, how many is unknown */
-    if (lost >= 0) {
-      w->st.gaps++;
-      inv_log_shard_key(g->shard, key);
-      inv_log_error(
-          w->ctx,
-          "GAP: %s lost %s entries after %s before they "
-          "were read (first entry now %s): their invalidations "
-          "are lost; raise max-log-len, or keep workers running",
-          key, lost > 0 ? (snprintf(b, sizeof(b), "%lld", lost), b) : "some",
-          inv_sid_format(delivered, a),
-          g->length > 0 ? inv_sid_format(g->first, b) : "none");
-    }
-  }
-  if (--g->refs == 0) free(g);
-}
-
-/* Checks shard for entries lost before delivery (read when a worker
- * attaches, before its first read of new entries). */
-static void check_gap(inv_worker_t *w, unsigned shard) {
-  char key[INV_LOG_NAME_MAX];
-  size_t n = inv_log_shard_key(shard, key);
-  const char *sargv[3] = {"XINFO", "STREAM", key};
-  const char *gargv[3] = {"XINFO", "GROUPS", key};
-  size_t lens[3] = {5, 6, n};
-  gap_req_t *g = calloc(1, sizeof(*g));
-  if (g == NULL) return;
-  g->w = w;
-  g->shard = shard;
-  g->refs = 1;
-  if (inv_cluster_command_argv(w->cluster, key, n, 3, sargv, lens,
-                               gap_stream_cb, g) != 0) {
-    free(g);
-    return;
-  }
-  if (inv_cluster_command_argv(w->cluster, key, n, 3, gargv, lens,
-                               gap_groups_cb, g) == 0)
-    g->refs++;
-}
-
 static void read_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   req_t *q = data;
   inv_worker_t *w = q->w;
@@ -410,7 +296,8 @@ static void read_cb(inv_cluster_t *c, redisReply *reply, int err, void *data) {
   /* The pending entries are read: before the first read of new ones (sent
    * by the intake from read_done, so after these on the same connection),
    * check whether the stream lost entries the group never delivered. */
-  if (out == INV_READ_OK && q->pending && n == 0) check_gap(w, q->shard);
+  if (out == INV_READ_OK && q->pending && n == 0)
+    inv__worker_check_gap(w, q->shard);
   inv_intake_read_done(w->intake, q->shard, q->gen, out, n, last);
   free(q);
 }

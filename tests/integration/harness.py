@@ -575,7 +575,12 @@ class RedisServer:
                      "--cluster-node-timeout", "2000",
                      # A replica may always take over, however long it was
                      # disconnected: tests kill primaries on purpose.
-                     "--cluster-replica-validity-factor", "0"]
+                     "--cluster-replica-validity-factor", "0",
+                     # A primary pings its replicas every second rather
+                     # than every 10 s: the ping moves the replication
+                     # offset, and CLUSTER SLOTS lists a replica only once
+                     # its offset is not 0 (a fresh cluster has no writes).
+                     "--repl-ping-replica-period", "1"]
         return args + self.extra_args
 
     def start(self, timeout=15):

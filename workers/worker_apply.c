@@ -24,10 +24,12 @@
 /* Pattern work does not pause intake while its jobs only wait: they share
  * the next SCAN pass, so exact keys behind them are applied at once. Only
  * the bounds on what waits (count and memory) pause it. */
-int inv__worker_backpressured(const inv_worker_t *w) {
-  return w->pending_keys >= (uint64_t)w->conf->max_pending_keys ||
-         inv_scanner_pending(w->scn) >= INV__PATTERNS_WAITING_MAX ||
-         inv_scanner_waiting_bytes(w->scn) >= INV__PATTERNS_WAITING_BYTES;
+int inv__worker_backpressured(inv_worker_t *w) {
+  int b = w->pending_keys >= (uint64_t)w->conf->max_pending_keys ||
+          inv_scanner_pending(w->scn) >= INV__PATTERNS_WAITING_MAX ||
+          inv_scanner_waiting_bytes(w->scn) >= INV__PATTERNS_WAITING_BYTES;
+  w->st.intake_paused = (uint64_t)b;
+  return b;
 }
 
 /* What a completion means for its entry. 0: done. INV_ECLOSED: cancelled
@@ -48,12 +50,7 @@ static void op_settle(inv_worker_t *w, uint64_t tag, int err,
 
 /* Reading may go on once the bounds have room again. */
 static void progress(inv_worker_t *w) {
-  if (w->closing) return;
-  if (inv__worker_backpressured(w)) {
-    w->st.intake_paused = 1;
-    return;
-  }
-  w->st.intake_paused = 0;
+  if (w->closing || inv__worker_backpressured(w)) return;
   inv_intake_resume(w->intake);
 }
 

@@ -133,8 +133,9 @@ void inv__worker_hints_push(inv_redis_t *r, redisReply *msg, void *data);
 /* Dispatches the events of one decoded entry of the entry tag names, and
  * releases the entry's hold. */
 void inv__worker_apply(inv_worker_t *w, uint64_t tag, inv_payload_t *p);
-/* The worker's bounds on work in flight hold reading back. */
-int inv__worker_backpressured(const inv_worker_t *w);
+/* Whether the worker's bounds on work in flight hold reading back; the
+ * one place the intake_paused gauge is set. */
+int inv__worker_backpressured(inv_worker_t *w);
 /* Keys of another node, and keys the own node answered MOVED or ASK for:
  * the unlinker's redirect hook (unlinker.h). */
 void inv__worker_unlink_elsewhere(void *data, const char *key, size_t len,

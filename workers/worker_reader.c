@@ -374,10 +374,7 @@ static void op_ack(void *ctx, unsigned shard, const inv_sid_t *ids, size_t n) {
 }
 
 static int op_backpressured(void *ctx) {
-  inv_worker_t *w = ctx;
-  int b = inv__worker_backpressured(w);
-  w->st.intake_paused = (uint64_t)b;
-  return b;
+  return inv__worker_backpressured(ctx);
 }
 
 void inv__worker_intake_ops(inv_worker_t *w, inv_intake_ops_t *ops) {

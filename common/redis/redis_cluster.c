@@ -265,20 +265,25 @@ static node_t *add_node(inv_cluster_t *c, const char *host, int port) {
   return n;
 }
 
+/* Frees c and what it owns, once no handle or connection of it is open
+ * (or none was ever opened). */
+static void cluster_free(inv_cluster_t *c) {
+  for (size_t i = 0; i < c->nnodes; i++) free(c->nodes[i]);
+  free(c->nodes);
+  free(c->slots);
+  free(c->password);
+  free(c->username);
+  inv_tls_ctx_free(c->opts.tls);
+  free(c);
+}
+
 static void node_closed_cb(void *data) {
   inv_cluster_t *c = data;
   c->open--;
   if (c->closing && c->open == 0) {
     inv_redis_closed_cb cb = c->closed_cb;
     void *cbdata = c->closed_data;
-    size_t i;
-    for (i = 0; i < c->nnodes; i++) free(c->nodes[i]);
-    free(c->nodes);
-    free(c->slots);
-    free(c->password);
-    free(c->username);
-    inv_tls_ctx_free(c->opts.tls);
-    free(c);
+    cluster_free(c);
     if (cb != NULL) cb(cbdata);
   }
 }
@@ -943,15 +948,7 @@ int inv_cluster_create(uv_loop_t *loop, const inv_addr_t *seeds, size_t nseeds,
   return 0;
 
 err:
-  if (c != NULL) {
-    for (i = 0; i < c->nnodes; i++) free(c->nodes[i]);
-    free(c->nodes);
-    free(c->slots);
-    free(c->password);
-    free(c->username);
-    inv_tls_ctx_free(c->opts.tls);
-    free(c);
-  }
+  if (c != NULL) cluster_free(c);
   return rc;
 }
 

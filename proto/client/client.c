@@ -98,16 +98,23 @@ static int remaining_ms(int64_t deadline) {
   return left < 0 ? 0 : (left > 1000000000 ? 1000000000 : (int)left);
 }
 
+static void vrecord_err(inv_client_t *c, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void vrecord_err(inv_client_t *c, int code, const char *fmt,
+                        va_list ap) {
+  c->err = code;
+  c->errname[0] = '\0';
+  vsnprintf(c->errstr, sizeof c->errstr, fmt, ap);
+}
+
 /* Records a failure on c and returns code, so that callers can write
  * "return set_err(c, INV_EIO, ...)". */
 static int set_err(inv_client_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int set_err(inv_client_t *c, int code, const char *fmt, ...) {
   va_list ap;
-  c->err = code;
-  c->errname[0] = '\0';
   va_start(ap, fmt);
-  vsnprintf(c->errstr, sizeof c->errstr, fmt, ap);
+  vrecord_err(c, code, fmt, ap);
   va_end(ap);
   return code;
 }
@@ -119,10 +126,8 @@ static int set_broken(inv_client_t *c, int code, const char *fmt, ...)
 static int set_broken(inv_client_t *c, int code, const char *fmt, ...) {
   va_list ap;
   c->broken = 1;
-  c->err = code;
-  c->errname[0] = '\0';
   va_start(ap, fmt);
-  vsnprintf(c->errstr, sizeof c->errstr, fmt, ap);
+  vrecord_err(c, code, fmt, ap);
   va_end(ap);
   return code;
 }

@@ -98,6 +98,7 @@ static int remaining_ms(int64_t deadline) {
   return left < 0 ? 0 : (left > 1000000000 ? 1000000000 : (int)left);
 }
 
+/* Records code and the formatted message as c's last error. */
 static void vrecord_err(inv_client_t *c, int code, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 static void vrecord_err(inv_client_t *c, int code, const char *fmt,

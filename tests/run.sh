@@ -198,10 +198,10 @@ phase "build $BUILD/ (RelWithDebInfo)"
 if build_tree "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINV_SANITIZE=OFF -DINV_WERROR=ON; then
   phase_done "build $BUILD/"
   phase "ctest $BUILD/"
-  # The ownership-crash chaos cases run 10 seeded runs each here (a
+  # The ownership-crash chaos cases run 6 seeded runs each here (a
   # different seed every suite run; INVAL_CHAOS_SEED replays one, and
   # INVAL_CHAOS_RUNS=20 is their default when run by hand).
-  test_tree "$BUILD" INVAL_CHAOS_RUNS=${INVAL_CHAOS_RUNS:-10}
+  test_tree "$BUILD" INVAL_CHAOS_RUNS=${INVAL_CHAOS_RUNS:-6}
   phase_done "ctest $BUILD/"
 else
   FAILURES+=("build of $BUILD/")

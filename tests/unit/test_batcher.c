@@ -188,32 +188,45 @@ static void fixture_stop(fixture_t *f) {
   CHECK_EQ_INT(uv_loop_close(&f->loop), 0);
 }
 
-static void guard_cb(uv_timer_t *t) { uv_timer_stop(t); }
+/* The guard of a wait: it repeats, so that once it has fired no single
+ * loop turn can block on a later timer (a batcher's delay may be a
+ * minute) however late the test process was scheduled. */
+static void guard_cb(uv_timer_t *t) { *(int *)t->data = 1; }
 
-/* Runs the loop until *flag is set or limit_ms passed (a generous bound:
+/* Runs the loop until done(f) holds or limit_ms passed (a generous bound:
  * only a broken batcher reaches it). */
-static void run_until(fixture_t *f, const int *flag, uint64_t limit_ms) {
+static void run_while(fixture_t *f,
+                      int (*done)(const fixture_t *, const void *),
+                      const void *arg, uint64_t limit_ms) {
+  int expired = 0;
   uv_timer_t guard;
+  uv_update_time(&f->loop);
   uv_timer_init(&f->loop, &guard);
-  uv_timer_start(&guard, guard_cb, limit_ms, 0);
-  while (!*flag && uv_is_active((uv_handle_t *)&guard))
-    uv_run(&f->loop, UV_RUN_ONCE);
+  guard.data = &expired;
+  uv_timer_start(&guard, guard_cb, limit_ms, limit_ms);
+  while (!done(f, arg) && !expired) uv_run(&f->loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&guard, NULL);
   uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
+static int flag_set(const fixture_t *f, const void *flag) {
+  (void)f;
+  return *(const int *)flag;
+}
+
+static int batch_sent(const fixture_t *f, const void *arg) {
+  (void)arg;
+  return f->sink.ncalls > 0;
+}
+
+/* Runs the loop until *flag is set or limit_ms passed. */
+static void run_until(fixture_t *f, const int *flag, uint64_t limit_ms) {
+  run_while(f, flag_set, flag, limit_ms);
+}
+
 /* Runs the loop until the sink was sent a batch or limit_ms passed. */
 static void run_until_sent(fixture_t *f, uint64_t limit_ms) {
-  int sent = f->sink.ncalls > 0;
-  uv_timer_t guard;
-  uv_timer_init(&f->loop, &guard);
-  uv_timer_start(&guard, guard_cb, limit_ms, 0);
-  while (!sent && uv_is_active((uv_handle_t *)&guard)) {
-    uv_run(&f->loop, UV_RUN_ONCE);
-    sent = f->sink.ncalls > 0;
-  }
-  uv_close((uv_handle_t *)&guard, NULL);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
+  run_while(f, batch_sent, NULL, limit_ms);
 }
 
 /* Runs the loop for about ms, whatever happens. */
